@@ -1,0 +1,101 @@
+"""Principals (admin only) and role assignments on topics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from mlgrid.api.deps import caller, json_body, runtime
+from mlgrid.api.docs import body_schema
+from mlgrid.auth.roles import Action
+from mlgrid.broker.access import Scope
+from mlgrid.errors import invalid
+
+router = APIRouter(tags=["principals and roles"])
+
+
+@router.put(
+    "/principals/{name}",
+    summary="Create a principal or rotate its token (admin only); the token is shown once",
+    status_code=201,
+)
+async def put_principal(name: str, request: Request) -> Response:
+    rt = runtime(request)
+    principal = await caller(request)
+    await rt.access.require(principal, None, Action.MANAGE_ROLES)
+    token, created = await rt.access.put_principal(name)
+    return JSONResponse({"name": name, "token": token}, status_code=201 if created else 200)
+
+
+@router.get("/principals", summary="List principals (admin only)")
+async def list_principals(request: Request) -> dict[str, Any]:
+    rt = runtime(request)
+    await rt.access.require(await caller(request), None, Action.MANAGE_ROLES)
+    rows = await rt.access.list_principals()
+    return {"value": [{"name": r.name, "isAdmin": r.is_admin, "createdAt": r.created_at.isoformat()} for r in rows]}
+
+
+@router.delete("/principals/{name}", summary="Delete a principal and its role assignments (admin only)")
+async def delete_principal(name: str, request: Request) -> Response:
+    rt = runtime(request)
+    await rt.access.require(await caller(request), None, Action.MANAGE_ROLES)
+    await rt.access.delete_principal(name)
+    return Response(status_code=200)
+
+
+async def put_role(request: Request, scope: Scope, principal_name: str) -> Response:
+    """Shared by the topic and workspace role routes: Owner only."""
+    rt = runtime(request)
+    await rt.access.require(await caller(request), scope, Action.MANAGE_ROLES)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object with a role")
+    role_value = body.get("role", (body.get("properties") or {}).get("role") if isinstance(body.get("properties"), dict) else None)
+    role, created = await rt.access.assign(scope, principal_name, role_value)
+    return JSONResponse(
+        {"principal": principal_name, "role": role.value, "scope": f"/{scope.kind}s/{scope.name}"},
+        status_code=201 if created else 200,
+    )
+
+
+async def get_roles(request: Request, scope: Scope) -> dict[str, Any]:
+    rt = runtime(request)
+    await rt.access.require(await caller(request), scope, Action.READ_ROLES)
+    rows = await rt.access.list_assignments(scope)
+    return {"value": [{"principal": r.principal, "role": r.role} for r in rows]}
+
+
+async def delete_role(request: Request, scope: Scope, principal_name: str) -> Response:
+    rt = runtime(request)
+    await rt.access.require(await caller(request), scope, Action.MANAGE_ROLES)
+    await rt.access.unassign(scope, principal_name)
+    return Response(status_code=200)
+
+
+ROLE_BODY = body_schema(
+    {"type": "object", "required": ["role"], "properties": {"role": {"type": "string", "enum": [
+        "Owner", "Contributor", "Reader", "DataSender", "DataReceiver"]}}}
+)
+
+
+async def _topic_scope(request: Request, topic: str) -> Scope:
+    found = await runtime(request).topics.get(topic)
+    return Scope("topic", found.name)
+
+
+@router.put("/topics/{topic}/roleAssignments/{principal}", summary="Assign a role on a topic (Owner)",
+            openapi_extra=ROLE_BODY, status_code=201)
+async def put_topic_role(topic: str, principal: str, request: Request) -> Response:
+    return await put_role(request, await _topic_scope(request, topic), principal)
+
+
+@router.get("/topics/{topic}/roleAssignments", summary="List role assignments on a topic")
+async def list_topic_roles(topic: str, request: Request) -> dict[str, Any]:
+    return await get_roles(request, await _topic_scope(request, topic))
+
+
+@router.delete("/topics/{topic}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)")
+async def delete_topic_role(topic: str, principal: str, request: Request) -> Response:
+    return await delete_role(request, await _topic_scope(request, topic), principal)

@@ -1,0 +1,110 @@
+"""The publish endpoints: classic ``/api/events`` and namespace-style ``:publish``.
+
+A 200 is sent only after the events are committed (``Ingestor.publish`` waits for the group
+commit). Success bodies are what the ``azure-eventgrid`` SDK expects: empty for
+``/api/events``, ``{}`` for ``:publish``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from mlgrid.api.deps import read_limited, runtime
+from mlgrid.api.docs import body_schema
+from mlgrid.auth.credentials import (
+    BearerCredential,
+    KeyCredential,
+    NoCredential,
+    SasCredential,
+    key_matches,
+    parse_publish_credentials,
+)
+from mlgrid.auth.roles import Action, Principal
+from mlgrid.auth.sas import verify_sas
+from mlgrid.broker.access import Scope
+from mlgrid.broker.ingest import PublishBatch
+from mlgrid.broker.topics import Topic, TopicKeys
+from mlgrid.errors import Forbidden, MlgridError, Unauthorized
+from mlgrid.events.namespace import cloudevent_to_eventgrid
+from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body
+from mlgrid.events.schemas import CLOUD_EVENTS, EVENT_GRID
+
+router = APIRouter(tags=["publish"])
+
+PUBLISH_BODY = body_schema(
+    {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]},
+    content_types=("application/json", "application/cloudevents+json", "application/cloudevents-batch+json"),
+)
+_OK = Response(status_code=200)
+
+
+async def authenticate_data_plane(
+    request: Request, topic: Topic, keys: TopicKeys, action: Action, resource_paths: tuple[str, ...]
+) -> Principal | None:
+    """Accept a topic key, a SAS token for the topic, or a bearer token with the right role."""
+    rt = runtime(request)
+    credential = parse_publish_credentials(request.headers, request.query_params)
+    if isinstance(credential, KeyCredential):
+        if not key_matches(credential.key, keys.key1, keys.key2):
+            raise Unauthorized(f"the key in the {credential.source} is not a key of this topic")
+        return None
+    if isinstance(credential, SasCredential):
+        verify_sas(credential.token, keys.key1, keys.key2, resource_paths, datetime.now(UTC))
+        return None
+    if isinstance(credential, BearerCredential):
+        principal = await rt.access.principal_for_token(credential.token)
+        if principal is None:
+            raise Unauthorized("invalid or revoked bearer token")
+        scope = Scope("topic" if topic.kind == "custom" else "workspace", topic.name)
+        await rt.access.require(principal, scope, action)
+        return principal
+    assert isinstance(credential, NoCredential)
+    raise Unauthorized(credential.reason)
+
+
+async def _publish(request: Request, topic_name: str, namespace_style: bool) -> Response:
+    rt = runtime(request)
+    try:
+        topic, keys = await rt.topics.keys(topic_name, "custom")
+    except MlgridError:
+        if await rt.topics.find(topic_name, "system") is not None:
+            raise Forbidden("only the workspace publishes to its system topic") from None
+        raise
+    try:
+        await authenticate_data_plane(request, topic, keys, Action.PUBLISH, (f"/topics/{topic.name}",))
+        body = await read_limited(request, MAX_REQUEST_BYTES, "the request body")
+        now = datetime.now(UTC)
+        content_type = request.headers.get("content-type")
+        if namespace_style and topic.input_schema == EVENT_GRID:
+            # Namespace topics speak CloudEvents; an Event Grid schema topic stores them converted.
+            parsed = parse_publish_body(body, content_type, request.headers, input_schema=CLOUD_EVENTS,
+                                        mapping=None, topic_id=topic.resource_id, now=now)
+            events = [cloudevent_to_eventgrid(ev, topic.resource_id) for ev in parsed]
+        else:
+            events = parse_publish_body(body, content_type, request.headers, input_schema=topic.input_schema,
+                                        mapping=topic.mapping, topic_id=topic.resource_id, now=now)
+        stored_schema = CLOUD_EVENTS if topic.input_schema == CLOUD_EVENTS else EVENT_GRID
+        await rt.ingestor.publish(PublishBatch(topic.key, stored_schema, events))
+    except MlgridError as exc:
+        rt.metrics.publish_failures.labels(topic.key, exc.code).inc()
+        raise
+    if namespace_style:
+        return Response(b"{}", status_code=200, media_type="application/json")
+    return Response(status_code=200)
+
+
+@router.post("/topics/{topic}/api/events", summary="Publish events (classic Event Grid endpoint)",
+             openapi_extra=PUBLISH_BODY, response_class=Response,
+             responses={200: {"description": "events committed; empty body"}})
+async def publish_classic(topic: str, request: Request) -> Response:
+    return await _publish(request, topic, namespace_style=False)
+
+
+@router.post("/topics/{topic}:publish", summary="Publish CloudEvents (namespace-style endpoint)",
+             openapi_extra=PUBLISH_BODY, response_class=Response,
+             responses={200: {"description": "events committed; body {}"}})
+async def publish_namespace(topic: str, request: Request) -> Response:
+    return await _publish(request, topic, namespace_style=True)

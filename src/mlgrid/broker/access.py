@@ -1,0 +1,147 @@
+"""Principals, bearer-token authentication and role checks on resources.
+
+Token look-ups are cached for a few seconds per ``AccessService`` instance so that the hot
+paths (publish with a bearer token, pull receive) do not hit the database on every request;
+a replaced token stops working within that window on other nodes and at once on this one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlgrid.auth.roles import Action, Principal, Role, authorize, parse_role
+from mlgrid.auth.tokens import hash_token, new_token
+from mlgrid.broker.names import check_name
+from mlgrid.errors import Forbidden, NotFound, Unauthorized
+from mlgrid.store import principals as principal_store
+from mlgrid.store.database import Database
+
+CACHE_SECONDS = 5.0
+ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A resource that roles are assigned on: ("topic", name) or ("workspace", name)."""
+
+    kind: str
+    name: str
+
+
+class AccessService:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._db = db
+        self._clock = clock
+        self._token_cache: dict[str, tuple[float, Principal | None]] = {}
+        self._role_cache: dict[tuple[str, str, str], tuple[float, list[Role]]] = {}
+
+    async def ensure_admin(self) -> str | None:
+        """Create the admin principal on first start; returns its new token (else None)."""
+        async with self._db.write() as conn:
+            if await principal_store.get(conn, ADMIN) is not None:
+                return None
+            token = new_token()
+            await principal_store.upsert(conn, ADMIN, hash_token(token), is_admin=True, now=self._clock())
+            return token
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("missing credentials: send Authorization: Bearer <token>")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("unsupported credentials: send Authorization: Bearer <token>")
+        principal = await self.principal_for_token(token.strip())
+        if principal is None:
+            raise Unauthorized("invalid or revoked token")
+        return principal
+
+    async def principal_for_token(self, token: str) -> Principal | None:
+        digest = hash_token(token)
+        now = time.monotonic()
+        hit = self._token_cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._db.read() as conn:
+            row = await principal_store.find_by_token_hash(conn, digest)
+        principal = None if row is None else Principal(name=row.name, is_admin=row.is_admin)
+        if len(self._token_cache) > 10_000:
+            self._token_cache.clear()
+        self._token_cache[digest] = (now + CACHE_SECONDS, principal)
+        return principal
+
+    async def roles(self, principal: Principal, scope: Scope) -> list[Role]:
+        key = (principal.name.lower(), scope.kind, scope.name.lower())
+        now = time.monotonic()
+        hit = self._role_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._db.read() as conn:
+            names = await principal_store.roles_of(conn, principal.name, scope.kind, scope.name)
+        roles = [parse_role(n) for n in names]
+        if len(self._role_cache) > 10_000:
+            self._role_cache.clear()
+        self._role_cache[key] = (now + CACHE_SECONDS, roles)
+        return roles
+
+    async def require(self, principal: Principal, scope: Scope | None, action: Action) -> None:
+        """Raise 403 unless the principal may do ``action`` on the scope (admin may do all)."""
+        if principal.is_admin:
+            return
+        if scope is None:
+            raise Forbidden(f"principal {principal.name!r} may not {action.value}: admin only")
+        authorize(principal, await self.roles(principal, scope), action, resource=f"{scope.kind} {scope.name!r}")
+
+    async def allowed(self, principal: Principal, scope: Scope, action: Action) -> bool:
+        try:
+            await self.require(principal, scope, action)
+        except Forbidden:
+            return False
+        return True
+
+    async def put_principal(self, name: str) -> tuple[str, bool]:
+        """Create the principal or rotate its token; returns (token, created). Shown once."""
+        check_name(name, "principalName")
+        token = new_token()
+        async with self._db.write() as conn:
+            created = await principal_store.upsert(
+                conn, name, hash_token(token), is_admin=name.lower() == ADMIN, now=self._clock()
+            )
+        self._token_cache.clear()
+        return token, created
+
+    async def list_principals(self) -> list[principal_store.PrincipalRow]:
+        async with self._db.read() as conn:
+            return await principal_store.list_all(conn)
+
+    async def delete_principal(self, name: str) -> None:
+        if name.lower() == ADMIN:
+            raise Forbidden("the admin principal cannot be deleted")
+        async with self._db.write() as conn:
+            if not await principal_store.delete_principal(conn, name):
+                raise NotFound(f"principal {name!r} does not exist")
+        self._token_cache.clear()
+        self._role_cache.clear()
+
+    async def assign(self, scope: Scope, principal_name: str, role_value: object) -> tuple[Role, bool]:
+        role = parse_role(role_value, "role")
+        async with self._db.write() as conn:
+            if await principal_store.get(conn, principal_name) is None:
+                raise NotFound(f"principal {principal_name!r} does not exist")
+            created = await principal_store.assign_role(
+                conn, scope.kind, scope.name, principal_name, role.value, self._clock()
+            )
+        self._role_cache.clear()
+        return role, created
+
+    async def unassign(self, scope: Scope, principal_name: str) -> None:
+        async with self._db.write() as conn:
+            if not await principal_store.remove_role(conn, scope.kind, scope.name, principal_name):
+                raise NotFound(f"principal {principal_name!r} has no role on {scope.kind} {scope.name!r}")
+        self._role_cache.clear()
+
+    async def list_assignments(self, scope: Scope) -> list[principal_store.RoleAssignmentRow]:
+        async with self._db.read() as conn:
+            return await principal_store.list_roles(conn, scope.kind, scope.name)

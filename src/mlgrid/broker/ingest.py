@@ -1,0 +1,217 @@
+"""Ingest: store published events and their deliveries in one transaction, with group commit.
+
+``publish`` returns only after the events are committed (a 200 means durable). Concurrent
+publishes are gathered by one writer task into a single transaction, so a burst of requests
+costs one commit instead of one each; on SQLite this is what makes batched publishing fast.
+
+``emit`` is the same work inside a caller's transaction: the workspace commits its change and
+the event that reports it together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mlgrid.broker.routing import Router
+from mlgrid.events.convert import event_id, event_subject, event_type
+from mlgrid.events.jsoncodec import dumps
+from mlgrid.metrics import Metrics
+from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import events as event_store
+from mlgrid.store.database import Database
+from mlgrid.store.deliveries import NewDelivery
+
+log = logging.getLogger("mlgrid.ingest")
+
+# How many events one group-commit transaction may carry before the next one starts.
+MAX_EVENTS_PER_COMMIT = 20_000
+
+
+@dataclass(frozen=True)
+class PublishBatch:
+    """Validated events for one topic, in the topic's stored schema."""
+
+    topic_key: str
+    schema: str
+    events: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CommittedDelivery:
+    """A delivery created at ingest, handed to the dispatcher after commit."""
+
+    delivery_id: int
+    event_seq: int
+    subscription_id: str
+    due_at: datetime
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    deliveries: list[CommittedDelivery] = field(default_factory=list)
+
+
+DeliveryListener = Callable[[list[CommittedDelivery]], None]
+
+
+async def store_and_route(
+    conn: AsyncConnection,
+    batches: Sequence[PublishBatch],
+    router: Router,
+    now: datetime,
+    metrics: Metrics | None = None,
+) -> IngestResult:
+    """Insert new events, match them against subscriptions, insert one delivery per match.
+
+    Must run inside a write transaction. Events whose id the topic already holds are skipped
+    (idempotent publishing) and produce no deliveries.
+    """
+    new_rows: list[event_store.NewEvent] = []
+    by_key: dict[tuple[str, str], tuple[PublishBatch, dict[str, Any]]] = {}
+    for batch in batches:
+        for ev in batch.events:
+            eid = event_id(ev)
+            key = (batch.topic_key, eid)
+            if key in by_key:
+                continue
+            by_key[key] = (batch, ev)
+            new_rows.append(
+                event_store.NewEvent(
+                    topic_key=batch.topic_key,
+                    event_id=eid,
+                    event_type=event_type(ev),
+                    subject=event_subject(ev),
+                    body=dumps(ev).decode(),
+                )
+            )
+    inserted = await event_store.insert_new(conn, new_rows, now)
+    result = IngestResult(accepted=len(inserted), duplicates=sum(len(b.events) for b in batches) - len(inserted))
+    new_deliveries: list[NewDelivery] = []
+    for key, seq in inserted.items():
+        batch, ev = by_key[key]
+        matched = router.match(batch.topic_key, ev, batch.schema)
+        if metrics is not None:
+            if matched:
+                for subscription_id in matched:
+                    metrics.matched.labels(batch.topic_key, router.subscription_name(subscription_id)).inc()
+            else:
+                metrics.unmatched.labels(batch.topic_key).inc()
+        new_deliveries.extend(NewDelivery(seq, sid) for sid in matched)
+    ids = await delivery_store.insert_pending(conn, new_deliveries, now)
+    result.deliveries = [
+        CommittedDelivery(did, d.event_seq, d.subscription_id, now) for did, d in zip(ids, new_deliveries, strict=True)
+    ]
+    return result
+
+
+@dataclass
+class _Pending:
+    batch: PublishBatch
+    future: asyncio.Future[IngestResult]
+
+
+class Ingestor:
+    """Owns the group-commit writer task."""
+
+    def __init__(
+        self,
+        db: Database,
+        router: Router,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._router = router
+        self._metrics = metrics
+        self._clock = clock
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[DeliveryListener] = []
+
+    def add_listener(self, listener: DeliveryListener) -> None:
+        """Called after each commit with the deliveries it created (the dispatcher's wake-up)."""
+        self._listeners.append(listener)
+
+    def notify(self, deliveries: list[CommittedDelivery]) -> None:
+        if not deliveries:
+            return
+        for listener in self._listeners:
+            try:
+                listener(deliveries)
+            except Exception:  # a listener bug must not fail a committed publish
+                log.exception("delivery listener failed", extra={"action": "listener_failed"})
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._writer(), name="mlgrid-ingest-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def publish(self, batch: PublishBatch) -> IngestResult:
+        """Queue the batch for the next group commit and wait until it is durable."""
+        if self._task is None:
+            raise RuntimeError("ingestor is not started")
+        started = time.perf_counter()
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(batch, future))
+        result = await future
+        self._metrics.publish_latency.labels(batch.topic_key).observe(time.perf_counter() - started)
+        self._metrics.published.labels(batch.topic_key).inc(len(batch.events))
+        return result
+
+    async def emit(self, conn: AsyncConnection, batch: PublishBatch) -> IngestResult:
+        """Store and route inside the caller's transaction; call ``notify`` after its commit."""
+        result = await store_and_route(conn, [batch], self._router, self._clock(), self._metrics)
+        self._metrics.published.labels(batch.topic_key).inc(result.accepted)
+        return result
+
+    async def _writer(self) -> None:
+        while True:
+            first = await self._queue.get()
+            group = [first]
+            count = len(first.batch.events)
+            while count < MAX_EVENTS_PER_COMMIT:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                group.append(item)
+                count += len(item.batch.events)
+            await self._commit(group)
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        live = [p for p in group if not p.future.cancelled()]
+        if not live:
+            return
+        try:
+            async with self._db.write() as conn:
+                result = await store_and_route(
+                    conn, [p.batch for p in live], self._router, self._clock(), self._metrics
+                )
+        except Exception as exc:
+            log.exception("group commit failed", extra={"action": "commit_failed"})
+            for p in live:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        for p in live:
+            if not p.future.done():
+                # One transaction carried the whole group: each caller sees the group's result.
+                p.future.set_result(result)
+        self.notify(result.deliveries)

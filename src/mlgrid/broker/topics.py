@@ -1,0 +1,314 @@
+"""Topic management: create/replace, read, delete, keys.
+
+Topic keys must be usable for HMAC (SAS tokens), so they cannot be hashed: they are sealed
+with the server's secret key at rest and opened into a short-lived in-memory cache for the
+publish path. The cache is per ``TopicService`` instance (no module state) and expires after a
+few seconds so that a key regenerated on another node is honoured quickly.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mlgrid.auth.secretbox import SecretBox
+from mlgrid.auth.tokens import new_topic_key
+from mlgrid.broker.names import check_name, check_resource_group, topic_resource_id
+from mlgrid.config import Settings
+from mlgrid.errors import BadRequest, NotFound, PreconditionFailed, invalid
+from mlgrid.events.schemas import (
+    CLOUD_EVENTS,
+    CUSTOM,
+    EVENT_GRID,
+    InputSchemaMapping,
+    mapping_to_json,
+    parse_input_schema_mapping,
+)
+from mlgrid.store import events as event_store
+from mlgrid.store import principals as principal_store
+from mlgrid.store import topics as topic_store
+from mlgrid.store.database import Database
+from mlgrid.store.topics import TopicRow
+
+INPUT_SCHEMAS = (EVENT_GRID, CLOUD_EVENTS, CUSTOM)
+KEY_CACHE_SECONDS = 5.0
+MAX_RETENTION_DAYS = 30
+
+
+@dataclass(frozen=True)
+class TopicKeys:
+    key1: str
+    key2: str
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic as the services see it (keys stay sealed; ask ``TopicService.keys``)."""
+
+    row: TopicRow
+    resource_id: str
+    mapping: InputSchemaMapping | None
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    @property
+    def key(self) -> str:
+        return self.row.key
+
+    @property
+    def kind(self) -> str:
+        return self.row.kind
+
+    @property
+    def input_schema(self) -> str:
+        return self.row.input_schema
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """The validated body of ``PUT /topics/{t}``."""
+
+    input_schema: str
+    mapping: InputSchemaMapping | None
+    resource_group: str
+    retention_days: int
+
+
+def parse_topic_body(body: object) -> TopicSpec:
+    if body is None:
+        body = {}
+    if not isinstance(body, Mapping):
+        raise invalid("body", "must be a JSON object")
+    unknown = set(body) - {"properties", "location", "tags", "name", "id", "type"}
+    if unknown:
+        raise invalid(sorted(unknown)[0], "unknown field")
+    props = body.get("properties") or {}
+    if not isinstance(props, Mapping):
+        raise invalid("properties", "must be a JSON object")
+    schema = props.get("inputSchema", EVENT_GRID)
+    if schema not in INPUT_SCHEMAS:
+        raise invalid("properties.inputSchema", f"must be one of {', '.join(INPUT_SCHEMAS)}")
+    raw_mapping = props.get("inputSchemaMapping")
+    mapping: InputSchemaMapping | None = None
+    if schema == CUSTOM:
+        if raw_mapping is None:
+            raise invalid("properties.inputSchemaMapping", "is required for CustomEventSchema")
+        mapping = parse_input_schema_mapping(raw_mapping, "properties.inputSchemaMapping")
+    elif raw_mapping is not None:
+        raise invalid("properties.inputSchemaMapping", "is only allowed with CustomEventSchema")
+    resource_group = check_resource_group(props.get("resourceGroup", "default"))
+    retention = props.get("retentionInDays", 1)
+    if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= MAX_RETENTION_DAYS:
+        raise invalid("properties.retentionInDays", f"must be an integer from 1 to {MAX_RETENTION_DAYS}")
+    return TopicSpec(schema, mapping, resource_group, retention)
+
+
+class TopicService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        box: SecretBox,
+        subscription_id: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._box = box
+        self.subscription_id = subscription_id
+        self._clock = clock
+        self._key_cache: dict[str, tuple[float, TopicKeys, Topic]] = {}
+
+    def _topic(self, row: TopicRow) -> Topic:
+        mapping = None
+        if row.input_schema_mapping:
+            mapping = parse_input_schema_mapping(orjson.loads(row.input_schema_mapping))
+        if row.kind == "system":
+            from mlgrid.broker.names import workspace_resource_id
+
+            resource_id = workspace_resource_id(self.subscription_id, row.resource_group, row.name)
+        else:
+            resource_id = topic_resource_id(self.subscription_id, row.resource_group, row.name)
+        return Topic(row=row, resource_id=resource_id, mapping=mapping)
+
+    async def get(self, name: str, kind: str = "custom") -> Topic:
+        async with self._db.read() as conn:
+            row = await topic_store.get(conn, name, kind)
+        if row is None:
+            label = "topic" if kind == "custom" else "system topic"
+            raise NotFound(f"{label} {name!r} does not exist")
+        return self._topic(row)
+
+    async def find(self, name: str, kind: str | None = None) -> Topic | None:
+        async with self._db.read() as conn:
+            row = await topic_store.get(conn, name, kind)
+        return None if row is None else self._topic(row)
+
+    async def list(self, kind: str = "custom") -> list[Topic]:
+        async with self._db.read() as conn:
+            rows = await topic_store.list_topics(conn, kind)
+        return [self._topic(r) for r in rows]
+
+    async def put(
+        self, name: str, spec: TopicSpec, *, if_match: str | None = None, creator: str | None = None
+    ) -> tuple[Topic, bool]:
+        """Create or replace a custom topic; returns (topic, created)."""
+        check_name(name, "topicName")
+        now = self._clock()
+        async with self._db.write() as conn:
+            existing = await topic_store.get(conn, name)
+            if existing is not None and existing.kind != "custom":
+                raise BadRequest(f"{name!r} is a system topic; manage it through its workspace")
+            if if_match is not None and (existing is None or if_match.strip('"') != existing.etag):
+                raise PreconditionFailed("If-Match does not match the topic's current etag")
+            mapping_json = (
+                orjson.dumps(mapping_to_json(spec.mapping)).decode() if spec.mapping is not None else None
+            )
+            if existing is None:
+                row = TopicRow(
+                    name=name,
+                    kind="custom",
+                    resource_group=spec.resource_group,
+                    input_schema=spec.input_schema,
+                    input_schema_mapping=mapping_json,
+                    retention_days=spec.retention_days,
+                    key1_sealed=self._box.seal(new_topic_key()),
+                    key2_sealed=self._box.seal(new_topic_key()),
+                    etag=uuid.uuid4().hex,
+                    created_at=now,
+                    updated_at=now,
+                )
+                await topic_store.insert(conn, row)
+                if creator is not None:
+                    await principal_store.assign_role(conn, "topic", name, creator, "Owner", now)
+                created = True
+            else:
+                if existing.input_schema != spec.input_schema:
+                    raise invalid(
+                        "properties.inputSchema",
+                        f"cannot change from {existing.input_schema} on an existing topic",
+                    )
+                row = replace(
+                    existing,
+                    resource_group=spec.resource_group,
+                    input_schema_mapping=mapping_json,
+                    retention_days=spec.retention_days,
+                    etag=uuid.uuid4().hex,
+                    updated_at=now,
+                )
+                await topic_store.update(conn, row)
+                created = False
+        self._key_cache.pop(row.key, None)
+        return self._topic(row), created
+
+    async def create_system_topic(self, conn: Any, workspace: str, resource_group: str) -> TopicRow:
+        """Called by the workspace service inside its own transaction."""
+        now = self._clock()
+        row = TopicRow(
+            name=workspace,
+            kind="system",
+            resource_group=resource_group,
+            input_schema=EVENT_GRID,
+            input_schema_mapping=None,
+            retention_days=1,
+            key1_sealed=self._box.seal(new_topic_key()),
+            key2_sealed=self._box.seal(new_topic_key()),
+            etag=uuid.uuid4().hex,
+            created_at=now,
+            updated_at=now,
+        )
+        await topic_store.insert(conn, row)
+        return row
+
+    async def delete(self, name: str, kind: str = "custom") -> None:
+        async with self._db.write() as conn:
+            row = await topic_store.get(conn, name, kind)
+            if row is None:
+                raise NotFound(f"topic {name!r} does not exist")
+            await self._delete_rows(conn, row)
+        self._key_cache.pop(name.lower(), None)
+
+    async def _delete_rows(self, conn: Any, row: TopicRow) -> None:
+        from mlgrid.store import subscriptions as subscription_store
+
+        await subscription_store.delete_for_topic(conn, row.key)
+        await event_store.delete_topic_events(conn, row.key)
+        await principal_store.delete_scope(conn, "topic", row.name)
+        await topic_store.delete_topic(conn, row.name)
+
+    async def keys(self, name: str, kind: str | None = "custom") -> tuple[Topic, TopicKeys]:
+        """The topic and its plaintext keys, cached briefly for the publish path."""
+        cache_key = name.lower()
+        hit = self._key_cache.get(cache_key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now and (kind is None or hit[2].kind == kind):
+            return hit[2], hit[1]
+        async with self._db.read() as conn:
+            row = await topic_store.get(conn, name, kind)
+        if row is None:
+            raise NotFound(f"topic {name!r} does not exist")
+        keys = TopicKeys(self._box.open(row.key1_sealed), self._box.open(row.key2_sealed))
+        topic = self._topic(row)
+        self._key_cache[cache_key] = (now + KEY_CACHE_SECONDS, keys, topic)
+        return topic, keys
+
+    async def regenerate_key(self, name: str, key_name: object, kind: str = "custom") -> TopicKeys:
+        if key_name not in ("key1", "key2"):
+            raise invalid("keyName", "must be 'key1' or 'key2'")
+        async with self._db.write() as conn:
+            row = await topic_store.get(conn, name, kind)
+            if row is None:
+                raise NotFound(f"topic {name!r} does not exist")
+            sealed = self._box.seal(new_topic_key())
+            row = replace(
+                row,
+                key1_sealed=sealed if key_name == "key1" else row.key1_sealed,
+                key2_sealed=sealed if key_name == "key2" else row.key2_sealed,
+                etag=uuid.uuid4().hex,
+                updated_at=self._clock(),
+            )
+            await topic_store.update(conn, row)
+        self._key_cache.pop(row.key, None)
+        return TopicKeys(self._box.open(row.key1_sealed), self._box.open(row.key2_sealed))
+
+    def endpoint(self, topic: Topic) -> str:
+        prefix = "topics" if topic.kind == "custom" else "systemTopics"
+        return f"{self._settings.base_url}/{prefix}/{topic.name}/api/events"
+
+    def as_json(self, topic: Topic) -> dict[str, Any]:
+        row = topic.row
+        if topic.kind == "custom":
+            arm_id, arm_type = topic.resource_id, "Microsoft.EventGrid/topics"
+        else:
+            from mlgrid.broker.names import system_topic_arm_id
+
+            arm_id = system_topic_arm_id(self.subscription_id, row.resource_group, row.name)
+            arm_type = "Microsoft.EventGrid/systemTopics"
+        properties: dict[str, Any] = {
+            "provisioningState": "Succeeded",
+            "endpoint": self.endpoint(topic),
+            "inputSchema": row.input_schema,
+            "resourceGroup": row.resource_group,
+            "retentionInDays": row.retention_days,
+        }
+        if topic.mapping is not None:
+            properties["inputSchemaMapping"] = mapping_to_json(topic.mapping)
+        if topic.kind == "system":
+            properties["source"] = topic.resource_id
+            properties["topicType"] = "Microsoft.MachineLearningServices.Workspaces"
+        return {
+            "id": arm_id,
+            "name": row.name,
+            "type": arm_type,
+            "location": "local",
+            "etag": row.etag,
+            "properties": properties,
+        }

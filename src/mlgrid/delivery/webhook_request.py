@@ -1,0 +1,334 @@
+"""The exact HTTP request a webhook receives (SPEC §6.1), built without any IO.
+
+``build_webhook_request`` turns a batch of events (already in the subscription's delivery
+schema) into headers and body bytes; the dispatcher only POSTs them. Keeping it pure means
+the wire format (content types, ``aeg-*`` headers, delivery attributes, Standard Webhooks
+signature) is tested byte for byte without a server.
+
+``parse_delivery_attribute_mappings`` validates a subscription's
+``deliveryAttributeMappings`` when it is created or updated, so that building a request
+later cannot fail on them.
+
+Numbers stay exact: events are parsed with ``Decimal`` for floats (filters compare them
+exactly, SPEC §5), and ``encode_json`` writes a ``Decimal`` back as the very digits it was
+read from, so ``0.30000000000000001`` reaches the receiver unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from mlgrid.delivery.signing import sign
+from mlgrid.errors import invalid
+
+__all__ = [
+    "CLOUD_EVENTS_BATCH_CONTENT_TYPE",
+    "CLOUD_EVENTS_CONTENT_TYPE",
+    "JSON_CONTENT_TYPE",
+    "MAX_HEADER_VALUE_BYTES",
+    "MAX_MAPPINGS",
+    "build_webhook_request",
+    "encode_json",
+    "parse_delivery_attribute_mappings",
+    "resolve_source_field",
+]
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+CLOUD_EVENTS_CONTENT_TYPE = "application/cloudevents+json"
+CLOUD_EVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+CLOUD_EVENT_SCHEMA = "CloudEventSchemaV1_0"
+
+MAX_MAPPINGS = 10
+MAX_HEADER_VALUE_BYTES = 4096
+MAX_HEADER_NAME_LENGTH = 256
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+#: Headers mlgrid sets (or the HTTP client owns); a mapping may not replace them, or a
+#: receiver could no longer tell the format or check the signature.
+_RESERVED_HEADER_NAMES = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+_MISSING = object()
+
+
+# -- JSON -------------------------------------------------------------------------------
+
+
+def _decimal_text(value: Decimal) -> str:
+    if not value.is_finite():
+        raise TypeError(f"{value} is not a JSON number")
+    return str(value)
+
+
+def _decimal_fragment(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(_decimal_text(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _write_slow(value: Any, out: list[str]) -> None:
+    """JSON writer for what orjson refuses: integers beyond 64 bits (JSON allows them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        out.append("null")  # what orjson writes for NaN and infinities
+    elif value is None or isinstance(value, (bool, str, float)):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, int):
+        out.append(str(int(value)))
+    elif isinstance(value, Decimal):
+        out.append(_decimal_text(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for position, (key, item) in enumerate(value.items()):
+            if not isinstance(key, str):
+                raise TypeError("JSON object keys must be strings")
+            if position:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _write_slow(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for position, item in enumerate(value):
+            if position:
+                out.append(",")
+            _write_slow(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON with ``Decimal`` written exactly and integers of any size.
+
+    orjson does the work; only a document it cannot write (an integer beyond 64 bits) takes
+    the slow path, which writes the same compact form.
+    """
+    try:
+        return orjson.dumps(value, default=_decimal_fragment)
+    except orjson.JSONEncodeError:
+        out: list[str] = []
+        _write_slow(value, out)
+        return "".join(out).encode("utf-8")
+
+
+# -- delivery attribute mappings ----------------------------------------------------------
+
+
+def parse_delivery_attribute_mappings(raw: object, field_prefix: str) -> list[dict[str, Any]]:
+    """Validate ``deliveryAttributeMappings`` and return them in canonical form.
+
+    Canonical form: ``{"name", "type": "Static", "properties": {"value", "isSecret"}}`` or
+    ``{"name", "type": "Dynamic", "properties": {"sourceField"}}``. ``type`` is accepted in
+    any case. Rules (SPEC §4): at most 10; names are HTTP header names (tokens), not starting
+    with ``aeg-``, unique (case-insensitive), and not one mlgrid sets itself (Content-Type,
+    the ``webhook-*`` signature headers, framing headers); static values are strings of at
+    most 4,096 bytes without line breaks. Each error is an ``InvalidField`` naming the exact
+    field, e.g. ``<field_prefix>[3].name``. ``None`` means no mappings.
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise invalid(field_prefix, "must be an array")
+    if len(raw) > MAX_MAPPINGS:
+        raise invalid(field_prefix, f"at most {MAX_MAPPINGS} delivery attribute mappings are allowed")
+    seen: set[str] = set()
+    parsed: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        field = f"{field_prefix}[{index}]"
+        if not isinstance(item, dict):
+            raise invalid(field, "must be an object")
+        name = _parse_name(item.get("name"), f"{field}.name")
+        if name.lower() in seen:
+            raise invalid(f"{field}.name", f"duplicate header name {name!r}")
+        seen.add(name.lower())
+        kind = item.get("type")
+        if not isinstance(kind, str) or kind.lower() not in {"static", "dynamic"}:
+            raise invalid(f"{field}.type", "must be 'Static' or 'Dynamic'")
+        properties = item.get("properties")
+        if not isinstance(properties, dict):
+            raise invalid(f"{field}.properties", "must be an object")
+        if kind.lower() == "static":
+            static = _parse_static(properties, f"{field}.properties")
+            parsed.append({"name": name, "type": "Static", "properties": static})
+        else:
+            source = properties.get("sourceField")
+            if not isinstance(source, str) or not source.strip():
+                raise invalid(f"{field}.properties.sourceField", "must be a non-empty string")
+            if len(source) > MAX_HEADER_VALUE_BYTES:
+                raise invalid(f"{field}.properties.sourceField", "is too long")
+            parsed.append({"name": name, "type": "Dynamic", "properties": {"sourceField": source.strip()}})
+    return parsed
+
+
+def _parse_name(name: object, field: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise invalid(field, "must be a non-empty string")
+    if len(name) > MAX_HEADER_NAME_LENGTH or not _TOKEN.fullmatch(name):
+        raise invalid(field, f"{name[:64]!r} is not a valid HTTP header name")
+    if name.lower().startswith("aeg-"):
+        raise invalid(field, "header names must not start with 'aeg-'")
+    if name.lower() in _RESERVED_HEADER_NAMES:
+        raise invalid(field, f"{name!r} is set by mlgrid and cannot be mapped")
+    return name
+
+
+def _parse_static(properties: dict[str, Any], field: str) -> dict[str, Any]:
+    value = properties.get("value")
+    is_secret = properties.get("isSecret", False)
+    if is_secret is None:
+        is_secret = False
+    if not isinstance(is_secret, bool):
+        raise invalid(f"{field}.isSecret", "must be a boolean")
+    if not isinstance(value, str):
+        raise invalid(f"{field}.value", "must be a string")
+    if len(value.encode("utf-8")) > MAX_HEADER_VALUE_BYTES:
+        raise invalid(f"{field}.value", f"must be at most {MAX_HEADER_VALUE_BYTES} bytes")
+    if _FORBIDDEN_VALUE_CHARS.search(value):
+        raise invalid(f"{field}.value", "must not contain line breaks or NUL")
+    return {"value": value, "isSecret": is_secret}
+
+
+def _lookup(container: object, key: str) -> Any:
+    if not isinstance(container, Mapping):
+        return _MISSING
+    if key in container:
+        return container[key]
+    lowered = key.lower()
+    for candidate, value in container.items():
+        if isinstance(candidate, str) and candidate.lower() == lowered:
+            return value
+    return _MISSING
+
+
+def resolve_source_field(event: Mapping[str, Any], source_field: str) -> str | None:
+    """The header value a Dynamic mapping takes from ``event``, or ``None`` to omit it.
+
+    ``source_field`` is a dotted path (``data.ModelName``, ``subject``); each segment is
+    matched case-insensitively (an exact match wins). A missing path or a JSON null omits
+    the header; strings are used as they are, other values as their compact JSON text
+    (``true``, ``3.50``, ``{"a":1}``). A value with a line break or over 4,096 bytes is
+    omitted too: it cannot be a header, and an event must not inject headers.
+    """
+    current: Any = event
+    for segment in source_field.split("."):
+        current = _lookup(current, segment)
+        if current is _MISSING:
+            return None
+    if current is None:
+        return None
+    text = current if isinstance(current, str) else encode_json(current).decode("utf-8")
+    if _FORBIDDEN_VALUE_CHARS.search(text) or len(text.encode("utf-8")) > MAX_HEADER_VALUE_BYTES:
+        return None
+    return text
+
+
+# -- the request ------------------------------------------------------------------------------
+
+
+def _data_version(event: Mapping[str, Any], cloud_events: bool) -> str:
+    if cloud_events:
+        # Event Grid → CloudEvents maps dataVersion to dataschema "#<dataVersion>" (SPEC §2.1).
+        schema = event.get("dataschema")
+        if isinstance(schema, str) and schema.startswith("#"):
+            return schema[1:]
+        return ""
+    version = event.get("dataVersion", "")
+    return "" if version is None else str(version)
+
+
+def build_webhook_request(
+    events: Sequence[Mapping[str, Any]],
+    *,
+    delivery_schema: str,
+    subscription_name: str,
+    delivery_count: int,
+    mappings: Sequence[Mapping[str, Any]] = (),
+    signing_secret: str | None = None,
+    now_ts: int,
+    batch_id: str | None = None,
+    max_events_per_batch: int = 1,
+) -> tuple[dict[str, str], bytes]:
+    """Headers and body of the POST that delivers ``events`` (in ``delivery_schema``).
+
+    Body. Event Grid and custom schemas: always a JSON array (one event unless batching),
+    ``Content-Type: application/json; charset=utf-8``. CloudEvents: a single
+    ``application/cloudevents+json`` object when the subscription does not batch
+    (``max_events_per_batch == 1``) and an ``application/cloudevents-batch+json`` array when
+    it does, *even for a batch of one*: a receiver that configured batching always gets an
+    array, so its parsing never depends on how many events happened to be due.
+
+    Headers. ``aeg-event-type: Notification``, ``aeg-subscription-name`` (upper-case),
+    ``aeg-delivery-count`` (attempts made before this one), ``aeg-data-version`` (of the
+    first event), ``aeg-metadata-version: 1``; then the delivery attribute mappings (Dynamic
+    ones resolved from the first event, omitted when missing); then, with a
+    ``signing_secret``, ``webhook-id`` (the event id for one event, else ``batch_id``, which
+    the caller must keep the same across retries of the batch), ``webhook-timestamp``
+    (``now_ts``) and ``webhook-signature`` over the exact body bytes.
+    """
+    if not events:
+        raise ValueError("a webhook request needs at least one event")
+    if delivery_count < 0:
+        raise ValueError("delivery_count must not be negative")
+    cloud_events = delivery_schema.lower() == CLOUD_EVENT_SCHEMA.lower()
+    first = events[0]
+    if cloud_events and len(events) == 1 and max_events_per_batch <= 1:
+        body = encode_json(first)
+        content_type = CLOUD_EVENTS_CONTENT_TYPE
+    else:
+        body = encode_json(list(events))
+        content_type = CLOUD_EVENTS_BATCH_CONTENT_TYPE if cloud_events else JSON_CONTENT_TYPE
+
+    headers: dict[str, str] = {
+        "Content-Type": content_type,
+        "aeg-event-type": "Notification",
+        "aeg-subscription-name": subscription_name.upper(),
+        "aeg-delivery-count": str(delivery_count),
+        "aeg-data-version": _data_version(first, cloud_events),
+        "aeg-metadata-version": "1",
+    }
+    taken = {name.lower() for name in headers} | _RESERVED_HEADER_NAMES
+    for mapping in mappings:
+        name = str(mapping.get("name", ""))
+        if not name or name.lower() in taken or name.lower().startswith("aeg-"):
+            continue  # validated at creation; never let a stored row override protocol headers
+        properties = mapping.get("properties") or {}
+        if str(mapping.get("type", "")).lower() == "dynamic":
+            value = resolve_source_field(first, str(properties.get("sourceField", "")))
+        else:
+            raw_value = properties.get("value")
+            value = raw_value if isinstance(raw_value, str) else None
+        if value is None:
+            continue
+        headers[name] = value
+        taken.add(name.lower())
+
+    if signing_secret:
+        event_id = first.get("id")
+        if len(events) == 1 and event_id is not None and str(event_id):
+            message_id = str(event_id)
+        elif batch_id:
+            message_id = batch_id
+        else:
+            raise ValueError("a signed request for several events (or without an id) needs a batch_id")
+        headers["webhook-id"] = message_id
+        headers["webhook-timestamp"] = str(now_ts)
+        headers["webhook-signature"] = sign(signing_secret, message_id, now_ts, body)
+    return headers, body

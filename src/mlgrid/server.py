@@ -1,0 +1,186 @@
+"""Build the app and its background tasks for ``mlgrid serve``.
+
+Start-up order matters: the data directory and secret key first, then migrations, then the
+data directory's identity (subscription id) and the admin principal, then the services, and
+only then the background tasks (group-commit writer, dispatcher, sweepers). Shutdown runs in
+reverse so no task outlives the database engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from mlgrid import __version__
+from mlgrid.api import errors as api_errors
+from mlgrid.api import health, principals, publish, topics
+from mlgrid.auth.private_files import write_private_file
+from mlgrid.auth.secretbox import SecretBox, key_from_setting, load_or_create_key
+from mlgrid.broker.access import AccessService
+from mlgrid.broker.ingest import Ingestor
+from mlgrid.broker.retention import RetentionSweeper
+from mlgrid.broker.routing import Router
+from mlgrid.broker.topics import TopicService
+from mlgrid.config import Settings, new_subscription_id
+from mlgrid.metrics import Metrics
+from mlgrid.runtime import Runtime
+from mlgrid.store import meta as meta_store
+from mlgrid.store import migrate
+from mlgrid.store.database import Database
+
+log = logging.getLogger("mlgrid.server")
+
+# Extension points: later layers (subscriptions, delivery, workspace, UI) register a setup
+# coroutine that adds their services, routers and tasks to the runtime.
+Extension = Callable[[Runtime, FastAPI], Awaitable[None]]
+
+
+def _extensions() -> list[Extension]:
+    found: list[Extension] = []
+    for module_name in (
+        "mlgrid.broker.subscriptions_setup",
+        "mlgrid.delivery.setup",
+        "mlgrid.workspace.setup",
+        "mlgrid.ui.setup",
+    ):
+        try:
+            module = __import__(module_name, fromlist=["setup"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        found.append(module.setup)
+    return found
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = key_from_setting(settings.secret_key) if settings.secret_key else load_or_create_key(
+        data_dir / "secret.key"
+    )
+    box = SecretBox(key)
+    db = Database.connect(settings.resolved_database_url)
+    await migrate.upgrade(db)
+    async with db.write() as conn:
+        subscription_id = settings.subscription_id or await meta_store.set_if_absent(
+            conn, "subscription_id", new_subscription_id()
+        )
+    metrics = Metrics()
+    access = AccessService(db)
+    admin_token_path = data_dir / "admin.token"
+    token = await access.ensure_admin()
+    if token is not None:
+        write_private_file(admin_token_path, (token + "\n").encode())
+    router = Router()
+    rt = Runtime(
+        settings=settings,
+        db=db,
+        box=box,
+        subscription_id=subscription_id,
+        metrics=metrics,
+        access=access,
+        topics=TopicService(db, settings, box, subscription_id),
+        router=router,
+        ingestor=Ingestor(db, router, metrics),
+        admin_token_path=str(admin_token_path),
+    )
+    return rt
+
+
+async def close_runtime(rt: Runtime) -> None:
+    for task in reversed(rt.tasks):
+        task.cancel()
+    for task in reversed(rt.tasks):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    rt.tasks.clear()
+    closers = rt.services.get("closers", [])
+    for close in reversed(closers):
+        with contextlib.suppress(Exception):
+            await close()
+    await rt.ingestor.stop()
+    await rt.db.close()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app; services are built in its lifespan so the app object is cheap to make."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await open_runtime(settings)
+        app.state.runtime = rt
+        try:
+            for extension in _extensions():
+                await extension(rt, app)
+            await rt.ingestor.start()
+            sweeper = RetentionSweeper(rt.db, rt.topics)
+            rt.tasks.append(asyncio.create_task(sweeper.run(), name="mlgrid-retention"))
+            for start in rt.services.get("starters", []):
+                await start()
+            yield
+        finally:
+            await close_runtime(rt)
+
+    app = FastAPI(
+        title="mlgrid",
+        version=__version__,
+        summary="A self-hosted event grid for the machine-learning lifecycle.",
+        description=(
+            "Azure Event Grid semantics (topics, event subscriptions, filters, push and pull "
+            "delivery, retries, dead letters, replay) plus an ML workspace that emits Azure ML's "
+            "lifecycle events. Management calls take `Authorization: Bearer <token>`; publish and "
+            "pull calls also accept topic keys and SAS tokens."
+        ),
+        lifespan=lifespan,
+    )
+    api_errors.install(app)
+    for module in (health, principals, topics, publish):
+        app.include_router(module.router)
+    # Routers of later layers are included eagerly so that /openapi.json is complete even
+    # before the lifespan runs.
+    for module_name in ("mlgrid.api.subscriptions", "mlgrid.api.deliveries", "mlgrid.api.pull",
+                        "mlgrid.api.workspaces", "mlgrid.ui.routes"):
+        try:
+            module: Any = __import__(module_name, fromlist=["router"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        app.include_router(module.router)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the server in the foreground (``mlgrid serve``)."""
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
+    print(f"  data directory: {Path(settings.data_dir).resolve()}", flush=True)
+    print(f"  admin token:    {(Path(settings.data_dir) / 'admin.token').resolve()}", flush=True)
+    print(f"  API docs:       {settings.base_url}/docs", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning" if settings.log_level == "info" else settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)

@@ -1,0 +1,147 @@
+"""Retained events: the durable record of everything published, per topic.
+
+Event ids are unique per topic (idempotent publishing): inserting an id the topic already
+holds does nothing, and the caller learns which events were new from the returned rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.tables import deliveries, events
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event ready to store: ``body`` is its JSON text in the stored schema."""
+
+    topic_key: str
+    event_id: str
+    event_type: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    topic_key: str
+    event_id: str
+    event_type: str
+    subject: str
+    published_at: datetime
+    body: str
+
+
+def _stored(r: object) -> StoredEvent:
+    return StoredEvent(
+        seq=r.seq,  # type: ignore[attr-defined]
+        topic_key=r.topic_key,  # type: ignore[attr-defined]
+        event_id=r.event_id,  # type: ignore[attr-defined]
+        event_type=r.event_type,  # type: ignore[attr-defined]
+        subject=r.subject,  # type: ignore[attr-defined]
+        published_at=utc_from_epoch(r.published_at),  # type: ignore[attr-defined]
+        body=r.body,  # type: ignore[attr-defined]
+    )
+
+
+async def insert_new(
+    conn: AsyncConnection, new_events: Sequence[NewEvent], published_at: datetime
+) -> dict[tuple[str, str], int]:
+    """Insert the events whose (topic, id) is not stored yet.
+
+    Returns ``{(topic_key, event_id): seq}`` for the events that were inserted; duplicates
+    (already stored, or repeated within ``new_events``) are absent from the result.
+    """
+    if not new_events:
+        return {}
+    stamp = to_epoch(published_at)
+    rows = [
+        {
+            "topic_key": e.topic_key,
+            "event_id": e.event_id,
+            "event_type": e.event_type,
+            "subject": e.subject,
+            "published_at": stamp,
+            "body": e.body,
+        }
+        for e in new_events
+    ]
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        dialect_insert(events)
+        .on_conflict_do_nothing(index_elements=["topic_key", "event_id"])
+        .returning(events.c.seq, events.c.topic_key, events.c.event_id)
+    )
+    inserted: dict[tuple[str, str], int] = {}
+    # insertmanyvalues batches these into few round trips on both drivers.
+    result = await conn.execute(statement, rows)
+    for seq, topic_key, event_id in result.all():
+        inserted[(topic_key, event_id)] = seq
+    return inserted
+
+
+async def get_by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> dict[int, StoredEvent]:
+    if not seqs:
+        return {}
+    rows = await conn.execute(select(events).where(events.c.seq.in_(list(seqs))))
+    return {r.seq: _stored(r) for r in rows}
+
+
+async def list_page(
+    conn: AsyncConnection,
+    topic_key: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    event_type: str | None,
+    after_seq: int,
+    limit: int,
+) -> list[StoredEvent]:
+    """Events oldest first, continuing after ``after_seq`` (the paging cursor)."""
+    query = select(events).where(events.c.topic_key == topic_key, events.c.seq > after_seq)
+    if since is not None:
+        query = query.where(events.c.published_at >= to_epoch(since))
+    if until is not None:
+        query = query.where(events.c.published_at < to_epoch(until))
+    if event_type:
+        query = query.where(func.lower(events.c.event_type) == event_type.lower())
+    rows = await conn.execute(query.order_by(events.c.seq).limit(limit))
+    return [_stored(r) for r in rows]
+
+
+async def count_for_topic(conn: AsyncConnection, topic_key: str) -> int:
+    row = await conn.execute(select(func.count()).select_from(events).where(events.c.topic_key == topic_key))
+    return int(row.scalar_one())
+
+
+async def delete_expired(conn: AsyncConnection, topic_key: str, older_than: datetime, limit: int) -> int:
+    """Delete up to ``limit`` events published before ``older_than`` that no delivery still
+    waits for (their finished deliveries go with them)."""
+    pending = exists().where(
+        and_(deliveries.c.event_seq == events.c.seq, deliveries.c.state == "pending")
+    )
+    victims = (
+        select(events.c.seq)
+        .where(events.c.topic_key == topic_key, events.c.published_at < to_epoch(older_than), ~pending)
+        .limit(limit)
+    )
+    seqs = [r[0] for r in await conn.execute(victims)]
+    if not seqs:
+        return 0
+    await conn.execute(delete(deliveries).where(deliveries.c.event_seq.in_(seqs)))
+    await conn.execute(delete(events).where(events.c.seq.in_(seqs)))
+    return len(seqs)
+
+
+async def delete_topic_events(conn: AsyncConnection, topic_key: str) -> None:
+    seqs = select(events.c.seq).where(events.c.topic_key == topic_key)
+    await conn.execute(delete(deliveries).where(deliveries.c.event_seq.in_(seqs)))
+    await conn.execute(delete(events).where(events.c.topic_key == topic_key))

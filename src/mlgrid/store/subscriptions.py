@@ -1,0 +1,146 @@
+"""Event subscriptions: ARM properties (without secrets) plus sealed secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mlgrid.errors import AlreadyExists
+from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.tables import subscriptions
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    id: str
+    topic_key: str
+    name: str
+    endpoint_type: str
+    properties: str  # JSON text
+    secrets_sealed: str | None
+    provisioning_state: str
+    validation_code: str | None
+    validation_expires_at: datetime | None
+    expires_at: datetime | None
+    etag: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _row(r: object) -> SubscriptionRow:
+    return SubscriptionRow(
+        id=r.id,  # type: ignore[attr-defined]
+        topic_key=r.topic_key,  # type: ignore[attr-defined]
+        name=r.name,  # type: ignore[attr-defined]
+        endpoint_type=r.endpoint_type,  # type: ignore[attr-defined]
+        properties=r.properties,  # type: ignore[attr-defined]
+        secrets_sealed=r.secrets_sealed,  # type: ignore[attr-defined]
+        provisioning_state=r.provisioning_state,  # type: ignore[attr-defined]
+        validation_code=r.validation_code,  # type: ignore[attr-defined]
+        validation_expires_at=from_epoch(r.validation_expires_at),  # type: ignore[attr-defined]
+        expires_at=from_epoch(r.expires_at),  # type: ignore[attr-defined]
+        etag=r.etag,  # type: ignore[attr-defined]
+        created_at=utc_from_epoch(r.created_at),  # type: ignore[attr-defined]
+        updated_at=utc_from_epoch(r.updated_at),  # type: ignore[attr-defined]
+    )
+
+
+def _values(row: SubscriptionRow) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "topic_key": row.topic_key,
+        "name_key": row.name.lower(),
+        "name": row.name,
+        "endpoint_type": row.endpoint_type,
+        "properties": row.properties,
+        "secrets_sealed": row.secrets_sealed,
+        "provisioning_state": row.provisioning_state,
+        "validation_code": row.validation_code,
+        "validation_expires_at": None
+        if row.validation_expires_at is None
+        else to_epoch(row.validation_expires_at),
+        "expires_at": None if row.expires_at is None else to_epoch(row.expires_at),
+        "etag": row.etag,
+        "created_at": to_epoch(row.created_at),
+        "updated_at": to_epoch(row.updated_at),
+    }
+
+
+async def get(conn: AsyncConnection, topic_key: str, name: str) -> SubscriptionRow | None:
+    row = (
+        await conn.execute(
+            select(subscriptions).where(
+                subscriptions.c.topic_key == topic_key, subscriptions.c.name_key == name.lower()
+            )
+        )
+    ).first()
+    return None if row is None else _row(row)
+
+
+async def get_by_id(conn: AsyncConnection, subscription_id: str) -> SubscriptionRow | None:
+    row = (await conn.execute(select(subscriptions).where(subscriptions.c.id == subscription_id))).first()
+    return None if row is None else _row(row)
+
+
+async def get_many(conn: AsyncConnection, ids: list[str]) -> dict[str, SubscriptionRow]:
+    if not ids:
+        return {}
+    rows = await conn.execute(select(subscriptions).where(subscriptions.c.id.in_(ids)))
+    return {r.id: _row(r) for r in rows}
+
+
+async def list_for_topic(conn: AsyncConnection, topic_key: str) -> list[SubscriptionRow]:
+    rows = await conn.execute(
+        select(subscriptions).where(subscriptions.c.topic_key == topic_key).order_by(subscriptions.c.name_key)
+    )
+    return [_row(r) for r in rows]
+
+
+async def list_all(conn: AsyncConnection) -> list[SubscriptionRow]:
+    rows = await conn.execute(select(subscriptions).order_by(subscriptions.c.topic_key, subscriptions.c.name_key))
+    return [_row(r) for r in rows]
+
+
+async def count_for_topic(conn: AsyncConnection, topic_key: str) -> int:
+    rows = await conn.execute(select(subscriptions.c.id).where(subscriptions.c.topic_key == topic_key))
+    return len(rows.all())
+
+
+async def insert(conn: AsyncConnection, row: SubscriptionRow) -> None:
+    try:
+        async with conn.begin_nested():
+            await conn.execute(subscriptions.insert().values(**_values(row)))
+    except IntegrityError as exc:
+        raise AlreadyExists(f"event subscription {row.name!r} already exists") from exc
+
+
+async def update(conn: AsyncConnection, row: SubscriptionRow) -> None:
+    values = _values(row)
+    values.pop("id")
+    values.pop("created_at")
+    await conn.execute(subscriptions.update().where(subscriptions.c.id == row.id).values(**values))
+
+
+async def delete_by_id(conn: AsyncConnection, subscription_id: str) -> bool:
+    result = await conn.execute(delete(subscriptions).where(subscriptions.c.id == subscription_id))
+    return bool(result.rowcount)
+
+
+async def delete_for_topic(conn: AsyncConnection, topic_key: str) -> list[str]:
+    ids = [r[0] for r in await conn.execute(select(subscriptions.c.id).where(subscriptions.c.topic_key == topic_key))]
+    if ids:
+        await conn.execute(delete(subscriptions).where(subscriptions.c.id.in_(ids)))
+    return ids
+
+
+async def list_expired(conn: AsyncConnection, now: datetime) -> list[SubscriptionRow]:
+    rows = await conn.execute(
+        select(subscriptions).where(
+            subscriptions.c.expires_at.is_not(None), subscriptions.c.expires_at <= to_epoch(now)
+        )
+    )
+    return [_row(r) for r in rows]

@@ -1,0 +1,156 @@
+"""SQLAlchemy Core tables of the broker.
+
+Times are stored as float seconds since the epoch (UTC) in both databases: it is exact enough
+(microseconds), sorts and compares natively, and avoids SQLite's lack of time zones. The
+rows are turned into frozen dataclasses with timezone-aware datetimes in ``store/records.py``.
+Event bodies are stored as JSON text, exactly as serialised at ingest, so numbers keep every
+digit the publisher sent.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT autoincrement keys: INTEGER PRIMARY KEY on SQLite (the rowid), BIGSERIAL-like elsewhere.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("name_key", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+role_assignments = Table(
+    "role_assignments",
+    metadata,
+    Column("scope_kind", String(16), primary_key=True),  # "topic" | "workspace"
+    Column("scope_key", String(64), primary_key=True),
+    Column("principal_key", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+topics = Table(
+    "topics",
+    metadata,
+    Column("name_key", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # "custom" | "system"
+    Column("resource_group", String(90), nullable=False),
+    Column("input_schema", String(32), nullable=False),
+    Column("input_schema_mapping", Text, nullable=True),
+    Column("retention_days", Integer, nullable=False),
+    Column("key1_sealed", Text, nullable=False),
+    Column("key2_sealed", Text, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("topic_key", String(64), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("event_type", String(256), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("published_at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+    UniqueConstraint("topic_key", "event_id"),
+    Index("ix_events_topic_published", "topic_key", "published_at"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("topic_key", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("endpoint_type", String(32), nullable=False),
+    Column("properties", Text, nullable=False),  # ARM properties without secrets
+    Column("secrets_sealed", Text, nullable=True),  # sealed JSON: endpointUrl, header values, ...
+    Column("provisioning_state", String(32), nullable=False),
+    Column("validation_code", String(64), nullable=True),
+    Column("validation_expires_at", Float, nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("topic_key", "name_key"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_seq", BigInteger, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
+    Column("subscription_id", String(36), nullable=False),
+    # pending | delivered | deadLettered | dropped
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_by", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("lock_token", String(64), nullable=True),
+    Column("last_outcome", String(64), nullable=True),
+    Column("last_http_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_attempt_at", Float, nullable=True),
+    Column("final_reason", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_subscription_state", "subscription_id", "state"),
+    Index("ix_deliveries_event", "event_seq"),
+    Index("ix_deliveries_lock_token", "lock_token"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("subscription_id", String(36), nullable=False),
+    Column("delivery_id", BigInteger, nullable=True),
+    Column("event_id", String(256), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("record", Text, nullable=False),
+    Column("blob_path", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("redelivered_at", Float, nullable=True),
+    Index("ix_dead_letters_subscription", "subscription_id", "created_at"),
+)

@@ -1,0 +1,71 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL) and real server processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ServerProcess
+from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_session_database() -> Iterator[str]:
+    """One fresh PostgreSQL database for the whole test session (tests use unique names)."""
+    need_postgres()
+    name = create_pg_database()
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every storage-touching test runs against both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mlgrid.db'}"
+    return str(request.getfixturevalue("pg_session_database"))
+
+
+def _server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            extra_args: list[str]) -> Iterator[ServerProcess]:
+    backend = request.param
+    data_dir = tmp_path_factory.mktemp(f"server-{backend}")
+    url = ""
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("pg_session_database"))
+    server = ServerProcess(data_dir=data_dir, database_url=url, extra_args=extra_args)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real server per test module and backend, with a shrunk retry schedule."""
+    yield from _server(request, tmp_path_factory, ["--retry-schedule", "0.2,0.4,0.8"])
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A SQLite-only server for tests whose subject is not storage."""
+    data_dir = tmp_path_factory.mktemp("server-sqlite-only")
+    server = ServerProcess(data_dir=data_dir, extra_args=["--retry-schedule", "0.2,0.4,0.8"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return "t" + uuid.uuid4().hex[:12]
