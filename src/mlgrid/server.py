@@ -143,19 +143,19 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     api_errors.install(app)
-    for module in (health, principals, topics, publish):
-        app.include_router(module.router)
+    for core in (health, principals, topics, publish):
+        app.include_router(core.router)
     # Routers of later layers are included eagerly so that /openapi.json is complete even
     # before the lifespan runs.
     for module_name in ("mlgrid.api.subscriptions", "mlgrid.api.deliveries", "mlgrid.api.pull",
                         "mlgrid.api.workspaces", "mlgrid.ui.routes"):
         try:
-            module: Any = __import__(module_name, fromlist=["router"])
+            extra: Any = __import__(module_name, fromlist=["router"])
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
             continue
-        app.include_router(module.router)
+        app.include_router(extra.router)
     return app
 
 

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from mlgrid.auth.sas import without_scheme
+
 KEY_HEADER = "aeg-sas-key"
 TOKEN_HEADER = "aeg-sas-token"
 AUTHORIZATION_HEADER = "authorization"
@@ -98,7 +100,7 @@ def parse_publish_credentials(headers: Mapping[str, str], query: Mapping[str, st
             source = f"{name} {where}"
             if name == KEY_HEADER:
                 return KeyCredential(value, source=source)
-            return SasCredential(_without_sas_scheme(value), source=source)
+            return SasCredential(without_scheme(value), source=source)
     authorization = header.get(AUTHORIZATION_HEADER, "").strip()
     if not authorization:
         return NoCredential()
@@ -118,7 +120,7 @@ def parse_bearer(headers: Mapping[str, str]) -> BearerCredential | NoCredential:
     if isinstance(credential, BearerCredential | NoCredential):
         return credential
     return NoCredential(
-        f"this call takes a principal token (Authorization: Bearer <token>), not a {credential.source}"
+        f"this call takes a principal token (Authorization: Bearer <token>), not {credential.source}"
     )
 
 
@@ -148,14 +150,6 @@ def _parse_authorization(value: str) -> Credential:
     if lowered == "sharedaccesskey":
         return KeyCredential(secret, source="Authorization: SharedAccessKey")
     return BearerCredential(secret)
-
-
-def _without_sas_scheme(token: str) -> str:
-    """``aeg-sas-token`` normally holds the bare token; tolerate a copied ``SharedAccessSignature`` word."""
-    scheme, _, rest = token.partition(" ")
-    if scheme.lower() == "sharedaccesssignature" and rest.strip():
-        return rest.strip()
-    return token
 
 
 def _lower_keys(values: Mapping[str, str]) -> dict[str, str]:

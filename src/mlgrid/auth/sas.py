@@ -129,10 +129,7 @@ def parse_sas_token(token: str) -> SasToken:
     A leading ``SharedAccessSignature`` scheme word is tolerated, so the value of an
     ``Authorization`` header can be passed as it is.
     """
-    text = token.strip()
-    scheme, _, rest = text.partition(" ")
-    if scheme.lower() == _SHARED_ACCESS_SIGNATURE and rest:
-        text = rest.strip()
+    text = without_scheme(token)
     fields: dict[str, str] = {}
     for part in text.split("&"):
         name, separator, value = part.partition("=")
@@ -152,6 +149,19 @@ def parse_sas_token(token: str) -> SasToken:
         signed_text=f"r={raw_resource}&e={raw_expiry}",
         signature=_parse_signature(raw_signature),
     )
+
+
+def without_scheme(token: str) -> str:
+    """``token`` stripped of surrounding space and of a leading ``SharedAccessSignature`` word.
+
+    ``aeg-sas-token`` normally holds the bare token, but a value copied from an ``Authorization``
+    header keeps the scheme word; both are accepted.
+    """
+    text = token.strip()
+    scheme, _, rest = text.partition(" ")
+    if scheme.lower() == _SHARED_ACCESS_SIGNATURE and rest.strip():
+        return rest.strip()
+    return text
 
 
 def signature_matches(token: SasToken, key1: str, key2: str) -> bool:

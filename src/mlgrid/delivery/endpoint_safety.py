@@ -52,9 +52,7 @@ _METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     )
 )
 #: Names that reach a metadata service without looking like one.
-_METADATA_HOSTNAMES = frozenset(
-    {"metadata.google.internal", "metadata.goog", "instance-data.ec2.internal"}
-)
+_METADATA_HOSTNAMES = frozenset({"metadata.google.internal", "metadata.goog", "instance-data.ec2.internal"})
 
 _ALWAYS_REFUSED: tuple[tuple[IPNetwork, str], ...] = tuple(
     (ipaddress.ip_network(net), reason)

@@ -171,9 +171,7 @@ def classify_error(kind: ErrorKind | str, detail: str = "") -> AttemptOutcome:
     """
     error_kind = ErrorKind(kind)
     name, retryable = _ERROR_OUTCOMES[error_kind]
-    return AttemptOutcome(
-        succeeded=False, retryable=retryable, name=name, detail=detail or error_kind.value
-    )
+    return AttemptOutcome(succeeded=False, retryable=retryable, name=name, detail=detail or error_kind.value)
 
 
 def parse_retry_after(value: str, now: datetime) -> timedelta | None:

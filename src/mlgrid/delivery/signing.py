@@ -43,7 +43,7 @@ def _decode_key(secret: str) -> bytes | None:
     """
     if not secret.startswith(SECRET_PREFIX):
         return None
-    encoded = secret[len(SECRET_PREFIX):]
+    encoded = secret[len(SECRET_PREFIX) :]
     if not encoded or len(encoded) % 4 == 1:
         return None
     try:

@@ -446,17 +446,21 @@ def _custom_event(
     the same); a mapped field the event lacks is a 400 unless the mapping has a default.
     """
     found = len(problems.details)
+    # In the mapping's (Azure's) field order, so problems are listed in a predictable order.
     id_mapped = mapping.id.source_field is not None
     event_id = _mapped_string(index, raw, "id", mapping.id, problems, required=id_mapped, empty_ok=False)
     if event_id is None and not id_mapped:
         event_id = str(uuid.uuid4())
-    event_type = _mapped_string(
-        index, raw, "eventType", mapping.event_type, problems, required=True, empty_ok=False
-    )
-    subject = _mapped_string(
-        index, raw, "subject", mapping.subject, problems, required=mapping.subject.source_field is not None
-    )
-    data_version = _mapped_string(index, raw, "dataVersion", mapping.data_version, problems, required=False)
+
+    if mapping.topic.source_field is not None:
+        topic = _mapped_string(index, raw, "topic", mapping.topic, problems, required=False)
+        if topic is not None and topic.lower() != topic_lower:
+            problems.add(
+                f"[{index}].{mapping.topic.source_field}",
+                "InvalidFieldValue",
+                f"must be this topic's id {_show(topic_id)} or be left out (mapped to topic), "
+                f"got {_show(topic)}",
+            )
 
     event_time: str | None = now_text
     if mapping.event_time.source_field is not None:
@@ -471,15 +475,14 @@ def _custom_event(
                     "InvalidFieldValue",
                     "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z (mapped to eventTime)",
                 )
-    if mapping.topic.source_field is not None:
-        topic = _mapped_string(index, raw, "topic", mapping.topic, problems, required=False)
-        if topic is not None and topic.lower() != topic_lower:
-            problems.add(
-                f"[{index}].{mapping.topic.source_field}",
-                "InvalidFieldValue",
-                f"must be this topic's id {_show(topic_id)} or be left out (mapped to topic), "
-                f"got {_show(topic)}",
-            )
+
+    event_type = _mapped_string(
+        index, raw, "eventType", mapping.event_type, problems, required=True, empty_ok=False
+    )
+    subject = _mapped_string(
+        index, raw, "subject", mapping.subject, problems, required=mapping.subject.source_field is not None
+    )
+    data_version = _mapped_string(index, raw, "dataVersion", mapping.data_version, problems, required=False)
 
     if len(problems.details) != found:
         return None

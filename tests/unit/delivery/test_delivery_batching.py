@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -70,7 +72,7 @@ def test_batching_invariants(sizes: list[int], max_events: int, preferred_kb: in
             assert total <= preferred
             assert all(sizes[i] <= preferred for i in batch)
     # Greedy: a batch is only closed when the next event would not fit into it.
-    for batch, following in zip(batches, batches[1:], strict=False):
+    for batch, following in itertools.pairwise(batches):
         nxt = following[0]
         total = sum(sizes[i] for i in batch)
         assert (

@@ -36,8 +36,14 @@ CE_EVENT = {
 
 def test_event_grid_record() -> None:
     record = build_record(
-        EG_EVENT, "EventGridSchema", DeadLetterReason.MAX_DELIVERY_ATTEMPTS_EXCEEDED, 30, "NotFound", 404,
-        PUBLISHED, LAST,
+        EG_EVENT,
+        "EventGridSchema",
+        DeadLetterReason.MAX_DELIVERY_ATTEMPTS_EXCEEDED,
+        30,
+        "NotFound",
+        404,
+        PUBLISHED,
+        LAST,
     )
     assert {k: record[k] for k in EG_EVENT} == EG_EVENT
     assert record["deadLetterReason"] == "MaxDeliveryAttemptsExceeded"
@@ -50,10 +56,17 @@ def test_event_grid_record() -> None:
 
 
 def test_cloud_events_record_uses_lower_case_names() -> None:
-    record = build_record(CE_EVENT, "CloudEventSchemaV1_0", "TimeToLiveExceeded", 3, "TimedOut", None,
-                          PUBLISHED, LAST)
-    for name in ("deadletterreason", "deliveryattempts", "lastdeliveryoutcome", "lasthttpstatuscode",
-                 "publishtime", "lastdeliveryattempttime"):
+    record = build_record(
+        CE_EVENT, "CloudEventSchemaV1_0", "TimeToLiveExceeded", 3, "TimedOut", None, PUBLISHED, LAST
+    )
+    for name in (
+        "deadletterreason",
+        "deliveryattempts",
+        "lastdeliveryoutcome",
+        "lasthttpstatuscode",
+        "publishtime",
+        "lastdeliveryattempttime",
+    ):
         assert name in record
     assert "deadLetterReason" not in record
     assert record["deadletterreason"] == "TimeToLiveExceeded"
@@ -63,13 +76,16 @@ def test_cloud_events_record_uses_lower_case_names() -> None:
 
 def test_record_does_not_modify_the_event() -> None:
     event = dict(EG_EVENT)
-    build_record(event, "EventGridSchema", "UndeliverableDueToClientError", 1, "BadRequest", 400, PUBLISHED, LAST)
+    build_record(
+        event, "EventGridSchema", "UndeliverableDueToClientError", 1, "BadRequest", 400, PUBLISHED, LAST
+    )
     assert event == EG_EVENT
 
 
 def test_never_attempted_has_null_attempt_time() -> None:
-    record = build_record(EG_EVENT, "EventGridSchema", "SubscriptionDeleted", 0, "Probation", None,
-                          PUBLISHED, None)
+    record = build_record(
+        EG_EVENT, "EventGridSchema", "SubscriptionDeleted", 0, "Probation", None, PUBLISHED, None
+    )
     assert record["lastDeliveryAttemptTime"] is None
     assert record["deliveryAttempts"] == 0
 
@@ -82,7 +98,7 @@ def test_times_are_converted_to_utc() -> None:
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError):
-        build_record(EG_EVENT, "EventGridSchema", "x", 1, "Busy", 503, datetime(2024, 1, 1), None)  # noqa: DTZ001
+        build_record(EG_EVENT, "EventGridSchema", "x", 1, "Busy", 503, datetime(2024, 1, 1), None)
 
 
 def test_blob_path_has_no_zero_padding() -> None:

@@ -139,8 +139,12 @@ def test_outcome_names_are_plain_strings() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("0", timedelta(0)), ("120", timedelta(seconds=120)), (" 7 ", timedelta(seconds=7)),
-     ("1.5", timedelta(seconds=1.5))],
+    [
+        ("0", timedelta(0)),
+        ("120", timedelta(seconds=120)),
+        (" 7 ", timedelta(seconds=7)),
+        ("1.5", timedelta(seconds=1.5)),
+    ],
 )
 def test_retry_after_delta_seconds(value: str, expected: timedelta) -> None:
     assert parse_retry_after(value, NOW) == expected
@@ -171,4 +175,4 @@ def test_retry_after_is_capped() -> None:
 
 def test_retry_after_needs_an_aware_now() -> None:
     with pytest.raises(ValueError):
-        parse_retry_after("5", datetime(2024, 1, 1))  # noqa: DTZ001
+        parse_retry_after("5", datetime(2024, 1, 1))

@@ -103,13 +103,8 @@ def test_jitter_is_at_most_ten_percent() -> None:
 
 def test_custom_schedule_last_step_repeats() -> None:
     schedule = (0.1, 0.2, 0.5)
-    waits = [
-        run_decide(attempts=n, schedule=schedule, custom=True)
-        for n in range(1, 6)
-    ]
-    assert waits == [
-        Retry(PUBLISHED + timedelta(seconds=s)) for s in (0.1, 0.2, 0.5, 0.5, 0.5)
-    ]
+    waits = [run_decide(attempts=n, schedule=schedule, custom=True) for n in range(1, 6)]
+    assert waits == [Retry(PUBLISHED + timedelta(seconds=s)) for s in (0.1, 0.2, 0.5, 0.5, 0.5)]
 
 
 @pytest.mark.parametrize(
@@ -195,8 +190,16 @@ def test_azure_example_ttl_30_minutes_stops_after_6_attempts() -> None:
 
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError):
-        decide(SERVER_ERROR, 1, datetime(2024, 1, 1), PUBLISHED, DEFAULT, DEFAULT_RETRY_SCHEDULE,  # noqa: DTZ001
-               False, NO_JITTER)
+        decide(
+            SERVER_ERROR,
+            1,
+            datetime(2024, 1, 1),
+            PUBLISHED,
+            DEFAULT,
+            DEFAULT_RETRY_SCHEDULE,
+            False,
+            NO_JITTER,
+        )
     with pytest.raises(ValueError):
         run_decide(attempts=0)
 
@@ -210,7 +213,9 @@ def test_schedule_delay_validates() -> None:
 
 def test_defer_keeps_the_event_unless_ttl_runs_out() -> None:
     policy = RetryPolicy(30, timedelta(minutes=10))
-    assert defer(PUBLISHED + timedelta(minutes=5), PUBLISHED, policy) == Retry(PUBLISHED + timedelta(minutes=5))
+    assert defer(PUBLISHED + timedelta(minutes=5), PUBLISHED, policy) == Retry(
+        PUBLISHED + timedelta(minutes=5)
+    )
     assert defer(PUBLISHED + timedelta(minutes=11), PUBLISHED, policy) == DeadLetter("TimeToLiveExceeded")
 
 

@@ -22,12 +22,15 @@ from mlgrid.delivery.webhook_request import (
 from mlgrid.errors import InvalidField
 
 PREFIX = "properties.destination.properties.deliveryAttributeMappings"
+WORKSPACE_TOPIC = (
+    "/subscriptions/x/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/w"
+)
 
 
 def eg_event(n: int = 1, **data: Any) -> dict[str, Any]:
     return {
         "id": f"e{n}",
-        "topic": "/subscriptions/x/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/w",
+        "topic": WORKSPACE_TOPIC,
         "subject": f"models/m:{n}",
         "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
         "eventTime": "2024-03-07T09:05:00Z",
@@ -94,8 +97,9 @@ def test_cloud_event_single_is_an_object() -> None:
 
 
 def test_cloud_events_batch_is_an_array() -> None:
-    headers, body = build([ce_event(1), ce_event(2)], delivery_schema="CloudEventSchemaV1_0",
-                          max_events_per_batch=5)
+    headers, body = build(
+        [ce_event(1), ce_event(2)], delivery_schema="CloudEventSchemaV1_0", max_events_per_batch=5
+    )
     assert headers["Content-Type"] == "application/cloudevents-batch+json"
     assert [e["id"] for e in json.loads(body)] == ["c1", "c2"]
 
@@ -163,8 +167,9 @@ def test_signed_single_event_uses_the_event_id() -> None:
 def test_signed_batch_uses_the_batch_id() -> None:
     secret = generate_signing_secret()
     now = int(time.time())
-    headers, body = build([eg_event(1), eg_event(2)], signing_secret=secret, now_ts=now, batch_id="b-42",
-                          max_events_per_batch=2)
+    headers, body = build(
+        [eg_event(1), eg_event(2)], signing_secret=secret, now_ts=now, batch_id="b-42", max_events_per_batch=2
+    )
     assert headers["webhook-id"] == "b-42"
     Webhook(secret).verify(body, headers)
 
@@ -177,7 +182,9 @@ def test_signed_batch_without_batch_id_is_a_bug() -> None:
 def test_signed_cloud_event() -> None:
     secret = generate_signing_secret()
     now = int(time.time())
-    headers, body = build([ce_event()], delivery_schema="CloudEventSchemaV1_0", signing_secret=secret, now_ts=now)
+    headers, body = build(
+        [ce_event()], delivery_schema="CloudEventSchemaV1_0", signing_secret=secret, now_ts=now
+    )
     assert headers["webhook-id"] == "c1"
     assert Webhook(secret).verify(body, headers) == ce_event()
 
@@ -245,7 +252,12 @@ def test_stored_mappings_never_override_protocol_headers() -> None:
 )
 def test_resolve_source_field(path: str, expected: str | None) -> None:
     event = eg_event(
-        Count=3, Score=Decimal("0.30000000000000001"), Flag=True, Tags={"a": "b"}, List=[1, 2], Null=None,
+        Count=3,
+        Score=Decimal("0.30000000000000001"),
+        Flag=True,
+        Tags={"a": "b"},
+        List=[1, 2],
+        Null=None,
         Multi="line1\r\nX-Evil: 1",
     )
     assert resolve_source_field(event, path) == expected
@@ -271,8 +283,8 @@ def test_decimals_are_serialised_exactly() -> None:
 
 def test_integers_beyond_64_bits_survive() -> None:
     big = 2**80 + 1
-    body = encode_json([{"n": big, "d": Decimal("1.50"), "s": "é\"", "f": 1.5, "b": False, "z": None}])
-    assert json.loads(body) == [{"n": big, "d": 1.5, "s": "é\"", "f": 1.5, "b": False, "z": None}]
+    body = encode_json([{"n": big, "d": Decimal("1.50"), "s": 'é"', "f": 1.5, "b": False, "z": None}])
+    assert json.loads(body) == [{"n": big, "d": 1.5, "s": 'é"', "f": 1.5, "b": False, "z": None}]
     assert b'"d":1.50' in body
 
 
@@ -287,7 +299,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**100), max_value=2**100)
     | st.decimals(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -350,8 +364,10 @@ def ok(n: int) -> list[dict[str, Any]]:
         ([{"name": "X-A", "type": "Computed", "properties": {}}], f"{PREFIX}[0].type"),
         ([{"name": "X-A", "type": "Static"}], f"{PREFIX}[0].properties"),
         ([{"name": "X-A", "type": "Dynamic", "properties": {}}], f"{PREFIX}[0].properties.sourceField"),
-        ([{"name": "X-A", "type": "Dynamic", "properties": {"sourceField": " "}}],
-         f"{PREFIX}[0].properties.sourceField"),
+        (
+            [{"name": "X-A", "type": "Dynamic", "properties": {"sourceField": " "}}],
+            f"{PREFIX}[0].properties.sourceField",
+        ),
     ],
 )
 def test_parse_errors_name_the_field(raw: object, field: str) -> None:

@@ -48,7 +48,11 @@ from mlgrid.filters import AdvancedFilter, parse_cli_advanced_filter, parse_filt
         ),
         (
             ["data.x", "NumberNotInRange", "-1.5,0.25"],
-            {"operatorType": "NumberNotInRange", "key": "data.x", "values": [[Decimal("-1.5"), Decimal("0.25")]]},
+            {
+                "operatorType": "NumberNotInRange",
+                "key": "data.x",
+                "values": [[Decimal("-1.5"), Decimal("0.25")]],
+            },
         ),
         (["data.y", "IsNullOrUndefined"], {"operatorType": "IsNullOrUndefined", "key": "data.y"}),
         (["data.y", "IsNotNull"], {"operatorType": "IsNotNull", "key": "data.y"}),
@@ -58,7 +62,11 @@ from mlgrid.filters import AdvancedFilter, parse_cli_advanced_filter, parse_filt
         ),
         (
             ["data.z", "NumberLessThanOrEquals", "0.30000000000000001"],
-            {"operatorType": "NumberLessThanOrEquals", "key": "data.z", "value": Decimal("0.30000000000000001")},
+            {
+                "operatorType": "NumberLessThanOrEquals",
+                "key": "data.z",
+                "value": Decimal("0.30000000000000001"),
+            },
         ),
         (
             ["data.z", "NumberIn", "1", "2.5", "-3", "1e2"],

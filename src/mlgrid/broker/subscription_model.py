@@ -1,0 +1,75 @@
+"""The event subscription as services see it: validated, secrets opened, defaults applied.
+
+The subscription service builds these from stored rows (``properties`` JSON + sealed secrets);
+the router compiles ``event_filter``; the dispatcher reads everything else. Nothing here does
+IO, so the dispatcher can cache these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlgrid.filters.model import EventFilter
+
+WEBHOOK = "WebHook"
+QUEUE = "Queue"
+REDIS_STREAM = "RedisStream"
+NATS_JETSTREAM = "NatsJetStream"
+RABBITMQ = "RabbitMQ"
+ENDPOINT_TYPES = (WEBHOOK, QUEUE, REDIS_STREAM, NATS_JETSTREAM, RABBITMQ)
+
+SUCCEEDED = "Succeeded"
+AWAITING_MANUAL_ACTION = "AwaitingManualAction"
+FAILED = "Failed"
+CREATING = "Creating"
+
+
+@dataclass(frozen=True)
+class DeliveryAttributeMapping:
+    """One header added to each push request. ``value`` is resolved (secrets opened) for
+    ``Static``; ``source_field`` is the event path for ``Dynamic``."""
+
+    name: str
+    type: str  # "Static" | "Dynamic"
+    value: str | None = None
+    source_field: str | None = None
+    is_secret: bool = False
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    name: str
+    topic_key: str
+    topic_name: str
+    topic_kind: str  # "custom" | "system"
+    stored_schema: str  # schema the topic's events are stored in (EventGridSchema/CloudEventSchemaV1_0)
+    input_schema: str  # the topic's declared input schema (incl. CustomEventSchema)
+    endpoint_type: str
+    event_filter: EventFilter
+    event_delivery_schema: str
+    max_delivery_attempts: int = 30
+    event_ttl_minutes: int = 1440
+    # WebHook
+    endpoint_url: str | None = field(default=None, repr=False)  # full URL with its query (secret)
+    max_events_per_batch: int = 1
+    preferred_batch_size_kb: int = 64
+    delivery_attribute_mappings: tuple[DeliveryAttributeMapping, ...] = ()
+    signing_secret: str | None = field(default=None, repr=False)
+    # Queue (pull)
+    receive_lock_duration_seconds: int = 60
+    max_delivery_count: int = 10
+    # RedisStream / NatsJetStream / RabbitMQ: ARM destination properties (secrets opened)
+    destination_properties: dict[str, Any] = field(default_factory=dict, repr=False)
+    dead_letter_container: str | None = None
+    labels: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    provisioning_state: str = SUCCEEDED
+    etag: str = ""
+
+    @property
+    def is_active(self) -> bool:
+        """Only validated subscriptions receive events."""
+        return self.provisioning_state == SUCCEEDED
