@@ -1,1 +1,6 @@
+"""The Python SDK: ``from mlgrid import Client``."""
 
+from mlgrid.client.client import Client
+from mlgrid.client.http import ApiError
+
+__all__ = ["ApiError", "Client"]

@@ -32,7 +32,11 @@ def parse_timestamp(value: str) -> datetime | None:
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``; microseconds only when there are any; naive means UTC."""
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    # Formatted by hand: strftime does not zero-pad years before 1000 on every platform.
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
     if moment.microsecond:
         text += f".{moment.microsecond:06d}"
     return text + "Z"

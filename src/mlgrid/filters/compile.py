@@ -267,7 +267,7 @@ def _compile_advanced(a: AdvancedFilter, arrays: bool) -> EventPredicate:
                 if test(typed):
                     return positive
                 seen_typed = True
-            return on_absent
+            return seen_typed if strict_negation else on_absent
         typed = coerce(value)
         if typed is _MISMATCH:
             return on_absent

@@ -21,7 +21,10 @@ from mlgrid.events.convert import (
 )
 from mlgrid.events.schemas import CLOUD_EVENTS, CUSTOM, EVENT_GRID
 
-TOPIC = "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+TOPIC = (
+    "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
+    "/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+)
 
 EG_EVENT: dict[str, Any] = {
     "id": "831e1650-001e-001b-66ab-eeb76e069631",

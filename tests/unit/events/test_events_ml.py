@@ -18,7 +18,10 @@ from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import parse_publish_body
 from mlgrid.events.schemas import EVENT_GRID
 
-TOPIC = "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+TOPIC = (
+    "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
+    "/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+)
 WHEN = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
 EXPERIMENT_ID = "b1d7966c-f73a-4c68-b846-992ace89551f"
 RUN_ID = "my_exp1_1554835758_38dbaa94"
@@ -67,7 +70,17 @@ def run_completed() -> dict[str, Any]:
 
 def run_status_changed() -> dict[str, Any]:
     return ml.run_status_changed(
-        TOPIC, EXPERIMENT_ID, "my_exp1", RUN_ID, "azureml.scriptrun", {}, {}, "etag-2", ml.sequencer(4), WHEN, "Failed"
+        TOPIC,
+        EXPERIMENT_ID,
+        "my_exp1",
+        RUN_ID,
+        "azureml.scriptrun",
+        {},
+        {},
+        "etag-2",
+        ml.sequencer(4),
+        WHEN,
+        "Failed",
     )
 
 
@@ -190,7 +203,10 @@ def test_model_deployed() -> None:
 
 def test_dataset_drift_detected() -> None:
     event = dataset_drift_detected()
-    assert event["subject"] == "datadrift/01d29aa4-e6a4-470a-9ef3-66660d21f8ef/run/01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+    assert (
+        event["subject"] == "datadrift/01d29aa4-e6a4-470a-9ef3-66660d21f8ef/run/"
+        "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"
+    )
     assert event["data"] == {
         "DataDriftId": "01d29aa4-e6a4-470a-9ef3-66660d21f8ef",
         "DataDriftName": "myDriftMonitor",
@@ -209,7 +225,18 @@ def test_dataset_drift_detected() -> None:
 def test_drift_window_keeps_its_offset_and_naive_means_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
     event = ml.dataset_drift_detected(
-        TOPIC, "d", "n", "r", "b", "t", 0.5, datetime(2024, 1, 1, tzinfo=plus_two), datetime(2024, 1, 2), "e", "s", WHEN
+        TOPIC,
+        "d",
+        "n",
+        "r",
+        "b",
+        "t",
+        0.5,
+        datetime(2024, 1, 1, tzinfo=plus_two),
+        datetime(2024, 1, 2),
+        "e",
+        "s",
+        WHEN,
     )
     assert event["data"]["StartTime"] == "2024-01-01T00:00:00+02:00"
     assert event["data"]["EndTime"] == "2024-01-02T00:00:00+00:00"
@@ -219,7 +246,16 @@ def test_drift_window_keeps_its_offset_and_naive_means_utc() -> None:
 @pytest.mark.parametrize("build", BUILDERS)
 def test_envelope(build: Any) -> None:
     event = build()
-    assert list(event) == ["id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"]
+    assert list(event) == [
+        "id",
+        "topic",
+        "subject",
+        "eventType",
+        "eventTime",
+        "data",
+        "dataVersion",
+        "metadataVersion",
+    ]
     assert event["topic"] == TOPIC
     assert event["eventTime"] == "2024-05-01T10:00:00.123456Z"
     assert event["dataVersion"] == ""
@@ -251,7 +287,13 @@ def test_builders_output_is_accepted_by_the_sdk(build: Any) -> None:
 def test_builders_output_passes_publish_validation_unchanged(build: Any) -> None:
     event = build()
     stored = parse_publish_body(
-        dumps([event]), "application/json", {}, input_schema=EVENT_GRID, mapping=None, topic_id=TOPIC, now=WHEN
+        dumps([event]),
+        "application/json",
+        {},
+        input_schema=EVENT_GRID,
+        mapping=None,
+        topic_id=TOPIC,
+        now=WHEN,
     )
     assert stored == [event]
 

@@ -15,7 +15,10 @@ from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, parse_publish_body
 from mlgrid.events.schemas import CLOUD_EVENTS
 
-TOPIC = "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default/providers/Microsoft.EventGrid/topics/ce"
+TOPIC = (
+    "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
+    "/providers/Microsoft.EventGrid/topics/ce"
+)
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SINGLE = "application/cloudevents+json; charset=utf-8"
 BATCH = "application/cloudevents-batch+json; charset=utf-8"
@@ -39,7 +42,9 @@ def publish(
     )
 
 
-def refused(body: bytes | Any, content_type: str | None = BATCH, headers: dict[str, str] | None = None) -> MlgridError:
+def refused(
+    body: bytes | Any, content_type: str | None = BATCH, headers: dict[str, str] | None = None
+) -> MlgridError:
     with pytest.raises(MlgridError) as caught:
         publish(body, content_type, headers)
     return caught.value
@@ -202,7 +207,9 @@ def test_data_and_data_base64_are_exclusive() -> None:
 
 @pytest.mark.parametrize("value", ["not base64!", "AAE"])
 def test_data_base64_must_be_base64(value: str) -> None:
-    assert refused([cloud_event(data=..., data_base64=value)]).message == "[0].data_base64: is not valid base64"
+    assert (
+        refused([cloud_event(data=..., data_base64=value)]).message == "[0].data_base64: is not valid base64"
+    )
 
 
 def test_elements_must_be_objects() -> None:

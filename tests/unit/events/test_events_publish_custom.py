@@ -13,7 +13,10 @@ from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import MAX_EVENTS_PER_REQUEST, parse_publish_body
 from mlgrid.events.schemas import CUSTOM, InputSchemaMapping, parse_input_schema_mapping
 
-TOPIC = "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default/providers/Microsoft.EventGrid/topics/custom"
+TOPIC = (
+    "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
+    "/providers/Microsoft.EventGrid/topics/custom"
+)
 NOW = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
 
 FULL = parse_input_schema_mapping(
@@ -32,9 +35,13 @@ FULL = parse_input_schema_mapping(
 TYPE_ONLY = parse_input_schema_mapping({"properties": {"eventType": {"defaultValue": "Contoso.Thing"}}})
 
 
-def publish(body: Any, mapping: InputSchemaMapping | None = FULL, content_type: str = "application/json") -> list[dict[str, Any]]:
+def publish(
+    body: Any, mapping: InputSchemaMapping | None = FULL, content_type: str = "application/json"
+) -> list[dict[str, Any]]:
     raw = body if isinstance(body, bytes) else dumps(body)
-    return parse_publish_body(raw, content_type, {}, input_schema=CUSTOM, mapping=mapping, topic_id=TOPIC, now=NOW)
+    return parse_publish_body(
+        raw, content_type, {}, input_schema=CUSTOM, mapping=mapping, topic_id=TOPIC, now=NOW
+    )
 
 
 def refused(body: Any, mapping: InputSchemaMapping | None = FULL) -> MlgridError:

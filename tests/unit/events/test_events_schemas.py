@@ -79,7 +79,10 @@ def test_round_trip_through_json() -> None:
 def test_minimal_mapping_and_defaults() -> None:
     mapping = parse_input_schema_mapping({"properties": {"eventType": {"defaultValue": "T"}}})
     assert mapping == InputSchemaMapping(event_type=FieldMapping(None, "T"))
-    assert mapping_to_json(mapping) == {"mappingType": "Json", "properties": {"eventType": {"defaultValue": "T"}}}
+    assert mapping_to_json(mapping) == {
+        "mappingType": "Json",
+        "properties": {"eventType": {"defaultValue": "T"}},
+    }
 
 
 def test_mapping_type_is_case_insensitive() -> None:
@@ -118,12 +121,27 @@ def test_null_entries_mean_unmapped() -> None:
             {"properties": {"eventType": {"sourceField": "t", "source": "x"}}},
             "properties.inputSchemaMapping.properties.eventType.source",
         ),
-        ({"properties": {"eventType": {"sourceField": 3}}}, "properties.inputSchemaMapping.properties.eventType"),
-        ({"properties": {"eventType": {"sourceField": "a..b"}}}, "properties.inputSchemaMapping.properties.eventType"),
-        ({"properties": {"eventType": {"sourceField": ""}}}, "properties.inputSchemaMapping.properties.eventType"),
+        (
+            {"properties": {"eventType": {"sourceField": 3}}},
+            "properties.inputSchemaMapping.properties.eventType",
+        ),
+        (
+            {"properties": {"eventType": {"sourceField": "a..b"}}},
+            "properties.inputSchemaMapping.properties.eventType",
+        ),
+        (
+            {"properties": {"eventType": {"sourceField": ""}}},
+            "properties.inputSchemaMapping.properties.eventType",
+        ),
         ({"properties": {"eventType": "t"}}, "properties.inputSchemaMapping.properties.eventType"),
-        ({"properties": {"subject": {"sourceField": "s"}}}, "properties.inputSchemaMapping.properties.eventType"),
-        ({"properties": {"eventType": {"defaultValue": ""}}}, "properties.inputSchemaMapping.properties.eventType"),
+        (
+            {"properties": {"subject": {"sourceField": "s"}}},
+            "properties.inputSchemaMapping.properties.eventType",
+        ),
+        (
+            {"properties": {"eventType": {"defaultValue": ""}}},
+            "properties.inputSchemaMapping.properties.eventType",
+        ),
     ],
 )
 def test_invalid_mappings_name_the_field(raw: object, field: str) -> None:

@@ -27,7 +27,10 @@ from azure.eventgrid._legacy import EventGridPublisherClient as ClassicPublisher
 from mlgrid.events.publish import parse_publish_body
 from mlgrid.events.schemas import CLOUD_EVENTS, CUSTOM, EVENT_GRID, parse_input_schema_mapping
 
-TOPIC = "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default/providers/Microsoft.EventGrid/topics/t1"
+TOPIC = (
+    "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
+    "/providers/Microsoft.EventGrid/topics/t1"
+)
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KEY = AzureKeyCredential(base64.b64encode(b"k" * 32).decode())
 
@@ -93,13 +96,21 @@ def namespace(transport: RecordingTransport) -> Any:
 def receive(sent: Sent, input_schema: str, mapping: Any = None) -> list[dict[str, Any]]:
     content_type = next((v for k, v in sent.headers.items() if k.lower() == "content-type"), None)
     return parse_publish_body(
-        sent.body, content_type, sent.headers, input_schema=input_schema, mapping=mapping, topic_id=TOPIC, now=NOW
+        sent.body,
+        content_type,
+        sent.headers,
+        input_schema=input_schema,
+        mapping=mapping,
+        topic_id=TOPIC,
+        now=NOW,
     )
 
 
 def test_classic_eventgrid_events(transport: RecordingTransport) -> None:
     events = [
-        EventGridEvent(subject="models/m:1", event_type="Contoso.A", data={"score": 0.1, "n": 2**70}, data_version="1.0"),
+        EventGridEvent(
+            subject="models/m:1", event_type="Contoso.A", data={"score": 0.1, "n": 2**70}, data_version="1.0"
+        ),
         EventGridEvent(
             subject="s",
             event_type="Contoso.B",

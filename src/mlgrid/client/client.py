@@ -1,0 +1,77 @@
+"""``mlgrid.Client``: the Python SDK's entry point.
+
+One ``Transport`` (httpx, bearer token) shared by the resource groups: ``client.topics`` and
+``client.subscriptions`` (broker), ``client.workspaces`` / ``client.workspace(name)`` (the ML
+workspace), ``client.events`` (publishing and retained events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlgrid.client.http import Transport, resolve_connection
+
+if TYPE_CHECKING:
+    from mlgrid.client.broker import EventsClient, SubscriptionsClient, TopicsClient
+    from mlgrid.client.workspace import Workspace, WorkspacesClient
+
+
+class Client:
+    """Talks to a running mlgrid server.
+
+    ``Client()`` uses ``MLGRID_URL``/``MLGRID_TOKEN`` or, on the server's machine, the local
+    admin token in ``./.mlgrid/admin.token``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        resolved_url, resolved_token = resolve_connection(url, token, environ)
+        self.http = Transport(resolved_url, resolved_token, timeout)
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
+    @property
+    def topics(self) -> TopicsClient:
+        from mlgrid.client.broker import TopicsClient
+
+        return TopicsClient(self.http)
+
+    @property
+    def subscriptions(self) -> SubscriptionsClient:
+        from mlgrid.client.broker import SubscriptionsClient
+
+        return SubscriptionsClient(self.http)
+
+    @property
+    def events(self) -> EventsClient:
+        from mlgrid.client.broker import EventsClient
+
+        return EventsClient(self.http)
+
+    @property
+    def workspaces(self) -> WorkspacesClient:
+        from mlgrid.client.workspace import WorkspacesClient
+
+        return WorkspacesClient(self.http)
+
+    def workspace(self, name: str) -> Workspace:
+        """A handle on an existing workspace (``client.workspaces.create`` makes one)."""
+        return self.workspaces.get(name)
