@@ -220,7 +220,7 @@ def parse_publish_body(
     document = _load_body(body)
     if input_schema == EVENT_GRID:
         if not isinstance(document, list):
-            raise _not_an_array(document, "the Event Grid schema requires a JSON array of events")
+            raise _wrong_body_shape(document, "the Event Grid schema requires a JSON array of events")
         _check_count(len(document))
         return _parse_eventgrid_events(document, topic_id)
     items = document if isinstance(document, list) else [document]
@@ -237,7 +237,7 @@ def _load_body(body: bytes) -> Any:
     return loads_exact(body)
 
 
-def _not_an_array(document: Any, what: str) -> InvalidField:
+def _wrong_body_shape(document: Any, what: str) -> InvalidField:
     message = f"body: {what}, got {_json_type(document)}"
     return InvalidField(message=message, field_name="body")
 
@@ -507,7 +507,7 @@ def _parse_cloudevents_request(
     if kind == CLOUDEVENTS_JSON:
         document = _load_body(body)
         if not isinstance(document, dict):
-            raise _not_an_array(
+            raise _wrong_body_shape(
                 document,
                 f"{CLOUDEVENTS_JSON} carries one CloudEvent object (send arrays as {CLOUDEVENTS_BATCH_JSON})",
             )
@@ -515,7 +515,7 @@ def _parse_cloudevents_request(
     if kind == CLOUDEVENTS_BATCH_JSON:
         document = _load_body(body)
         if not isinstance(document, list):
-            raise _not_an_array(document, f"{CLOUDEVENTS_BATCH_JSON} carries a JSON array of CloudEvents")
+            raise _wrong_body_shape(document, f"{CLOUDEVENTS_BATCH_JSON} carries a JSON array of CloudEvents")
         _check_count(len(document))
         return _parse_cloud_events(document)
     binary_headers = {name.lower(): value for name, value in headers.items() if name[:3].lower() == "ce-"}
@@ -533,7 +533,7 @@ def _parse_cloudevents_request(
         return _parse_cloud_events(document)
     if isinstance(document, dict):
         return _parse_cloud_events([document])
-    raise _not_an_array(document, "expected a CloudEvent object or a JSON array of CloudEvents")
+    raise _wrong_body_shape(document, "expected a CloudEvent object or a JSON array of CloudEvents")
 
 
 def _parse_cloud_events(items: list[Any]) -> list[dict[str, Any]]:

@@ -9,18 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
-from mlgrid.store.tables import deliveries, events
+from mlgrid.store.tables import deliveries, events, subscriptions
 
 PENDING = "pending"
 DELIVERED = "delivered"
 DEAD_LETTERED = "deadLettered"
 DROPPED = "dropped"
 STATES = (PENDING, DELIVERED, DEAD_LETTERED, DROPPED)
+FINAL_STATES = (DELIVERED, DEAD_LETTERED, DROPPED)
+# ``subscriptions.endpoint_type`` of pull subscriptions (the broker's ``QUEUE``; the store does
+# not import services, so the value is repeated here).
+QUEUE_ENDPOINT = "Queue"
 
 
 @dataclass(frozen=True)
@@ -118,3 +123,462 @@ async def count_by_state(conn: AsyncConnection, subscription_id: str) -> dict[st
     counts = dict.fromkeys(STATES, 0)
     counts.update({state: int(n) for state, n in rows})
     return counts
+
+
+# -- the dispatcher's side ------------------------------------------------------------------
+#
+# Two ways to find work. On SQLite one process owns the database: the dispatcher keeps due
+# work in memory and only reads the pending rows once at start (``load_pending_push``). On
+# PostgreSQL several nodes share the table: each claims due rows under a lease
+# (``claim_due_push``, ``FOR UPDATE SKIP LOCKED`` so claimers never wait for each other) and a
+# node that dies leaves rows whose lease simply runs out.
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """What the dispatcher needs of a pending row to attempt it (times as epoch seconds)."""
+
+    id: int
+    event_seq: int
+    subscription_id: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_outcome: str | None = None
+    last_http_status: int | None = None
+    last_attempt_at: float | None = None
+
+
+_DUE_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.event_seq,
+    deliveries.c.subscription_id,
+    deliveries.c.attempts,
+    deliveries.c.next_attempt_at,
+    deliveries.c.created_at,
+    deliveries.c.last_outcome,
+    deliveries.c.last_http_status,
+    deliveries.c.last_attempt_at,
+)
+
+
+def _due(r: Any) -> DueDelivery:
+    return DueDelivery(
+        id=r.id,
+        event_seq=r.event_seq,
+        subscription_id=r.subscription_id,
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        created_at=r.created_at,
+        last_outcome=r.last_outcome,
+        last_http_status=r.last_http_status,
+        last_attempt_at=r.last_attempt_at,
+    )
+
+
+def _pull_subscription_ids() -> Any:
+    return select(subscriptions.c.id).where(subscriptions.c.endpoint_type == QUEUE_ENDPOINT)
+
+
+async def load_pending_push(conn: AsyncConnection, after_id: int, limit: int) -> list[DueDelivery]:
+    """Pending push deliveries in id order, whatever their lease (SQLite start-up reload).
+
+    Rows of pull (``Queue``) subscriptions are left out: receivers fetch those themselves.
+    Rows of subscriptions that no longer exist are included so the dispatcher can close them.
+    """
+    rows = await conn.execute(
+        select(*_DUE_COLUMNS)
+        .where(
+            deliveries.c.state == PENDING,
+            deliveries.c.id > after_id,
+            deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    return [_due(r) for r in rows]
+
+
+async def claim_due_push(
+    conn: AsyncConnection, node_id: str, now: float, lease_until: float, limit: int
+) -> list[DueDelivery]:
+    """Claim up to ``limit`` due push deliveries for ``node_id`` until ``lease_until``.
+
+    Due means pending, ``next_attempt_at`` reached, and not leased (or the lease ran out: the
+    node that held it died or hung). On PostgreSQL the candidate rows are locked with
+    ``SKIP LOCKED`` so concurrent claimers on other nodes take different rows.
+    """
+    candidates = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.state == PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+            deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=deliveries)
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+        .values(claimed_by=node_id, lease_until=lease_until)
+        .returning(*_DUE_COLUMNS)
+    )
+    rows = await conn.execute(statement)
+    return sorted((_due(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
+
+
+@dataclass(frozen=True)
+class AttemptUpdate:
+    """A non-final change after an attempt (or a hold): attempts, next time, last outcome.
+
+    ``last_*`` fields of ``None`` keep what the row had (a hold by the circuit breaker makes
+    no attempt, so there is nothing new to record but the time).
+    """
+
+    id: int
+    attempts: int
+    next_attempt_at: float
+    last_outcome: str | None
+    last_http_status: int | None
+    last_error: str | None
+    last_attempt_at: float | None
+
+
+async def reschedule(conn: AsyncConnection, updates: Sequence[AttemptUpdate]) -> None:
+    """Write retries and holds in one statement per kind; rows no longer pending are untouched."""
+    attempted = [u for u in updates if u.last_attempt_at is not None]
+    held = [u for u in updates if u.last_attempt_at is None]
+    if attempted:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == PENDING)
+            .values(
+                attempts=bindparam("b_attempts"),
+                next_attempt_at=bindparam("b_next"),
+                last_outcome=bindparam("b_outcome"),
+                last_http_status=bindparam("b_status"),
+                last_error=bindparam("b_error"),
+                last_attempt_at=bindparam("b_at"),
+                claimed_by=None,
+                lease_until=None,
+            ),
+            [
+                {
+                    "b_id": u.id,
+                    "b_attempts": u.attempts,
+                    "b_next": u.next_attempt_at,
+                    "b_outcome": u.last_outcome,
+                    "b_status": u.last_http_status,
+                    "b_error": u.last_error,
+                    "b_at": u.last_attempt_at,
+                }
+                for u in attempted
+            ],
+        )
+    if held:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == PENDING)
+            .values(next_attempt_at=bindparam("b_next"), claimed_by=None, lease_until=None),
+            [{"b_id": u.id, "b_next": u.next_attempt_at} for u in held],
+        )
+
+
+@dataclass(frozen=True)
+class FinalUpdate:
+    """The one final state of a delivery, with the last attempt's facts."""
+
+    id: int
+    state: str  # delivered | deadLettered | dropped
+    attempts: int
+    last_outcome: str | None
+    last_http_status: int | None
+    last_error: str | None
+    last_attempt_at: float | None
+    final_reason: str | None
+    finished_at: float
+
+
+def _final_values(u: FinalUpdate) -> dict[str, Any]:
+    return {
+        "b_id": u.id,
+        "b_state": u.state,
+        "b_attempts": u.attempts,
+        "b_outcome": u.last_outcome,
+        "b_status": u.last_http_status,
+        "b_error": u.last_error,
+        "b_at": u.last_attempt_at,
+        "b_reason": u.final_reason,
+        "b_finished": u.finished_at,
+    }
+
+
+_FINALIZE = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == PENDING)
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        last_outcome=bindparam("b_outcome"),
+        last_http_status=bindparam("b_status"),
+        last_error=bindparam("b_error"),
+        last_attempt_at=bindparam("b_at"),
+        final_reason=bindparam("b_reason"),
+        finished_at=bindparam("b_finished"),
+        claimed_by=None,
+        lease_until=None,
+        lock_token=None,
+    )
+)
+
+
+async def finalize_many(conn: AsyncConnection, updates: Sequence[FinalUpdate]) -> None:
+    """Finish many deliveries in one statement (successes: nothing else hangs on them).
+
+    The ``state = 'pending'`` guard keeps the first final state: a success that lands after
+    the subscription was deleted does not overwrite ``SubscriptionDeleted``.
+    """
+    if updates:
+        await conn.execute(_FINALIZE, [_final_values(u) for u in updates])
+
+
+async def finalize_one(conn: AsyncConnection, final: FinalUpdate) -> bool:
+    """Finish one delivery; False when it was already final (then record nothing else)."""
+    result = await conn.execute(_FINALIZE, _final_values(final))
+    return bool(result.rowcount)
+
+
+# -- pull (Queue) subscriptions ---------------------------------------------------------------
+#
+# A received event is a pending row with a ``lock_token`` and ``lease_until`` (the lock's
+# expiry); ``attempts`` counts how often it was handed out (its ``deliveryCount``). When the
+# lock runs out the row is receivable again. Acknowledge finishes it; release clears the
+# lock; renew moves ``lease_until``.
+
+
+@dataclass(frozen=True)
+class PulledRow:
+    """A receivable (or locked) pull delivery with its event, for receive and reject."""
+
+    id: int
+    event_seq: int
+    subscription_id: str
+    attempts: int
+    created_at: float
+    lock_token: str | None
+    last_attempt_at: float | None
+    event_body: str
+    published_at: float
+
+
+_PULLED_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.event_seq,
+    deliveries.c.subscription_id,
+    deliveries.c.attempts,
+    deliveries.c.created_at,
+    deliveries.c.lock_token,
+    deliveries.c.last_attempt_at,
+    events.c.body,
+    events.c.published_at,
+)
+
+
+def _pulled(r: Any) -> PulledRow:
+    return PulledRow(
+        id=r.id,
+        event_seq=r.event_seq,
+        subscription_id=r.subscription_id,
+        attempts=r.attempts,
+        created_at=r.created_at,
+        lock_token=r.lock_token,
+        last_attempt_at=r.last_attempt_at,
+        event_body=r.body,
+        published_at=r.published_at,
+    )
+
+
+async def receivable(conn: AsyncConnection, subscription_id: str, now: float, limit: int) -> list[PulledRow]:
+    """Pending rows of a pull subscription that are due and not locked, oldest first.
+
+    Must run in a write transaction; on PostgreSQL the rows are locked (``SKIP LOCKED``) so two
+    receivers on different nodes never get the same event.
+    """
+    query = (
+        select(*_PULLED_COLUMNS)
+        .join(events, events.c.seq == deliveries.c.event_seq)
+        .where(
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.state == PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= now),
+        )
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=deliveries)
+    return [_pulled(r) for r in await conn.execute(query)]
+
+
+async def lock_for_receiver(
+    conn: AsyncConnection, locks: Sequence[tuple[int, str, int]], node_id: str, now: float, lock_until: float
+) -> None:
+    """Hand rows to a receiver: ``(id, lock_token, attempts)`` each."""
+    if not locks:
+        return
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("b_id"))
+        .values(
+            lock_token=bindparam("b_token"),
+            attempts=bindparam("b_attempts"),
+            claimed_by=node_id,
+            lease_until=lock_until,
+            last_attempt_at=now,
+            last_outcome="Received",
+        ),
+        [{"b_id": i, "b_token": t, "b_attempts": a} for i, t, a in locks],
+    )
+
+
+def _locked(tokens: Sequence[str], subscription_id: str, now: float) -> Any:
+    return (
+        deliveries.c.subscription_id == subscription_id,
+        deliveries.c.lock_token.in_(list(tokens)),
+        deliveries.c.state == PENDING,
+        deliveries.c.lease_until > now,
+    )
+
+
+async def locked_rows(
+    conn: AsyncConnection, subscription_id: str, tokens: Sequence[str], now: float
+) -> list[PulledRow]:
+    """The rows still locked under these tokens (unknown, expired or finished ones are absent)."""
+    if not tokens:
+        return []
+    query = select(*_PULLED_COLUMNS).join(events, events.c.seq == deliveries.c.event_seq).where(
+        *_locked(tokens, subscription_id, now)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=deliveries)
+    return [_pulled(r) for r in await conn.execute(query)]
+
+
+async def acknowledge_locked(
+    conn: AsyncConnection, subscription_id: str, tokens: Sequence[str], now: float
+) -> list[str]:
+    """Finish the rows locked under ``tokens`` as delivered; returns the tokens that were."""
+    if not tokens:
+        return []
+    result = await conn.execute(
+        update(deliveries)
+        .where(*_locked(tokens, subscription_id, now))
+        .values(
+            state=DELIVERED,
+            last_outcome="Acknowledged",
+            finished_at=now,
+            lease_until=None,
+            claimed_by=None,
+        )
+        .returning(deliveries.c.lock_token)
+    )
+    return [r[0] for r in result]
+
+
+async def release_rows(conn: AsyncConnection, ids: Sequence[int], available_at: float) -> None:
+    """Unlock rows (found with ``locked_rows``) so they can be received again from
+    ``available_at``; their ``attempts`` already counts the delivery they were locked for."""
+    if not ids:
+        return
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == PENDING)
+        .values(
+            next_attempt_at=available_at,
+            last_outcome="Released",
+            lease_until=None,
+            claimed_by=None,
+            lock_token=None,
+        )
+    )
+
+
+async def renew_locked(
+    conn: AsyncConnection, subscription_id: str, tokens: Sequence[str], now: float, lock_until: float
+) -> list[str]:
+    """Extend the locks that are still held; returns the tokens renewed."""
+    if not tokens:
+        return []
+    result = await conn.execute(
+        update(deliveries)
+        .where(*_locked(tokens, subscription_id, now))
+        .values(lease_until=lock_until)
+        .returning(deliveries.c.lock_token)
+    )
+    return [r[0] for r in result]
+
+
+async def pull_subscription_ids(conn: AsyncConnection) -> list[str]:
+    return [r[0] for r in await conn.execute(_pull_subscription_ids())]
+
+
+async def exhausted_pull_rows(
+    conn: AsyncConnection, subscription_id: str, max_count: int, created_before: float, now: float, limit: int
+) -> list[PulledRow]:
+    """Unlocked pull rows that may not be handed out again: delivered ``max_count`` times
+    already (their last lock ran out) or older than the time to live."""
+    query = (
+        select(*_PULLED_COLUMNS)
+        .join(events, events.c.seq == deliveries.c.event_seq)
+        .where(
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.state == PENDING,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= now),
+            or_(deliveries.c.attempts >= max_count, deliveries.c.created_at < created_before),
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=deliveries)
+    return [_pulled(r) for r in await conn.execute(query)]
+
+
+# -- whole-subscription operations -----------------------------------------------------------
+
+
+async def pending_with_events(
+    conn: AsyncConnection, subscription_id: str, after_id: int, limit: int
+) -> list[PulledRow]:
+    """Pending rows of a subscription with their events, in id order (to close them all)."""
+    rows = await conn.execute(
+        select(*_PULLED_COLUMNS)
+        .join(events, events.c.seq == deliveries.c.event_seq)
+        .where(
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.state == PENDING,
+            deliveries.c.id > after_id,
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    return [_pulled(r) for r in rows]
+
+
+async def count_pending(conn: AsyncConnection, subscription_id: str | None = None) -> int:
+    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == PENDING)
+    if subscription_id is not None:
+        query = query.where(deliveries.c.subscription_id == subscription_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def get_many(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, DeliveryRow]:
+    if not ids:
+        return {}
+    rows = await conn.execute(select(deliveries).where(deliveries.c.id.in_(list(ids))))
+    return {r.id: row_to_delivery(r) for r in rows}

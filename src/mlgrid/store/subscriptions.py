@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -144,3 +144,52 @@ async def list_expired(conn: AsyncConnection, now: datetime) -> list[Subscriptio
         )
     )
     return [_row(r) for r in rows]
+
+
+async def signature(conn: AsyncConnection) -> tuple[int, float]:
+    """(row count, latest ``updated_at``): changes whenever any node creates, changes or
+    deletes a subscription, so a node can poll it cheaply and reload only when it moves."""
+    row = (await conn.execute(select(func.count(), func.max(subscriptions.c.updated_at)))).one()
+    return int(row[0]), float(row[1] or 0.0)
+
+
+async def list_versions(conn: AsyncConnection) -> dict[str, str]:
+    """Every subscription id with its etag: what a node diffs its cache against."""
+    rows = await conn.execute(select(subscriptions.c.id, subscriptions.c.etag))
+    return {r[0]: r[1] for r in rows}
+
+
+async def list_stale_validations(conn: AsyncConnection, state: str, now: datetime) -> list[SubscriptionRow]:
+    """Subscriptions still in ``state`` (awaiting manual validation) whose window has passed."""
+    rows = await conn.execute(
+        select(subscriptions).where(
+            subscriptions.c.provisioning_state == state,
+            subscriptions.c.validation_expires_at.is_not(None),
+            subscriptions.c.validation_expires_at <= to_epoch(now),
+        )
+    )
+    return [_row(r) for r in rows]
+
+
+async def set_state_if(
+    conn: AsyncConnection, subscription_id: str, expected_etag: str, state: str, etag: str, now: datetime
+) -> bool:
+    """Change the provisioning state unless the row changed meanwhile (compare-and-set on etag)."""
+    result = await conn.execute(
+        subscriptions.update()
+        .where(subscriptions.c.id == subscription_id, subscriptions.c.etag == expected_etag)
+        .values(provisioning_state=state, etag=etag, updated_at=to_epoch(now))
+    )
+    return bool(result.rowcount)
+
+
+async def delete_if_expired(conn: AsyncConnection, subscription_id: str, now: datetime) -> bool:
+    """Delete the subscription if it has expired; ``False`` when another node was first."""
+    result = await conn.execute(
+        delete(subscriptions).where(
+            subscriptions.c.id == subscription_id,
+            subscriptions.c.expires_at.is_not(None),
+            subscriptions.c.expires_at <= to_epoch(now),
+        )
+    )
+    return bool(result.rowcount)

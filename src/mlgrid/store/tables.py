@@ -154,3 +154,133 @@ dead_letters = Table(
     Column("redelivered_at", Float, nullable=True),
     Index("ix_dead_letters_subscription", "subscription_id", "created_at"),
 )
+
+# --- The ML workspace (SPEC §9). Files (artifacts, model files, dataset files) live under
+# <data-dir>/workspaces/<workspace>/...; these tables hold their metadata.
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("name_key", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("resource_group", String(90), nullable=False),
+    Column("run_status_changed_events", String(16), nullable=False),  # "failed" | "all"
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("workspace_key", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("workspace_key", "name_key"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("workspace_key", String(64), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("experiment_id", String(36), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("run_type", String(128), nullable=True),
+    Column("tags", Text, nullable=False),  # JSON object
+    Column("properties", Text, nullable=False),  # JSON object of strings
+    Column("error", Text, nullable=True),
+    Column("etag", String(64), nullable=False),
+    Column("version", Integer, nullable=False),  # compare-and-swap counter, +1 per change
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("start_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+    # Submitted jobs only: what runs, where, on which node, and how it ended.
+    Column("job_command", Text, nullable=True),
+    Column("job_working_directory", Text, nullable=True),
+    Column("job_pid", Integer, nullable=True),
+    Column("job_exit_code", Integer, nullable=True),
+    Column("job_node", String(255), nullable=True),
+    Column("job_heartbeat_at", Float, nullable=True),
+    Index("ix_runs_workspace_experiment", "workspace_key", "experiment_id", "created_at"),
+    Index("ix_runs_workspace_created", "workspace_key", "created_at"),
+    Index("ix_runs_status", "status"),
+)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("workspace_key", String(64), nullable=False),
+    Column("run_id", String(128), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("value", Text, nullable=False),  # the number's exact decimal text
+    Column("time", Float, nullable=False),
+    Index("ix_run_metrics_run", "workspace_key", "run_id", "name", "step"),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("workspace_key", String(64), primary_key=True),
+    Column("run_id", String(128), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("workspace_key", String(64), primary_key=True),
+    Column("name_key", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("properties", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("run_id", String(128), nullable=True),
+    Column("artifact_path", String(1024), nullable=True),
+    Column("is_directory", Boolean, nullable=False),
+    Column("files", Text, nullable=False),  # JSON list of {"path", "size", "sha256"}
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("workspace_key", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("file_name", String(255), nullable=False),
+    Column("file_format", String(16), nullable=False),  # "csv" | "parquet"
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("columns", Text, nullable=False),  # JSON list of {"name", "dtype"}
+    Column("row_count", BigInteger, nullable=False),
+    Column("timestamp_column", String(255), nullable=True),
+    Column("description", Text, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("workspace_key", "name_key", "version"),
+)
+
+workspace_counters = Table(
+    "workspace_counters",
+    metadata,
+    # Per-object counters: event Sequencers ("run", "model", "endpoint", "datadrift") and
+    # version numbers ("model-version", "dataset-version"). Incremented with one upsert, so
+    # the row lock orders concurrent writers on PostgreSQL.
+    Column("workspace_key", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("object_key", String(255), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -1,0 +1,267 @@
+"""How many events per second does publishing accept, and how close is that to raw HTTP?
+
+Starts a real ``mlgrid serve`` process on a loopback port (SQLite in a temporary data
+directory; PostgreSQL in a fresh database on 127.0.0.1:5432 that is dropped afterwards),
+creates an Event Grid schema topic and publishes from 8 concurrent aiohttp clients in batches
+of 1, 100 and 1,000 events. Every 200 means the events were committed, so "accepted" is
+"durable". As the baseline it measures the request rate of ``GET /healthz`` on the same server
+with the same clients: the ratio ``publish requests/s ÷ healthz requests/s`` says how much of
+the HTTP budget the publish path costs on top of the framework.
+
+Each measurement is bounded both in time (``--seconds``) and in requests (``--max-requests``),
+after a short warm-up. Client and server share the machine, so the figures are for the pair.
+
+    .venv/bin/python benchmarks/publish.py                      # SQLite and PostgreSQL
+    .venv/bin/python benchmarks/publish.py --backend sqlite --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+PG_HOST = os.environ.get("MLGRID_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("MLGRID_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("MLGRID_TEST_PG_USER", "postgres")
+
+EVENT_TIME = "2024-05-01T12:00:00Z"
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    requests: int
+    events: int
+    seconds: float
+    failures: int
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One ``mlgrid serve`` subprocess, stopped with SIGTERM at the end."""
+
+    def __init__(self, data_dir: Path, database_url: str) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "mlgrid.cli.main", "serve", "--port", str(self.port),
+                "--data-dir", str(data_dir), "--log-level", "warning", "--no-ui"]
+        if database_url:
+            args += ["--database-url", database_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
+        self._log = (data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
+            try:
+                async with session.get(self.url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin.token").read_text().strip()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+def _batch_body(prefix: str, counter: itertools.count[int], size: int) -> bytes:
+    """A JSON array of ``size`` small Event Grid events with ids unique across the run."""
+    parts = []
+    for _ in range(size):
+        n = next(counter)
+        parts.append(
+            f'{{"id":"{prefix}-{n}","subject":"bench/items/{n % 100}","eventType":"Bench.ItemCreated",'
+            f'"eventTime":"{EVENT_TIME}","dataVersion":"1.0","data":{{"n":{n},"score":0.25,"tag":"abc"}}}}'
+        )
+    return ("[" + ",".join(parts) + "]").encode()
+
+
+async def _run_clients(
+    session: aiohttp.ClientSession,
+    label: str,
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    send: object,
+    events_per_request: int,
+) -> Result:
+    """``clients`` tasks call ``send()`` until the time or the request budget runs out."""
+    sent = 0
+    failures = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal sent, failures
+        while sent < max_requests and time.perf_counter() < deadline:
+            sent += 1
+            ok = await send()  # type: ignore[operator]
+            if not ok:
+                failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    ok_requests = sent - failures
+    return Result(label, ok_requests, ok_requests * events_per_request, elapsed, failures)
+
+
+async def _measure(server: Server, backend: str, args: argparse.Namespace) -> list[Result]:
+    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await server.wait_ready(session)
+        admin = {"Authorization": f"Bearer {server.admin_token}"}
+        topic = "bench-" + uuid.uuid4().hex[:8]
+        async with session.put(f"{server.url}/topics/{topic}", json={}, headers=admin) as response:
+            response.raise_for_status()
+        async with session.post(f"{server.url}/topics/{topic}/listKeys", headers=admin) as response:
+            key = (await response.json())["key1"]
+        publish_url = f"{server.url}/topics/{topic}/api/events"
+        headers = {"aeg-sas-key": key, "Content-Type": "application/json"}
+        prefix = uuid.uuid4().hex[:8]
+        counter = itertools.count()
+        first_error: list[str] = []
+
+        async def healthz() -> bool:
+            async with session.get(server.url + "/healthz") as response:
+                await response.read()
+                return response.status == 200
+
+        results: list[Result] = []
+        # Warm-up: connections, caches, the SQLite page cache.
+        await _run_clients(session, "warm-up", args.clients, 1.0, 2_000, healthz, 0)
+        baseline = await _run_clients(
+            session, f"{backend}: GET /healthz", args.clients, args.seconds, args.max_requests, healthz, 0
+        )
+        results.append(baseline)
+        for size in args.batch_sizes:
+
+            async def publish(size: int = size) -> bool:
+                body = _batch_body(prefix, counter, size)
+                async with session.post(publish_url, data=body, headers=headers) as response:
+                    text = await response.read()
+                    if response.status != 200 and not first_error:
+                        first_error.append(f"{response.status} {text[:300]!r}")
+                    return response.status == 200
+
+            await _run_clients(session, "warm-up", args.clients, 0.5, 50, publish, size)
+            budget = max(args.clients, min(args.max_requests, args.max_events // size))
+            results.append(
+                await _run_clients(
+                    session, f"{backend}: publish batches of {size}", args.clients, args.seconds, budget,
+                    publish, size,
+                )
+            )
+        if first_error:
+            print(f"  first publish error: {first_error[0]}", flush=True)
+        return results
+
+
+def _print(results: list[Result]) -> None:
+    baseline = results[0].requests_per_second
+    print(f"{'measurement':44} {'requests/s':>11} {'events/s':>11} {'vs healthz':>10} {'failed':>7}")
+    for r in results:
+        ratio = r.requests_per_second / baseline if baseline else 0.0
+        events = f"{r.events_per_second:11,.0f}" if r.events else f"{'-':>11}"
+        print(f"{r.label:44} {r.requests_per_second:11,.0f} {events} {ratio:10.2f} {r.failures:7d}")
+    print(flush=True)
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"mlgrid-bench-{backend}-"))
+    database = ""
+    url = ""
+    try:
+        if backend == "postgresql":
+            database = "mlgrid_bench_" + uuid.uuid4().hex[:12]
+            try:
+                await _pg_admin(f'CREATE DATABASE "{database}"')
+            except OSError as exc:
+                print(f"postgresql: skipped, {PG_HOST}:{PG_PORT} unreachable ({exc})\n")
+                database = ""
+                return
+            url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+        server = Server(data_dir, url)
+        try:
+            results = await _measure(server, backend, args)
+        finally:
+            server.stop()
+        _print(results)
+    finally:
+        if database:
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="time bound per measurement (default 5)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="request bound per measurement")
+    parser.add_argument("--max-events", type=int, default=1_000_000, help="event bound per measurement")
+    parser.add_argument("--batch-sizes", default="1,100,1000", help="comma-separated (default 1,100,1000)")
+    args = parser.parse_args()
+    args.batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
+    print(f"mlgrid publish benchmark: {args.clients} clients, {args.seconds:g} s per measurement, "
+          f"{os.cpu_count()} CPUs\n", flush=True)
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        asyncio.run(_bench_backend(backend, args))
+
+
+if __name__ == "__main__":
+    main()

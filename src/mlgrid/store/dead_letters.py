@@ -1,0 +1,140 @@
+"""Dead-letter records: the events a subscription gave up on, kept for listing and redelivery.
+
+Each row holds the full record (the event in the subscription's delivery schema plus
+``deadLetterReason``, ``deliveryAttempts``, ...) as JSON text, exactly as written to the blob,
+and the blob's path under the data directory. ``redelivered_at`` is set when the record was
+queued again, so "redeliver all" does not send the same dead letter twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mlgrid.store.clock import from_epoch, utc_from_epoch
+from mlgrid.store.tables import dead_letters, deliveries, events
+
+
+@dataclass(frozen=True)
+class NewDeadLetter:
+    id: str
+    subscription_id: str
+    delivery_id: int | None
+    event_id: str
+    reason: str
+    record: str  # JSON text of the record
+    blob_path: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    id: str
+    subscription_id: str
+    delivery_id: int | None
+    event_id: str
+    reason: str
+    record: str
+    blob_path: str | None
+    created_at: datetime
+    redelivered_at: datetime | None
+
+
+def _row(r: Any) -> DeadLetterRow:
+    return DeadLetterRow(
+        id=r.id,
+        subscription_id=r.subscription_id,
+        delivery_id=r.delivery_id,
+        event_id=r.event_id,
+        reason=r.reason,
+        record=r.record,
+        blob_path=r.blob_path,
+        created_at=utc_from_epoch(r.created_at),
+        redelivered_at=from_epoch(r.redelivered_at),
+    )
+
+
+async def insert_many(conn: AsyncConnection, rows: Sequence[NewDeadLetter]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        dead_letters.insert(),
+        [
+            {
+                "id": r.id,
+                "subscription_id": r.subscription_id,
+                "delivery_id": r.delivery_id,
+                "event_id": r.event_id,
+                "reason": r.reason,
+                "record": r.record,
+                "blob_path": r.blob_path,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ],
+    )
+
+
+async def list_page(
+    conn: AsyncConnection, subscription_id: str, after: tuple[float, str] | None, limit: int
+) -> list[DeadLetterRow]:
+    """Dead letters of a subscription, oldest first, continuing after ``(created_at, id)``."""
+    query = select(dead_letters).where(dead_letters.c.subscription_id == subscription_id)
+    if after is not None:
+        created, last_id = after
+        query = query.where(
+            or_(
+                dead_letters.c.created_at > created,
+                and_(dead_letters.c.created_at == created, dead_letters.c.id > last_id),
+            )
+        )
+    rows = await conn.execute(query.order_by(dead_letters.c.created_at, dead_letters.c.id).limit(limit))
+    return [_row(r) for r in rows]
+
+
+async def count_for_subscription(conn: AsyncConnection, subscription_id: str) -> int:
+    query = select(func.count()).select_from(dead_letters)
+    result = await conn.execute(query.where(dead_letters.c.subscription_id == subscription_id))
+    return int(result.scalar_one())
+
+
+@dataclass(frozen=True)
+class RedeliveryCandidate:
+    """A dead letter and the retained event it came from (``event_seq`` None: not retained)."""
+
+    id: str
+    event_id: str
+    event_seq: int | None
+
+
+async def redelivery_candidates(
+    conn: AsyncConnection, subscription_id: str, ids: Sequence[str] | None
+) -> list[RedeliveryCandidate]:
+    """The dead letters to queue again: the given ids, or every one not redelivered yet."""
+    query = (
+        select(dead_letters.c.id, dead_letters.c.event_id, events.c.seq)
+        .select_from(
+            dead_letters.outerjoin(deliveries, deliveries.c.id == dead_letters.c.delivery_id).outerjoin(
+                events, events.c.seq == deliveries.c.event_seq
+            )
+        )
+        .where(dead_letters.c.subscription_id == subscription_id)
+    )
+    if ids is None:
+        query = query.where(dead_letters.c.redelivered_at.is_(None))
+    else:
+        query = query.where(dead_letters.c.id.in_(list(ids)))
+    rows = await conn.execute(query.order_by(dead_letters.c.created_at, dead_letters.c.id))
+    return [RedeliveryCandidate(r[0], r[1], r[2]) for r in rows]
+
+
+async def mark_redelivered(conn: AsyncConnection, ids: Sequence[str], now: float) -> None:
+    if ids:
+        await conn.execute(
+            update(dead_letters).where(dead_letters.c.id.in_(list(ids))).values(redelivered_at=now)
+        )
