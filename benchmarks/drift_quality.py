@@ -76,7 +76,8 @@ def make_frame(rows: int, rng: np.random.Generator, scenario: Scenario | None = 
     elif scenario is not None and scenario.family == "scale":
         n0 = n0 * scenario.strength
     elif scenario is not None and scenario.family == "frequency":
-        c0_probabilities = (1 - scenario.strength) * C0_PROBABILITIES + scenario.strength * C0_PROBABILITIES[::-1]
+        mix = scenario.strength
+        c0_probabilities = (1 - mix) * C0_PROBABILITIES + mix * C0_PROBABILITIES[::-1]
     elif scenario is not None and scenario.family == "new_category":
         new_share = scenario.strength
     n1 = rng.normal(5.0, 2.0, rows)
@@ -121,7 +122,10 @@ def load_evidently() -> tuple[Detector | None, str]:
         from evidently import Report
         from evidently.presets import DataDriftPreset
     except Exception as exc:
-        return None, f"Evidently not available ({type(exc).__name__}: {exc}); install with: pip install evidently"
+        return (
+            None,
+            f"Evidently not available ({type(exc).__name__}: {exc}); install with: pip install evidently",
+        )
 
     def detect(baseline: pd.DataFrame, window: pd.DataFrame) -> tuple[bool, bool]:
         with warnings.catch_warnings():
@@ -163,7 +167,9 @@ def _rate(count: int, total: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000, 20000], help="rows per window")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[200, 1000, 5000, 20000], help="rows per window"
+    )
     parser.add_argument("--baseline-rows", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2, help="windows per drift scenario and size")
     parser.add_argument("--null-repeats", type=int, default=15, help="no-drift windows per size")
@@ -218,7 +224,9 @@ def _report(tallies: dict[tuple[str, str, int], Tally], names: list[str], sizes:
     for scenario in SCENARIOS:
         cells = []
         for size in sizes:
-            rates = [_rate(t.flagged, t.windows).strip() for t in (tallies[n, scenario.label, size] for n in names)]
+            rates = [
+                _rate(t.flagged, t.windows).strip() for t in (tallies[n, scenario.label, size] for n in names)
+            ]
             cells.append(" | ".join(rates))
         print(f"{scenario.label:<30}" + "".join(f"{cell:>16}" for cell in cells))
 

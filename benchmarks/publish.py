@@ -173,10 +173,11 @@ async def _measure(server: Server, backend: str, args: argparse.Namespace) -> li
         results: list[Result] = []
         # Warm-up: connections, caches, the SQLite page cache.
         await _run_clients(session, "warm-up", args.clients, 1.0, 2_000, healthz, 0)
-        baseline = await _run_clients(
-            session, f"{backend}: GET /healthz", args.clients, args.seconds, args.max_requests, healthz, 0
-        )
-        results.append(baseline)
+        if not args.skip_baseline:
+            baseline = await _run_clients(
+                session, f"{backend}: GET /healthz", args.clients, args.seconds, args.max_requests, healthz, 0
+            )
+            results.append(baseline)
         for size in args.batch_sizes:
 
             async def publish(size: int = size) -> bool:
@@ -201,7 +202,7 @@ async def _measure(server: Server, backend: str, args: argparse.Namespace) -> li
 
 
 def _print(results: list[Result]) -> None:
-    baseline = results[0].requests_per_second
+    baseline = results[0].requests_per_second if results and not results[0].events else 0.0
     print(f"{'measurement':44} {'requests/s':>11} {'events/s':>11} {'vs healthz':>10} {'failed':>7}")
     for r in results:
         ratio = r.requests_per_second / baseline if baseline else 0.0
@@ -253,6 +254,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time bound per measurement (default 5)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request bound per measurement")
     parser.add_argument("--max-events", type=int, default=1_000_000, help="event bound per measurement")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip GET /healthz (for profiling)")
     parser.add_argument("--batch-sizes", default="1,100,1000", help="comma-separated (default 1,100,1000)")
     args = parser.parse_args()
     args.batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]

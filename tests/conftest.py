@@ -38,14 +38,21 @@ def _server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     backend = request.param
     data_dir = tmp_path_factory.mktemp(f"server-{backend}")
     url = ""
+    pg_name = ""
     if backend == "postgresql":
-        url = str(request.getfixturevalue("pg_session_database"))
+        # A database of its own: the admin token and secret key belong to one data directory,
+        # so a second server on a database another one initialised could not authenticate.
+        need_postgres()
+        pg_name = create_pg_database()
+        url = pg_url(pg_name)
     server = ServerProcess(data_dir=data_dir, database_url=url, extra_args=extra_args)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        if pg_name:
+            drop_pg_database(pg_name)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

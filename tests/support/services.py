@@ -48,6 +48,18 @@ def need_postgres() -> None:
     need("PostgreSQL", PG_HOST, PG_PORT)
 
 
+def need_redis() -> None:
+    need("Redis", "127.0.0.1", 6379)
+
+
+def need_nats() -> None:
+    need("NATS", "127.0.0.1", 4222)
+
+
+def need_rabbitmq() -> None:
+    need("RabbitMQ", "127.0.0.1", 5672)
+
+
 def pg_url(database: str) -> str:
     return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
 

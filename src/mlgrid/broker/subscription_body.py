@@ -168,6 +168,8 @@ def _bounded_int(raw: object, name: str, field: str) -> int:
 
 def _choice(raw: object, choices: Sequence[str], field: str) -> str:
     """One of ``choices``, matched case-insensitively, returned in its canonical spelling."""
+    if raw is None:
+        raise invalid(field, f"is required: one of {', '.join(choices)}")
     if isinstance(raw, str):
         for choice in choices:
             if raw.lower() == choice.lower():
@@ -243,6 +245,8 @@ def parse_subscription_body(
     """
     if body is None:
         body = {}
+    if not isinstance(body, Mapping):
+        raise invalid("body", "must be a JSON object with properties")
     top = _object(body, _TOP_LEVEL, "")
     raw_props = top.get("properties")
     if raw_props is None:
@@ -452,9 +456,13 @@ def _retry_policy(raw: object) -> tuple[int, int]:
         raw = {}
     policy = _object(raw, ("maxDeliveryAttempts", "eventTimeToLiveInMinutes"), field)
     return (
-        _bounded_int(policy.get("maxDeliveryAttempts"), "maxDeliveryAttempts", f"{field}.maxDeliveryAttempts"),
         _bounded_int(
-            policy.get("eventTimeToLiveInMinutes"), "eventTimeToLiveInMinutes", f"{field}.eventTimeToLiveInMinutes"
+            policy.get("maxDeliveryAttempts"), "maxDeliveryAttempts", f"{field}.maxDeliveryAttempts"
+        ),
+        _bounded_int(
+            policy.get("eventTimeToLiveInMinutes"),
+            "eventTimeToLiveInMinutes",
+            f"{field}.eventTimeToLiveInMinutes",
         ),
     )
 
@@ -480,7 +488,9 @@ def _dead_letter(raw: object) -> str | None:
     return container
 
 
-def _expiration(raw: object, existing: Subscription | None, now: datetime | None, trusted: bool) -> datetime | None:
+def _expiration(
+    raw: object, existing: Subscription | None, now: datetime | None, trusted: bool
+) -> datetime | None:
     field = f"{_PROPS}.expirationTimeUtc"
     if raw is None:
         return None
@@ -594,7 +604,11 @@ def merge_secrets(properties: Mapping[str, Any], secrets: Mapping[str, Any]) -> 
     for mapping in props.get("deliveryAttributeMappings") or []:
         inner = mapping.get("properties") if isinstance(mapping, dict) else None
         name = mapping.get("name") if isinstance(mapping, dict) else None
-        if isinstance(inner, dict) and inner.get("isSecret") is True and isinstance(name, str):
-            if name.lower() in values:
-                inner["value"] = values[name.lower()]
+        if (
+            isinstance(inner, dict)
+            and inner.get("isSecret") is True
+            and isinstance(name, str)
+            and name.lower() in values
+        ):
+            inner["value"] = values[name.lower()]
     return merged

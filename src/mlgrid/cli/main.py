@@ -1,4 +1,9 @@
-"""The ``mlgrid`` command line: ``mlgrid serve`` and the commands that talk to a server."""
+"""The ``mlgrid`` command line: ``mlgrid serve`` and the commands that talk to a server.
+
+Each command group lives in its own module and is mounted here with one ``add_typer`` line;
+the client commands share :class:`mlgrid.cli.command.MlgridCommand` (az-style multi-value
+flags, ``--url``/``--token``/``-o`` on every command, server errors on stderr with exit 1).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 
 import typer
 
+from mlgrid.cli import deadletters, events, ml, subscriptions, topics
+from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, OutputFormat, connection
 from mlgrid.config import SETTINGS, Settings
 from mlgrid.errors import MlgridError
 
@@ -15,23 +22,42 @@ app = typer.Typer(
     help="mlgrid: a self-hosted event grid for the machine-learning lifecycle.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
+app.add_typer(topics.app, name="topic")
+app.add_typer(subscriptions.eventgrid_app, name="eventgrid")
+app.add_typer(events.app, name="events")
+app.add_typer(deadletters.app, name="deadletters")
+app.add_typer(ml.app, name="ml")
 
 
 @app.callback()
-def root() -> None:
+def root(
+    ctx: typer.Context,
+    url: str | None = typer.Option(None, "--url", metavar="URL", help=URL_HELP),
+    token: str | None = typer.Option(None, "--token", metavar="TOKEN", help=TOKEN_HELP),
+    output: OutputFormat | None = typer.Option(
+        None, "--output", "-o", case_sensitive=False, help=OUTPUT_HELP
+    ),
+) -> None:
     """mlgrid: a self-hosted event grid for the machine-learning lifecycle.
 
-    `mlgrid serve` runs the server; the other commands talk to a running server at MLGRID_URL
-    (default http://127.0.0.1:8780) with MLGRID_TOKEN (default: the local admin token).
+    `mlgrid serve` runs the server; the other commands talk to a running server at `MLGRID_URL`
+    (default http://127.0.0.1:8780) with `MLGRID_TOKEN` (default: the admin token of the local
+    data dir). `--url`, `--token` and `-o json|table` may be given here or after any command.
     """
+    settings = connection(ctx)
+    settings.url = url if url is not None else settings.url
+    settings.token = token if token is not None else settings.token
+    settings.output = output.value if output is not None else settings.output
 
 
 @app.command(help="Run the server: API, publish endpoints, dispatcher, scheduler and web UI.")
 def serve(
     host: str | None = typer.Option(None, help=SETTINGS[0].help + " [env MLGRID_HOST; default 127.0.0.1]"),
     port: int | None = typer.Option(None, help=SETTINGS[1].help + " [env MLGRID_PORT; default 8780]"),
-    data_dir: str | None = typer.Option(None, help=SETTINGS[2].help + " [env MLGRID_DATA_DIR; default ./.mlgrid]"),
+    data_dir: str | None = typer.Option(
+        None, help=SETTINGS[2].help + " [env MLGRID_DATA_DIR; default ./.mlgrid]"),
     database_url: str | None = typer.Option(None, help=SETTINGS[3].help + " [env MLGRID_DATABASE_URL]"),
     retry_schedule: str | None = typer.Option(None, help=SETTINGS[4].help + " [env MLGRID_RETRY_SCHEDULE]"),
     deny_private_endpoints: bool | None = typer.Option(

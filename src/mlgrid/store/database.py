@@ -45,6 +45,15 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    # The driver's own transaction handling only opens a transaction before INSERT/UPDATE/
+    # DELETE, so a SAVEPOINT (``begin_nested``) issued first would start one of its own and
+    # its RELEASE would commit everything written so far. Turn it off and let SQLAlchemy emit
+    # BEGIN itself (``_sqlite_begin``): then savepoints nest inside the real transaction.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 @dataclass
@@ -72,6 +81,7 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(driver_url, pool_size=8, max_overflow=8, pool_pre_ping=False)
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return cls(url=url, engine=engine, _write_lock=asyncio.Lock())
         engine = create_async_engine(
             driver_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -85,6 +95,7 @@ class Database:
         engine = create_async_engine(driver_url, poolclass=NullPool)
         if driver_url.startswith("sqlite"):
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return cls(url=url, engine=engine, _write_lock=asyncio.Lock())
         return cls(url=url, engine=engine)
 

@@ -352,6 +352,34 @@ async def finalize_one(conn: AsyncConnection, final: FinalUpdate) -> bool:
     return bool(result.rowcount)
 
 
+async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], lease_until: float) -> None:
+    """Keep this node's claims alive while their work waits for capacity or is in flight."""
+    if ids:
+        await conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id.in_(list(ids)),
+                deliveries.c.claimed_by == node_id,
+                deliveries.c.state == PENDING,
+            )
+            .values(lease_until=lease_until)
+        )
+
+
+async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> None:
+    """Make waiting deliveries due now (held back by a circuit that has closed since)."""
+    if ids:
+        await conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id.in_(list(ids)),
+                deliveries.c.state == PENDING,
+                deliveries.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
+
+
 # -- pull (Queue) subscriptions ---------------------------------------------------------------
 #
 # A received event is a pending row with a ``lock_token`` and ``lease_until`` (the lock's
@@ -371,6 +399,8 @@ class PulledRow:
     created_at: float
     lock_token: str | None
     last_attempt_at: float | None
+    last_outcome: str | None
+    last_http_status: int | None
     event_body: str
     published_at: float
 
@@ -383,6 +413,8 @@ _PULLED_COLUMNS = (
     deliveries.c.created_at,
     deliveries.c.lock_token,
     deliveries.c.last_attempt_at,
+    deliveries.c.last_outcome,
+    deliveries.c.last_http_status,
     events.c.body,
     events.c.published_at,
 )
@@ -397,6 +429,8 @@ def _pulled(r: Any) -> PulledRow:
         created_at=r.created_at,
         lock_token=r.lock_token,
         last_attempt_at=r.last_attempt_at,
+        last_outcome=r.last_outcome,
+        last_http_status=r.last_http_status,
         event_body=r.body,
         published_at=r.published_at,
     )

@@ -53,7 +53,9 @@ def test_months_have_their_calendar_lengths() -> None:
 
 
 def test_month_range_ending_mid_month_drops_the_partial_month() -> None:
-    assert complete_windows(utc(2024, 1, 15), utc(2024, 3, 31), "Month") == [(utc(2024, 2, 1), utc(2024, 3, 1))]
+    assert complete_windows(utc(2024, 1, 15), utc(2024, 3, 31), "Month") == [
+        (utc(2024, 2, 1), utc(2024, 3, 1))
+    ]
 
 
 def test_windows_are_aligned_to_utc_whatever_offset_the_input_has() -> None:

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 from scipy.stats import rankdata
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import matthews_corrcoef
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
@@ -184,12 +184,12 @@ def _permutation_drop(
             copies[block : block + rows, column] = matrix[rng.permutation(rows), column]
     reference = roc_auc(labels, model.predict_proba(matrix)[:, 1])
     shuffled_scores = model.predict_proba(copies)[:, 1].reshape(width, PERMUTATION_REPEATS, rows)
-    drops = np.zeros(width)
-    for column in range(width):
-        drops[column] = np.mean(
-            [reference - roc_auc(labels, shuffled_scores[column, repeat]) for repeat in range(PERMUTATION_REPEATS)]
-        )
-    return drops
+    return np.array(
+        [
+            np.mean([reference - roc_auc(labels, scores) for scores in shuffled_scores[column]])
+            for column in range(width)
+        ]
+    )
 
 
 def separability(sample: EncodedSample, seed: int) -> Separability:
@@ -222,10 +222,9 @@ def _separability(sample: EncodedSample, seed: int) -> Separability:
     mcc = float(matthews_corrcoef(sample.labels[scored], predictions[scored]))
     clipped = np.clip(drops, 0.0, None)
     total = float(clipped.sum())
-    if total > 0:
-        shares = clipped / total
-    else:
-        shares = np.full(len(sample.features), 1.0 / len(sample.features))
+    # Nothing helped the classifier (no drift): no feature is to blame more than another.
+    even = np.full(len(sample.features), 1.0 / len(sample.features))
+    shares = clipped / total if total > 0 else even
     return Separability(
         coefficient=max(0.0, mcc),
         importances={name: float(share) for name, share in zip(sample.features, shares, strict=True)},

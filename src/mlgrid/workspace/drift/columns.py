@@ -69,7 +69,9 @@ _DATETIME_INFERRED = {"datetime", "datetime64", "date", "time", "timedelta", "ti
 def type_columns(frame: pd.DataFrame, *, timestamp_column: str | None = None) -> dict[str, ColumnTyping]:
     """Type every column of ``frame`` (in column order); see the module docstring for the rules."""
     return {
-        str(name): type_column(frame[name], is_timestamp=(timestamp_column is not None and name == timestamp_column))
+        str(name): type_column(
+            frame[name], is_timestamp=(timestamp_column is not None and name == timestamp_column)
+        )
         for name in frame.columns
     }
 

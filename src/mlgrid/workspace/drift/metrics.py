@@ -31,7 +31,6 @@ multi-million-row baseline does not make every window slow; means, minima and ma
 every row."""
 
 
-
 class _Missing:
     """The one category every kind of null (None, NaN, NA, NaT) is counted as."""
 
@@ -85,7 +84,9 @@ def numeric_metrics(baseline: pd.Series, target: pd.Series, seed: int = 0) -> di
     tgt_present = tgt[~np.isnan(tgt)]
     distance: float | None = None
     if len(base_present) and len(tgt_present):
-        distance = _finite_or_none(wasserstein_distance(_bounded(base_present, rng), _bounded(tgt_present, rng)))
+        distance = _finite_or_none(
+            wasserstein_distance(_bounded(base_present, rng), _bounded(tgt_present, rng))
+        )
     return {
         "kind": "numeric",
         "wasserstein_distance": distance,

@@ -33,7 +33,9 @@ def upgrade() -> None:
     sa.Column('etag', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_datasets')),
-    sa.UniqueConstraint('workspace_key', 'name_key', 'version', name=op.f('uq_datasets_workspace_key_name_key_version'))
+    sa.UniqueConstraint(
+        'workspace_key', 'name_key', 'version', name=op.f('uq_datasets_workspace_key_name_key_version')
+    )
     )
     op.create_table('experiments',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -108,7 +110,9 @@ def upgrade() -> None:
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.create_index('ix_runs_status', ['status'], unique=False)
         batch_op.create_index('ix_runs_workspace_created', ['workspace_key', 'created_at'], unique=False)
-        batch_op.create_index('ix_runs_workspace_experiment', ['workspace_key', 'experiment_id', 'created_at'], unique=False)
+        batch_op.create_index(
+            'ix_runs_workspace_experiment', ['workspace_key', 'experiment_id', 'created_at'], unique=False
+        )
 
     op.create_table('workspace_counters',
     sa.Column('workspace_key', sa.String(length=64), nullable=False),

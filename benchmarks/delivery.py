@@ -1,0 +1,363 @@
+"""How fast does mlgrid deliver to webhooks, and how close is that to raw HTTP?
+
+Starts a real ``mlgrid serve`` process (SQLite in a temporary data directory by default; or a
+fresh PostgreSQL database on 127.0.0.1:5432 with ``--backend postgresql``) and an aiohttp
+webhook receiver on loopback in this process, which answers the validation handshake and
+counts every delivered event. Then it prints:
+
+(a) events/s delivered with 1 and 10 subscriptions, ``maxEventsPerBatch`` 1 and 100: the
+    events are published in batches of 500 as fast as the server accepts them, and the clock
+    runs from the first publish to the receiver's last event;
+(b) publish-to-receipt latency p50/p99 at a steady 500 events/s (one event per publish
+    request, one subscription, no batching): from just before each publish request is sent to
+    the receiver getting the event;
+(c) the ceiling: the same receiver driven by a plain aiohttp POST loop (same body shape, the
+    same 64 concurrent requests as the dispatcher's per-endpoint cap), run in its own process
+    as the server is, and the ratio of (a) unbatched with one subscription to it.
+
+Every measurement is bounded in events and in time (``--seconds``), so the whole run stays
+well under three minutes. Client, receiver and server share the machine.
+
+    .venv/bin/python benchmarks/delivery.py
+    .venv/bin/python benchmarks/delivery.py --events 2000 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+PG_HOST = os.environ.get("MLGRID_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("MLGRID_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("MLGRID_TEST_PG_USER", "postgres")
+EVENT_TIME = "2024-05-01T12:00:00Z"
+CONCURRENCY = 64
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the receiver ----------------------------------------------------------------------------
+
+
+@dataclass
+class Sink:
+    """Counts events per path; remembers when each latency-probe event arrived."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    arrivals: dict[str, float] = field(default_factory=dict)
+    last_arrival: dict[str, float] = field(default_factory=dict)
+    waiters: list[tuple[str, int, asyncio.Future[None]]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        events = json.loads(body) if body else []
+        if not isinstance(events, list):
+            events = [events]
+        if request.headers.get("aeg-event-type") == "SubscriptionValidation":
+            return web.json_response({"validationResponse": events[0]["data"]["validationCode"]})
+        now = time.perf_counter()
+        path = request.path
+        self.counts[path] = self.counts.get(path, 0) + len(events)
+        self.last_arrival[path] = now
+        if path == "/latency":
+            for event in events:
+                self.arrivals[event["id"]] = now
+        for waiter in list(self.waiters):
+            wanted_path, wanted, future = waiter
+            if wanted_path == path and self.counts[path] >= wanted and not future.done():
+                future.set_result(None)
+                self.waiters.remove(waiter)
+        return web.Response(status=200)
+
+    async def wait(self, path: str, count: int, timeout: float) -> bool:
+        if self.counts.get(path, 0) >= count:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append((path, count, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+async def start_receiver(sink: Sink) -> tuple[web.AppRunner, str]:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/{tail:.*}", sink.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, data_dir: Path, database_url: str) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "mlgrid.cli.main", "serve", "--port", str(self.port),
+                "--data-dir", str(data_dir), "--log-level", "warning", "--no-ui"]
+        if database_url:
+            args += ["--database-url", database_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
+        self._log = (data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
+            try:
+                async with session.get(self.url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin.token").read_text().strip()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+def _event(event_id: str) -> dict[str, object]:
+    return {
+        "id": event_id,
+        "subject": "bench/items/1",
+        "eventType": "Bench.ItemCreated",
+        "eventTime": EVENT_TIME,
+        "dataVersion": "1.0",
+        "data": {"score": 0.25, "tag": "abc"},
+    }
+
+
+class Bench:
+    def __init__(self, server: Server, session: aiohttp.ClientSession, receiver_url: str) -> None:
+        self.server = server
+        self.session = session
+        self.receiver_url = receiver_url
+        self.admin = {"Authorization": f"Bearer {server.admin_token}"}
+
+    async def topic_with_subscriptions(self, subscriptions: int, batch: int, path: str) -> tuple[str, str]:
+        topic = "bench-" + uuid.uuid4().hex[:8]
+        url = self.server.url
+        async with self.session.put(f"{url}/topics/{topic}", json={}, headers=self.admin) as response:
+            response.raise_for_status()
+        async with self.session.post(f"{url}/topics/{topic}/listKeys", headers=self.admin) as response:
+            key = (await response.json())["key1"]
+        for n in range(subscriptions):
+            body = {"properties": {"destination": {"endpointType": "WebHook", "properties": {
+                "endpointUrl": self.receiver_url + path, "maxEventsPerBatch": batch,
+                "preferredBatchSizeInKilobytes": 1024}}}}
+            async with self.session.put(
+                f"{url}/topics/{topic}/eventSubscriptions/sub-{n}", json=body, headers=self.admin
+            ) as response:
+                if response.status not in (200, 201):
+                    raise RuntimeError(f"subscription: {response.status} {await response.text()}")
+        return topic, key
+
+    async def publish(self, topic: str, key: str, events: list[dict[str, object]]) -> None:
+        async with self.session.post(
+            f"{self.server.url}/topics/{topic}/api/events", json=events, headers={"aeg-sas-key": key}
+        ) as response:
+            if response.status != 200:
+                raise RuntimeError(f"publish: {response.status} {await response.text()}")
+
+
+async def throughput(bench: Bench, sink: Sink, subscriptions: int, batch: int, events: int,
+                     seconds: float) -> tuple[float, int]:
+    path = f"/sink-{subscriptions}-{batch}-{uuid.uuid4().hex[:6]}"
+    topic, key = await bench.topic_with_subscriptions(subscriptions, batch, path)
+    prefix = uuid.uuid4().hex[:8]
+    expected = events * subscriptions
+    started = time.perf_counter()
+    chunk = 500
+    publishes = [
+        bench.publish(topic, key, [_event(f"{prefix}-{i}") for i in range(n, min(n + chunk, events))])
+        for n in range(0, events, chunk)
+    ]
+    for i in range(0, len(publishes), 4):  # four publish requests in flight at a time
+        await asyncio.gather(*publishes[i:i + 4])
+    await sink.wait(path, expected, max(0.1, seconds - (time.perf_counter() - started)))
+    received = sink.counts.get(path, 0)
+    elapsed = sink.last_arrival.get(path, time.perf_counter()) - started
+    return (received / elapsed if elapsed > 0 else 0.0), received
+
+
+async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> tuple[float, float, int, int]:
+    topic, key = await bench.topic_with_subscriptions(1, 1, "/latency")
+    total = int(rate * seconds)
+    sent: dict[str, float] = {}
+    prefix = uuid.uuid4().hex[:8]
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    for i in range(total):
+        target = start + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event_id = f"{prefix}-{i}"
+        sent[event_id] = time.perf_counter()
+        tasks.append(asyncio.create_task(bench.publish(topic, key, [_event(event_id)])))
+    await asyncio.gather(*tasks)
+    await sink.wait("/latency", total, 10.0)
+    samples = sorted((sink.arrivals[i] - t) * 1000 for i, t in sent.items() if i in sink.arrivals)
+    if not samples:
+        return 0.0, 0.0, 0, total
+    p50 = statistics.median(samples)
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return p50, p99, len(samples), total
+
+
+# -- the ceiling: a plain POST loop in its own process ----------------------------------------
+
+
+async def _ceiling_worker(url: str, requests: int, seconds: float) -> None:
+    body = json.dumps([_event("ceiling")]).encode()
+    headers = {"Content-Type": "application/json; charset=utf-8", "aeg-event-type": "Notification"}
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal done
+            while done < requests and time.perf_counter() < deadline:
+                done += 1
+                async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    print(json.dumps({"requests": done, "seconds": elapsed}), flush=True)
+
+
+async def ceiling(receiver_url: str, requests: int, seconds: float) -> float:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--ceiling-worker", receiver_url + "/ceiling",
+        "--events", str(requests), "--seconds", str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    return float(result["requests"]) / float(result["seconds"])
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="mlgrid-bench-delivery-"))
+    database = ""
+    url = ""
+    if args.backend == "postgresql":
+        database = "mlgrid_bench_" + uuid.uuid4().hex[:12]
+        await _pg_admin(f'CREATE DATABASE "{database}"')
+        url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+    sink = Sink()
+    runner, receiver_url = await start_receiver(sink)
+    server = Server(data_dir, url)
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+            await server.wait_ready(session)
+            bench = Bench(server, session, receiver_url)
+            print(f"mlgrid delivery benchmark ({args.backend}, {os.cpu_count()} CPUs)\n", flush=True)
+            await throughput(bench, sink, 1, 1, min(500, args.events), args.seconds)  # warm-up
+
+            print("(a) delivered events/s (published in batches of 500)")
+            print(f"    {'subscriptions':>13} {'maxEventsPerBatch':>17} {'delivered':>10} {'events/s':>10}")
+            rates: dict[tuple[int, int], float] = {}
+            for subscriptions, batch in ((1, 1), (10, 1), (1, 100), (10, 100)):
+                events = args.events if batch == 1 else args.events * 4
+                events = max(1, events // subscriptions) if subscriptions > 1 else events
+                rate, received = await throughput(bench, sink, subscriptions, batch, events, args.seconds)
+                rates[(subscriptions, batch)] = rate
+                print(f"    {subscriptions:>13} {batch:>17} {received:>10,} {rate:>10,.0f}", flush=True)
+
+            print("\n(b) publish-to-receipt latency at 500 events/s (1 subscription, unbatched)")
+            p50, p99, got, total = await latency(bench, sink, 500.0, args.latency_seconds)
+            print(f"    p50 {p50:.2f} ms   p99 {p99:.2f} ms   ({got}/{total} events)", flush=True)
+
+            print("\n(c) ceiling: plain aiohttp POST loop to the same receiver (64 concurrent, own process)")
+            top = await ceiling(receiver_url, args.events * 4, args.seconds)
+            ratio = rates[(1, 1)] / top if top else 0.0
+            print(f"    {top:,.0f} requests/s; mlgrid unbatched, 1 subscription: {rates[(1, 1)]:,.0f} events/s "
+                  f"= {ratio:.2f} of the ceiling", flush=True)
+            print("\ntargets: ratio >= 0.5 unbatched; p50 <= 5 ms and p99 <= 50 ms at 500 events/s (SQLite)")
+    finally:
+        server.stop()
+        await runner.cleanup()
+        if database:
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--events", type=int, default=5000, help="events per unbatched measurement (x4 batched)")
+    parser.add_argument("--seconds", type=float, default=25.0, help="time bound per measurement")
+    parser.add_argument("--latency-seconds", type=float, default=6.0, help="length of the 500 events/s run")
+    parser.add_argument("--ceiling-worker", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ceiling_worker:
+        asyncio.run(_ceiling_worker(args.ceiling_worker, args.events, args.seconds))
+        return
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

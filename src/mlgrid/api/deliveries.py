@@ -1,0 +1,290 @@
+"""Delivery routes of one event subscription: deliveries, dead letters, redelivery, replay.
+
+Under every parent of subscriptions (``/topics/{t}``, ``/systemTopics/{ws}``,
+``/workspaces/{ws}``), with ``eventSubscriptions`` or ``eventsubscriptions``:
+
+* ``GET .../deliveries?state=pending|delivered|deadLettered|dropped`` (Reader and up);
+* ``GET .../deadLetters`` (Reader and up);
+* ``POST .../deadLetters/redeliver`` ``{"ids": [...]}`` (omit for every dead letter not
+  redelivered yet; Contributor and up);
+* ``POST .../replay`` ``{"from": ISO, "to": ISO}`` (Contributor and up).
+
+Lists are oldest first and paged with ``top`` and the ``nextLink`` of the previous page.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from mlgrid.api.deps import json_body, runtime
+from mlgrid.api.docs import body_schema
+from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
+from mlgrid.auth.roles import Action
+from mlgrid.delivery.dead_letter_record import format_time
+from mlgrid.delivery.manage import MAX_REDELIVER_IDS, DeliveryManager
+from mlgrid.errors import invalid
+from mlgrid.events.jsoncodec import dumps, loads_exact
+from mlgrid.events.timestamps import parse_timestamp
+from mlgrid.store.dead_letters import DeadLetterRow
+from mlgrid.store.deliveries import PENDING, STATES, DeliveryRow
+
+router = APIRouter(tags=["deliveries"])
+
+PAGE_SIZE_MAX: Final = 1000
+REDELIVER_BODY = body_schema(
+    {
+        "type": "object",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}, "description": "omit for all"}
+        },
+    },
+    required=False,
+)
+REPLAY_BODY = body_schema(
+    {
+        "type": "object",
+        "required": ["from"],
+        "properties": {
+            "from": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "date-time", "description": "default: now"},
+        },
+    }
+)
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def _manager(request: Request) -> DeliveryManager:
+    manager: DeliveryManager = runtime(request).services["deliveries"]
+    return manager
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status_code=status, media_type="application/json")
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else format_time(value)
+
+
+def _token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _untoken(token: str | None) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid("skipToken", "is not a paging token issued by this server") from exc
+
+
+def _next_link(request: Request, token: str) -> str:
+    params = dict(request.query_params)
+    params["skipToken"] = token
+    return str(request.url.replace_query_params(**params))
+
+
+def _state(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    for state in STATES:
+        if state.lower() == value.lower():
+            return state
+    raise invalid("state", f"must be one of {', '.join(STATES)}")
+
+
+def delivery_json(row: DeliveryRow, event_id: str, event_type: str) -> dict[str, Any]:
+    pending = row.state == PENDING
+    return {
+        "id": row.id,
+        "eventId": event_id,
+        "eventType": event_type,
+        "state": row.state,
+        "deliveryAttempts": row.attempts,
+        "lastDeliveryOutcome": row.last_outcome,
+        "lastHttpStatusCode": row.last_http_status,
+        "lastError": row.last_error,
+        "lastDeliveryAttemptTime": _time(row.last_attempt_at),
+        "nextAttemptTime": _time(row.next_attempt_at) if pending else None,
+        "lockedUntil": _time(row.lease_until) if pending and row.lock_token else None,
+        "createdTime": _time(row.created_at),
+        "finishedTime": _time(row.finished_at),
+        "reason": row.final_reason,
+    }
+
+
+def dead_letter_json(row: DeadLetterRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "eventId": row.event_id,
+        "deadLetterReason": row.reason,
+        "deliveryId": row.delivery_id,
+        "blobPath": row.blob_path,
+        "deadLetteredTime": _time(row.created_at),
+        "redeliveredTime": _time(row.redelivered_at),
+        "record": loads_exact(row.record),
+    }
+
+
+def _list_deliveries(kind: str) -> Handler:
+    async def list_deliveries(
+        parent: str,
+        subscription: str,
+        request: Request,
+        state: str | None = Query(None, description="pending, delivered, deadLettered or dropped"),
+        top: int = Query(100, ge=1, le=PAGE_SIZE_MAX, description="page size"),
+        skipToken: str | None = Query(None, description="paging token from nextLink"),
+    ) -> Response:
+        _, sub = await resolve_subscription(request, kind, parent, subscription, Action.READ_SUBSCRIPTIONS)
+        wanted = _state(state)
+        cursor = _untoken(skipToken)
+        try:
+            after = int(cursor) if cursor else 0
+        except ValueError as exc:
+            raise invalid("skipToken", "is not a paging token issued by this server") from exc
+        rows = await _manager(request).deliveries(sub, wanted, after, top + 1)
+        body: dict[str, Any] = {"value": [delivery_json(*r) for r in rows[:top]]}
+        if len(rows) > top:
+            body["nextLink"] = _next_link(request, _token(str(rows[top - 1][0].id)))
+        return _json(body)
+
+    return list_deliveries
+
+
+def _list_dead_letters(kind: str) -> Handler:
+    async def list_dead_letters(
+        parent: str,
+        subscription: str,
+        request: Request,
+        top: int = Query(100, ge=1, le=PAGE_SIZE_MAX, description="page size"),
+        skipToken: str | None = Query(None, description="paging token from nextLink"),
+    ) -> Response:
+        _, sub = await resolve_subscription(request, kind, parent, subscription, Action.READ_SUBSCRIPTIONS)
+        cursor = _untoken(skipToken)
+        after: tuple[float, str] | None = None
+        if cursor:
+            stamp, _, last_id = cursor.partition("|")
+            try:
+                after = (float(stamp), last_id)
+            except ValueError as exc:
+                raise invalid("skipToken", "is not a paging token issued by this server") from exc
+        rows = await _manager(request).dead_letter_page(sub, after, top + 1)
+        body: dict[str, Any] = {"value": [dead_letter_json(r) for r in rows[:top]]}
+        if len(rows) > top:
+            last = rows[top - 1]
+            body["nextLink"] = _next_link(request, _token(f"{last.created_at.timestamp()!r}|{last.id}"))
+        return _json(body)
+
+    return list_dead_letters
+
+
+def _redeliver(kind: str) -> Handler:
+    async def redeliver_dead_letters(parent: str, subscription: str, request: Request) -> Response:
+        _, sub = await resolve_subscription(request, kind, parent, subscription, Action.MANAGE_SUBSCRIPTIONS)
+        body = await json_body(request, required=False)
+        ids: list[str] | None = None
+        if body is not None:
+            if not isinstance(body, dict):
+                raise invalid("body", 'must be a JSON object {"ids": [...]}')
+            unknown = set(body) - {"ids"}
+            if unknown:
+                raise invalid(sorted(unknown)[0], "unknown field")
+            raw = body.get("ids")
+            if raw is not None:
+                if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
+                    raise invalid("ids", "must be an array of dead-letter ids")
+                if len(raw) > MAX_REDELIVER_IDS:
+                    raise invalid("ids", f"at most {MAX_REDELIVER_IDS} ids per request")
+                ids = list(dict.fromkeys(raw))
+        result = await _manager(request).redeliver(sub, ids)
+        return _json(
+            {
+                "value": [{"id": dl, "deliveryId": delivery} for dl, delivery in result.redelivered],
+                "notRetained": result.not_retained,
+                "unknownIds": result.unknown,
+            }
+        )
+
+    return redeliver_dead_letters
+
+
+def _replay(kind: str) -> Handler:
+    async def replay_events(parent: str, subscription: str, request: Request) -> Response:
+        _, sub = await resolve_subscription(request, kind, parent, subscription, Action.MANAGE_SUBSCRIPTIONS)
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid("body", 'must be a JSON object {"from": "...", "to": "..."}')
+        unknown = set(body) - {"from", "to"}
+        if unknown:
+            raise invalid(sorted(unknown)[0], "unknown field")
+        start = _instant(body.get("from"), "from", required=True)
+        end = _instant(body.get("to"), "to", required=False) or datetime.now(UTC)
+        assert start is not None
+        if end < start:
+            raise invalid("to", "must not be before from")
+        result = await _manager(request).replay(sub, start, end)
+        return _json(
+            {
+                "from": format_time(start),
+                "to": format_time(end),
+                "examinedEvents": result.examined,
+                "replayedEvents": result.replayed,
+            }
+        )
+
+    return replay_events
+
+
+def _instant(value: object, field: str, *, required: bool) -> datetime | None:
+    if value is None:
+        if required:
+            raise invalid(field, "is required (an ISO 8601 date-time)")
+        return None
+    parsed = parse_timestamp(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise invalid(field, f"{value!r} is not an ISO 8601 date-time")
+    return parsed
+
+
+_LABELS = {"topics": "a custom topic", "systemTopics": "a system topic", "workspaces": "a workspace"}
+
+
+def _register() -> None:
+    for kind in PARENT_KINDS:
+        label = _LABELS[kind]
+        for segment in ("eventSubscriptions", "eventsubscriptions"):
+            item = f"/{kind}/{{parent}}/{segment}/{{subscription}}"
+            common: dict[str, Any] = {
+                "include_in_schema": segment == "eventSubscriptions",
+                "response_class": Response,
+            }
+            router.add_api_route(
+                f"{item}/deliveries", _list_deliveries(kind), methods=["GET"],
+                summary=f"List the deliveries of an event subscription on {label}, by state", **common,
+            )
+            router.add_api_route(
+                f"{item}/deadLetters", _list_dead_letters(kind), methods=["GET"],
+                summary=f"List the dead letters of an event subscription on {label}", **common,
+            )
+            router.add_api_route(
+                f"{item}/deadLetters/redeliver", _redeliver(kind), methods=["POST"],
+                openapi_extra=REDELIVER_BODY,
+                summary="Queue dead letters again as new deliveries (all not yet redelivered, or by id)",
+                **common,
+            )
+            router.add_api_route(
+                f"{item}/replay", _replay(kind), methods=["POST"], openapi_extra=REPLAY_BODY,
+                summary="Deliver the retained events of a time window again to this subscription",
+                **common,
+            )
+
+
+_register()

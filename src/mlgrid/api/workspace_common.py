@@ -1,0 +1,66 @@
+"""Shared pieces of the workspace routers: service look-up, the RBAC guard, JSON responses.
+
+Every workspace route starts with ``guard``: the workspace must exist (404) and the caller
+must hold a role on it that allows the action (401/403). Bodies are written with the exact
+JSON codec (tags and metric values keep every digit) and carry the object's ``ETag`` header.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from mlgrid.api.deps import caller, runtime
+from mlgrid.auth.roles import Action, Principal
+from mlgrid.events.jsoncodec import dumps
+from mlgrid.events.timestamps import format_timestamp
+from mlgrid.workspace.datasets import DatasetService
+from mlgrid.workspace.jobs import JobRunner
+from mlgrid.workspace.models import ModelService
+from mlgrid.workspace.runs import RunService
+from mlgrid.workspace.service import Workspace, WorkspaceService
+
+
+def workspace_service(request: Request) -> WorkspaceService:
+    service: WorkspaceService = runtime(request).services["workspace"]
+    return service
+
+
+def run_service(request: Request) -> RunService:
+    service: RunService = runtime(request).services["workspace.runs"]
+    return service
+
+
+def job_runner(request: Request) -> JobRunner:
+    service: JobRunner = runtime(request).services["workspace.jobs"]
+    return service
+
+
+def model_service(request: Request) -> ModelService:
+    service: ModelService = runtime(request).services["workspace.models"]
+    return service
+
+
+def dataset_service(request: Request) -> DatasetService:
+    service: DatasetService = runtime(request).services["workspace.datasets"]
+    return service
+
+
+async def guard(request: Request, workspace: str, action: Action) -> tuple[Workspace, Principal]:
+    """Authenticate, look the workspace up (404), check the caller's role on it (403)."""
+    principal = await caller(request)
+    found = await workspace_service(request).get(workspace)
+    await runtime(request).access.require(principal, WorkspaceService.scope(found.name), action)
+    return found, principal
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def respond(body: Any, status_code: int = 200, etag: str | None = None) -> Response:
+    headers = {"ETag": f'"{etag}"'} if etag else None
+    return Response(dumps(body), status_code=status_code, media_type="application/json", headers=headers)

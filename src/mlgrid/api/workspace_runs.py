@@ -1,0 +1,260 @@
+"""Experiments, runs, submitted jobs, metrics and artifacts of a workspace (SPEC §9, §12)."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from mlgrid.api.deps import if_match, json_body
+from mlgrid.api.docs import body_schema
+from mlgrid.api.workspace_common import guard, iso, job_runner, respond, run_service
+from mlgrid.auth.roles import Action
+from mlgrid.events.jsoncodec import loads_exact
+from mlgrid.store.runs import ArtifactRow, MetricRow
+from mlgrid.workspace import lifecycle
+from mlgrid.workspace.runs import RunView
+from mlgrid.workspace.validation import parse_job, parse_metrics, parse_run_change, parse_run_create
+
+router = APIRouter(tags=["runs"])
+
+_TAGS = {"type": "object", "description": "any JSON values; in a PATCH, null removes a tag"}
+_PROPERTIES = {"type": "object", "additionalProperties": {"type": "string"}}
+RUN_CREATE_BODY = body_schema(
+    {
+        "type": "object",
+        "properties": {
+            "runType": {"type": ["string", "null"]},
+            "tags": _TAGS,
+            "properties": _PROPERTIES,
+            "status": {"type": "string", "enum": sorted(lifecycle.INITIAL), "default": "Running"},
+        },
+    },
+    required=False,
+)
+RUN_PATCH_BODY = body_schema(
+    {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": list(lifecycle.STATUSES)},
+            "tags": _TAGS,
+            "properties": _PROPERTIES,
+            "error": {"type": ["string", "null"], "description": "why the run failed"},
+        },
+    }
+)
+JOB_BODY = body_schema(
+    {
+        "type": "object",
+        "required": ["command"],
+        "properties": {
+            "command": {"type": "string", "description": "run with /bin/sh -c on the server"},
+            "workingDirectory": {
+                "type": "string",
+                "description": "absolute, existing directory on the server",
+            },
+            "environment": {"type": "object", "additionalProperties": {"type": "string"}},
+            "runType": {"type": ["string", "null"], "default": "job"},
+            "tags": _TAGS,
+            "properties": _PROPERTIES,
+        },
+    }
+)
+METRICS_BODY = body_schema(
+    {
+        "type": "object",
+        "required": ["metrics"],
+        "properties": {
+            "metrics": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "value"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "value": {"type": "number"},
+                        "step": {"type": "integer", "minimum": 0, "default": 0},
+                        "time": {"type": "string", "format": "date-time"},
+                    },
+                },
+            }
+        },
+    }
+)
+ARTIFACT_BODY = body_schema({"type": "string", "format": "binary"}, ("application/octet-stream",))
+
+
+def run_json(view: RunView) -> dict[str, Any]:
+    row = view.row
+    body: dict[str, Any] = {
+        "runId": row.id,
+        "experimentId": view.experiment.id,
+        "experimentName": view.experiment.name,
+        "status": row.status,
+        "runType": row.run_type,
+        "tags": view.tags,
+        "properties": view.properties,
+        "etag": row.etag,
+        "startTime": iso(row.start_time),
+        "endTime": iso(row.end_time),
+        "createdTime": iso(row.created_at),
+        "updatedTime": iso(row.updated_at),
+        "error": row.error,
+    }
+    if row.is_job:
+        body["job"] = {
+            "command": row.job_command,
+            "workingDirectory": row.job_working_directory,
+            "exitCode": row.job_exit_code,
+            "log": "logs/job.log",
+        }
+    return body
+
+
+def metric_json(metric: MetricRow) -> dict[str, Any]:
+    return {
+        "name": metric.name,
+        "step": metric.step,
+        "value": loads_exact(metric.value),
+        "time": iso(metric.time),
+    }
+
+
+def artifact_json(artifact: ArtifactRow) -> dict[str, Any]:
+    return {
+        "path": artifact.path,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "createdTime": iso(artifact.created_at),
+    }
+
+
+@router.post(
+    "/workspaces/{workspace}/experiments/{experiment}/runs",
+    summary="Start a run (the experiment is created on first use)",
+    openapi_extra=RUN_CREATE_BODY,
+    status_code=201,
+)
+async def start_run(workspace: str, experiment: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.WRITE)
+    spec = parse_run_create(await json_body(request, required=False))
+    view = await run_service(request).start(ws.name, experiment, spec)
+    return respond(run_json(view), 201, view.row.etag)
+
+
+@router.post(
+    "/workspaces/{workspace}/experiments/{experiment}/jobs",
+    summary="Submit a job: the server runs the command as a run, its output as the artifact logs/job.log",
+    openapi_extra=JOB_BODY,
+    status_code=201,
+)
+async def submit_job(workspace: str, experiment: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.WRITE)
+    spec = parse_job(await json_body(request))
+    view = await job_runner(request).submit(ws.name, experiment, spec)
+    return respond(run_json(view), 201, view.row.etag)
+
+
+@router.get("/workspaces/{workspace}/experiments", summary="List the experiments of a workspace")
+async def list_experiments(workspace: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.READ)
+    rows = await run_service(request).experiments(ws.name)
+    return respond(
+        {"value": [{"experimentId": r.id, "name": r.name, "createdTime": iso(r.created_at)} for r in rows]}
+    )
+
+
+@router.get(
+    "/workspaces/{workspace}/runs", summary="List runs, newest first, filtered by experiment, status, runType"
+)
+async def list_runs(
+    workspace: str,
+    request: Request,
+    experiment: str | None = Query(None, description="experiment name"),
+    status: str | None = Query(None, description="one status or several, comma separated"),
+    runType: str | None = Query(None),
+    top: int = Query(100, ge=1, le=1000, description="page size"),
+    skip: int = Query(0, ge=0, description="runs to skip (paging; see nextLink)"),
+) -> Response:
+    ws, _ = await guard(request, workspace, Action.READ)
+    statuses = [lifecycle.parse_status(s.strip(), "status") for s in status.split(",")] if status else []
+    views = await run_service(request).list_runs(
+        ws.name, experiment=experiment, statuses=statuses, run_type=runType, offset=skip, limit=top + 1
+    )
+    body: dict[str, Any] = {"value": [run_json(v) for v in views[:top]]}
+    if len(views) > top:
+        body["nextLink"] = str(request.url.include_query_params(skip=skip + top))
+    return respond(body)
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}", summary="Read a run")
+async def get_run(workspace: str, run_id: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.READ)
+    view = await run_service(request).get(ws.name, run_id)
+    return respond(run_json(view), etag=view.row.etag)
+
+
+@router.patch(
+    "/workspaces/{workspace}/runs/{run_id}",
+    summary="Change a run's status (terminal states are final: 409), merge tags and properties",
+    openapi_extra=RUN_PATCH_BODY,
+)
+async def patch_run(workspace: str, run_id: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.WRITE)
+    change = parse_run_change(await json_body(request))
+    view = await run_service(request).update(ws.name, run_id, change, if_match=if_match(request))
+    return respond(run_json(view), etag=view.row.etag)
+
+
+@router.post(
+    "/workspaces/{workspace}/runs/{run_id}/metrics", summary="Log metrics", openapi_extra=METRICS_BODY
+)
+async def log_metrics(workspace: str, run_id: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.WRITE)
+    metrics = parse_metrics(await json_body(request))
+    rows = await run_service(request).log_metrics(ws.name, run_id, metrics)
+    return respond({"value": [metric_json(m) for m in rows]})
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}/metrics", summary="Read a run's metrics")
+async def get_metrics(
+    workspace: str,
+    run_id: str,
+    request: Request,
+    name: str | None = Query(None, description="only this metric"),
+) -> Response:
+    ws, _ = await guard(request, workspace, Action.READ)
+    rows = await run_service(request).metrics(ws.name, run_id, name)
+    return respond({"value": [metric_json(m) for m in rows]})
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}/artifacts", summary="List a run's artifacts")
+async def list_artifacts(
+    workspace: str, run_id: str, request: Request, prefix: str | None = Query(None, description="path prefix")
+) -> Response:
+    ws, _ = await guard(request, workspace, Action.READ)
+    rows = await run_service(request).artifacts(ws.name, run_id, prefix)
+    return respond({"value": [artifact_json(a) for a in rows]})
+
+
+@router.put(
+    "/workspaces/{workspace}/runs/{run_id}/artifacts/{path:path}",
+    summary="Upload an artifact (raw bytes; replaces one with the same path)",
+    openapi_extra=ARTIFACT_BODY,
+    status_code=201,
+)
+async def put_artifact(workspace: str, run_id: str, path: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.WRITE)
+    row = await run_service(request).put_artifact(ws.name, run_id, path, request.stream())
+    return respond(artifact_json(row), 201)
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}/artifacts/{path:path}", summary="Download an artifact")
+async def get_artifact(workspace: str, run_id: str, path: str, request: Request) -> Response:
+    ws, _ = await guard(request, workspace, Action.READ)
+    row, location = await run_service(request).artifact(ws.name, run_id, path)
+    media_type = mimetypes.guess_type(row.path)[0] or "application/octet-stream"
+    return FileResponse(location, media_type=media_type, headers={"ETag": f'"{row.sha256}"'})

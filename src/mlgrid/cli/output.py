@@ -1,0 +1,137 @@
+"""``-o json|table``: how command results are printed.
+
+``json`` (the default, as in ``az``) prints the server's JSON as it came, indented, numbers
+digit for digit, so scripts can pipe it into ``jq``. ``table`` prints a Rich table: a list of
+records gets one row each with the columns the command chose (or the record's scalar fields);
+a single record gets one row per field, nested fields flattened into dotted names
+(``properties.filter.subjectBeginsWith``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlgrid.cli.command import output_format
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: a header, the dotted path of the value in each record (or several
+    paths, the first one present wins), and optionally how to write it (default: :func:`cell`)."""
+
+    header: str
+    path: str | tuple[str, ...]
+    format: Callable[[Any], str] | None = None
+
+    def text(self, record: Any) -> str:
+        paths = (self.path,) if isinstance(self.path, str) else self.path
+        value = next((v for v in (lookup(record, p) for p in paths) if v is not None), None)
+        return (self.format or cell)(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    return str(value)
+
+
+def to_json(data: Any, *, indent: bool = True) -> str:
+    """JSON text with exact numbers (``Decimal`` written verbatim)."""
+    option = orjson.OPT_INDENT_2 if indent else 0
+    return orjson.dumps(data, default=_json_default, option=option | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def lookup(record: Any, path: str) -> Any:
+    """The value at a dotted path (``properties.destination.endpointType``), ``None`` if absent."""
+    value = record
+    for segment in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(segment)
+    return value
+
+
+def cell(value: Any) -> str:
+    """A table cell: scalars as text, lists of scalars comma-separated, the rest as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | Decimal | float):
+        return str(value)
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, str | int | float | Decimal) and not isinstance(v, bool) for v in value
+    ):
+        return ", ".join(str(v) for v in value)
+    return to_json(value, indent=False)
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects become dotted keys; lists and scalars stay as values."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def default_columns(records: Sequence[Mapping[str, Any]]) -> list[Column]:
+    """The scalar top-level fields of the records, in first-seen order."""
+    seen: dict[str, None] = {}
+    for record in records:
+        for key, value in record.items():
+            if not isinstance(value, Mapping | list):
+                seen.setdefault(key, None)
+    return [Column(key, key) for key in seen]
+
+
+def table_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> list[list[str]]:
+    return [[column.text(record) for column in columns] for record in records]
+
+
+def build_table(data: Any, columns: Sequence[Column] | None = None) -> Table:
+    """The Rich table for a list of records or for one record."""
+    if isinstance(data, Mapping):
+        table = Table(show_header=True, header_style="bold")
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for key, value in flatten(data).items():
+            table.add_row(key, cell(value))
+        return table
+    records = [r if isinstance(r, Mapping) else {"value": r} for r in (data or [])]
+    chosen = list(columns) if columns else default_columns(records)
+    table = Table(show_header=True, header_style="bold")
+    for column in chosen:
+        table.add_column(column.header, overflow="fold")
+    for row in table_rows(records, chosen):
+        table.add_row(*row)
+    return table
+
+
+def console(stderr: bool = False) -> Console:
+    """A Rich console on the current stdout/stderr (tests swap them per invocation)."""
+    stream = typer.get_text_stream("stderr" if stderr else "stdout")
+    return Console(file=stream, soft_wrap=False, highlight=False)
+
+
+def render(ctx: typer.Context, data: Any, columns: Sequence[Column] | None = None) -> None:
+    """Print a command's result in the chosen output format (nothing for ``None``)."""
+    if data is None:
+        return
+    if output_format(ctx) == "json":
+        typer.echo(to_json(data))
+    else:
+        console().print(build_table(data, columns))

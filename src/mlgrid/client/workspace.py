@@ -1,0 +1,769 @@
+"""The ML workspace half of the Python SDK: workspaces, runs, jobs, models, datasets and the
+event subscriptions of a workspace's system topic.
+
+::
+
+    from mlgrid import Client
+    from mlgrid.client.filters import StringIn
+
+    client = Client()                                   # MLGRID_URL / MLGRID_TOKEN or local admin
+    ws = client.workspaces.create("ws1")
+    with ws.start_run(experiment="train") as run:       # Completed on exit, Failed on exception
+        run.log_metric("rmse", 0.31)
+        run.upload_file("model.pkl", name="outputs/model.pkl")
+    ws.register_model("model1", run_id=run.id, artifact_path="outputs/model.pkl")
+    ws.create_subscription("on-model", endpoint="https://example.org/hook",
+                           included_event_types=["Microsoft.MachineLearningServices.ModelRegistered"],
+                           advanced_filters=[StringIn("data.ModelTags.key1", ["value1"])])
+
+Results are frozen dataclasses (``RunInfo``, ``ModelVersion``, ``Dataset``, ...) with the
+server's JSON kept in ``raw``; failures raise :class:`mlgrid.client.ApiError` carrying the
+server's error code (``RunAlreadyTerminal``, ``PreconditionFailed``, ``InvalidRequest``...).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import mimetypes
+import time
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from mlgrid.client.broker import event_subscription_properties
+from mlgrid.client.filters import AdvancedFilter, filter_json
+from mlgrid.client.http import ApiError, Transport
+from mlgrid.events.jsoncodec import dumps
+
+__all__ = [
+    "Artifact",
+    "Column",
+    "Dataset",
+    "Metric",
+    "ModelVersion",
+    "Run",
+    "RunInfo",
+    "SubscriptionInfo",
+    "Workspace",
+    "WorkspaceInfo",
+    "WorkspacesClient",
+]
+
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _call(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    """One request; the body is written with the exact JSON codec (``Decimal`` stays exact)."""
+    if body is not None:
+        kwargs["content"] = dumps(body)
+        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+    response = http.request(method, path, **kwargs)
+    return response.json() if response.content else None
+
+
+def _pages(http: Transport, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every item of a listing, following ``nextLink`` (bounded: 10,000 pages)."""
+    items: list[dict[str, Any]] = []
+    page = _call(http, "GET", path, params=dict(params or {}))
+    for _ in range(10_000):
+        items.extend(page.get("value", []))
+        next_link = page.get("nextLink")
+        if not next_link:
+            break
+        page = _call(http, "GET", next_link)
+    return items
+
+
+# --- typed results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    name: str
+    id: str
+    resource_group: str
+    run_status_changed_events: str
+    etag: str
+    system_topic: str
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> WorkspaceInfo:
+        props = body.get("properties") or {}
+        return cls(
+            name=body["name"],
+            id=body["id"],
+            resource_group=props.get("resourceGroup", "default"),
+            run_status_changed_events=props.get("runStatusChangedEvents", "failed"),
+            etag=body.get("etag", ""),
+            system_topic=props.get("systemTopic", f"/systemTopics/{body['name']}"),
+            raw=dict(body),
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    status: str
+    run_type: str | None
+    tags: dict[str, Any]
+    properties: dict[str, str]
+    etag: str
+    start_time: datetime | None
+    end_time: datetime | None
+    error: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def exit_code(self) -> int | None:
+        """A submitted job's exit code (None while running, and for other runs)."""
+        job = self.raw.get("job") or {}
+        code = job.get("exitCode")
+        return None if code is None else int(code)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> RunInfo:
+        return cls(
+            run_id=body["runId"],
+            experiment_id=body["experimentId"],
+            experiment_name=body["experimentName"],
+            status=body["status"],
+            run_type=body.get("runType"),
+            tags=dict(body.get("tags") or {}),
+            properties=dict(body.get("properties") or {}),
+            etag=body.get("etag", ""),
+            start_time=_time(body.get("startTime")),
+            end_time=_time(body.get("endTime")),
+            error=body.get("error"),
+            raw=dict(body),
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float | int
+    step: int
+    time: datetime | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Metric:
+        return cls(body["name"], body["value"], int(body.get("step", 0)), _time(body.get("time")))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Artifact:
+        return cls(body["path"], int(body["size"]), body["sha256"])
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    tags: dict[str, Any]
+    properties: dict[str, Any]
+    description: str
+    etag: str
+    created_time: datetime | None
+    run_id: str | None
+    artifact_path: str | None
+    is_directory: bool
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        """``name:version``, as ModelDeployed's ``ModelIds`` lists models."""
+        return f"{self.name}:{self.version}"
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ModelVersion:
+        return cls(
+            name=body["name"],
+            version=str(body["version"]),
+            tags=dict(body.get("tags") or {}),
+            properties=dict(body.get("properties") or {}),
+            description=body.get("description") or "",
+            etag=body.get("etag", ""),
+            created_time=_time(body.get("createdTime")),
+            run_id=body.get("runId"),
+            artifact_path=body.get("artifactPath"),
+            is_directory=bool(body.get("isDirectory")),
+            raw=dict(body),
+        )
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    name: str
+    version: int
+    columns: list[Column]
+    row_count: int
+    timestamp_column: str | None
+    etag: str
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Dataset:
+        return cls(
+            id=body["id"],
+            name=body["name"],
+            version=int(body["version"]),
+            columns=[Column(c["name"], c["dtype"]) for c in body.get("columns") or []],
+            row_count=int(body["rowCount"]),
+            timestamp_column=body.get("timestampColumn"),
+            etag=body.get("etag", ""),
+            raw=dict(body),
+        )
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    name: str
+    id: str
+    provisioning_state: str
+    endpoint_type: str | None
+    properties: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> SubscriptionInfo:
+        props = dict(body.get("properties") or {})
+        destination = props.get("destination") or {}
+        return cls(
+            name=body.get("name", ""),
+            id=body.get("id", ""),
+            provisioning_state=props.get("provisioningState", ""),
+            endpoint_type=destination.get("endpointType"),
+            properties=props,
+        )
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+class WorkspacesClient:
+    """``client.workspaces``: create, read, list and delete workspaces."""
+
+    def __init__(self, http: Transport) -> None:
+        self.http = http
+
+    def create(
+        self, name: str, resource_group: str = "default", run_status_changed_events: str = "failed"
+    ) -> Workspace:
+        """Create the workspace (admin only) or update its ``runStatusChangedEvents``."""
+        body = {
+            "properties": {
+                "resourceGroup": resource_group,
+                "runStatusChangedEvents": run_status_changed_events,
+            }
+        }
+        info = WorkspaceInfo.from_json(_call(self.http, "PUT", f"/workspaces/{_segment(name)}", body))
+        return Workspace(self.http, info)
+
+    def get(self, name: str) -> Workspace:
+        return Workspace(
+            self.http, WorkspaceInfo.from_json(_call(self.http, "GET", f"/workspaces/{_segment(name)}"))
+        )
+
+    def list(self) -> list[WorkspaceInfo]:
+        return [WorkspaceInfo.from_json(w) for w in _pages(self.http, "/workspaces")]
+
+    def delete(self, name: str, *, if_match: str | None = None) -> None:
+        headers = {"If-Match": f'"{if_match}"'} if if_match else None
+        self.http.request("DELETE", f"/workspaces/{_segment(name)}", headers=headers)
+
+
+class Workspace:
+    """A handle on one workspace: runs, jobs, models, datasets, subscriptions, roles."""
+
+    def __init__(self, http: Transport, info: WorkspaceInfo) -> None:
+        self.http = http
+        self.info = info
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def path(self) -> str:
+        return f"/workspaces/{_segment(self.info.name)}"
+
+    def __repr__(self) -> str:
+        return f"Workspace({self.info.name!r})"
+
+    def refresh(self) -> WorkspaceInfo:
+        self.info = WorkspaceInfo.from_json(_call(self.http, "GET", self.path))
+        return self.info
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        experiment: str,
+        run_type: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, str] | None = None,
+        status: str = "Running",
+    ) -> Run:
+        """Start a run; use it as a context manager to complete (or fail) it on exit."""
+        body = {
+            "runType": run_type,
+            "tags": dict(tags or {}),
+            "properties": dict(properties or {}),
+            "status": status,
+        }
+        created = _call(self.http, "POST", f"{self.path}/experiments/{_segment(experiment)}/runs", body)
+        return Run(self, RunInfo.from_json(created))
+
+    def run(self, run_id: str) -> Run:
+        """A handle on an existing run (e.g. ``os.environ["MLGRID_RUN_ID"]`` inside a job)."""
+        return Run(self, RunInfo.from_json(_call(self.http, "GET", f"{self.path}/runs/{_segment(run_id)}")))
+
+    def runs(
+        self,
+        experiment: str | None = None,
+        status: str | Sequence[str] | None = None,
+        run_type: str | None = None,
+    ) -> list[RunInfo]:
+        """Runs newest first, optionally of one experiment, in some statuses, of one run type."""
+        statuses = status if isinstance(status, str) or status is None else ",".join(status)
+        params = {"experiment": experiment, "status": statuses, "runType": run_type}
+        return [RunInfo.from_json(r) for r in _pages(self.http, f"{self.path}/runs", params)]
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return list(_call(self.http, "GET", f"{self.path}/experiments")["value"])
+
+    def submit_job(
+        self,
+        command: str,
+        experiment: str,
+        working_directory: str | Path | None = None,
+        wait: bool = False,
+        *,
+        environment: Mapping[str, str] | None = None,
+        run_type: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, str] | None = None,
+        timeout: float = 600.0,
+    ) -> Run:
+        """Have the server run ``command`` (``/bin/sh -c``) as a run of ``experiment``.
+
+        ``working_directory`` is a directory on the server (a relative path is made absolute
+        here, which is right when client and server share a machine). ``wait`` blocks until the
+        job ends (at most ``timeout`` seconds). The job's output is the artifact ``logs/job.log``.
+        """
+        body: dict[str, Any] = {"command": command}
+        if working_directory is not None:
+            body["workingDirectory"] = str(Path(working_directory).absolute())
+        if environment:
+            body["environment"] = dict(environment)
+        if run_type is not None:
+            body["runType"] = run_type
+        if tags:
+            body["tags"] = dict(tags)
+        if properties:
+            body["properties"] = dict(properties)
+        created = _call(self.http, "POST", f"{self.path}/experiments/{_segment(experiment)}/jobs", body)
+        run = Run(self, RunInfo.from_json(created))
+        if wait:
+            run.wait(timeout=timeout)
+        return run
+
+    # --- models ----------------------------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        path: str | Path | None = None,
+        run_id: str | None = None,
+        artifact_path: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> ModelVersion:
+        """Register a new version of model ``name`` from a local file or directory (``path``)
+        or from a run's artifact file or directory (``run_id`` + ``artifact_path``)."""
+        metadata = {
+            "tags": dict(tags or {}),
+            "properties": dict(properties or {}),
+            "description": description,
+        }
+        models_path = f"{self.path}/models/{_segment(name)}/versions"
+        if path is not None:
+            if run_id is not None or artifact_path is not None:
+                raise ValueError("give either path, or run_id and artifact_path")
+            return ModelVersion.from_json(self._upload_model(models_path, Path(path), metadata))
+        if run_id is None or artifact_path is None:
+            raise ValueError("give a local path, or run_id and artifact_path of a run's artifact")
+        body = {**metadata, "runId": run_id, "artifactPath": artifact_path}
+        return ModelVersion.from_json(_call(self.http, "POST", models_path, body))
+
+    def _upload_model(self, models_path: str, source: Path, metadata: dict[str, Any]) -> Any:
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file())
+            if not files:
+                raise ValueError(f"{source} holds no files")
+            metadata = {**metadata, "directory": True}
+            names = [p.relative_to(source).as_posix() for p in files]
+        elif source.is_file():
+            files, names = [source], [source.name]
+        else:
+            raise FileNotFoundError(source)
+        handles = [p.open("rb") for p in files]
+        try:
+            parts = [
+                ("file", (n, h, "application/octet-stream")) for n, h in zip(names, handles, strict=True)
+            ]
+            response = self.http.request(
+                "POST", models_path, files=parts, data={"metadata": json.dumps(metadata)}, timeout=600.0
+            )
+        finally:
+            for handle in handles:
+                handle.close()
+        return response.json()
+
+    def model(self, name: str, version: str | int) -> ModelVersion:
+        return ModelVersion.from_json(
+            _call(self.http, "GET", f"{self.path}/models/{_segment(name)}/versions/{_segment(str(version))}")
+        )
+
+    def models(self, name: str | None = None) -> list[ModelVersion]:
+        return [ModelVersion.from_json(m) for m in _pages(self.http, f"{self.path}/models", {"name": name})]
+
+    def download_model(self, name: str, version: str | int, dest: str | Path) -> Path:
+        """Download a model version: a file model is written to ``dest`` (or into it, when
+        ``dest`` is a directory); a directory model is extracted into the directory ``dest``."""
+        path = f"{self.path}/models/{_segment(name)}/versions/{_segment(str(version))}/download"
+        response = self.http.request("GET", path, timeout=600.0)
+        target = Path(dest)
+        if response.headers.get("content-type", "").startswith("application/zip"):
+            target.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+                root = target.resolve()
+                for member in archive.namelist():
+                    if not (root / member).resolve().is_relative_to(root):
+                        raise ValueError(f"refusing to extract {member!r} outside {target}")
+                archive.extractall(target)
+            return target
+        if target.is_dir():
+            target = target / self.model(name, version).raw["files"][0]["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(response.content)
+        return target
+
+    # --- datasets --------------------------------------------------------------------------
+
+    def register_dataset(
+        self, name: str, path: str | Path, timestamp_column: str | None = None, description: str = ""
+    ) -> Dataset:
+        """Register a CSV or Parquet file as the next version of dataset ``name``."""
+        source = Path(path)
+        data: dict[str, str] = {}
+        if timestamp_column is not None:
+            data["timestampColumn"] = timestamp_column
+        if description:
+            data["description"] = description
+        with source.open("rb") as handle:
+            response = self.http.request(
+                "POST",
+                f"{self.path}/datasets/{_segment(name)}/versions",
+                files={"file": (source.name, handle, "application/octet-stream")},
+                data=data,
+                timeout=600.0,
+            )
+        return Dataset.from_json(response.json())
+
+    def datasets(self, name: str | None = None) -> list[Dataset]:
+        return [Dataset.from_json(d) for d in _pages(self.http, f"{self.path}/datasets", {"name": name})]
+
+    def dataset(self, name: str, version: int | str) -> Dataset:
+        return Dataset.from_json(
+            _call(
+                self.http, "GET", f"{self.path}/datasets/{_segment(name)}/versions/{_segment(str(version))}"
+            )
+        )
+
+    # --- event subscriptions on the workspace's system topic -------------------------------
+
+    def create_subscription(
+        self,
+        name: str,
+        endpoint: str | None = None,
+        endpoint_type: str = "WebHook",
+        included_event_types: Sequence[str] | None = None,
+        subject_begins_with: str | None = None,
+        subject_ends_with: str | None = None,
+        advanced_filters: Iterable[AdvancedFilter | Mapping[str, Any]] | None = None,
+        event_delivery_schema: str | None = None,
+        max_delivery_attempts: int | None = None,
+        event_ttl: int | None = None,
+        dead_letter_container: str | None = None,
+        labels: Sequence[str] | None = None,
+        *,
+        destination_properties: Mapping[str, Any] | None = None,
+        max_events_per_batch: int | None = None,
+    ) -> SubscriptionInfo:
+        """Create or replace an event subscription on this workspace's events (Owner or
+        Contributor). ``endpoint`` is the webhook URL (``endpoint_type="WebHook"``) or the
+        ``url`` of a Redis/NATS/RabbitMQ destination; a ``Queue`` subscription needs none and
+        is read with ``receive``. ``event_ttl`` is in minutes."""
+        properties = event_subscription_properties(
+            endpoint=endpoint,
+            endpoint_type=endpoint_type,
+            included_event_types=included_event_types,
+            subject_begins_with=subject_begins_with,
+            subject_ends_with=subject_ends_with,
+            advanced_filters=None if advanced_filters is None else [filter_json(f) for f in advanced_filters],
+            event_delivery_schema=event_delivery_schema,
+            max_delivery_attempts=max_delivery_attempts,
+            event_ttl=event_ttl,
+            deadletter_container=dead_letter_container,
+            labels=labels,
+            max_events_per_batch=max_events_per_batch,
+            destination_properties=destination_properties,
+        )
+        body = _call(
+            self.http,
+            "PUT",
+            f"{self.path}/eventSubscriptions/{_segment(name)}",
+            {"properties": properties},
+            timeout=90.0,
+        )
+        return SubscriptionInfo.from_json(body)
+
+    def subscription(self, name: str) -> SubscriptionInfo:
+        return SubscriptionInfo.from_json(
+            _call(self.http, "GET", f"{self.path}/eventSubscriptions/{_segment(name)}")
+        )
+
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        return [SubscriptionInfo.from_json(s) for s in _pages(self.http, f"{self.path}/eventSubscriptions")]
+
+    def delete_subscription(self, name: str) -> None:
+        self.http.request("DELETE", f"{self.path}/eventSubscriptions/{_segment(name)}")
+
+    def receive(self, subscription: str, max_events: int = 10, max_wait: float = 5) -> list[dict[str, Any]]:
+        """Pull events from a ``Queue`` subscription: ``[{"brokerProperties": {"lockToken",
+        "deliveryCount"}, "event": {...}}]`` (long poll up to ``max_wait`` seconds)."""
+        body = _call(
+            self.http,
+            "POST",
+            f"{self.path}/eventsubscriptions/{_segment(subscription)}:receive",
+            params={"maxEvents": max_events, "maxWaitTime": int(max_wait)},
+            timeout=max_wait + 30,
+        )
+        return list((body or {}).get("value", []))
+
+    def acknowledge(self, subscription: str, lock_tokens: Sequence[str]) -> dict[str, Any]:
+        path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:acknowledge"
+        return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}) or {})
+
+    def events(self, event_type: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """The retained events of the workspace's system topic, oldest first."""
+        return _pages(
+            self.http,
+            f"/systemTopics/{_segment(self.name)}/events",
+            {"eventType": event_type, "since": since},
+        )
+
+    # --- role assignments ------------------------------------------------------------------
+
+    def assign_role(self, principal: str, role: str) -> dict[str, Any]:
+        return dict(
+            _call(self.http, "PUT", f"{self.path}/roleAssignments/{_segment(principal)}", {"role": role})
+        )
+
+    def remove_role(self, principal: str) -> None:
+        self.http.request("DELETE", f"{self.path}/roleAssignments/{_segment(principal)}")
+
+    def role_assignments(self) -> list[dict[str, Any]]:
+        return list(_call(self.http, "GET", f"{self.path}/roleAssignments")["value"])
+
+
+class Run:
+    """A handle on one run. As a context manager it completes the run when the block ends
+    normally and marks it Failed (storing the error) when the block raises, then re-raises."""
+
+    def __init__(self, workspace: Workspace, info: RunInfo) -> None:
+        self.workspace = workspace
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info.run_id
+
+    @property
+    def status(self) -> str:
+        return self.info.status
+
+    @property
+    def _path(self) -> str:
+        return f"{self.workspace.path}/runs/{_segment(self.id)}"
+
+    @property
+    def _http(self) -> Transport:
+        return self.workspace.http
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, status={self.status!r})"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self.info.is_terminal:
+            return  # already completed, failed or canceled inside the block
+        if exc is None:
+            self.complete()
+            return
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        try:
+            self.fail(message)
+        except ApiError:
+            pass  # the original exception matters more than a failure to record it
+
+    def refresh(self) -> RunInfo:
+        self.info = RunInfo.from_json(_call(self._http, "GET", self._path))
+        return self.info
+
+    def update(
+        self,
+        *,
+        status: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, str] | None = None,
+        error: str | None = None,
+        if_match: str | None = None,
+    ) -> RunInfo:
+        """PATCH the run: a status, tags to merge (``None`` values remove a tag), properties."""
+        body: dict[str, Any] = {}
+        if status is not None:
+            body["status"] = status
+        if tags is not None:
+            body["tags"] = dict(tags)
+        if properties is not None:
+            body["properties"] = dict(properties)
+        if error is not None:
+            body["error"] = error
+        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+        self.info = RunInfo.from_json(_call(self._http, "PATCH", self._path, body, headers=headers))
+        return self.info
+
+    def complete(self) -> RunInfo:
+        return self.update(status="Completed")
+
+    def fail(self, error: str | BaseException) -> RunInfo:
+        return self.update(status="Failed", error=str(error))
+
+    def cancel(self) -> RunInfo:
+        """Cancel: a submitted job is killed and ends Canceled (see ``wait``); another run
+        becomes Canceled at once."""
+        if self.info.raw.get("job"):
+            return self.update(status="CancelRequested")
+        return self.update(status="Canceled")
+
+    def wait(self, timeout: float = 600.0, poll_interval: float = 0.2) -> RunInfo:
+        """Poll until the run is Completed, Failed or Canceled; ``TimeoutError`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self.refresh().is_terminal:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+            time.sleep(poll_interval)
+        return self.info
+
+    def set_tags(self, tags: Mapping[str, Any]) -> RunInfo:
+        return self.update(tags=tags)
+
+    def set_properties(self, properties: Mapping[str, str]) -> RunInfo:
+        return self.update(properties=properties)
+
+    def log_metric(self, name: str, value: float | int | Decimal, step: int = 0) -> None:
+        self.log_metrics({name: value}, step=step)
+
+    def log_metrics(
+        self,
+        metrics: Mapping[str, float | int | Decimal] | Iterable[tuple[str, float | int | Decimal, int]],
+        step: int = 0,
+    ) -> None:
+        """Log several metrics at once: ``{"name": value}`` (all at ``step``) or
+        ``(name, value, step)`` tuples."""
+        items = (
+            [(name, value, step) for name, value in metrics.items()]
+            if isinstance(metrics, Mapping)
+            else [(name, value, item_step) for name, value, item_step in metrics]
+        )
+        body = []
+        for name, value, item_step in items:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"metric {name!r}: {value} is not a finite number")
+            body.append({"name": name, "value": value, "step": item_step})
+        if body:
+            _call(self._http, "POST", f"{self._path}/metrics", {"metrics": body})
+
+    def metrics(self, name: str | None = None) -> list[Metric]:
+        body = _call(self._http, "GET", f"{self._path}/metrics", params={"name": name})
+        return [Metric.from_json(m) for m in body["value"]]
+
+    def upload_file(self, path: str | Path, name: str | None = None) -> Artifact:
+        """Upload a local file as the artifact ``name`` (default: the file's name)."""
+        source = Path(path)
+        with source.open("rb") as handle:
+            return self.upload_bytes(name or source.name, handle)
+
+    def upload_bytes(self, name: str, data: bytes | BinaryIO) -> Artifact:
+        """Upload bytes (or the contents of an open binary file) as the artifact ``name``."""
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        content = data if isinstance(data, bytes) else data.read()
+        response = self._http.request(
+            "PUT",
+            f"{self._path}/artifacts/{quote(name, safe='/')}",
+            content=content,
+            headers={"Content-Type": media_type},
+            timeout=600.0,
+        )
+        return Artifact.from_json(response.json())
+
+    def artifacts(self, prefix: str | None = None) -> list[Artifact]:
+        body = _call(self._http, "GET", f"{self._path}/artifacts", params={"prefix": prefix})
+        return [Artifact.from_json(a) for a in body["value"]]
+
+    def download_artifact(self, name: str) -> bytes:
+        return self._http.request(
+            "GET", f"{self._path}/artifacts/{quote(name, safe='/')}", timeout=600.0
+        ).content

@@ -1,0 +1,198 @@
+"""Delivery operations the API exposes: listing, redelivery, replay, and closing a deleted
+subscription's deliveries.
+
+Redelivery and replay create *new* pending deliveries for retained events (the event rows are
+shared, so receivers see the same event ids, SPEC §8) and announce them through the ingest
+listeners, exactly as a publish does: the dispatcher and waiting pull receivers pick them up
+at once, and other nodes on PostgreSQL at their next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mlgrid.broker.ingest import CommittedDelivery
+from mlgrid.broker.subscription_model import Subscription
+from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
+from mlgrid.delivery.dispatcher import Dispatcher
+from mlgrid.delivery.retry import DeadLetterReason
+from mlgrid.events.jsoncodec import loads_exact
+from mlgrid.filters import compile_filter
+from mlgrid.store import dead_letters as dead_letter_store
+from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import events as event_store
+from mlgrid.store.database import Database
+from mlgrid.store.dead_letters import DeadLetterRow
+from mlgrid.store.deliveries import DeliveryRow, NewDelivery
+
+__all__ = ["DeliveryManager", "RedeliveryResult", "ReplayResult"]
+
+log = logging.getLogger("mlgrid.delivery")
+
+_PAGE = 500
+#: Most dead letters one redeliver call accepts by id.
+MAX_REDELIVER_IDS = 1000
+
+
+@dataclass(frozen=True)
+class RedeliveryResult:
+    redelivered: list[tuple[str, int]]  # (dead letter id, new delivery id)
+    not_retained: list[str]  # dead letters whose event is no longer retained
+    unknown: list[str]  # ids that are not dead letters of this subscription
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    examined: int
+    replayed: int
+
+
+class DeliveryManager:
+    def __init__(
+        self,
+        db: Database,
+        dead_letters: DeadLetterService,
+        dispatcher: Dispatcher,
+        announce: Callable[[list[CommittedDelivery]], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._dead_letters = dead_letters
+        self._dispatcher = dispatcher
+        self._announce = announce
+        self._clock = clock
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def deliveries(
+        self, sub: Subscription, state: str | None, after_id: int, limit: int
+    ) -> list[tuple[DeliveryRow, str, str]]:
+        async with self._db.read() as conn:
+            return await delivery_store.list_for_subscription(conn, sub.id, state, after_id, limit)
+
+    async def dead_letter_page(
+        self, sub: Subscription, after: tuple[float, str] | None, limit: int
+    ) -> list[DeadLetterRow]:
+        async with self._db.read() as conn:
+            return await dead_letter_store.list_page(conn, sub.id, after, limit)
+
+    # -- redelivery -----------------------------------------------------------------------------
+
+    async def redeliver(self, sub: Subscription, ids: Sequence[str] | None) -> RedeliveryResult:
+        """Queue dead letters again as new deliveries: the given ids, or all not yet redelivered."""
+        now = self._clock()
+        async with self._db.write() as conn:
+            candidates = await dead_letter_store.redelivery_candidates(conn, sub.id, ids)
+            retained = [c for c in candidates if c.event_seq is not None]
+            new_ids = await delivery_store.insert_pending(
+                conn,
+                [NewDelivery(c.event_seq, sub.id) for c in retained if c.event_seq is not None],
+                datetime.fromtimestamp(now, tz=UTC),
+            )
+            await dead_letter_store.mark_redelivered(conn, [c.id for c in retained], now)
+        found = {c.id for c in candidates}
+        result = RedeliveryResult(
+            redelivered=[(c.id, new_id) for c, new_id in zip(retained, new_ids, strict=True)],
+            not_retained=[c.id for c in candidates if c.event_seq is None],
+            unknown=[i for i in (ids or []) if i not in found],
+        )
+        self._announce(
+            [
+                CommittedDelivery(new_id, c.event_seq, sub.id, datetime.fromtimestamp(now, tz=UTC))
+                for c, new_id in zip(retained, new_ids, strict=True)
+                if c.event_seq is not None
+            ]
+        )
+        log.info(
+            "redelivering %d dead letter(s) of %s",
+            len(result.redelivered),
+            sub.name,
+            extra={"action": "redelivered", "subscription_id": sub.id, "count": len(result.redelivered)},
+        )
+        return result
+
+    # -- replay -----------------------------------------------------------------------------------
+
+    async def replay(self, sub: Subscription, start: datetime, end: datetime) -> ReplayResult:
+        """Re-match the retained events published in ``[start, end)`` against the subscription's
+        current filter and queue a new delivery for each match."""
+        matches = compile_filter(sub.event_filter, sub.stored_schema)
+        after_seq = 0
+        examined = replayed = 0
+        while True:
+            async with self._db.read() as conn:
+                page = await event_store.list_page(
+                    conn, sub.topic_key, since=start, until=end, event_type=None,
+                    after_seq=after_seq, limit=_PAGE,
+                )
+            if not page:
+                break
+            after_seq = page[-1].seq
+            examined += len(page)
+            seqs = [stored.seq for stored in page if matches(loads_exact(stored.body))]
+            if seqs:
+                now = datetime.fromtimestamp(self._clock(), tz=UTC)
+                async with self._db.write() as conn:
+                    new_ids = await delivery_store.insert_pending(
+                        conn, [NewDelivery(seq, sub.id) for seq in seqs], now
+                    )
+                self._announce(
+                    [CommittedDelivery(i, seq, sub.id, now) for i, seq in zip(new_ids, seqs, strict=True)]
+                )
+                replayed += len(seqs)
+            if len(page) < _PAGE:
+                break
+        log.info(
+            "replayed %d of %d event(s) to %s",
+            replayed,
+            examined,
+            sub.name,
+            extra={"action": "replayed", "subscription_id": sub.id, "count": replayed},
+        )
+        return ReplayResult(examined, replayed)
+
+    # -- a deleted subscription ---------------------------------------------------------------------
+
+    async def subscription_deleted(self, sub: Subscription) -> None:
+        """End every pending delivery of a deleted subscription: dead-lettered (with a
+        dead-letter destination) or dropped, reason ``SubscriptionDeleted``."""
+        self._dispatcher.forget_subscription(sub.id)
+        after = 0
+        total = 0
+        while True:
+            now = self._clock()
+            async with self._db.write() as conn:
+                rows = await delivery_store.pending_with_events(conn, sub.id, after, _PAGE)
+                items = [
+                    Undeliverable(
+                        delivery_id=row.id,
+                        subscription_id=sub.id,
+                        subscription=sub,
+                        event=loads_exact(row.event_body),
+                        published_at=row.published_at,
+                        reason=DeadLetterReason.SUBSCRIPTION_DELETED,
+                        attempts=row.attempts,
+                        last_outcome=row.last_outcome,
+                        last_http_status=row.last_http_status,
+                        last_error=None,
+                        last_attempt_at=row.last_attempt_at,
+                    )
+                    for row in rows
+                ]
+                closed = await self._dead_letters.close(conn, items, now)
+            self._dead_letters.report(closed)
+            total += len(closed)
+            if len(rows) < _PAGE:
+                break
+            after = rows[-1].id
+        if total:
+            log.info(
+                "closed %d pending deliveries of deleted subscription %s",
+                total,
+                sub.name,
+                extra={"action": "subscription_deleted", "subscription_id": sub.id, "count": total},
+            )

@@ -1,0 +1,203 @@
+"""The ``RabbitMQ`` destination: a publisher-confirmed, mandatory publish per event to
+``exchange`` with ``routingKey`` at ``url``.
+
+Each event is one persistent message (delivery mode 2) whose body is the event's JSON, with
+the standard properties ``message_id`` (the event id, the de-duplication key), ``type``
+(the event type), ``content_type``, ``app_id`` (``mlgrid``) and the headers of
+``message.amqp_headers``.
+
+Success means the broker confirmed the message (``basic.ack``) *and* routed it to at least one
+queue: the publish is ``mandatory``, so a message no queue is bound to receive comes back
+(``basic.return``, ``NO_ROUTE``) and the attempt fails instead of the event vanishing. That
+failure, and a missing exchange (the broker closes the channel with ``404 NOT_FOUND``), are
+retryable ``NotFound`` outcomes: the operator may declare the exchange or bind a queue, and
+the events then arrive with the next retries. A negative confirmation (``basic.nack``) is a
+retryable failure too. Refused credentials and access to the virtual host or exchange are
+final (``Unauthorized``/``Forbidden``), like a 401/403 from a webhook.
+
+One connection per URL with one confirming channel on it; a channel the broker closed (a
+missing exchange does that) is reopened on the same connection at the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions as amqp_errors
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from pamqp.commands import Basic
+
+from mlgrid.broker.subscription_model import Subscription
+from mlgrid.delivery.destinations import Attempt
+from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
+from mlgrid.delivery.queue_destinations.connections import (
+    ATTEMPT_TIMEOUT_SECONDS,
+    IDLE_SECONDS,
+    ConnectionPool,
+    EndpointRefused,
+    check_endpoint,
+    failure,
+    final,
+    socket_outcome,
+    succeeded,
+)
+from mlgrid.delivery.queue_destinations.message import QueueMessage, amqp_headers, build_queue_messages
+
+__all__ = ["RabbitMQDestination"]
+
+_NO_ROUTE = 312
+
+
+@dataclass
+class _Link:
+    """A connection and its confirming channel, reopened when the broker closed it."""
+
+    connection: AbstractConnection
+    channel: AbstractChannel | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ready_channel(self) -> AbstractChannel:
+        channel = self.channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self.lock:
+            if self.channel is None or self.channel.is_closed:
+                self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            return self.channel
+
+
+async def _close(link: _Link) -> None:
+    try:
+        await link.connection.close()
+    except Exception:  # closing a broken connection must not hide the error that broke it
+        return
+
+
+def _amqp_message(message: QueueMessage) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        headers=dict(amqp_headers(message)),
+        content_type=message.content_type.split(";", 1)[0],
+        content_encoding="utf-8",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.id or None,
+        type=message.type or None,
+        app_id="mlgrid",
+    )
+
+
+class RabbitMQDestination:
+    """Publishes events to a RabbitMQ exchange; one AMQP connection per URL."""
+
+    def __init__(
+        self,
+        *,
+        deny_private: bool,
+        timeout: float = ATTEMPT_TIMEOUT_SECONDS,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self._deny_private = deny_private
+        self._timeout = timeout
+        self._pool: ConnectionPool[_Link] = ConnectionPool(
+            self._open, _close, lambda link: not link.connection.is_closed, idle_seconds=idle_seconds
+        )
+
+    async def _open(self, url: str) -> _Link:
+        await check_endpoint(url, self._deny_private)
+        connection = await aio_pika.connect(url, timeout=self._timeout)
+        return _Link(connection)
+
+    async def send(
+        self, subscription: Subscription, events: Sequence[Mapping[str, Any]], attempt: Attempt
+    ) -> AttemptOutcome:
+        props = subscription.destination_properties
+        url = props.get("url")
+        exchange_name = props.get("exchange")
+        routing_key = props.get("routingKey") or ""
+        if not isinstance(url, str) or not isinstance(exchange_name, str) or not isinstance(routing_key, str):
+            return final(
+                OutcomeName.GENERIC_ERROR, "the subscription has no RabbitMQ url and exchange")
+        messages = build_queue_messages(
+            events,
+            delivery_schema=subscription.event_delivery_schema,
+            subscription_name=subscription.name,
+            delivery_count=attempt.delivery_count,
+            batch_id=attempt.batch_id,
+        )
+        if not messages:
+            return succeeded()
+        link: _Link | None = None
+        try:
+            async with asyncio.timeout(self._timeout), self._pool.lease(url) as link:
+                channel = await link.ready_channel()
+                exchange: AbstractExchange = (
+                    channel.default_exchange
+                    if exchange_name == ""
+                    else await channel.get_exchange(exchange_name, ensure=False)
+                )
+                results = await asyncio.gather(
+                    *(
+                        exchange.publish(_amqp_message(m), routing_key, mandatory=True, timeout=self._timeout)
+                        for m in messages
+                    ),
+                    return_exceptions=True,
+                )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
+                    if not isinstance(result, Basic.Ack):
+                        return failure(
+                            OutcomeName.GENERIC_ERROR, f"the broker did not confirm the message: {result!r}"
+                        )
+        except (TimeoutError, amqp_errors.AMQPError, amqp_errors.ChannelInvalidStateError, OSError,
+                EndpointRefused) as exc:
+            outcome = self._outcome(exc, exchange_name, routing_key)
+            if link is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
+                await self._pool.discard(url, link)
+            return outcome
+        return succeeded()
+
+    def _outcome(self, exc: BaseException, exchange: str, routing_key: str) -> AttemptOutcome:
+        """Translate aio-pika's exceptions (the boundary) into outcome vocabulary."""
+        shown = repr(exchange) if exchange else "the default exchange"
+        if isinstance(exc, amqp_errors.DeliveryError):
+            frame = exc.frame
+            if isinstance(frame, Basic.Return):
+                if frame.reply_code == _NO_ROUTE:
+                    return failure(
+                        OutcomeName.NOT_FOUND,
+                        f"unroutable: no queue is bound to {shown} for routing key {routing_key!r}",
+                    )
+                detail = f"the broker returned the message: {frame.reply_text}"
+                return failure(OutcomeName.GENERIC_ERROR, detail)
+            detail = f"the broker refused the message ({type(frame).__name__})"
+            return failure(OutcomeName.GENERIC_ERROR, detail)
+        if isinstance(exc, amqp_errors.ChannelNotFoundEntity):
+            return failure(OutcomeName.NOT_FOUND, f"the exchange {shown} does not exist: {exc}")
+        if isinstance(exc, amqp_errors.ChannelAccessRefused):
+            return final(OutcomeName.FORBIDDEN, f"the broker denied publishing to {shown}: {exc}")
+        if isinstance(exc, amqp_errors.AuthenticationError | amqp_errors.ProbableAuthenticationError):
+            return final(OutcomeName.UNAUTHORIZED, f"the broker refused the credentials: {exc}")
+        if isinstance(exc, amqp_errors.ConnectionNotAllowed):
+            return final(OutcomeName.FORBIDDEN, f"the broker denied access to the virtual host: {exc}")
+        if isinstance(exc, amqp_errors.ChannelClosed):
+            return failure(OutcomeName.GENERIC_ERROR, f"the broker closed the channel: {exc}")
+        if isinstance(exc, amqp_errors.ChannelInvalidStateError):
+            return classify_error(ErrorKind.CONNECTION_RESET, f"the channel was closed: {exc}")
+        network = socket_outcome(exc, self._timeout)
+        if network is not None:
+            return network
+        return classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
+
+    @property
+    def open_connections(self) -> int:
+        """Pooled broker connections: one per distinct URL in use."""
+        return len(self._pool)
+
+    async def close(self) -> None:
+        """Close every connection (at shutdown, after the dispatcher stopped)."""
+        await self._pool.close()

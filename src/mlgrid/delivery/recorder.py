@@ -1,0 +1,143 @@
+"""Batched outcome writes: many delivery outcomes, one transaction.
+
+Attempts finish one by one, but writing each outcome in its own transaction would make the
+database the bottleneck of delivery (on SQLite, one writer). The dispatcher hands outcomes
+to the ``OutcomeRecorder``; its writer task takes everything that accumulated since the last
+commit and writes it at once: successes and retries as one ``executemany`` each, dead letters
+and drops through ``DeadLetterService.close`` (blob, then row, in the same transaction).
+
+Ordering. Within one commit finals are written before retries: every statement only touches
+rows that are still ``pending``, so a retry recorded before a later success of the same
+delivery (both in one commit) cannot undo the success, and a delivery is never final twice.
+
+Failure. If the commit fails (database down), the outcomes are kept and retried after a short
+pause; nothing is lost while the process lives, and after a crash the deliveries are simply
+still pending and are attempted again (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
+from mlgrid.store import deliveries as delivery_store
+from mlgrid.store.database import Database
+from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+
+__all__ = ["OutcomeRecorder"]
+
+log = logging.getLogger("mlgrid.delivery")
+
+_RETRY_PAUSE_SECONDS = 0.5
+
+
+@dataclass
+class _Buffer:
+    delivered: list[FinalUpdate] = field(default_factory=list)
+    rescheduled: list[AttemptUpdate] = field(default_factory=list)
+    undeliverable: list[Undeliverable] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.delivered) + len(self.rescheduled) + len(self.undeliverable)
+
+    def extend(self, other: _Buffer) -> None:
+        self.delivered.extend(other.delivered)
+        self.rescheduled.extend(other.rescheduled)
+        self.undeliverable.extend(other.undeliverable)
+
+
+class OutcomeRecorder:
+    def __init__(
+        self,
+        db: Database,
+        dead_letters: DeadLetterService,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._dead_letters = dead_letters
+        self._clock = clock
+        self._buffer = _Buffer()
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- producers ----------------------------------------------------------------------
+
+    def delivered(self, update: FinalUpdate) -> None:
+        self._buffer.delivered.append(update)
+        self._signal()
+
+    def reschedule(self, update: AttemptUpdate) -> None:
+        self._buffer.rescheduled.append(update)
+        self._signal()
+
+    def undeliverable(self, item: Undeliverable) -> None:
+        self._buffer.undeliverable.append(item)
+        self._signal()
+
+    def _signal(self) -> None:
+        self._idle.clear()
+        self._ready.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._buffer)
+
+    # -- the writer -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mlgrid-delivery-recorder")
+
+    async def stop(self) -> None:
+        """Stop the writer and write what is left (best effort: the database may be gone)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if len(self._buffer):
+            with contextlib.suppress(Exception):
+                await self._write_once()
+
+    async def wait_idle(self) -> None:
+        """Until everything handed in so far is committed (tests, shutdown, API answers)."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            try:
+                await self._write_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing delivery outcomes failed; retrying", extra={"action": "record_failed"})
+                self._ready.set()
+                await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+
+    async def _write_once(self) -> None:
+        batch, self._buffer = self._buffer, _Buffer()
+        if not len(batch):
+            self._idle.set()
+            return
+        try:
+            async with self._db.write() as conn:
+                await delivery_store.finalize_many(conn, batch.delivered)
+                closed = await self._dead_letters.close(conn, batch.undeliverable, self._clock())
+                await delivery_store.reschedule(conn, batch.rescheduled)
+        except BaseException:
+            # Put the batch back in front of what arrived meanwhile, so nothing is lost.
+            batch.extend(self._buffer)
+            self._buffer = batch
+            raise
+        self._dead_letters.report(closed)
+        if not len(self._buffer):
+            self._idle.set()

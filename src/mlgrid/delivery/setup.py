@@ -1,0 +1,93 @@
+"""Start-up of the delivery layer: the dispatcher, pull queues, dead letters, their tasks.
+
+``server.py`` awaits ``setup`` after the subscription layer's (the dispatcher asks the
+subscription service for every delivery) and before the ingest writer starts, so the
+dispatcher has reloaded the pending work (SQLite) before the first new delivery arrives.
+
+Shutdown (``closers``): attempts in flight are cancelled (their deliveries stay pending and
+are attempted again after the restart), recorded outcomes are flushed, then the HTTP session
+is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from mlgrid.broker.subscription_model import WEBHOOK, Subscription
+from mlgrid.delivery.blobs import BlobStore
+from mlgrid.delivery.dead_letters import DeadLetterService
+from mlgrid.delivery.dispatcher import Dispatcher
+from mlgrid.delivery.event_cache import EventCache
+from mlgrid.delivery.manage import DeliveryManager
+from mlgrid.delivery.pull import PullService
+from mlgrid.delivery.recorder import OutcomeRecorder
+from mlgrid.delivery.webhook import WebhookDestination, create_session
+from mlgrid.delivery.work import LeaseSource, MemorySource, WorkSource
+from mlgrid.runtime import Runtime
+
+if TYPE_CHECKING:
+    from mlgrid.broker.subscriptions import SubscriptionService
+
+#: Requests in flight to one endpoint (scheme, host, port), and in all.
+ENDPOINT_CONCURRENCY = 64
+MAX_IN_FLIGHT = 1024
+
+
+def node_id(configured: str) -> str:
+    """This node's name in delivery leases: the setting, or ``hostname:pid``."""
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def setup(rt: Runtime, app: FastAPI) -> None:
+    settings = rt.settings
+    subscriptions: SubscriptionService = rt.services["subscriptions"]
+    node = node_id(settings.node_id)
+
+    async def lookup(subscription_id: str) -> Subscription | None:
+        return await subscriptions.get_by_id(subscription_id)
+
+    dead_letters = DeadLetterService(BlobStore(settings.data_dir / "blobs"), rt.metrics)
+    recorder = OutcomeRecorder(rt.db, dead_letters)
+    session = create_session(
+        settings.deny_private_endpoints, limit=MAX_IN_FLIGHT, limit_per_host=ENDPOINT_CONCURRENCY
+    )
+    source: WorkSource = MemorySource(rt.db) if rt.db.is_sqlite else LeaseSource(rt.db, node)
+    dispatcher = Dispatcher(
+        settings=settings,
+        metrics=rt.metrics,
+        lookup=lookup,
+        destinations={WEBHOOK: WebhookDestination(session, settings.deny_private_endpoints)},
+        recorder=recorder,
+        events=EventCache(rt.db),
+        source=source,
+        endpoint_concurrency=ENDPOINT_CONCURRENCY,
+        max_in_flight=MAX_IN_FLIGHT,
+    )
+    pull = PullService(rt.db, rt.metrics, dead_letters, node, lookup)
+    manager = DeliveryManager(rt.db, dead_letters, dispatcher, rt.ingestor.notify)
+
+    await source.load()
+    rt.ingestor.add_listener(dispatcher.on_committed)
+    rt.ingestor.add_listener(pull.on_committed)
+    subscriptions.on_deleted.append(manager.subscription_deleted)
+    recorder.start()
+    rt.tasks.append(asyncio.create_task(dispatcher.run(), name="mlgrid-dispatcher"))
+    rt.tasks.append(asyncio.create_task(pull.run_sweeper(), name="mlgrid-pull-sweeper"))
+
+    rt.services["dispatcher"] = dispatcher
+    rt.services["pull"] = pull
+    rt.services["deliveries"] = manager
+    rt.services["dead_letters"] = dead_letters
+    rt.services["node_id"] = node
+
+    async def close() -> None:
+        await dispatcher.stop()
+        await recorder.stop()
+        await session.close()
+
+    rt.services.setdefault("closers", []).append(close)

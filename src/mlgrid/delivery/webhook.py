@@ -1,0 +1,206 @@
+"""The WebHook destination: one HTTP POST per batch on the dispatcher's shared aiohttp session.
+
+The request is built by ``webhook_request.build_webhook_request`` (exact headers and body of
+SPEC §6.1); this module only sends it and turns what happened into an ``AttemptOutcome``:
+a status code through ``outcome.classify_response`` (redirects are not followed, so a 3xx is
+a failure), anything without a response through ``outcome.classify_error``.
+
+Endpoint safety (SPEC §6.6) is enforced on the addresses the connection really uses: the
+session's resolver refuses a name as soon as any address it resolves to is refused by
+``endpoint_safety.check_address``, and IP literals (which aiohttp never resolves) are checked
+by ``check_hostname`` before the request. A name cannot dodge the rule by resolving
+somewhere else after a separate check, because there is no separate check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from mlgrid import __version__
+from mlgrid.broker.subscription_model import Subscription
+from mlgrid.delivery.destinations import Attempt
+from mlgrid.delivery.endpoint_safety import check_address, check_hostname
+from mlgrid.delivery.outcome import (
+    AttemptOutcome,
+    ErrorKind,
+    classify_error,
+    classify_response,
+    parse_retry_after,
+)
+from mlgrid.delivery.webhook_request import build_webhook_request
+
+__all__ = [
+    "REQUEST_TIMEOUT_SECONDS",
+    "EndpointRefused",
+    "SafeResolver",
+    "WebhookDestination",
+    "create_session",
+    "mapping_dicts",
+]
+
+#: SPEC §6.2: success means 200-204 *within 30 seconds*.
+REQUEST_TIMEOUT_SECONDS = 30.0
+#: How much of a response body is read (and thrown away) so the connection can be reused.
+_MAX_RESPONSE_BODY = 64 * 1024
+
+
+class EndpointRefused(OSError):
+    """A webhook host resolved to an address the endpoint-safety rules refuse."""
+
+
+class SafeResolver(AbstractResolver):
+    """aiohttp resolver that refuses names resolving to forbidden addresses (SPEC §6.6)."""
+
+    def __init__(self, deny_private: bool, inner: AbstractResolver | None = None) -> None:
+        self._deny_private = deny_private
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        reason = check_hostname(host, self._deny_private)
+        if reason is not None:
+            raise EndpointRefused(reason)
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            reason = check_address(result["host"], self._deny_private)
+            if reason is not None:
+                raise EndpointRefused(f"{host} resolves to a refused address: {reason}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def create_session(deny_private: bool, *, limit: int, limit_per_host: int) -> aiohttp.ClientSession:
+    """The dispatcher's one session: pooled keep-alive connections, the safe resolver, no
+    redirects (set per request), the 30 s total timeout, no cookies kept between receivers."""
+    connector = aiohttp.TCPConnector(
+        limit=limit,
+        limit_per_host=limit_per_host,
+        ttl_dns_cache=10,
+        resolver=SafeResolver(deny_private),
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": f"mlgrid/{__version__}"},
+        auto_decompress=False,
+    )
+
+
+def mapping_dicts(subscription: Subscription) -> list[dict[str, Any]]:
+    """The subscription's delivery attribute mappings in ``build_webhook_request``'s form."""
+    result: list[dict[str, Any]] = []
+    for mapping in subscription.delivery_attribute_mappings:
+        if mapping.type.lower() == "dynamic":
+            result.append(
+                {"name": mapping.name, "type": "Dynamic", "properties": {"sourceField": mapping.source_field}}
+            )
+        else:
+            result.append(
+                {
+                    "name": mapping.name,
+                    "type": "Static",
+                    "properties": {"value": mapping.value, "isSecret": mapping.is_secret},
+                }
+            )
+    return result
+
+
+def _error_outcome(exc: BaseException) -> AttemptOutcome:
+    """Translate aiohttp's exceptions (the boundary) into outcome vocabulary."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        if isinstance(exc.os_error, EndpointRefused) or isinstance(exc.__cause__, EndpointRefused):
+            return classify_error(ErrorKind.UNSAFE_ENDPOINT, str(exc.os_error))
+        return classify_error(ErrorKind.DNS, detail)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return classify_error(ErrorKind.TLS, detail)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return classify_error(ErrorKind.TIMEOUT, f"no answer within {REQUEST_TIMEOUT_SECONDS:g} s")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return classify_error(ErrorKind.CONNECTION_REFUSED, detail)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ConnectionError):
+        return classify_error(ErrorKind.CONNECTION_RESET, detail)
+    if isinstance(exc, EndpointRefused):
+        return classify_error(ErrorKind.UNSAFE_ENDPOINT, str(exc))
+    return classify_error(ErrorKind.OTHER, detail)
+
+
+class WebhookDestination:
+    """POSTs batches to ``endpointUrl``; see the module docstring."""
+
+    def __init__(self, session: aiohttp.ClientSession, deny_private: bool) -> None:
+        self._session = session
+        self._deny_private = deny_private
+        # Per subscription (id, etag): mappings in request form and the host check result.
+        self._prepared: dict[tuple[str, str], tuple[list[dict[str, Any]], str | None]] = {}
+
+    def _prepare(self, subscription: Subscription) -> tuple[list[dict[str, Any]], str | None]:
+        key = (subscription.id, subscription.etag)
+        hit = self._prepared.get(key)
+        if hit is None:
+            host = urlsplit(subscription.endpoint_url or "").hostname or ""
+            refused = (
+                check_hostname(host, self._deny_private) if host else "the subscription has no endpoint URL"
+            )
+            if len(self._prepared) > 10_000:
+                self._prepared.clear()
+            hit = (mapping_dicts(subscription), refused)
+            self._prepared[key] = hit
+        return hit
+
+    async def send(
+        self, subscription: Subscription, events: Sequence[Mapping[str, Any]], attempt: Attempt
+    ) -> AttemptOutcome:
+        mappings, refused = self._prepare(subscription)
+        if refused is not None:
+            return classify_error(ErrorKind.UNSAFE_ENDPOINT, refused)
+        headers, body = build_webhook_request(
+            events,
+            delivery_schema=subscription.event_delivery_schema,
+            subscription_name=subscription.name,
+            delivery_count=attempt.delivery_count,
+            mappings=mappings,
+            signing_secret=subscription.signing_secret,
+            now_ts=int(time.time()),
+            batch_id=attempt.batch_id,
+            max_events_per_batch=subscription.max_events_per_batch,
+        )
+        url = subscription.endpoint_url or ""
+        try:
+            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                retry_after_header = response.headers.get("Retry-After")
+                await _drain(response)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return _error_outcome(exc)
+        retry_after = None
+        if retry_after_header is not None:
+            retry_after = parse_retry_after(retry_after_header, datetime.now(UTC))
+        return classify_response(status, retry_after)
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read a small body to the end so the pooled connection is reused; a large one is cut off
+    (the connection is then closed instead of reused, which is fine: bodies are ignored)."""
+    remaining = _MAX_RESPONSE_BODY
+    while remaining > 0:
+        chunk = await response.content.read(min(remaining, 16 * 1024))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+    response.close()

@@ -1,0 +1,241 @@
+"""Where the dispatcher finds due work: in memory (SQLite) or by leased claims (PostgreSQL).
+
+Both sources hand out ``Work`` items; the dispatcher does not care which one it has.
+
+* ``MemorySource`` (SQLite: one process owns the database). Due work lives in a heap keyed by
+  ``next_attempt_at``; new deliveries arrive from the ingest listener, retries are pushed back
+  by the dispatcher, and the database is only read at start, to reload everything still
+  pending (including what was in flight when the previous process died). No claim is
+  written: there is nobody to claim against.
+* ``LeaseSource`` (PostgreSQL: several nodes). Due rows are claimed in the database with a
+  lease (``claimed_by``, ``lease_until``, ``SKIP LOCKED``). The source polls at a short
+  interval, earlier when the ingest listener reports new deliveries or a retry this node
+  scheduled falls due, and renews the leases of the work it holds so that only a dead node's
+  work is taken over, once its lease has run out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mlgrid.broker.ingest import CommittedDelivery
+from mlgrid.store import deliveries as delivery_store
+from mlgrid.store.database import Database
+from mlgrid.store.deliveries import DueDelivery
+
+__all__ = ["CLAIM_PAGE", "LeaseSource", "MemorySource", "Work", "WorkSource"]
+
+log = logging.getLogger("mlgrid.delivery")
+
+#: Most rows one claim (or one start-up read) brings in.
+CLAIM_PAGE = 1000
+
+
+@dataclass(slots=True)
+class Work:
+    """One pending delivery as the dispatcher carries it (times are epoch seconds)."""
+
+    id: int
+    event_seq: int
+    subscription_id: str
+    attempts: int
+    created_at: float
+    due: float
+    last_outcome: str | None = None
+    last_http_status: int | None = None
+    last_attempt_at: float | None = None
+
+    @classmethod
+    def from_due(cls, row: DueDelivery) -> Work:
+        return cls(
+            id=row.id,
+            event_seq=row.event_seq,
+            subscription_id=row.subscription_id,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            due=row.next_attempt_at,
+            last_outcome=row.last_outcome,
+            last_http_status=row.last_http_status,
+            last_attempt_at=row.last_attempt_at,
+        )
+
+    @classmethod
+    def from_committed(cls, committed: CommittedDelivery) -> Work:
+        stamp = committed.due_at.timestamp()
+        return cls(committed.delivery_id, committed.event_seq, committed.subscription_id, 0, stamp, stamp)
+
+
+class WorkSource:
+    """The interface both sources implement."""
+
+    #: Whether a hold (circuit breaker) must be written to release the row to others.
+    persists_holds = False
+
+    async def load(self) -> None:
+        """Prepare before the first ``take_due`` (SQLite: read what is pending)."""
+
+    def committed(self, deliveries: Sequence[CommittedDelivery]) -> None:
+        """New deliveries were committed on this node."""
+
+    def requeue(self, work: Work) -> None:
+        """``work`` waits again until ``work.due`` (a retry, or a hold)."""
+
+    def done(self, delivery_id: int) -> None:
+        """The dispatcher no longer holds this delivery (its outcome is being recorded)."""
+
+    async def take_due(self, now: float, limit: int) -> list[Work]:
+        raise NotImplementedError
+
+    def next_wake(self, now: float) -> float | None:
+        """When to look again without being woken (absolute epoch seconds), or never."""
+        return None
+
+    async def advance(self, ids: Iterable[int], now: float) -> None:
+        """Make these waiting deliveries due now."""
+
+    async def maintain(self, now: float) -> None:
+        """Periodic upkeep (lease renewal)."""
+
+    def __len__(self) -> int:
+        return 0
+
+
+class MemorySource(WorkSource):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._heap: list[tuple[float, int]] = []
+        self._works: dict[int, Work] = {}
+
+    async def load(self) -> None:
+        after = 0
+        loaded = 0
+        while True:
+            async with self._db.read() as conn:
+                rows = await delivery_store.load_pending_push(conn, after, CLAIM_PAGE)
+            for row in rows:
+                self._add(Work.from_due(row))
+            loaded += len(rows)
+            if len(rows) < CLAIM_PAGE:
+                break
+            after = rows[-1].id
+        if loaded:
+            log.info("reloaded %d pending deliveries", loaded, extra={"action": "reloaded", "count": loaded})
+
+    def _add(self, work: Work) -> None:
+        self._works[work.id] = work
+        heapq.heappush(self._heap, (work.due, work.id))
+
+    def committed(self, deliveries: Sequence[CommittedDelivery]) -> None:
+        for committed in deliveries:
+            if committed.delivery_id not in self._works:
+                self._add(Work.from_committed(committed))
+
+    def requeue(self, work: Work) -> None:
+        self._add(work)
+
+    def _top(self) -> tuple[float, int] | None:
+        # Entries are invalidated lazily: a work moved (advance) leaves its old entry behind.
+        while self._heap:
+            due, delivery_id = self._heap[0]
+            work = self._works.get(delivery_id)
+            if work is not None and work.due == due:
+                return due, delivery_id
+            heapq.heappop(self._heap)
+        return None
+
+    async def take_due(self, now: float, limit: int) -> list[Work]:
+        taken: list[Work] = []
+        while len(taken) < limit:
+            top = self._top()
+            if top is None or top[0] > now:
+                break
+            heapq.heappop(self._heap)
+            taken.append(self._works.pop(top[1]))
+        return taken
+
+    def next_wake(self, now: float) -> float | None:
+        top = self._top()
+        return None if top is None else top[0]
+
+    async def advance(self, ids: Iterable[int], now: float) -> None:
+        for delivery_id in ids:
+            work = self._works.get(delivery_id)
+            if work is not None and work.due > now:
+                work.due = now
+                heapq.heappush(self._heap, (now, delivery_id))
+
+    def __len__(self) -> int:
+        return len(self._works)
+
+
+class LeaseSource(WorkSource):
+    persists_holds = True
+
+    def __init__(
+        self, db: Database, node_id: str, *, lease_seconds: float = 60.0, poll_interval: float = 0.5
+    ) -> None:
+        self._db = db
+        self._node_id = node_id
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self._next_poll = 0.0
+        self._timers: list[float] = []
+        self._claimed: set[int] = set()
+        self._more = False
+
+    def committed(self, deliveries: Sequence[CommittedDelivery]) -> None:
+        self._next_poll = 0.0
+
+    def requeue(self, work: Work) -> None:
+        # The row itself is released by the recorder's write; wake up when it falls due.
+        self._claimed.discard(work.id)
+        heapq.heappush(self._timers, work.due)
+
+    def done(self, delivery_id: int) -> None:
+        self._claimed.discard(delivery_id)
+
+    async def take_due(self, now: float, limit: int) -> list[Work]:
+        fired = False
+        while self._timers and self._timers[0] <= now:
+            heapq.heappop(self._timers)
+            fired = True
+        if limit <= 0 or (now < self._next_poll and not fired and not self._more):
+            return []
+        self._next_poll = now + self._poll_interval
+        async with self._db.write() as conn:
+            rows = await delivery_store.claim_due_push(
+                conn, self._node_id, now, now + self._lease_seconds, min(limit, CLAIM_PAGE)
+            )
+        self._more = len(rows) == min(limit, CLAIM_PAGE)
+        self._claimed.update(r.id for r in rows)
+        return [Work.from_due(r) for r in rows]
+
+    def next_wake(self, now: float) -> float | None:
+        if self._more:
+            return now
+        wake = self._next_poll
+        if self._timers:
+            wake = min(wake, self._timers[0])
+        return wake
+
+    async def advance(self, ids: Iterable[int], now: float) -> None:
+        async with self._db.write() as conn:
+            await delivery_store.advance_due(conn, list(ids), now)
+        self._next_poll = 0.0
+
+    async def maintain(self, now: float) -> None:
+        if self._claimed:
+            async with self._db.write() as conn:
+                await delivery_store.renew_leases(
+                    conn, self._node_id, sorted(self._claimed), now + self._lease_seconds
+                )
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease_seconds
+
+    def __len__(self) -> int:
+        return len(self._claimed)

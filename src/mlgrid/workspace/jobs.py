@@ -1,0 +1,420 @@
+"""Submitted jobs: the server runs a command as a run, in a subprocess.
+
+A job is a run created ``Queued`` with the command, started at once in its own process group
+(``/bin/sh -c <command>``) and moved to ``Running``. Its standard output and error go to the
+run's artifact ``logs/job.log``; when the process ends the run becomes ``Completed`` (exit code
+0) or ``Failed`` (the error says the code or signal), with the log artifact recorded in the same
+transaction. ``PATCH status CancelRequested`` kills the process group (SIGTERM, then SIGKILL
+after a grace period) and the run ends ``Canceled``.
+
+The process gets the server's environment without ``MLGRID_*`` variables (no secrets leak into
+jobs), the request's ``environment``, and ``MLGRID_RUN_ID``, ``MLGRID_URL``, ``MLGRID_WORKSPACE``
+and ``MLGRID_EXPERIMENT`` so it can report to its own run (it needs a token for that: pass one
+in ``environment`` as ``MLGRID_TOKEN``).
+
+A job belongs to the node that started it. The node refreshes a heartbeat on its jobs and
+polls for cancellations requested through other nodes. A job whose server died is marked
+``Failed`` when that server starts again (its process, if still alive, is killed), or by any
+node once its heartbeat is older than ``STALE_AFTER_SECONDS``. A server that shuts down
+cleanly kills its jobs and marks them ``Failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mlgrid.errors import MlgridError, invalid
+from mlgrid.store import runs as run_store
+from mlgrid.store.runs import ArtifactRow, RunRow
+from mlgrid.workspace import lifecycle
+from mlgrid.workspace.files import hash_file
+from mlgrid.workspace.runs import RunService, RunUpdate, RunView
+from mlgrid.workspace.service import Workspace, WorkspaceTransaction
+from mlgrid.workspace.validation import JobSpec, RunCreate
+
+log = logging.getLogger("mlgrid.workspace.jobs")
+
+JOB_LOG = "logs/job.log"
+DEFAULT_RUN_TYPE = "job"
+POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 10.0
+SWEEP_SECONDS = 30.0
+STALE_AFTER_SECONDS = 90.0
+KILL_GRACE_SECONDS = 5.0
+SHUTDOWN_GRACE_SECONDS = 2.0
+
+
+def default_node_id(configured: str) -> str:
+    """The node id jobs are recorded under: the ``node_id`` setting or ``hostname:pid``."""
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the job's process was killed by {name}"
+    return f"the job's command exited with code {code}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_orphan_process(pid: int | None, run_id: str) -> None:
+    """Kill a job process left behind by a dead server, but only if ``/proc`` proves it is
+    that job (its environment holds ``MLGRID_RUN_ID=<run id>``): pids are reused."""
+    if pid is None:
+        return
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return
+    if f"MLGRID_RUN_ID={run_id}".encode() not in environ.split(b"\0"):
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+@dataclass
+class _LocalJob:
+    workspace_key: str
+    run_id: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+    cancel: bool = False
+    shutting_down: bool = False
+    waiter: asyncio.Task[None] | None = None
+    killers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.workspace_key, self.run_id)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        runs: RunService,
+        *,
+        base_url: str,
+        node_id: str,
+        single_node: bool,
+        environ: Callable[[], dict[str, str]] = lambda: dict(os.environ),
+    ) -> None:
+        self.runs = runs
+        self.core = runs.core
+        self.base_url = base_url
+        self.node_id = node_id
+        self.single_node = single_node
+        self._environ = environ
+        self._local: dict[tuple[str, str], _LocalJob] = {}
+        runs.cancel_listeners.append(self._on_cancel)
+        self.core.before_delete.append(self._stop_workspace_jobs)
+
+    # --- submitting ------------------------------------------------------------------------
+
+    async def submit(self, workspace_name: str, experiment: str, spec: JobSpec) -> RunView:
+        ws = await self.core.get(workspace_name)
+        if spec.working_directory is not None and not await asyncio.to_thread(
+            Path(spec.working_directory).is_dir
+        ):
+            raise invalid(
+                "workingDirectory", f"{spec.working_directory!r} is not an existing directory on the server"
+            )
+        now = self.core.clock()
+        view = await self.runs.start(
+            ws.name,
+            experiment,
+            RunCreate(
+                run_type=spec.run_type or DEFAULT_RUN_TYPE,
+                tags=spec.tags,
+                properties=spec.properties,
+                status=lifecycle.QUEUED,
+            ),
+            job={
+                "job_command": spec.command,
+                "job_working_directory": spec.working_directory,
+                "job_node": self.node_id,
+                "job_heartbeat_at": now,
+            },
+        )
+        working_directory = (
+            Path(spec.working_directory)
+            if spec.working_directory
+            else (self.core.files.run_dir(ws.key, view.id) / "work")
+        )
+        log_path = self.core.files.artifact_file(ws.key, view.id, JOB_LOG)
+        environment = {k: v for k, v in self._environ().items() if not k.startswith("MLGRID_")}
+        environment.update(spec.environment)
+        environment.update(
+            MLGRID_RUN_ID=view.id,
+            MLGRID_URL=self.base_url,
+            MLGRID_WORKSPACE=ws.name,
+            MLGRID_EXPERIMENT=view.experiment.name,
+        )
+        try:
+            process = await self._spawn(spec.command, working_directory, environment, log_path)
+        except OSError as exc:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            if not log_path.exists():
+                log_path.write_text(f"could not start the job: {exc}\n")
+            return await self._finish(
+                ws.key, view.id, log_path, None, error=f"could not start the job: {exc}"
+            )
+        job = _LocalJob(ws.key, view.id, process, log_path)
+        self._local[job.key] = job
+        view = await self._mark_running(job)
+        job.waiter = asyncio.create_task(self._wait(job), name=f"mlgrid-job-{view.id}")
+        return view
+
+    async def _spawn(
+        self, command: str, working_directory: Path, environment: dict[str, str], log_path: Path
+    ) -> asyncio.subprocess.Process:
+        def prepare() -> int:
+            working_directory.mkdir(parents=True, exist_ok=True)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+        log_fd = await asyncio.to_thread(prepare)
+        try:
+            return await asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                command,
+                cwd=str(working_directory),
+                env=environment,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group: cancel kills the whole tree
+            )
+        finally:
+            os.close(log_fd)
+
+    async def _mark_running(self, job: _LocalJob) -> RunView:
+        pid = job.process.pid
+
+        def decide(current: RunView) -> RunUpdate:
+            columns = {"job_pid": pid, "job_heartbeat_at": self.core.clock()}
+            if current.status in (lifecycle.NOT_STARTED, lifecycle.QUEUED, lifecycle.PREPARING):
+                return RunUpdate(status=lifecycle.RUNNING, job=columns)
+            return RunUpdate(job=columns)
+
+        try:
+            view = await self.runs.apply(job.workspace_key, job.run_id, decide, operation="job.start")
+        except Exception:
+            self._kill_soon(job)
+            raise
+        if view.status == lifecycle.CANCEL_REQUESTED:
+            job.cancel = True
+            self._kill_soon(job)
+        return view
+
+    async def _wait(self, job: _LocalJob) -> None:
+        try:
+            code = await job.process.wait()
+            await self._finish(job.workspace_key, job.run_id, job.log_path, code, job=job)
+        except Exception:
+            log.exception(
+                "could not record the end of job %s",
+                job.run_id,
+                extra={"action": "job_finish_failed", "run_id": job.run_id},
+            )
+        finally:
+            self._local.pop(job.key, None)
+
+    async def _finish(
+        self,
+        workspace_key: str,
+        run_id: str,
+        log_path: Path,
+        code: int | None,
+        *,
+        job: _LocalJob | None = None,
+        error: str | None = None,
+    ) -> RunView:
+        """Record how the job ended: terminal status, exit code and the log artifact, together."""
+        size, sha256 = await asyncio.to_thread(hash_file, log_path) if log_path.is_file() else (None, None)
+        now = self.core.clock()
+
+        def decide(current: RunView) -> RunUpdate:
+            columns: dict[str, Any] = {"job_exit_code": code, "job_heartbeat_at": now}
+            if current.status in lifecycle.TERMINAL:
+                return RunUpdate(job=columns)
+            if error is not None:
+                return RunUpdate(status=lifecycle.FAILED, error=error, job=columns)
+            if job is not None and job.shutting_down:
+                return RunUpdate(
+                    status=lifecycle.FAILED, error="the server stopped while the job was running", job=columns
+                )
+            if current.status == lifecycle.CANCEL_REQUESTED or (job is not None and job.cancel):
+                return RunUpdate(status=lifecycle.CANCELED, job=columns)
+            if code == 0:
+                return RunUpdate(status=lifecycle.COMPLETED, job=columns)
+            return RunUpdate(
+                status=lifecycle.FAILED, error=describe_exit(code if code is not None else -9), job=columns
+            )
+
+        async def record_log(tx: WorkspaceTransaction, ws: Workspace, row: RunRow) -> None:
+            if size is not None and sha256 is not None:
+                await run_store.upsert_artifact(
+                    tx.conn, ArtifactRow(ws.key, run_id, JOB_LOG, size, sha256, now)
+                )
+
+        return await self.runs.apply(workspace_key, run_id, decide, operation="job.finish", extra=record_log)
+
+    # --- cancelling and stopping -----------------------------------------------------------
+
+    def _on_cancel(self, workspace_key: str, run_id: str) -> None:
+        job = self._local.get((workspace_key, run_id))
+        if job is not None and not job.cancel:
+            job.cancel = True
+            self._kill_soon(job)
+
+    def _kill_soon(self, job: _LocalJob, grace: float = KILL_GRACE_SECONDS) -> None:
+        job.killers.append(asyncio.create_task(self._kill(job, grace), name=f"mlgrid-job-kill-{job.run_id}"))
+
+    @staticmethod
+    async def _kill(job: _LocalJob, grace: float) -> None:
+        """SIGTERM to the job's process group, SIGKILL to what is left after ``grace``."""
+        pid = job.process.pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(job.process.wait()), grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+    async def _stop_workspace_jobs(self, workspace_key: str) -> None:
+        """Before a workspace is deleted: kill its jobs on this node and let them finish."""
+        jobs = [j for j in self._local.values() if j.workspace_key == workspace_key]
+        await self._stop(jobs, cancel=True)
+
+    async def _stop(self, jobs: list[_LocalJob], *, cancel: bool = False) -> None:
+        for job in jobs:
+            if cancel:
+                job.cancel = True
+            else:
+                job.shutting_down = True
+            self._kill_soon(job, SHUTDOWN_GRACE_SECONDS)
+        waiters = [j.waiter for j in jobs if j.waiter is not None]
+        if waiters:
+            await asyncio.wait(waiters, timeout=SHUTDOWN_GRACE_SECONDS + 10)
+
+    async def shutdown(self) -> None:
+        """Server shutdown: kill this node's jobs and mark them Failed."""
+        await self._stop(list(self._local.values()))
+        for job in list(self._local.values()):
+            for task in (job.waiter, *job.killers):
+                if task is not None:
+                    task.cancel()
+
+    # --- orphans, heartbeats, remote cancellations -----------------------------------------
+
+    def _node_is_dead(self, node: str | None) -> bool:
+        if node is None:
+            return True
+        if node == self.node_id:
+            return True  # an explicitly configured node id that restarted: its jobs died with it
+        host, _, pid = node.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            return int(pid) != os.getpid() and not _process_alive(int(pid))
+        return False
+
+    def _stale(self, row: RunRow, now: datetime) -> bool:
+        beat = row.job_heartbeat_at or row.updated_at
+        return now - beat > timedelta(seconds=STALE_AFTER_SECONDS)
+
+    async def recover_orphans(self) -> int:
+        """At start-up: mark Failed every unfinished job whose server is gone; returns how many."""
+        now = self.core.clock()
+        async with self.core.db.read() as conn:
+            rows = await run_store.active_jobs(conn, sorted(lifecycle.TERMINAL))
+        failed = 0
+        for row in rows:
+            if (row.workspace_key, row.id) in self._local:
+                continue
+            if self.single_node or self._node_is_dead(row.job_node) or self._stale(row, now):
+                await asyncio.to_thread(_kill_orphan_process, row.job_pid, row.id)
+                failed += await self._fail_orphan(
+                    row, "the server running this job stopped before it finished"
+                )
+        return failed
+
+    async def _fail_orphan(self, row: RunRow, reason: str) -> int:
+        log_path = self.core.files.artifact_file(row.workspace_key, row.id, JOB_LOG)
+        try:
+            view = await self._finish(row.workspace_key, row.id, log_path, row.job_exit_code, error=reason)
+        except MlgridError:
+            return 0  # deleted meanwhile, or already finished by another node
+        log.warning(
+            "job %s marked Failed: %s",
+            row.id,
+            reason,
+            extra={"action": "job_orphaned", "run_id": row.id, "node": row.job_node},
+        )
+        return 1 if view.status == lifecycle.FAILED else 0
+
+    async def run(self) -> None:
+        """Background task: cancellations from other nodes, heartbeats, stale jobs."""
+        loop = asyncio.get_running_loop()
+        last_beat = last_sweep = loop.time()
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await self._poll_cancellations()
+                if self._local and loop.time() - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = loop.time()
+                    async with self.core.db.write() as conn:
+                        await run_store.touch_jobs(conn, list(self._local), self.core.clock())
+                if loop.time() - last_sweep >= SWEEP_SECONDS:
+                    last_sweep = loop.time()
+                    await self._sweep_stale()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job supervision failed", extra={"action": "job_supervision_failed"})
+
+    async def _poll_cancellations(self) -> None:
+        if not self._local:
+            return
+        keys = list(self._local)
+        async with self.core.db.read() as conn:
+            statuses = await run_store.statuses_of(conn, keys)
+        for key in keys:
+            job = self._local.get(key)
+            if job is None or job.cancel:
+                continue
+            status = statuses.get(key)
+            # Cancelled through another node, finished by a sweeper that thought us dead, or
+            # deleted with its workspace: the process has no run to report to any more.
+            if status is None or status == lifecycle.CANCEL_REQUESTED or status in lifecycle.TERMINAL:
+                job.cancel = True
+                self._kill_soon(job)
+
+    async def _sweep_stale(self) -> None:
+        now = self.core.clock()
+        async with self.core.db.read() as conn:
+            rows = await run_store.active_jobs(conn, sorted(lifecycle.TERMINAL))
+        for row in rows:
+            if (row.workspace_key, row.id) not in self._local and self._stale(row, now):
+                await self._fail_orphan(row, "the node running this job stopped sending heartbeats")

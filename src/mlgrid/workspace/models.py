@@ -1,0 +1,257 @@
+"""The model registry: register a file or directory (uploaded, or a run's artifact) under a
+name; versions count 1, 2, 3... per name; each registration emits ModelRegistered.
+
+Registered files are copies (never links to run artifacts), written to the staging area first
+and moved to ``models/<name>/<version>/`` in the transaction that inserts the version and its
+event. The version number and the event's Sequencer both come from per-name counters, so
+concurrent registrations of one name get distinct versions whose events sort in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mlgrid.broker.names import check_name
+from mlgrid.errors import NotFound, invalid
+from mlgrid.events import ml
+from mlgrid.events.jsoncodec import loads_exact
+from mlgrid.store import models as model_store
+from mlgrid.store.models import ModelRow
+from mlgrid.store.runs import ArtifactRow
+from mlgrid.workspace.files import discard, hash_file, stage_file
+from mlgrid.workspace.runs import RunService, to_json_text
+from mlgrid.workspace.service import Workspace, WorkspaceService, new_etag
+from mlgrid.workspace.validation import ModelMetadata, check_artifact_path
+
+MODEL_VERSION_COUNTER = "model-version"
+MODEL_SEQUENCER = "model"
+MAX_MODEL_FILE_BYTES = 4 * 1024**3
+MAX_MODEL_FILES = 1000
+
+
+@dataclass(frozen=True)
+class UploadPart:
+    """One uploaded file: its name as sent (a relative path for directory uploads) and data."""
+
+    filename: str
+    file: BinaryIO
+
+
+@dataclass(frozen=True)
+class ModelView:
+    row: ModelRow
+    tags: dict[str, Any]
+    properties: dict[str, Any]
+    files: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    @property
+    def version(self) -> int:
+        return self.row.version
+
+    @property
+    def model_id(self) -> str:
+        """``name:version``, the form ModelDeployed's ``ModelIds`` lists."""
+        return f"{self.row.name}:{self.row.version}"
+
+    @classmethod
+    def of(cls, row: ModelRow) -> ModelView:
+        return cls(
+            row, loads_exact(row.tags_json), loads_exact(row.properties_json), loads_exact(row.files_json)
+        )
+
+
+def parse_version(value: str | int, field_name: str = "version") -> int:
+    text = str(value)
+    if not text.isdigit() or int(text) < 1 or len(text) > 9:
+        raise invalid(field_name, f"{text!r} is not a model version (1, 2, 3...)")
+    return int(text)
+
+
+class ModelService:
+    def __init__(self, core: WorkspaceService, runs: RunService) -> None:
+        self.core = core
+        self.runs = runs
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def get(self, workspace_name: str, name: str, version: str | int) -> ModelView:
+        number = parse_version(version)
+        async with self.core.db.read() as conn:
+            ws = await self.core.get_in(conn, workspace_name)
+            row = await model_store.get(conn, ws.key, name, number)
+        if row is None:
+            raise NotFound(
+                f"model {name}:{number} does not exist in workspace {ws.name!r}", code="ModelNotFound"
+            )
+        return ModelView.of(row)
+
+    async def list_models(self, workspace_name: str, name: str | None = None) -> list[ModelView]:
+        async with self.core.db.read() as conn:
+            ws = await self.core.get_in(conn, workspace_name)
+            rows = await model_store.list_models(conn, ws.key, name)
+        return [ModelView.of(r) for r in rows]
+
+    def location(self, model: ModelView) -> Path:
+        """The model's file, or its directory (what a scoring process loads)."""
+        base = self.core.files.model_dir(model.row.workspace_key, model.name, model.version)
+        if model.row.is_directory:
+            return base
+        return base / str(model.files[0]["path"])
+
+    async def archive(self, model: ModelView) -> Path:
+        """A zip of a directory model in the staging area; the caller deletes it."""
+        base = self.location(model)
+        target = self.core.files.staging_path(model.row.workspace_key).with_suffix(".zip")
+
+        def build() -> None:
+            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+                for entry in model.files:
+                    archive.write(base / str(entry["path"]), str(entry["path"]))
+
+        try:
+            await asyncio.to_thread(build)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    # --- registering -----------------------------------------------------------------------
+
+    async def register_upload(
+        self, workspace_name: str, name: str, parts: Sequence[UploadPart], metadata: ModelMetadata
+    ) -> ModelView:
+        """Register uploaded files: one file (a file model), or several / ``metadata.directory``
+        / names with ``/`` (a directory model whose layout the names give)."""
+        check_name(name, "modelName")
+        ws = await self.core.get(workspace_name)
+        if not parts:
+            raise invalid("file", "at least one file part is required")
+        if len(parts) > MAX_MODEL_FILES:
+            raise invalid("file", f"at most {MAX_MODEL_FILES} files per model")
+        directory = metadata.directory or len(parts) > 1 or "/" in parts[0].filename
+        names = [check_artifact_path(p.filename, "file") for p in parts]
+        if len(set(names)) != len(names):
+            raise invalid("file", "file names must be unique")
+        staging = self.core.files.staging_path(ws.key)
+
+        def stage() -> list[dict[str, Any]]:
+            entries = []
+            for part, relative in zip(parts, names, strict=True):
+                staged = stage_file(part.file, staging / relative, MAX_MODEL_FILE_BYTES, f"file {relative!r}")
+                entries.append({"path": relative, "size": staged.size, "sha256": staged.sha256})
+            return entries
+
+        try:
+            entries = await asyncio.to_thread(stage)
+            return await self._register(ws, name, staging, directory, entries, metadata, None, None)
+        finally:
+            discard(staging)
+
+    async def register_from_run(
+        self, workspace_name: str, name: str, run_id: str, artifact_path: str, metadata: ModelMetadata
+    ) -> ModelView:
+        """Register a run's artifact: the file ``artifact_path``, or every artifact under the
+        directory ``artifact_path/`` (paths inside the model are relative to it)."""
+        check_name(name, "modelName")
+        ws = await self.core.get(workspace_name)
+        try:
+            await self.runs.get(ws.name, run_id)
+        except NotFound as exc:
+            raise invalid("runId", f"run {run_id!r} does not exist in workspace {ws.name!r}") from exc
+        artifacts = await self.runs.artifacts(ws.name, run_id, artifact_path)
+        exact = [a for a in artifacts if a.path == artifact_path]
+        selected: list[tuple[ArtifactRow, str]]
+        if exact:
+            directory = False
+            selected = [(exact[0], artifact_path.rsplit("/", 1)[-1])]
+        else:
+            prefix = artifact_path + "/"
+            selected = [(a, a.path[len(prefix) :]) for a in artifacts if a.path.startswith(prefix)]
+            directory = True
+            if not selected:
+                raise invalid(
+                    "artifactPath", f"run {run_id!r} has no artifact or artifact directory {artifact_path!r}"
+                )
+        staging = self.core.files.staging_path(ws.key)
+
+        def copy() -> list[dict[str, Any]]:
+            entries = []
+            for artifact, relative in selected:
+                source = self.core.files.artifact_file(ws.key, run_id, artifact.path)
+                target = staging / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copyfile(source, target)
+                except FileNotFoundError as exc:
+                    raise NotFound(
+                        f"the file of artifact {artifact.path!r} is not in this node's data directory",
+                        code="ArtifactFileMissing",
+                    ) from exc
+                size, sha256 = hash_file(target)
+                entries.append({"path": relative, "size": size, "sha256": sha256})
+            return entries
+
+        try:
+            entries = await asyncio.to_thread(copy)
+            return await self._register(
+                ws, name, staging, directory, entries, metadata, run_id, artifact_path
+            )
+        finally:
+            discard(staging)
+
+    async def _register(
+        self,
+        ws: Workspace,
+        name: str,
+        staging: Path,
+        directory: bool,
+        entries: list[dict[str, Any]],
+        metadata: ModelMetadata,
+        run_id: str | None,
+        artifact_path: str | None,
+    ) -> ModelView:
+        now = self.core.clock()
+        async with self.core.transaction("model.register") as tx:
+            ws = await self.core.get_in(tx.conn, ws.name)
+            version = await tx.counter(ws, MODEL_VERSION_COUNTER, name.lower())
+            row = ModelRow(
+                workspace_key=ws.key,
+                name=name,
+                version=version,
+                tags_json=to_json_text(metadata.tags),
+                properties_json=to_json_text(metadata.properties),
+                description=metadata.description,
+                run_id=run_id,
+                artifact_path=artifact_path,
+                is_directory=directory,
+                files_json=to_json_text(entries),
+                etag=new_etag(),
+                created_at=now,
+            )
+            await model_store.insert(tx.conn, row)
+            tx.place(staging, self.core.files.model_dir(ws.key, name, version), f"model {name}:{version}")
+            sequencer = await tx.sequencer(ws, MODEL_SEQUENCER, name.lower())
+            await tx.emit(
+                ws,
+                ml.model_registered(
+                    ws.resource_id,
+                    name,
+                    version,
+                    metadata.tags,
+                    metadata.properties,
+                    row.etag,
+                    sequencer,
+                    now,
+                ),
+            )
+        return ModelView.of(row)
