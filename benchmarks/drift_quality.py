@@ -29,7 +29,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,8 +37,8 @@ import pandas as pd
 
 from mlgrid.workspace.drift.compute import DEFAULT_THRESHOLD, compute_drift, drift_detected
 
-Detector = Callable[[pd.DataFrame, pd.DataFrame], tuple[bool, bool]]
-"""(baseline, window) -> (flagged by the default decision, any single column flagged)."""
+Detector = Callable[[pd.DataFrame, pd.DataFrame], "Verdict"]
+"""(baseline, window) -> the detector's verdict on the window."""
 
 C0_PROBABILITIES = np.array([0.4, 0.3, 0.2, 0.1])
 C0_VALUES = np.array(["red", "green", "blue", "amber"])
@@ -100,10 +100,19 @@ def make_frame(rows: int, rng: np.random.Generator, scenario: Scenario | None = 
     )
 
 
-def ours(baseline: pd.DataFrame, window: pd.DataFrame) -> tuple[bool, bool]:
+@dataclass(frozen=True)
+class Verdict:
+    """A detector's answer for one window."""
+
+    flagged: bool
+    any_column: bool
+    coefficient: float | None = None
+
+
+def ours(baseline: pd.DataFrame, window: pd.DataFrame) -> Verdict:
     result = compute_drift(baseline, window)
     flagged = drift_detected(result.coefficient, DEFAULT_THRESHOLD)
-    return flagged, flagged
+    return Verdict(flagged, flagged, result.coefficient)
 
 
 def load_evidently() -> tuple[Detector | None, str]:
@@ -122,12 +131,10 @@ def load_evidently() -> tuple[Detector | None, str]:
         from evidently import Report
         from evidently.presets import DataDriftPreset
     except Exception as exc:
-        return (
-            None,
-            f"Evidently not available ({type(exc).__name__}: {exc}); install with: pip install evidently",
-        )
+        reason = f"{type(exc).__name__}: {exc}"
+        return None, f"Evidently not available ({reason}); install it with: pip install evidently"
 
-    def detect(baseline: pd.DataFrame, window: pd.DataFrame) -> tuple[bool, bool]:
+    def detect(baseline: pd.DataFrame, window: pd.DataFrame) -> Verdict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             snapshot = Report([DataDriftPreset()]).run(window, baseline)
@@ -140,42 +147,65 @@ def load_evidently() -> tuple[Detector | None, str]:
             elif config["type"].endswith("ValueDrift"):
                 value = float(metric["value"])
                 threshold = float(config["threshold"])
-                # p-value tests drift below the threshold, distances above it
+                # p-value tests report drift below their threshold, distances at or above it
                 any_column |= value < threshold if "p_value" in config["method"] else value >= threshold
-        return dataset_flag, any_column
+        return Verdict(dataset_flag, any_column)
 
-    return detect, f"Evidently {evidently.__version__}"
+    return detect, f"Evidently {evidently.__version__} (DataDriftPreset defaults)"
 
 
 @dataclass
 class Tally:
+    """Verdicts of one detector on one (scenario, size) cell."""
+
     flagged: int = 0
     any_column: int = 0
     windows: int = 0
-    seconds: float = 0.0
+    seconds: list[float] = field(default_factory=list)
+    coefficients: list[float] = field(default_factory=list)
 
-    def add(self, flagged: bool, any_column: bool, seconds: float) -> None:
-        self.flagged += flagged
-        self.any_column += any_column
+    def add(self, verdict: Verdict, seconds: float) -> None:
+        self.flagged += verdict.flagged
+        self.any_column += verdict.any_column
         self.windows += 1
-        self.seconds += seconds
+        self.seconds.append(seconds)
+        if verdict.coefficient is not None:
+            self.coefficients.append(verdict.coefficient)
+
+
+Tallies = dict[tuple[str, str, int], Tally]
 
 
 def _rate(count: int, total: int) -> str:
-    return f"{count / total:6.1%}" if total else "     -"
+    return f"{count / total:.1%}" if total else "-"
+
+
+def _jobs(sizes: list[int], repeats: int, null_repeats: int) -> list[tuple[int, Scenario, int]]:
+    """(round, scenario, size) for every window, in rounds that each cover the whole grid.
+
+    Running round by round means a run cut short by the time budget still has every cell of
+    the grid measured, just fewer times.
+    """
+    jobs = []
+    for size in sizes:
+        for scenario in SCENARIOS:
+            count = repeats if scenario.drifted else null_repeats
+            for repeat in range(count):
+                jobs.append((repeat * repeats // count, scenario, size, repeat))
+    jobs.sort(key=lambda job: job[0])
+    return [(repeat, scenario, size) for _, scenario, size, repeat in jobs]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--sizes", type=int, nargs="+", default=[200, 1000, 5000, 20000], help="rows per window"
-    )
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000, 20000])
     parser.add_argument("--baseline-rows", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2, help="windows per drift scenario and size")
-    parser.add_argument("--null-repeats", type=int, default=15, help="no-drift windows per size")
+    parser.add_argument("--null-repeats", type=int, default=10, help="no-drift windows per size")
+    parser.add_argument("--budget", type=float, default=270.0, help="stop starting windows after this many s")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--no-evidently", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="sizes 200 and 2000, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="sizes 200 and 2000, fewer windows")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.null_repeats = [200, 2000], 1, 6
@@ -186,30 +216,27 @@ def main(argv: list[str] | None = None) -> int:
         evidently_detector, note = load_evidently()
         if evidently_detector is not None:
             detectors["evidently"] = evidently_detector
-    print(f"mlgrid threshold {DEFAULT_THRESHOLD}; {note}")
+    print(f"mlgrid compute_drift, threshold {DEFAULT_THRESHOLD}; {note}")
 
-    jobs = [
-        (scenario, size, repeat)
-        for size in args.sizes
-        for scenario in SCENARIOS
-        for repeat in range(args.null_repeats if not scenario.drifted else args.repeats)
-    ]
-    print(f"{len(jobs)} windows x {len(detectors)} detectors; baseline {args.baseline_rows} rows", flush=True)
+    jobs = _jobs(args.sizes, args.repeats, args.null_repeats)
+    print(f"{len(jobs)} windows x {len(detectors)} detectors, baseline {args.baseline_rows} rows", flush=True)
     baselines: dict[int, pd.DataFrame] = {}
-    tallies: dict[tuple[str, str, int], Tally] = defaultdict(Tally)
+    tallies: Tallies = defaultdict(Tally)
     started = time.perf_counter()
-    for done, (scenario, size, repeat) in enumerate(jobs, start=1):
+    for done, (repeat, scenario, size) in enumerate(jobs):
+        if time.perf_counter() - started > args.budget:
+            print(f"  time budget of {args.budget:.0f} s reached: stopping after {done} windows")
+            break
         if repeat not in baselines:
             baselines[repeat] = make_frame(args.baseline_rows, np.random.default_rng([args.seed, repeat]))
-        baseline = baselines[repeat]
-        rng = np.random.default_rng([args.seed, repeat, size, SCENARIOS.index(scenario), 1])
+        rng = np.random.default_rng([args.seed, repeat, size, SCENARIOS.index(scenario)])
         window = make_frame(size, rng, scenario if scenario.drifted else None)
         for name, detect in detectors.items():
             clock = time.perf_counter()
-            flagged, any_column = detect(baseline, window)
-            tallies[name, scenario.label, size].add(flagged, any_column, time.perf_counter() - clock)
-        if done % 20 == 0 or done == len(jobs):
-            print(f"  {done}/{len(jobs)} windows, {time.perf_counter() - started:.0f} s", flush=True)
+            verdict = detect(baselines[repeat], window)
+            tallies[name, scenario.label, size].add(verdict, time.perf_counter() - clock)
+        if (done + 1) % 20 == 0 or done + 1 == len(jobs):
+            print(f"  {done + 1}/{len(jobs)} windows, {time.perf_counter() - started:.0f} s", flush=True)
 
     _report(tallies, list(detectors), args.sizes)
     if "evidently" not in detectors:
@@ -217,48 +244,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report(tallies: dict[tuple[str, str, int], Tally], names: list[str], sizes: list[int]) -> None:
+def _report(tallies: Tallies, names: list[str], sizes: list[int]) -> None:
     label = " | ".join("Evidently dataset flag" if n == "evidently" else n for n in names)
     print(f"\nFlagged windows per scenario and window size ({label})")
-    print(f"{'scenario':<30}" + "".join(f"{size:>16}" for size in sizes))
+    print(f"{'scenario':<28}" + "".join(f"{size:>17}" for size in sizes))
     for scenario in SCENARIOS:
-        cells = []
-        for size in sizes:
-            rates = [
-                _rate(t.flagged, t.windows).strip() for t in (tallies[n, scenario.label, size] for n in names)
-            ]
-            cells.append(" | ".join(rates))
-        print(f"{scenario.label:<30}" + "".join(f"{cell:>16}" for cell in cells))
+        cells = [
+            " | ".join(_rate(t.flagged, t.windows) for t in (tallies[n, scenario.label, size] for n in names))
+            for size in sizes
+        ]
+        print(f"{scenario.label:<28}" + "".join(f"{cell:>17}" for cell in cells))
 
-    print("\nSummary")
-    print(f"{'detector':<34}{'detection':>10}{'false alarms':>14}{'s/window':>10}")
+    print("\nmlgrid mean coefficient per scenario and window size")
+    print(f"{'scenario':<28}" + "".join(f"{size:>17}" for size in sizes))
+    for scenario in SCENARIOS:
+        means = [tallies["mlgrid", scenario.label, size].coefficients for size in sizes]
+        print(f"{scenario.label:<28}" + "".join(f"{np.mean(m) if m else float('nan'):>17.3f}" for m in means))
+
+    print("\nSummary (detection: drift windows flagged; false alarms: no-drift windows flagged)")
+    print(f"{'detector':<36}{'detection':>10}{'false alarms':>14}{'s/window':>10}{'max s':>8}")
     for name in names:
-        rows = _summary(tallies, name, sizes)
-        print(f"{name + ' (default decision)':<34}{rows[0]:>10}{rows[1]:>14}{rows[4]:>10}")
+        drift = [tallies[name, s.label, size] for s in SCENARIOS if s.drifted for size in sizes]
+        calm = [tallies[name, s.label, size] for s in SCENARIOS if not s.drifted for size in sizes]
+        seconds = [x for t in drift + calm for x in t.seconds]
+        drift_windows = sum(t.windows for t in drift)
+        calm_windows = sum(t.windows for t in calm)
+        print(
+            f"{name + ' (default decision)':<36}"
+            f"{_rate(sum(t.flagged for t in drift), drift_windows):>10}"
+            f"{_rate(sum(t.flagged for t in calm), calm_windows):>14}"
+            f"{np.mean(seconds) if seconds else float('nan'):>10.3f}"
+            f"{max(seconds, default=float('nan')):>8.2f}"
+        )
         if name == "evidently":
-            print(f"{'evidently (any column drifted)':<34}{rows[2]:>10}{rows[3]:>14}{'':>10}")
-    print("\nSeconds per window by size")
+            print(
+                f"{'evidently (any column drifted)':<36}"
+                f"{_rate(sum(t.any_column for t in drift), drift_windows):>10}"
+                f"{_rate(sum(t.any_column for t in calm), calm_windows):>14}"
+            )
+    print(f"  ({drift_windows} drift windows, {calm_windows} no-drift windows)")
+
+    print("\nSeconds per window by size (mean)")
     for name in names:
         per_size = []
         for size in sizes:
-            cells = [tallies[name, s.label, size] for s in SCENARIOS]
-            windows = sum(c.windows for c in cells)
-            per_size.append(f"{size}: {sum(c.seconds for c in cells) / max(windows, 1):.3f}")
+            seconds = [x for s in SCENARIOS for x in tallies[name, s.label, size].seconds]
+            per_size.append(f"{size}: {np.mean(seconds) if seconds else float('nan'):.3f}")
         print(f"  {name:<10} " + "  ".join(per_size))
-
-
-def _summary(tallies: dict[tuple[str, str, int], Tally], name: str, sizes: list[int]) -> list[str]:
-    drift = [tallies[name, s.label, size] for s in SCENARIOS if s.drifted for size in sizes]
-    calm = [tallies[name, s.label, size] for s in SCENARIOS if not s.drifted for size in sizes]
-    every = drift + calm
-    seconds = sum(t.seconds for t in every) / max(sum(t.windows for t in every), 1)
-    return [
-        _rate(sum(t.flagged for t in drift), sum(t.windows for t in drift)),
-        _rate(sum(t.flagged for t in calm), sum(t.windows for t in calm)),
-        _rate(sum(t.any_column for t in drift), sum(t.windows for t in drift)),
-        _rate(sum(t.any_column for t in calm), sum(t.windows for t in calm)),
-        f"{seconds:.3f}",
-    ]
 
 
 if __name__ == "__main__":

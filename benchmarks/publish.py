@@ -48,6 +48,15 @@ class Result:
     events: int
     seconds: float
     failures: int
+    server_cpu: float | None = None
+    """CPU seconds the server process used during the measurement (Linux only)."""
+
+    @property
+    def server_cpu_share(self) -> float | None:
+        """How many CPUs the server kept busy on average (1.0 = one core)."""
+        if self.server_cpu is None or not self.seconds:
+            return None
+        return self.server_cpu / self.seconds
 
     @property
     def requests_per_second(self) -> float:
@@ -56,6 +65,15 @@ class Result:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, all threads included; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -121,7 +139,7 @@ def _batch_body(prefix: str, counter: itertools.count[int], size: int) -> bytes:
 
 
 async def _run_clients(
-    session: aiohttp.ClientSession,
+    server: Server,
     label: str,
     clients: int,
     seconds: float,
@@ -142,11 +160,14 @@ async def _run_clients(
             if not ok:
                 failures += 1
 
+    cpu_before = _process_cpu_seconds(server.process.pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     elapsed = time.perf_counter() - started
+    cpu_after = _process_cpu_seconds(server.process.pid)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     ok_requests = sent - failures
-    return Result(label, ok_requests, ok_requests * events_per_request, elapsed, failures)
+    return Result(label, ok_requests, ok_requests * events_per_request, elapsed, failures, cpu)
 
 
 async def _measure(server: Server, backend: str, args: argparse.Namespace) -> list[Result]:
@@ -172,10 +193,10 @@ async def _measure(server: Server, backend: str, args: argparse.Namespace) -> li
 
         results: list[Result] = []
         # Warm-up: connections, caches, the SQLite page cache.
-        await _run_clients(session, "warm-up", args.clients, 1.0, 2_000, healthz, 0)
+        await _run_clients(server, "warm-up", args.clients, 1.0, 2_000, healthz, 0)
         if not args.skip_baseline:
             baseline = await _run_clients(
-                session, f"{backend}: GET /healthz", args.clients, args.seconds, args.max_requests, healthz, 0
+                server, f"{backend}: GET /healthz", args.clients, args.seconds, args.max_requests, healthz, 0
             )
             results.append(baseline)
         for size in args.batch_sizes:
@@ -188,11 +209,11 @@ async def _measure(server: Server, backend: str, args: argparse.Namespace) -> li
                         first_error.append(f"{response.status} {text[:300]!r}")
                     return response.status == 200
 
-            await _run_clients(session, "warm-up", args.clients, 0.5, 50, publish, size)
+            await _run_clients(server, "warm-up", args.clients, 0.5, 50, publish, size)
             budget = max(args.clients, min(args.max_requests, args.max_events // size))
             results.append(
                 await _run_clients(
-                    session, f"{backend}: publish batches of {size}", args.clients, args.seconds, budget,
+                    server, f"{backend}: publish batches of {size}", args.clients, args.seconds, budget,
                     publish, size,
                 )
             )
@@ -202,12 +223,20 @@ async def _measure(server: Server, backend: str, args: argparse.Namespace) -> li
 
 
 def _print(results: list[Result]) -> None:
+    """One line per measurement. ``server CPUs`` is how many cores the server kept busy: below
+    1.0 with idle cores left means the clients or the commit latency were the limit, not the
+    server's CPU; ``per CPU-s`` is the rate the server sustains per second of its own CPU."""
     baseline = results[0].requests_per_second if results and not results[0].events else 0.0
-    print(f"{'measurement':44} {'requests/s':>11} {'events/s':>11} {'vs healthz':>10} {'failed':>7}")
+    print(f"{'measurement':38} {'requests/s':>10} {'events/s':>10} {'vs healthz':>10} "
+          f"{'server CPUs':>11} {'ev per CPU-s':>12} {'failed':>6}")
     for r in results:
-        ratio = r.requests_per_second / baseline if baseline else 0.0
-        events = f"{r.events_per_second:11,.0f}" if r.events else f"{'-':>11}"
-        print(f"{r.label:44} {r.requests_per_second:11,.0f} {events} {ratio:10.2f} {r.failures:7d}")
+        ratio = f"{r.requests_per_second / baseline:10.3f}" if baseline else f"{'-':>10}"
+        events = f"{r.events_per_second:10,.0f}" if r.events else f"{'-':>10}"
+        share = r.server_cpu_share
+        cpus = f"{share:11.2f}" if share is not None else f"{'n/a':>11}"
+        per_cpu = f"{r.events / r.server_cpu:12,.0f}" if r.events and r.server_cpu else f"{'-':>12}"
+        rate = f"{r.requests_per_second:10,.0f}"
+        print(f"{r.label:38} {rate} {events} {ratio} {cpus} {per_cpu} {r.failures:6d}")
     print(flush=True)
 
 
@@ -248,7 +277,9 @@ async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--seconds", type=float, default=5.0, help="time bound per measurement (default 5)")

@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-
-from mlgrid.delivery.outcome import OutcomeName
-from mlgrid.delivery.queue_destinations.nats_jetstream import NatsJetStreamDestination
-from mlgrid.events.jsoncodec import dumps
 from tests.support.queue_destinations import (
+    REGISTERED,
     SilentServer,
     TcpProxy,
     attempt,
     closed_port,
     cloud_event,
+    create_subscription,
+    deliveries,
     eventgrid_event,
+    make_topic,
+    model_registered,
+    publish,
     subscription_for,
+    wait_until,
 )
+from tests.support.server import ServerProcess
 from tests.support.services import need_nats
+
+from mlgrid.delivery.outcome import OutcomeName
+from mlgrid.delivery.queue_destinations.nats_jetstream import NatsJetStreamDestination
+from mlgrid.events.jsoncodec import dumps
 
 pytestmark = pytest.mark.nats
 
@@ -113,7 +123,9 @@ async def test_cloud_events_in_order(destination: NatsJetStreamDestination, stre
     assert (stored[0].headers or {})["Content-Type"] == "application/cloudevents+json; charset=utf-8"
 
 
-async def test_jetstream_drops_a_retried_duplicate(destination: NatsJetStreamDestination, stream: Stream) -> None:
+async def test_jetstream_drops_a_retried_duplicate(
+    destination: NatsJetStreamDestination, stream: Stream
+) -> None:
     event = eventgrid_event(5)
     sub = subscription_for("NatsJetStream", {"url": NATS_URL, "subject": stream.subject})
 
@@ -161,7 +173,9 @@ async def test_server_that_never_answers_times_out() -> None:
     dest = NatsJetStreamDestination(deny_private=False, timeout=0.5)
     try:
         async with SilentServer() as silent:
-            sub = subscription_for("NatsJetStream", {"url": f"nats://127.0.0.1:{silent.port}", "subject": "a.b"})
+            sub = subscription_for(
+                "NatsJetStream", {"url": f"nats://127.0.0.1:{silent.port}", "subject": "a.b"}
+            )
             outcome = await dest.send(sub, [eventgrid_event()], attempt())
     finally:
         await dest.close()
@@ -185,7 +199,9 @@ async def test_reconnects_after_the_connection_breaks(
     destination: NatsJetStreamDestination, stream: Stream
 ) -> None:
     async with TcpProxy(4222) as proxy:
-        sub = subscription_for("NatsJetStream", {"url": f"nats://127.0.0.1:{proxy.port}", "subject": stream.subject})
+        sub = subscription_for(
+            "NatsJetStream", {"url": f"nats://127.0.0.1:{proxy.port}", "subject": stream.subject}
+        )
         assert (await destination.send(sub, [eventgrid_event(1)], attempt())).succeeded
 
         await proxy.cut()
@@ -203,3 +219,73 @@ async def test_reconnects_after_the_connection_breaks(
         assert (await destination.send(sub, [eventgrid_event(3)], attempt(1))).succeeded
     info = await stream.js.stream_info(stream.name)
     assert info.state.messages == 3
+
+
+# -- end to end: subscription API, publish, dispatcher, JetStream ------------------------------
+
+
+@pytest.fixture(scope="module")
+def api(sqlite_server: ServerProcess) -> Iterator[httpx.Client]:
+    with sqlite_server.client() as client:
+        yield client
+
+
+async def test_published_events_reach_jetstream_through_the_server(api: httpx.Client, stream: Stream) -> None:
+    topic = make_topic(api)
+    sub = create_subscription(
+        api,
+        topic,
+        "NatsJetStream",
+        {"url": NATS_URL, "subject": stream.subject},
+        eventDeliverySchema="CloudEventSchemaV1_0",
+    )
+    event = model_registered(1)
+    publish(api, topic, event)
+
+    async def stored() -> int | None:
+        info = await stream.js.stream_info(stream.name)
+        return info.state.messages or None
+
+    assert await wait_until(stored, "a message in the stream") == 1
+    message = await stream.js.get_msg(stream.name, seq=1)
+    body = json.loads(message.data)
+    assert body["specversion"] == "1.0"
+    assert body["id"] == event["id"]
+    assert body["type"] == REGISTERED
+    headers = message.headers or {}
+    assert headers["Nats-Msg-Id"] == event["id"]
+    assert headers["Content-Type"] == "application/cloudevents+json; charset=utf-8"
+    assert headers["aeg-subscription-name"] == sub.upper()
+
+
+async def test_missing_stream_is_retried_until_the_operator_creates_it(
+    api: httpx.Client, stream: Stream
+) -> None:
+    subject = f"mlgrid-test.late-{uuid.uuid4().hex}.events"
+    topic = make_topic(api)
+    sub = create_subscription(api, topic, "NatsJetStream", {"url": NATS_URL, "subject": subject})
+    event = model_registered(1)
+    publish(api, topic, event)
+
+    async def failed_attempt() -> dict[str, Any] | None:
+        rows = deliveries(api, topic, sub, "pending")
+        return rows[0] if rows and rows[0]["deliveryAttempts"] >= 1 else None
+
+    row = await wait_until(failed_attempt, "a failed attempt")
+    assert row["lastDeliveryOutcome"] == "NotFound"
+    assert subject in row["lastError"]
+
+    late = f"{stream.name}_LATE"
+    await stream.js.add_stream(name=late, subjects=[subject])
+    try:
+
+        async def delivered() -> list[dict[str, Any]] | None:
+            return deliveries(api, topic, sub, "delivered") or None
+
+        (done,) = await wait_until(delivered, "the delivery after the stream was created")
+        assert done["eventId"] == event["id"]
+        assert done["deliveryAttempts"] >= 2
+        message = await stream.js.get_msg(late, seq=1)
+        assert (message.headers or {})["Nats-Msg-Id"] == event["id"]
+    finally:
+        await stream.js.delete_stream(late)

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
-
-from mlgrid.delivery.outcome import OutcomeName
-from mlgrid.delivery.queue_destinations.rabbitmq import RabbitMQDestination
-from mlgrid.events.jsoncodec import dumps
 from tests.support.queue_destinations import (
+    REGISTERED,
     SilentServer,
     TcpProxy,
     attempt,
     closed_port,
     cloud_event,
+    create_subscription,
+    deliveries,
     eventgrid_event,
+    make_topic,
     subscription_for,
+    wait_until,
 )
+from tests.support.server import ServerProcess
 from tests.support.services import need_rabbitmq
+
+from mlgrid.delivery.outcome import OutcomeName
+from mlgrid.delivery.queue_destinations.rabbitmq import RabbitMQDestination
+from mlgrid.events.jsoncodec import dumps
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -38,9 +46,12 @@ class Target:
     channel: AbstractChannel
 
     async def take(self) -> AbstractIncomingMessage:
-        message = await self.queue.get(no_ack=True, fail=False, timeout=5)
-        assert message is not None, f"no message in queue {self.queue.name}"
-        return message
+        """The next message of the queue, waiting a little for it (basic.get does not wait)."""
+
+        async def get() -> AbstractIncomingMessage | None:
+            return await self.queue.get(no_ack=True, fail=False, timeout=5)
+
+        return await wait_until(get, f"a message in queue {self.queue.name}", timeout=10.0)
 
 
 @pytest.fixture
@@ -126,7 +137,9 @@ async def test_cloud_events_in_order(destination: RabbitMQDestination, target: T
     assert destination.open_connections == 1
 
 
-async def test_default_exchange_routes_by_queue_name(destination: RabbitMQDestination, target: Target) -> None:
+async def test_default_exchange_routes_by_queue_name(
+    destination: RabbitMQDestination, target: Target
+) -> None:
     sub = subscription_for("RabbitMQ", {"url": AMQP_URL, "exchange": "", "routingKey": target.queue.name})
 
     outcome = await destination.send(sub, [eventgrid_event()], attempt())
@@ -135,7 +148,9 @@ async def test_default_exchange_routes_by_queue_name(destination: RabbitMQDestin
     assert (await target.take()).routing_key == target.queue.name
 
 
-async def test_unroutable_message_is_a_retryable_failure(destination: RabbitMQDestination, target: Target) -> None:
+async def test_unroutable_message_is_a_retryable_failure(
+    destination: RabbitMQDestination, target: Target
+) -> None:
     sub = subscription_for("RabbitMQ", _props(target, routing_key="nobody.listens"))
 
     outcome = await destination.send(sub, [eventgrid_event()], attempt())
@@ -179,7 +194,8 @@ async def test_wrong_password_is_final(destination: RabbitMQDestination, target:
 
 async def test_closed_port_is_a_retryable_socket_error(destination: RabbitMQDestination) -> None:
     sub = subscription_for(
-        "RabbitMQ", {"url": f"amqp://guest:guest@127.0.0.1:{closed_port()}/", "exchange": "x", "routingKey": ""}
+        "RabbitMQ",
+        {"url": f"amqp://guest:guest@127.0.0.1:{closed_port()}/", "exchange": "x", "routingKey": ""},
     )
 
     outcome = await destination.send(sub, [eventgrid_event()], attempt())
@@ -194,7 +210,8 @@ async def test_server_that_never_answers_times_out() -> None:
     try:
         async with SilentServer() as silent:
             sub = subscription_for(
-                "RabbitMQ", {"url": f"amqp://guest:guest@127.0.0.1:{silent.port}/", "exchange": "x", "routingKey": ""}
+                "RabbitMQ",
+                {"url": f"amqp://guest:guest@127.0.0.1:{silent.port}/", "exchange": "x", "routingKey": ""},
             )
             outcome = await dest.send(sub, [eventgrid_event()], attempt())
     finally:
@@ -215,7 +232,9 @@ async def test_private_endpoints_can_be_denied() -> None:
     assert not outcome.retryable
 
 
-async def test_reconnects_after_the_connection_breaks(destination: RabbitMQDestination, target: Target) -> None:
+async def test_reconnects_after_the_connection_breaks(
+    destination: RabbitMQDestination, target: Target
+) -> None:
     async with TcpProxy(5672) as proxy:
         sub = subscription_for("RabbitMQ", _props(target, url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/"))
         assert (await destination.send(sub, [eventgrid_event(1)], attempt())).succeeded
@@ -234,3 +253,59 @@ async def test_reconnects_after_the_connection_breaks(destination: RabbitMQDesti
         await proxy.start()
         assert (await destination.send(sub, [eventgrid_event(3)], attempt(1))).succeeded
     assert [(await target.take()).message_id is not None for _ in range(3)] == [True, True, True]
+
+
+# -- end to end: subscription API, publish, dispatcher, RabbitMQ -------------------------------
+
+
+@pytest.fixture(scope="module")
+def api(sqlite_server: ServerProcess) -> Iterator[httpx.Client]:
+    with sqlite_server.client() as client:
+        yield client
+
+
+async def test_cloud_events_reach_the_queue_and_unroutable_ones_wait_for_a_binding(
+    api: httpx.Client, target: Target
+) -> None:
+    topic = make_topic(api, "CloudEventSchemaV1_0")
+    sub = create_subscription(
+        api, topic, "RabbitMQ", {"url": AMQP_URL, "exchange": target.exchange, "routingKey": "late.key"}
+    )
+    event = {
+        "specversion": "1.0",
+        "id": f"ce-{uuid.uuid4().hex}",
+        "source": "/mlflow/tracking",
+        "type": REGISTERED,
+        "subject": "models/churn:4",
+        "time": "2026-01-01T00:00:00Z",
+        "data": {"ModelName": "churn", "ModelVersion": "4"},
+    }
+    response = api.post(
+        f"/topics/{topic}/api/events",
+        content=json.dumps(event),
+        headers={"Content-Type": "application/cloudevents+json; charset=utf-8"},
+    )
+    assert response.status_code == 200, response.text
+
+    async def failed_attempt() -> dict[str, Any] | None:
+        rows = deliveries(api, topic, sub, "pending")
+        return rows[0] if rows and rows[0]["deliveryAttempts"] >= 1 else None
+
+    row = await wait_until(failed_attempt, "an unroutable attempt")
+    assert row["lastDeliveryOutcome"] == "NotFound"
+    assert "unroutable" in row["lastError"]
+
+    exchange = await target.channel.get_exchange(target.exchange)
+    await target.queue.bind(exchange, "late.key")
+    message = await target.take()
+    assert message.message_id == event["id"]
+    assert message.type == REGISTERED
+    assert message.content_type == "application/cloudevents+json"
+    assert message.headers["aeg-subscription-name"] == sub.upper()
+    assert json.loads(message.body) == event
+
+    async def delivered() -> list[dict[str, Any]] | None:
+        return deliveries(api, topic, sub, "delivered") or None
+
+    (done,) = await wait_until(delivered, "the delivered row")
+    assert done["eventId"] == event["id"]

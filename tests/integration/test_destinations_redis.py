@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
-
-from mlgrid.delivery.outcome import OutcomeName
-from mlgrid.delivery.queue_destinations.redis_stream import RedisStreamDestination
-from mlgrid.events.jsoncodec import dumps
 from tests.support.queue_destinations import (
+    REGISTERED,
     SilentServer,
     TcpProxy,
     attempt,
     closed_port,
     cloud_event,
+    create_subscription,
+    deliveries,
     eventgrid_event,
+    make_topic,
+    model_registered,
+    publish,
     subscription_for,
+    wait_until,
 )
+from tests.support.server import ServerProcess
 from tests.support.services import need_redis
+
+from mlgrid.delivery.outcome import OutcomeName
+from mlgrid.delivery.queue_destinations.redis_stream import RedisStreamDestination
+from mlgrid.events.jsoncodec import dumps
 
 pytestmark = pytest.mark.redis
 
@@ -175,7 +185,9 @@ async def test_server_that_never_answers_times_out() -> None:
     dest = RedisStreamDestination(deny_private=False, timeout=0.5)
     try:
         async with SilentServer() as silent:
-            sub = subscription_for("RedisStream", {"url": f"redis://127.0.0.1:{silent.port}/0", "stream": "s"})
+            sub = subscription_for(
+                "RedisStream", {"url": f"redis://127.0.0.1:{silent.port}/0", "stream": "s"}
+            )
             outcome = await dest.send(sub, [eventgrid_event()], attempt())
     finally:
         await dest.close()
@@ -216,3 +228,52 @@ async def test_reconnects_after_the_connection_breaks(
         await proxy.start()
         assert (await destination.send(sub, [eventgrid_event(3)], attempt(1))).succeeded
     assert await redis_admin.xlen(stream) == 3
+
+
+# -- end to end: subscription API, publish, dispatcher, Redis ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def api(sqlite_server: ServerProcess) -> Iterator[httpx.Client]:
+    with sqlite_server.client() as client:
+        yield client
+
+
+async def test_published_events_reach_the_stream_through_the_server(
+    api: httpx.Client, redis_admin: Redis, stream: str
+) -> None:
+    topic = make_topic(api)
+    sub = create_subscription(
+        api,
+        topic,
+        "RedisStream",
+        {"url": REDIS_URL, "stream": stream},
+        filter={"includedEventTypes": [REGISTERED]},
+    )
+    events = [model_registered(1), model_registered(2), {**model_registered(3), "eventType": "Other.Type"}]
+    publish(api, topic, *events)
+
+    async def two_entries() -> list[dict[str, str]] | None:
+        entries = [_decoded(fields) for _, fields in await redis_admin.xrange(stream)]
+        return entries if len(entries) >= 2 else None
+
+    entries = await wait_until(two_entries, "two stream entries")
+    assert sorted(e["id"] for e in entries) == sorted(e["id"] for e in events[:2])
+    by_id: dict[str, Any] = {e["id"]: e for e in entries}
+    first = by_id[events[0]["id"]]
+    assert first["type"] == REGISTERED
+    assert first["subject"] == "models/churn:1"
+    assert first["subscription"] == sub.upper()
+    assert first["deliveryCount"] == "0"
+    delivered = json.loads(first["event"])
+    assert delivered["data"] == events[0]["data"]
+    assert delivered["topic"].endswith(f"/providers/Microsoft.EventGrid/topics/{topic}")
+    assert first["source"] == delivered["topic"]
+
+    async def recorded() -> list[dict[str, Any]] | None:
+        rows = deliveries(api, topic, sub, "delivered")
+        return rows if len(rows) == 2 else None
+
+    rows = await wait_until(recorded, "two delivered rows")
+    assert {r["lastDeliveryOutcome"] for r in rows} == {"Succeeded"}
+    assert await redis_admin.xlen(stream) == 2  # the unmatched event was not delivered

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from standardwebhooks import Webhook
-
 from tests.support.broker_db import assign_role, create_system_topic
 from tests.support.receiver import VALIDATION_EVENT_TYPE, Receiver
 from tests.support.server import ServerProcess
@@ -44,11 +43,16 @@ SEED_BODY: dict[str, Any] = {
             "subjectEndsWith": "",
             "isSubjectCaseSensitive": False,
             "enableAdvancedFilteringOnArrays": False,
-            "advancedFilters": [{"operatorType": "StringIn", "key": "data.ModelTags.key1", "values": ["value1"]}],
+            "advancedFilters": [
+                {"operatorType": "StringIn", "key": "data.ModelTags.key1", "values": ["value1"]}
+            ],
         },
         "eventDeliverySchema": "EventGridSchema",
         "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440},
-        "deadLetterDestination": {"endpointType": "StorageBlob", "properties": {"blobContainerName": "deadletters"}},
+        "deadLetterDestination": {
+            "endpointType": "StorageBlob",
+            "properties": {"blobContainerName": "deadletters"},
+        },
         "expirationTimeUtc": None,
         "labels": ["team-a"],
     }
@@ -81,8 +85,11 @@ def make_topic(client: httpx.Client, schema: str = "EventGridSchema", **extra: A
 
 def webhook(url: str, **destination: Any) -> dict[str, Any]:
     """A minimal WebHook body; ``destination`` adds destination properties."""
-    return {"properties": {"destination": {"endpointType": "WebHook",
-                                           "properties": {"endpointUrl": url, **destination}}}}
+    return {
+        "properties": {
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url, **destination}}
+        }
+    }
 
 
 def path_for(topic: str, sub: str = "", parent: str = "topics") -> str:
@@ -149,7 +156,8 @@ def test_the_seed_example_round_trips(client: httpx.Client, receiver: Receiver) 
     expected = copy.deepcopy(SEED_BODY["properties"])
     expected["destination"]["properties"].pop("endpointUrl")
     expected["destination"]["properties"] = {
-        "endpointBaseUrl": receiver.endpoint(f"/{sub}"), **expected["destination"]["properties"]
+        "endpointBaseUrl": receiver.endpoint(f"/{sub}"),
+        **expected["destination"]["properties"],
     }
     got = {k: v for k, v in created["properties"].items() if k not in ("topic", "provisioningState")}
     assert got == expected
@@ -169,7 +177,9 @@ def test_replace_is_200_and_only_a_new_endpoint_is_validated_again(
     topic = make_topic(client)
     sub = new_name()
     first = put_ok(client, path_for(topic, sub), webhook(receiver.endpoint(f"/{sub}")))
-    again = put_ok(client, path_for(topic, sub), webhook(receiver.endpoint(f"/{sub}"), maxEventsPerBatch=10), 200)
+    again = put_ok(
+        client, path_for(topic, sub), webhook(receiver.endpoint(f"/{sub}"), maxEventsPerBatch=10), 200
+    )
     assert again["id"] == first["id"]
     assert again["properties"]["destination"]["properties"]["maxEventsPerBatch"] == 10
     assert len(receiver.validations(f"/{sub}")) == 1
@@ -192,14 +202,21 @@ def test_patch_replaces_only_the_given_top_level_properties(client: httpx.Client
         assert patched["properties"][unchanged] == created["properties"][unchanged]
     assert patched["etag"] != created["etag"]
 
-    response = client.patch(path_for(topic, sub), json={"properties": {"filter": {"subjectEndsWith": ".pkl"}}})
+    response = client.patch(
+        path_for(topic, sub), json={"properties": {"filter": {"subjectEndsWith": ".pkl"}}}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["properties"]["filter"]["advancedFilters"] == []
     assert response.json()["properties"]["filter"]["subjectEndsWith"] == ".pkl"
     assert response.json()["properties"]["destination"] == created["properties"]["destination"]
 
-    response = client.patch(path_for(topic, sub), json={"properties": {"retryPolicy": {"maxDeliveryAttempts": 3}}})
-    assert response.json()["properties"]["retryPolicy"] == {"maxDeliveryAttempts": 3, "eventTimeToLiveInMinutes": 1440}
+    response = client.patch(
+        path_for(topic, sub), json={"properties": {"retryPolicy": {"maxDeliveryAttempts": 3}}}
+    )
+    assert response.json()["properties"]["retryPolicy"] == {
+        "maxDeliveryAttempts": 3,
+        "eventTimeToLiveInMinutes": 1440,
+    }
     assert len(receiver.validations(f"/{sub}")) == 1
     assert client.post(f"{path_for(topic, sub)}/getFullUrl").json()["endpointUrl"].endswith("?code=q")
 
@@ -237,8 +254,11 @@ def test_get_list_and_delete(client: httpx.Client, receiver: Receiver) -> None:
 
 
 def test_unknown_topic_is_404(client: httpx.Client) -> None:
-    for method, path in (("GET", path_for("nosuchtopic")), ("GET", path_for("nosuchtopic", "abc")),
-                         ("PUT", path_for("nosuchtopic", "abc"))):
+    for method, path in (
+        ("GET", path_for("nosuchtopic")),
+        ("GET", path_for("nosuchtopic", "abc")),
+        ("PUT", path_for("nosuchtopic", "abc")),
+    ):
         response = client.request(method, path, json=webhook("http://127.0.0.1:9/x"))
         assert response.status_code == 404, response.text
         assert "nosuchtopic" in response.json()["error"]["message"]
@@ -251,7 +271,10 @@ def test_if_match(client: httpx.Client, receiver: Receiver) -> None:
     stale = {"If-Match": '"0000"'}
     body = webhook(receiver.endpoint(f"/{sub}"), maxEventsPerBatch=5)
     assert client.put(path_for(topic, sub), json=body, headers=stale).status_code == 412
-    assert client.patch(path_for(topic, sub), json={"properties": {"labels": ["x"]}}, headers=stale).status_code == 412
+    assert (
+        client.patch(path_for(topic, sub), json={"properties": {"labels": ["x"]}}, headers=stale).status_code
+        == 412
+    )
     assert client.delete(path_for(topic, sub), headers=stale).status_code == 412
     assert client.put(path_for(topic, new_name()), json=body, headers=stale).status_code == 412
     assert client.get(path_for(topic, sub)).json()["etag"] == created["etag"]
@@ -274,10 +297,12 @@ def test_endpoint_url_and_secrets_are_write_only(client: httpx.Client, receiver:
             {"name": "X-Team", "type": "Static", "properties": {"value": "ml"}},
         ],
     )
-    texts = [client.put(path_for(topic, sub), json=body).text,
-             client.get(path_for(topic, sub)).text,
-             client.get(path_for(topic)).text,
-             client.patch(path_for(topic, sub), json={"properties": {"labels": ["l"]}}).text]
+    texts = [
+        client.put(path_for(topic, sub), json=body).text,
+        client.get(path_for(topic, sub)).text,
+        client.get(path_for(topic)).text,
+        client.patch(path_for(topic, sub), json={"properties": {"labels": ["l"]}}).text,
+    ]
     for text in texts:
         assert "very-secret-code" not in text
         assert SECRET_VALUE not in text
@@ -316,7 +341,11 @@ def test_connection_urls_are_redacted_in_reads(client: httpx.Client) -> None:
     cases = {
         "RedisStream": {"url": "redis://:pw-redis@127.0.0.1:6379/0", "stream": "mlgrid-events"},
         "NatsJetStream": {"url": "nats://user:pw-nats@127.0.0.1:4222", "subject": "mlgrid.events"},
-        "RabbitMQ": {"url": "amqp://guest:pw-rabbit@127.0.0.1:5672/", "exchange": "ml", "routingKey": "models"},
+        "RabbitMQ": {
+            "url": "amqp://guest:pw-rabbit@127.0.0.1:5672/",
+            "exchange": "ml",
+            "routingKey": "models",
+        },
     }
     for endpoint_type, props in cases.items():
         sub = new_name()
@@ -348,18 +377,29 @@ def test_queue_destination(client: httpx.Client, receiver: Receiver) -> None:
     assert len(receiver.requests()) == before
     response = client.post(f"{path_for(topic, sub)}/getFullUrl")
     assert response.status_code == 400
-    explicit = {"properties": {"eventDeliverySchema": "EventGridSchema", "destination": {
-        "endpointType": "queue", "properties": {"receiveLockDurationInSeconds": 300, "maxDeliveryCount": 1}}}}
+    explicit = {
+        "properties": {
+            "eventDeliverySchema": "EventGridSchema",
+            "destination": {
+                "endpointType": "queue",
+                "properties": {"receiveLockDurationInSeconds": 300, "maxDeliveryCount": 1},
+            },
+        }
+    }
     replaced = put_ok(client, path_for(topic, sub), explicit, 200)
     assert replaced["properties"]["eventDeliverySchema"] == "EventGridSchema"
     assert replaced["properties"]["destination"]["properties"] == {
-        "receiveLockDurationInSeconds": 300, "maxDeliveryCount": 1}
+        "receiveLockDurationInSeconds": 300,
+        "maxDeliveryCount": 1,
+    }
 
 
 # --- delivery schema per topic schema ----------------------------------------------------
 
 
-def test_cloud_events_topic_cannot_deliver_event_grid_schema(client: httpx.Client, receiver: Receiver) -> None:
+def test_cloud_events_topic_cannot_deliver_event_grid_schema(
+    client: httpx.Client, receiver: Receiver
+) -> None:
     topic = make_topic(client, "CloudEventSchemaV1_0")
     sub = new_name()
     for schema in ("EventGridSchema", "CustomInputSchema"):
@@ -378,8 +418,13 @@ def test_cloud_events_topic_cannot_deliver_event_grid_schema(client: httpx.Clien
 
 
 def test_custom_schema_topic_delivery_schemas(client: httpx.Client, receiver: Receiver) -> None:
-    mapping = {"mappingType": "Json", "properties": {
-        "id": {"sourceField": "myId"}, "eventType": {"sourceField": "kind", "defaultValue": "Contoso.Item"}}}
+    mapping = {
+        "mappingType": "Json",
+        "properties": {
+            "id": {"sourceField": "myId"},
+            "eventType": {"sourceField": "kind", "defaultValue": "Contoso.Item"},
+        },
+    }
     topic = make_topic(client, "CustomEventSchema", inputSchemaMapping=mapping)
     sub = new_name()
     created = put_ok(client, path_for(topic, sub), webhook(receiver.endpoint(f"/{sub}")))
@@ -401,10 +446,12 @@ def test_custom_schema_topic_delivery_schemas(client: httpx.Client, receiver: Re
 
 def test_system_topic_and_workspace_alias_are_404_without_the_workspace(client: httpx.Client) -> None:
     for parent in ("systemTopics", "workspaces"):
-        for method, path in (("GET", f"/{parent}/nows1/eventSubscriptions"),
-                             ("GET", f"/{parent}/nows1/eventSubscriptions/abc"),
-                             ("PUT", f"/{parent}/nows1/eventSubscriptions/abc"),
-                             ("DELETE", f"/{parent}/nows1/eventSubscriptions/abc")):
+        for method, path in (
+            ("GET", f"/{parent}/nows1/eventSubscriptions"),
+            ("GET", f"/{parent}/nows1/eventSubscriptions/abc"),
+            ("PUT", f"/{parent}/nows1/eventSubscriptions/abc"),
+            ("DELETE", f"/{parent}/nows1/eventSubscriptions/abc"),
+        ):
             response = client.request(method, path, json=webhook("http://127.0.0.1:9/x"))
             assert response.status_code == 404, (method, path, response.text)
             assert "nows1" in response.json()["error"]["message"]
@@ -414,8 +461,9 @@ def test_system_topic_subscriptions(server: ServerProcess, client: httpx.Client,
     workspace = new_name("ws")
     create_system_topic(server, workspace)
     sub = new_name()
-    created = put_ok(client, f"/systemTopics/{workspace}/eventSubscriptions/{sub}",
-                     webhook(receiver.endpoint(f"/{sub}")))
+    created = put_ok(
+        client, f"/systemTopics/{workspace}/eventSubscriptions/{sub}", webhook(receiver.endpoint(f"/{sub}"))
+    )
     system_topic = client.get(f"/systemTopics/{workspace}").json()
     assert created["id"] == f"{system_topic['id']}/providers/Microsoft.EventGrid/eventSubscriptions/{sub}"
     assert created["properties"]["topic"] == system_topic["properties"]["source"]
@@ -423,7 +471,9 @@ def test_system_topic_subscriptions(server: ServerProcess, client: httpx.Client,
     via_alias = client.get(f"/workspaces/{workspace}/eventSubscriptions/{sub}")
     assert via_alias.status_code == 200 and via_alias.json() == created
     second = new_name()
-    put_ok(client, f"/workspaces/{workspace}/eventSubscriptions/{second}", webhook(receiver.endpoint(f"/{sub}")))
+    put_ok(
+        client, f"/workspaces/{workspace}/eventSubscriptions/{second}", webhook(receiver.endpoint(f"/{sub}"))
+    )
     listed = client.get(f"/systemTopics/{workspace}/eventSubscriptions").json()["value"]
     assert sorted(item["name"] for item in listed) == sorted([sub, second])
     assert client.delete(f"/workspaces/{workspace}/eventSubscriptions/{second}").status_code == 200
@@ -448,7 +498,10 @@ def test_rbac_on_custom_topics(server: ServerProcess, client: httpx.Client, rece
     for role in ("Reader", "Contributor", "Owner", "DataSender"):
         name = new_name(role.lower())
         tokens[role] = _principal(client, name)
-        assert client.put(f"/topics/{topic}/roleAssignments/{name}", json={"role": role}).status_code in (200, 201)
+        assert client.put(f"/topics/{topic}/roleAssignments/{name}", json={"role": role}).status_code in (
+            200,
+            201,
+        )
     outsider = _principal(client, new_name("nobody"))
     body = webhook(receiver.endpoint(f"/{sub}", code="c"))
 
@@ -469,7 +522,9 @@ def test_rbac_on_custom_topics(server: ServerProcess, client: httpx.Client, rece
     for role in ("Contributor", "Owner"):
         created = new_name()
         assert call(tokens[role], "PUT", path_for(topic, created), json=body) == 201
-        assert call(tokens[role], "PATCH", path_for(topic, created), json={"properties": {"labels": []}}) == 200
+        assert (
+            call(tokens[role], "PATCH", path_for(topic, created), json={"properties": {"labels": []}}) == 200
+        )
         assert call(tokens[role], "POST", f"{path_for(topic, created)}/getFullUrl") == 200
         assert call(tokens[role], "DELETE", path_for(topic, created)) == 200
 
@@ -526,8 +581,16 @@ def test_validation_event_has_azure_shape(
     assert request.header("aeg-subscription-name") == sub.upper()
     assert (request.header("content-type") or "").startswith("application/json")
     [event] = request.json()
-    assert set(event) == {"id", "topic", "subject", "data", "eventType", "eventTime", "metadataVersion",
-                          "dataVersion"}
+    assert set(event) == {
+        "id",
+        "topic",
+        "subject",
+        "data",
+        "eventType",
+        "eventTime",
+        "metadataVersion",
+        "dataVersion",
+    }
     assert event["eventType"] == VALIDATION_EVENT_TYPE
     assert event["topic"] == client.get(f"/topics/{topic}").json()["id"]
     assert set(event["data"]) == {"validationCode", "validationUrl"}

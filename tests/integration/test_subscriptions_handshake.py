@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.support.broker_db import delivered_event_ids
 from tests.support.receiver import Receiver, Reply, validation_codes
 from tests.support.server import ServerProcess
@@ -46,13 +45,26 @@ def make_topic(client: httpx.Client, schema: str = "EventGridSchema") -> str:
 
 
 def webhook(url: str, **properties: Any) -> dict[str, Any]:
-    return {"properties": {"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}},
-                           **properties}}
+    return {
+        "properties": {
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}},
+            **properties,
+        }
+    }
 
 
 def publish(client: httpx.Client, topic: str, *ids: str) -> None:
-    events = [{"id": i, "eventType": "Test.Event", "subject": "a/b", "eventTime": "2026-01-01T00:00:00Z",
-               "data": {}, "dataVersion": "1"} for i in ids]
+    events = [
+        {
+            "id": i,
+            "eventType": "Test.Event",
+            "subject": "a/b",
+            "eventTime": "2026-01-01T00:00:00Z",
+            "data": {},
+            "dataVersion": "1",
+        }
+        for i in ids
+    ]
     response = client.post(f"/topics/{topic}/api/events", json=events)
     assert response.status_code == 200, response.text
 
@@ -66,7 +78,9 @@ def closed_port() -> int:
 def test_synchronous_handshake(client: httpx.Client, receiver: Receiver) -> None:
     topic = make_topic(client)
     sub = new_name()
-    response = client.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}")))
+    response = client.put(
+        f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}"))
+    )
     assert response.status_code == 201
     assert response.json()["properties"]["provisioningState"] == "Succeeded"
     [request] = receiver.validations(f"/{sub}")
@@ -118,12 +132,17 @@ def test_failed_handshake_creates_nothing(
     topic = make_topic(client)
     sub = new_name()
     if behaviour is None:
-        receiver.handler = lambda r: Reply(202, {"validationResponse": r.events()[0]["data"]["validationCode"]}) \
-            if r.path == f"/{sub}" else None
+        receiver.handler = lambda r: (
+            Reply(202, {"validationResponse": r.events()[0]["data"]["validationCode"]})
+            if r.path == f"/{sub}"
+            else None
+        )
     else:
         receiver.configure(f"/{sub}", validation=behaviour)
     try:
-        response = client.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}")))
+        response = client.put(
+            f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}"))
+        )
     finally:
         receiver.handler = None
     assert response.status_code == 400, response.text
@@ -161,8 +180,9 @@ def test_cloud_events_consent(client: httpx.Client, receiver: Receiver) -> None:
     for behaviour in ("echo", "*"):
         sub = new_name()
         receiver.configure(f"/{sub}", options=behaviour)
-        response = client.put(f"/topics/{topic}/eventSubscriptions/{sub}",
-                              json=webhook(receiver.endpoint(f"/{sub}")))
+        response = client.put(
+            f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}"))
+        )
         assert response.status_code == 201, response.text
         assert response.json()["properties"]["provisioningState"] == "Succeeded"
         [request] = receiver.requests(f"/{sub}")
@@ -172,14 +192,23 @@ def test_cloud_events_consent(client: httpx.Client, receiver: Receiver) -> None:
 
 @pytest.mark.parametrize(
     "behaviour",
-    ["refuse", Reply(200, headers={"WebHook-Allowed-Origin": "someone-else.example"}), Reply(405), Reply(500)],
+    [
+        "refuse",
+        Reply(200, headers={"WebHook-Allowed-Origin": "someone-else.example"}),
+        Reply(405),
+        Reply(500),
+    ],
     ids=["no header", "other origin", "405", "500"],
 )
-def test_cloud_events_refusal_creates_nothing(client: httpx.Client, receiver: Receiver, behaviour: Any) -> None:
+def test_cloud_events_refusal_creates_nothing(
+    client: httpx.Client, receiver: Receiver, behaviour: Any
+) -> None:
     topic = make_topic(client, "CloudEventSchemaV1_0")
     sub = new_name()
     receiver.configure(f"/{sub}", options=behaviour)
-    response = client.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}")))
+    response = client.put(
+        f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook(receiver.endpoint(f"/{sub}"))
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "WebhookValidationFailed"
     assert client.get(f"/topics/{topic}/eventSubscriptions/{sub}").status_code == 404
@@ -202,7 +231,9 @@ def test_cloud_events_delivery_from_an_event_grid_topic_uses_options(
 @pytest.mark.parametrize("host", ["169.254.169.254", "[::ffff:169.254.169.254]", "metadata.google.internal"])
 def test_metadata_endpoints_are_refused(client: httpx.Client, host: str) -> None:
     topic = make_topic(client)
-    response = client.put(f"/topics/{topic}/eventSubscriptions/{new_name()}", json=webhook(f"http://{host}/x"))
+    response = client.put(
+        f"/topics/{topic}/eventSubscriptions/{new_name()}", json=webhook(f"http://{host}/x")
+    )
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["target"] == "properties.destination.properties.endpointUrl"
 
@@ -211,7 +242,9 @@ def test_metadata_endpoints_are_refused(client: httpx.Client, host: str) -> None
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server that refuses private endpoints and skips the handshake (SQLite)."""
     data_dir: Path = tmp_path_factory.mktemp("subscriptions-strict")
-    server = ServerProcess(data_dir=data_dir, extra_args=["--deny-private-endpoints", "--no-webhook-validation"])
+    server = ServerProcess(
+        data_dir=data_dir, extra_args=["--deny-private-endpoints", "--no-webhook-validation"]
+    )
     try:
         yield server.start()
     finally:
@@ -221,8 +254,13 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 def test_deny_private_endpoints(strict_server: ServerProcess, receiver: Receiver) -> None:
     with strict_server.client() as c:
         topic = make_topic(c)
-        for url in (receiver.endpoint("/private"), f"http://localhost:{receiver.port}/private",
-                    "http://10.1.2.3/x", "http://192.168.1.1/x", "http://[::1]/x"):
+        for url in (
+            receiver.endpoint("/private"),
+            f"http://localhost:{receiver.port}/private",
+            "http://10.1.2.3/x",
+            "http://192.168.1.1/x",
+            "http://[::1]/x",
+        ):
             response = c.put(f"/topics/{topic}/eventSubscriptions/{new_name()}", json=webhook(url))
             assert response.status_code == 400, (url, response.text)
             target = response.json()["error"]["details"][0]["target"]
@@ -235,6 +273,8 @@ def test_validation_can_be_turned_off(strict_server: ServerProcess) -> None:
     with strict_server.client() as c:
         topic = make_topic(c)
         sub = new_name()
-        response = c.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook("https://hook.example.invalid/x"))
+        response = c.put(
+            f"/topics/{topic}/eventSubscriptions/{sub}", json=webhook("https://hook.example.invalid/x")
+        )
         assert response.status_code == 201, response.text
         assert response.json()["properties"]["provisioningState"] == "Succeeded"

@@ -21,8 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.support.broker_db import deliveries_of, delivered_event_ids, subscription_row
+from tests.support.broker_db import delivered_event_ids, deliveries_of, subscription_row
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
 
@@ -53,12 +52,17 @@ def make_topic(client: httpx.Client) -> str:
 
 def seed_subscription(url: str) -> dict[str, Any]:
     """The seed's subscription: ModelRegistered with data.ModelTags.key1 StringIn value1."""
-    return {"properties": {
-        "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}},
-        "filter": {"includedEventTypes": [REGISTERED],
-                   "advancedFilters": [{"operatorType": "StringIn", "key": "data.ModelTags.key1",
-                                        "values": ["value1"]}]},
-    }}
+    return {
+        "properties": {
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}},
+            "filter": {
+                "includedEventTypes": [REGISTERED],
+                "advancedFilters": [
+                    {"operatorType": "StringIn", "key": "data.ModelTags.key1", "values": ["value1"]}
+                ],
+            },
+        }
+    }
 
 
 def model_registered(event_id: str, tag: str, name: str = "churn") -> dict[str, Any]:
@@ -82,9 +86,18 @@ def test_published_events_are_routed_by_the_subscription_filter(
 ) -> None:
     topic = make_topic(client)
     sub, other = new_name(), new_name()
-    client.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=seed_subscription(receiver.endpoint(f"/{sub}")))
-    client.put(f"/topics/{topic}/eventSubscriptions/{other}", json={"properties": {
-        "destination": {"endpointType": "Queue"}, "filter": {"subjectBeginsWith": "models/fraud"}}})
+    client.put(
+        f"/topics/{topic}/eventSubscriptions/{sub}", json=seed_subscription(receiver.endpoint(f"/{sub}"))
+    )
+    client.put(
+        f"/topics/{topic}/eventSubscriptions/{other}",
+        json={
+            "properties": {
+                "destination": {"endpointType": "Queue"},
+                "filter": {"subjectBeginsWith": "models/fraud"},
+            }
+        },
+    )
     publish(
         client,
         topic,
@@ -133,7 +146,9 @@ def test_subscriptions_awaiting_validation_do_not_match(
     topic = make_topic(client)
     sub = new_name()
     receiver.configure(f"/{sub}", validation="manual")
-    created = client.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=seed_subscription(receiver.endpoint(f"/{sub}")))
+    created = client.put(
+        f"/topics/{topic}/eventSubscriptions/{sub}", json=seed_subscription(receiver.endpoint(f"/{sub}"))
+    )
     assert created.json()["properties"]["provisioningState"] == "AwaitingManualAction"
     publish(client, topic, model_registered("m1", "value1"))
     assert delivered_event_ids(server, topic, sub) == []
@@ -167,10 +182,14 @@ def test_expired_subscriptions_stop_matching_and_are_deleted(
         time.sleep(0.2)
 
 
-def test_a_restart_reloads_the_router(server: ServerProcess, client: httpx.Client, receiver: Receiver) -> None:
+def test_a_restart_reloads_the_router(
+    server: ServerProcess, client: httpx.Client, receiver: Receiver
+) -> None:
     topic = make_topic(client)
     sub = new_name()
-    client.put(f"/topics/{topic}/eventSubscriptions/{sub}", json=seed_subscription(receiver.endpoint(f"/{sub}")))
+    client.put(
+        f"/topics/{topic}/eventSubscriptions/{sub}", json=seed_subscription(receiver.endpoint(f"/{sub}"))
+    )
     server.restart()
     with server.client() as fresh:
         publish(fresh, topic, model_registered("r1", "value1"))
@@ -184,8 +203,12 @@ def second_node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory)
         pytest.skip("several nodes share PostgreSQL only")
     data_dir: Path = tmp_path_factory.mktemp("second-node")
     key = (server.data_dir / "secret.key").read_text().strip()
-    node = ServerProcess(data_dir=data_dir, database_url=server.database_url, env={"MLGRID_SECRET_KEY": key},
-                         extra_args=["--retry-schedule", "0.2,0.4,0.8"])
+    node = ServerProcess(
+        data_dir=data_dir,
+        database_url=server.database_url,
+        env={"MLGRID_SECRET_KEY": key},
+        extra_args=["--retry-schedule", "0.2,0.4,0.8"],
+    )
     try:
         yield node.start()
     finally:

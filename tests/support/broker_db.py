@@ -83,7 +83,8 @@ def assign_role(server: ServerProcess, scope_kind: str, scope_name: str, princip
 
     async def work(db: Database) -> None:
         async with db.write() as conn:
-            await principal_store.assign_role(conn, scope_kind, scope_name, principal, role, datetime.now(UTC))
+            await principal_store.assign_role(
+                conn, scope_kind, scope_name, principal, role, datetime.now(UTC)
+            )
 
     _run(server, work)
-

@@ -5,7 +5,9 @@
 * ``closed_port`` gives a loopback port nobody listens on (connection refused);
 * ``SilentServer`` accepts connections and never answers (a broker that hangs);
 * ``TcpProxy`` forwards a loopback port to a real broker and can cut every connection or
-  stop listening, to show that destinations reconnect after a failure.
+  stop listening, to show that destinations reconnect after a failure;
+* ``make_topic``, ``publish``, ``deliveries`` and ``wait_until`` for the end-to-end tests
+  through a real server.
 """
 
 from __future__ import annotations
@@ -13,14 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+import httpx
 
 from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.events.convert import eventgrid_to_cloudevent
 from mlgrid.filters.model import EventFilter
+
+T = TypeVar("T")
+
+REGISTERED = "Microsoft.MachineLearningServices.ModelRegistered"
 
 WORKSPACE_TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/default/providers/"
@@ -58,7 +68,12 @@ def eventgrid_event(n: int = 1, **data: Any) -> dict[str, Any]:
         "subject": f"models/churn:{n}",
         "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
         "eventTime": "2024-03-07T09:05:00Z",
-        "data": {"ModelName": "churn", "ModelVersion": str(n), "Score": Decimal("0.30000000000000001"), **data},
+        "data": {
+            "ModelName": "churn",
+            "ModelVersion": str(n),
+            "Score": Decimal("0.30000000000000001"),
+            **data,
+        },
         "dataVersion": "2",
         "metadataVersion": "1",
     }
@@ -175,3 +190,66 @@ class TcpProxy:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+# -- end to end through a real server -----------------------------------------------------------
+
+
+def new_name(prefix: str = "s") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def make_topic(client: httpx.Client, schema: str = "EventGridSchema") -> str:
+    name = new_name("t")
+    response = client.put(f"/topics/{name}", json={"properties": {"inputSchema": schema}})
+    assert response.status_code == 201, response.text
+    return name
+
+
+def create_subscription(
+    client: httpx.Client, topic: str, endpoint_type: str, properties: dict[str, Any], **extra: Any
+) -> str:
+    name = new_name()
+    body = {"properties": {"destination": {"endpointType": endpoint_type, "properties": properties}, **extra}}
+    response = client.put(f"/topics/{topic}/eventSubscriptions/{name}", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["properties"]["provisioningState"] == "Succeeded"
+    return name
+
+
+def model_registered(n: int, name: str = "churn") -> dict[str, Any]:
+    """A ModelRegistered event as a publisher sends it (Event Grid schema)."""
+    return {
+        "id": f"mr-{uuid.uuid4().hex[:8]}-{n}",
+        "eventType": REGISTERED,
+        "subject": f"models/{name}:{n}",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "data": {"ModelName": name, "ModelVersion": str(n), "ModelTags": {}, "ModelProperties": {}},
+        "dataVersion": "",
+    }
+
+
+def publish(client: httpx.Client, topic: str, *events: dict[str, Any]) -> None:
+    response = client.post(f"/topics/{topic}/api/events", json=list(events))
+    assert response.status_code == 200, response.text
+
+
+def deliveries(client: httpx.Client, topic: str, subscription: str, state: str) -> list[dict[str, Any]]:
+    response = client.get(
+        f"/topics/{topic}/eventSubscriptions/{subscription}/deliveries", params={"state": state}
+    )
+    assert response.status_code == 200, response.text
+    value: list[dict[str, Any]] = response.json()["value"]
+    return value
+
+
+async def wait_until(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0) -> T:
+    """Poll ``check`` until it returns something other than ``None`` (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:g} s")
+        await asyncio.sleep(0.1)

@@ -111,8 +111,9 @@ class PathConfig:
 class Receiver:
     """A webhook endpoint on loopback that records requests and answers as configured."""
 
-    def __init__(self, *, validation: Behaviour = "echo", options: Behaviour = "echo",
-                 default: Reply | None = None) -> None:
+    def __init__(
+        self, *, validation: Behaviour = "echo", options: Behaviour = "echo", default: Reply | None = None
+    ) -> None:
         self._defaults = PathConfig(validation=validation, options=options, default=default or Reply())
         self._paths: dict[str, PathConfig] = {}
         self._requests: list[RecordedRequest] = []
@@ -135,13 +136,14 @@ class Receiver:
             def _handle(self) -> None:
                 receiver._serve(self)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="test-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-receiver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -157,8 +159,9 @@ class Receiver:
     def __enter__(self) -> Receiver:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -177,8 +180,14 @@ class Receiver:
 
     # --- behaviour --------------------------------------------------------------------------
 
-    def configure(self, path: str, *, validation: Behaviour | None = None, options: Behaviour | None = None,
-                  default: Reply | None = None) -> None:
+    def configure(
+        self,
+        path: str,
+        *,
+        validation: Behaviour | None = None,
+        options: Behaviour | None = None,
+        default: Reply | None = None,
+    ) -> None:
         """Set how ``path`` answers; unset aspects keep the receiver-wide defaults."""
         with self._lock:
             config = self._config(path)
@@ -203,12 +212,14 @@ class Receiver:
 
     # --- recorded requests -----------------------------------------------------------------
 
-    def requests(self, path: str | None = None, *, method: str | None = None,
-                 event_type: str | None = None) -> list[RecordedRequest]:
+    def requests(
+        self, path: str | None = None, *, method: str | None = None, event_type: str | None = None
+    ) -> list[RecordedRequest]:
         with self._lock:
             found = list(self._requests)
         return [
-            r for r in found
+            r
+            for r in found
             if (path is None or r.path == path)
             and (method is None or r.method == method.upper())
             and (event_type is None or r.event_type == event_type)
@@ -228,8 +239,13 @@ class Receiver:
         with self._lock:
             self._requests.clear()
 
-    def wait_for(self, predicate: Callable[[list[RecordedRequest]], bool], *, path: str | None = None,
-                 timeout: float = 10.0) -> list[RecordedRequest]:
+    def wait_for(
+        self,
+        predicate: Callable[[list[RecordedRequest]], bool],
+        *,
+        path: str | None = None,
+        timeout: float = 10.0,
+    ) -> list[RecordedRequest]:
         """Poll until ``predicate(requests to path)`` holds; fail with what arrived otherwise."""
         deadline = time.monotonic() + timeout
         while True:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,21 +97,32 @@ async def store_and_route(
                 )
             )
     inserted = await event_store.insert_new(conn, new_rows, now)
-    result = IngestResult(accepted=len(inserted), duplicates=sum(len(b.events) for b in batches) - len(inserted))
+    published = sum(len(b.events) for b in batches)
+    result = IngestResult(accepted=len(inserted), duplicates=published - len(inserted))
     new_deliveries: list[NewDelivery] = []
+    # Counted here and added to the metrics once per label set: a labelled counter costs a
+    # lock and two look-ups per increment, which per event was a tenth of the ingest time.
+    unmatched: Counter[str] = Counter()
+    matched_counts: Counter[tuple[str, str]] = Counter()
+    match = router.match
     for key, seq in inserted.items():
         batch, ev = by_key[key]
-        matched = router.match(batch.topic_key, ev, batch.schema)
-        if metrics is not None:
-            if matched:
-                for subscription_id in matched:
-                    metrics.matched.labels(batch.topic_key, router.subscription_name(subscription_id)).inc()
-            else:
-                metrics.unmatched.labels(batch.topic_key).inc()
-        new_deliveries.extend(NewDelivery(seq, sid) for sid in matched)
+        matched = match(batch.topic_key, ev, batch.schema)
+        if not matched:
+            unmatched[batch.topic_key] += 1
+            continue
+        for subscription_id in matched:
+            matched_counts[(batch.topic_key, subscription_id)] += 1
+            new_deliveries.append(NewDelivery(seq, subscription_id))
+    if metrics is not None:
+        for topic_key, count in unmatched.items():
+            metrics.unmatched.labels(topic_key).inc(count)
+        for (topic_key, subscription_id), count in matched_counts.items():
+            metrics.matched.labels(topic_key, router.subscription_name(subscription_id)).inc(count)
     ids = await delivery_store.insert_pending(conn, new_deliveries, now)
     result.deliveries = [
-        CommittedDelivery(did, d.event_seq, d.subscription_id, now) for did, d in zip(ids, new_deliveries, strict=True)
+        CommittedDelivery(did, d.event_seq, d.subscription_id, now)
+        for did, d in zip(ids, new_deliveries, strict=True)
     ]
     return result
 

@@ -124,7 +124,7 @@ class SubscriptionService:
         self.on_deleted: list[OnDeleted] = []
         self._cache: dict[str, Subscription] = {}
         self._by_name: dict[tuple[str, str], str] = {}
-        self._signature: tuple[int, float] | None = None
+        self._signature: tuple[int, float, float] | None = None
         # Handshakes in progress (id -> code) and manual validations that arrived during one.
         self._inflight: dict[str, str] = {}
         self._confirmed_early: set[str] = set()

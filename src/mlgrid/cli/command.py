@@ -347,7 +347,7 @@ def open_client(ctx: typer.Context) -> Client:
     """The SDK client for this invocation (closed with the context)."""
     settings = connection(ctx)
     client = Client(settings.url, settings.token)
-    ctx.meta["mlgrid.token_resolved"] = client.http.token is not None
+    ctx.meta["mlgrid.token_resolved"] = bool(client.http.token)
     ctx.call_on_close(client.close)
     return client
 

@@ -100,6 +100,11 @@ def publish(
     cat cloudevents.json | mlgrid events publish --topic ce-orders
     ```
     """
+    if topic.kind != "topics":
+        raise typer.BadParameter(
+            "only custom topics accept published events (a workspace publishes to its own system topic)",
+            param_hint="'--topic'",
+        )
     events = _read_events(data, file)
     if isinstance(events, dict):
         events = [events]

@@ -594,8 +594,8 @@ class EventsClient:
     ) -> Iterator[dict[str, Any]]:
         """Follow a topic's (or workspace's) events as they are published, like ``tail -f``.
 
-        Starts at ``since`` (default: the server's current time, so only new events show) and
-        polls the retained events with the server's opaque paging cursor, so an event is
+        Starts at ``since`` (default: now, so only events published after the first poll show)
+        and polls the retained events with the server's opaque paging cursor, so an event is
         yielded once even when it arrives between two polls. Stops after ``max_events``
         matching events or ``timeout`` seconds, whichever comes first (never, without them).
         A single ``event_types`` entry is filtered by the server; several, and the subject
@@ -609,6 +609,10 @@ class EventsClient:
             params["eventType"] = event_types[0]
         deadline = None if timeout is None else time.monotonic() + timeout
         cursor = _TailCursor(self._http, source.events_path, params)
+        if since is None:
+            # The Date header has one-second resolution: skip what is already there.
+            for _ in cursor.poll():
+                pass
         emitted = 0
         while True:
             for event in cursor.poll():

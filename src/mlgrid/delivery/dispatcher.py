@@ -95,7 +95,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         endpoint_concurrency: int = 64,
         max_in_flight: int = 1024,
-        max_ready: int = 20_000,
+        max_ready: int = 2048,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
@@ -119,6 +119,9 @@ class Dispatcher:
         self._held: dict[str, set[int]] = {}
         self._wake = asyncio.Event()
         self._policies: dict[tuple[int, int], RetryPolicy] = {}
+        self._stopping = False
+        # When the loop will look again by itself (0: it is running now).
+        self._sleep_until = 0.0
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -139,8 +142,12 @@ class Dispatcher:
             try:
                 self._wake.clear()
                 now = self._clock()
-                room = min(self._max_ready - self._ready_count, CLAIM_PAGE)
-                works = await self._source.take_due(now, room) if room > 0 else []
+                # Take more only when the ready queues run low: admitting costs a database
+                # read, and work taken early only waits longer (on PostgreSQL, under lease).
+                works: list[Work] = []
+                if self._ready_count < self._max_ready // 2:
+                    room = min(self._max_ready - self._ready_count, CLAIM_PAGE)
+                    works = await self._source.take_due(now, room)
                 if works:
                     await self._admit(works, now)
                 self._launch(self._clock())
@@ -151,10 +158,12 @@ class Dispatcher:
                     next_maintenance = now + _MAINTENANCE_SECONDS
                     await self._source.maintain(now)
                 wake_at = self._source.next_wake(now)
-                timeout = next_maintenance - now if wake_at is None else min(wake_at, next_maintenance) - now
+                self._sleep_until = next_maintenance if wake_at is None else min(wake_at, next_maintenance)
+                timeout = self._sleep_until - now
                 if timeout > 0 and not self._wake.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
+                self._sleep_until = 0.0
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -163,6 +172,7 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Cancel attempts in flight: their deliveries stay pending and are attempted again."""
+        self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -214,7 +224,7 @@ class Dispatcher:
 
     def _launch(self, now: float) -> None:
         # Passes of one batch per subscription, so a long queue cannot starve the others.
-        launched = True
+        launched = not self._stopping
         while launched and self._ready and self._in_flight < self._max_in_flight:
             launched = False
             for subscription_id in list(self._ready):
@@ -299,7 +309,18 @@ class Dispatcher:
                 self._in_flight_by_endpoint[key] = remaining
             else:
                 self._in_flight_by_endpoint.pop(key, None)
-            self._wake.set()
+            self._after_attempt()
+
+    def _after_attempt(self) -> None:
+        """Refill the freed capacity at once; wake the loop only when it must take more work
+        (a loop turn per finished attempt would cost more than the attempt's bookkeeping)."""
+        now = self._clock()
+        self._launch(now)
+        if self._ready_count < self._max_ready // 2:
+            # Due now, or earlier than the loop planned to look (a retry just scheduled).
+            wake_at = self._source.next_wake(now)
+            if wake_at is not None and wake_at < self._sleep_until:
+                self._wake.set()
 
     def _policy(self, sub: Subscription) -> RetryPolicy:
         key = (sub.max_delivery_attempts, sub.event_ttl_minutes)

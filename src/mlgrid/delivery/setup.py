@@ -25,6 +25,7 @@ from mlgrid.delivery.dispatcher import Dispatcher
 from mlgrid.delivery.event_cache import EventCache
 from mlgrid.delivery.manage import DeliveryManager
 from mlgrid.delivery.pull import PullService
+from mlgrid.delivery.queue_destinations.registry import QueueDestinations
 from mlgrid.delivery.recorder import OutcomeRecorder
 from mlgrid.delivery.webhook import WebhookDestination, create_session
 from mlgrid.delivery.work import LeaseSource, MemorySource, WorkSource
@@ -57,11 +58,15 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         settings.deny_private_endpoints, limit=MAX_IN_FLIGHT, limit_per_host=ENDPOINT_CONCURRENCY
     )
     source: WorkSource = MemorySource(rt.db) if rt.db.is_sqlite else LeaseSource(rt.db, node)
+    queues = QueueDestinations.create(deny_private=settings.deny_private_endpoints)
     dispatcher = Dispatcher(
         settings=settings,
         metrics=rt.metrics,
         lookup=lookup,
-        destinations={WEBHOOK: WebhookDestination(session, settings.deny_private_endpoints)},
+        destinations={
+            WEBHOOK: WebhookDestination(session, settings.deny_private_endpoints),
+            **queues.by_endpoint_type(),
+        },
         recorder=recorder,
         events=EventCache(rt.db),
         source=source,
@@ -89,5 +94,6 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         await dispatcher.stop()
         await recorder.stop()
         await session.close()
+        await queues.close()
 
     rt.services.setdefault("closers", []).append(close)

@@ -6,13 +6,13 @@ before any advanced filter runs:
 
     topic -> event type (lower-cased; plus one bucket for "all types")
           -> subject prefix table (case-insensitive and case-sensitive kept apart)
-          -> {subscription id: residual predicate}
+          -> {subscription id: (subject suffix, advanced-filter predicate)}
 
 A prefix table maps each distinct ``subjectBeginsWith`` to its subscriptions and remembers
 which prefix lengths occur; an event probes only those lengths of its own subject, so the cost
 grows with the number of distinct prefix *lengths* (a handful), not with the number of
-subscriptions. Only the candidates found that way evaluate their residual predicate (subject
-suffix and advanced filters).
+subscriptions. Only the candidates found that way check their subject suffix and evaluate their
+advanced filters.
 
 The index is plain in-memory state for one event loop: no locks, every update is visible to the
 next ``match``.
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlgrid.filters.compile import CompiledFilter, ResidualPredicate, compile_parts
+from mlgrid.filters.compile import CompiledFilter, EventPredicate, compile_parts
 from mlgrid.filters.model import CLOUD_EVENT_SCHEMA, EventFilter, canonical_schema
 
 _TYPE_FIELDS = {"EventGridSchema": "eventType", "CustomEventSchema": "eventType", CLOUD_EVENT_SCHEMA: "type"}
@@ -45,20 +45,24 @@ class _Entry:
     compiled: CompiledFilter
 
 
+_Check = tuple[str, EventPredicate | None]
+"""What the index still has to verify for a candidate: subject suffix and advanced filters."""
+
+
 class _PrefixTable:
     """Subscriptions keyed by subject prefix, probed with the prefixes of an event's subject."""
 
     __slots__ = ("_length_counts", "by_prefix", "lengths")
 
     def __init__(self) -> None:
-        self.by_prefix: dict[str, dict[str, ResidualPredicate]] = {}
+        self.by_prefix: dict[str, dict[str, _Check]] = {}
         self.lengths: tuple[int, ...] = ()
         self._length_counts: dict[int, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.by_prefix)
 
-    def add(self, prefix: str, subscription_id: str, residual: ResidualPredicate) -> None:
+    def add(self, prefix: str, subscription_id: str, check: _Check) -> None:
         entries = self.by_prefix.get(prefix)
         if entries is None:
             entries = self.by_prefix[prefix] = {}
@@ -66,7 +70,7 @@ class _PrefixTable:
             self._length_counts[len(prefix)] = count + 1
             if count == 0:
                 self.lengths = tuple(sorted(self._length_counts))
-        entries[subscription_id] = residual
+        entries[subscription_id] = check
 
     def discard(self, prefix: str, subscription_id: str) -> None:
         entries = self.by_prefix.get(prefix)
@@ -96,8 +100,8 @@ class _PrefixTable:
             if not evaluate:
                 out.extend(entries)
                 continue
-            for subscription_id, residual in entries.items():
-                if residual(event, subject):
+            for subscription_id, (suffix, advanced) in entries.items():
+                if (not suffix or subject.endswith(suffix)) and (advanced is None or advanced(event)):
                     out.append(subscription_id)
 
 
@@ -150,7 +154,7 @@ class _TopicIndex:
         compiled = entry.compiled
         for bucket in self.buckets(compiled, create=True):
             bucket.table(compiled.case_sensitive).add(
-                compiled.subject_prefix, entry.subscription_id, compiled.residual
+                compiled.subject_prefix, entry.subscription_id, (compiled.subject_suffix, compiled.advanced)
             )
         self.entries[entry.subscription_id] = entry
 

@@ -110,12 +110,15 @@ def canonical_schema(input_schema: str) -> str:
     """The schema a filter is evaluated against: custom events are matched as Event Grid events.
 
     Custom-schema events are normalised to the Event Grid schema by the input mapping before
-    they are matched, so their filters use Event Grid keys. Raises ``ValueError`` for an
-    unknown name, which is a programming error (topics only carry the three known schemas).
+    they are matched, so their filters use Event Grid keys. Names are compared ignoring case.
+    Raises ``ValueError`` for an unknown name, which is a programming error (topics only carry
+    the three known schemas).
     """
     lowered = input_schema.lower()
     if lowered == CLOUD_EVENT_SCHEMA.lower():
         return CLOUD_EVENT_SCHEMA
-    if lowered in (EVENT_GRID_SCHEMA.lower(), CUSTOM_EVENT_SCHEMA.lower()):
+    # "CustomInputSchema" is Azure's name for the same thing on the delivery side; accept it
+    # rather than fail routing over a naming slip.
+    if lowered in (EVENT_GRID_SCHEMA.lower(), CUSTOM_EVENT_SCHEMA.lower(), "custominputschema"):
         return EVENT_GRID_SCHEMA
     raise ValueError(f"unknown input schema {input_schema!r}; expected one of {', '.join(INPUT_SCHEMAS)}")

@@ -146,11 +146,13 @@ async def list_expired(conn: AsyncConnection, now: datetime) -> list[Subscriptio
     return [_row(r) for r in rows]
 
 
-async def signature(conn: AsyncConnection) -> tuple[int, float]:
-    """(row count, latest ``updated_at``): changes whenever any node creates, changes or
-    deletes a subscription, so a node can poll it cheaply and reload only when it moves."""
-    row = (await conn.execute(select(func.count(), func.max(subscriptions.c.updated_at)))).one()
-    return int(row[0]), float(row[1] or 0.0)
+async def signature(conn: AsyncConnection) -> tuple[int, float, float]:
+    """(row count, latest and summed ``updated_at``): changes whenever any node creates,
+    changes or deletes a subscription, so a node can poll it cheaply and reload only when it
+    moves. The sum catches an update stamped earlier than the latest one (clock skew)."""
+    updated = subscriptions.c.updated_at
+    row = (await conn.execute(select(func.count(), func.max(updated), func.sum(updated)))).one()
+    return int(row[0]), float(row[1] or 0.0), float(row[2] or 0.0)
 
 
 async def list_versions(conn: AsyncConnection) -> dict[str, str]:

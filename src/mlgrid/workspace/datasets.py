@@ -12,9 +12,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlgrid.broker.names import check_name
 from mlgrid.errors import NotFound, invalid
@@ -25,6 +23,9 @@ from mlgrid.workspace import tabular
 from mlgrid.workspace.files import discard, stage_file
 from mlgrid.workspace.runs import to_json_text
 from mlgrid.workspace.service import WorkspaceService, new_etag
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATASET_VERSION_COUNTER = "dataset-version"
 MAX_DATASET_BYTES = 2 * 1024**3

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from pandas.api import types as ptypes
+if TYPE_CHECKING:
+    import pandas as pd
 
 CSV = "csv"
 PARQUET = "parquet"
@@ -38,6 +39,8 @@ def detect_format(filename: str, head: bytes) -> str:
 
 def read_table(path: Path, file_format: str) -> pd.DataFrame:
     """The file as a frame; ``ValueError`` with a readable reason when it is not a table."""
+    import pandas as pd  # imported on first use: the server starts without paying for it
+
     try:
         if file_format == PARQUET:
             return pd.read_parquet(path)
@@ -52,6 +55,9 @@ def read_table(path: Path, file_format: str) -> pd.DataFrame:
 
 def parse_timestamps(series: pd.Series) -> pd.Series:
     """The column as UTC date-times; ``ValueError`` saying why it is not a timestamp column."""
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     if ptypes.is_datetime64_any_dtype(series.dtype):
         parsed = pd.to_datetime(series, utc=True)
     elif ptypes.is_bool_dtype(series.dtype) or ptypes.is_numeric_dtype(series.dtype):

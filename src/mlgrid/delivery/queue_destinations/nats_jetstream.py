@@ -158,14 +158,16 @@ class NatsJetStreamDestination:
             )
         if isinstance(exc, nats_errors.MaxPayloadError):
             return final(
-                OutcomeName.PAYLOAD_TOO_LARGE, f"the message is larger than the server allows: {exc}")
+                OutcomeName.PAYLOAD_TOO_LARGE, f"the message is larger than the server allows: {exc}"
+            )
         if isinstance(exc, js_errors.ServiceUnavailableError):
             return failure(OutcomeName.BUSY, f"JetStream is unavailable: {exc.description or exc}")
         if isinstance(exc, js_errors.APIError):
             if exc.err_code == _MESSAGE_TOO_LARGE:
                 return final(
                     OutcomeName.PAYLOAD_TOO_LARGE,
-                    f"the stream refused the message as too large: {exc.description}")
+                    f"the stream refused the message as too large: {exc.description}",
+                )
             return failure(
                 OutcomeName.GENERIC_ERROR, f"JetStream refused the message: {exc.description or exc}"
             )

@@ -127,8 +127,9 @@ def parse_redis_stream_properties(raw: object, field_prefix: str) -> dict[str, A
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         pattern = _REDIS_QUERY.get(name)
         if pattern is None:
-            raise invalid(url_field, f"query parameter {name[:64]!r} is not supported; "
-                          f"use {', '.join(_REDIS_QUERY)}")
+            raise invalid(
+                url_field, f"query parameter {name[:64]!r} is not supported; use {', '.join(_REDIS_QUERY)}"
+            )
         if not pattern.fullmatch(value):
             raise invalid(url_field, f"query parameter {name!r} has an invalid value")
     stream = _name(props.get("stream"), f"{field_prefix}.stream", "stream name")

@@ -66,8 +66,22 @@ class _Link:
             return channel
         async with self.lock:
             if self.channel is None or self.channel.is_closed:
-                self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+                try:
+                    self.channel = await self.connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                except RuntimeError as exc:  # aiormq's "connection closed"
+                    raise ConnectionResetError(f"the connection is closed: {exc}") from exc
             return self.channel
+
+    @property
+    def usable(self) -> bool:
+        """Open, as far as the client knows: aio-pika's own flag only tracks ``close()``,
+        so the underlying aiormq connection (closed when the socket broke) is asked too."""
+        if self.connection.is_closed:
+            return False
+        underlay = getattr(getattr(self.connection, "transport", None), "connection", None)
+        return underlay is not None and not underlay.is_closed
 
 
 async def _close(link: _Link) -> None:
@@ -103,7 +117,7 @@ class RabbitMQDestination:
         self._deny_private = deny_private
         self._timeout = timeout
         self._pool: ConnectionPool[_Link] = ConnectionPool(
-            self._open, _close, lambda link: not link.connection.is_closed, idle_seconds=idle_seconds
+            self._open, _close, lambda link: link.usable, idle_seconds=idle_seconds
         )
 
     async def _open(self, url: str) -> _Link:
@@ -119,8 +133,7 @@ class RabbitMQDestination:
         exchange_name = props.get("exchange")
         routing_key = props.get("routingKey") or ""
         if not isinstance(url, str) or not isinstance(exchange_name, str) or not isinstance(routing_key, str):
-            return final(
-                OutcomeName.GENERIC_ERROR, "the subscription has no RabbitMQ url and exchange")
+            return final(OutcomeName.GENERIC_ERROR, "the subscription has no RabbitMQ url and exchange")
         messages = build_queue_messages(
             events,
             delivery_schema=subscription.event_delivery_schema,
@@ -153,8 +166,13 @@ class RabbitMQDestination:
                         return failure(
                             OutcomeName.GENERIC_ERROR, f"the broker did not confirm the message: {result!r}"
                         )
-        except (TimeoutError, amqp_errors.AMQPError, amqp_errors.ChannelInvalidStateError, OSError,
-                EndpointRefused) as exc:
+        except (
+            TimeoutError,
+            amqp_errors.AMQPError,
+            amqp_errors.ChannelInvalidStateError,
+            OSError,
+            EndpointRefused,
+        ) as exc:
             outcome = self._outcome(exc, exchange_name, routing_key)
             if link is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
                 await self._pool.discard(url, link)

@@ -1,0 +1,160 @@
+"""Submitted jobs (SPEC §9): the server runs a command as a run, captures its log as the
+artifact ``logs/job.log`` and sets Completed/Failed from the exit code; cancelling kills it; a
+job left running by a server that died is Failed at the next start."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlgrid import ApiError, Client
+from mlgrid.client.workspace import Workspace
+from tests.support.ml_workspace import RUN_COMPLETED, RUN_STATUS_CHANGED, admin_client, retained, wait_until
+from tests.support.server import ServerProcess
+
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[Client]:
+    with admin_client(server) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def ws(client: Client, unique_name: str) -> Workspace:
+    return client.workspaces.create(unique_name)
+
+
+def test_a_successful_job_completes_with_its_log(ws: Workspace, tmp_path: Path) -> None:
+    script = (
+        "import os, pathlib; print('run', os.environ['MLGRID_RUN_ID']); print('url', os.environ['MLGRID_URL']); "
+        "print('ws', os.environ['MLGRID_WORKSPACE']); print('cwd', pathlib.Path.cwd()); "
+        "print('token', os.environ.get('MLGRID_TOKEN')); print('team', os.environ['TEAM'])"
+    )
+    run = ws.submit_job(f"{PYTHON} -c \"{script}\" && echo to-stderr >&2", experiment="jobs",
+                        working_directory=tmp_path, environment={"TEAM": "ml"}, tags={"kind": "job"}, wait=True)
+    info = run.info
+    assert info.status == "Completed", info
+    assert info.exit_code == 0
+    assert info.run_type == "job"
+    assert info.tags == {"kind": "job"}
+    log = run.download_artifact("logs/job.log").decode()
+    assert f"run {run.id}" in log
+    assert f"ws {ws.name}" in log
+    assert f"cwd {tmp_path}" in log
+    assert "token None" in log  # no MLGRID_* variable of the server leaks into jobs
+    assert "team ml" in log
+    assert "to-stderr" in log
+    assert [a.path for a in run.artifacts()] == ["logs/job.log"]
+    assert [e["eventType"] for e in retained(ws)] == [RUN_COMPLETED]
+
+
+def test_a_failing_job_is_failed_with_its_exit_code(ws: Workspace) -> None:
+    run = ws.submit_job("echo about to fail; exit 3", experiment="jobs", wait=True)
+    assert run.status == "Failed"
+    assert run.info.exit_code == 3
+    assert run.info.error is not None and "code 3" in run.info.error
+    assert run.download_artifact("logs/job.log") == b"about to fail\n"
+    events = retained(ws)
+    assert [(e["eventType"], e["data"]["RunStatus"]) for e in events] == [(RUN_STATUS_CHANGED, "failed")]
+
+
+def test_a_cancelled_job_is_killed_and_canceled(ws: Workspace, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    run = ws.submit_job(f"touch {marker}; echo started; exec sleep 60", experiment="jobs")
+    assert run.status == "Running"
+    wait_until(marker.exists, what="the job to start")
+    requested = run.cancel()
+    assert requested.status in ("CancelRequested", "Canceled")
+    final = run.wait(timeout=30)
+    assert final.status == "Canceled"
+    assert final.end_time is not None
+    assert b"started" in run.download_artifact("logs/job.log")
+    assert retained(ws) == []  # neither RunCompleted nor a failure
+    with pytest.raises(ApiError) as info:
+        run.update(status="Running")
+    assert info.value.status == 409
+
+
+def test_clients_cannot_set_a_jobs_status(ws: Workspace) -> None:
+    run = ws.submit_job("exec sleep 30", experiment="jobs")
+    try:
+        with pytest.raises(ApiError) as info:
+            run.complete()
+        assert (info.value.status, info.value.code) == (409, "JobStatusManagedByServer")
+        assert run.set_tags({"note": "tags are fine"}).tags == {"note": "tags are fine"}
+    finally:
+        run.cancel()
+        run.wait(timeout=30)
+
+
+def test_bad_job_requests_are_400(ws: Workspace, client: Client) -> None:
+    for body, field in (
+        ({"command": ""}, "command"),
+        ({"command": "true", "workingDirectory": "relative/dir"}, "workingDirectory"),
+        ({"command": "true", "workingDirectory": "/does/not/exist"}, "workingDirectory"),
+        ({"command": "true", "environment": {"MLGRID_RUN_ID": "x"}}, "environment.MLGRID_RUN_ID"),
+        ({"command": "true", "environment": {"X": 1}}, "environment.X"),
+    ):
+        response = client.http.client.post(f"/workspaces/{ws.name}/experiments/jobs/jobs", json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"][0]["target"] == field
+    assert ws.runs() == []
+
+
+def test_a_job_orphaned_by_a_dead_server_is_failed_at_restart(tmp_path: Path) -> None:
+    server = ServerProcess(data_dir=tmp_path / "orphans")
+    server.start()
+    try:
+        with admin_client(server) as sdk:
+            ws = sdk.workspaces.create("orphan-ws")
+            run = ws.submit_job("echo running; exec sleep 120", experiment="jobs")
+            assert run.status == "Running"
+        pid = _job_pid(server, run.id)
+        server.kill()
+        assert _alive(pid)  # the job outlived its server (its own process group)
+        server.start()
+        with admin_client(server) as sdk:
+            info = sdk.workspace("orphan-ws").run(run.id).info
+            assert info.status == "Failed"
+            assert info.error is not None and "stopped" in info.error
+            events = sdk.workspace("orphan-ws").events()
+            assert [(e["eventType"], e["data"]["RunStatus"]) for e in events] == [(RUN_STATUS_CHANGED, "failed")]
+        wait_until(lambda: not _alive(pid), timeout=10, what="the orphaned process to be killed")
+    finally:
+        server.stop()
+
+
+def _job_pid(server: ServerProcess, run_id: str) -> int:
+    """The job's process, found by the MLGRID_RUN_ID in its environment (Linux /proc)."""
+    needle = f"MLGRID_RUN_ID={run_id}".encode()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no process of job {run_id}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
