@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.support.delivery import (
     dead_letters,
     deliveries,
@@ -74,7 +73,9 @@ def test_success_codes_deliver(client: httpx.Client, receiver: Receiver, status:
 @pytest.mark.parametrize(("status", "outcome"), [
     (400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (410, "Gone"), (413, "PayloadTooLarge"),
 ])
-def test_client_errors_are_not_retried(client: httpx.Client, receiver: Receiver, status: int, outcome: str) -> None:
+def test_client_errors_are_not_retried(
+    client: httpx.Client, receiver: Receiver, status: int, outcome: str
+) -> None:
     topic, sub, path, _ = one_event_subscription(client, receiver, [], default=Reply(status))
     [row] = wait_final(client, topic, sub, 1)
     assert row["state"] == "dropped"

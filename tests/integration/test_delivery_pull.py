@@ -17,10 +17,10 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridConsumerClient, EventGridPublisherClient, generate_sas
-
-from mlgrid.client.consumer import PullConsumer, RejectEvent
 from tests.support.delivery import dead_letters, deliveries, make_topic, new_name, subscribe, wait_final
 from tests.support.server import ServerProcess
+
+from mlgrid.client.consumer import PullConsumer, RejectEvent
 
 DEAD_LETTER = {"endpointType": "StorageBlob", "properties": {"blobContainerName": "pulled"}}
 
@@ -73,7 +73,9 @@ def test_lock_expiry_starts(expiring_lock: tuple[Queue, str, float]) -> None:
     assert queue.consumer.receive(max_events=5, max_wait_time=0) == []
 
 
-def test_receive_acknowledge_release_reject_renew_with_the_sdk(server: ServerProcess, client: httpx.Client) -> None:
+def test_receive_acknowledge_release_reject_renew_with_the_sdk(
+    server: ServerProcess, client: httpx.Client
+) -> None:
     queue = Queue(server, client, subscription_properties={"deadLetterDestination": DEAD_LETTER})
     ids = queue.publish(4)
     received = queue.consumer.receive(max_events=10, max_wait_time=10)
@@ -151,7 +153,9 @@ def test_release_with_a_delay_hides_the_event_until_then(server: ServerProcess, 
 def test_long_poll_answers_when_an_event_arrives(server: ServerProcess, client: httpx.Client) -> None:
     queue = Queue(server, client)
     got: list[Any] = []
-    waiter = threading.Thread(target=lambda: got.extend(queue.consumer.receive(max_events=5, max_wait_time=30)))
+    waiter = threading.Thread(
+        target=lambda: got.extend(queue.consumer.receive(max_events=5, max_wait_time=30))
+    )
     waiter.start()
     time.sleep(0.5)
     [event_id] = queue.publish(1)
@@ -196,7 +200,8 @@ def test_credentials(server: ServerProcess, client: httpx.Client) -> None:
     from datetime import UTC, datetime, timedelta
 
     # The SDK's consumer client takes keys only; a SAS token works over plain HTTP.
-    sas = generate_sas(f"{server.url}/topics/{queue.topic}", queue.key, datetime.now(UTC) + timedelta(hours=1))
+    expiry = datetime.now(UTC) + timedelta(hours=1)
+    sas = generate_sas(f"{server.url}/topics/{queue.topic}", queue.key, expiry)
     with_sas = httpx.post(url, params={"maxWaitTime": 0}, headers={"aeg-sas-token": sas})
     assert with_sas.status_code == 200, with_sas.text
     as_header = httpx.post(url, params={"maxWaitTime": 0},

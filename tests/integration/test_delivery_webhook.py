@@ -13,7 +13,6 @@ from decimal import Decimal
 import httpx
 import pytest
 from standardwebhooks import Webhook
-
 from tests.support.delivery import (
     event,
     make_topic,

@@ -29,6 +29,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
+def server(sqlite_server: ServerProcess) -> ServerProcess:
+    """The handshake does not depend on the database (the manual path's storage is covered on
+    both databases in test_subscriptions_service_clock.py): one SQLite server is enough."""
+    return sqlite_server
+
+
+@pytest.fixture(scope="module")
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c

@@ -11,10 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from mlgrid import ApiError, Client
-from mlgrid.client.filters import StringIn
-from mlgrid.client.workspace import Workspace
 from tests.support.ml_workspace import (
     MODEL_REGISTERED,
     RUN_COMPLETED,
@@ -27,6 +23,10 @@ from tests.support.ml_workspace import (
 )
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
+
+from mlgrid import ApiError, Client
+from mlgrid.client.filters import StringIn
+from mlgrid.client.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,12 @@ def test_a_completed_run_yields_exactly_one_run_completed(
     client: Client, receiver: Receiver, unique_name: str
 ) -> None:
     ws = _workspace(client, unique_name, receiver)
-    with ws.start_run(experiment="train", run_type="training", tags={"team": "ml", "epochs": 3},
-                      properties={"algo": "lasso"}) as run:
+    with ws.start_run(
+        experiment="train",
+        run_type="training",
+        tags={"team": "ml", "epochs": 3},
+        properties={"algo": "lasso"},
+    ) as run:
         run.log_metric("rmse", 0.31)
     assert run.status == "Completed"
 
@@ -109,7 +113,9 @@ def test_a_failing_with_block_yields_run_status_changed_failed(
     assert [e["eventType"] for e in _pull_all(ws, 1)] == [RUN_STATUS_CHANGED]
 
 
-def test_by_default_only_failure_emits_run_status_changed(client: Client, receiver: Receiver, unique_name: str) -> None:
+def test_by_default_only_failure_emits_run_status_changed(
+    client: Client, receiver: Receiver, unique_name: str
+) -> None:
     ws = _workspace(client, unique_name, receiver)
     run = ws.start_run(experiment="train", status="Queued")
     run.update(status="Running")
@@ -118,7 +124,9 @@ def test_by_default_only_failure_emits_run_status_changed(client: Client, receiv
     assert retained(ws) == []
 
 
-def test_all_mode_emits_every_status_change_in_order(client: Client, receiver: Receiver, unique_name: str) -> None:
+def test_all_mode_emits_every_status_change_in_order(
+    client: Client, receiver: Receiver, unique_name: str
+) -> None:
     ws = _workspace(client, unique_name, receiver, mode="all")
     run = ws.start_run(experiment="train", status="NotStarted")
     seen = []
@@ -162,8 +170,13 @@ def test_two_registrations_yield_model_registered_1_and_2(
     )
     model_file = tmp_path / "model.pkl"
     model_file.write_bytes(b"not really a pickle")
-    first = ws.register_model("churn-model", path=model_file, tags={"key1": "value1"}, properties={"auc": "0.9"},
-                              description="first")
+    first = ws.register_model(
+        "churn-model",
+        path=model_file,
+        tags={"key1": "value1"},
+        properties={"auc": "0.9"},
+        description="first",
+    )
     second = ws.register_model("churn-model", path=model_file, tags={"key1": "other"})
     assert (first.version, second.version) == ("1", "2")
 

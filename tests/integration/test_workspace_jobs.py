@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.ml_workspace import RUN_COMPLETED, RUN_STATUS_CHANGED, admin_client, retained, wait_until
+from tests.support.server import ServerProcess
 
 from mlgrid import ApiError, Client
 from mlgrid.client.workspace import Workspace
-from tests.support.ml_workspace import RUN_COMPLETED, RUN_STATUS_CHANGED, admin_client, retained, wait_until
-from tests.support.server import ServerProcess
 
 PYTHON = sys.executable
 
@@ -33,12 +33,19 @@ def ws(client: Client, unique_name: str) -> Workspace:
 
 def test_a_successful_job_completes_with_its_log(ws: Workspace, tmp_path: Path) -> None:
     script = (
-        "import os, pathlib; print('run', os.environ['MLGRID_RUN_ID']); print('url', os.environ['MLGRID_URL']); "
+        "import os, pathlib; print('run', os.environ['MLGRID_RUN_ID']); "
+        "print('url', os.environ['MLGRID_URL']); "
         "print('ws', os.environ['MLGRID_WORKSPACE']); print('cwd', pathlib.Path.cwd()); "
         "print('token', os.environ.get('MLGRID_TOKEN')); print('team', os.environ['TEAM'])"
     )
-    run = ws.submit_job(f"{PYTHON} -c \"{script}\" && echo to-stderr >&2", experiment="jobs",
-                        working_directory=tmp_path, environment={"TEAM": "ml"}, tags={"kind": "job"}, wait=True)
+    run = ws.submit_job(
+        f'{PYTHON} -c "{script}" && echo to-stderr >&2',
+        experiment="jobs",
+        working_directory=tmp_path,
+        environment={"TEAM": "ml"},
+        tags={"kind": "job"},
+        wait=True,
+    )
     info = run.info
     assert info.status == "Completed", info
     assert info.exit_code == 0
@@ -125,7 +132,9 @@ def test_a_job_orphaned_by_a_dead_server_is_failed_at_restart(tmp_path: Path) ->
             assert info.status == "Failed"
             assert info.error is not None and "stopped" in info.error
             events = sdk.workspace("orphan-ws").events()
-            assert [(e["eventType"], e["data"]["RunStatus"]) for e in events] == [(RUN_STATUS_CHANGED, "failed")]
+            assert [(e["eventType"], e["data"]["RunStatus"]) for e in events] == [
+                (RUN_STATUS_CHANGED, "failed")
+            ]
         wait_until(lambda: not _alive(pid), timeout=10, what="the orphaned process to be killed")
     finally:
         server.stop()

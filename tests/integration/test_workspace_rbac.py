@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-
-from mlgrid import ApiError, Client
-from mlgrid.client.workspace import Workspace
 from tests.support.ml_workspace import admin_client, principal_token, raw
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
+
+from mlgrid import ApiError, Client
+from mlgrid.client.workspace import Workspace
 
 
 @dataclass
@@ -36,8 +36,10 @@ def receiver() -> Iterator[Receiver]:
 def team(sqlite_server: ServerProcess) -> Team:
     with admin_client(sqlite_server) as admin:
         ws = admin.workspaces.create("rbac-ws")
-        tokens = {name: principal_token(sqlite_server, f"rbac-{name}") for name in
-                  ("reader", "contributor", "owner", "outsider")}
+        tokens = {
+            name: principal_token(sqlite_server, f"rbac-{name}")
+            for name in ("reader", "contributor", "owner", "outsider")
+        }
         ws.assign_role("rbac-reader", "Reader")
         ws.assign_role("rbac-contributor", "Contributor")
         ws.assign_role("rbac-owner", "Owner")
@@ -67,9 +69,14 @@ def test_reader_cannot_create_a_subscription_but_contributor_can(
             ws.create_subscription("reader-sub", endpoint=endpoint)
         assert (denied.value.status, denied.value.code) == (403, "Forbidden")
     with raw(sqlite_server, team.reader) as http:
-        plain = http.put(f"/workspaces/{team.workspace}/eventSubscriptions/reader-sub",
-                         json={"properties": {"destination": {"endpointType": "WebHook",
-                                                               "properties": {"endpointUrl": endpoint}}}})
+        plain = http.put(
+            f"/workspaces/{team.workspace}/eventSubscriptions/reader-sub",
+            json={
+                "properties": {
+                    "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": endpoint}}
+                }
+            },
+        )
         assert plain.status_code == 403
     with _as(sqlite_server, team.contributor) as contributor:
         created = contributor.workspace(team.workspace).create_subscription("contrib-sub", endpoint=endpoint)
@@ -103,7 +110,10 @@ def test_reader_reads_runs_models_and_datasets_but_cannot_write(
         assert _status(lambda: mine.log_metric("loss", 2)) == 403
         assert _status(lambda: mine.upload_bytes("outputs/b.txt", b"b")) == 403
         assert _status(lambda: ws.submit_job("true", experiment="shared")) == 403
-        assert _status(lambda: ws.register_model("reader-model", run_id=run.id, artifact_path="outputs/a.txt")) == 403
+        assert (
+            _status(lambda: ws.register_model("reader-model", run_id=run.id, artifact_path="outputs/a.txt"))
+            == 403
+        )
     assert run.refresh().status == "Running"
 
 
@@ -129,10 +139,13 @@ def test_outsiders_and_anonymous_callers_are_refused(sqlite_server: ServerProces
     anonymous = httpx.get(f"{sqlite_server.url}/workspaces/{team.workspace}/runs")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "Unauthorized"
-    bad = httpx.get(f"{sqlite_server.url}/workspaces/{team.workspace}",
-                    headers={"Authorization": "Bearer not-a-token"})
+    bad = httpx.get(
+        f"{sqlite_server.url}/workspaces/{team.workspace}", headers={"Authorization": "Bearer not-a-token"}
+    )
     assert bad.status_code == 401
-    no_token_sub = httpx.put(f"{sqlite_server.url}/workspaces/{team.workspace}/eventSubscriptions/anon", json={})
+    no_token_sub = httpx.put(
+        f"{sqlite_server.url}/workspaces/{team.workspace}/eventSubscriptions/anon", json={}
+    )
     assert no_token_sub.status_code == 401
 
 

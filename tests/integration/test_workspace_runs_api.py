@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.ml_workspace import admin_client, raw, retained
+from tests.support.server import ServerProcess
 
 from mlgrid import ApiError, Client
 from mlgrid.client.workspace import Workspace
-from tests.support.ml_workspace import admin_client, raw, retained
-from tests.support.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,9 @@ def test_workspace_lifecycle(client: Client, http: httpx.Client, unique_name: st
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["name"] == unique_name
-    assert body["id"].endswith(f"/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices/workspaces/{unique_name}")
+    assert body["id"].endswith(
+        f"/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices/workspaces/{unique_name}"
+    )
     assert body["properties"]["runStatusChangedEvents"] == "failed"
     assert created.headers["etag"] == f'"{body["etag"]}"'
 
@@ -75,7 +77,9 @@ def test_workspace_lifecycle(client: Client, http: httpx.Client, unique_name: st
     assert http.get(f"/systemTopics/{unique_name}").status_code == 404
 
 
-def test_workspace_names_are_validated_and_share_the_topic_namespace(http: httpx.Client, unique_name: str) -> None:
+def test_workspace_names_are_validated_and_share_the_topic_namespace(
+    http: httpx.Client, unique_name: str
+) -> None:
     assert _error(http.put("/workspaces/ab"), 400)["details"][0]["target"] == "workspaceName"
     assert http.put(f"/topics/{unique_name}", json={}).status_code == 201
     assert _error(http.put(f"/workspaces/{unique_name}"), 409)["code"] == "TopicNameInUse"
@@ -91,8 +95,18 @@ def test_start_run_returns_the_spec_shape(ws: Workspace, http: httpx.Client) -> 
     )
     assert response.status_code == 201, response.text
     run = response.json()
-    for key in ("runId", "experimentId", "experimentName", "status", "runType", "tags", "properties", "etag",
-                "startTime", "endTime"):
+    for key in (
+        "runId",
+        "experimentId",
+        "experimentName",
+        "status",
+        "runType",
+        "tags",
+        "properties",
+        "etag",
+        "startTime",
+        "endTime",
+    ):
         assert key in run
     assert run["runId"].startswith("exp-one_")
     prefix, seconds, suffix = run["runId"].rsplit("_", 2)
@@ -187,8 +201,9 @@ def test_bad_patches_are_400_naming_the_field_and_change_nothing(
         ({"tags": {"": 1}}, "tags."),
     ],
 )
-def test_bad_new_runs_are_400_naming_the_field(ws: Workspace, http: httpx.Client, body: dict[str, Any],
-                                               field: str) -> None:
+def test_bad_new_runs_are_400_naming_the_field(
+    ws: Workspace, http: httpx.Client, body: dict[str, Any], field: str
+) -> None:
     response = http.post(f"/workspaces/{ws.name}/experiments/train/runs", json=body)
     assert _error(response, 400)["details"][0]["target"] == field
     assert ws.runs() == []
@@ -218,8 +233,12 @@ def test_listing_and_filtering_runs(ws: Workspace, http: httpx.Client) -> None:
     assert len(page["value"]) == 2 and "nextLink" in page
     rest = http.get(page["nextLink"]).json()
     assert len(rest["value"]) == 1 and "nextLink" not in rest
-    assert _error(http.get(f"/workspaces/{ws.name}/runs", params={"status": "Nope"}), 400)["details"][0][
-        "target"] == "status"
+    assert (
+        _error(http.get(f"/workspaces/{ws.name}/runs", params={"status": "Nope"}), 400)["details"][0][
+            "target"
+        ]
+        == "status"
+    )
     assert {e["name"] for e in ws.experiments()} == {"exp-a", "exp-b"}
 
 
@@ -231,13 +250,19 @@ def test_metrics_are_stored_exactly_and_validated(ws: Workspace, http: httpx.Cli
     run.log_metric("rmse", 0.5, step=0)
     run.log_metrics([("rmse", 0.25, 1), ("acc", 9, 0)])
     path = f"/workspaces/{ws.name}/runs/{run.id}/metrics"
-    exact = http.post(path, content=b'{"metrics": [{"name": "exact", "value": 0.30000000000000001}]}',
-                      headers={"Content-Type": "application/json"})
+    exact = http.post(
+        path,
+        content=b'{"metrics": [{"name": "exact", "value": 0.30000000000000001}]}',
+        headers={"Content-Type": "application/json"},
+    )
     assert exact.status_code == 200, exact.text
     assert b"0.30000000000000001" in http.get(path, params={"name": "exact"}).content
     metrics = run.metrics()
     assert [(m.name, m.step, m.value) for m in metrics if m.name != "exact"] == [
-        ("acc", 0, 9), ("rmse", 0, 0.5), ("rmse", 1, 0.25)]
+        ("acc", 0, 9),
+        ("rmse", 0, 0.5),
+        ("rmse", 1, 0.25),
+    ]
     assert [m.step for m in run.metrics("rmse")] == [0, 1]
     bad = http.post(path, json={"metrics": [{"name": "ok", "value": 1}, {"name": "x", "value": "high"}]})
     assert _error(bad, 400)["details"][0]["target"] == "metrics[1].value"
@@ -265,7 +290,14 @@ def test_artifacts_round_trip_and_list(ws: Workspace, tmp_path: Any) -> None:
 
 @pytest.mark.parametrize(
     "raw_path",
-    ["%2E%2E/escape.txt", "a/%2E%2E/%2E%2E/escape.txt", "%2Fetc%2Fpasswd", "a%5Cb.txt", "a//b.txt", "%2E/a.txt"],
+    [
+        "%2E%2E/escape.txt",
+        "a/%2E%2E/%2E%2E/escape.txt",
+        "%2Fetc%2Fpasswd",
+        "a%5Cb.txt",
+        "a//b.txt",
+        "%2E/a.txt",
+    ],
 )
 def test_artifact_paths_cannot_escape(ws: Workspace, server: ServerProcess, raw_path: str) -> None:
     run = ws.start_run(experiment="train")

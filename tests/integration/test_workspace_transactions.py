@@ -72,7 +72,9 @@ class Stack:
     def subscribe_all(self, workspace: str) -> None:
         """A catch-all subscription in the router, so emitted events create delivery rows."""
         self.subscription_id = str(uuid.uuid4())
-        self.router.upsert(workspace.lower(), self.subscription_id, "catch-all", EventFilter(), "EventGridSchema")
+        self.router.upsert(
+            workspace.lower(), self.subscription_id, "catch-all", EventFilter(), "EventGridSchema"
+        )
 
 
 @pytest.fixture
@@ -143,7 +145,9 @@ async def test_a_failed_commit_leaves_no_model_version_no_event_and_no_files(sta
 
     stack.fail_next_commit("model.register")
     with pytest.raises(InjectedFailure):
-        await stack.models.register_upload(ws, "model-a", [UploadPart("model.pkl", io.BytesIO(b"x"))], metadata)
+        await stack.models.register_upload(
+            ws, "model-a", [UploadPart("model.pkl", io.BytesIO(b"x"))], metadata
+        )
     assert await stack.models.list_models(ws) == []
     assert await stack.events(ws) == []
     assert await stack.pending_deliveries() == 0
@@ -152,7 +156,9 @@ async def test_a_failed_commit_leaves_no_model_version_no_event_and_no_files(sta
 
     # The failed attempt consumed no version number: the first real registration is 1.
     stack.core.before_commit = None
-    view = await stack.models.register_upload(ws, "model-a", [UploadPart("model.pkl", io.BytesIO(b"x"))], metadata)
+    view = await stack.models.register_upload(
+        ws, "model-a", [UploadPart("model.pkl", io.BytesIO(b"x"))], metadata
+    )
     assert view.version == 1
     assert [e.event_type for e in await stack.events(ws)] == [MODEL_REGISTERED]
     assert stack.models.location(view).read_bytes() == b"x"

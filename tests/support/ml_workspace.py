@@ -7,6 +7,7 @@ field in the seed's casing, ``ETag`` and a 20-digit ``Sequencer``, and that the 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,7 +23,16 @@ RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
 MODEL_REGISTERED = "Microsoft.MachineLearningServices.ModelRegistered"
 ENVELOPE_KEYS = {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
-RUN_DATA_KEYS = {"ExperimentId", "ExperimentName", "RunId", "RunType", "RunTags", "RunProperties", "ETag", "Sequencer"}
+RUN_DATA_KEYS = {
+    "ExperimentId",
+    "ExperimentName",
+    "RunId",
+    "RunType",
+    "RunTags",
+    "RunProperties",
+    "ETag",
+    "Sequencer",
+}
 MODEL_DATA_KEYS = {"ModelName", "ModelVersion", "ModelTags", "ModelProperties", "ETag", "Sequencer"}
 SYSTEM_EVENT_TYPES = {e.value for e in SystemEventNames}
 
@@ -53,7 +63,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str =
 def assert_envelope(event: Mapping[str, Any], workspace: Workspace) -> None:
     assert set(event) == ENVELOPE_KEYS, sorted(event)
     assert event["topic"] == workspace.info.id
-    assert event["topic"].endswith(f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace.name}")
+    assert event["topic"].endswith(
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace.name}"
+    )
     assert event["dataVersion"] == ""
     assert event["metadataVersion"] == "1"
     assert event["eventType"] in SYSTEM_EVENT_TYPES
@@ -65,8 +77,9 @@ def assert_envelope(event: Mapping[str, Any], workspace: Workspace) -> None:
     assert isinstance(event["data"]["ETag"], str) and event["data"]["ETag"]
 
 
-def assert_run_event(event: Mapping[str, Any], workspace: Workspace, run: RunInfo, event_type: str,
-                     status: str | None = None) -> None:
+def assert_run_event(
+    event: Mapping[str, Any], workspace: Workspace, run: RunInfo, event_type: str, status: str | None = None
+) -> None:
     """``run`` is the run as it was right after the change the event reports."""
     assert_envelope(event, workspace)
     assert event["eventType"] == event_type
@@ -86,8 +99,15 @@ def assert_run_event(event: Mapping[str, Any], workspace: Workspace, run: RunInf
         assert data["RunStatus"] == (status or run.status).lower()
 
 
-def assert_model_event(event: Mapping[str, Any], workspace: Workspace, name: str, version: str,
-                       tags: Mapping[str, Any], properties: Mapping[str, Any], etag: str) -> None:
+def assert_model_event(
+    event: Mapping[str, Any],
+    workspace: Workspace,
+    name: str,
+    version: str,
+    tags: Mapping[str, Any],
+    properties: Mapping[str, Any],
+    etag: str,
+) -> None:
     assert_envelope(event, workspace)
     assert event["eventType"] == MODEL_REGISTERED
     assert event["subject"] == f"models/{name}:{version}"
@@ -101,7 +121,7 @@ def assert_model_event(event: Mapping[str, Any], workspace: Workspace, name: str
 
 
 def assert_strictly_increasing(values: Sequence[str]) -> None:
-    assert all(a < b for a, b in zip(values, values[1:], strict=False)), values
+    assert all(a < b for a, b in itertools.pairwise(values)), values
 
 
 def raw(server: ServerProcess, token: str | None = None) -> httpx.Client:

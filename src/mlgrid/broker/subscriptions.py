@@ -129,6 +129,10 @@ class SubscriptionService:
         self._inflight: dict[str, str] = {}
         self._confirmed_early: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # Held while a database read or write and the in-memory views that follow it are
+        # brought together, so a refresh that read the table before a local write cannot put
+        # the old state back in memory after that write.
+        self._memory_lock = asyncio.Lock()
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -146,8 +150,9 @@ class SubscriptionService:
         cached_id = self._by_name.get((topic.key, name.lower()))
         if cached_id is not None and cached_id in self._cache:
             return self._cache[cached_id]
-        row = await self._require_row(topic, name)
-        return self._remember(self._decode(row, topic))
+        async with self._memory_lock:
+            row = await self._require_row(topic, name)
+            return self._remember(self._decode(row, topic))
 
     async def get_by_id(self, subscription_id: str) -> Subscription | None:
         """The subscription for a delivery row: the cache, or the database on a miss (a
@@ -155,14 +160,15 @@ class SubscriptionService:
         hit = self._cache.get(subscription_id)
         if hit is not None:
             return hit
-        async with self._db.read() as conn:
-            row = await subscription_store.get_by_id(conn, subscription_id)
-        if row is None:
-            return None
-        topic = await self._topics.find(row.topic_key)
-        if topic is None:
-            return None
-        return self._remember(self._decode(row, topic))
+        async with self._memory_lock:
+            async with self._db.read() as conn:
+                row = await subscription_store.get_by_id(conn, subscription_id)
+            if row is None:
+                return None
+            topic = await self._topics.find(row.topic_key)
+            if topic is None:
+                return None
+            return self._remember(self._decode(row, topic))
 
     def cached(self, subscription_id: str) -> Subscription | None:
         """The cached subscription without touching the database (``None`` on a miss)."""
@@ -234,14 +240,15 @@ class SubscriptionService:
         return await self._save(topic, sub, row, existing)
 
     async def delete(self, topic: Topic, name: str, *, if_match: str | None = None) -> None:
-        async with self._db.write() as conn:
-            row = await subscription_store.get(conn, topic.key, name)
-            if row is None:
-                raise _not_found(topic, name)
-            _check_if_match(if_match, row)
-            await subscription_store.delete_by_id(conn, row.id)
-        sub = self._cache.get(row.id) or self._try_decode(row, topic)
-        self._forget(row.id)
+        async with self._memory_lock:
+            async with self._db.write() as conn:
+                row = await subscription_store.get(conn, topic.key, name)
+                if row is None:
+                    raise _not_found(topic, name)
+                _check_if_match(if_match, row)
+                await subscription_store.delete_by_id(conn, row.id)
+            sub = self._cache.get(row.id) or self._try_decode(row, topic)
+            self._forget(row.id)
         log.info("subscription deleted", extra={"action": "subscription_deleted", "subscription": row.name})
         if sub is not None:
             await self._notify_deleted(sub)
@@ -280,24 +287,26 @@ class SubscriptionService:
             created_at=row.created_at if row is not None else now,
             updated_at=now,
         )
-        async with self._db.write() as conn:
-            current = await subscription_store.get(conn, topic.key, sub.name)
-            if row is None:
-                if current is not None:
-                    raise Conflict(
-                        f"event subscription {sub.name!r} was created by another request meanwhile"
-                    )
-                if await subscription_store.count_for_topic(conn, topic.key) >= MAX_SUBSCRIPTIONS_PER_TOPIC:
-                    raise _limit_reached(topic)
-                await subscription_store.insert(conn, new_row)
-            else:
-                if current is None or current.etag != row.etag:
-                    raise Conflict(
-                        f"event subscription {sub.name!r} was changed or deleted by another request "
-                        "meanwhile; read it again and retry"
-                    )
-                await subscription_store.update(conn, new_row)
-        self._remember(replace(sub, provisioning_state=state, etag=new_row.etag))
+        async with self._memory_lock:
+            async with self._db.write() as conn:
+                current = await subscription_store.get(conn, topic.key, sub.name)
+                if row is None:
+                    if current is not None:
+                        raise Conflict(
+                            f"event subscription {sub.name!r} was created by another request meanwhile"
+                        )
+                    count = await subscription_store.count_for_topic(conn, topic.key)
+                    if count >= MAX_SUBSCRIPTIONS_PER_TOPIC:
+                        raise _limit_reached(topic)
+                    await subscription_store.insert(conn, new_row)
+                else:
+                    if current is None or current.etag != row.etag:
+                        raise Conflict(
+                            f"event subscription {sub.name!r} was changed or deleted by another "
+                            "request meanwhile; read it again and retry"
+                        )
+                    await subscription_store.update(conn, new_row)
+            self._remember(replace(sub, provisioning_state=state, etag=new_row.etag))
         log.info(
             "subscription saved",
             extra={"action": "subscription_saved", "subscription": sub.name, "state": state},
@@ -337,27 +346,27 @@ class SubscriptionService:
             self._confirmed_early.add(subscription_id)
             return {"id": subscription_id, "provisioningState": SUCCEEDED}
         now = self._clock()
-        expired = False
-        async with self._db.write() as conn:
-            row = await subscription_store.get_by_id(conn, subscription_id)
-            if row is None or row.validation_code is None or not hmac.compare_digest(
-                row.validation_code, _hash_code(code)
-            ):
-                raise NotFound("no event subscription validation matches this id and code")
-            if row.provisioning_state == SUCCEEDED:
-                return {"id": row.id, "name": row.name, "provisioningState": SUCCEEDED}
-            if row.provisioning_state != AWAITING_MANUAL_ACTION:
-                raise BadRequest(
-                    f"event subscription {row.name!r} is {row.provisioning_state}; update it to start a new "
-                    "validation",
-                    code="ValidationExpired",
-                )
-            expired = not manual_window_open(row.validation_expires_at, now)
-            new_state = FAILED if expired else SUCCEEDED
-            etag = _new_etag()
-            if not await subscription_store.set_state_if(conn, row.id, row.etag, new_state, etag, now):
-                raise Conflict("the event subscription changed meanwhile; open the newest validationUrl")
-        await self._cache_row(replace(row, provisioning_state=new_state, etag=etag, updated_at=now))
+        async with self._memory_lock:
+            async with self._db.write() as conn:
+                row = await subscription_store.get_by_id(conn, subscription_id)
+                if row is None or row.validation_code is None or not hmac.compare_digest(
+                    row.validation_code, _hash_code(code)
+                ):
+                    raise NotFound("no event subscription validation matches this id and code")
+                if row.provisioning_state == SUCCEEDED:
+                    return {"id": row.id, "name": row.name, "provisioningState": SUCCEEDED}
+                if row.provisioning_state != AWAITING_MANUAL_ACTION:
+                    raise BadRequest(
+                        f"event subscription {row.name!r} is {row.provisioning_state}; update it to "
+                        "start a new validation",
+                        code="ValidationExpired",
+                    )
+                expired = not manual_window_open(row.validation_expires_at, now)
+                new_state = FAILED if expired else SUCCEEDED
+                etag = _new_etag()
+                if not await subscription_store.set_state_if(conn, row.id, row.etag, new_state, etag, now):
+                    raise Conflict("the event subscription changed meanwhile; open the newest validationUrl")
+            await self._cache_row(replace(row, provisioning_state=new_state, etag=etag, updated_at=now))
         if expired:
             raise BadRequest(
                 f"the validationUrl of event subscription {row.name!r} expired "
@@ -372,18 +381,23 @@ class SubscriptionService:
 
     async def load_into_router(self) -> int:
         """Load every stored subscription into the cache and the active ones into the router."""
-        async with self._db.read() as conn:
-            signature = await subscription_store.signature(conn)
-            rows = await subscription_store.list_all(conn)
-        topics: dict[str, Topic | None] = {}
-        for row in rows:
-            await self._cache_row(row, topics)
-        self._signature = signature
+        async with self._memory_lock:
+            async with self._db.read() as conn:
+                signature = await subscription_store.signature(conn)
+                rows = await subscription_store.list_all(conn)
+            topics: dict[str, Topic | None] = {}
+            for row in rows:
+                await self._cache_row(row, topics)
+            self._signature = signature
         log.info("subscriptions loaded", extra={"action": "subscriptions_loaded", "count": len(self._cache)})
         return len(self._cache)
 
     async def refresh(self) -> None:
         """Pick up what other nodes changed: a signature query, then only the changed rows."""
+        async with self._memory_lock:
+            await self._refresh_locked()
+
+    async def _refresh_locked(self) -> None:
         async with self._db.read() as conn:
             signature = await subscription_store.signature(conn)
             if signature == self._signature:
@@ -410,22 +424,25 @@ class SubscriptionService:
             expired = await subscription_store.list_expired(conn, now)
         for row in stale:
             etag = _new_etag()
-            async with self._db.write() as conn:
-                changed = await subscription_store.set_state_if(conn, row.id, row.etag, FAILED, etag, now)
+            async with self._memory_lock:
+                async with self._db.write() as conn:
+                    changed = await subscription_store.set_state_if(conn, row.id, row.etag, FAILED, etag, now)
+                if changed:
+                    await self._cache_row(replace(row, provisioning_state=FAILED, etag=etag, updated_at=now))
             if changed:
-                await self._cache_row(replace(row, provisioning_state=FAILED, etag=etag, updated_at=now))
                 log.info("manual validation window passed",
                          extra={"action": "validation_failed", "subscription": row.name})
         for row in expired:
-            async with self._db.write() as conn:
-                deleted = await subscription_store.delete_if_expired(conn, row.id, now)
-            if not deleted:
-                continue  # another node deleted it and notifies
-            sub = self._cache.get(row.id)
-            if sub is None:
-                topic = await self._topics.find(row.topic_key)
-                sub = self._try_decode(row, topic) if topic is not None else None
-            self._forget(row.id)
+            async with self._memory_lock:
+                async with self._db.write() as conn:
+                    deleted = await subscription_store.delete_if_expired(conn, row.id, now)
+                if not deleted:
+                    continue  # another node deleted it and notifies
+                sub = self._cache.get(row.id)
+                if sub is None:
+                    topic = await self._topics.find(row.topic_key)
+                    sub = self._try_decode(row, topic) if topic is not None else None
+                self._forget(row.id)
             log.info("expired subscription deleted",
                      extra={"action": "subscription_expired", "subscription": row.name})
             if sub is not None:

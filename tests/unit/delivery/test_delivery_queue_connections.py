@@ -12,6 +12,7 @@ from mlgrid.delivery.queue_destinations.connections import (
     ConnectionPool,
     EndpointRefused,
     check_endpoint,
+    scrubbed,
     socket_outcome,
 )
 
@@ -168,3 +169,12 @@ def test_socket_outcome_looks_through_wrappers() -> None:
         outcome = socket_outcome(outer, 30.0)
     assert outcome is not None and outcome.name == OutcomeName.SOCKET_ERROR
     assert socket_outcome(ValueError("not network"), 30.0) is None
+
+
+def test_password_of_the_url_never_reaches_the_detail() -> None:
+    outcome = socket_outcome(ConnectionRefusedError(111, "amqp://guest:s%40cret@h refused s@cret"), 30.0)
+    assert outcome is not None
+    cleaned = scrubbed(outcome, "amqp://guest:s%40cret@h:5672/")
+    assert "s@cret" not in cleaned.detail and "s%40cret" not in cleaned.detail
+    assert "***" in cleaned.detail
+    assert scrubbed(outcome, "amqp://h/") is outcome

@@ -27,9 +27,9 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mlgrid.delivery.endpoint_safety import check_address, check_hostname
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
@@ -42,6 +42,7 @@ __all__ = [
     "check_endpoint",
     "failure",
     "final",
+    "scrubbed",
     "socket_outcome",
     "succeeded",
 ]
@@ -99,6 +100,25 @@ def failure(name: str, detail: str) -> AttemptOutcome:
 def final(name: str, detail: str) -> AttemptOutcome:
     """A failure no retry can fix (refused credentials): dead-lettered at once, like a 401."""
     return AttemptOutcome(succeeded=False, retryable=False, name=name, detail=detail)
+
+
+def scrubbed(outcome: AttemptOutcome, url: str) -> AttemptOutcome:
+    """``outcome`` with the URL's password (if any) masked in its detail.
+
+    The detail is stored with the delivery and shown to Readers; client libraries do not put
+    credentials in their messages today, and this keeps it so if one ever does.
+    """
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return outcome
+    if not password:
+        return outcome
+    detail = outcome.detail
+    for secret in {password, unquote(password)}:
+        if secret and secret in detail:
+            detail = detail.replace(secret, "***")
+    return outcome if detail == outcome.detail else replace(outcome, detail=detail)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

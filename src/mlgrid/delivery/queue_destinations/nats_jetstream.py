@@ -39,6 +39,7 @@ from mlgrid.delivery.queue_destinations.connections import (
     check_endpoint,
     failure,
     final,
+    scrubbed,
     socket_outcome,
     succeeded,
 )
@@ -143,7 +144,7 @@ class NatsJetStreamDestination:
                     if isinstance(result, BaseException):
                         raise result
         except (TimeoutError, nats_errors.Error, OSError, EndpointRefused) as exc:
-            outcome = self._outcome(exc, subject)
+            outcome = scrubbed(self._outcome(exc, subject), url)
             if client is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
                 await self._pool.discard(url, client)
             return outcome

@@ -42,6 +42,7 @@ from mlgrid.delivery.queue_destinations.connections import (
     check_endpoint,
     failure,
     final,
+    scrubbed,
     socket_outcome,
     succeeded,
 )
@@ -173,7 +174,7 @@ class RabbitMQDestination:
             OSError,
             EndpointRefused,
         ) as exc:
-            outcome = self._outcome(exc, exchange_name, routing_key)
+            outcome = scrubbed(self._outcome(exc, exchange_name, routing_key), url)
             if link is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
                 await self._pool.discard(url, link)
             return outcome

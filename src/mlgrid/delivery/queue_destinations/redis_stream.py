@@ -36,6 +36,7 @@ from mlgrid.delivery.queue_destinations.connections import (
     check_endpoint,
     failure,
     final,
+    scrubbed,
     socket_outcome,
     succeeded,
 )
@@ -107,7 +108,7 @@ class RedisStreamDestination:
                             pipe.xadd(stream, fields)
                         await pipe.execute()
         except (TimeoutError, redis_errors.RedisError, OSError, EndpointRefused) as exc:
-            outcome = self._outcome(exc, stream)
+            outcome = scrubbed(self._outcome(exc, stream), url)
             if client is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
                 await self._pool.discard(url, client)
             return outcome

@@ -1,0 +1,130 @@
+"""Parsing workspace request bodies: every rejection names its field (SPEC §12)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from mlgrid.errors import InvalidField
+from mlgrid.workspace import validation as v
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/etc/passwd",
+        "..",
+        "../x",
+        "a/../b",
+        "a/./b",
+        "./a",
+        "a//b",
+        "a/",
+        "a\\b",
+        "a\x00b",
+        "a\nb",
+        "x" * 1025,
+    ],
+)
+def test_unsafe_artifact_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidField) as info:
+        v.check_artifact_path(path)
+    assert info.value.field_name == "path"
+
+
+@pytest.mark.parametrize(
+    "path", ["model.pkl", "outputs/model.pkl", "a/b/c d.txt", "logs/job.log", "..hidden", "a.."]
+)
+def test_safe_artifact_paths_pass_unchanged(path: str) -> None:
+    assert v.check_artifact_path(path) == path
+
+
+def test_properties_must_be_strings() -> None:
+    with pytest.raises(InvalidField) as info:
+        v.parse_properties({"ok": "1", "bad": 2})
+    assert info.value.field_name == "properties.bad"
+
+
+def test_tags_merge_like_json_merge_patch() -> None:
+    assert v.merge_tags({"a": 1, "b": 2}, {"b": None, "c": {"x": 1}}) == {"a": 1, "c": {"x": 1}}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"metrics": []}, "metrics"),
+        ({"metrics": [{"name": "", "value": 1}]}, "metrics[0].name"),
+        ({"metrics": [{"name": "a", "value": True}]}, "metrics[0].value"),
+        ({"metrics": [{"name": "a", "value": 1, "step": 1.5}]}, "metrics[0].step"),
+        ({"metrics": [{"name": "a", "value": 1, "time": "yesterday"}]}, "metrics[0].time"),
+        ({"metrics": [{"name": "a", "value": 1, "unit": "s"}]}, "metrics[0].unit"),
+        ({"other": 1}, "other"),
+    ],
+)
+def test_bad_metrics_name_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidField) as info:
+        v.parse_metrics(body)
+    assert info.value.field_name == field
+
+
+def test_metrics_keep_exact_values() -> None:
+    parsed = v.parse_metrics({"metrics": [{"name": "a", "value": Decimal("0.30000000000000001"), "step": 2}]})
+    assert parsed[0].value == Decimal("0.30000000000000001")
+    assert parsed[0].step == 2
+
+
+def test_run_creation_defaults_and_refuses_terminal_statuses() -> None:
+    assert v.parse_run_create(None) == v.RunCreate()
+    assert v.parse_run_create({"status": "queued"}).status == "Queued"
+    with pytest.raises(InvalidField) as info:
+        v.parse_run_create({"status": "Completed"})
+    assert info.value.field_name == "status"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"properties": {"resourceGroup": 5}}, "properties.resourceGroup"),
+        ({"properties": {"runStatusChangedEvents": "some"}}, "properties.runStatusChangedEvents"),
+        ({"properties": {"other": 1}}, "properties.other"),
+        ({"sku": {}}, "sku"),
+    ],
+)
+def test_bad_workspace_bodies_name_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidField) as info:
+        v.parse_workspace_body(body)
+    assert info.value.field_name == field
+
+
+def test_workspace_mode_is_case_insensitive() -> None:
+    assert v.parse_workspace_body({"properties": {"runStatusChangedEvents": "ALL"}}) == (None, "all")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "command"),
+        ({"command": "true", "workingDirectory": "rel"}, "workingDirectory"),
+        ({"command": "true", "environment": {"1X": "a"}}, "environment.1X"),
+        ({"command": "true", "environment": {"MLGRID_URL": "a"}}, "environment.MLGRID_URL"),
+    ],
+)
+def test_bad_jobs_name_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidField) as info:
+        v.parse_job(body)
+    assert info.value.field_name == field
+
+
+def test_model_sources_are_required_and_safe() -> None:
+    with pytest.raises(InvalidField) as info:
+        v.parse_model_metadata({"runId": "r"}, allow_source=True)
+    assert info.value.field_name == "artifactPath"
+    with pytest.raises(InvalidField):
+        v.parse_model_metadata({"runId": "r", "artifactPath": "/abs"}, allow_source=True)
+    _, run_id, path = v.parse_model_metadata(
+        {"runId": "r", "artifactPath": "outputs/dir/"}, allow_source=True
+    )
+    assert (run_id, path) == ("r", "outputs/dir")
