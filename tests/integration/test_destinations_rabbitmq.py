@@ -309,3 +309,14 @@ async def test_cloud_events_reach_the_queue_and_unroutable_ones_wait_for_a_bindi
 
     (done,) = await wait_until(delivered, "the delivered row")
     assert done["eventId"] == event["id"]
+
+
+async def test_default_exchange_without_such_queue_is_unroutable(destination: RabbitMQDestination) -> None:
+    need_rabbitmq()
+    queue = f"mlgrid-missing-{uuid.uuid4().hex}"
+    sub = subscription_for("RabbitMQ", {"url": AMQP_URL, "exchange": "", "routingKey": queue})
+
+    outcome = await destination.send(sub, [eventgrid_event()], attempt())
+
+    assert outcome.name == OutcomeName.NOT_FOUND and outcome.retryable
+    assert f"no queue named {queue!r}" in outcome.detail

@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from mlgrid.client.filters import AdvancedFilter, filter_json
 from mlgrid.client.http import Transport
 from mlgrid.events.jsoncodec import dumps
 
@@ -167,7 +168,7 @@ def event_subscription_properties(
     subject_begins_with: str | None = None,
     subject_ends_with: str | None = None,
     subject_case_sensitive: bool | None = None,
-    advanced_filters: Sequence[Mapping[str, Any]] | None = None,
+    advanced_filters: Sequence[AdvancedFilter | Mapping[str, Any]] | None = None,
     enable_advanced_filtering_on_arrays: bool | None = None,
     event_delivery_schema: str | None = None,
     max_delivery_attempts: int | None = None,
@@ -187,7 +188,9 @@ def event_subscription_properties(
     ``endpoint`` is the webhook URL, or the ``url`` of a Redis/NATS/RabbitMQ destination; other
     destination fields (``stream``, ``subject``, ``exchange``, ``routingKey``,
     ``receiveLockDurationInSeconds``, ``maxDeliveryCount``, ``signingSecret``) go in
-    ``destination_properties``. ``event_ttl`` is in minutes. ``deadletter_container`` is a blob
+    ``destination_properties``. ``advanced_filters`` are JSON objects or the filter objects of
+    :mod:`mlgrid.client.filters` (``StringIn("data.ModelTags.key1", ["value1"])``).
+    ``event_ttl`` is in minutes. ``deadletter_container`` is a blob
     container name.
     """
     properties: dict[str, Any] = {}
@@ -220,7 +223,7 @@ def event_subscription_properties(
     if enable_advanced_filtering_on_arrays is not None:
         event_filter["enableAdvancedFilteringOnArrays"] = enable_advanced_filtering_on_arrays
     if advanced_filters is not None:
-        event_filter["advancedFilters"] = [dict(f) for f in advanced_filters]
+        event_filter["advancedFilters"] = [filter_json(f) for f in advanced_filters]
     if event_filter:
         properties["filter"] = event_filter
 

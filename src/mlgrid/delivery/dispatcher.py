@@ -64,7 +64,7 @@ SubscriptionLookup = Callable[[str], Awaitable[Subscription | None]]
 #: How long work of a subscription that is not active (awaiting validation) waits to look again.
 _INACTIVE_RECHECK_SECONDS = 5.0
 #: How often leases are renewed and circuit snapshots trimmed.
-_MAINTENANCE_SECONDS = 15.0
+_MAINTENANCE_SECONDS = 10.0
 
 
 def _dt(seconds: float) -> datetime:

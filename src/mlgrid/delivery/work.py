@@ -175,7 +175,7 @@ class LeaseSource(WorkSource):
     persists_holds = True
 
     def __init__(
-        self, db: Database, node_id: str, *, lease_seconds: float = 60.0, poll_interval: float = 0.5
+        self, db: Database, node_id: str, *, lease_seconds: float = 30.0, poll_interval: float = 0.5
     ) -> None:
         self._db = db
         self._node_id = node_id
@@ -185,6 +185,14 @@ class LeaseSource(WorkSource):
         self._timers: list[float] = []
         self._claimed: set[int] = set()
         self._more = False
+
+    async def load(self) -> None:
+        """A node restarting under the same (configured) id takes its old claims back now."""
+        async with self._db.write() as conn:
+            released = await delivery_store.release_claims_of(conn, self._node_id)
+        if released:
+            log.info("released %d claims of this node's previous run", released,
+                     extra={"action": "claims_released", "count": released})
 
     def committed(self, deliveries: Sequence[CommittedDelivery]) -> None:
         self._next_poll = 0.0

@@ -356,6 +356,21 @@ async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], 
         )
 
 
+async def release_claims_of(conn: AsyncConnection, node_id: str) -> int:
+    """Forget the push claims a node held before it restarted, so it resumes them at once
+    instead of waiting for its own leases to run out (pull locks are left to expire)."""
+    result = await conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.claimed_by == node_id,
+            deliveries.c.state == PENDING,
+            deliveries.c.lock_token.is_(None),
+        )
+        .values(claimed_by=None, lease_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
 async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> None:
     """Make waiting deliveries due now (held back by a circuit that has closed since)."""
     if ids:

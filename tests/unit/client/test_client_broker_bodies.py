@@ -220,3 +220,14 @@ def test_event_matcher_is_case_insensitive_like_subscriptions() -> None:
     assert match({"type": "SHOP.ORDERPLACED", "subject": "ORDERS/x/eu"})
     assert event_matcher(["All"])({"eventType": "anything"})
     assert event_matcher()({"eventType": "x", "subject": None})
+
+
+def test_advanced_filters_may_be_filter_objects() -> None:
+    from mlgrid.client.filters import StringIn
+
+    filters = [StringIn("data.ModelTags.key1", ["value1"]), {"operatorType": "IsNotNull", "key": "id"}]
+    properties = event_subscription_properties(advanced_filters=filters)
+    assert properties["filter"]["advancedFilters"] == [
+        {"operatorType": "StringIn", "key": "data.ModelTags.key1", "values": ["value1"]},
+        {"operatorType": "IsNotNull", "key": "id"},
+    ]

@@ -111,3 +111,11 @@ def test_empty_frame_types_every_column_without_using_it() -> None:
 def test_type_columns_keeps_column_order() -> None:
     frame = pd.DataFrame({"b": [1.0] * 5, "a": ["x"] * 5, "c": [True] * 5})
     assert list(type_columns(frame)) == ["b", "a", "c"]
+
+
+def test_column_names_are_strings_and_duplicates_are_skipped() -> None:
+    frame = pd.DataFrame([[1.0, 2.0, 3.0]] * 5, columns=[0, "x", "x"])
+    typing = type_columns(frame)
+    assert list(typing) == ["0", "x"]
+    assert typing["0"].kind is ColumnKind.NUMERIC
+    assert typing["x"].skip_reason == "duplicate column name"

@@ -50,12 +50,19 @@ def top_feature(result: DriftResult) -> str:
 def test_identical_distributions_stay_below_the_threshold_for_every_seed() -> None:
     coefficients = []
     for seed in range(20):
-        result = compute_drift(BASELINE, frame(300, seed=100 + seed), seed=seed)
+        result = compute_drift(BASELINE, frame(1000, seed=100 + seed), seed=seed)
         assert result.coefficient is not None
         coefficients.append(result.coefficient)
         assert not drift_detected(result.coefficient, DEFAULT_THRESHOLD)
     assert max(coefficients) < DEFAULT_THRESHOLD
     assert float(np.mean(coefficients)) < 0.08
+
+
+def test_identical_distributions_in_small_windows_stay_below_the_threshold() -> None:
+    for seed in range(5):
+        result = compute_drift(BASELINE, frame(200, seed=200 + seed), seed=seed)
+        assert result.coefficient is not None
+        assert result.coefficient < DEFAULT_THRESHOLD
 
 
 @pytest.mark.parametrize(
@@ -247,3 +254,21 @@ def test_drift_detected_is_coefficient_at_or_above_threshold(
 def test_max_rows_below_the_minimum_is_refused() -> None:
     with pytest.raises(ValueError):
         compute_drift(BASELINE, BASELINE, max_rows=10)
+
+
+def test_non_string_column_names_are_analysed_by_their_string_form() -> None:
+    baseline = BASELINE[["num", "cat"]].set_axis([1, 2], axis="columns")
+    target = frame(500, seed=2, mean=2.0)[["num", "cat"]].set_axis([1, 2], axis="columns")
+    result = compute_drift(baseline, target)
+    assert set(result.feature_contributions) == {"1", "2"}
+    assert top_feature(result) == "1"
+
+
+def test_many_features_keep_the_permutation_importance_bounded() -> None:
+    rng = np.random.default_rng(0)
+    wide_baseline = pd.DataFrame(rng.normal(size=(1500, 60)), columns=[f"f{i}" for i in range(60)])
+    wide_target = pd.DataFrame(rng.normal(size=(1500, 60)), columns=[f"f{i}" for i in range(60)])
+    wide_target["f42"] += 2.0
+    result = compute_drift(wide_baseline, wide_target)
+    assert result.coefficient is not None and result.coefficient > 0.5
+    assert top_feature(result) == "f42"

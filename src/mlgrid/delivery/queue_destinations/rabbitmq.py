@@ -186,6 +186,8 @@ class RabbitMQDestination:
         if isinstance(exc, amqp_errors.DeliveryError):
             frame = exc.frame
             if isinstance(frame, Basic.Return):
+                if frame.reply_code == _NO_ROUTE and not exchange:
+                    return failure(OutcomeName.NOT_FOUND, f"unroutable: no queue named {routing_key!r}")
                 if frame.reply_code == _NO_ROUTE:
                     return failure(
                         OutcomeName.NOT_FOUND,
@@ -206,7 +208,10 @@ class RabbitMQDestination:
         if isinstance(exc, amqp_errors.ChannelClosed):
             return failure(OutcomeName.GENERIC_ERROR, f"the broker closed the channel: {exc}")
         if isinstance(exc, amqp_errors.ChannelInvalidStateError):
-            return classify_error(ErrorKind.CONNECTION_RESET, f"the channel was closed: {exc}")
+            # Another attempt's error closed the shared channel; the next attempt reopens it.
+            return failure(
+                OutcomeName.GENERIC_ERROR, "the channel was closed by the broker during the attempt"
+            )
         network = socket_outcome(exc, self._timeout)
         if network is not None:
             return network

@@ -53,6 +53,11 @@ CROSS_FIT_BELOW = 1000
 CROSS_FIT_FOLDS = 5
 HELD_OUT_SHARE = 0.3
 PERMUTATION_REPEATS = 2
+IMPORTANCE_ROWS = 2000
+"""Held-out rows (per fold) the permutation importance uses at most: enough to rank features,
+and it bounds the shuffled copies scored to ``IMPORTANCE_ROWS x features x repeats`` rows."""
+
+_PREDICT_BATCH_ROWS = 200_000
 
 _MAX_CATEGORY_CODES = 255
 """``HistGradientBoostingClassifier`` takes at most 255 categories (its bin count) per feature."""
@@ -175,23 +180,27 @@ def _permutation_drop(
 ) -> np.ndarray:
     """Mean drop in held-out ROC AUC when each column is shuffled, one column at a time.
 
-    All shuffled copies are stacked and scored in one ``predict_proba`` call: one call on many
-    rows costs far less than many calls on few rows.
+    Shuffled copies are stacked and scored in as few ``predict_proba`` calls as memory allows:
+    one call on many rows costs far less than many calls on few rows.
     """
+    if len(matrix) > IMPORTANCE_ROWS:
+        keep = np.sort(rng.choice(len(matrix), IMPORTANCE_ROWS, replace=False))
+        matrix, labels = matrix[keep], labels[keep]
     rows, width = matrix.shape
-    copies = np.tile(matrix, (width * PERMUTATION_REPEATS, 1))
-    for column in range(width):
-        for repeat in range(PERMUTATION_REPEATS):
-            block = (column * PERMUTATION_REPEATS + repeat) * rows
-            copies[block : block + rows, column] = matrix[rng.permutation(rows), column]
     reference = roc_auc(labels, model.predict_proba(matrix)[:, 1])
-    shuffled_scores = model.predict_proba(copies)[:, 1].reshape(width, PERMUTATION_REPEATS, rows)
-    return np.array(
-        [
-            np.mean([reference - roc_auc(labels, scores) for scores in shuffled_scores[column]])
-            for column in range(width)
-        ]
-    )
+    columns_per_batch = max(1, _PREDICT_BATCH_ROWS // (rows * PERMUTATION_REPEATS))
+    drops = np.zeros(width)
+    for first in range(0, width, columns_per_batch):
+        batch = range(first, min(width, first + columns_per_batch))
+        copies = np.tile(matrix, (len(batch) * PERMUTATION_REPEATS, 1))
+        for position, column in enumerate(batch):
+            for repeat in range(PERMUTATION_REPEATS):
+                block = (position * PERMUTATION_REPEATS + repeat) * rows
+                copies[block : block + rows, column] = matrix[rng.permutation(rows), column]
+        scores = model.predict_proba(copies)[:, 1].reshape(len(batch), PERMUTATION_REPEATS, rows)
+        for position, column in enumerate(batch):
+            drops[column] = np.mean([reference - roc_auc(labels, shuffled) for shuffled in scores[position]])
+    return drops
 
 
 def separability(sample: EncodedSample, seed: int) -> Separability:
@@ -200,10 +209,10 @@ def separability(sample: EncodedSample, seed: int) -> Separability:
     Expects a balanced sample (as many baseline as target rows), at least ``CROSS_FIT_FOLDS``
     rows per side and at least one feature.
 
-    The model (OpenMP) and numpy (BLAS) run on one thread. The samples are small (thousands of rows), where
-    thread start-up and barriers cost more than they save, and with a second thread contended
-    (another window, the server's own work) a single fit was measured to stall for seconds
-    instead of taking tens of milliseconds. Parallelism belongs across windows, not inside one.
+    The model (OpenMP) and numpy (BLAS) run on one thread. The samples are small (thousands of
+    rows), where thread start-up and barriers cost more than they save, and with the second
+    core busy (another window, the server's own work) a two-thread fit was measured to stall
+    for seconds instead of taking milliseconds. Parallelism belongs across windows.
     """
     with threadpool_limits(limits=1):
         return _separability(sample, seed)

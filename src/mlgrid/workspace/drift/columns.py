@@ -67,13 +67,20 @@ _DATETIME_INFERRED = {"datetime", "datetime64", "date", "time", "timedelta", "ti
 
 
 def type_columns(frame: pd.DataFrame, *, timestamp_column: str | None = None) -> dict[str, ColumnTyping]:
-    """Type every column of ``frame`` (in column order); see the module docstring for the rules."""
-    return {
-        str(name): type_column(
-            frame[name], is_timestamp=(timestamp_column is not None and name == timestamp_column)
-        )
-        for name in frame.columns
-    }
+    """Type every column of ``frame`` (in column order); see the module docstring for the rules.
+
+    Column names are used as strings. A name that occurs twice is skipped: which of the two
+    columns a monitor's ``features`` means would be a guess.
+    """
+    names = [str(name) for name in frame.columns]
+    if len(set(names)) != len(names):
+        duplicated = {name for name in names if names.count(name) > 1}
+        frame = frame.loc[:, [name not in duplicated for name in names]]
+        typing = type_columns(frame, timestamp_column=timestamp_column)
+        skip = ColumnTyping(ColumnKind.UNSUPPORTED, "duplicate column name")
+        return {name: typing.get(name, skip) for name in dict.fromkeys(names)}
+    frame = frame.set_axis(names, axis="columns")
+    return {name: type_column(frame[name], is_timestamp=name == timestamp_column) for name in names}
 
 
 def type_column(series: pd.Series, *, is_timestamp: bool = False) -> ColumnTyping:

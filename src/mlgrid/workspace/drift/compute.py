@@ -8,6 +8,7 @@ synthetic frames.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,7 @@ def select_features(
     baseline column.
     """
     typing = type_columns(baseline, timestamp_column=timestamp_column)
+    window_columns = Counter(str(name) for name in target_window.columns)
     requested = list(typing) if features is None else list(dict.fromkeys(features))
     kinds: dict[str, ColumnKind] = {}
     skipped: dict[str, str] = {}
@@ -78,8 +80,10 @@ def select_features(
             skipped[name] = "not a column of the baseline"
         elif column.skip_reason is not None:
             skipped[name] = column.skip_reason
-        elif name not in target_window.columns:
+        elif window_columns[name] == 0:
             skipped[name] = "not a column of the target window"
+        elif window_columns[name] > 1:
+            skipped[name] = "duplicate column name in the target window"
         else:
             kinds[name] = column.kind
     return kinds, skipped
@@ -125,6 +129,8 @@ def compute_drift(
     if max_rows < MIN_ROWS:
         raise ValueError(f"max_rows must be at least {MIN_ROWS}")
     row_counts = {"baseline": len(baseline), "target": len(target_window)}
+    baseline = baseline.rename(columns=str)
+    target_window = target_window.rename(columns=str)
     kinds, skipped = select_features(baseline, target_window, features, timestamp_column=timestamp_column)
     metrics = _metrics(baseline, target_window, kinds, seed) if len(baseline) and len(target_window) else {}
 
