@@ -108,6 +108,10 @@ def test_jobs(cli: Cli, workspace: str) -> None:
     queued = cli.json("ml", "job", "submit", "-w", workspace, "-e", "jobs", "--command", "true")
     assert queued["runId"].startswith("jobs_")
 
+    slow = cli.run("ml", "job", "submit", "-w", workspace, "-e", "jobs", "--command", "sleep 3", "--wait",
+                   "--timeout", "0.2", "--poll-interval", "0.1", expect=1)
+    assert "is still" in slow.stderr
+
 
 def test_models(cli: Cli, workspace: str, tmp_path: Path) -> None:
     model_file = tmp_path / "model.pkl"

@@ -39,35 +39,36 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def test_kill_9_with_pending_in_flight_and_retrying_deliveries(database: str, tmp_path: Path) -> None:
     # A stable node id lets the restarted node take its own claims back at once (PostgreSQL);
-    # retries 1 s apart keep the failed deliveries waiting when the kill comes.
+    # retries 5 s apart keep the failed deliveries waiting when the kill comes.
     server = ServerProcess(
         data_dir=tmp_path / "data", database_url=database,
-        extra_args=["--retry-schedule", "1,1,1"], env={"MLGRID_NODE_ID": "crash-node"},
+        extra_args=["--retry-schedule", "5,5,5"], env={"MLGRID_NODE_ID": "crash-node"},
     )
-    with Receiver() as receiver:
+    # Two receivers: each endpoint (host and port) has its own concurrency cap.
+    with Receiver() as slow_receiver, Receiver() as flaky_receiver:
         server.start()
         try:
             with server.client() as client:
                 topic, _ = make_topic(client)
-                receiver.configure("/slow", default=Reply(200, delay=2.0))
-                receiver.enqueue("/flaky", *[Reply(500)] * EVENTS)
-                slow = subscribe(client, topic, webhook(receiver.endpoint("/slow")))
-                flaky = subscribe(client, topic, webhook(receiver.endpoint("/flaky")))
+                slow_receiver.configure("/slow", default=Reply(200, delay=4.0))
+                flaky_receiver.enqueue("/flaky", *[Reply(500)] * EVENTS)
+                slow = subscribe(client, topic, webhook(slow_receiver.endpoint("/slow")))
+                flaky = subscribe(client, topic, webhook(flaky_receiver.endpoint("/flaky")))
                 ids = [f"crash-{i}" for i in range(EVENTS)]
                 publish(client, topic, [event(i) for i in ids])
 
                 # In flight on /slow (at most 64 at a time, the rest never attempted yet) and
                 # every /flaky delivery failed once and waits for its retry.
-                notifications(receiver, "/slow", 10)
-                notifications(receiver, "/flaky", EVENTS)
+                notifications(slow_receiver, "/slow", 10)
+                notifications(flaky_receiver, "/flaky", EVENTS)
                 pending_slow = deliveries(client, topic, slow, "pending")
                 pending_flaky = deliveries(client, topic, flaky, "pending")
-                assert len(pending_slow) > EVENTS // 2
                 assert any(d["deliveryAttempts"] == 0 for d in pending_slow)
-                assert len(pending_flaky) > EVENTS // 2
+                # (outcomes are written in batches, so the last few may not show their attempt yet)
+                assert sum(d["deliveryAttempts"] >= 1 for d in pending_flaky) > EVENTS // 2
             server.kill()
 
-            receiver.configure("/slow", default=Reply(200))
+            slow_receiver.configure("/slow", default=Reply(200))
             server.start()
             with server.client() as client:
                 for sub in (slow, flaky):
@@ -76,9 +77,11 @@ def test_kill_9_with_pending_in_flight_and_retrying_deliveries(database: str, tm
                     assert sorted(r["eventId"] for r in rows) == sorted(ids)
                     assert all(r["state"] == "delivered" for r in rows), [
                         r for r in rows if r["state"] != "delivered"]
-                for path in ("/slow", "/flaky"):
-                    wait_until(lambda p=path: set(ids) <= {e["id"] for e in receiver.events(p)},
+                for receiver, path in ((slow_receiver, "/slow"), (flaky_receiver, "/flaky")):
+                    wait_until(lambda r=receiver, p=path: set(ids) <= {e["id"] for e in r.events(p)},
                                what=f"every event at {path}")
-                assert any(int(r.header("aeg-delivery-count") or 0) >= 1 for r in receiver.notifications("/flaky"))
+                flaky_requests = flaky_receiver.notifications("/flaky")
+                counts = [int(r.header("aeg-delivery-count") or 0) for r in flaky_requests]
+                assert max(counts) >= 1
         finally:
             server.stop()

@@ -86,7 +86,9 @@ def event_ids(client: httpx.Client, topic: str) -> list[str]:
     return [e["id"] for e in list_events(client, topic)]
 
 
-def assert_error(response: httpx.Response, status: int, *fragments: str, code: str | None = None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response, status: int, *fragments: str, code: str | None = None
+) -> dict[str, Any]:
     """Assert SPEC §3's error envelope and that the message names every fragment.
 
     ``fragments`` are what the message must contain (an event index such as ``[2]``, a field

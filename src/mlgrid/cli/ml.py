@@ -278,8 +278,8 @@ def _wait_with_status(run: Run, timeout: float, poll_interval: float) -> RunInfo
         while not run.refresh().is_terminal:
             status.update(f"job {run.id}: {run.status}")
             if time.monotonic() > deadline:
-                raise typer.BadParameter(f"the job is still {run.status} after {timeout:g} s",
-                                         param_hint="'--timeout'")
+                typer.echo(f"error: job {run.id} is still {run.status} after {timeout:g} s", err=True)
+                raise typer.Exit(1)
             time.sleep(poll_interval)
     return run.info
 
@@ -318,7 +318,8 @@ def job_submit(
     """Submit a job: the server runs the command as a run, keeps its output as the artifact
     `logs/job.log`, and sets Completed or Failed from its exit code.
 
-    With `--wait` the command returns when the job ends and exits with 1 unless it completed.
+    With `--wait` the command returns when the job ends and exits with 1 unless it completed
+    (or when `--timeout` passes first; the job keeps running).
 
     Examples:
 

@@ -592,6 +592,19 @@ class Workspace:
         path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:acknowledge"
         return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}) or {})
 
+    def release(
+        self, subscription: str, lock_tokens: Sequence[str], delay_seconds: int = 0
+    ) -> dict[str, Any]:
+        """Give received events back (redelivered after ``delay_seconds``: 0, 10, 60, 600, 3600)."""
+        path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:release"
+        params = {"releaseDelayInSeconds": delay_seconds}
+        return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}, params=params) or {})
+
+    def reject(self, subscription: str, lock_tokens: Sequence[str]) -> dict[str, Any]:
+        """Refuse received events: they are dead-lettered (or dropped)."""
+        path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:reject"
+        return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}) or {})
+
     def events(self, event_type: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         """The retained events of the workspace's system topic, oldest first."""
         return _pages(

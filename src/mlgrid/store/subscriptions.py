@@ -101,7 +101,9 @@ async def list_for_topic(conn: AsyncConnection, topic_key: str) -> list[Subscrip
 
 
 async def list_all(conn: AsyncConnection) -> list[SubscriptionRow]:
-    rows = await conn.execute(select(subscriptions).order_by(subscriptions.c.topic_key, subscriptions.c.name_key))
+    rows = await conn.execute(
+        select(subscriptions).order_by(subscriptions.c.topic_key, subscriptions.c.name_key)
+    )
     return [_row(r) for r in rows]
 
 
@@ -131,7 +133,8 @@ async def delete_by_id(conn: AsyncConnection, subscription_id: str) -> bool:
 
 
 async def delete_for_topic(conn: AsyncConnection, topic_key: str) -> list[str]:
-    ids = [r[0] for r in await conn.execute(select(subscriptions.c.id).where(subscriptions.c.topic_key == topic_key))]
+    query = select(subscriptions.c.id).where(subscriptions.c.topic_key == topic_key)
+    ids = [r[0] for r in await conn.execute(query)]
     if ids:
         await conn.execute(delete(subscriptions).where(subscriptions.c.id.in_(ids)))
     return ids
