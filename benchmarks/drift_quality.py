@@ -180,20 +180,23 @@ def _rate(count: int, total: int) -> str:
     return f"{count / total:.1%}" if total else "-"
 
 
-def _jobs(sizes: list[int], repeats: int, null_repeats: int) -> list[tuple[int, Scenario, int]]:
-    """(round, scenario, size) for every window, in rounds that each cover the whole grid.
+def _jobs(sizes: list[int], repeats: int, null_repeats: int, seed: int) -> list[tuple[int, Scenario, int]]:
+    """(repeat, scenario, size) for every window, in rounds that each cover the whole grid.
 
-    Running round by round means a run cut short by the time budget still has every cell of
-    the grid measured, just fewer times.
+    Within a round the order is shuffled (with a fixed seed), so a run cut short by the time
+    budget still has every scenario and size measured, just fewer times.
     """
-    jobs = []
+    rounds: dict[int, list[tuple[int, Scenario, int]]] = defaultdict(list)
     for size in sizes:
         for scenario in SCENARIOS:
             count = repeats if scenario.drifted else null_repeats
             for repeat in range(count):
-                jobs.append((repeat * repeats // count, scenario, size, repeat))
-    jobs.sort(key=lambda job: job[0])
-    return [(repeat, scenario, size) for _, scenario, size, repeat in jobs]
+                rounds[repeat * repeats // count].append((repeat, scenario, size))
+    rng = np.random.default_rng(seed)
+    jobs: list[tuple[int, Scenario, int]] = []
+    for number in sorted(rounds):
+        jobs.extend(rounds[number][i] for i in rng.permutation(len(rounds[number])))
+    return jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-rows", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2, help="windows per drift scenario and size")
     parser.add_argument("--null-repeats", type=int, default=10, help="no-drift windows per size")
-    parser.add_argument("--budget", type=float, default=270.0, help="stop starting windows after this many s")
+    parser.add_argument("--budget", type=float, default=240.0, help="stop starting windows after this many s")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--quick", action="store_true", help="sizes 200 and 2000, fewer windows")
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             detectors["evidently"] = evidently_detector
     print(f"mlgrid compute_drift, threshold {DEFAULT_THRESHOLD}; {note}")
 
-    jobs = _jobs(args.sizes, args.repeats, args.null_repeats)
+    jobs = _jobs(args.sizes, args.repeats, args.null_repeats, args.seed)
     print(f"{len(jobs)} windows x {len(detectors)} detectors, baseline {args.baseline_rows} rows", flush=True)
     baselines: dict[int, pd.DataFrame] = {}
     tallies: Tallies = defaultdict(Tally)

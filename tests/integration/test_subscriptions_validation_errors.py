@@ -245,9 +245,14 @@ CASES: list[tuple[str, Callable[[Body], None], str]] = [
         f"{DEST}.exchange",
     ),
     (
-        "RabbitMQ without routingKey",
-        _destination("RabbitMQ", url="amqp://127.0.0.1", exchange="x"),
+        "RabbitMQ routingKey not a string",
+        _destination("RabbitMQ", url="amqp://127.0.0.1", exchange="x", routingKey=5),
         f"{DEST}.routingKey",
+    ),
+    (
+        "RabbitMQ exchange with a space",
+        _destination("RabbitMQ", url="amqp://127.0.0.1", exchange="a b", routingKey="k"),
+        f"{DEST}.exchange",
     ),
     (
         "RabbitMQ bad scheme",

@@ -42,7 +42,7 @@ def topic_keys(client: httpx.Client, name: str) -> tuple[str, str]:
 def eg_event(event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """A valid Event Grid schema event; keyword arguments override or add fields."""
     event: dict[str, Any] = {
-        "id": event_id or uuid.uuid4().hex,
+        "id": uuid.uuid4().hex if event_id is None else event_id,
         "subject": "items/1",
         "eventType": "Test.ItemCreated",
         "eventTime": EVENT_TIME,
@@ -57,7 +57,7 @@ def cloud_event(event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """A valid CloudEvents 1.0 event in structured JSON form."""
     event: dict[str, Any] = {
         "specversion": "1.0",
-        "id": event_id or uuid.uuid4().hex,
+        "id": uuid.uuid4().hex if event_id is None else event_id,
         "source": "/tests/source",
         "type": "Test.ItemCreated",
         "time": EVENT_TIME,

@@ -27,7 +27,7 @@ from mlgrid.auth.sas import verify_sas
 from mlgrid.broker.access import Scope
 from mlgrid.broker.ingest import PublishBatch
 from mlgrid.broker.topics import Topic, TopicKeys
-from mlgrid.errors import Forbidden, MlgridError, Unauthorized
+from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, PayloadTooLarge, Unauthorized
 from mlgrid.events.namespace import cloudevent_to_eventgrid
 from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body
 from mlgrid.events.schemas import CLOUD_EVENTS, EVENT_GRID
@@ -65,6 +65,19 @@ async def authenticate_data_plane(
     raise Unauthorized(credential.reason)
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with a 413 naming the limit as soon as it is known to be too large
+    (from ``Content-Length``, or while streaming a chunked body), before any of it is parsed."""
+    try:
+        return await read_limited(request, MAX_REQUEST_BYTES, "the request body")
+    except PayloadTooLarge as exc:
+        message = (
+            f"{exc.message}; a request and each event in it may be at most "
+            f"{MAX_REQUEST_BYTES:,} bytes (1 MB)"
+        )
+        raise PayloadTooLarge(message, [ErrorDetail("PayloadTooLarge", message, "body")]) from exc
+
+
 async def _publish(request: Request, topic_name: str, namespace_style: bool) -> Response:
     rt = runtime(request)
     try:
@@ -75,7 +88,7 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
         raise
     try:
         await authenticate_data_plane(request, topic, keys, Action.PUBLISH, (f"/topics/{topic.name}",))
-        body = await read_limited(request, MAX_REQUEST_BYTES, "the request body")
+        body = await _read_body(request)
         now = datetime.now(UTC)
         content_type = request.headers.get("content-type")
         if namespace_style and topic.input_schema == EVENT_GRID:

@@ -92,7 +92,8 @@ class AccessService:
             return
         if scope is None:
             raise Forbidden(f"principal {principal.name!r} may not {action.value}: admin only")
-        authorize(principal, await self.roles(principal, scope), action, resource=f"{scope.kind} {scope.name!r}")
+        roles = await self.roles(principal, scope)
+        authorize(principal, roles, action, resource=f"{scope.kind} {scope.name!r}")
 
     async def allowed(self, principal: Principal, scope: Scope, action: Action) -> bool:
         try:

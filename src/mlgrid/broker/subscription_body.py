@@ -45,6 +45,11 @@ from mlgrid.broker.subscription_model import (
     Subscription,
 )
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
+from mlgrid.delivery.queue_destinations.properties import (
+    parse_nats_jetstream_properties,
+    parse_rabbitmq_properties,
+    parse_redis_stream_properties,
+)
 from mlgrid.delivery.signing import validate_signing_secret
 from mlgrid.delivery.webhook_request import parse_delivery_attribute_mappings
 from mlgrid.errors import invalid
@@ -84,7 +89,6 @@ LIMITS: Final[dict[str, tuple[int, int, int]]] = {
 }
 MAX_LABELS: Final = 100
 MAX_LABEL_LENGTH: Final = 256
-MAX_TARGET_NAME_LENGTH: Final = 256
 
 _PROPS = "properties"
 _DEST = "properties.destination"
@@ -123,9 +127,12 @@ _CONNECTION_SCHEMES: Final[dict[str, tuple[str, ...]]] = {
     NATS_JETSTREAM: ("nats", "tls", "ws", "wss"),
     RABBITMQ: ("amqp", "amqps"),
 }
+_QUEUE_PROPERTY_PARSERS: Final = {
+    REDIS_STREAM: parse_redis_stream_properties,
+    NATS_JETSTREAM: parse_nats_jetstream_properties,
+    RABBITMQ: parse_rabbitmq_properties,
+}
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-# A NATS subject to publish to: dot-separated tokens, no wildcards, no whitespace.
-_NATS_SUBJECT = re.compile(r"^[^.\s*>]+(\.[^.\s*>]+)*$")
 _ABSENT: Final = object()
 
 
@@ -176,14 +183,6 @@ def _choice(raw: object, choices: Sequence[str], field: str) -> str:
                 return choice
     shown = raw if isinstance(raw, str) else type(raw).__name__
     raise invalid(field, f"{str(shown)[:64]!r} is not one of {', '.join(choices)}")
-
-
-def _nonempty_string(raw: object, field: str, max_length: int = MAX_TARGET_NAME_LENGTH) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise invalid(field, "must be a non-empty string")
-    if len(raw) > max_length:
-        raise invalid(field, f"must be at most {max_length} characters")
-    return raw
 
 
 def redact_connection_url(url: str) -> str:
@@ -336,28 +335,10 @@ def _destination(raw: object, existing: Subscription | None) -> Subscription:
                 props.get("maxDeliveryCount"), "maxDeliveryCount", f"{_DEST_PROPS}.maxDeliveryCount"
             ),
         )
+    # The URL is write-only (it may hold a password): a redacted URL sent back keeps the stored one.
     url = _connection_url(props.get("url"), endpoint_type, existing)
-    target: dict[str, Any] = {"url": url}
-    if endpoint_type == REDIS_STREAM:
-        target["stream"] = _nonempty_string(props.get("stream"), f"{_DEST_PROPS}.stream")
-    elif endpoint_type == NATS_JETSTREAM:
-        subject = _nonempty_string(props.get("subject"), f"{_DEST_PROPS}.subject")
-        if not _NATS_SUBJECT.match(subject):
-            raise invalid(
-                f"{_DEST_PROPS}.subject",
-                "must be dot-separated tokens without whitespace or wildcards (* and >)",
-            )
-        target["subject"] = subject
-    else:
-        exchange = props.get("exchange")
-        if not isinstance(exchange, str) or len(exchange) > 255:
-            raise invalid(f"{_DEST_PROPS}.exchange", "must be a string of at most 255 characters "
-                          "(\"\" is the default exchange)")
-        routing_key = props.get("routingKey")
-        if not isinstance(routing_key, str) or len(routing_key.encode()) > 255:
-            raise invalid(f"{_DEST_PROPS}.routingKey", "must be a string of at most 255 bytes")
-        target["exchange"] = exchange
-        target["routingKey"] = routing_key
+    parse_properties = _QUEUE_PROPERTY_PARSERS[endpoint_type]
+    target: dict[str, Any] = parse_properties({**props, "url": url}, _DEST_PROPS)
     return replace(blank, destination_properties=target)
 
 

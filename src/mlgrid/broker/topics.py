@@ -106,7 +106,8 @@ def parse_topic_body(body: object) -> TopicSpec:
         raise invalid("properties.inputSchemaMapping", "is only allowed with CustomEventSchema")
     resource_group = check_resource_group(props.get("resourceGroup", "default"))
     retention = props.get("retentionInDays", 1)
-    if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= MAX_RETENTION_DAYS:
+    is_integer = isinstance(retention, int) and not isinstance(retention, bool)
+    if not is_integer or not 1 <= retention <= MAX_RETENTION_DAYS:
         raise invalid("properties.retentionInDays", f"must be an integer from 1 to {MAX_RETENTION_DAYS}")
     return TopicSpec(schema, mapping, resource_group, retention)
 

@@ -92,6 +92,8 @@ events = Table(
     Column("body", Text, nullable=False),
     UniqueConstraint("topic_key", "event_id"),
     Index("ix_events_topic_published", "topic_key", "published_at"),
+    # Never reuse a seq after deletes: caches and cursors key on it.
+    sqlite_autoincrement=True,
 )
 
 subscriptions = Table(
@@ -138,6 +140,7 @@ deliveries = Table(
     Index("ix_deliveries_subscription_state", "subscription_id", "state"),
     Index("ix_deliveries_event", "event_seq"),
     Index("ix_deliveries_lock_token", "lock_token"),
+    sqlite_autoincrement=True,
 )
 
 dead_letters = Table(

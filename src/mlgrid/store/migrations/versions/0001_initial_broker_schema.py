@@ -41,7 +41,8 @@ def upgrade() -> None:
     sa.Column('published_at', sa.Float(), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_events')),
-    sa.UniqueConstraint('topic_key', 'event_id', name=op.f('uq_events_topic_key_event_id'))
+    sa.UniqueConstraint('topic_key', 'event_id', name=op.f('uq_events_topic_key_event_id')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_topic_published', ['topic_key', 'published_at'], unique=False)
@@ -119,7 +120,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.Column('finished_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['event_seq'], ['events.seq'], name=op.f('fk_deliveries_event_seq_events'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_due', ['state', 'next_attempt_at'], unique=False)
