@@ -40,6 +40,9 @@ from mlgrid.workspace.drift.compute import DEFAULT_THRESHOLD, compute_drift, dri
 Detector = Callable[[pd.DataFrame, pd.DataFrame], "Verdict"]
 """(baseline, window) -> the detector's verdict on the window."""
 
+OTHER_THRESHOLDS = (0.1, 0.15)
+"""Also reported for mlgrid, from the same coefficients: what a lower monitor threshold buys."""
+
 C0_PROBABILITIES = np.array([0.4, 0.3, 0.2, 0.1])
 C0_VALUES = np.array(["red", "green", "blue", "amber"])
 
@@ -176,6 +179,10 @@ class Tally:
 Tallies = dict[tuple[str, str, int], Tally]
 
 
+def _above(tally: Tally, threshold: float) -> int:
+    return sum(coefficient >= threshold for coefficient in tally.coefficients)
+
+
 def _rate(count: int, total: int) -> str:
     return f"{count / total:.1%}" if total else "-"
 
@@ -279,6 +286,13 @@ def _report(tallies: Tallies, names: list[str], sizes: list[int]) -> None:
             f"{np.mean(seconds) if seconds else float('nan'):>10.3f}"
             f"{max(seconds, default=float('nan')):>8.2f}"
         )
+        if name == "mlgrid":
+            for threshold in OTHER_THRESHOLDS:
+                print(
+                    f"{f'mlgrid (threshold {threshold})':<36}"
+                    f"{_rate(sum(_above(t, threshold) for t in drift), drift_windows):>10}"
+                    f"{_rate(sum(_above(t, threshold) for t in calm), calm_windows):>14}"
+                )
         if name == "evidently":
             print(
                 f"{'evidently (any column drifted)':<36}"
@@ -286,6 +300,25 @@ def _report(tallies: Tallies, names: list[str], sizes: list[int]) -> None:
                 f"{_rate(sum(t.any_column for t in calm), calm_windows):>14}"
             )
     print(f"  ({drift_windows} drift windows, {calm_windows} no-drift windows)")
+
+    print("\nNo-drift windows flagged, by window size")
+    calm_label = SCENARIOS[0].label
+    for name in names:
+        cells = [tallies[name, calm_label, size] for size in sizes]
+        print(
+            f"  {name:<28} "
+            + "  ".join(
+                f"{c_size}: {_rate(c.flagged, c.windows)}" for c_size, c in zip(sizes, cells, strict=True)
+            )
+        )
+        if name == "evidently":
+            print(
+                f"  {'evidently (any column)':<28} "
+                + "  ".join(
+                    f"{c_size}: {_rate(c.any_column, c.windows)}"
+                    for c_size, c in zip(sizes, cells, strict=True)
+                )
+            )
 
     print("\nSeconds per window by size (mean)")
     for name in names:

@@ -49,6 +49,8 @@ def _extensions() -> list[Extension]:
         "mlgrid.broker.subscriptions_setup",
         "mlgrid.delivery.setup",
         "mlgrid.workspace.setup",
+        "mlgrid.workspace.drift_setup",
+        "mlgrid.workspace.endpoints_setup",
         "mlgrid.ui.setup",
     ):
         try:
@@ -148,7 +150,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Routers of later layers are included eagerly so that /openapi.json is complete even
     # before the lifespan runs.
     for module_name in ("mlgrid.api.subscriptions", "mlgrid.api.deliveries", "mlgrid.api.pull",
-                        "mlgrid.api.workspaces", "mlgrid.ui.routes"):
+                        "mlgrid.api.workspaces", "mlgrid.api.datadrifts", "mlgrid.api.endpoints",
+                        "mlgrid.ui.routes"):
         try:
             extra: Any = __import__(module_name, fromlist=["router"])
         except ModuleNotFoundError as exc:

@@ -64,11 +64,12 @@ def test_kill_9_with_pending_in_flight_and_retrying_deliveries(database: str, tm
                 notifications(slow_receiver, "/slow", 10)
                 pending_slow = deliveries(client, topic, slow, "pending")
                 assert any(d["deliveryAttempts"] == 0 for d in pending_slow)
-                wait_until(
-                    lambda: [d for d in deliveries(client, topic, flaky, "pending") if d["deliveryAttempts"] == 1]
-                    if len(deliveries(client, topic, flaky, "pending")) == FAILING else None,
-                    what="failed deliveries waiting for their retry",
-                )
+
+                def retry_waiting() -> bool:
+                    rows = deliveries(client, topic, flaky, "pending")
+                    return len(rows) == FAILING and all(d["deliveryAttempts"] == 1 for d in rows)
+
+                wait_until(retry_waiting, what="failed deliveries waiting for their retry")
             server.kill()
 
             slow_receiver.configure("/slow", default=Reply(200))

@@ -348,3 +348,19 @@ def test_delivery_metrics_are_exported(client: httpx.Client, receiver: Receiver)
     assert "mlgrid_delivery_success_events_total" in text
     assert "mlgrid_delivery_attempt_failed_events_total" in text
     assert "mlgrid_destination_processing_duration_seconds" in text
+
+
+def test_an_unhealthy_endpoint_holds_new_events_back_but_drops_nothing(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    topic, _ = make_topic(client)
+    path = "/" + new_name("unhealthy")
+    receiver.configure(path, default=Reply(500))
+    sub = subscribe(client, topic, webhook(receiver.endpoint(path)),
+                    retryPolicy={"maxDeliveryAttempts": 2, "eventTimeToLiveInMinutes": 1440})
+    publish(client, topic, [event(f"cb-{i}") for i in range(15)])
+    rows = wait_final(client, topic, sub, 15, timeout=30)
+    # Every event still got its two attempts: the circuit only delays first attempts.
+    assert all(r["state"] == "dropped" and r["reason"] == "MaxDeliveryAttemptsExceeded" for r in rows)
+    assert all(r["deliveryAttempts"] == 2 for r in rows)
+    assert len(receiver.notifications(path)) == 30

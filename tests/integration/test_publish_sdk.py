@@ -70,8 +70,12 @@ def test_sdk_key_credential_event_grid_events(server: ServerProcess, admin: http
     recorder = Recorder()
     client = EventGridPublisherClient(topic["properties"]["endpoint"], AzureKeyCredential(key1))
     sent = [
-        EventGridEvent(subject="models/m1:1", event_type="Contoso.ModelReady",
-                       data={"score": 0.125, "tags": ["a", "b"], "nested": {"x": None}}, data_version="2.0"),
+        EventGridEvent(
+            subject="models/m1:1",
+            event_type="Contoso.ModelReady",
+            data={"score": 0.125, "tags": ["a", "b"], "nested": {"x": None}},
+            data_version="2.0",
+        ),
         EventGridEvent(subject="", event_type="Contoso.Empty", data="plain string", data_version=""),
         EventGridEvent(subject="s/3", event_type="Contoso.Number", data=42, data_version="1"),
     ]
@@ -114,11 +118,20 @@ def test_sdk_cloud_events_on_cloud_events_topic(server: ServerProcess, admin: ht
     recorder = Recorder()
     client = EventGridPublisherClient(topic["properties"]["endpoint"], AzureKeyCredential(key1))
     sent = [
-        CloudEvent(source="/contoso/models", type="Contoso.ModelReady", subject="models/m1",
-                   data={"score": 0.5, "list": [1, 2, 3]}, dataschema="https://contoso.example/schema",
-                   extensions={"team": "ml", "priority": 3}),
-        CloudEvent(source="/contoso/blobs", type="Contoso.Bytes", data=b"\x00\x01binary",
-                   datacontenttype="application/octet-stream"),
+        CloudEvent(
+            source="/contoso/models",
+            type="Contoso.ModelReady",
+            subject="models/m1",
+            data={"score": 0.5, "list": [1, 2, 3]},
+            dataschema="https://contoso.example/schema",
+            extensions={"team": "ml", "priority": 3},
+        ),
+        CloudEvent(
+            source="/contoso/blobs",
+            type="Contoso.Bytes",
+            data=b"\x00\x01binary",
+            datacontenttype="application/octet-stream",
+        ),
         CloudEvent(source="/contoso/none", type="Contoso.NoData", data=None),
     ]
     client.send(sent, raw_request_hook=recorder)
@@ -144,8 +157,9 @@ def test_sdk_namespace_topic_on_cloud_events_topic(server: ServerProcess, admin:
     recorder = Recorder()
     # The namespace client builds "{endpoint}/topics/{name}:publish": the endpoint is the server.
     client = EventGridPublisherClient(server.url, AzureKeyCredential(key1), namespace_topic=topic["name"])
-    batch = [CloudEvent(source="/ns/src", type="Contoso.Ns", data={"i": i}, subject=f"ns/{i}")
-             for i in range(3)]
+    batch = [
+        CloudEvent(source="/ns/src", type="Contoso.Ns", data={"i": i}, subject=f"ns/{i}") for i in range(3)
+    ]
     client.send(batch, raw_request_hook=recorder)
     single = CloudEvent(source="/ns/src", type="Contoso.NsSingle", data={"single": True})
     client.send(single, raw_request_hook=recorder)
@@ -165,11 +179,19 @@ def test_sdk_namespace_topic_on_event_grid_topic_converts(server: ServerProcess,
     key1, _ = topic_keys(admin, topic["name"])
     recorder = Recorder()
     client = EventGridPublisherClient(server.url, AzureKeyCredential(key1), namespace_topic=topic["name"])
-    client.send([
-        CloudEvent(source="/ns/src", type="Contoso.WithSubject", subject="orders/7", data={"n": 7},
-                   dataschema="#3.0"),
-        CloudEvent(source="/ns/src", type="Contoso.NoSubject", data=[1, 2]),
-    ], raw_request_hook=recorder)
+    client.send(
+        [
+            CloudEvent(
+                source="/ns/src",
+                type="Contoso.WithSubject",
+                subject="orders/7",
+                data={"n": 7},
+                dataschema="#3.0",
+            ),
+            CloudEvent(source="/ns/src", type="Contoso.NoSubject", data=[1, 2]),
+        ],
+        raw_request_hook=recorder,
+    )
 
     stored = by_id(list_events(admin, topic["name"]))
     wire = by_id(recorder.sent_events())
@@ -198,8 +220,13 @@ def target(admin: httpx.Client) -> dict[str, Any]:
     return {"name": topic["name"], "endpoint": topic["properties"]["endpoint"], "key1": key1, "key2": key2}
 
 
-def _publish(server: ServerProcess, target: dict[str, Any], *, headers: dict[str, str] | None = None,
-             params: dict[str, str] | None = None) -> tuple[httpx.Response, str]:
+def _publish(
+    server: ServerProcess,
+    target: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> tuple[httpx.Response, str]:
     event = eg_event()
     response = httpx.post(target["endpoint"], json=[event], headers=headers or {}, params=params, timeout=30)
     return response, event["id"]
@@ -224,8 +251,9 @@ def test_sas_iso_8601_expiry(server: ServerProcess, admin: httpx.Client, target:
         mlgrid_generate_sas(target["endpoint"], target["key1"], later),
         sign_sas(target["endpoint"], later.strftime("%Y-%m-%dT%H:%M:%SZ"), target["key2"]),
         # An offset other than UTC: 12:00+02:00 is 10:00Z.
-        sign_sas(target["endpoint"], later.astimezone(timezone(timedelta(hours=2))).isoformat(),
-                 target["key1"]),
+        sign_sas(
+            target["endpoint"], later.astimezone(timezone(timedelta(hours=2))).isoformat(), target["key1"]
+        ),
     ):
         response, event_id = _publish(server, target, headers={"aeg-sas-token": token})
         _accepted(admin, target, response, event_id)
@@ -239,8 +267,9 @@ def test_sas_en_us_expiry(server: ServerProcess, admin: httpx.Client, target: di
     _accepted(admin, target, response, event_id)
 
 
-def test_sas_in_authorization_header_and_query(server: ServerProcess, admin: httpx.Client,
-                                               target: dict[str, Any]) -> None:
+def test_sas_in_authorization_header_and_query(
+    server: ServerProcess, admin: httpx.Client, target: dict[str, Any]
+) -> None:
     token = sign_sas(target["endpoint"], _en_us(datetime.now(UTC) + timedelta(minutes=5)), target["key2"])
     response, event_id = _publish(server, target, headers={"Authorization": f"SharedAccessSignature {token}"})
     _accepted(admin, target, response, event_id)
@@ -248,8 +277,9 @@ def test_sas_in_authorization_header_and_query(server: ServerProcess, admin: htt
     _accepted(admin, target, response, event_id)
 
 
-def test_key_as_query_parameter_and_shared_access_key(server: ServerProcess, admin: httpx.Client,
-                                                      target: dict[str, Any]) -> None:
+def test_key_as_query_parameter_and_shared_access_key(
+    server: ServerProcess, admin: httpx.Client, target: dict[str, Any]
+) -> None:
     response, event_id = _publish(server, target, params={"aeg-sas-key": target["key2"]})
     _accepted(admin, target, response, event_id)
     shared_access_key = {"Authorization": f"SharedAccessKey {target['key1']}"}
@@ -271,8 +301,9 @@ def test_bearer_with_data_sender(server: ServerProcess, admin: httpx.Client, tar
     assert_error(read, 403, principal)
 
 
-def test_bearer_without_role_is_forbidden(server: ServerProcess, admin: httpx.Client,
-                                          target: dict[str, Any]) -> None:
+def test_bearer_without_role_is_forbidden(
+    server: ServerProcess, admin: httpx.Client, target: dict[str, Any]
+) -> None:
     principal = new_name("norole")
     token = admin.put(f"/principals/{principal}").json()["token"]
     before = event_ids(admin, target["name"])
@@ -295,8 +326,14 @@ def test_bearer_without_role_is_forbidden(server: ServerProcess, admin: httpx.Cl
         ("malformed SAS", {"aeg-sas-token": "r=x&e=y"}, ("SAS token is malformed",)),
     ],
 )
-def test_unauthenticated_is_401(server: ServerProcess, admin: httpx.Client, target: dict[str, Any],
-                                label: str, headers: dict[str, str], fragments: tuple[str, ...]) -> None:
+def test_unauthenticated_is_401(
+    server: ServerProcess,
+    admin: httpx.Client,
+    target: dict[str, Any],
+    label: str,
+    headers: dict[str, str],
+    fragments: tuple[str, ...],
+) -> None:
     before = event_ids(admin, target["name"])
     response, _ = _publish(server, target, headers=headers)
     assert_error(response, 401, *fragments, code="Unauthorized")
@@ -310,8 +347,10 @@ def test_sas_rejections_are_401(server: ServerProcess, admin: httpx.Client, targ
     cases = [
         (sign_sas(target["endpoint"], _en_us(now - timedelta(minutes=5)), target["key1"]), "expired"),
         (sign_sas(target["endpoint"], _en_us(now + timedelta(minutes=5)), other_key), "signature"),
-        (sign_sas(other["properties"]["endpoint"], _en_us(now + timedelta(minutes=5)), target["key1"]),
-         other["name"]),
+        (
+            sign_sas(other["properties"]["endpoint"], _en_us(now + timedelta(minutes=5)), target["key1"]),
+            other["name"],
+        ),
         (sign_sas(target["endpoint"], "next tuesday", target["key1"]), "expiry"),
     ]
     before = event_ids(admin, target["name"])

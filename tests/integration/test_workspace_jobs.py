@@ -167,3 +167,19 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_deleting_a_workspace_stops_its_jobs_and_removes_its_files(
+    client: Client, server: ServerProcess, unique_name: str
+) -> None:
+    ws = client.workspaces.create(unique_name)
+    run = ws.submit_job("echo hi; exec sleep 60", experiment="jobs")
+    pid = _job_pid(server, run.id)
+    files = server.data_dir / "workspaces" / unique_name.lower()
+    assert files.is_dir()
+    client.workspaces.delete(unique_name)
+    wait_until(lambda: not _alive(pid), timeout=10, what="the job to be killed")
+    assert not files.exists()
+    with pytest.raises(ApiError) as info:
+        client.workspace(unique_name)
+    assert info.value.status == 404

@@ -21,8 +21,9 @@ def new_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
-def create_topic(client: httpx.Client, name: str | None = None, schema: str = "EventGridSchema",
-                 **properties: Any) -> dict[str, Any]:
+def create_topic(
+    client: httpx.Client, name: str | None = None, schema: str = "EventGridSchema", **properties: Any
+) -> dict[str, Any]:
     """Create a custom topic (admin client) and return its JSON."""
     name = name or new_name()
     body = {"properties": {"inputSchema": schema, **properties}}

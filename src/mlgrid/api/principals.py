@@ -24,7 +24,7 @@ router = APIRouter(tags=["principals and roles"])
 async def put_principal(name: str, request: Request) -> Response:
     rt = runtime(request)
     principal = await caller(request)
-    await rt.access.require(principal, None, Action.MANAGE_ROLES)
+    await rt.access.require(principal, None, Action.MANAGE_PRINCIPALS)
     token, created = await rt.access.put_principal(name)
     return JSONResponse({"name": name, "token": token}, status_code=201 if created else 200)
 
@@ -32,15 +32,16 @@ async def put_principal(name: str, request: Request) -> Response:
 @router.get("/principals", summary="List principals (admin only)")
 async def list_principals(request: Request) -> dict[str, Any]:
     rt = runtime(request)
-    await rt.access.require(await caller(request), None, Action.MANAGE_ROLES)
+    await rt.access.require(await caller(request), None, Action.MANAGE_PRINCIPALS)
     rows = await rt.access.list_principals()
-    return {"value": [{"name": r.name, "isAdmin": r.is_admin, "createdAt": r.created_at.isoformat()} for r in rows]}
+    return {"value": [{"name": r.name, "isAdmin": r.is_admin, "createdAt": r.created_at.isoformat()}
+                      for r in rows]}
 
 
 @router.delete("/principals/{name}", summary="Delete a principal and its role assignments (admin only)")
 async def delete_principal(name: str, request: Request) -> Response:
     rt = runtime(request)
-    await rt.access.require(await caller(request), None, Action.MANAGE_ROLES)
+    await rt.access.require(await caller(request), None, Action.MANAGE_PRINCIPALS)
     await rt.access.delete_principal(name)
     return Response(status_code=200)
 
@@ -52,7 +53,8 @@ async def put_role(request: Request, scope: Scope, principal_name: str) -> Respo
     body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("body", "must be a JSON object with a role")
-    role_value = body.get("role", (body.get("properties") or {}).get("role") if isinstance(body.get("properties"), dict) else None)
+    properties = body.get("properties")
+    role_value = body.get("role", properties.get("role") if isinstance(properties, dict) else None)
     role, created = await rt.access.assign(scope, principal_name, role_value)
     return JSONResponse(
         {"principal": principal_name, "role": role.value, "scope": f"/{scope.kind}s/{scope.name}"},

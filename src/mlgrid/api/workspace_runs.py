@@ -103,6 +103,10 @@ def run_json(view: RunView) -> dict[str, Any]:
         "createdTime": iso(row.created_at),
         "updatedTime": iso(row.updated_at),
         "error": row.error,
+        # ARM-style identity (SPEC §12: responses carry id and name); a run's name is its id,
+        # as an Azure ML job's name is.
+        "id": row.id,
+        "name": row.id,
     }
     if row.is_job:
         body["job"] = {

@@ -91,7 +91,8 @@ class AccessService:
         if principal.is_admin:
             return
         if scope is None:
-            raise Forbidden(f"principal {principal.name!r} may not {action.value}: admin only")
+            who = principal.name
+            raise Forbidden(f"principal {who!r} may not {action.value}: only the admin principal may")
         roles = await self.roles(principal, scope)
         authorize(principal, roles, action, resource=f"{scope.kind} {scope.name!r}")
 

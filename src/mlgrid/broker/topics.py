@@ -82,17 +82,38 @@ class TopicSpec:
     retention_days: int
 
 
+# Fields of Azure's topic resource that a body copied from a GET (ours or Azure's) carries;
+# they are accepted and ignored. Anything else is a typo worth a 400.
+_ARM_TOP_LEVEL_FIELDS = frozenset(
+    {"properties", "location", "tags", "name", "id", "type", "etag", "sku", "kind", "identity", "systemData"}
+)
+_WRITABLE_PROPERTIES = frozenset({"inputSchema", "inputSchemaMapping", "resourceGroup", "retentionInDays"})
+_IGNORED_PROPERTIES = frozenset(
+    {
+        "provisioningState", "endpoint", "metricResourceId", "publicNetworkAccess", "inboundIpRules",
+        "disableLocalAuth", "dataResidencyBoundary", "privateEndpointConnections",
+        "minimumTlsVersionAllowed", "eventTypeInfo",
+    }
+)
+
+
 def parse_topic_body(body: object) -> TopicSpec:
     if body is None:
         body = {}
     if not isinstance(body, Mapping):
         raise invalid("body", "must be a JSON object")
-    unknown = set(body) - {"properties", "location", "tags", "name", "id", "type"}
+    unknown = set(body) - _ARM_TOP_LEVEL_FIELDS
     if unknown:
         raise invalid(sorted(unknown)[0], "unknown field")
     props = body.get("properties") or {}
     if not isinstance(props, Mapping):
         raise invalid("properties", "must be a JSON object")
+    unknown = set(props) - _WRITABLE_PROPERTIES - _IGNORED_PROPERTIES
+    if unknown:
+        raise invalid(
+            f"properties.{sorted(unknown)[0]}",
+            f"unknown field; a topic has {', '.join(sorted(_WRITABLE_PROPERTIES))}",
+        )
     schema = props.get("inputSchema", EVENT_GRID)
     if schema not in INPUT_SCHEMAS:
         raise invalid("properties.inputSchema", f"must be one of {', '.join(INPUT_SCHEMAS)}")

@@ -40,6 +40,8 @@ app.add_typer(run_app, name="run")
 app.add_typer(job_app, name="job")
 app.add_typer(model_app, name="model")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(__import__("mlgrid.cli.datadrift", fromlist=["app"]).app, name="datadrift")
+app.add_typer(__import__("mlgrid.cli.endpoints", fromlist=["app"]).app, name="endpoint")
 
 WORKSPACE = typer.Option(
     ..., "--workspace-name", "-w", "--workspace", envvar="MLGRID_WORKSPACE", metavar="NAME",

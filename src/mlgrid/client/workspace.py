@@ -38,7 +38,10 @@ from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+from mlgrid.client import drift as drift_api
 from mlgrid.client.broker import event_subscription_properties
+from mlgrid.client.drift import DriftMonitor, DriftRun, to_dataframe
+from mlgrid.client.endpoints import Endpoint, deploy_endpoint, get_endpoint, list_endpoints
 from mlgrid.client.filters import AdvancedFilter, filter_json
 from mlgrid.client.http import ApiError, Transport
 from mlgrid.events.jsoncodec import dumps
@@ -47,6 +50,8 @@ __all__ = [
     "Artifact",
     "Column",
     "Dataset",
+    "DriftMonitor",
+    "DriftRun",
     "Metric",
     "ModelVersion",
     "Run",
@@ -55,6 +60,7 @@ __all__ = [
     "Workspace",
     "WorkspaceInfo",
     "WorkspacesClient",
+    "to_dataframe",
 ]
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
@@ -516,6 +522,79 @@ class Workspace:
                 self.http, "GET", f"{self.path}/datasets/{_segment(name)}/versions/{_segment(str(version))}"
             )
         )
+
+    # --- data-drift monitors ---------------------------------------------------------------
+
+    def create_drift_monitor(
+        self,
+        name: str,
+        baseline_dataset_id: str | Dataset,
+        target_dataset_id: str | Dataset,
+        features: Sequence[str] | None = None,
+        frequency: str = "Day",
+        latency: float = 0,
+        threshold: float = 0.2,
+        schedule_enabled: bool = False,
+    ) -> DriftMonitor:
+        """Create (or replace) a data-drift monitor comparing windows of the target dataset
+        (it needs a timestamp column) with the baseline; ``latency`` is in hours."""
+        body = drift_api.monitor_body(
+            baseline_dataset_id.id if isinstance(baseline_dataset_id, Dataset) else baseline_dataset_id,
+            target_dataset_id.id if isinstance(target_dataset_id, Dataset) else target_dataset_id,
+            features, frequency, latency, threshold, schedule_enabled,
+        )
+        return drift_api.create_monitor(self.http, self.path, name, body)
+
+    def drift_monitor(self, name: str) -> DriftMonitor:
+        return drift_api.get_monitor(self.http, self.path, name)
+
+    def drift_monitors(self) -> list[DriftMonitor]:
+        return drift_api.list_monitors(self.http, self.path)
+
+    def delete_drift_monitor(self, name: str) -> None:
+        self.http.request("DELETE", f"{self.path}/datadrifts/{_segment(name)}")
+
+    # --- endpoints (model deployments) -----------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        models: Sequence[str | ModelVersion] = (),
+        compute_type: str = "Local",
+        entry_script: str | Path | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float = 120.0,
+        *,
+        startup_timeout: float | None = None,
+        if_match: str | None = None,
+    ) -> Endpoint:
+        """Deploy model versions (``"name:version"`` or ``ModelVersion``) to the endpoint
+        ``name`` (created, or redeployed). ``entry_script``: a local file (sent with the
+        request), a path inside a deployed model, or None. With ``wait`` this returns once the
+        endpoint is ``Healthy`` and raises ``DeploymentFailed`` (with the scoring log) if it
+        ends ``Failed`` or ``TimeoutError`` after ``timeout`` seconds."""
+        return deploy_endpoint(
+            self.http,
+            self.path,
+            name,
+            models,
+            compute_type,
+            entry_script,
+            tags,
+            properties,
+            wait=wait,
+            timeout=timeout,
+            startup_timeout=startup_timeout,
+            if_match=if_match,
+        )
+
+    def endpoint(self, name: str) -> Endpoint:
+        return get_endpoint(self.http, self.path, name)
+
+    def endpoints(self) -> list[Endpoint]:
+        return list_endpoints(self.http, self.path)
 
     # --- event subscriptions on the workspace's system topic -------------------------------
 

@@ -119,6 +119,7 @@ class Dispatcher:
         self._held: dict[str, set[int]] = {}
         self._wake = asyncio.Event()
         self._policies: dict[tuple[int, int], RetryPolicy] = {}
+        self._endpoint_keys: dict[str, tuple[str, str]] = {}
         self._stopping = False
         # When the loop will look again by itself (0: it is running now).
         self._sleep_until = 0.0
@@ -157,12 +158,17 @@ class Dispatcher:
                 if now >= next_maintenance:
                     next_maintenance = now + _MAINTENANCE_SECONDS
                     await self._source.maintain(now)
-                wake_at = self._source.next_wake(now)
+                # With the ready queues full, due work waits for capacity: a finished attempt
+                # wakes the loop (``_after_attempt``), not the clock.
+                full = self._ready_count >= self._max_ready // 2
+                wake_at = None if full else self._source.next_wake(now)
                 self._sleep_until = next_maintenance if wake_at is None else min(wake_at, next_maintenance)
                 timeout = self._sleep_until - now
                 if timeout > 0 and not self._wake.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
+                else:
+                    await asyncio.sleep(0)  # never hold the event loop for more than one turn
                 self._sleep_until = 0.0
             except asyncio.CancelledError:
                 raise
@@ -218,9 +224,18 @@ class Dispatcher:
     # -- launching --------------------------------------------------------------------------
 
     def _endpoint(self, sub: Subscription) -> str:
+        """The key of the subscription's endpoint (cached: it is asked on every launch)."""
+        cached = self._endpoint_keys.get(sub.id)
+        if cached is not None and cached[0] == sub.etag:
+            return cached[1]
         if sub.endpoint_type == WEBHOOK and sub.endpoint_url:
-            return endpoint_key(sub.endpoint_url)
-        return f"{sub.endpoint_type}:{sub.id}"
+            key = endpoint_key(sub.endpoint_url)
+        else:
+            key = f"{sub.endpoint_type}:{sub.id}"
+        if len(self._endpoint_keys) > 10_000:
+            self._endpoint_keys.clear()
+        self._endpoint_keys[sub.id] = (sub.etag, key)
+        return key
 
     def _launch(self, now: float) -> None:
         # Passes of one batch per subscription, so a long queue cannot starve the others.

@@ -80,6 +80,10 @@ MAX_REQUEST_BYTES = 1_048_576
 MAX_EVENT_BYTES = 1_048_576
 MAX_EVENTS_PER_REQUEST = 5_000
 MAX_ERROR_DETAILS = 50
+MAX_ID_CHARACTERS = 256
+"""Longest event ``id`` and event type (``eventType``, CloudEvents ``type``) accepted: both are
+stored in indexed columns of this size, and a longer one must be a 400 naming the field, not a
+database error."""
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json"
@@ -163,6 +167,13 @@ def _string_problem(problems: _Problems, target: str, raw: dict[str, Any], key: 
             problems.add(target, "InvalidFieldValue", "must not be empty")
         return
     problems.add(target, "InvalidFieldType", f"must be a string, got {_json_type(value)}")
+
+
+def _length_problem(problems: _Problems, target: str, value: Any) -> None:
+    if type(value) is str and len(value) > MAX_ID_CHARACTERS:
+        problems.add(
+            target, "InvalidFieldValue", f"must be at most {MAX_ID_CHARACTERS} characters, got {len(value):,}"
+        )
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -297,12 +308,14 @@ def _eventgrid_event(
     event_id = raw.get("id")
     if type(event_id) is not str or not event_id:
         _string_problem(problems, f"[{index}].id", raw, "id", empty_ok=False)
+    _length_problem(problems, f"[{index}].id", event_id)
     subject = raw.get("subject")
     if type(subject) is not str:
         _string_problem(problems, f"[{index}].subject", raw, "subject", empty_ok=True)
     event_type = raw.get("eventType")
     if type(event_type) is not str or not event_type:
         _string_problem(problems, f"[{index}].eventType", raw, "eventType", empty_ok=False)
+    _length_problem(problems, f"[{index}].eventType", event_type)
     event_time = raw.get("eventTime")
     if type(event_time) is str:
         event_time = normalise_timestamp(event_time)
@@ -479,6 +492,8 @@ def _custom_event(
     event_type = _mapped_string(
         index, raw, "eventType", mapping.event_type, problems, required=True, empty_ok=False
     )
+    _length_problem(problems, f"[{index}].{mapping.id.source_field or 'id'}", event_id)
+    _length_problem(problems, f"[{index}].{mapping.event_type.source_field or 'eventType'}", event_type)
     subject = _mapped_string(
         index, raw, "subject", mapping.subject, problems, required=mapping.subject.source_field is not None
     )
@@ -572,6 +587,8 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
         value = raw.get(name)
         if type(value) is not str or not value:
             _string_problem(problems, f"{prefix}{name}", raw, name, empty_ok=False)
+        elif name != "source":
+            _length_problem(problems, f"{prefix}{name}", value)
         event[name] = value
     for name in _CE_OPTIONAL_STRINGS:
         value = raw.get(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -96,11 +97,11 @@ def _escape_like(text: str) -> str:
 
 
 def _filtered(
-    query: Select[tuple[object, ...]],
+    query: Select[Any],
     topic_keys: Collection[str],
     type_contains: str | None,
     subject_prefix: str | None,
-) -> Select[tuple[object, ...]]:
+) -> Select[Any]:
     query = query.where(events.c.topic_key.in_(sorted(topic_keys)))
     if type_contains:
         pattern = "%" + _escape_like(type_contains.lower()) + "%"
@@ -158,8 +159,10 @@ async def recent_deliveries(conn: AsyncConnection, subscription_id: str, limit: 
     return [(row_to_delivery(r), r.event_seq, r.event_id, r.event_type) for r in rows]
 
 
-async def last_failure(conn: AsyncConnection, subscription_id: str, states: Sequence[str]) -> LastFailure | None:
-    """The newest delivery (in ``states``) whose last attempt failed.
+async def last_failure(
+    conn: AsyncConnection, subscription_id: str, states: Sequence[str], not_failures: Collection[str]
+) -> LastFailure | None:
+    """The newest delivery (in ``states``) whose last outcome is not one of ``not_failures``.
 
     Walks the (subscription, state) index newest first; failures live in the pending,
     dead-lettered and dropped states, so callers leave ``delivered`` out of ``states``.
@@ -178,6 +181,7 @@ async def last_failure(conn: AsyncConnection, subscription_id: str, states: Sequ
                 deliveries.c.subscription_id == subscription_id,
                 deliveries.c.state == state,
                 deliveries.c.last_outcome.is_not(None),
+                deliveries.c.last_outcome.not_in(sorted(not_failures)),
             )
             .order_by(deliveries.c.id.desc())
             .limit(1)

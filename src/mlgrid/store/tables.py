@@ -287,3 +287,89 @@ workspace_counters = Table(
     Column("object_key", String(255), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    # Model deployments (SPEC §9): the requested definition (``models`` ... ``startup_timeout``,
+    # bumped ``generation`` per PUT) and, in ``active_*``, the deployment that serves now; a
+    # failed redeploy leaves the previous one serving. See ``workspace/endpoints.py``.
+    Column("workspace_key", String(64), primary_key=True),
+    Column("name_key", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("compute_type", String(32), nullable=False),
+    Column("models", Text, nullable=False),  # JSON list of "name:version"
+    Column("entry_script", Text, nullable=True),  # JSON: the entryScript as given
+    Column("tags", Text, nullable=False),
+    Column("properties", Text, nullable=False),
+    Column("startup_timeout", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # Deploying | Healthy | Unhealthy | Failed
+    Column("generation", Integer, nullable=False),
+    Column("deployment_id", String(36), nullable=False),  # of the latest requested deployment
+    Column("active_deployment_id", String(36), nullable=True),
+    Column("active_models", Text, nullable=True),
+    Column("active_entry_script", Text, nullable=True),
+    Column("scoring_port", Integer, nullable=True),
+    Column("scoring_uri", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("node", String(255), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("deployed_at", Float, nullable=True),
+)
+
+drift_monitors = Table(
+    "drift_monitors",
+    metadata,
+    # Data-drift monitors (SPEC §9). ``id`` is the events' DataDriftId; ``schedule_since`` is
+    # the scheduler's persisted progress: every window ending at or before it has been dealt
+    # with (null until the scheduler's first pass). See ``workspace/drift_monitors.py``.
+    Column("id", String(36), primary_key=True),
+    Column("workspace_key", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("baseline_dataset_id", String(36), nullable=False),
+    Column("target_dataset_id", String(36), nullable=False),
+    Column("features", Text, nullable=True),  # JSON list of column names; null = all usable
+    Column("frequency", String(8), nullable=False),  # Day | Week | Month
+    Column("latency_hours", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("schedule_enabled", Boolean, nullable=False),
+    Column("schedule_since", Float, nullable=True),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("workspace_key", "name_key"),
+    Index("ix_drift_monitors_schedule_enabled", "schedule_enabled"),
+)
+
+drift_runs = Table(
+    "drift_runs",
+    metadata,
+    # One analysed window of a monitor. The unique (monitor, window) key is what makes a
+    # window analysed once, also when two nodes' schedulers race on PostgreSQL.
+    Column("id", String(160), primary_key=True),
+    Column("monitor_id", String(36), nullable=False),
+    Column("workspace_key", String(64), nullable=False),
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("coefficient", Float, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("threshold", Float, nullable=False),  # the threshold the window was judged with
+    Column("feature_contributions", Text, nullable=False),  # JSON
+    Column("feature_metrics", Text, nullable=False),  # JSON
+    Column("row_counts", Text, nullable=False),  # JSON
+    Column("skipped_features", Text, nullable=False),  # JSON
+    Column("rows_compared", Integer, nullable=False),
+    Column("baseline_dataset_id", String(36), nullable=False),
+    Column("target_dataset_id", String(36), nullable=False),
+    Column("monitor_etag", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False),  # backfill | schedule
+    Column("event_published", Boolean, nullable=False),
+    Column("event_id", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("monitor_id", "window_start", "window_end"),
+    Index("ix_drift_runs_workspace", "workspace_key"),
+)

@@ -1,0 +1,80 @@
+"""Delivery health of event subscriptions, as the topics and subscription pages show it.
+
+The API lists deliveries one by one; a health summary needs counts, the latest failure and
+the circuit breaker of the endpoint, which only the server has. They are read here, after
+the same permission check the deliveries route makes (``READ_SUBSCRIPTIONS`` on the topic's
+scope). The circuit state is the serving node's view: each node keeps its own breakers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlgrid.api.topics import scope_of
+from mlgrid.auth.roles import Action, Principal
+from mlgrid.broker.subscription_model import WEBHOOK, Subscription
+from mlgrid.broker.topics import Topic
+from mlgrid.delivery.circuit import endpoint_key
+from mlgrid.runtime import Runtime
+from mlgrid.store import dead_letters as dead_letter_store
+from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import event_feed
+from mlgrid.store.event_feed import LastFailure
+
+FAILURE_STATES = ("pending", "deadLettered", "dropped")
+#: Outcomes recorded on deliveries that are not failures (a success, and the pull steps).
+NOT_FAILURES = frozenset({"Succeeded", "Received", "Acknowledged", "Released"})
+
+
+@dataclass(frozen=True)
+class DeliveryHealth:
+    counts: dict[str, int]
+    dead_letters: int
+    last_failure: LastFailure | None
+    circuit: str | None = None  # closed | open | half-open (push destinations on this node)
+    consecutive_failures: int = 0
+    circuit_open_until: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        """One word for a badge: ``unhealthy`` (circuit tripped), ``failing`` (retries or
+        losses), ``healthy`` (deliveries and no failure), ``idle`` (nothing yet)."""
+        if self.circuit in ("open", "half-open"):
+            return "unhealthy"
+        if self.consecutive_failures or self.counts.get("deadLettered") or self.counts.get("dropped"):
+            return "failing"
+        if self.last_failure is not None and self.counts.get("pending"):
+            return "failing"
+        if any(self.counts.values()):
+            return "healthy"
+        return "idle"
+
+
+async def subscription_health(rt: Runtime, principal: Principal, topic: Topic, name: str) -> DeliveryHealth:
+    """Counts per state, dead letters, last failure and circuit of one subscription."""
+    await rt.access.require(principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
+    sub: Subscription = await rt.services["subscriptions"].find(topic, name)
+    async with rt.db.read() as conn:
+        counts = await delivery_store.count_by_state(conn, sub.id)
+        dead = await dead_letter_store.count_for_subscription(conn, sub.id)
+        failure = await event_feed.last_failure(conn, sub.id, FAILURE_STATES, NOT_FAILURES)
+    dispatcher: Any = rt.services.get("dispatcher")
+    if dispatcher is None or sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
+        return DeliveryHealth(counts, dead, failure)
+    snapshot = dispatcher.circuits.state(endpoint_key(sub.endpoint_url), datetime.now(UTC))
+    return DeliveryHealth(
+        counts,
+        dead,
+        failure,
+        circuit=str(snapshot.state.value),
+        consecutive_failures=snapshot.consecutive_failures,
+        circuit_open_until=snapshot.open_until,
+    )
+
+
+async def subscription_id(rt: Runtime, topic: Topic, name: str) -> str:
+    """The internal id of a subscription (the caller has checked the principal's rights)."""
+    sub: Subscription = await rt.services["subscriptions"].find(topic, name)
+    return sub.id

@@ -1,0 +1,240 @@
+// mlgrid web UI: a little vanilla JavaScript on top of server-rendered pages.
+// Live lists use server-sent events (EventSource); everything else works without script.
+"use strict";
+
+(function () {
+  var MAX_ROWS = 500;
+
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+
+  function localTime(date, withDate) {
+    var t = pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+    if (!withDate) return t;
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " + t;
+  }
+
+  function ago(date) {
+    var s = Math.round((Date.now() - date.getTime()) / 1000);
+    if (s < 0) return "in " + describe(-s);
+    return describe(s) + " ago";
+  }
+
+  function describe(s) {
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.round(s / 60) + " min";
+    if (s < 86400) return Math.round(s / 3600) + " h";
+    return Math.round(s / 86400) + " d";
+  }
+
+  function isToday(date) {
+    var now = new Date();
+    return date.getFullYear() === now.getFullYear() && date.getMonth() === now.getMonth() &&
+      date.getDate() === now.getDate();
+  }
+
+  // <time datetime="ISO"> → local time, with the relative time as a tooltip.
+  function enhanceTimes(root) {
+    var nodes = (root || document).querySelectorAll("time[datetime]");
+    for (var i = 0; i < nodes.length; i++) {
+      var node = nodes[i];
+      var date = new Date(node.getAttribute("datetime"));
+      if (isNaN(date.getTime())) continue;
+      node.textContent = localTime(date, !isToday(date));
+      node.title = node.getAttribute("datetime") + " (" + ago(date) + ")";
+    }
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setState(node, state, label) {
+    if (!node) return;
+    node.className = "dot " + state;
+    node.textContent = label;
+  }
+
+  function typeCell(type, url) {
+    var td = el("td");
+    var text = String(type || "");
+    var cut = text.lastIndexOf(".");
+    var link = el("a");
+    link.href = url;
+    if (cut > 0) {
+      link.appendChild(el("span", "type-ns", text.slice(0, cut + 1)));
+      link.appendChild(el("span", "type-name", text.slice(cut + 1)));
+    } else {
+      link.appendChild(el("span", "type-name", text));
+    }
+    td.appendChild(link);
+    return td;
+  }
+
+  // The live event list at "/".
+  function startLive(table) {
+    var tbody = document.getElementById("live-rows");
+    var empty = document.getElementById("live-empty");
+    var stateNode = document.getElementById("stream-state");
+    var countNode = document.getElementById("event-count");
+    var notice = document.getElementById("stream-notice");
+    var pauseButton = document.getElementById("pause");
+    var clearButton = document.getElementById("clear");
+    var paused = false;
+    var ready = false;
+    var held = [];
+
+    function count() {
+      countNode.textContent = String(tbody.rows.length);
+      empty.classList.toggle("hidden", tbody.rows.length > 0);
+    }
+
+    function add(ev, fresh) {
+      var tr = el("tr", fresh ? "fresh" : "");
+      tr.setAttribute("data-seq", ev.seq);
+      tr.setAttribute("data-event-id", ev.id);
+      tr.setAttribute("data-event-type", ev.type);
+      var date = new Date(ev.time);
+      var timeCell = el("td");
+      var time = el("time", "", localTime(date, !isToday(date)));
+      time.setAttribute("datetime", ev.time);
+      time.title = ev.time;
+      timeCell.appendChild(time);
+      tr.appendChild(timeCell);
+      var topicCell = el("td", "", ev.topic);
+      if (ev.topicKind === "system") topicCell.appendChild(el("span", "badge neutral small", "workspace"));
+      tr.appendChild(topicCell);
+      tr.appendChild(typeCell(ev.type, ev.url));
+      tr.appendChild(el("td", "subject", ev.subject));
+      var idCell = el("td");
+      var code = el("code", "small", ev.id.length > 18 ? ev.id.slice(0, 17) + "…" : ev.id);
+      code.title = ev.id;
+      idCell.appendChild(code);
+      tr.appendChild(idCell);
+      tr.addEventListener("click", function (e) {
+        if (e.target.closest("a")) return;
+        window.location.href = ev.url;
+      });
+      tbody.insertBefore(tr, tbody.firstChild);
+      while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(tbody.rows.length - 1);
+    }
+
+    var source = new EventSource(table.getAttribute("data-stream"));
+    source.addEventListener("open", function () { if (!paused) setState(stateNode, "live", "live"); });
+    source.addEventListener("error", function () {
+      setState(stateNode, "down", source.readyState === 2 ? "disconnected" : "reconnecting…");
+    });
+    source.addEventListener("ready", function () {
+      ready = true;
+      if (!paused) setState(stateNode, "live", "live");
+      count();
+    });
+    source.addEventListener("event", function (message) {
+      var ev = JSON.parse(message.data);
+      if (paused) { held.push(ev); return; }
+      add(ev, ready);
+      count();
+    });
+    source.addEventListener("skipped", function (message) {
+      var info = JSON.parse(message.data);
+      notice.textContent = "Events arrive faster than this page can show them: " + info.reason + ".";
+      notice.classList.remove("hidden");
+    });
+    pauseButton.addEventListener("click", function () {
+      paused = !paused;
+      pauseButton.setAttribute("aria-pressed", paused ? "true" : "false");
+      pauseButton.textContent = paused ? "Resume" : "Pause";
+      if (paused) {
+        setState(stateNode, "paused", "paused");
+      } else {
+        setState(stateNode, "live", "live");
+        held.forEach(function (ev) { add(ev, true); });
+        held = [];
+        count();
+      }
+    });
+    clearButton.addEventListener("click", function () {
+      while (tbody.rows.length) tbody.deleteRow(0);
+      count();
+    });
+    window.addEventListener("beforeunload", function () { source.close(); });
+  }
+
+  // The viewer of a Queue subscription.
+  function startViewer(list) {
+    var stateNode = document.getElementById("viewer-state");
+    var countNode = document.getElementById("viewer-count");
+    var empty = document.getElementById("viewer-empty");
+    var ready = false;
+    var source = new EventSource(list.getAttribute("data-stream"));
+    source.addEventListener("open", function () { setState(stateNode, "live", "live"); });
+    source.addEventListener("error", function () {
+      setState(stateNode, "down", source.readyState === 2 ? "disconnected" : "reconnecting…");
+    });
+    source.addEventListener("ready", function () { ready = true; setState(stateNode, "live", "live"); });
+    source.addEventListener("failure", function (message) {
+      var info = JSON.parse(message.data);
+      setState(stateNode, "down", info.status + " " + info.code);
+      empty.textContent = info.message;
+      empty.classList.add("error");
+      source.close();
+    });
+    source.addEventListener("event", function (message) {
+      var item = JSON.parse(message.data);
+      var box = el("article", ready ? "viewer-item fresh" : "viewer-item");
+      box.setAttribute("data-event-id", item.id || "");
+      var head = el("header");
+      head.appendChild(el("strong", "", item.type));
+      head.appendChild(el("code", "small", item.subject));
+      head.appendChild(el("span", "muted small", "id " + item.id));
+      if (item.time) {
+        var time = el("time", "small muted", item.time);
+        time.setAttribute("datetime", item.time);
+        head.appendChild(time);
+        enhanceTimes(head);
+      }
+      if (item.deliveryCount) head.appendChild(el("span", "badge neutral", "delivery " + item.deliveryCount));
+      box.appendChild(head);
+      box.appendChild(el("pre", "json", JSON.stringify(item.event, null, 2)));
+      list.insertBefore(box, list.firstChild);
+      while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
+      countNode.textContent = String(list.children.length);
+      empty.classList.add("hidden");
+    });
+    window.addEventListener("beforeunload", function () { source.close(); });
+  }
+
+  function wireForms() {
+    var forms = document.querySelectorAll("form[data-confirm]");
+    for (var i = 0; i < forms.length; i++) {
+      forms[i].addEventListener("submit", function (e) {
+        if (!window.confirm(this.getAttribute("data-confirm"))) e.preventDefault();
+      });
+    }
+    var all = document.querySelectorAll("input[data-select-all]");
+    for (var j = 0; j < all.length; j++) {
+      all[j].addEventListener("change", function () {
+        var boxes = document.querySelectorAll('input[type=checkbox][form="' + this.getAttribute("data-select-all") + '"]');
+        for (var k = 0; k < boxes.length; k++) boxes[k].checked = this.checked;
+      });
+    }
+    var backs = document.querySelectorAll("a[data-back]");
+    for (var b = 0; b < backs.length; b++) {
+      backs[b].addEventListener("click", function (e) {
+        if (window.history.length > 1) { e.preventDefault(); window.history.back(); }
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    enhanceTimes(document);
+    wireForms();
+    var live = document.getElementById("live-table");
+    if (live) startLive(live);
+    var viewer = document.getElementById("viewer-list");
+    if (viewer) startViewer(viewer);
+    window.setInterval(function () { enhanceTimes(document); }, 30000);
+  });
+})();

@@ -1,0 +1,37 @@
+"""Start-up of model deployments: the endpoint service, its recovery and its supervisor.
+
+``server.py`` awaits ``setup`` after the workspace's own setup (it needs
+``rt.services["workspace"]`` and ``"workspace.models"``). Registered:
+
+* ``rt.services["workspace.endpoints"]`` — ``EndpointService``;
+* a starter (run once the ingest writer runs) that kills leftover scoring processes of a
+  crashed server, brings the serving deployments back and finishes pending ones;
+* the reconciliation task, and a closer that stops every scoring process on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+
+from mlgrid.runtime import Runtime
+from mlgrid.workspace.endpoints import EndpointService
+from mlgrid.workspace.jobs import default_node_id
+
+
+async def setup(rt: Runtime, app: FastAPI) -> None:
+    service = EndpointService(
+        rt.services["workspace"],
+        rt.services["workspace.models"],
+        node_id=default_node_id(rt.settings.node_id),
+        single_node=rt.db.is_sqlite,
+    )
+    rt.services["workspace.endpoints"] = service
+
+    async def start() -> None:
+        await service.start()
+        rt.tasks.append(asyncio.create_task(service.run(), name="mlgrid-endpoints"))
+
+    rt.services.setdefault("starters", []).append(start)
+    rt.services.setdefault("closers", []).append(service.shutdown)
