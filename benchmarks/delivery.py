@@ -114,6 +114,10 @@ async def start_receiver(sink: Sink) -> tuple[web.AppRunner, str]:
 # -- the server ------------------------------------------------------------------------------
 
 
+#: Servers started by this run, stopped however the run ends (SIGTERM included).
+_SERVERS: list[Server] = []
+
+
 class Server:
     def __init__(self, data_dir: Path, database_url: str) -> None:
         self.data_dir = data_dir
@@ -126,6 +130,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
         self._log = (data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        _SERVERS.append(self)
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -328,7 +333,8 @@ async def run(args: argparse.Namespace) -> None:
             print("\n(c) ceiling: plain aiohttp POST loop to the same receiver (64 concurrent, own process)")
             top = await ceiling(receiver_url, args.events * 4, args.seconds)
             ratio = rates[(1, 1)] / top if top else 0.0
-            print(f"    {top:,.0f} requests/s; mlgrid unbatched, 1 subscription: {rates[(1, 1)]:,.0f} events/s "
+            ours = rates[(1, 1)]
+            print(f"    {top:,.0f} requests/s; mlgrid unbatched, 1 subscription: {ours:,.0f} events/s "
                   f"= {ratio:.2f} of the ceiling", flush=True)
             print("\ntargets: ratio >= 0.5 unbatched; p50 <= 5 ms and p99 <= 50 ms at 500 events/s (SQLite)")
     finally:
@@ -340,9 +346,12 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--events", type=int, default=5000, help="events per unbatched measurement (x4 batched)")
+    parser.add_argument("--events", type=int, default=5000,
+                        help="events per unbatched measurement (x4 batched)")
     parser.add_argument("--seconds", type=float, default=25.0, help="time bound per measurement")
     parser.add_argument("--latency-seconds", type=float, default=6.0, help="length of the 500 events/s run")
     parser.add_argument("--ceiling-worker", default="", help=argparse.SUPPRESS)
@@ -350,6 +359,14 @@ def main() -> None:
     if args.ceiling_worker:
         asyncio.run(_ceiling_worker(args.ceiling_worker, args.events, args.seconds))
         return
+
+    def terminated(_signum: int, _frame: object) -> None:
+        for server in _SERVERS:
+            if server.process.poll() is None:
+                server.process.kill()
+        sys.exit(1)
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         import uvloop
 

@@ -302,23 +302,15 @@ def _report(tallies: Tallies, names: list[str], sizes: list[int]) -> None:
     print(f"  ({drift_windows} drift windows, {calm_windows} no-drift windows)")
 
     print("\nNo-drift windows flagged, by window size")
-    calm_label = SCENARIOS[0].label
     for name in names:
-        cells = [tallies[name, calm_label, size] for size in sizes]
-        print(
-            f"  {name:<28} "
-            + "  ".join(
-                f"{c_size}: {_rate(c.flagged, c.windows)}" for c_size, c in zip(sizes, cells, strict=True)
-            )
-        )
+        calm_by_size = {size: tallies[name, SCENARIOS[0].label, size] for size in sizes}
+        flagged = "  ".join(f"{size}: {_rate(t.flagged, t.windows)}" for size, t in calm_by_size.items())
+        print(f"  {name:<24} {flagged}")
         if name == "evidently":
-            print(
-                f"  {'evidently (any column)':<28} "
-                + "  ".join(
-                    f"{c_size}: {_rate(c.any_column, c.windows)}"
-                    for c_size, c in zip(sizes, cells, strict=True)
-                )
+            any_column = "  ".join(
+                f"{size}: {_rate(t.any_column, t.windows)}" for size, t in calm_by_size.items()
             )
+            print(f"  {'evidently (any column)':<24} {any_column}")
 
     print("\nSeconds per window by size (mean)")
     for name in names:

@@ -45,8 +45,11 @@ def test_a_deployed_model_scores_and_yields_exactly_one_model_deployed(
     client: Client, receiver: Receiver, unique_name: str, tmp_path: Path
 ) -> None:
     ws = client.workspaces.create(unique_name)
-    ws.create_subscription("deployments", endpoint=receiver.endpoint(f"/{unique_name}"),
-                           included_event_types=["Microsoft.MachineLearningServices.ModelDeployed"])
+    ws.create_subscription(
+        "deployments",
+        endpoint=receiver.endpoint(f"/{unique_name}"),
+        included_event_types=["Microsoft.MachineLearningServices.ModelDeployed"],
+    )
     model = iris_classifier()
     registered = register_bytes(ws, "iris-clf", "model.pkl", pickle_bytes(model), tmp_path)
     assert registered.version == "1"
@@ -72,8 +75,9 @@ def test_a_deployed_model_scores_and_yields_exactly_one_model_deployed(
 
     events = deployed_events(ws)
     assert len(events) == 1
-    assert_deployed_event(events[0], ws, "iris-api", "iris-clf:1", {"team": "ml", "stage": 2},
-                          {"owner": "alice"}, endpoint.etag)
+    assert_deployed_event(
+        events[0], ws, "iris-api", "iris-clf:1", {"team": "ml", "stage": 2}, {"owner": "alice"}, endpoint.etag
+    )
     assert events[0]["data"]["Sequencer"] == "00000000000000000001"
     pushed = receiver.wait_for_events(1, path=f"/{unique_name}", timeout=20)
     assert [e["id"] for e in pushed] == [events[0]["id"]]
@@ -101,13 +105,15 @@ def test_redeploy_switches_without_a_gap_and_emits_a_second_event(
     stop = threading.Event()
 
     def hammer() -> None:
-        with httpx.Client(base_url=client.url, headers={"Authorization": f"Bearer {client.http.token}"},
-                          timeout=30) as http:
+        with httpx.Client(
+            base_url=client.url, headers={"Authorization": f"Bearer {client.http.token}"}, timeout=30
+        ) as http:
             for _ in range(20_000):  # bounded; stopped once the redeploy is done
                 if stop.is_set():
                     return
-                answer = http.post("/workspaces/" + unique_name + "/endpoints/species-api/score",
-                                   json={"data": [SETOSA]})
+                answer = http.post(
+                    "/workspaces/" + unique_name + "/endpoints/species-api/score", json={"data": [SETOSA]}
+                )
                 answers.append((answer.status_code, answer.json().get("predictions")))
 
     worker = threading.Thread(target=hammer, daemon=True)

@@ -38,7 +38,7 @@ VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 
 # An entry script that needs no scikit-learn: it starts in a fraction of a second, which keeps
 # the lifecycle tests (kills, restarts) quick. ``init`` reads the deployed model's text file.
-ECHO_SCRIPT = '''\
+ECHO_SCRIPT = """\
 import json
 import os
 from pathlib import Path
@@ -54,7 +54,7 @@ def init():
 def run(raw_data):
     body = json.loads(raw_data)
     return {"label": label, "echo": body, "pid": os.getpid()}
-'''
+"""
 
 
 def iris() -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +80,9 @@ def joblib_bytes(model: Any) -> bytes:
     return buffer.getvalue()
 
 
-def register_bytes(ws: Workspace, name: str, file_name: str, data: bytes, tmp_path: Path, **kwargs: Any) -> ModelVersion:
+def register_bytes(
+    ws: Workspace, name: str, file_name: str, data: bytes, tmp_path: Path, **kwargs: Any
+) -> ModelVersion:
     folder = tmp_path / f"{name}-{time.monotonic_ns()}"
     folder.mkdir(parents=True)
     path = folder / file_name
@@ -88,7 +90,9 @@ def register_bytes(ws: Workspace, name: str, file_name: str, data: bytes, tmp_pa
     return ws.register_model(name, path=path, **kwargs)
 
 
-def register_directory(ws: Workspace, name: str, files: Mapping[str, bytes | str], tmp_path: Path) -> ModelVersion:
+def register_directory(
+    ws: Workspace, name: str, files: Mapping[str, bytes | str], tmp_path: Path
+) -> ModelVersion:
     folder = tmp_path / f"{name}-{time.monotonic_ns()}"
     for relative, content in files.items():
         target = folder / relative

@@ -54,6 +54,10 @@ class CommittedDelivery:
     event_seq: int
     subscription_id: str
     due_at: datetime
+    # The stored event and the size of its JSON, so the dispatcher can send it without
+    # reading it back (absent for deliveries created elsewhere: redelivery, replay).
+    event: dict[str, Any] | None = None
+    event_size: int = 0
 
 
 @dataclass
@@ -120,8 +124,13 @@ async def store_and_route(
         for (topic_key, subscription_id), count in matched_counts.items():
             metrics.matched.labels(topic_key, router.subscription_name(subscription_id)).inc(count)
     ids = await delivery_store.insert_pending(conn, new_deliveries, now)
+    stored = {seq: key for key, seq in inserted.items()}
+    sizes = {(row.topic_key, row.event_id): len(row.body) for row in new_rows}
     result.deliveries = [
-        CommittedDelivery(did, d.event_seq, d.subscription_id, now)
+        CommittedDelivery(
+            did, d.event_seq, d.subscription_id, now,
+            by_key[stored[d.event_seq]][1], sizes[stored[d.event_seq]],
+        )
         for did, d in zip(ids, new_deliveries, strict=True)
     ]
     return result

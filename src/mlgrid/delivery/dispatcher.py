@@ -65,6 +65,8 @@ SubscriptionLookup = Callable[[str], Awaitable[Subscription | None]]
 _INACTIVE_RECHECK_SECONDS = 5.0
 #: How often leases are renewed and circuit snapshots trimmed.
 _MAINTENANCE_SECONDS = 10.0
+#: Held-back deliveries remembered per endpoint, to release early when its circuit closes.
+_MAX_HELD_PER_ENDPOINT = 100_000
 
 
 def _dt(seconds: float) -> datetime:
@@ -127,7 +129,12 @@ class Dispatcher:
     # -- inputs -----------------------------------------------------------------------------
 
     def on_committed(self, deliveries: list[CommittedDelivery]) -> None:
-        """Ingest listener: new deliveries are durable; look at them now."""
+        """Ingest listener: new deliveries are durable; look at them now (their events come
+        along, so the first attempt needs no database read)."""
+        put = self._events.put_event
+        for committed in deliveries:
+            if committed.event is not None:
+                put(committed.event_seq, committed.event, committed.due_at.timestamp(), committed.event_size)
         self._source.committed(deliveries)
         self._wake.set()
 
@@ -483,7 +490,10 @@ class Dispatcher:
             )
         self._source.requeue(work)
         if endpoint is not None:
-            self._held.setdefault(endpoint, set()).add(work.id)
+            held = self._held.setdefault(endpoint, set())
+            if len(held) >= _MAX_HELD_PER_ENDPOINT:
+                held.clear()  # those left out simply wait for their own time; nothing is lost
+            held.add(work.id)
 
     def _events_for_hold(self, sub: Subscription, work: Work, reason: str) -> None:
         async def close() -> None:

@@ -39,6 +39,11 @@ class EventCache:
         self._remember(cached)
         return cached
 
+    def put_event(self, seq: int, event: dict[str, Any], published_at: float, size: int) -> None:
+        """Remember an event ingest just committed (the same dict: it is never modified)."""
+        if seq not in self._items:
+            self._remember(CachedEvent(seq, event, published_at, size))
+
     def _remember(self, cached: CachedEvent) -> None:
         self._items[cached.seq] = cached
         self._items.move_to_end(cached.seq)

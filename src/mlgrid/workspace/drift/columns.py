@@ -66,7 +66,7 @@ _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
 _DATETIME_INFERRED = {"datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period"}
 
 
-def type_columns(frame: pd.DataFrame, *, timestamp_column: str | None = None) -> dict[str, ColumnTyping]:
+def type_columns(frame: pd.DataFrame, timestamp_column: str | None = None) -> dict[str, ColumnTyping]:
     """Type every column of ``frame`` (in column order); see the module docstring for the rules.
 
     Column names are used as strings. A name that occurs twice is skipped: which of the two

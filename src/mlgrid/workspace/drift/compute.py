@@ -60,7 +60,6 @@ def select_features(
     baseline: pd.DataFrame,
     target_window: pd.DataFrame,
     features: list[str] | None,
-    *,
     timestamp_column: str | None = None,
 ) -> tuple[dict[str, ColumnKind], dict[str, str]]:
     """Decide which features are analysed (with their kind) and why the others are not.
@@ -116,7 +115,6 @@ def compute_drift(
     features: list[str] | None = None,
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
-    *,
     timestamp_column: str | None = None,
 ) -> DriftResult:
     """Analyse one target window against the baseline.
