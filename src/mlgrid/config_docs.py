@@ -55,9 +55,9 @@ by the first node that starts, so the others find it there.
 
 def _serve_flags() -> dict[str, str]:
     """``setting name -> "--flag"`` (or ``"--on / --off"``) from the ``serve`` command."""
-    import click
     import typer.main
 
+    from mlgrid.cli.clicklib import click
     from mlgrid.cli.main import app
 
     root = typer.main.get_command(app)

@@ -342,7 +342,10 @@ def test_leftover_processes_are_killed_only_when_proc_proves_they_are_ours() -> 
     env = {**os.environ, "MLGRID_DEPLOYMENT_ID": "d1"}
     code = "import time; time.sleep(60)"
     process = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    environ = Path(f"/proc/{process.pid}/environ")
     try:
+        # Until the child has exec'd, /proc shows the environment it was forked with (ours).
+        wait_for(lambda: b"MLGRID_DEPLOYMENT_ID=d1" in environ.read_bytes(), what="the child to start")
         assert not kill_orphan(process.pid, "another-deployment")
         assert process.poll() is None
         assert kill_orphan(process.pid, "d1")

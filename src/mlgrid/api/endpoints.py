@@ -12,12 +12,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from mlgrid.api.deps import if_match, json_body, read_limited, runtime
+from mlgrid.api.deps import caller, if_match, json_body, read_limited, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, respond
 from mlgrid.auth.roles import Action
 from mlgrid.workspace.endpoints import STATES, EndpointService, EndpointView
-from mlgrid.workspace.service import Workspace
+from mlgrid.workspace.service import Workspace, WorkspaceService
 
 router = APIRouter(tags=["endpoints"])
 
@@ -170,9 +170,18 @@ async def delete_endpoint(workspace: str, name: str, request: Request) -> Respon
     openapi_extra=SCORE_BODY,
 )
 async def score_endpoint(workspace: str, name: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.SCORE)
+    service = endpoint_service(request)
+    if service.serves(workspace, name):
+        # Hot path: the endpoint serves here, so the workspace exists; only the role check
+        # (cached) stands between the caller and the model.
+        principal = await caller(request)
+        await runtime(request).access.require(principal, WorkspaceService.scope(workspace), Action.SCORE)
+        workspace_key = workspace.lower()
+    else:
+        ws, _ = await guard(request, workspace, Action.SCORE)
+        workspace_key = ws.key
     body = await read_limited(request, MAX_SCORING_BODY, "scoring request")
-    answer = await endpoint_service(request).score(
-        ws, name, body, request.headers.get("content-type"), request.url.query
+    answer = await service.score(
+        workspace_key, name, body, request.headers.get("content-type"), request.url.query
     )
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type)

@@ -94,7 +94,7 @@ def _receive(kind: str) -> Handler:
         max_events = _int_param(request, "maxEvents", 1, 1, MAX_EVENTS_PER_RECEIVE)
         max_wait = _int_param(request, "maxWaitTime", DEFAULT_MAX_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
         sub = await _resolve(request, kind, parent, subscription)
-        received = await _pull(request).receive(sub, max_events, max_wait)
+        received = await _pull(request).receive(sub, max_events, max_wait, gone=request.is_disconnected)
         return _json({"value": [r.as_json() for r in received]})
 
     return receive

@@ -43,7 +43,11 @@ TOPIC_BODY = body_schema(
     required=False,
 )
 REGENERATE_BODY = body_schema(
-    {"type": "object", "required": ["keyName"], "properties": {"keyName": {"type": "string", "enum": ["key1", "key2"]}}}
+    {
+        "type": "object",
+        "required": ["keyName"],
+        "properties": {"keyName": {"type": "string", "enum": ["key1", "key2"]}},
+    }
 )
 PAGE_SIZE_MAX = 1000
 
@@ -176,9 +180,9 @@ async def list_topic_events(
     request: Request,
     since: str | None = Query(None, description="ISO 8601; events published at or after"),
     until: str | None = Query(None, description="ISO 8601; events published before"),
-    eventType: str | None = Query(None, description="only this event type (case-insensitive)"),  # noqa: N803
+    eventType: str | None = Query(None, description="only this event type (case-insensitive)"),
     top: int = Query(100, ge=1, le=PAGE_SIZE_MAX, description="page size"),
-    skipToken: str | None = Query(None, description="paging token from nextLink"),  # noqa: N803
+    skipToken: str | None = Query(None, description="paging token from nextLink"),
 ) -> Response:
     found = await runtime(request).topics.get(topic)
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
@@ -213,9 +217,9 @@ async def list_system_topic_events(
     request: Request,
     since: str | None = Query(None),
     until: str | None = Query(None),
-    eventType: str | None = Query(None),  # noqa: N803
+    eventType: str | None = Query(None),
     top: int = Query(100, ge=1, le=PAGE_SIZE_MAX),
-    skipToken: str | None = Query(None),  # noqa: N803
+    skipToken: str | None = Query(None),
 ) -> Response:
     found = await runtime(request).topics.get(workspace, "system")
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)

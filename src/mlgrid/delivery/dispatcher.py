@@ -217,6 +217,13 @@ class Dispatcher:
                 if sub.endpoint_type == QUEUE:
                     self._source.done(work.id)  # receivers fetch pull deliveries themselves
                     continue
+                if now > work.created_at + sub.event_ttl_minutes * 60:
+                    # Its time to live ran out before this attempt (e.g. the server was down).
+                    self._source.done(work.id)
+                    self._recorder.undeliverable(
+                        self._undeliverable(work, sub, cached, DeadLetterReason.TIME_TO_LIVE_EXCEEDED)
+                    )
+                    continue
                 if not sub.is_active:
                     self._hold(sub, work, now + _INACTIVE_RECHECK_SECONDS, now)
                     continue
@@ -500,18 +507,18 @@ class Dispatcher:
             events = await self._events.get_many([work.event_seq])
             cached = events.get(work.event_seq)
             if cached is not None:
-                self._recorder.undeliverable(self._undeliverable(work, sub, cached, reason))
+                self._recorder.undeliverable(self._undeliverable(work, sub, cached, reason, held=True))
 
         task = asyncio.create_task(close())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _undeliverable(
-        self, work: Work, sub: Subscription | None, cached: CachedEvent, reason: str
+        self, work: Work, sub: Subscription | None, cached: CachedEvent, reason: str, held: bool = False
     ) -> Undeliverable:
         last_outcome = work.last_outcome
-        if last_outcome is None and reason == DeadLetterReason.TIME_TO_LIVE_EXCEEDED:
-            last_outcome = OutcomeName.PROBATION
+        if last_outcome is None and reason == DeadLetterReason.TIME_TO_LIVE_EXCEEDED and held:
+            last_outcome = OutcomeName.PROBATION  # held back by the circuit breaker, never tried
         return Undeliverable(
             delivery_id=work.id,
             subscription_id=work.subscription_id,

@@ -29,13 +29,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mlgrid.broker.ingest import CommittedDelivery
 from mlgrid.broker.subscription_model import QUEUE, Subscription
-from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
+from mlgrid.delivery.dead_letters import NOT_ATTEMPTED, DeadLetterService, Undeliverable
 from mlgrid.delivery.dispatcher import SubscriptionLookup
 from mlgrid.delivery.retry import DeadLetterReason
 from mlgrid.errors import BadRequest, invalid
@@ -63,6 +63,7 @@ MAX_WAIT_SECONDS = 120
 MAX_LOCK_TOKENS = 1000
 RELEASE_DELAYS = (0, 10, 60, 600, 3600)
 REJECTED = "Rejected"
+LOCK_EXPIRED = "LockExpired"
 #: How often a waiting receive looks at the database without being signalled.
 _POLL_SECONDS = 1.0
 _SWEEP_SECONDS = 5.0
@@ -156,11 +157,25 @@ class PullService:
                 code="InvalidOperation",
             )
 
-    async def receive(self, sub: Subscription, max_events: int, max_wait_seconds: float) -> list[Received]:
-        """Lock and return up to ``max_events`` events, waiting up to ``max_wait_seconds`` for one."""
+    async def receive(
+        self,
+        sub: Subscription,
+        max_events: int,
+        max_wait_seconds: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[Received]:
+        """Lock and return up to ``max_events`` events, waiting up to ``max_wait_seconds`` for one.
+
+        ``gone`` tells whether the caller has disconnected: a long poll whose client left
+        stops waiting instead of locking events nobody will settle.
+        """
         self._require_queue(sub)
         deadline = time.monotonic() + max_wait_seconds
+        first = True
         while True:
+            if not first and gone is not None and await gone():
+                return []
+            first = False
             # Take the signal before looking, so a commit between the look and the wait is seen.
             signal = self._signals.get(sub.id)
             if signal is None:
@@ -207,7 +222,10 @@ class PullService:
             if row.created_at < now - sub.event_ttl_minutes * 60
             else DeadLetterReason.MAX_DELIVERY_ATTEMPTS_EXCEEDED
         )
-        return self._undeliverable(sub, row, reason, row.last_outcome or "LockExpired")
+        # A row still carrying its token was locked when it ran out; otherwise it was released
+        # (or never handed out, when only its time to live ran out).
+        last = LOCK_EXPIRED if row.lock_token else (row.last_outcome or NOT_ATTEMPTED)
+        return self._undeliverable(sub, row, reason, last)
 
     @staticmethod
     def _undeliverable(sub: Subscription, row: PulledRow, reason: str, last_outcome: str) -> Undeliverable:

@@ -72,6 +72,9 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         source=source,
         endpoint_concurrency=ENDPOINT_CONCURRENCY,
         max_in_flight=MAX_IN_FLIGHT,
+        # With leases, claim little more than this node can start soon: what it does not
+        # claim stays available to the other nodes.
+        max_ready=2048 if rt.db.is_sqlite else 4 * ENDPOINT_CONCURRENCY,
     )
     pull = PullService(rt.db, rt.metrics, dead_letters, node, lookup)
     manager = DeliveryManager(rt.db, dead_letters, dispatcher, rt.ingestor.notify)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from mlgrid import __version__
 from mlgrid.broker.subscription_model import Subscription
@@ -96,9 +97,11 @@ def create_session(deny_private: bool, *, limit: int, limit_per_host: int) -> ai
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
         cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": f"mlgrid/{__version__}"},
         auto_decompress=False,
     )
+
+
+USER_AGENT = f"mlgrid/{__version__}"
 
 
 def mapping_dicts(subscription: Subscription) -> list[dict[str, Any]]:
@@ -146,29 +149,29 @@ class WebhookDestination:
     def __init__(self, session: aiohttp.ClientSession, deny_private: bool) -> None:
         self._session = session
         self._deny_private = deny_private
-        # Per subscription (id, etag): mappings in request form and the host check result.
-        self._prepared: dict[tuple[str, str], tuple[list[dict[str, Any]], str | None]] = {}
+        # Per subscription (id, etag), what does not change between requests: the parsed URL,
+        # the mappings in request form and the host check's verdict.
+        self._prepared: dict[tuple[str, str], tuple[URL | None, list[dict[str, Any]], str | None]] = {}
 
-    def _prepare(self, subscription: Subscription) -> tuple[list[dict[str, Any]], str | None]:
+    def _prepare(self, subscription: Subscription) -> tuple[URL | None, list[dict[str, Any]], str | None]:
         key = (subscription.id, subscription.etag)
         hit = self._prepared.get(key)
         if hit is None:
-            host = urlsplit(subscription.endpoint_url or "").hostname or ""
-            refused = (
-                check_hostname(host, self._deny_private) if host else "the subscription has no endpoint URL"
-            )
+            text = subscription.endpoint_url or ""
+            host = urlsplit(text).hostname or ""
+            refused = check_hostname(host, self._deny_private) if host else "the subscription has no URL"
             if len(self._prepared) > 10_000:
                 self._prepared.clear()
-            hit = (mapping_dicts(subscription), refused)
+            hit = (URL(text) if refused is None else None, mapping_dicts(subscription), refused)
             self._prepared[key] = hit
         return hit
 
     async def send(
         self, subscription: Subscription, events: Sequence[Mapping[str, Any]], attempt: Attempt
     ) -> AttemptOutcome:
-        mappings, refused = self._prepare(subscription)
-        if refused is not None:
-            return classify_error(ErrorKind.UNSAFE_ENDPOINT, refused)
+        url, mappings, refused = self._prepare(subscription)
+        if refused is not None or url is None:
+            return classify_error(ErrorKind.UNSAFE_ENDPOINT, refused or "no endpoint URL")
         headers, body = build_webhook_request(
             events,
             delivery_schema=subscription.event_delivery_schema,
@@ -180,7 +183,8 @@ class WebhookDestination:
             batch_id=attempt.batch_id,
             max_events_per_batch=subscription.max_events_per_batch,
         )
-        url = subscription.endpoint_url or ""
+        if not any(name.lower() == "user-agent" for name in headers):  # a mapping may set its own
+            headers["User-Agent"] = USER_AGENT
         try:
             async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 status = response.status

@@ -40,6 +40,8 @@ class FeedRow:
 class LastFailure:
     """The most recent failed attempt of a subscription's deliveries."""
 
+    delivery_id: int
+    state: str
     outcome: str | None
     http_status: int | None
     error: str | None
@@ -189,9 +191,18 @@ async def last_failure(
         row = (await conn.execute(query)).first()
         if row is not None:
             found.append(
-                (row.id, LastFailure(row.last_outcome, row.last_http_status, row.last_error,
+                (row.id, LastFailure(row.id, state, row.last_outcome, row.last_http_status, row.last_error,
                                      from_epoch(row.last_attempt_at)))
             )
     if not found:
         return None
     return max(found, key=lambda item: item[0])[1]
+
+
+async def newest_in_state(conn: AsyncConnection, subscription_id: str, state: str) -> int | None:
+    """The highest delivery id of a subscription in ``state`` (an index seek)."""
+    query = select(func.max(deliveries.c.id)).where(
+        deliveries.c.subscription_id == subscription_id, deliveries.c.state == state
+    )
+    value = (await conn.execute(query)).scalar_one_or_none()
+    return None if value is None else int(value)

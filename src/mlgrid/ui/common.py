@@ -95,8 +95,8 @@ def _state_class(value: Any) -> str:
     """A CSS class for a state word (delivery states, run statuses, endpoint states)."""
     text = str(value or "").lower()
     good = {"delivered", "completed", "healthy", "succeeded", "closed", "ok"}
-    bad = {"deadlettered", "dropped", "failed", "unhealthy", "open", "canceled", "drift"}
-    warn = {"pending", "running", "deploying", "half-open", "failing", "queued", "preparing",
+    bad = {"deadlettered", "dropped", "failed", "failing", "unhealthy", "open", "canceled", "drift"}
+    warn = {"pending", "running", "deploying", "half-open", "retrying", "queued", "preparing",
             "awaitingmanualaction", "finalizing", "cancelrequested", "notstarted", "starting"}
     if text in good:
         return "good"

@@ -33,20 +33,26 @@ class DeliveryHealth:
     counts: dict[str, int]
     dead_letters: int
     last_failure: LastFailure | None
+    newest_delivered: int | None = None  # the highest delivered delivery id
     circuit: str | None = None  # closed | open | half-open (push destinations on this node)
-    consecutive_failures: int = 0
+    consecutive_failures: int = 0  # of the endpoint (shared by subscriptions to one host)
     circuit_open_until: datetime | None = None
 
     @property
     def status(self) -> str:
-        """One word for a badge: ``unhealthy`` (circuit tripped), ``failing`` (retries or
-        losses), ``healthy`` (deliveries and no failure), ``idle`` (nothing yet)."""
+        """One word for a badge.
+
+        ``unhealthy``: the endpoint's circuit is tripped. ``retrying`` / ``failing``: the newest
+        failed delivery is newer than the newest delivered one, and is still being retried /
+        ended dead-lettered or dropped. ``healthy``: events get through (older failures stay
+        visible in the counts). ``idle``: nothing was delivered yet.
+        """
         if self.circuit in ("open", "half-open"):
             return "unhealthy"
-        if self.consecutive_failures or self.counts.get("deadLettered") or self.counts.get("dropped"):
-            return "failing"
-        if self.last_failure is not None and self.counts.get("pending"):
-            return "failing"
+        failure = self.last_failure
+        recovered = failure is not None and (self.newest_delivered or 0) > failure.delivery_id
+        if failure is not None and not recovered:
+            return "retrying" if failure.state == "pending" else "failing"
         if any(self.counts.values()):
             return "healthy"
         return "idle"
@@ -60,14 +66,16 @@ async def subscription_health(rt: Runtime, principal: Principal, topic: Topic, n
         counts = await delivery_store.count_by_state(conn, sub.id)
         dead = await dead_letter_store.count_for_subscription(conn, sub.id)
         failure = await event_feed.last_failure(conn, sub.id, FAILURE_STATES, NOT_FAILURES)
+        delivered = await event_feed.newest_in_state(conn, sub.id, "delivered") if failure else None
     dispatcher: Any = rt.services.get("dispatcher")
     if dispatcher is None or sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
-        return DeliveryHealth(counts, dead, failure)
+        return DeliveryHealth(counts, dead, failure, delivered)
     snapshot = dispatcher.circuits.state(endpoint_key(sub.endpoint_url), datetime.now(UTC))
     return DeliveryHealth(
         counts,
         dead,
         failure,
+        delivered,
         circuit=str(snapshot.state.value),
         consecutive_failures=snapshot.consecutive_failures,
         circuit_open_until=snapshot.open_until,

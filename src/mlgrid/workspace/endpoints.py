@@ -128,7 +128,7 @@ class EndpointView:
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class _Live:
     """A scoring process of this node that serves (or served, until it crashed) an endpoint."""
 
@@ -182,6 +182,7 @@ class EndpointService:
         self._ready: dict[tuple[str, str], asyncio.Event] = {}
         self._deploys: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._retiring: list[_Live] = []
         self._stopping = False
         core.before_delete.append(self._delete_workspace_endpoints)
 
@@ -397,8 +398,9 @@ class EndpointService:
         row = await self._read(key)
         if row is None or row.generation != generation:
             return
-        launch: Launch | None = None
+        directory = self.endpoint_dir(row.workspace_key, row.name) / row.deployment_id
         process: ScoringProcess | None = None
+        commit: asyncio.Task[bool] | None = None
         switched = False
         try:
             launch = await self._materialise(
@@ -406,7 +408,10 @@ class EndpointService:
             )
             process = await ScoringProcess.start(launch, self._environ(), python=self._python)
             await process.wait_ready(row.startup_timeout, self.proxy.session)
-            switched = await self._commit_deployed(key, generation, launch, process)
+            # Shielded: once the commit started, its outcome (not a cancellation that arrives
+            # meanwhile) decides whether this process serves.
+            commit = asyncio.create_task(self._commit_deployed(key, generation, launch, process))
+            switched = await asyncio.shield(commit)
         except StartFailed as exc:
             await self._record_failure(key, generation, exc.report())
         except DeploymentError as exc:
@@ -424,11 +429,13 @@ class EndpointService:
                     key, generation, f"the deployment failed: {type(exc).__name__}: {exc}\n"
                 )
         finally:
+            if commit is not None and not switched:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    switched = await asyncio.shield(commit)
             if not switched:
                 if process is not None:
                     await asyncio.shield(process.stop())
-                if launch is not None:
-                    await asyncio.to_thread(discard, launch.directory)
+                await asyncio.to_thread(discard, directory)
 
     async def _commit_deployed(
         self, key: tuple[str, str], generation: int, launch: Launch, process: ScoringProcess
@@ -528,10 +535,14 @@ class EndpointService:
     async def _retire(self, live: _Live, *, keep_files: bool = False) -> None:
         """Stop a replaced process once its requests in flight are answered."""
         live.retiring = True  # its watcher sees this and does not restart it
-        if live.in_flight > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(live.idle.wait(), DRAIN_SECONDS)
-        await live.process.stop()
+        self._retiring.append(live)
+        try:
+            if live.in_flight > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(live.idle.wait(), DRAIN_SECONDS)
+            await live.process.stop()
+        finally:
+            self._retiring.remove(live)
         if not keep_files:
             await asyncio.to_thread(discard, live.launch.directory)
 
@@ -645,11 +656,17 @@ class EndpointService:
         self._ready.pop(key, None)
         await self._retire(live)
 
+    def serves(self, workspace_name: str, name: str) -> bool:
+        """Whether a scoring process of this node serves the endpoint (so its workspace exists:
+        deleting a workspace stops its processes first). Lets the scoring route skip the
+        workspace look-up on its hot path."""
+        return (workspace_name.lower(), name.lower()) in self._live
+
     async def score(
-        self, ws: Workspace, name: str, body: bytes, content_type: str | None, query: str
+        self, workspace_key: str, name: str, body: bytes, content_type: str | None, query: str
     ) -> ProxyAnswer:
         """Forward a scoring request to the endpoint's process."""
-        key = (ws.key, name.lower())
+        key = (workspace_key.lower(), name.lower())
         for attempt in range(2):
             live = self._live.get(key)
             if live is None or live.process.exited:
@@ -673,7 +690,9 @@ class EndpointService:
                 live.leave()
         row = await self._read(key)
         if row is None:
-            raise self._not_found(name, ws)
+            raise NotFound(
+                f"endpoint {name!r} does not exist in workspace {workspace_key!r}", code="EndpointNotFound"
+            )
         if (
             not self.single_node
             and row.node != self.node_id
@@ -809,7 +828,7 @@ class EndpointService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        lives = list(self._live.values())
+        lives = [*self._live.values(), *self._retiring]
         self._live.clear()
         await asyncio.gather(*(live.process.stop(grace=2.0) for live in lives), return_exceptions=True)
         await self.proxy.close()

@@ -197,7 +197,10 @@
       }
       if (item.deliveryCount) head.appendChild(el("span", "badge neutral", "delivery " + item.deliveryCount));
       box.appendChild(head);
-      box.appendChild(el("pre", "json", JSON.stringify(item.event, null, 2)));
+      var details = el("details");
+      details.appendChild(el("summary", "small", "event"));
+      details.appendChild(el("pre", "json", JSON.stringify(item.event, null, 2)));
+      box.appendChild(details);
       list.insertBefore(box, list.firstChild);
       while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
       countNode.textContent = String(list.children.length);

@@ -33,6 +33,7 @@ POLL_SECONDS = 0.05
 PROBE_TIMEOUT_SECONDS = 2.0
 STOP_GRACE_SECONDS = 3.0
 DEPLOYMENT_ID_VARIABLE = "MLGRID_DEPLOYMENT_ID"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 LOAD_FAILED_EXIT_CODE = 3  # the scoring server's exit code for a model that fails to load
 
 
@@ -94,6 +95,10 @@ def describe_exit(code: int | None) -> str:
 
 def scoring_environment(base: Mapping[str, str], launch: Launch) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith("MLGRID_")}
+    # One request is scored at a time: numeric libraries' thread pools only compete with the
+    # server for cores (and spin while waiting). The server's own setting wins if it has one.
+    for variable in THREAD_VARIABLES:
+        env.setdefault(variable, "1")
     model_dir = str(launch.model_dir)
     env.update(
         AZUREML_MODEL_DIR=model_dir,

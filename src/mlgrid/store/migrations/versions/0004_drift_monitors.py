@@ -61,7 +61,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_drift_runs')),
     sa.UniqueConstraint(
-        'monitor_id', 'window_start', 'window_end', name=op.f('uq_drift_runs_monitor_id_window_start_window_end')
+        'monitor_id', 'window_start', 'window_end',
+        name=op.f('uq_drift_runs_monitor_id_window_start_window_end'),
     )
     )
     with op.batch_alter_table('drift_runs', schema=None) as batch_op:
