@@ -10,6 +10,9 @@ the HTTP budget the publish path costs on top of the framework.
 
 Each measurement is bounded both in time (``--seconds``) and in requests (``--max-requests``),
 after a short warm-up. Client and server share the machine, so the figures are for the pair.
+Besides the rates it prints how many CPUs the server process kept busy and the events it
+accepted per second of its own CPU: on a machine shared with other work, events/s follows the
+CPU share the server happened to get, while events per CPU-second measures the code.
 
     .venv/bin/python benchmarks/publish.py                      # SQLite and PostgreSQL
     .venv/bin/python benchmarks/publish.py --backend sqlite --seconds 3
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +148,7 @@ async def _run_clients(
     clients: int,
     seconds: float,
     max_requests: int,
-    send: object,
+    send: Callable[[], Awaitable[bool]],
     events_per_request: int,
 ) -> Result:
     """``clients`` tasks call ``send()`` until the time or the request budget runs out."""
@@ -156,7 +160,7 @@ async def _run_clients(
         nonlocal sent, failures
         while sent < max_requests and time.perf_counter() < deadline:
             sent += 1
-            ok = await send()  # type: ignore[operator]
+            ok = await send()
             if not ok:
                 failures += 1
 
@@ -289,8 +293,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,100,1000", help="comma-separated (default 1,100,1000)")
     args = parser.parse_args()
     args.batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"mlgrid publish benchmark: {args.clients} clients, {args.seconds:g} s per measurement, "
-          f"{os.cpu_count()} CPUs\n", flush=True)
+          f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews events/s; "
+          "'ev per CPU-s' much less)\n", flush=True)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
         asyncio.run(_bench_backend(backend, args))

@@ -9,7 +9,6 @@ import base64
 import os
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from tests.support.delivery import event, make_topic, notifications, publish, subscribe, wait_final, webhook
@@ -18,8 +17,10 @@ from tests.support.server import ServerProcess
 from tests.support.services import fresh_pg_database
 
 
-@pytest.fixture
-def two_nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two nodes on one fresh database (the takeover test, last in this file, kills them)."""
+    tmp_path = tmp_path_factory.mktemp("nodes")
     key = base64.b64encode(os.urandom(32)).decode()  # nodes of one database share the secret key
     with fresh_pg_database("mlgrid_nodes") as url:
         first = ServerProcess(data_dir=tmp_path / "a", database_url=url,

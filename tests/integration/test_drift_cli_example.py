@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,11 @@ def test_datadrift_commands(cli: Cli, tmp_path: Path) -> None:
                     "--start", "2024-01-01", "--end", "2024-01-08")
     assert [r["startTime"][:10] for r in runs] == [f"2024-01-0{d}" for d in range(1, 8)]
     assert [r["startTime"][8:10] for r in runs if r["eventPublished"]] == ["03"]
+    # On a terminal, a progress bar over the windows (stored windows come back as they were).
+    shown = cli.run("ml", "datadrift", "backfill", "-w", ws, "-n", "cli-drift", "--start", "2024-01-01",
+                    "--end", "2024-01-08", "-o", "json", env={"TTY_COMPATIBLE": "1"})
+    assert "analysing day windows" in shown.stderr and "7/7" in shown.stderr
+    assert [r["runId"] for r in json.loads(shown.stdout)] == [r["runId"] for r in runs]
     table = cli.run("ml", "datadrift", "runs", "-w", ws, "-n", "cli-drift", "-o", "table").stdout
     assert runs[2]["runId"] in table and "true" in table
     listed = cli.json("ml", "datadrift", "runs", "-w", ws, "-n", "cli-drift", "--start", "2024-01-03",

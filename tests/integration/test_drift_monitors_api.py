@@ -1,6 +1,6 @@
 """Data-drift monitors over HTTP (SPEC §2.2 DatasetDriftDetected, §9, §12), on both databases.
 
-A month of daily target windows (400 rows each) with a 3-sd mean shift of ``amount`` injected
+A month of daily target windows (1,000 rows each) with a 3-sd mean shift of ``amount`` injected
 on known days is backfilled through the REST API and the SDK. DatasetDriftDetected must be
 published exactly for those days — checked in the system topic's retained events, at a real
 webhook receiver and through a pull (``Queue``) subscription — with every data field of the
@@ -164,7 +164,7 @@ def test_backfilling_a_month_publishes_exactly_the_drifted_days(
             assert run["rowCounts"] == {"baseline": 1500, "target": 20}
             continue
         assert run["reason"] is None
-        assert run["rowCounts"] == {"baseline": 1500, "target": 400}
+        assert run["rowCounts"] == {"baseline": 1500, "target": 1000}
         assert set(run["featureMetrics"]) == {"amount", "age", "channel"}
         assert run["featureMetrics"]["amount"]["kind"] == "numeric"
         assert run["featureMetrics"]["channel"]["kind"] == "categorical"

@@ -129,7 +129,7 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         workspace,
         "target",
         "target.csv",
-        _csv(target_frame(JANUARY, 10, rows_per_day=300, drift_days=DRIFT_DAYS)),
+        _csv(target_frame(JANUARY, 10, drift_days=DRIFT_DAYS)),
         timestamp_column="ts",
     )
     state = World(database_url, tmp_path, subscription_id, workspace, baseline.id, target.id, [first])

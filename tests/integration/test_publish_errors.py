@@ -369,6 +369,30 @@ def test_id_and_event_type_over_256_characters_are_400(
     assert ce_topic.count() == before
 
 
+@pytest.mark.parametrize("field", ["id", "subject", "eventType"])
+def test_nul_in_indexed_fields_is_400_and_in_data_is_kept(
+    eg_topic: Topic, ce_topic: Topic, field: str
+) -> None:
+    """PostgreSQL text cannot hold U+0000: refused (400, both databases) where it would reach a
+    column, kept exactly inside ``data``."""
+    before = eg_topic.count()
+    good = eg_event()
+    response = eg_topic.post([good, eg_event(**{field: "a\u0000b"})])
+    rejected(eg_topic, response, 400, f"[1].{field}", "U+0000")
+    assert eg_topic.count() == before
+    ce_field = {"eventType": "type"}.get(field, field)
+    before = ce_topic.count()
+    response = ce_topic.post(
+        [cloud_event(**{ce_field: "x\u0000"})], content_type="application/cloudevents-batch+json"
+    )
+    rejected(ce_topic, response, 400, f"[0].{ce_field}", "U+0000")
+    assert ce_topic.count() == before
+    kept = eg_event(data={"text": "a\u0000b"})
+    assert eg_topic.post([kept]).status_code == 200
+    [stored] = [e for e in eg_topic.stored() if e["id"] == kept["id"]]
+    assert stored["data"] == {"text": "a\u0000b"}
+
+
 def test_unknown_topic_is_404(server: ServerProcess) -> None:
     name = new_name()
     response = httpx.post(

@@ -35,7 +35,7 @@ def baseline_frame(rows: int = 1500, seed: int = 1) -> pd.DataFrame:
 def target_frame(
     first_day: datetime,
     days: int,
-    rows_per_day: int = 400,
+    rows_per_day: int = 1000,
     drift_days: Iterable[int] = (),
     seed: int = 2,
     short_days: Iterable[int] = (),

@@ -83,6 +83,7 @@ ROLE_BODY = body_schema(
 
 
 async def _topic_scope(request: Request, topic: str) -> Scope:
+    await caller(request)  # 401 before 404: unauthenticated callers learn nothing about topics
     found = await runtime(request).topics.get(topic)
     return Scope("topic", found.name)
 

@@ -184,6 +184,7 @@ async def list_topic_events(
     top: int = Query(100, ge=1, le=PAGE_SIZE_MAX, description="page size"),
     skipToken: str | None = Query(None, description="paging token from nextLink"),
 ) -> Response:
+    await caller(request)  # 401 before 404, as on every management route
     found = await runtime(request).topics.get(topic)
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
     from mlgrid.events.jsoncodec import dumps
@@ -221,6 +222,7 @@ async def list_system_topic_events(
     top: int = Query(100, ge=1, le=PAGE_SIZE_MAX),
     skipToken: str | None = Query(None),
 ) -> Response:
+    await caller(request)  # 401 before 404, as on every management route
     found = await runtime(request).topics.get(workspace, "system")
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
     from mlgrid.events.jsoncodec import dumps

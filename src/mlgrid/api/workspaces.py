@@ -123,6 +123,7 @@ async def delete_workspace(workspace: str, request: Request) -> Response:
 
 
 async def _scope(request: Request, workspace: str) -> Any:
+    await caller(request)  # 401 before 404: unauthenticated callers learn nothing about workspaces
     found = await workspace_service(request).get(workspace)
     return WorkspaceService.scope(found.name)
 

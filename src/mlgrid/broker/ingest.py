@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.routing import Router
+from mlgrid.errors import ErrorDetail, InvalidField
 from mlgrid.events.convert import event_id, event_subject, event_type
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.metrics import Metrics
@@ -136,6 +137,27 @@ async def store_and_route(
     return result
 
 
+_COLUMN_FIELDS = ("id", "eventType", "type", "subject")
+
+
+def check_storable(events: Sequence[dict[str, Any]]) -> None:
+    """Refuse (400) what validation accepts but a database cannot store: U+0000 in the fields
+    that also live in their own columns (PostgreSQL text cannot hold it). Refused on SQLite as
+    well, so both databases accept the same events. The body keeps such characters elsewhere
+    (``data``), escaped in its JSON text."""
+    details: list[ErrorDetail] = []
+    for index, ev in enumerate(events):
+        for name in _COLUMN_FIELDS:
+            value = ev.get(name)
+            if isinstance(value, str) and "\x00" in value:
+                target = f"[{index}].{name}"
+                message = f"{target}: must not contain U+0000 (NUL)"
+                details.append(ErrorDetail("InvalidFieldValue", message, target))
+    if details:
+        first = details[0]
+        raise InvalidField(message=first.message, field_name=first.target or "", details=details)
+
+
 @dataclass
 class _Pending:
     batch: PublishBatch
@@ -188,6 +210,7 @@ class Ingestor:
         """Queue the batch for the next group commit and wait until it is durable."""
         if self._task is None:
             raise RuntimeError("ingestor is not started")
+        check_storable(batch.events)
         started = time.perf_counter()
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(batch, future))
@@ -226,10 +249,17 @@ class Ingestor:
                     conn, [p.batch for p in live], self._router, self._clock(), self._metrics
                 )
         except Exception as exc:
-            log.exception("group commit failed", extra={"action": "commit_failed"})
-            for p in live:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            if len(live) > 1:
+                # One publish the database refuses must not fail the others that happened to
+                # share its transaction: commit them one by one, so only the culprit fails.
+                log.warning("group commit failed; committing its %d publishes one by one", len(live),
+                            extra={"action": "commit_split"})
+                for p in live:
+                    await self._commit([p])
+                return
+            log.exception("commit failed", extra={"action": "commit_failed"})
+            if not live[0].future.done():
+                live[0].future.set_exception(exc)
             return
         for p in live:
             if not p.future.done():

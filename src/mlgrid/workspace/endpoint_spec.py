@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from mlgrid.errors import invalid
-from mlgrid.workspace.validation import parse_properties, parse_tags
+from mlgrid.workspace.validation import _no_unknown, _object, parse_properties, parse_tags
 
 LOCAL = "Local"
 COMPUTE_TYPES = (LOCAL,)
@@ -85,18 +85,6 @@ class EndpointSpec:
     tags: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
-
-
-def _object(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise invalid(path, "must be a JSON object")
-    return value
-
-
-def _no_unknown(body: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise invalid(prefix + unknown[0], f"unknown field; expected one of {', '.join(sorted(allowed))}")
 
 
 def parse_compute_type(value: object, path: str = "properties.computeType") -> str:

@@ -57,6 +57,7 @@ from mlgrid.store import endpoints as endpoint_store
 from mlgrid.store.endpoints import EndpointRow
 from mlgrid.workspace.endpoint_spec import EndpointSpec, EntryScript, parse_endpoint_body, parse_entry_script
 from mlgrid.workspace.files import discard
+from mlgrid.workspace.jobs import _process_alive
 from mlgrid.workspace.models import ModelService, ModelView
 from mlgrid.workspace.scoring.process import (
     Launch,
@@ -148,16 +149,6 @@ class _Live:
         self.in_flight -= 1
         if self.in_flight <= 0:
             self.idle.set()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EndpointService:
