@@ -198,7 +198,10 @@ def parse_range(body: object, frequency: Frequency, max_windows: int = MAX_WINDO
     # materialising its windows.
     if (end - start).days > max_windows * 31 + 31:
         raise invalid("end", f"the range covers more than {max_windows} {frequency.value} windows")
-    windows = complete_windows(start, end, frequency)
+    try:
+        windows = complete_windows(start, end, frequency)
+    except (OverflowError, ValueError) as exc:  # a window reaching past the year 9999
+        raise invalid("end", "is out of the supported range of dates") from exc
     if len(windows) > max_windows:
         raise invalid(
             "end",

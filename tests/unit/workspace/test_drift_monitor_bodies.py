@@ -80,6 +80,9 @@ def test_a_range_is_the_complete_windows_inside_it() -> None:
     with pytest.raises(InvalidField) as caught:
         parse_range({"start": "0001-01-01", "end": "9999-01-01"}, Frequency.MONTH)
     assert caught.value.field_name == "end"
+    with pytest.raises(InvalidField) as caught:
+        parse_range({"start": "9999-12-01", "end": "9999-12-31T23:00:00"}, Frequency.MONTH)
+    assert caught.value.field_name == "end"
 
 
 def test_window_rows_are_a_time_ordered_slice() -> None:
