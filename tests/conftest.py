@@ -56,7 +56,9 @@ def _server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A real server per test module and backend, with a shrunk retry schedule."""
     yield from _server(request, tmp_path_factory, ["--retry-schedule", "0.2,0.4,0.8"])
 

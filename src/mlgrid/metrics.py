@@ -14,7 +14,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.published = Counter(
-            "mlgrid_published_events", "Events accepted by a topic (PublishSuccessCount).", ["topic"], registry=r
+            "mlgrid_published_events",
+            "Events accepted by a topic (PublishSuccessCount).",
+            ["topic"],
+            registry=r,
         )
         self.publish_failures = Counter(
             "mlgrid_publish_failed_events",

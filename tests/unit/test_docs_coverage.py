@@ -79,9 +79,15 @@ def test_mentions_respect_path_boundaries() -> None:
 
 
 @pytest.mark.parametrize("event_type", ML_EVENT_TYPES)
-@pytest.mark.parametrize("page", [DOCS / "workspace.md", README], ids=["docs/workspace.md", "README.md"])
-def test_every_ml_event_type_is_named(page: Path, event_type: str) -> None:
-    assert event_type in page.read_text(encoding="utf-8"), f"{event_type} is missing from {page.name}"
+def test_every_ml_event_type_is_in_the_workspace_page_and_the_readme(event_type: str) -> None:
+    """docs/workspace.md has the exact eventType (consumers compare it); the README's summary
+    may name the event by its short name."""
+    assert event_type in (DOCS / "workspace.md").read_text(encoding="utf-8"), (
+        f"{event_type} is missing from docs/workspace.md"
+    )
+    short = event_type.rsplit(".", 1)[1]
+    readme = README.read_text(encoding="utf-8")
+    assert event_type in readme or f"`{short}`" in readme, f"{short} is missing from README.md"
 
 
 def _readme_table_links() -> list[str]:
