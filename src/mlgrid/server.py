@@ -15,52 +15,69 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from mlgrid import __version__
+from mlgrid.api import (
+    datadrifts,
+    deliveries,
+    endpoints,
+    health,
+    principals,
+    publish,
+    pull,
+    subscriptions,
+    topics,
+    workspaces,
+)
 from mlgrid.api import errors as api_errors
-from mlgrid.api import health, principals, publish, topics
 from mlgrid.auth.private_files import write_private_file
 from mlgrid.auth.secretbox import SecretBox, key_from_setting, load_or_create_key
+from mlgrid.broker import subscriptions_setup
 from mlgrid.broker.access import AccessService
 from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings, new_subscription_id
+from mlgrid.delivery import setup as delivery_setup
 from mlgrid.metrics import Metrics
 from mlgrid.runtime import Runtime
 from mlgrid.store import meta as meta_store
 from mlgrid.store import migrate
 from mlgrid.store.database import Database
+from mlgrid.ui import routes as ui_routes
+from mlgrid.ui import setup as ui_setup
+from mlgrid.workspace import drift_setup, endpoints_setup
+from mlgrid.workspace import setup as workspace_setup
 
 log = logging.getLogger("mlgrid.server")
 
-# Extension points: later layers (subscriptions, delivery, workspace, UI) register a setup
-# coroutine that adds their services, routers and tasks to the runtime.
+# Each layer above the broker core adds its services, background tasks and hooks to the
+# runtime in a setup coroutine, called in this order at start-up.
 Extension = Callable[[Runtime, FastAPI], Awaitable[None]]
-
-
-def _extensions() -> list[Extension]:
-    found: list[Extension] = []
-    for module_name in (
-        "mlgrid.broker.subscriptions_setup",
-        "mlgrid.delivery.setup",
-        "mlgrid.workspace.setup",
-        "mlgrid.workspace.drift_setup",
-        "mlgrid.workspace.endpoints_setup",
-        "mlgrid.ui.setup",
-    ):
-        try:
-            module = __import__(module_name, fromlist=["setup"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(module.setup)
-    return found
+EXTENSIONS: tuple[Extension, ...] = (
+    subscriptions_setup.setup,
+    delivery_setup.setup,
+    workspace_setup.setup,
+    drift_setup.setup,
+    endpoints_setup.setup,
+    ui_setup.setup,
+)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    principals.router,
+    topics.router,
+    publish.router,
+    subscriptions.router,
+    deliveries.router,
+    pull.router,
+    workspaces.router,
+    datadrifts.router,
+    endpoints.router,
+    ui_routes.router,
+)
 
 
 async def open_runtime(settings: Settings) -> Runtime:
@@ -121,7 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
         rt = await open_runtime(settings)
         app.state.runtime = rt
         try:
-            for extension in _extensions():
+            for extension in EXTENSIONS:
                 await extension(rt, app)
             await rt.ingestor.start()
             sweeper = RetentionSweeper(rt.db, rt.topics)
@@ -145,20 +162,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     api_errors.install(app)
-    for core in (health, principals, topics, publish):
-        app.include_router(core.router)
-    # Routers of later layers are included eagerly so that /openapi.json is complete even
-    # before the lifespan runs.
-    for module_name in ("mlgrid.api.subscriptions", "mlgrid.api.deliveries", "mlgrid.api.pull",
-                        "mlgrid.api.workspaces", "mlgrid.api.datadrifts", "mlgrid.api.endpoints",
-                        "mlgrid.ui.routes"):
-        try:
-            extra: Any = __import__(module_name, fromlist=["router"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.include_router(extra.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
