@@ -100,6 +100,12 @@ class RecordedRequest:
 Behaviour = str | Reply
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops connections when a dispatcher opens dozens at
+    # once (64 per endpoint and node); dropped handshakes then hang until the 30 s timeout.
+    request_queue_size = 512
+
+
 @dataclass
 class PathConfig:
     validation: Behaviour = "echo"
@@ -138,7 +144,7 @@ class Receiver:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
