@@ -66,7 +66,20 @@ def expiring_lock(sqlite_server: ServerProcess) -> Iterator[tuple[Queue, str, fl
         yield queue, event_id, time.monotonic()
 
 
-def test_lock_expiry_starts(expiring_lock: tuple[Queue, str, float]) -> None:
+@pytest.fixture(scope="module")
+def last_lock(sqlite_server: ServerProcess) -> Iterator[tuple[Queue, str]]:
+    """An event received under its last allowed delivery (maxDeliveryCount 1) and never
+    settled: when the lock runs out nobody may receive it again."""
+    with sqlite_server.client() as admin:
+        queue = Queue(sqlite_server, admin, maxDeliveryCount=1,
+                      subscription_properties={"deadLetterDestination": DEAD_LETTER})
+        [event_id] = queue.publish(1)
+        [received] = queue.consumer.receive(max_events=1, max_wait_time=10)
+        assert received.event.id == event_id
+        yield queue, event_id
+
+
+def test_lock_expiry_starts(expiring_lock: tuple[Queue, str, float], last_lock: tuple[Queue, str]) -> None:
     queue, _, _ = expiring_lock
     # While the lock is held nobody else gets the event.
     assert queue.consumer.receive(max_events=5, max_wait_time=0) == []
@@ -317,3 +330,16 @@ def test_lock_expiry_brings_the_event_back_with_the_next_delivery_count(
     with sqlite_server.client() as admin:
         [row] = wait_final(admin, queue.topic, queue.name, 1)
     assert row["state"] == "delivered" and row["deliveryAttempts"] == 2
+
+
+def test_an_expired_lock_on_the_last_delivery_dead_letters_without_a_receive(
+    expiring_lock: tuple[Queue, str, float], last_lock: tuple[Queue, str], sqlite_server: ServerProcess
+) -> None:
+    queue, event_id = last_lock
+    with sqlite_server.client() as admin:
+        [row] = wait_final(admin, queue.topic, queue.name, 1, timeout=30)
+        assert row["state"] == "deadLettered"
+        assert row["reason"] == "MaxDeliveryAttemptsExceeded"
+        [letter] = dead_letters(admin, queue.topic, queue.name)
+    assert letter["eventId"] == event_id
+    assert letter["record"]["lastdeliveryoutcome"] == "LockExpired"

@@ -318,9 +318,15 @@ class PullService:
             sub = await self._lookup(subscription_id)
             if sub is None or sub.endpoint_type != QUEUE:
                 continue
+            cutoff = now - sub.event_ttl_minutes * 60
+            async with self._db.read() as conn:  # a cheap look first: usually there are none
+                if not await delivery_store.exhausted_pull_rows(
+                    conn, sub.id, sub.max_delivery_count, cutoff, now, 1, lock=False
+                ):
+                    continue
             async with self._db.write() as conn:
                 rows = await delivery_store.exhausted_pull_rows(
-                    conn, sub.id, sub.max_delivery_count, now - sub.event_ttl_minutes * 60, now, 500
+                    conn, sub.id, sub.max_delivery_count, cutoff, now, 500
                 )
                 closed = await self._dead_letters.close(conn, [self._expired(sub, r, now) for r in rows], now)
             self._dead_letters.report(closed)

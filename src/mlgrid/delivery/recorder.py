@@ -34,6 +34,7 @@ __all__ = ["OutcomeRecorder"]
 log = logging.getLogger("mlgrid.delivery")
 
 _RETRY_PAUSE_SECONDS = 0.5
+_MIN_INTERVAL_SECONDS = 0.2
 
 
 @dataclass
@@ -111,8 +112,15 @@ class OutcomeRecorder:
         await self._idle.wait()
 
     async def _run(self) -> None:
+        last = 0.0
         while True:
             await self._ready.wait()
+            # At most one commit per interval: under load every commit then carries many
+            # outcomes, and the database's single writer stays free for publishes.
+            pause = last + _MIN_INTERVAL_SECONDS - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            last = time.monotonic()
             self._ready.clear()
             try:
                 await self._write_once()

@@ -567,7 +567,14 @@ async def pull_subscription_ids(conn: AsyncConnection) -> list[str]:
 
 
 async def exhausted_pull_rows(
-    conn: AsyncConnection, subscription_id: str, max_count: int, created_before: float, now: float, limit: int
+    conn: AsyncConnection,
+    subscription_id: str,
+    max_count: int,
+    created_before: float,
+    now: float,
+    limit: int,
+    *,
+    lock: bool = True,
 ) -> list[PulledRow]:
     """Unlocked pull rows that may not be handed out again: delivered ``max_count`` times
     already (their last lock ran out) or older than the time to live."""
@@ -583,7 +590,7 @@ async def exhausted_pull_rows(
         .order_by(deliveries.c.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
+    if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=deliveries)
     return [_pulled(r) for r in await conn.execute(query)]
 

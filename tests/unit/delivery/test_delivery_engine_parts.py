@@ -1,0 +1,112 @@
+"""The dispatcher's in-memory work queue, lock-token parsing, the pull result shape and the
+blob store, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mlgrid.broker.ingest import CommittedDelivery
+from mlgrid.delivery.blobs import BlobStore
+from mlgrid.delivery.pull import LockResult, parse_lock_tokens
+from mlgrid.delivery.work import MemorySource, Work
+from mlgrid.errors import InvalidField
+from mlgrid.store.database import Database
+
+
+def committed(delivery_id: int, at: float) -> CommittedDelivery:
+    return CommittedDelivery(delivery_id, delivery_id * 10, "sub", datetime.fromtimestamp(at, tz=UTC))
+
+
+def source() -> MemorySource:
+    # The database is only read by ``load``, which these tests do not call.
+    return MemorySource(Database.connect_unpooled("sqlite:///:memory:"))
+
+
+def test_memory_source_hands_out_due_work_in_time_order() -> None:
+    queue = source()
+    queue.committed([committed(1, 100.0), committed(2, 50.0), committed(3, 200.0)])
+    assert len(queue) == 3
+    assert queue.next_wake(0.0) == 50.0
+    due = asyncio.run(queue.take_due(150.0, 10))
+    assert [w.id for w in due] == [2, 1]
+    assert queue.next_wake(150.0) == 200.0
+    assert asyncio.run(queue.take_due(150.0, 10)) == []
+
+
+def test_memory_source_respects_the_limit_and_ignores_repeats() -> None:
+    queue = source()
+    queue.committed([committed(i, float(i)) for i in range(1, 6)])
+    queue.committed([committed(1, 1.0)])  # announced twice: still one
+    first = asyncio.run(queue.take_due(10.0, 2))
+    rest = asyncio.run(queue.take_due(10.0, 10))
+    assert [w.id for w in first] == [1, 2]
+    assert [w.id for w in rest] == [3, 4, 5]
+
+
+def test_requeued_work_waits_for_its_new_time_and_can_be_advanced() -> None:
+    queue = source()
+    queue.committed([committed(7, 10.0)])
+    [work] = asyncio.run(queue.take_due(10.0, 10))
+    work.attempts, work.due = 1, 500.0
+    queue.requeue(work)
+    assert asyncio.run(queue.take_due(100.0, 10)) == []
+    asyncio.run(queue.advance([7], 100.0))
+    assert queue.next_wake(100.0) == 100.0
+    [again] = asyncio.run(queue.take_due(100.0, 10))
+    assert again.id == 7 and again.attempts == 1
+    assert queue.next_wake(100.0) is None  # the stale heap entry at 500 is skipped
+
+
+def test_work_from_committed_delivery_is_a_first_attempt() -> None:
+    work = Work.from_committed(committed(3, 42.0))
+    assert (work.id, work.event_seq, work.attempts, work.created_at, work.due) == (3, 30, 0, 42.0, 42.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "body"),
+        ({}, "lockTokens"),
+        ({"lockTokens": []}, "lockTokens"),
+        ({"lockTokens": "abc"}, "lockTokens"),
+        ({"lockTokens": ["ok", 3]}, "lockTokens[1]"),
+        ({"lockTokens": ["x" * 65]}, "lockTokens[0]"),
+        ({"lockTokens": ["t"] * 1001}, "lockTokens"),
+    ],
+)
+def test_lock_token_bodies_are_checked(body: object, field: str) -> None:
+    with pytest.raises(InvalidField) as raised:
+        parse_lock_tokens(body)
+    assert raised.value.field_name == field
+
+
+def test_lock_tokens_are_deduplicated_in_order() -> None:
+    assert parse_lock_tokens({"lockTokens": ["b", "a", "b"]}) == ["b", "a"]
+
+
+def test_lock_results_have_the_sdk_shape() -> None:
+    body = LockResult(succeeded=["a"], failed=["b"]).as_json()
+    assert body["succeededLockTokens"] == ["a"]
+    [failed] = body["failedLockTokens"]
+    assert failed["lockToken"] == "b"
+    assert set(failed["error"]) == {"code", "message"}
+
+
+def test_blob_store_writes_json_arrays_under_the_container(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    name = "dead/SUB/2026/1/2/3/x.json"
+    asyncio.run(store.write_json_array(name, [{"id": "1", "n": 1}]))
+    assert json.loads((tmp_path / "blobs" / name).read_text()) == [{"id": "1", "n": 1}]
+    assert store.read(name) == (tmp_path / "blobs" / name).read_bytes()
+    assert [p.name for p in (tmp_path / "blobs" / "dead/SUB/2026/1/2/3").iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("name", ["../escape.json", "/abs/x.json", "a/../../b.json", ""])
+def test_blob_names_cannot_leave_the_store(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError):
+        BlobStore(tmp_path).path_of(name)
