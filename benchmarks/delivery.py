@@ -30,9 +30,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,19 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from _common import (
+    EVENT_TIME,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    Server,
+    bounded_load,
+    create_topic,
+    free_port,
+    percentile,
+    pg_admin,
+)
 from aiohttp import web
 
-PG_HOST = os.environ.get("MLGRID_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("MLGRID_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("MLGRID_TEST_PG_USER", "postgres")
-EVENT_TIME = "2024-05-01T12:00:00Z"
 CONCURRENCY = 64
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the receiver ----------------------------------------------------------------------------
@@ -106,7 +106,7 @@ async def start_receiver(sink: Sink) -> tuple[web.AppRunner, str]:
     app.router.add_post("/{tail:.*}", sink.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
     return runner, f"http://127.0.0.1:{port}"
 
@@ -116,49 +116,6 @@ async def start_receiver(sink: Sink) -> tuple[web.AppRunner, str]:
 
 #: Servers started by this run, stopped however the run ends (SIGTERM included).
 _SERVERS: list[Server] = []
-
-
-class Server:
-    def __init__(self, data_dir: Path, database_url: str) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "mlgrid.cli.main", "serve", "--port", str(self.port),
-                "--data-dir", str(data_dir), "--log-level", "warning", "--no-ui"]
-        if database_url:
-            args += ["--database-url", database_url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
-        self._log = (data_dir / "server.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        _SERVERS.append(self)
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
-            try:
-                async with session.get(self.url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("server did not become ready")
-
-    @property
-    def admin_token(self) -> str:
-        return (self.data_dir / "admin.token").read_text().strip()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
 
 
 def _event(event_id: str) -> dict[str, object]:
@@ -180,12 +137,8 @@ class Bench:
         self.admin = {"Authorization": f"Bearer {server.admin_token}"}
 
     async def topic_with_subscriptions(self, subscriptions: int, batch: int, path: str) -> tuple[str, str]:
-        topic = "bench-" + uuid.uuid4().hex[:8]
+        topic, key = await create_topic(self.session, self.server, self.admin)
         url = self.server.url
-        async with self.session.put(f"{url}/topics/{topic}", json={}, headers=self.admin) as response:
-            response.raise_for_status()
-        async with self.session.post(f"{url}/topics/{topic}/listKeys", headers=self.admin) as response:
-            key = (await response.json())["key1"]
         for n in range(subscriptions):
             body = {"properties": {"destination": {"endpointType": "WebHook", "properties": {
                 "endpointUrl": self.receiver_url + path, "maxEventsPerBatch": batch,
@@ -246,7 +199,7 @@ async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> tupl
     if not samples:
         return 0.0, 0.0, 0, total
     p50 = statistics.median(samples)
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    p99 = percentile(samples, 0.99)
     return p50, p99, len(samples), total
 
 
@@ -257,20 +210,14 @@ async def _ceiling_worker(url: str, requests: int, seconds: float) -> None:
     body = json.dumps([_event("ceiling")]).encode()
     headers = {"Content-Type": "application/json; charset=utf-8", "aeg-event-type": "Notification"}
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    done = 0
-    deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def worker() -> None:
-            nonlocal done
-            while done < requests and time.perf_counter() < deadline:
-                done += 1
-                async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-                    await response.read()
+        async def send() -> bool:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                await response.read()
+            return True
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        elapsed = time.perf_counter() - started
+        done, _, elapsed = await bounded_load(CONCURRENCY, requests, seconds, send)
     print(json.dumps({"requests": done, "seconds": elapsed}), flush=True)
 
 
@@ -288,27 +235,18 @@ async def ceiling(receiver_url: str, requests: int, seconds: float) -> float:
 # -- main --------------------------------------------------------------------------------------
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def run(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="mlgrid-bench-delivery-"))
     database = ""
     url = ""
     if args.backend == "postgresql":
         database = "mlgrid_bench_" + uuid.uuid4().hex[:12]
-        await _pg_admin(f'CREATE DATABASE "{database}"')
+        await pg_admin(f'CREATE DATABASE "{database}"')
         url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
     sink = Sink()
     runner, receiver_url = await start_receiver(sink)
     server = Server(data_dir, url)
+    _SERVERS.append(server)
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             await server.wait_ready(session)
@@ -341,7 +279,7 @@ async def run(args: argparse.Namespace) -> None:
         server.stop()
         await runner.cleanup()
         if database:
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -25,24 +25,14 @@ import asyncio
 import itertools
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-
-PG_HOST = os.environ.get("MLGRID_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("MLGRID_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("MLGRID_TEST_PG_USER", "postgres")
-
-EVENT_TIME = "2024-05-01T12:00:00Z"
+from _common import EVENT_TIME, PG_HOST, PG_PORT, PG_USER, Server, bounded_load, create_topic, pg_admin
 
 
 @dataclass(frozen=True)
@@ -80,56 +70,6 @@ def _process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """One ``mlgrid serve`` subprocess, stopped with SIGTERM at the end."""
-
-    def __init__(self, data_dir: Path, database_url: str) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "mlgrid.cli.main", "serve", "--port", str(self.port),
-                "--data-dir", str(data_dir), "--log-level", "warning", "--no-ui"]
-        if database_url:
-            args += ["--database-url", database_url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
-        self._log = (data_dir / "server.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
-            try:
-                async with session.get(self.url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("server did not become ready")
-
-    @property
-    def admin_token(self) -> str:
-        return (self.data_dir / "admin.token").read_text().strip()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-
-
 def _batch_body(prefix: str, counter: itertools.count[int], size: int) -> bytes:
     """A JSON array of ``size`` small Event Grid events with ids unique across the run."""
     parts = []
@@ -152,22 +92,8 @@ async def _run_clients(
     events_per_request: int,
 ) -> Result:
     """``clients`` tasks call ``send()`` until the time or the request budget runs out."""
-    sent = 0
-    failures = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal sent, failures
-        while sent < max_requests and time.perf_counter() < deadline:
-            sent += 1
-            ok = await send()
-            if not ok:
-                failures += 1
-
     cpu_before = _process_cpu_seconds(server.process.pid)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    elapsed = time.perf_counter() - started
+    sent, failures, elapsed = await bounded_load(clients, max_requests, seconds, send)
     cpu_after = _process_cpu_seconds(server.process.pid)
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     ok_requests = sent - failures
@@ -179,11 +105,7 @@ async def _measure(server: Server, backend: str, args: argparse.Namespace) -> li
     async with aiohttp.ClientSession(connector=connector) as session:
         await server.wait_ready(session)
         admin = {"Authorization": f"Bearer {server.admin_token}"}
-        topic = "bench-" + uuid.uuid4().hex[:8]
-        async with session.put(f"{server.url}/topics/{topic}", json={}, headers=admin) as response:
-            response.raise_for_status()
-        async with session.post(f"{server.url}/topics/{topic}/listKeys", headers=admin) as response:
-            key = (await response.json())["key1"]
+        topic, key = await create_topic(session, server, admin)
         publish_url = f"{server.url}/topics/{topic}/api/events"
         headers = {"aeg-sas-key": key, "Content-Type": "application/json"}
         prefix = uuid.uuid4().hex[:8]
@@ -244,16 +166,6 @@ def _print(results: list[Result]) -> None:
     print(flush=True)
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix=f"mlgrid-bench-{backend}-"))
     database = ""
@@ -262,7 +174,7 @@ async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
         if backend == "postgresql":
             database = "mlgrid_bench_" + uuid.uuid4().hex[:12]
             try:
-                await _pg_admin(f'CREATE DATABASE "{database}"')
+                await pg_admin(f'CREATE DATABASE "{database}"')
             except OSError as exc:
                 print(f"postgresql: skipped, {PG_HOST}:{PG_PORT} unreachable ({exc})\n")
                 database = ""
@@ -276,7 +188,7 @@ async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
         _print(results)
     finally:
         if database:
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -23,71 +23,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import pickle
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from _common import Server, bounded_load, percentile
 
 BODY = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode()
 EXPECTED = {"predictions": [0, 2]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``mlgrid serve`` in a subprocess on a free loopback port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
-        args = [sys.executable, "-m", "mlgrid.cli.main", "serve", "--port", str(self.port),
-                "--data-dir", str(data_dir), "--log-level", "warning"]
-        self._log = (data_dir / "server.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError((self.data_dir / "server.log").read_text())
-            try:
-                async with session.get(self.url + "/readyz") as answer:
-                    if answer.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("the server did not become ready")
-
-    @property
-    def admin_token(self) -> str:
-        return (self.data_dir / "admin.token").read_text().strip()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
 
 
 def _model_bytes() -> bytes:
@@ -140,21 +88,13 @@ async def throughput(
     seconds: float,
 ) -> float:
     """Requests/s with ``concurrency`` clients; stops at ``requests`` or ``seconds``."""
-    sent = 0
-    deadline = time.perf_counter() + seconds
 
-    async def client() -> int:
-        nonlocal sent
-        done = 0
-        while sent < requests and time.perf_counter() < deadline:
-            sent += 1
-            await _post(session, url, headers)
-            done += 1
-        return done
+    async def send() -> bool:
+        await _post(session, url, headers)
+        return True
 
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(client() for _ in range(concurrency)))
-    return sum(counts) / (time.perf_counter() - started)
+    sent, _, elapsed = await bounded_load(concurrency, requests, seconds, send)
+    return sent / elapsed
 
 
 async def latency(
@@ -172,18 +112,13 @@ async def latency(
     return found
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def main(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="mlgrid-bench-scoring-"))
-    server = Server(data_dir)
+    server = Server(data_dir, ui=True)
     connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            await server.wait_ready(session)
+            await server.wait_ready(session, timeout=60.0)
             proxy_url, direct_url, auth = await deploy(session, server)
             paths = {
                 "proxy": (proxy_url, {**auth, "Content-Type": "application/json"}),
@@ -209,8 +144,8 @@ async def main(args: argparse.Namespace) -> None:
     summary: dict[str, tuple[float, float, float]] = {}
     for name, found in figures.items():
         rate = statistics.median(found.rates)
-        p50 = _percentile(found.latencies, 0.50) * 1000
-        p99 = _percentile(found.latencies, 0.99) * 1000
+        p50 = percentile(found.latencies, 0.50) * 1000
+        p99 = percentile(found.latencies, 0.99) * 1000
         summary[name] = (rate, p50, p99)
         print(f"{name:<8}{rate:>12.0f}{p50:>10.2f}{p99:>10.2f}{len(found.latencies):>9}")
     proxy, direct = summary["proxy"], summary["direct"]

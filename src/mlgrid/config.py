@@ -59,7 +59,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("subscription_id", "", "Azure-style subscription id used in resource ids. Empty: the UUID "
                 "chosen when the data directory was created."),
     SettingSpec("secret_key", "", "Key that encrypts topic keys and subscription secrets at rest. Empty: "
-                "read or create <data-dir>/secret.key. Several nodes on one database must share it."),
+                "read or create `<data-dir>/secret.key`. Several nodes on one database must share it."),
     SettingSpec("node_id", "", "Name of this node in delivery leases. Empty: hostname and process id."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),

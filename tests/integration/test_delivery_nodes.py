@@ -55,7 +55,8 @@ def test_two_nodes_share_deliveries_without_attempting_one_twice(
         seen = Counter(e["id"] for e in receiver.events("/shared"))
         assert set(seen) == set(ids)
         assert max(seen.values()) == 1, [i for i, n in seen.items() if n > 1]
-        assert {r["deliveryAttempts"] for r in rows} == {1}, [r for r in rows if r["deliveryAttempts"] != 1][:3]
+        retried = [r for r in rows if r["deliveryAttempts"] != 1]
+        assert not retried, retried[:3]
         # Both nodes delivered some of them.
         for client in (via_first, via_second):
             metrics = client.get("/metrics").text

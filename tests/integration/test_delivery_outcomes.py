@@ -7,7 +7,6 @@ API and blob) and drops.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,21 +23,9 @@ from tests.support.delivery import (
     wait_final,
     webhook,
 )
+from tests.support.fixtures import http_client_fixture, receiver_fixture  # noqa: F401 (pytest fixtures)
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import ServerProcess
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
 
 DEAD_LETTER = {"endpointType": "StorageBlob", "properties": {"blobContainerName": "dead-letters"}}
 
@@ -272,9 +259,14 @@ def test_redeliver_queues_dead_letters_again(client: httpx.Client, receiver: Rec
     delivered = [e["id"] for r in receiver.notifications(path) if r.json() for e in r.events()]
     assert delivered.count(one["eventId"]) == 2
 
+    # By event id, as well as by dead-letter id.
+    by_event = client.post(f"/topics/{topic}/eventSubscriptions/{sub}/deadLetters/redeliver",
+                           json={"ids": [letters[1]["eventId"]]})
+    [queued] = by_event.json()["value"]
+    assert (queued["id"], queued["eventId"]) == (letters[1]["id"], letters[1]["eventId"])
     rest = client.post(f"/topics/{topic}/eventSubscriptions/{sub}/deadLetters/redeliver")
     assert rest.status_code == 200, rest.text
-    assert sorted(v["id"] for v in rest.json()["value"]) == sorted(d["id"] for d in letters[1:])
+    assert [v["id"] for v in rest.json()["value"]] == [letters[2]["id"]]
     rows = wait_final(client, topic, sub, 6)
     assert sum(r["state"] == "delivered" for r in rows) == 3
     assert all(d["redeliveredTime"] for d in dead_letters(client, topic, sub))
@@ -364,3 +356,29 @@ def test_an_unhealthy_endpoint_holds_new_events_back_but_drops_nothing(
     assert all(r["state"] == "dropped" and r["reason"] == "MaxDeliveryAttemptsExceeded" for r in rows)
     assert all(r["deliveryAttempts"] == 2 for r in rows)
     assert len(receiver.notifications(path)) == 30
+
+
+def test_delivery_routes_check_roles(client: httpx.Client, receiver: Receiver) -> None:
+    topic, sub, _, _ = one_event_subscription(client, receiver, [])
+    wait_final(client, topic, sub, 1)
+    base = f"/topics/{topic}/eventSubscriptions/{sub}"
+    tokens = {}
+    for role in ("Reader", "DataSender"):
+        name = new_name(role.lower())
+        tokens[role] = client.put(f"/principals/{name}").json()["token"]
+        assigned = client.put(f"/topics/{topic}/roleAssignments/{name}", json={"role": role})
+        assert assigned.status_code in (200, 201)
+
+    def call(role: str | None, method: str, path: str, body: object = None) -> int:
+        headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+        response = httpx.request(method, str(client.base_url) + path, headers=headers, json=body)
+        return response.status_code
+
+    replay = {"from": "2000-01-01T00:00:00Z"}
+    assert call("Reader", "GET", f"{base}/deliveries") == 200
+    assert call("Reader", "GET", f"{base}/deadLetters") == 200
+    assert call("Reader", "POST", f"{base}/replay", replay) == 403
+    assert call("Reader", "POST", f"{base}/deadLetters/redeliver", {}) == 403
+    assert call("DataSender", "GET", f"{base}/deliveries") == 403
+    assert call(None, "GET", f"{base}/deliveries") == 401
+    assert client.post(f"{base}/replay", json=replay).status_code == 200

@@ -7,7 +7,6 @@ exactly what arrived.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -23,20 +22,8 @@ from tests.support.delivery import (
     wait_final,
     webhook,
 )
+from tests.support.fixtures import http_client_fixture, receiver_fixture  # noqa: F401 (pytest fixtures)
 from tests.support.receiver import Receiver
-from tests.support.server import ServerProcess
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
 
 
 def test_event_grid_schema_request_has_the_exact_headers_and_an_array_body(

@@ -5,7 +5,6 @@ answers, a failed deployment emits nothing, a redeploy emits again without a sco
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,24 +20,12 @@ from tests.support.deployments import (
     register_bytes,
     wait_for,
 )
-from tests.support.ml_workspace import admin_client, assert_strictly_increasing
+from tests.support.fixtures import receiver_fixture, sdk_client_fixture  # noqa: F401 (pytest fixtures)
+from tests.support.ml_workspace import assert_strictly_increasing
 from tests.support.receiver import Receiver
-from tests.support.server import ServerProcess
 
 from mlgrid import ApiError, Client
 from mlgrid.client.endpoints import DeploymentFailed
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[Client]:
-    with admin_client(server) as sdk:
-        yield sdk
 
 
 def test_a_deployed_model_scores_and_yields_exactly_one_model_deployed(

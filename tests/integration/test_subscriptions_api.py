@@ -9,13 +9,12 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from standardwebhooks import Webhook
 from tests.support.broker_db import assign_role, create_system_topic
+from tests.support.fixtures import http_client_fixture, receiver_fixture  # noqa: F401 (pytest fixtures)
 from tests.support.receiver import VALIDATION_EVENT_TYPE, Receiver
 from tests.support.server import ServerProcess
 
@@ -57,18 +56,6 @@ SEED_BODY: dict[str, Any] = {
         "labels": ["team-a"],
     }
 }
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
 
 
 def new_name(prefix: str = "s") -> str:

@@ -22,22 +22,11 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.broker_db import delivered_event_ids, deliveries_of, subscription_row
+from tests.support.fixtures import http_client_fixture, receiver_fixture  # noqa: F401 (pytest fixtures)
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess
 
 REGISTERED = "Microsoft.MachineLearningServices.ModelRegistered"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
 
 
 def new_name(prefix: str = "s") -> str:

@@ -7,38 +7,24 @@ loopback (push delivery), and a pull (``Queue``) subscription.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.support.fixtures import receiver_fixture, sdk_client_fixture  # noqa: F401 (pytest fixtures)
 from tests.support.ml_workspace import (
     MODEL_REGISTERED,
     RUN_COMPLETED,
     RUN_STATUS_CHANGED,
-    admin_client,
     assert_model_event,
     assert_run_event,
     assert_strictly_increasing,
     retained,
 )
 from tests.support.receiver import Receiver
-from tests.support.server import ServerProcess
 
 from mlgrid import ApiError, Client
 from mlgrid.client.filters import StringIn
 from mlgrid.client.workspace import Workspace
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[Client]:
-    with admin_client(server) as sdk:
-        yield sdk
 
 
 def _workspace(client: Client, name: str, receiver: Receiver, mode: str = "failed") -> Workspace:

@@ -5,33 +5,16 @@ filtering, path safety, and concurrent writers that never lose an update."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.ml_workspace import admin_client, raw, retained
+from tests.support.fixtures import raw_http_fixture, sdk_client_fixture, workspace_fixture  # noqa: F401 (pytest fixtures)
+from tests.support.ml_workspace import raw, retained
 from tests.support.server import ServerProcess
 
 from mlgrid import ApiError, Client
 from mlgrid.client.workspace import Workspace
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[Client]:
-    with admin_client(server) as sdk:
-        yield sdk
-
-
-@pytest.fixture(scope="module")
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
-    with raw(server) as plain:
-        yield plain
-
-
-@pytest.fixture
-def ws(client: Client, unique_name: str) -> Workspace:
-    return client.workspaces.create(unique_name)
 
 
 def _error(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -207,7 +207,10 @@ def _redeliver(kind: str) -> Handler:
         result = await _manager(request).redeliver(sub, ids)
         return _json(
             {
-                "value": [{"id": dl, "deliveryId": delivery} for dl, delivery in result.redelivered],
+                "value": [
+                    {"id": dead_letter, "eventId": event_id, "deliveryId": delivery}
+                    for dead_letter, event_id, delivery in result.redelivered
+                ],
                 "notRetained": result.not_retained,
                 "unknownIds": result.unknown,
             }

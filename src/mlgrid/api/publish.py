@@ -95,7 +95,7 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
             # Namespace topics speak CloudEvents; an Event Grid schema topic stores them converted.
             parsed = parse_publish_body(body, content_type, request.headers, input_schema=CLOUD_EVENTS,
                                         mapping=None, topic_id=topic.resource_id, now=now)
-            events = [cloudevent_to_eventgrid(ev, topic.resource_id) for ev in parsed]
+            events = [cloudevent_to_eventgrid(ev, topic.resource_id, now) for ev in parsed]
         else:
             events = parse_publish_body(body, content_type, request.headers, input_schema=topic.input_schema,
                                         mapping=topic.mapping, topic_id=topic.resource_id, now=now)

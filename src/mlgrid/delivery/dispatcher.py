@@ -544,16 +544,6 @@ class Dispatcher:
                 self._source.done(prepared.work.id)
         self._subscriptions.pop(subscription_id, None)
 
-    # -- introspection ------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "waiting": len(self._source),
-            "ready": self._ready_count,
-            "in_flight": self._in_flight,
-            "recording": self._recorder.backlog,
-        }
-
 
 def _batch_id(batch: Sequence[_Prepared]) -> str:
     """Stable across retries of the same events: derived from their delivery ids."""

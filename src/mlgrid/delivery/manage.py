@@ -40,7 +40,7 @@ MAX_REDELIVER_IDS = 1000
 
 @dataclass(frozen=True)
 class RedeliveryResult:
-    redelivered: list[tuple[str, int]]  # (dead letter id, new delivery id)
+    redelivered: list[tuple[str, str, int]]  # (dead letter id, event id, new delivery id)
     not_retained: list[str]  # dead letters whose event is no longer retained
     unknown: list[str]  # ids that are not dead letters of this subscription
 
@@ -83,35 +83,37 @@ class DeliveryManager:
     # -- redelivery -----------------------------------------------------------------------------
 
     async def redeliver(self, sub: Subscription, ids: Sequence[str] | None) -> RedeliveryResult:
-        """Queue dead letters again as new deliveries: the given ids, or all not yet redelivered."""
+        """Queue dead letters again as new deliveries: all not yet redelivered, or those named
+        by ``ids`` — dead-letter ids or event ids; an event is queued once however named."""
         now = self._clock()
+        stamp = datetime.fromtimestamp(now, tz=UTC)
         async with self._db.write() as conn:
             candidates = await dead_letter_store.redelivery_candidates(conn, sub.id, ids)
-            retained = [c for c in candidates if c.event_seq is not None]
+            queued: dict[int, list[str]] = {}  # event seq -> dead letters it answers
+            for c in candidates:
+                if c.event_seq is not None:
+                    queued.setdefault(c.event_seq, []).append(c.id)
+            seqs = list(queued)
             new_ids = await delivery_store.insert_pending(
-                conn,
-                [NewDelivery(c.event_seq, sub.id) for c in retained if c.event_seq is not None],
-                datetime.fromtimestamp(now, tz=UTC),
+                conn, [NewDelivery(seq, sub.id) for seq in seqs], stamp
             )
-            await dead_letter_store.mark_redelivered(conn, [c.id for c in retained], now)
-        found = {c.id for c in candidates}
+            answered = [i for group in queued.values() for i in group]
+            await dead_letter_store.mark_redelivered(conn, answered, now)
+        delivery_of = dict(zip(seqs, new_ids, strict=True))
+        known = {c.id for c in candidates} | {c.event_id for c in candidates}
         result = RedeliveryResult(
-            redelivered=[(c.id, new_id) for c, new_id in zip(retained, new_ids, strict=True)],
+            redelivered=[
+                (c.id, c.event_id, delivery_of[c.event_seq]) for c in candidates if c.event_seq is not None
+            ],
             not_retained=[c.id for c in candidates if c.event_seq is None],
-            unknown=[i for i in (ids or []) if i not in found],
+            unknown=[i for i in (ids or []) if i not in known],
         )
-        self._announce(
-            [
-                CommittedDelivery(new_id, c.event_seq, sub.id, datetime.fromtimestamp(now, tz=UTC))
-                for c, new_id in zip(retained, new_ids, strict=True)
-                if c.event_seq is not None
-            ]
-        )
+        self._announce([CommittedDelivery(delivery_of[seq], seq, sub.id, stamp) for seq in seqs])
         log.info(
-            "redelivering %d dead letter(s) of %s",
-            len(result.redelivered),
+            "redelivering %d event(s) of %s",
+            len(seqs),
             sub.name,
-            extra={"action": "redelivered", "subscription_id": sub.id, "count": len(result.redelivered)},
+            extra={"action": "redelivered", "subscription_id": sub.id, "count": len(seqs)},
         )
         return result
 

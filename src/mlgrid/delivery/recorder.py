@@ -34,7 +34,7 @@ __all__ = ["OutcomeRecorder"]
 log = logging.getLogger("mlgrid.delivery")
 
 _RETRY_PAUSE_SECONDS = 0.5
-_MIN_INTERVAL_SECONDS = 0.2
+_MIN_INTERVAL_SECONDS = 0.02
 
 
 @dataclass
@@ -64,8 +64,6 @@ class OutcomeRecorder:
         self._clock = clock
         self._buffer = _Buffer()
         self._ready = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
     # -- producers ----------------------------------------------------------------------
@@ -83,7 +81,6 @@ class OutcomeRecorder:
         self._signal()
 
     def _signal(self) -> None:
-        self._idle.clear()
         self._ready.set()
 
     @property
@@ -106,10 +103,6 @@ class OutcomeRecorder:
         if len(self._buffer):
             with contextlib.suppress(Exception):
                 await self._write_once()
-
-    async def wait_idle(self) -> None:
-        """Until everything handed in so far is committed (tests, shutdown, API answers)."""
-        await self._idle.wait()
 
     async def _run(self) -> None:
         last = 0.0
@@ -134,7 +127,6 @@ class OutcomeRecorder:
     async def _write_once(self) -> None:
         batch, self._buffer = self._buffer, _Buffer()
         if not len(batch):
-            self._idle.set()
             return
         try:
             async with self._db.write() as conn:
@@ -147,5 +139,3 @@ class OutcomeRecorder:
             self._buffer = batch
             raise
         self._dead_letters.report(closed)
-        if not len(self._buffer):
-            self._idle.set()

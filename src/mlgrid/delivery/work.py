@@ -241,9 +241,5 @@ class LeaseSource(WorkSource):
                     conn, self._node_id, sorted(self._claimed), now + self._lease_seconds
                 )
 
-    @property
-    def lease_seconds(self) -> float:
-        return self._lease_seconds
-
     def __len__(self) -> int:
         return len(self._claimed)

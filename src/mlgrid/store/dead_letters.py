@@ -115,7 +115,8 @@ class RedeliveryCandidate:
 async def redelivery_candidates(
     conn: AsyncConnection, subscription_id: str, ids: Sequence[str] | None
 ) -> list[RedeliveryCandidate]:
-    """The dead letters to queue again: the given ids, or every one not redelivered yet."""
+    """The dead letters to queue again: every one not redelivered yet, or those whose id or
+    event id is among ``ids``."""
     query = (
         select(dead_letters.c.id, dead_letters.c.event_id, events.c.seq)
         .select_from(
@@ -128,7 +129,7 @@ async def redelivery_candidates(
     if ids is None:
         query = query.where(dead_letters.c.redelivered_at.is_(None))
     else:
-        query = query.where(dead_letters.c.id.in_(list(ids)))
+        query = query.where(or_(dead_letters.c.id.in_(list(ids)), dead_letters.c.event_id.in_(list(ids))))
     rows = await conn.execute(query.order_by(dead_letters.c.created_at, dead_letters.c.id))
     return [RedeliveryCandidate(r[0], r[1], r[2]) for r in rows]
 

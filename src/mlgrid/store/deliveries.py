@@ -621,10 +621,3 @@ async def count_pending(conn: AsyncConnection, subscription_id: str | None = Non
     if subscription_id is not None:
         query = query.where(deliveries.c.subscription_id == subscription_id)
     return int((await conn.execute(query)).scalar_one())
-
-
-async def get_many(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, DeliveryRow]:
-    if not ids:
-        return {}
-    rows = await conn.execute(select(deliveries).where(deliveries.c.id.in_(list(ids))))
-    return {r.id: row_to_delivery(r) for r in rows}

@@ -9,6 +9,8 @@ webhooks.
 * ``message`` — the message format: body and metadata of one event (pure);
 * ``connections`` — one connection per distinct URL, the endpoint-safety check before a
   connection is made, and socket errors turned into outcomes;
+* ``base`` — the attempt every destination makes: lease, publish under the deadline, turn the
+  client library's exception into an outcome, drop a broken connection;
 * ``redis_stream``, ``nats_jetstream``, ``rabbitmq`` — the destinations;
 * ``registry`` — builds the three for a server, keyed by ``endpointType``.
 

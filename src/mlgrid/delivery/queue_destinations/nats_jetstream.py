@@ -31,19 +31,9 @@ from nats.aio.client import Client as NatsClient
 from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
-from mlgrid.delivery.queue_destinations.connections import (
-    ATTEMPT_TIMEOUT_SECONDS,
-    IDLE_SECONDS,
-    ConnectionPool,
-    EndpointRefused,
-    check_endpoint,
-    failure,
-    final,
-    scrubbed,
-    socket_outcome,
-    succeeded,
-)
-from mlgrid.delivery.queue_destinations.message import build_queue_messages, nats_headers
+from mlgrid.delivery.queue_destinations.base import PooledQueueDestination
+from mlgrid.delivery.queue_destinations.connections import failure, final, socket_outcome, succeeded
+from mlgrid.delivery.queue_destinations.message import nats_headers
 
 __all__ = ["NatsJetStreamDestination"]
 
@@ -60,31 +50,18 @@ _CONNECTION_LOST = (
 )
 
 
-async def _close(client: NatsClient) -> None:
-    try:
-        await client.close()
-    except Exception:  # closing a broken client must not hide the error that broke it
-        return
-
-
-class NatsJetStreamDestination:
+class NatsJetStreamDestination(PooledQueueDestination[NatsClient]):
     """Publishes events to JetStream; one NATS connection per URL."""
 
-    def __init__(
-        self,
-        *,
-        deny_private: bool,
-        timeout: float = ATTEMPT_TIMEOUT_SECONDS,
-        idle_seconds: float = IDLE_SECONDS,
-    ) -> None:
-        self._deny_private = deny_private
-        self._timeout = timeout
-        self._pool: ConnectionPool[NatsClient] = ConnectionPool(
-            self._open, _close, lambda client: client.is_connected, idle_seconds=idle_seconds
-        )
+    _client_errors = (nats_errors.Error,)
 
-    async def _open(self, url: str) -> NatsClient:
-        await check_endpoint(url, self._deny_private)
+    def _usable(self, connection: NatsClient) -> bool:
+        return bool(connection.is_connected)
+
+    async def _disconnect(self, connection: NatsClient) -> None:
+        await connection.close()
+
+    async def _connect(self, url: str) -> NatsClient:
         errors: list[Exception] = []
 
         async def on_error(exc: Exception) -> None:
@@ -118,37 +95,26 @@ class NatsJetStreamDestination:
         subject = subscription.destination_properties.get("subject")
         if not isinstance(url, str) or not isinstance(subject, str):
             return final(OutcomeName.GENERIC_ERROR, "the subscription has no NATS url and subject")
-        messages = build_queue_messages(
-            events,
-            delivery_schema=subscription.event_delivery_schema,
-            subscription_name=subscription.name,
-            delivery_count=attempt.delivery_count,
-            batch_id=attempt.batch_id,
-        )
+        messages = self._messages(subscription, events, attempt)
         if not messages:
             return succeeded()
-        client: NatsClient | None = None
-        try:
-            async with asyncio.timeout(self._timeout), self._pool.lease(url) as client:
-                stream = client.jetstream(timeout=self._timeout)
-                # Published back to back on one connection, so they reach the stream in order;
-                # every acknowledgement is awaited.
-                results = await asyncio.gather(
-                    *(
-                        stream.publish(subject, m.body, timeout=self._timeout, headers=nats_headers(m))
-                        for m in messages
-                    ),
-                    return_exceptions=True,
-                )
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-        except (TimeoutError, nats_errors.Error, OSError, EndpointRefused) as exc:
-            outcome = scrubbed(self._outcome(exc, subject), url)
-            if client is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
-                await self._pool.discard(url, client)
-            return outcome
-        return succeeded()
+
+        async def publish(client: NatsClient) -> None:
+            stream = client.jetstream(timeout=self._timeout)
+            # Published back to back on one connection, so they reach the stream in order;
+            # every acknowledgement is awaited.
+            results = await asyncio.gather(
+                *(
+                    stream.publish(subject, m.body, timeout=self._timeout, headers=nats_headers(m))
+                    for m in messages
+                ),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+
+        return await self._attempt(url, publish, lambda exc: self._outcome(exc, subject))
 
     def _outcome(self, exc: BaseException, subject: str) -> AttemptOutcome:
         """Translate nats-py's exceptions (the boundary) into outcome vocabulary."""
@@ -184,12 +150,3 @@ class NatsJetStreamDestination:
         if isinstance(exc, _CONNECTION_LOST):
             return classify_error(ErrorKind.CONNECTION_RESET, f"NATS connection failed: {type(exc).__name__}")
         return classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
-
-    @property
-    def open_connections(self) -> int:
-        """Pooled broker connections: one per distinct URL in use."""
-        return len(self._pool)
-
-    async def close(self) -> None:
-        """Close every connection (at shutdown, after the dispatcher stopped)."""
-        await self._pool.close()

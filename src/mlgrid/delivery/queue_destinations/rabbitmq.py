@@ -34,19 +34,9 @@ from pamqp.commands import Basic
 from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
-from mlgrid.delivery.queue_destinations.connections import (
-    ATTEMPT_TIMEOUT_SECONDS,
-    IDLE_SECONDS,
-    ConnectionPool,
-    EndpointRefused,
-    check_endpoint,
-    failure,
-    final,
-    scrubbed,
-    socket_outcome,
-    succeeded,
-)
-from mlgrid.delivery.queue_destinations.message import QueueMessage, amqp_headers, build_queue_messages
+from mlgrid.delivery.queue_destinations.base import PooledQueueDestination
+from mlgrid.delivery.queue_destinations.connections import failure, final, socket_outcome, succeeded
+from mlgrid.delivery.queue_destinations.message import QueueMessage, amqp_headers
 
 __all__ = ["RabbitMQDestination"]
 
@@ -85,13 +75,6 @@ class _Link:
         return underlay is not None and not underlay.is_closed
 
 
-async def _close(link: _Link) -> None:
-    try:
-        await link.connection.close()
-    except Exception:  # closing a broken connection must not hide the error that broke it
-        return
-
-
 def _amqp_message(message: QueueMessage) -> aio_pika.Message:
     return aio_pika.Message(
         message.body,
@@ -105,26 +88,20 @@ def _amqp_message(message: QueueMessage) -> aio_pika.Message:
     )
 
 
-class RabbitMQDestination:
+class RabbitMQDestination(PooledQueueDestination[_Link]):
     """Publishes events to a RabbitMQ exchange; one AMQP connection per URL."""
 
-    def __init__(
-        self,
-        *,
-        deny_private: bool,
-        timeout: float = ATTEMPT_TIMEOUT_SECONDS,
-        idle_seconds: float = IDLE_SECONDS,
-    ) -> None:
-        self._deny_private = deny_private
-        self._timeout = timeout
-        self._pool: ConnectionPool[_Link] = ConnectionPool(
-            self._open, _close, lambda link: link.usable, idle_seconds=idle_seconds
-        )
+    _client_errors = (amqp_errors.AMQPError, amqp_errors.ChannelInvalidStateError)
 
-    async def _open(self, url: str) -> _Link:
-        await check_endpoint(url, self._deny_private)
+    async def _connect(self, url: str) -> _Link:
         connection = await aio_pika.connect(url, timeout=self._timeout)
         return _Link(connection)
+
+    async def _disconnect(self, connection: _Link) -> None:
+        await connection.connection.close()
+
+    def _usable(self, connection: _Link) -> bool:
+        return connection.usable
 
     async def send(
         self, subscription: Subscription, events: Sequence[Mapping[str, Any]], attempt: Attempt
@@ -135,50 +112,34 @@ class RabbitMQDestination:
         routing_key = props.get("routingKey") or ""
         if not isinstance(url, str) or not isinstance(exchange_name, str) or not isinstance(routing_key, str):
             return final(OutcomeName.GENERIC_ERROR, "the subscription has no RabbitMQ url and exchange")
-        messages = build_queue_messages(
-            events,
-            delivery_schema=subscription.event_delivery_schema,
-            subscription_name=subscription.name,
-            delivery_count=attempt.delivery_count,
-            batch_id=attempt.batch_id,
-        )
+        messages = self._messages(subscription, events, attempt)
         if not messages:
             return succeeded()
-        link: _Link | None = None
-        try:
-            async with asyncio.timeout(self._timeout), self._pool.lease(url) as link:
-                channel = await link.ready_channel()
-                exchange: AbstractExchange = (
-                    channel.default_exchange
-                    if exchange_name == ""
-                    else await channel.get_exchange(exchange_name, ensure=False)
-                )
-                results = await asyncio.gather(
-                    *(
-                        exchange.publish(_amqp_message(m), routing_key, mandatory=True, timeout=self._timeout)
-                        for m in messages
-                    ),
-                    return_exceptions=True,
-                )
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-                    if not isinstance(result, Basic.Ack):
-                        return failure(
-                            OutcomeName.GENERIC_ERROR, f"the broker did not confirm the message: {result!r}"
-                        )
-        except (
-            TimeoutError,
-            amqp_errors.AMQPError,
-            amqp_errors.ChannelInvalidStateError,
-            OSError,
-            EndpointRefused,
-        ) as exc:
-            outcome = scrubbed(self._outcome(exc, exchange_name, routing_key), url)
-            if link is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
-                await self._pool.discard(url, link)
-            return outcome
-        return succeeded()
+
+        async def publish(link: _Link) -> AttemptOutcome | None:
+            channel = await link.ready_channel()
+            exchange: AbstractExchange = (
+                channel.default_exchange
+                if exchange_name == ""
+                else await channel.get_exchange(exchange_name, ensure=False)
+            )
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(_amqp_message(m), routing_key, mandatory=True, timeout=self._timeout)
+                    for m in messages
+                ),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+                if not isinstance(result, Basic.Ack):
+                    return failure(
+                        OutcomeName.GENERIC_ERROR, f"the broker did not confirm the message: {result!r}"
+                    )
+            return None
+
+        return await self._attempt(url, publish, lambda exc: self._outcome(exc, exchange_name, routing_key))
 
     def _outcome(self, exc: BaseException, exchange: str, routing_key: str) -> AttemptOutcome:
         """Translate aio-pika's exceptions (the boundary) into outcome vocabulary."""
@@ -216,12 +177,3 @@ class RabbitMQDestination:
         if network is not None:
             return network
         return classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
-
-    @property
-    def open_connections(self) -> int:
-        """Pooled broker connections: one per distinct URL in use."""
-        return len(self._pool)
-
-    async def close(self) -> None:
-        """Close every connection (at shutdown, after the dispatcher stopped)."""
-        await self._pool.close()

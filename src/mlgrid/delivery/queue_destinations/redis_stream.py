@@ -16,7 +16,6 @@ which consumers use to drop duplicates (at-least-once delivery, SPEC §11).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,48 +27,19 @@ from redis.backoff import NoBackoff
 from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
-from mlgrid.delivery.queue_destinations.connections import (
-    ATTEMPT_TIMEOUT_SECONDS,
-    IDLE_SECONDS,
-    ConnectionPool,
-    EndpointRefused,
-    check_endpoint,
-    failure,
-    final,
-    scrubbed,
-    socket_outcome,
-    succeeded,
-)
-from mlgrid.delivery.queue_destinations.message import build_queue_messages, redis_fields
+from mlgrid.delivery.queue_destinations.base import PooledQueueDestination
+from mlgrid.delivery.queue_destinations.connections import failure, final, socket_outcome, succeeded
+from mlgrid.delivery.queue_destinations.message import redis_fields
 
 __all__ = ["RedisStreamDestination"]
 
 
-async def _close(client: Redis) -> None:
-    try:
-        await client.aclose()
-    except Exception:  # closing a broken client must not hide the error that broke it
-        return
-
-
-class RedisStreamDestination:
+class RedisStreamDestination(PooledQueueDestination[Redis]):
     """Appends events to Redis streams; one ``redis.asyncio.Redis`` client per URL."""
 
-    def __init__(
-        self,
-        *,
-        deny_private: bool,
-        timeout: float = ATTEMPT_TIMEOUT_SECONDS,
-        idle_seconds: float = IDLE_SECONDS,
-    ) -> None:
-        self._deny_private = deny_private
-        self._timeout = timeout
-        self._pool: ConnectionPool[Redis] = ConnectionPool(
-            self._open, _close, lambda client: True, idle_seconds=idle_seconds
-        )
+    _client_errors = (redis_errors.RedisError,)
 
-    async def _open(self, url: str) -> Redis:
-        await check_endpoint(url, self._deny_private)
+    async def _connect(self, url: str) -> Redis:
         # The client keeps its own small pool of sockets and reconnects by itself; one
         # immediate retry covers a pooled socket the server closed while it was idle.
         client: Redis = Redis.from_url(
@@ -80,6 +50,9 @@ class RedisStreamDestination:
         )
         return client
 
+    async def _disconnect(self, connection: Redis) -> None:
+        await connection.aclose()
+
     async def send(
         self, subscription: Subscription, events: Sequence[Mapping[str, Any]], attempt: Attempt
     ) -> AttemptOutcome:
@@ -87,32 +60,21 @@ class RedisStreamDestination:
         stream = subscription.destination_properties.get("stream")
         if not isinstance(url, str) or not isinstance(stream, str):
             return final(OutcomeName.GENERIC_ERROR, "the subscription has no Redis url and stream")
-        messages = build_queue_messages(
-            events,
-            delivery_schema=subscription.event_delivery_schema,
-            subscription_name=subscription.name,
-            delivery_count=attempt.delivery_count,
-            batch_id=attempt.batch_id,
-        )
+        messages = self._messages(subscription, events, attempt)
         if not messages:
             return succeeded()
-        client: Redis | None = None
-        try:
-            async with asyncio.timeout(self._timeout), self._pool.lease(url) as client:
-                entries: list[dict[Any, Any]] = [redis_fields(m) for m in messages]
-                if len(entries) == 1:
-                    await client.xadd(stream, entries[0])
-                else:
-                    async with client.pipeline(transaction=True) as pipe:
-                        for fields in entries:
-                            pipe.xadd(stream, fields)
-                        await pipe.execute()
-        except (TimeoutError, redis_errors.RedisError, OSError, EndpointRefused) as exc:
-            outcome = scrubbed(self._outcome(exc, stream), url)
-            if client is not None and outcome.name in (OutcomeName.TIMED_OUT, OutcomeName.SOCKET_ERROR):
-                await self._pool.discard(url, client)
-            return outcome
-        return succeeded()
+
+        async def publish(client: Redis) -> None:
+            entries: list[dict[Any, Any]] = [redis_fields(m) for m in messages]
+            if len(entries) == 1:
+                await client.xadd(stream, entries[0])
+            else:
+                async with client.pipeline(transaction=True) as pipe:
+                    for fields in entries:
+                        pipe.xadd(stream, fields)
+                    await pipe.execute()
+
+        return await self._attempt(url, publish, lambda exc: self._outcome(exc, stream))
 
     def _outcome(self, exc: BaseException, stream: str) -> AttemptOutcome:
         """Translate redis-py's exceptions (the boundary) into outcome vocabulary."""
@@ -141,12 +103,3 @@ class RedisStreamDestination:
         if isinstance(exc, redis_errors.ConnectionError):
             return classify_error(ErrorKind.CONNECTION_RESET, f"Redis connection failed: {exc}")
         return classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
-
-    @property
-    def open_connections(self) -> int:
-        """Pooled broker connections: one per distinct URL in use."""
-        return len(self._pool)
-
-    async def close(self) -> None:
-        """Close every client (at shutdown, after the dispatcher stopped)."""
-        await self._pool.close()

@@ -1,7 +1,7 @@
 """initial broker schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 """
 
 from __future__ import annotations
