@@ -54,17 +54,20 @@ def test_signature_checking_receiver_example_runs(
     sqlite_server: ServerProcess, receiver_process: tuple[subprocess.Popen[str], int]
 ) -> None:
     process, port = receiver_process
-    with sqlite_server.client() as client:
-        topic, _ = make_topic(client)
-        sub = subscribe(client, topic, webhook(f"http://127.0.0.1:{port}/", signingSecret=SECRET))
-        publish(client, topic, [event("docs-1"), event("docs-2")])
-        rows = wait_final(client, topic, sub, 2)
-    assert all(r["state"] == "delivered" for r in rows)
-    forged = httpx.post(f"http://127.0.0.1:{port}/", content=b"[]", headers={
-        "webhook-id": "x", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})
-    assert forged.status_code == 401
-    process.terminate()
-    output, _ = process.communicate(timeout=10)
+    try:
+        with sqlite_server.client() as client:
+            topic, _ = make_topic(client)
+            sub = subscribe(client, topic, webhook(f"http://127.0.0.1:{port}/", signingSecret=SECRET))
+            publish(client, topic, [event("docs-1"), event("docs-2")])
+            rows = wait_final(client, topic, sub, 2, timeout=30)
+        assert all(r["state"] == "delivered" for r in rows), rows
+        forged = httpx.post(f"http://127.0.0.1:{port}/", content=b"[]", headers={
+            "webhook-id": "x", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})
+        assert forged.status_code == 401
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+        print(output)  # shown when the test fails
     verified = [line.split() for line in output.splitlines() if line.startswith("verified")]
     assert sorted(v[1] for v in verified) == ["docs-1", "docs-2"]
     assert all(v[2] == "Test.Delivery.Happened" and v[3] == "0" for v in verified)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from mlgrid.broker.ingest import CommittedDelivery
 from mlgrid.broker.subscription_model import Subscription
@@ -25,6 +26,7 @@ from mlgrid.filters import compile_filter
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store
+from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
 from mlgrid.store.dead_letters import DeadLetterRow
 from mlgrid.store.deliveries import DeliveryRow, NewDelivery
@@ -135,17 +137,25 @@ class DeliveryManager:
                 break
             after_seq = page[-1].seq
             examined += len(page)
-            seqs = [stored.seq for stored in page if matches(loads_exact(stored.body))]
-            if seqs:
+            matched: list[tuple[int, dict[str, Any], float, int]] = []
+            for stored in page:
+                parsed = loads_exact(stored.body)
+                if matches(parsed):
+                    matched.append((stored.seq, parsed, to_epoch(stored.published_at), len(stored.body)))
+            if matched:
                 now = datetime.fromtimestamp(self._clock(), tz=UTC)
                 async with self._db.write() as conn:
                     new_ids = await delivery_store.insert_pending(
-                        conn, [NewDelivery(seq, sub.id) for seq in seqs], now
+                        conn, [NewDelivery(seq, sub.id) for seq, _, _, _ in matched], now
                     )
-                self._announce(
-                    [CommittedDelivery(i, seq, sub.id, now) for i, seq in zip(new_ids, seqs, strict=True)]
-                )
-                replayed += len(seqs)
+                # The events are parsed already: hand them over so the dispatcher need not
+                # read them back.
+                self._dispatcher.remember_events(matched)
+                self._announce([
+                    CommittedDelivery(i, seq, sub.id, now)
+                    for i, (seq, _, _, _) in zip(new_ids, matched, strict=True)
+                ])
+                replayed += len(matched)
             if len(page) < _PAGE:
                 break
         log.info(

@@ -120,8 +120,17 @@ async def redelivery_candidates(
     query = (
         select(dead_letters.c.id, dead_letters.c.event_id, events.c.seq)
         .select_from(
-            dead_letters.outerjoin(deliveries, deliveries.c.id == dead_letters.c.delivery_id).outerjoin(
-                events, events.c.seq == deliveries.c.event_seq
+            # Matched on subscription and event id too: a delivery id can only point to the
+            # right event while that delivery row exists, and ids of deleted rows may return.
+            dead_letters.outerjoin(
+                deliveries,
+                and_(
+                    deliveries.c.id == dead_letters.c.delivery_id,
+                    deliveries.c.subscription_id == dead_letters.c.subscription_id,
+                ),
+            ).outerjoin(
+                events,
+                and_(events.c.seq == deliveries.c.event_seq, events.c.event_id == dead_letters.c.event_id),
             )
         )
         .where(dead_letters.c.subscription_id == subscription_id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
@@ -75,28 +75,48 @@ def row_to_delivery(r: object) -> DeliveryRow:
     )
 
 
+_INSERT_SQL = (
+    "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, next_attempt_at, created_at) "
+    "VALUES (?, ?, ?, 'pending', 0, ?, ?)"
+)
+
+
+async def _new_ids(conn: AsyncConnection, count: int) -> list[int]:
+    """``count`` fresh delivery ids, in order.
+
+    PostgreSQL: drawn from the table's sequence (safe with concurrent writers). SQLite: one
+    writer at a time holds the database inside this transaction, so the ids after the
+    current largest are free.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)"),
+            {"n": count},
+        )
+        return sorted(int(r[0]) for r in rows)
+    top = (await conn.execute(select(func.coalesce(func.max(deliveries.c.id), 0)))).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + count))
+
+
 async def insert_pending(
     conn: AsyncConnection, new: Sequence[NewDelivery], now: datetime
 ) -> list[int]:
-    """Insert pending deliveries due now; returns their ids in the order given."""
+    """Insert pending deliveries due now; returns their ids in the order given.
+
+    The ids are allocated first and the rows written with one driver-level ``executemany``:
+    an ``INSERT ... RETURNING`` that must keep the order of its rows runs row by row on
+    SQLite, which made every matched event cost a statement at publish time.
+    """
     if not new:
         return []
     stamp = to_epoch(now)
-    rows = [
-        {
-            "event_seq": d.event_seq,
-            "subscription_id": d.subscription_id,
-            "state": PENDING,
-            "attempts": 0,
-            "next_attempt_at": stamp,
-            "created_at": stamp,
-        }
-        for d in new
-    ]
-    result = await conn.execute(
-        deliveries.insert().returning(deliveries.c.id, sort_by_parameter_order=True), rows
+    ids = await _new_ids(conn, len(new))
+    await _executemany(
+        conn,
+        _INSERT_SQL,
+        [(i, d.event_seq, d.subscription_id, stamp, stamp) for i, d in zip(ids, new, strict=True)],
     )
-    return [r[0] for r in result.all()]
+    return ids
 
 
 async def list_for_subscription(
@@ -621,3 +641,10 @@ async def count_pending(conn: AsyncConnection, subscription_id: str | None = Non
     if subscription_id is not None:
         query = query.where(deliveries.c.subscription_id == subscription_id)
     return int((await conn.execute(query)).scalar_one())
+
+
+async def get_many(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, DeliveryRow]:
+    if not ids:
+        return {}
+    rows = await conn.execute(select(deliveries).where(deliveries.c.id.in_(list(ids))))
+    return {r.id: row_to_delivery(r) for r in rows}
