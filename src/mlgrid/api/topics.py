@@ -15,9 +15,8 @@ from mlgrid.auth.roles import Action
 from mlgrid.broker.access import Scope
 from mlgrid.broker.topics import Topic, parse_topic_body
 from mlgrid.errors import invalid
-from mlgrid.events.jsoncodec import loads_exact
+from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.events.timestamps import parse_timestamp
-from mlgrid.store import events as event_store
 
 router = APIRouter(tags=["topics"])
 
@@ -161,11 +160,10 @@ async def list_events_page(request: Request, found: Topic, since: str | None, un
     start, end = _time_param(since, "since"), _time_param(until, "until")
     if start is not None and end is not None and end < start:
         raise invalid("until", "must not be before since")
-    async with rt.db.read() as conn:
-        rows = await event_store.list_page(
-            conn, found.key, since=start, until=end, event_type=event_type,
-            after_seq=_parse_cursor(skip_token), limit=top + 1,
-        )
+    rows = await rt.topics.list_events(
+        found, since=start, until=end, event_type=event_type,
+        after_seq=_parse_cursor(skip_token), limit=top + 1,
+    )
     body: dict[str, Any] = {"value": [loads_exact(r.body) for r in rows[:top]]}
     if len(rows) > top:
         params = dict(request.query_params)
@@ -187,8 +185,6 @@ async def list_topic_events(
     await caller(request)  # 401 before 404, as on every management route
     found = await runtime(request).topics.get(topic)
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
-    from mlgrid.events.jsoncodec import dumps
-
     return Response(dumps(page), media_type="application/json")
 
 
@@ -225,6 +221,4 @@ async def list_system_topic_events(
     await caller(request)  # 401 before 404, as on every management route
     found = await runtime(request).topics.get(workspace, "system")
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
-    from mlgrid.events.jsoncodec import dumps
-
     return Response(dumps(page), media_type="application/json")

@@ -8,6 +8,7 @@ few seconds so that a key regenerated on another node is honoured quickly.
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,7 +20,13 @@ import orjson
 
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.auth.tokens import new_topic_key
-from mlgrid.broker.names import check_name, check_resource_group, topic_resource_id
+from mlgrid.broker.names import (
+    check_name,
+    check_resource_group,
+    system_topic_arm_id,
+    topic_resource_id,
+    workspace_resource_id,
+)
 from mlgrid.config import Settings
 from mlgrid.errors import BadRequest, NotFound, PreconditionFailed, invalid
 from mlgrid.events.schemas import (
@@ -32,8 +39,10 @@ from mlgrid.events.schemas import (
 )
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
+from mlgrid.store import subscriptions as subscription_store
 from mlgrid.store import topics as topic_store
 from mlgrid.store.database import Database
+from mlgrid.store.events import StoredEvent
 from mlgrid.store.topics import TopicRow
 
 INPUT_SCHEMAS = (EVENT_GRID, CLOUD_EVENTS, CUSTOM)
@@ -154,8 +163,6 @@ class TopicService:
         if row.input_schema_mapping:
             mapping = parse_input_schema_mapping(orjson.loads(row.input_schema_mapping))
         if row.kind == "system":
-            from mlgrid.broker.names import workspace_resource_id
-
             resource_id = workspace_resource_id(self.subscription_id, row.resource_group, row.name)
         else:
             resource_id = topic_resource_id(self.subscription_id, row.resource_group, row.name)
@@ -259,8 +266,6 @@ class TopicService:
         self._key_cache.pop(name.lower(), None)
 
     async def _delete_rows(self, conn: Any, row: TopicRow) -> None:
-        from mlgrid.store import subscriptions as subscription_store
-
         await subscription_store.delete_for_topic(conn, row.key)
         await event_store.delete_topic_events(conn, row.key)
         await principal_store.delete_scope(conn, "topic", row.name)
@@ -301,6 +306,23 @@ class TopicService:
         self._key_cache.pop(row.key, None)
         return TopicKeys(self._box.open(row.key1_sealed), self._box.open(row.key2_sealed))
 
+    async def list_events(
+        self,
+        topic: Topic,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        event_type: str | None,
+        after_seq: int,
+        limit: int,
+    ) -> builtins.list[StoredEvent]:
+        """Retained events of the topic, oldest first, continuing after ``after_seq``."""
+        async with self._db.read() as conn:
+            return await event_store.list_page(
+                conn, topic.key, since=since, until=until, event_type=event_type,
+                after_seq=after_seq, limit=limit,
+            )
+
     def endpoint(self, topic: Topic) -> str:
         prefix = "topics" if topic.kind == "custom" else "systemTopics"
         return f"{self._settings.base_url}/{prefix}/{topic.name}/api/events"
@@ -310,8 +332,6 @@ class TopicService:
         if topic.kind == "custom":
             arm_id, arm_type = topic.resource_id, "Microsoft.EventGrid/topics"
         else:
-            from mlgrid.broker.names import system_topic_arm_id
-
             arm_id = system_topic_arm_id(self.subscription_id, row.resource_group, row.name)
             arm_type = "Microsoft.EventGrid/systemTopics"
         properties: dict[str, Any] = {
