@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mlgrid.auth.credentials import NoCredential, parse_bearer
 from mlgrid.auth.roles import Action, Principal, Role, authorize, parse_role
 from mlgrid.auth.tokens import hash_token, new_token
 from mlgrid.broker.names import check_name
@@ -48,12 +49,10 @@ class AccessService:
             return token
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise Unauthorized("missing credentials: send Authorization: Bearer <token>")
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("unsupported credentials: send Authorization: Bearer <token>")
-        principal = await self.principal_for_token(token.strip())
+        credential = parse_bearer({"authorization": authorization or ""})
+        if isinstance(credential, NoCredential):
+            raise Unauthorized(credential.reason)
+        principal = await self.principal_for_token(credential.token)
         if principal is None:
             raise Unauthorized("invalid or revoked token")
         return principal
