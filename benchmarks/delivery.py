@@ -210,12 +210,18 @@ async def backlog_throughput(bench: Bench, sink: Sink, subscriptions: int, batch
     return (received / elapsed if elapsed > 0 else 0.0), received
 
 
-async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> tuple[float, float, int, int]:
+async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> Latency:
     topic, key = await bench.topic_with_subscriptions(1, 1, "/latency")
     total = int(rate * seconds)
     sent: dict[str, float] = {}
     prefix = uuid.uuid4().hex[:8]
+    answered: dict[str, float] = {}
     tasks: list[asyncio.Task[None]] = []
+
+    async def timed(event_id: str) -> None:
+        await bench.publish(topic, key, [_event(event_id)])
+        answered[event_id] = time.perf_counter()
+
     start = time.perf_counter()
     for i in range(total):
         target = start + i / rate
@@ -224,15 +230,29 @@ async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> tupl
             await asyncio.sleep(delay)
         event_id = f"{prefix}-{i}"
         sent[event_id] = time.perf_counter()
-        tasks.append(asyncio.create_task(bench.publish(topic, key, [_event(event_id)])))
+        tasks.append(asyncio.create_task(timed(event_id)))
     await asyncio.gather(*tasks)
     await sink.wait("/latency", total, 10.0)
     samples = sorted((sink.arrivals[i] - t) * 1000 for i, t in sent.items() if i in sink.arrivals)
+    publish_samples = sorted((answered[i] - t) * 1000 for i, t in sent.items() if i in answered)
     if not samples:
-        return 0.0, 0.0, 0, total
-    p50 = statistics.median(samples)
-    p99 = percentile(samples, 0.99)
-    return p50, p99, len(samples), total
+        return Latency(0.0, 0.0, 0.0, 0.0, 0, total)
+    return Latency(
+        statistics.median(samples), percentile(samples, 0.99),
+        statistics.median(publish_samples), percentile(publish_samples, 0.99), len(samples), total,
+    )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Publish-to-receipt figures, and publish-to-200 figures of the same requests."""
+
+    p50: float
+    p99: float
+    publish_p50: float
+    publish_p99: float
+    received: int
+    sent: int
 
 
 # -- the ceiling: a plain POST loop in its own process ----------------------------------------
@@ -264,6 +284,14 @@ async def ceiling(receiver_url: str, requests: int, seconds: float) -> float:
     return float(result["requests"]) / float(result["seconds"])
 
 
+async def report_latency(bench: Bench, sink: Sink, args: argparse.Namespace) -> None:
+    print("\n(b) publish-to-receipt latency at 500 events/s (1 subscription, unbatched)")
+    result = await latency(bench, sink, 500.0, args.latency_seconds)
+    print(f"    p50 {result.p50:.2f} ms   p99 {result.p99:.2f} ms   ({result.received}/{result.sent} events)")
+    print(f"    of which the publish request (to its 200): p50 {result.publish_p50:.2f} ms   "
+          f"p99 {result.publish_p99:.2f} ms", flush=True)
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -285,6 +313,9 @@ async def run(args: argparse.Namespace) -> None:
             bench = Bench(server, session, receiver_url)
             print(f"mlgrid delivery benchmark ({args.backend}, {os.cpu_count()} CPUs)\n", flush=True)
             await throughput(bench, sink, 1, 1, min(500, args.events), args.seconds)  # warm-up
+            if args.latency_only:
+                await report_latency(bench, sink, args)
+                return
 
             print("(a) delivered events/s: end to end (published in batches of 500 while they are")
             print("    delivered), and from a backlog (published first, then replayed to the subscriptions)")
@@ -300,9 +331,7 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"    {subscriptions:>13} {batch:>17} {received:>10,} {rate:>11,.0f} {backlog:>10,.0f}",
                       flush=True)
 
-            print("\n(b) publish-to-receipt latency at 500 events/s (1 subscription, unbatched)")
-            p50, p99, got, total = await latency(bench, sink, 500.0, args.latency_seconds)
-            print(f"    p50 {p50:.2f} ms   p99 {p99:.2f} ms   ({got}/{total} events)", flush=True)
+            await report_latency(bench, sink, args)
 
             print("\n(c) ceiling: plain aiohttp POST loop to the same receiver (64 concurrent, own process)")
             top = await ceiling(receiver_url, args.events * 4, args.seconds)
@@ -328,6 +357,7 @@ def main() -> None:
                         help="events per unbatched measurement (x4 batched)")
     parser.add_argument("--seconds", type=float, default=25.0, help="time bound per measurement")
     parser.add_argument("--latency-seconds", type=float, default=6.0, help="length of the 500 events/s run")
+    parser.add_argument("--latency-only", action="store_true", help="measure (b) alone, after a warm-up")
     parser.add_argument("--ceiling-worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ceiling_worker:

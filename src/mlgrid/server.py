@@ -66,14 +66,17 @@ EXTENSIONS: tuple[Extension, ...] = (
     endpoints_setup.setup,
     ui_setup.setup,
 )
+# Routes are matched in this order, one by one: the data plane (publish, pull) comes first,
+# so the requests that arrive by the thousand are matched after a handful of candidates, not
+# after every management route.
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
+    publish.router,
+    pull.router,
     principals.router,
     topics.router,
-    publish.router,
     subscriptions.router,
     deliveries.router,
-    pull.router,
     workspaces.router,
     datadrifts.router,
     endpoints.router,

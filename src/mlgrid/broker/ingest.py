@@ -27,10 +27,10 @@ from mlgrid.errors import ErrorDetail, InvalidField
 from mlgrid.events.convert import event_id, event_subject, event_type
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.metrics import Metrics
-from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store
+from mlgrid.store import ingest as ingest_store
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import NewDelivery
+from mlgrid.store.ingest import EventKey, StoredPublish
 
 log = logging.getLogger("mlgrid.ingest")
 
@@ -71,6 +71,70 @@ class IngestResult:
 DeliveryListener = Callable[[list[CommittedDelivery]], None]
 
 
+@dataclass
+class _Routed:
+    """Published events made ready to store: deduplicated, serialised and matched."""
+
+    new_rows: list[event_store.NewEvent] = field(default_factory=list)
+    by_key: dict[EventKey, tuple[PublishBatch, dict[str, Any]]] = field(default_factory=dict)
+    subscribers: dict[EventKey, list[str]] = field(default_factory=dict)
+    published: int = 0
+
+
+def _route(batches: Sequence[PublishBatch], router: Router) -> _Routed:
+    """Match before writing, so the database does the whole write in one go (on SQLite, one
+    trip to its thread); the matches of an event that turns out to be a duplicate are simply
+    not used."""
+    routed = _Routed()
+    match = router.match
+    for batch in batches:
+        routed.published += len(batch.events)
+        for ev in batch.events:
+            eid = event_id(ev)
+            key = (batch.topic_key, eid)
+            if key in routed.by_key:
+                continue
+            routed.by_key[key] = (batch, ev)
+            routed.new_rows.append(
+                event_store.NewEvent(
+                    topic_key=batch.topic_key,
+                    event_id=eid,
+                    event_type=event_type(ev),
+                    subject=event_subject(ev),
+                    body=dumps(ev).decode(),
+                )
+            )
+            matched = match(batch.topic_key, ev, batch.schema)
+            if matched:
+                routed.subscribers[key] = matched
+    return routed
+
+
+def _result(
+    routed: _Routed, stored: StoredPublish, router: Router, now: datetime, metrics: Metrics | None
+) -> IngestResult:
+    result = IngestResult(accepted=len(stored.seqs), duplicates=routed.published - len(stored.seqs))
+    if metrics is not None:
+        # Counted here and added to the metrics once per label set: a labelled counter costs
+        # a lock and two look-ups per increment, which per event was a tenth of the ingest time.
+        unmatched: Counter[str] = Counter(key[0] for key in stored.seqs if key not in routed.subscribers)
+        matched_counts: Counter[tuple[str, str]] = Counter(
+            (d.event_key[0], d.subscription_id) for d in stored.deliveries
+        )
+        for topic_key, count in unmatched.items():
+            metrics.unmatched.labels(topic_key).inc(count)
+        for (topic_key, subscription_id), count in matched_counts.items():
+            metrics.matched.labels(topic_key, router.subscription_name(subscription_id)).inc(count)
+    sizes = {(row.topic_key, row.event_id): len(row.body) for row in routed.new_rows}
+    result.deliveries = [
+        CommittedDelivery(
+            d.id, d.event_seq, d.subscription_id, now, routed.by_key[d.event_key][1], sizes[d.event_key]
+        )
+        for d in stored.deliveries
+    ]
+    return result
+
+
 async def store_and_route(
     conn: AsyncConnection,
     batches: Sequence[PublishBatch],
@@ -83,58 +147,9 @@ async def store_and_route(
     Must run inside a write transaction. Events whose id the topic already holds are skipped
     (idempotent publishing) and produce no deliveries.
     """
-    new_rows: list[event_store.NewEvent] = []
-    by_key: dict[tuple[str, str], tuple[PublishBatch, dict[str, Any]]] = {}
-    for batch in batches:
-        for ev in batch.events:
-            eid = event_id(ev)
-            key = (batch.topic_key, eid)
-            if key in by_key:
-                continue
-            by_key[key] = (batch, ev)
-            new_rows.append(
-                event_store.NewEvent(
-                    topic_key=batch.topic_key,
-                    event_id=eid,
-                    event_type=event_type(ev),
-                    subject=event_subject(ev),
-                    body=dumps(ev).decode(),
-                )
-            )
-    inserted = await event_store.insert_new(conn, new_rows, now)
-    published = sum(len(b.events) for b in batches)
-    result = IngestResult(accepted=len(inserted), duplicates=published - len(inserted))
-    new_deliveries: list[NewDelivery] = []
-    # Counted here and added to the metrics once per label set: a labelled counter costs a
-    # lock and two look-ups per increment, which per event was a tenth of the ingest time.
-    unmatched: Counter[str] = Counter()
-    matched_counts: Counter[tuple[str, str]] = Counter()
-    match = router.match
-    for key, seq in inserted.items():
-        batch, ev = by_key[key]
-        matched = match(batch.topic_key, ev, batch.schema)
-        if not matched:
-            unmatched[batch.topic_key] += 1
-            continue
-        for subscription_id in matched:
-            matched_counts[(batch.topic_key, subscription_id)] += 1
-            new_deliveries.append(NewDelivery(seq, subscription_id))
-    if metrics is not None:
-        for topic_key, count in unmatched.items():
-            metrics.unmatched.labels(topic_key).inc(count)
-        for (topic_key, subscription_id), count in matched_counts.items():
-            metrics.matched.labels(topic_key, router.subscription_name(subscription_id)).inc(count)
-    ids = await delivery_store.insert_pending(conn, new_deliveries, now)
-    stored = {seq: key for key, seq in inserted.items()}
-    sizes = {(row.topic_key, row.event_id): len(row.body) for row in new_rows}
-    result.deliveries = [
-        CommittedDelivery(
-            did, d.event_seq, d.subscription_id, now,
-            by_key[stored[d.event_seq]][1], sizes[stored[d.event_seq]],
-        )
-        for did, d in zip(ids, new_deliveries, strict=True)
-    ]
-    return result
+    routed = _route(batches, router)
+    stored = await ingest_store.store_publish(conn, routed.new_rows, routed.subscribers, now)
+    return _result(routed, stored, router, now, metrics)
 
 
 _COLUMN_FIELDS = ("id", "eventType", "type", "subject")
@@ -244,10 +259,10 @@ class Ingestor:
         if not live:
             return
         try:
-            async with self._db.write() as conn:
-                result = await store_and_route(
-                    conn, [p.batch for p in live], self._router, self._clock(), self._metrics
-                )
+            now = self._clock()
+            routed = _route([p.batch for p in live], self._router)
+            stored = await ingest_store.commit_publish(self._db, routed.new_rows, routed.subscribers, now)
+            result = _result(routed, stored, self._router, now, self._metrics)
         except Exception as exc:
             if len(live) > 1:
                 # One publish the database refuses must not fail the others that happened to

@@ -6,6 +6,7 @@ pull receiver), then exactly one final state: ``delivered``, ``deadLettered`` or
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.database import run_sqlite
 from mlgrid.store.tables import deliveries, events, subscriptions
 
 PENDING = "pending"
@@ -81,21 +83,14 @@ _INSERT_SQL = (
 )
 
 
-async def _new_ids(conn: AsyncConnection, count: int) -> list[int]:
-    """``count`` fresh delivery ids, in order.
-
-    PostgreSQL: drawn from the table's sequence (safe with concurrent writers). SQLite: one
-    writer at a time holds the database inside this transaction, so the ids after the
-    current largest are free.
-    """
-    if conn.dialect.name == "postgresql":
-        rows = await conn.execute(
-            text("SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)"),
-            {"n": count},
-        )
-        return sorted(int(r[0]) for r in rows)
-    top = (await conn.execute(select(func.coalesce(func.max(deliveries.c.id), 0)))).scalar_one()
-    return list(range(int(top) + 1, int(top) + 1 + count))
+async def _new_postgres_ids(conn: AsyncConnection, count: int) -> list[int]:
+    """``count`` fresh delivery ids, in order, drawn from the table's sequence (safe with
+    concurrent writers)."""
+    rows = await conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)"),
+        {"n": count},
+    )
+    return sorted(int(r[0]) for r in rows)
 
 
 async def insert_pending(
@@ -110,12 +105,26 @@ async def insert_pending(
     if not new:
         return []
     stamp = to_epoch(now)
-    ids = await _new_ids(conn, len(new))
+    if conn.dialect.name != "postgresql":
+        return await run_sqlite(conn, lambda raw: insert_pending_sqlite(raw, new, stamp))
+    ids = await _new_postgres_ids(conn, len(new))
     await _executemany(
         conn,
         _INSERT_SQL,
         [(i, d.event_seq, d.subscription_id, stamp, stamp) for i, d in zip(ids, new, strict=True)],
     )
+    return ids
+
+
+def insert_pending_sqlite(raw: sqlite3.Connection, new: Sequence[NewDelivery], stamp: float) -> list[int]:
+    """``insert_pending`` on SQLite's own connection. One writer at a time holds the database
+    inside this transaction, so the ids after the current largest are free."""
+    if not new:
+        return []
+    top = int(raw.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0])
+    ids = list(range(top + 1, top + 1 + len(new)))
+    rows = [(i, d.event_seq, d.subscription_id, stamp, stamp) for i, d in zip(ids, new, strict=True)]
+    raw.executemany(_INSERT_SQL, rows)
     return ids
 
 

@@ -6,6 +6,7 @@ holds does nothing, and the caller learns which events were new from the returne
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.database import run_sqlite
 from mlgrid.store.tables import deliveries, events
 
 
@@ -108,14 +110,20 @@ async def insert_new(
             for seq, topic_key, event_id in rows:
                 inserted[(topic_key, event_id)] = seq
         return inserted
+    return await run_sqlite(conn, lambda raw: insert_new_sqlite(raw, new_events, stamp))
+
+
+def insert_new_sqlite(
+    raw: sqlite3.Connection, new_events: Sequence[NewEvent], stamp: float
+) -> dict[tuple[str, str], int]:
+    """``insert_new`` on SQLite's own connection (see ``database.run_sqlite``)."""
+    inserted: dict[tuple[str, str], int] = {}
     for start in range(0, len(new_events), _SQLITE_ROWS_PER_STATEMENT):
         chunk = new_events[start : start + _SQLITE_ROWS_PER_STATEMENT]
         flat: list[object] = []
         for e in chunk:
             flat += (e.topic_key, e.event_id, e.event_type, e.subject, stamp, e.body)
-        result = await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(flat))
-        new_rows: Sequence[Any] = result.all()
-        for seq, topic_key, event_id in new_rows:
+        for seq, topic_key, event_id in raw.execute(_sqlite_insert(len(chunk)), flat).fetchall():
             inserted[(topic_key, event_id)] = seq
     return inserted
 

@@ -1,0 +1,123 @@
+"""A publish's rows: the new events and, for each of them, its deliveries, written together.
+
+Every published event passes here, usually one per request, so the unit is written for its
+cost: on SQLite both inserts run in one trip to the connection's thread
+(``database.run_sqlite``), on PostgreSQL as two statements (``events.insert_new``,
+``deliveries.insert_pending``). Deliveries are only written for events that were new:
+an event id the topic already holds (idempotent publishing) gets none.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import events as event_store
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.database import Database, run_sqlite
+from mlgrid.store.deliveries import NewDelivery
+from mlgrid.store.events import NewEvent
+
+__all__ = ["EventKey", "StoredDelivery", "StoredPublish", "commit_publish", "store_publish"]
+
+#: ``(topic_key, event_id)``: how a published event is known before it has a sequence number.
+EventKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    id: int
+    event_seq: int
+    subscription_id: str
+    event_key: EventKey
+
+
+@dataclass
+class StoredPublish:
+    """What was written: the sequence number of each new event, and the deliveries (in the
+    order of the events, then of their subscribers)."""
+
+    seqs: dict[EventKey, int] = field(default_factory=dict)
+    deliveries: list[StoredDelivery] = field(default_factory=list)
+
+
+def _deliveries_for(
+    seqs: Mapping[EventKey, int],
+    new_events: Sequence[NewEvent],
+    subscribers: Mapping[EventKey, Sequence[str]],
+) -> tuple[list[NewDelivery], list[EventKey]]:
+    rows: list[NewDelivery] = []
+    keys: list[EventKey] = []
+    for event in new_events:
+        key = (event.topic_key, event.event_id)
+        seq = seqs.get(key)
+        if seq is None:
+            continue
+        for subscription_id in subscribers.get(key, ()):
+            rows.append(NewDelivery(seq, subscription_id))
+            keys.append(key)
+    return rows, keys
+
+
+def _stored(
+    seqs: dict[EventKey, int], rows: list[NewDelivery], keys: list[EventKey], ids: list[int]
+) -> StoredPublish:
+    return StoredPublish(
+        seqs,
+        [
+            StoredDelivery(i, row.event_seq, row.subscription_id, key)
+            for i, row, key in zip(ids, rows, keys, strict=True)
+        ],
+    )
+
+
+async def store_publish(
+    conn: AsyncConnection,
+    new_events: Sequence[NewEvent],
+    subscribers: Mapping[EventKey, Sequence[str]],
+    published_at: datetime,
+) -> StoredPublish:
+    """Insert the events the topics do not hold yet and one pending delivery per subscriber
+    of each of them. Must run inside a write transaction."""
+    if not new_events:
+        return StoredPublish()
+    if conn.dialect.name == "postgresql":
+        seqs = await event_store.insert_new(conn, new_events, published_at)
+        rows, keys = _deliveries_for(seqs, new_events, subscribers)
+        ids = await delivery_store.insert_pending(conn, rows, published_at)
+        return _stored(seqs, rows, keys, ids)
+    return await run_sqlite(conn, _sqlite_writer(new_events, subscribers, published_at))
+
+
+async def commit_publish(
+    db: Database,
+    new_events: Sequence[NewEvent],
+    subscribers: Mapping[EventKey, Sequence[str]],
+    published_at: datetime,
+) -> StoredPublish:
+    """``store_publish`` in a transaction of its own, committed when this returns (the group
+    commit of published events). On SQLite the whole transaction is one trip."""
+    if not new_events:
+        return StoredPublish()
+    if db.is_sqlite:
+        return await db.write_sqlite(_sqlite_writer(new_events, subscribers, published_at))
+    async with db.write() as conn:
+        return await store_publish(conn, new_events, subscribers, published_at)
+
+
+def _sqlite_writer(
+    new_events: Sequence[NewEvent], subscribers: Mapping[EventKey, Sequence[str]], published_at: datetime
+) -> Callable[[sqlite3.Connection], StoredPublish]:
+    stamp = to_epoch(published_at)
+
+    def write(raw: sqlite3.Connection) -> StoredPublish:
+        seqs = event_store.insert_new_sqlite(raw, new_events, stamp)
+        rows, keys = _deliveries_for(seqs, new_events, subscribers)
+        return _stored(seqs, rows, keys, delivery_store.insert_pending_sqlite(raw, rows, stamp))
+
+    return write
