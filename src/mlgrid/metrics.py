@@ -6,11 +6,17 @@ several apps in one test process never share counters.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Labelled children remembered by ``Metrics.child``; past this many the memo starts over.
+_MAX_CHILDREN = 100_000
 
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.published = Counter(
@@ -81,6 +87,18 @@ class Metrics:
         self.in_flight = Gauge(
             "mlgrid_dispatcher_in_flight", "Delivery attempts in flight on this node.", registry=r
         )
+
+    def child(self, metric: Counter | Histogram | Gauge, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: on the per-event paths (publish, each
+        delivery attempt) prometheus_client's own look-up (a lock, label checks) cost tens of
+        microseconds per call."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            if len(self._children) >= _MAX_CHILDREN:
+                self._children.clear()
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

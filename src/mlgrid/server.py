@@ -173,6 +173,9 @@ def create_app(settings: Settings) -> FastAPI:
             "pull calls also accept topic keys and SAS tokens."
         ),
         lifespan=lifespan,
+        # mlgrid reports through its own Prometheus metrics (/metrics) and logs; FastAPI's
+        # native OpenTelemetry hooks would look for global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_errors.install(app)
     for router in ROUTERS:

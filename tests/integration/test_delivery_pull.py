@@ -5,6 +5,7 @@ renewLock, lock expiry, ``maxDeliveryCount``, credentials, and the workspace ali
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -173,6 +174,24 @@ def test_long_poll_answers_when_an_event_arrives(server: ServerProcess, client: 
     [event_id] = queue.publish(1)
     waiter.join(35)
     assert [r.event.id for r in got] == [event_id]
+
+
+def test_a_long_poll_whose_client_left_locks_nothing(server: ServerProcess, client: httpx.Client) -> None:
+    """A receiver that gives up on its long poll (closes the connection) must not have the next
+    event locked to it: that event would be invisible to every other receiver until the lock
+    ran out, and would come back with an inflated deliveryCount."""
+    queue = Queue(server, client)
+    path = f"/topics/{queue.topic}/eventsubscriptions/{queue.name}:receive?maxEvents=1&maxWaitTime=30"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as gone:
+        gone.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\naeg-sas-key: {queue.key}\r\n"
+            "Content-Length: 0\r\n\r\n".encode()
+        )
+        time.sleep(0.5)  # the poll is waiting
+    time.sleep(0.3)
+    [event_id] = queue.publish(1)
+    received = queue.consumer.receive(max_events=1, max_wait_time=5)
+    assert [(r.event.id, r.broker_properties.delivery_count) for r in received] == [(event_id, 1)]
 
 
 def test_event_grid_schema_queue_and_raw_routes(server: ServerProcess, client: httpx.Client) -> None:

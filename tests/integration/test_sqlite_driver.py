@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import exc, text
 
+from mlgrid.errors import InvalidField
 from mlgrid.store import sqlite_driver
 from mlgrid.store.database import Database, run_sqlite
 
@@ -240,3 +241,13 @@ async def test_unpooled_connections_see_each_others_commits(tmp_path: Path) -> N
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_database_is_refused(url: str) -> None:
+    """Each connection would see a database of its own (the publish writer has one apart
+    from the pool), so the store would lose what it wrote: refuse, naming the setting."""
+    with pytest.raises(InvalidField) as raised:
+        Database.connect(url)
+    assert raised.value.field_name == "database_url"
+    assert "needs a file" in raised.value.message

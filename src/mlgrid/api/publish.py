@@ -38,7 +38,15 @@ PUBLISH_BODY = body_schema(
     {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]},
     content_types=("application/json", "application/cloudevents+json", "application/cloudevents-batch+json"),
 )
-_OK = Response(status_code=200)
+# The topic is read from ``request.path_params`` rather than declared as an argument:
+# FastAPI's parameter machinery cost a fifth of a publish request's CPU for one string. It is
+# documented here instead, so the OpenAPI document still lists it.
+_TOPIC_PARAMETER = {
+    "parameters": [
+        {"name": "topic", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "the topic's name"}
+    ]
+}
 
 
 async def authenticate_data_plane(
@@ -110,14 +118,14 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
 
 
 @router.post("/topics/{topic}/api/events", summary="Publish events (classic Event Grid endpoint)",
-             openapi_extra=PUBLISH_BODY, response_class=Response,
+             openapi_extra=PUBLISH_BODY | _TOPIC_PARAMETER, response_class=Response,
              responses={200: {"description": "events committed; empty body"}})
-async def publish_classic(topic: str, request: Request) -> Response:
-    return await _publish(request, topic, namespace_style=False)
+async def publish_classic(request: Request) -> Response:
+    return await _publish(request, request.path_params["topic"], namespace_style=False)
 
 
 @router.post("/topics/{topic}:publish", summary="Publish CloudEvents (namespace-style endpoint)",
-             openapi_extra=PUBLISH_BODY, response_class=Response,
+             openapi_extra=PUBLISH_BODY | _TOPIC_PARAMETER, response_class=Response,
              responses={200: {"description": "events committed; body {}"}})
-async def publish_namespace(topic: str, request: Request) -> Response:
-    return await _publish(request, topic, namespace_style=True)
+async def publish_namespace(request: Request) -> Response:
+    return await _publish(request, request.path_params["topic"], namespace_style=True)

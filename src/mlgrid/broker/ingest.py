@@ -122,9 +122,9 @@ def _result(
             (d.event_key[0], d.subscription_id) for d in stored.deliveries
         )
         for topic_key, count in unmatched.items():
-            metrics.unmatched.labels(topic_key).inc(count)
+            metrics.child(metrics.unmatched, topic_key).inc(count)
         for (topic_key, subscription_id), count in matched_counts.items():
-            metrics.matched.labels(topic_key, router.subscription_name(subscription_id)).inc(count)
+            metrics.child(metrics.matched, topic_key, router.subscription_name(subscription_id)).inc(count)
     sizes = {(row.topic_key, row.event_id): len(row.body) for row in routed.new_rows}
     result.deliveries = [
         CommittedDelivery(
@@ -230,8 +230,9 @@ class Ingestor:
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(batch, future))
         result = await future
-        self._metrics.publish_latency.labels(batch.topic_key).observe(time.perf_counter() - started)
-        self._metrics.published.labels(batch.topic_key).inc(len(batch.events))
+        elapsed = time.perf_counter() - started
+        self._metrics.child(self._metrics.publish_latency, batch.topic_key).observe(elapsed)
+        self._metrics.child(self._metrics.published, batch.topic_key).inc(len(batch.events))
         return result
 
     async def emit(self, conn: AsyncConnection, batch: PublishBatch) -> IngestResult:

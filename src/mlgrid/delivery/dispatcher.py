@@ -332,7 +332,7 @@ class Dispatcher:
                     "destination %s failed", sub.endpoint_type, extra={"action": "destination_failed"}
                 )
                 outcome = classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
-            self._metrics.destination_duration.labels(sub.topic_key, sub.name).observe(
+            self._metrics.child(self._metrics.destination_duration, sub.topic_key, sub.name).observe(
                 time.perf_counter() - started
             )
             self._settle(sub, key, batch, outcome, self._clock())
@@ -385,7 +385,7 @@ class Dispatcher:
                         finished_at=now,
                     )
                 )
-            self._metrics.delivery_success.labels(sub.topic_key, sub.name).inc(len(batch))
+            self._metrics.child(self._metrics.delivery_success, sub.topic_key, sub.name).inc(len(batch))
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "delivered %d event(s) to %s",

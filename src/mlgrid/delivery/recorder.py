@@ -128,14 +128,19 @@ class OutcomeRecorder:
         batch, self._buffer = self._buffer, _Buffer()
         if not len(batch):
             return
+        closed = None
         try:
-            async with self._db.write() as conn:
-                await delivery_store.finalize_many(conn, batch.delivered)
-                closed = await self._dead_letters.close(conn, batch.undeliverable, self._clock())
-                await delivery_store.reschedule(conn, batch.rescheduled)
+            if batch.undeliverable:
+                async with self._db.write() as conn:
+                    await delivery_store.finalize_many(conn, batch.delivered)
+                    closed = await self._dead_letters.close(conn, batch.undeliverable, self._clock())
+                    await delivery_store.reschedule(conn, batch.rescheduled)
+            else:  # the common case: successes and retries alone, one cheap transaction
+                await delivery_store.commit_outcomes(self._db, batch.delivered, batch.rescheduled)
         except BaseException:
             # Put the batch back in front of what arrived meanwhile, so nothing is lost.
             batch.extend(self._buffer)
             self._buffer = batch
             raise
-        self._dead_letters.report(closed)
+        if closed is not None:
+            self._dead_letters.report(closed)

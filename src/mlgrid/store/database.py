@@ -64,9 +64,12 @@ async def run_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection],
 def _sqlite_engine(driver_url: str, **options: Any) -> AsyncEngine:
     """An engine whose connections are ``sqlite_driver`` connections (one thread hop per
     statement instead of aiosqlite's four or five)."""
-    path = make_url(driver_url).database or ":memory:"
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = make_url(driver_url).database or ""
+    if path in ("", ":memory:"):
+        # Every connection would open a database of its own (and ``write_sqlite`` writes on a
+        # connection of its own): there is no in-memory mode.
+        raise invalid("database_url", "SQLite needs a file: sqlite:///path/to/mlgrid.db")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return create_async_engine(driver_url, async_creator=lambda: sqlite_driver.connect(path), **options)
 
 
@@ -77,6 +80,9 @@ class Database:
     url: str
     engine: AsyncEngine
     _write_lock: asyncio.Lock | None = field(default=None, repr=False)
+    # SQLite: the connection ``write_sqlite`` uses, outside SQLAlchemy's pool (opened on first
+    # use; every write holds the write lock, so one connection is all it needs).
+    _writer: sqlite_driver.SQLiteConnection | None = field(default=None, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -84,7 +90,8 @@ class Database:
 
     @property
     def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
+        # Asked on hot paths (every publish); the engine's dialect is behind two proxies.
+        return self._write_lock is not None
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -125,19 +132,18 @@ class Database:
         """SQLite: ``work`` in a transaction of its own, begun, run and committed (or rolled
         back) in one trip to a pooled connection's thread, under the write lock.
 
-        The hottest write (a publish's rows) through ``write()`` costs SQLAlchemy's
-        transaction bookkeeping and a second trip for the ``COMMIT``; this costs neither.
+        The hottest write (a publish's rows) through ``write()`` costs SQLAlchemy's pool and
+        transaction bookkeeping and a second trip for the ``COMMIT``; this costs neither: it
+        runs on a connection of its own, outside the pool.
         ``work`` runs on another thread: it must touch nothing but the connection and what it
         was given.
         """
         if self._write_lock is None:
             raise TypeError("write_sqlite is for SQLite databases")
-        async with self._write_lock, self.engine.connect() as conn:
-            proxied = await conn.get_raw_connection()
-            driver = proxied.driver_connection
-            if not isinstance(driver, sqlite_driver.SQLiteConnection):
-                raise TypeError("write_sqlite needs a connection of sqlite_driver")
-            raw = driver.raw
+        async with self._write_lock:
+            if self._writer is None:
+                self._writer = await sqlite_driver.connect(self.engine.url.database or "")
+            raw = self._writer.raw
 
             def transaction() -> T:
                 sqlite_driver.begin_if_idle(raw)
@@ -149,7 +155,7 @@ class Database:
                     raise
                 return result
 
-            committed: T = await driver.run(transaction)
+            committed: T = await self._writer.run(transaction)
             return committed
 
     async def ping(self) -> bool:
@@ -161,4 +167,7 @@ class Database:
             return False
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.close()
         await self.engine.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
-from mlgrid.store.database import run_sqlite
+from mlgrid.store.database import Database, run_sqlite
 from mlgrid.store.tables import deliveries, events, subscriptions
 
 PENDING = "pending"
@@ -311,15 +311,21 @@ async def _executemany(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ..
     await conn.exec_driver_sql(_driver_sql(conn, sql), rows)  # type: ignore[arg-type]
 
 
-async def reschedule(conn: AsyncConnection, updates: Sequence[AttemptUpdate]) -> None:
-    """Write retries and holds (one executemany per kind); rows no longer pending are untouched."""
+def _reschedule_rows(updates: Sequence[AttemptUpdate]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The parameter rows of ``_RESCHEDULE_SQL`` (attempted) and ``_HOLD_SQL`` (held back)."""
     attempted = [
         (u.attempts, u.next_attempt_at, u.last_outcome, u.last_http_status, u.last_error, u.last_attempt_at,
          u.id)
         for u in updates
         if u.last_attempt_at is not None
     ]
-    held = [(u.next_attempt_at, u.id) for u in updates if u.last_attempt_at is None]
+    held: list[tuple[Any, ...]] = [(u.next_attempt_at, u.id) for u in updates if u.last_attempt_at is None]
+    return attempted, held
+
+
+async def reschedule(conn: AsyncConnection, updates: Sequence[AttemptUpdate]) -> None:
+    """Write retries and holds (one executemany per kind); rows no longer pending are untouched."""
+    attempted, held = _reschedule_rows(updates)
     if attempted:
         await _executemany(conn, _RESCHEDULE_SQL, attempted)
     if held:
@@ -363,6 +369,29 @@ async def finalize_many(conn: AsyncConnection, updates: Sequence[FinalUpdate]) -
     """
     if updates:
         await _executemany(conn, _FINALIZE_SQL, [_final_row(u) for u in updates])
+
+
+async def commit_outcomes(
+    db: Database, finals: Sequence[FinalUpdate], attempts: Sequence[AttemptUpdate]
+) -> None:
+    """``finalize_many`` then ``reschedule``, in a transaction of their own (the dispatcher's
+    batch of outcomes). On SQLite the whole transaction is one trip to the database thread."""
+    if not finals and not attempts:
+        return
+    if db.is_sqlite:
+        final_rows = [_final_row(u) for u in finals]
+        attempted, held = _reschedule_rows(attempts)
+
+        def write(raw: sqlite3.Connection) -> None:
+            for sql, rows in ((_FINALIZE_SQL, final_rows), (_RESCHEDULE_SQL, attempted), (_HOLD_SQL, held)):
+                if rows:
+                    raw.executemany(sql, rows)
+
+        await db.write_sqlite(write)
+        return
+    async with db.write() as conn:
+        await finalize_many(conn, finals)
+        await reschedule(conn, attempts)
 
 
 async def finalize_one(conn: AsyncConnection, final: FinalUpdate) -> bool:

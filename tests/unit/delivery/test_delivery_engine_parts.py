@@ -23,8 +23,9 @@ def committed(delivery_id: int, at: float) -> CommittedDelivery:
 
 
 def source() -> MemorySource:
-    # The database is only read by ``load``, which these tests do not call.
-    return MemorySource(Database.connect_unpooled("sqlite:///:memory:"))
+    # The database is only read by ``load``, which these tests do not call (nothing is opened:
+    # connections are made on first use).
+    return MemorySource(Database.connect_unpooled("sqlite:///unused-by-these-tests.db"))
 
 
 def test_memory_source_hands_out_due_work_in_time_order() -> None:
