@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -61,6 +63,37 @@ async def run_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection],
     return result
 
 
+#: A pooled PostgreSQL connection that sat unused this long is pinged before it is handed out.
+_PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Pre-ping pooled connections, but only those that sat idle for ``idle_seconds``.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: with asyncpg that is a
+    ``BEGIN``, a ``;`` and a ``ROLLBACK``, three round trips before each transaction of the
+    publish path. A connection checked in a moment ago was working a moment ago; one that
+    waited in the pool (across a database restart, say) is checked and, if dead, replaced
+    before anyone uses it (``DisconnectionError`` makes the pool retry with a new one).
+    """
+    sync_engine = engine.sync_engine
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # just opened, or in use a moment ago
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+    event.listen(sync_engine, "checkin", checked_in)
+    event.listen(sync_engine, "checkout", checked_out)
+
+
 def _sqlite_engine(driver_url: str, **options: Any) -> AsyncEngine:
     """An engine whose connections are ``sqlite_driver`` connections (one thread hop per
     statement instead of aiosqlite's four or five)."""
@@ -99,9 +132,8 @@ class Database:
         if driver_url.startswith("sqlite"):
             engine = _sqlite_engine(driver_url, pool_size=8, max_overflow=8, pool_pre_ping=False)
             return cls(url=url, engine=engine, _write_lock=asyncio.Lock())
-        engine = create_async_engine(
-            driver_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        engine = create_async_engine(driver_url, pool_size=pool_size, max_overflow=pool_size)
+        _ping_when_idle(engine, _PING_AFTER_IDLE_SECONDS)
         return cls(url=url, engine=engine)
 
     @classmethod

@@ -1,0 +1,58 @@
+"""The PostgreSQL connection pool survives the database dropping its connections.
+
+Pooled connections are pinged only after sitting idle (``database._ping_when_idle``): this
+checks that a connection the server killed while it waited in the pool is noticed and
+replaced before anyone uses it, as a database restart would require.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from tests.support.services import PG_HOST, PG_PORT, PG_USER, fresh_pg_database, need_postgres
+
+from mlgrid.store.database import Database
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    need_postgres()
+    with fresh_pg_database("mlgrid_pool") as url:
+        yield url
+
+
+async def _terminate_connections_to(database: str) -> int:
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        rows = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+        return len(rows)
+    finally:
+        await admin.close()
+
+
+async def test_connections_killed_while_idle_are_replaced_before_use(pg_database: str) -> None:
+    name = pg_database.rsplit("/", 1)[-1]
+    db = Database.connect(pg_database, pool_size=3)
+    try:
+        # Several connections in the pool, all idle afterwards.
+        async def one() -> int:
+            async with db.read() as conn:
+                await asyncio.sleep(0.05)
+                return int((await conn.execute(text("SELECT 1"))).scalar_one())
+
+        assert await asyncio.gather(*(one() for _ in range(3))) == [1, 1, 1]
+        assert await _terminate_connections_to(name) >= 1
+        await asyncio.sleep(1.2)  # longer than the idle time after which a connection is pinged
+        for _ in range(6):
+            async with db.write() as conn:
+                assert (await conn.execute(text("SELECT 41 + 1"))).scalar_one() == 42
+    finally:
+        await db.close()
