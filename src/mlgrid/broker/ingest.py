@@ -30,7 +30,7 @@ from mlgrid.metrics import Metrics
 from mlgrid.store import events as event_store
 from mlgrid.store import ingest as ingest_store
 from mlgrid.store.database import Database
-from mlgrid.store.ingest import EventKey, StoredPublish
+from mlgrid.store.ingest import Claim, EventKey, StoredPublish
 
 log = logging.getLogger("mlgrid.ingest")
 
@@ -59,6 +59,8 @@ class CommittedDelivery:
     # reading it back (absent for deliveries created elsewhere: redelivery, replay).
     event: dict[str, Any] | None = None
     event_size: int = 0
+    # Inserted already claimed by this node (PostgreSQL, see ``Ingestor.set_claimer``).
+    claimed: bool = False
 
 
 @dataclass
@@ -69,6 +71,8 @@ class IngestResult:
 
 
 DeliveryListener = Callable[[list[CommittedDelivery]], None]
+#: Asked before each group commit: a claim for this node's dispatcher, or None (no room).
+Claimer = Callable[[], Claim | None]
 
 
 @dataclass
@@ -128,7 +132,8 @@ def _result(
     sizes = {(row.topic_key, row.event_id): len(row.body) for row in routed.new_rows}
     result.deliveries = [
         CommittedDelivery(
-            d.id, d.event_seq, d.subscription_id, now, routed.by_key[d.event_key][1], sizes[d.event_key]
+            d.id, d.event_seq, d.subscription_id, now, routed.by_key[d.event_key][1], sizes[d.event_key],
+            d.claimed,
         )
         for d in stored.deliveries
     ]
@@ -196,10 +201,18 @@ class Ingestor:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[DeliveryListener] = []
+        self._claimer: Claimer | None = None
 
     def add_listener(self, listener: DeliveryListener) -> None:
         """Called after each commit with the deliveries it created (the dispatcher's wake-up)."""
         self._listeners.append(listener)
+
+    def set_claimer(self, claimer: Claimer) -> None:
+        """Claim the new push deliveries of each group commit for this node as they are
+        inserted (PostgreSQL): its dispatcher starts them at once instead of claiming them in
+        a transaction of its own. ``claimer`` returns None when the node has no room, and the
+        deliveries are left to whichever node claims them first."""
+        self._claimer = claimer
 
     def notify(self, deliveries: list[CommittedDelivery]) -> None:
         if not deliveries:
@@ -262,7 +275,14 @@ class Ingestor:
         try:
             now = self._clock()
             routed = _route([p.batch for p in live], self._router)
-            stored = await ingest_store.commit_publish(self._db, routed.new_rows, routed.subscribers, now)
+            claim = self._claimer() if self._claimer is not None and routed.subscribers else None
+            claimable: set[str] = set()
+            if claim is not None:
+                is_pushed = self._router.is_pushed
+                claimable = {s for subs in routed.subscribers.values() for s in subs if is_pushed(s)}
+            stored = await ingest_store.commit_publish(
+                self._db, routed.new_rows, routed.subscribers, now, claim, claimable
+            )
             result = _result(routed, stored, self._router, now, self._metrics)
         except Exception as exc:
             if len(live) > 1:

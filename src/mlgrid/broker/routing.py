@@ -27,6 +27,9 @@ class Router:
         self._topics: dict[str, str] = {}
         # Epoch seconds after which a subscription no longer matches; only those that expire.
         self._expiry: dict[str, float] = {}
+        # Subscriptions whose receivers fetch their events (pull queues): never claimed by a
+        # node's dispatcher.
+        self._pulled: set[str] = set()
         self._clock = clock
 
     def upsert(
@@ -38,6 +41,7 @@ class Router:
         schema: str,
         *,
         expires_at: datetime | None = None,
+        pushed: bool = True,
     ) -> None:
         previous_topic = self._topics.get(subscription_id)
         if previous_topic is not None and previous_topic != topic_key:
@@ -45,6 +49,10 @@ class Router:
         self._index.upsert(topic_key, subscription_id, event_filter, schema)
         self._names[subscription_id] = name
         self._topics[subscription_id] = topic_key
+        if pushed:
+            self._pulled.discard(subscription_id)
+        else:
+            self._pulled.add(subscription_id)
         if expires_at is None:
             self._expiry.pop(subscription_id, None)
         else:
@@ -54,6 +62,7 @@ class Router:
         topic_key = self._topics.pop(subscription_id, None)
         self._names.pop(subscription_id, None)
         self._expiry.pop(subscription_id, None)
+        self._pulled.discard(subscription_id)
         if topic_key is not None:
             self._index.remove(topic_key, subscription_id)
 
@@ -74,6 +83,10 @@ class Router:
             now = self._clock()
             matched = [sid for sid in matched if self._expiry.get(sid, now + 1.0) > now]
         return matched
+
+    def is_pushed(self, subscription_id: str) -> bool:
+        """Whether the subscription's events are pushed by a dispatcher (not pulled)."""
+        return subscription_id not in self._pulled
 
     def subscription_name(self, subscription_id: str) -> str:
         return self._names.get(subscription_id, subscription_id)

@@ -47,6 +47,7 @@ from mlgrid.broker.subscription_model import (
     AWAITING_MANUAL_ACTION,
     FAILED,
     NATS_JETSTREAM,
+    QUEUE,
     RABBITMQ,
     REDIS_STREAM,
     SUCCEEDED,
@@ -554,6 +555,7 @@ class SubscriptionService:
                 sub.event_filter,
                 sub.stored_schema,
                 expires_at=sub.expires_at,
+                pushed=sub.endpoint_type != QUEUE,
             )
         else:
             self._router.remove(sub.id)

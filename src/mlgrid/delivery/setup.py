@@ -80,6 +80,8 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     manager = DeliveryManager(rt.db, dead_letters, dispatcher, rt.ingestor.notify)
 
     await source.load()
+    if isinstance(source, LeaseSource):
+        rt.ingestor.set_claimer(source.claim_for_ingest)
     rt.ingestor.add_listener(dispatcher.on_committed)
     rt.ingestor.add_listener(pull.on_committed)
     subscriptions.on_deleted.append(manager.subscription_deleted)

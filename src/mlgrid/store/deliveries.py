@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
@@ -34,6 +34,19 @@ QUEUE_ENDPOINT = "Queue"
 class NewDelivery:
     event_seq: int
     subscription_id: str
+    #: The node whose dispatcher takes it at once (PostgreSQL: a claim made at insert, with
+    #: ``Claim.lease_until``), or None to leave it to whichever node claims it first.
+    claimed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Deliveries claimed as they are inserted: by ``node_id``, leased until ``lease_until``,
+    at most ``limit`` of them (the rest stay free for any node)."""
+
+    node_id: str
+    lease_until: float
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -83,37 +96,50 @@ _INSERT_SQL = (
 )
 
 
-async def _new_postgres_ids(conn: AsyncConnection, count: int) -> list[int]:
-    """``count`` fresh delivery ids, in order, drawn from the table's sequence (safe with
-    concurrent writers)."""
-    rows = await conn.execute(
-        text("SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)"),
-        {"n": count},
-    )
-    return sorted(int(r[0]) for r in rows)
+#: PostgreSQL: every row of a publish in one statement, the columns as arrays. RETURNING gives
+#: no order, so the rows come back with their (event, subscription) pair, unique in a publish.
+_POSTGRES_INSERT_SQL = (
+    "INSERT INTO deliveries (event_seq, subscription_id, state, attempts, next_attempt_at, created_at, "
+    "claimed_by, lease_until) "
+    "SELECT e, s, 'pending', 0, $3, $3, c, CASE WHEN c IS NULL THEN NULL ELSE $5::float8 END "
+    "FROM unnest($1::bigint[], $2::varchar[], $4::varchar[]) AS u(e, s, c) "
+    "RETURNING id, event_seq, subscription_id"
+)
 
 
 async def insert_pending(
-    conn: AsyncConnection, new: Sequence[NewDelivery], now: datetime
+    conn: AsyncConnection, new: Sequence[NewDelivery], now: datetime, claim: Claim | None = None
 ) -> list[int]:
     """Insert pending deliveries due now; returns their ids in the order given.
 
-    The ids are allocated first and the rows written with one driver-level ``executemany``:
-    an ``INSERT ... RETURNING`` that must keep the order of its rows runs row by row on
-    SQLite, which made every matched event cost a statement at publish time.
+    Rows with ``claimed_by`` are inserted already claimed, leased until ``claim.lease_until``
+    (PostgreSQL only: on SQLite one process owns the database and nothing is claimed).
+
+    SQLite: the ids are allocated first and the rows written with one ``executemany`` (an
+    ``INSERT ... RETURNING`` that must keep the order of its rows runs row by row there).
+    PostgreSQL: one ``INSERT ... SELECT FROM unnest(...)`` for all of them.
     """
     if not new:
         return []
     stamp = to_epoch(now)
     if conn.dialect.name != "postgresql":
         return await run_sqlite(conn, lambda raw: insert_pending_sqlite(raw, new, stamp))
-    ids = await _new_postgres_ids(conn, len(new))
-    await _executemany(
-        conn,
-        _INSERT_SQL,
-        [(i, d.event_seq, d.subscription_id, stamp, stamp) for i, d in zip(ids, new, strict=True)],
+    lease_until = claim.lease_until if claim is not None else None
+    result = await conn.exec_driver_sql(
+        _POSTGRES_INSERT_SQL,
+        (
+            [d.event_seq for d in new],
+            [d.subscription_id for d in new],
+            stamp,
+            [d.claimed_by if claim is not None else None for d in new],
+            lease_until,
+        ),
     )
-    return ids
+    returned: Sequence[Any] = result.all()
+    ids = {(int(seq), sid): int(i) for i, seq, sid in returned}
+    if len(ids) != len(new):
+        raise ValueError("insert_pending takes one delivery per (event, subscription) pair")
+    return [ids[(d.event_seq, d.subscription_id)] for d in new]
 
 
 def insert_pending_sqlite(raw: sqlite3.Connection, new: Sequence[NewDelivery], stamp: float) -> list[int]:

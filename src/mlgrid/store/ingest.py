@@ -10,7 +10,7 @@ an event id the topic already holds (idempotent publishing) gets none.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,10 +20,10 @@ from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database, run_sqlite
-from mlgrid.store.deliveries import NewDelivery
+from mlgrid.store.deliveries import Claim, NewDelivery
 from mlgrid.store.events import NewEvent
 
-__all__ = ["EventKey", "StoredDelivery", "StoredPublish", "commit_publish", "store_publish"]
+__all__ = ["Claim", "EventKey", "StoredDelivery", "StoredPublish", "commit_publish", "store_publish"]
 
 #: ``(topic_key, event_id)``: how a published event is known before it has a sequence number.
 EventKey = tuple[str, str]
@@ -35,6 +35,7 @@ class StoredDelivery:
     event_seq: int
     subscription_id: str
     event_key: EventKey
+    claimed: bool = False
 
 
 @dataclass
@@ -50,16 +51,24 @@ def _deliveries_for(
     seqs: Mapping[EventKey, int],
     new_events: Sequence[NewEvent],
     subscribers: Mapping[EventKey, Sequence[str]],
+    claim: Claim | None,
+    claimable: Collection[str],
 ) -> tuple[list[NewDelivery], list[EventKey]]:
     rows: list[NewDelivery] = []
     keys: list[EventKey] = []
+    node = claim.node_id if claim is not None else None
+    left = claim.limit if claim is not None else 0
     for event in new_events:
         key = (event.topic_key, event.event_id)
         seq = seqs.get(key)
         if seq is None:
             continue
         for subscription_id in subscribers.get(key, ()):
-            rows.append(NewDelivery(seq, subscription_id))
+            if left > 0 and subscription_id in claimable:
+                rows.append(NewDelivery(seq, subscription_id, node))
+                left -= 1
+            else:
+                rows.append(NewDelivery(seq, subscription_id))
             keys.append(key)
     return rows, keys
 
@@ -70,7 +79,7 @@ def _stored(
     return StoredPublish(
         seqs,
         [
-            StoredDelivery(i, row.event_seq, row.subscription_id, key)
+            StoredDelivery(i, row.event_seq, row.subscription_id, key, row.claimed_by is not None)
             for i, row, key in zip(ids, rows, keys, strict=True)
         ],
     )
@@ -81,15 +90,22 @@ async def store_publish(
     new_events: Sequence[NewEvent],
     subscribers: Mapping[EventKey, Sequence[str]],
     published_at: datetime,
+    claim: Claim | None = None,
+    claimable: Collection[str] = (),
 ) -> StoredPublish:
     """Insert the events the topics do not hold yet and one pending delivery per subscriber
-    of each of them. Must run inside a write transaction."""
+    of each of them. Must run inside a write transaction.
+
+    PostgreSQL: with a ``claim``, the deliveries of the subscriptions in ``claimable`` are
+    inserted already claimed by ``claim.node_id`` (its dispatcher takes them without a claim
+    transaction of its own). SQLite has no claims and ignores both.
+    """
     if not new_events:
         return StoredPublish()
     if conn.dialect.name == "postgresql":
         seqs = await event_store.insert_new(conn, new_events, published_at)
-        rows, keys = _deliveries_for(seqs, new_events, subscribers)
-        ids = await delivery_store.insert_pending(conn, rows, published_at)
+        rows, keys = _deliveries_for(seqs, new_events, subscribers, claim, claimable)
+        ids = await delivery_store.insert_pending(conn, rows, published_at, claim)
         return _stored(seqs, rows, keys, ids)
     return await run_sqlite(conn, _sqlite_writer(new_events, subscribers, published_at))
 
@@ -99,6 +115,8 @@ async def commit_publish(
     new_events: Sequence[NewEvent],
     subscribers: Mapping[EventKey, Sequence[str]],
     published_at: datetime,
+    claim: Claim | None = None,
+    claimable: Collection[str] = (),
 ) -> StoredPublish:
     """``store_publish`` in a transaction of its own, committed when this returns (the group
     commit of published events). On SQLite the whole transaction is one trip."""
@@ -107,7 +125,7 @@ async def commit_publish(
     if db.is_sqlite:
         return await db.write_sqlite(_sqlite_writer(new_events, subscribers, published_at))
     async with db.write() as conn:
-        return await store_publish(conn, new_events, subscribers, published_at)
+        return await store_publish(conn, new_events, subscribers, published_at, claim, claimable)
 
 
 def _sqlite_writer(
@@ -117,7 +135,7 @@ def _sqlite_writer(
 
     def write(raw: sqlite3.Connection) -> StoredPublish:
         seqs = event_store.insert_new_sqlite(raw, new_events, stamp)
-        rows, keys = _deliveries_for(seqs, new_events, subscribers)
+        rows, keys = _deliveries_for(seqs, new_events, subscribers, None, ())
         return _stored(seqs, rows, keys, delivery_store.insert_pending_sqlite(raw, rows, stamp))
 
     return write

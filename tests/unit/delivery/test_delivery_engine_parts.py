@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from mlgrid.broker.ingest import CommittedDelivery
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.pull import LockResult, parse_lock_tokens
-from mlgrid.delivery.work import MemorySource, Work
+from mlgrid.delivery.work import INGEST_CLAIM, LeaseSource, MemorySource, Work
 from mlgrid.errors import InvalidField
 from mlgrid.store.database import Database
 
@@ -111,3 +112,26 @@ def test_blob_store_writes_json_arrays_under_the_container(tmp_path: Path) -> No
 def test_blob_names_cannot_leave_the_store(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError):
         BlobStore(tmp_path).path_of(name)
+
+
+def test_lease_source_hands_over_what_ingest_claimed_without_claiming_again() -> None:
+    """Deliveries inserted already claimed by this node go straight to its dispatcher; ingest
+    claims at most ``INGEST_CLAIM`` unstarted ones, so a burst stays free for other nodes."""
+    leases = LeaseSource(Database.connect_unpooled("sqlite:///unused-by-these-tests.db"), "node-a",
+                         clock=lambda: 1000.0)
+    first = leases.claim_for_ingest()
+    assert first is not None
+    assert (first.node_id, first.lease_until, first.limit) == ("node-a", 1030.0, INGEST_CLAIM)
+    mine = [replace(committed(i, 990.0), claimed=True) for i in range(1, INGEST_CLAIM + 1)]
+    leases.committed(mine)
+    assert leases.claim_for_ingest() is None  # full: the next publishes leave theirs free
+    assert leases.next_wake(1000.0) == 1000.0
+    # Handed over without a claim of its own: the limit is met by what arrived (no database).
+    taken = asyncio.run(leases.take_due(1000.0, 10))
+    assert [w.id for w in taken] == list(range(1, 11))
+    room = leases.claim_for_ingest()
+    assert room is not None and room.limit == 10
+    assert len(leases) == INGEST_CLAIM  # all still leased by this node (renewed until done)
+    for work in taken:
+        leases.done(work.id)
+    assert len(leases) == INGEST_CLAIM - 10
