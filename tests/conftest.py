@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from mlgrid.store import migrate
+from mlgrid.store.database import Database
 from tests.support.server import ServerProcess
 from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
 
@@ -31,6 +33,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'mlgrid.db'}"
     return str(request.getfixturevalue("pg_session_database"))
+
+
+@pytest.fixture
+async def migrated_db(database_url: str) -> AsyncIterator[Database]:
+    """A ``Database`` on each backend with the schema migrated, closed afterwards."""
+    database = Database.connect(database_url)
+    await migrate.upgrade(database)
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 def _server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,

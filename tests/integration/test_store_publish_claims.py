@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from mlgrid.store import deliveries as delivery_store
-from mlgrid.store import migrate
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import Claim
 from mlgrid.store.events import NewEvent
@@ -24,13 +22,8 @@ from mlgrid.store.ingest import store_publish
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database.connect(database_url)
-    await migrate.upgrade(database)
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(migrated_db: Database) -> Database:
+    return migrated_db
 
 
 def _events(topic: str, ids: list[str]) -> list[NewEvent]:

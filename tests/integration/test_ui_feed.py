@@ -8,26 +8,19 @@ commit — still delivers an event whose transaction commits after a later one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from mlgrid.store import events as event_store
-from mlgrid.store import migrate
 from mlgrid.store.database import Database
 from mlgrid.store.events import NewEvent
 from mlgrid.ui.feed import EventFeed
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database.connect(database_url)
-    await migrate.upgrade(database)
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(migrated_db: Database) -> Database:
+    return migrated_db
 
 
 def new_events(topic: str, count: int, prefix: str = "e") -> list[NewEvent]:

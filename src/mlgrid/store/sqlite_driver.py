@@ -79,6 +79,19 @@ def begin_if_idle(raw: sqlite3.Connection) -> None:
         raw.execute("BEGIN")
 
 
+#: What a statement left behind: ``description``, ``rowcount``, ``lastrowid`` and every row.
+_Outcome = tuple[Any, int, int | None, list[Any]]
+
+
+def _outcome(cursor: sqlite3.Cursor) -> _Outcome:
+    """Everything of a finished statement, read on the worker thread before it returns."""
+    try:
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
 class Cursor:
     """The result of one statement, fetched in the same trip as its execution."""
 
@@ -98,7 +111,7 @@ class Cursor:
     async def __aexit__(self, *_exc: object) -> None:
         return None
 
-    def _take(self, outcome: tuple[Any, int, int | None, list[Any]]) -> Cursor:
+    def _take(self, outcome: _Outcome) -> Cursor:
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         self._position = 0
         return self
@@ -106,28 +119,18 @@ class Cursor:
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] | None = None) -> Cursor:
         raw = self._connection.raw
 
-        def run() -> tuple[Any, int, int | None, list[Any]]:
+        def run() -> _Outcome:
             begin_if_idle(raw)
-            cursor = raw.execute(sql) if parameters is None else raw.execute(sql, parameters)
-            try:
-                rows = cursor.fetchall() if cursor.description else []
-                return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-            finally:
-                cursor.close()
+            return _outcome(raw.execute(sql) if parameters is None else raw.execute(sql, parameters))
 
         return self._take(await self._connection.run(run))
 
     async def executemany(self, sql: str, parameters: Any) -> Cursor:
         raw = self._connection.raw
 
-        def run() -> tuple[Any, int, int | None, list[Any]]:
+        def run() -> _Outcome:
             begin_if_idle(raw)
-            cursor = raw.executemany(sql, parameters)
-            try:
-                rows = cursor.fetchall() if cursor.description else []
-                return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-            finally:
-                cursor.close()
+            return _outcome(raw.executemany(sql, parameters))
 
         return self._take(await self._connection.run(run))
 
