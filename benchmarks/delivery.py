@@ -13,7 +13,8 @@ counts every delivered event. Then it prints:
     clock runs from the replay requests to the receiver's last event: delivery alone);
 (b) publish-to-receipt latency p50/p99 at a steady 500 events/s (one event per publish
     request, one subscription, no batching): from just before each publish request is sent to
-    the receiver getting the event;
+    the receiver getting the event, and the share of it spent before the publisher got its
+    ``200``;
 (c) the ceiling: the same receiver driven by a plain aiohttp POST loop (same body shape, the
     same 64 concurrent requests as the dispatcher's per-endpoint cap), run in its own process
     as the server is, and the ratio of (a) from a backlog, unbatched, one subscription to it.
@@ -23,6 +24,8 @@ well under three minutes. Client, receiver and server share the machine.
 
     .venv/bin/python benchmarks/delivery.py
     .venv/bin/python benchmarks/delivery.py --events 2000 --seconds 20
+    .venv/bin/python benchmarks/delivery.py --latency-only          # (b) alone
+    .venv/bin/python benchmarks/delivery.py --backend postgresql
 """
 
 from __future__ import annotations
