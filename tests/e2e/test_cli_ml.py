@@ -11,7 +11,6 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress
 from tests.support.cli_runner import Cli, plain
-from tests.support.server import ServerProcess
 
 from mlgrid.cli.uploads import ProgressReader, ProgressTransport
 from mlgrid.client import Client
@@ -19,11 +18,6 @@ from mlgrid.client.workspace import Workspace
 
 RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 MODEL_REGISTERED = "Microsoft.MachineLearningServices.ModelRegistered"
-
-
-@pytest.fixture(scope="module")
-def cli(sqlite_server: ServerProcess) -> Cli:
-    return Cli(sqlite_server)
 
 
 @pytest.fixture(scope="module")

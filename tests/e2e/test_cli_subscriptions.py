@@ -10,29 +10,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from tests.support.cli_runner import Cli, plain
 from tests.support.receiver import Receiver, Reply
-from tests.support.server import ServerProcess
 
 from mlgrid.events.jsoncodec import dumps
 
 ES = ("eventgrid", "event-subscription")
-
-
-@pytest.fixture(scope="module")
-def cli(sqlite_server: ServerProcess) -> Cli:
-    return Cli(sqlite_server)
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 @pytest.fixture

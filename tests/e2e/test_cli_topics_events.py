@@ -14,11 +14,6 @@ from tests.support.cli_runner import Cli, plain
 from tests.support.server import ServerProcess
 
 
-@pytest.fixture(scope="module")
-def cli(sqlite_server: ServerProcess) -> Cli:
-    return Cli(sqlite_server)
-
-
 @pytest.fixture
 def topic(cli: Cli) -> Iterator[str]:
     name = "t" + uuid.uuid4().hex[:10]

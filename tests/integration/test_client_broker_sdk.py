@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tests.support.server import ServerProcess
@@ -68,6 +69,10 @@ def test_subscription_deliveries_and_replay(client: Client, topic: str) -> None:
     replayed = client.subscriptions.replay(topic, "pull-sub", "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
     assert replayed["replayedEvents"] == 3
     assert len(client.subscriptions.deliveries(topic, "pull-sub")) == 6
+    until_now = client.subscriptions.replay(topic, "pull-sub", "2000-01-01T00:00:00Z")  # no end: now
+    assert until_now["replayedEvents"] == 3
+    assert abs(datetime.fromisoformat(until_now["to"]) - datetime.now(UTC)) < timedelta(minutes=1)
+    assert len(client.subscriptions.deliveries(topic, "pull-sub")) == 9
     assert [s["name"] for s in client.subscriptions.list(topic)] == ["pull-sub"]
     client.subscriptions.delete(topic, "pull-sub")
     with pytest.raises(ApiError) as info:

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from mlgrid.cli import deadletters, demo, events, ml, subscriptions, topics
+from mlgrid.cli import deadletters, deliveries, demo, events, ml, subscriptions, topics
 from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, MlgridCommand, OutputFormat, connection
 from mlgrid.config import SETTINGS, Settings
 from mlgrid.errors import MlgridError
@@ -28,6 +28,7 @@ app.add_typer(topics.app, name="topic")
 app.add_typer(subscriptions.eventgrid_app, name="eventgrid")
 app.add_typer(events.app, name="events")
 app.add_typer(deadletters.app, name="deadletters")
+app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(ml.app, name="ml")
 app.command("demo", cls=MlgridCommand)(demo.demo)
 

@@ -455,11 +455,17 @@ class SubscriptionsClient:
         return result
 
     def replay(
-        self, source: str | Source, name: str, start: datetime | str, end: datetime | str
+        self, source: str | Source, name: str, start: datetime | str, end: datetime | str | None = None
     ) -> dict[str, Any]:
-        """Match and deliver again the retained events published in ``[start, end)``."""
+        """Match and deliver again the retained events published in ``[start, end)``.
+
+        ``end=None`` leaves ``to`` out of the request, so the window ends at the *server's* now
+        (a client clock running behind would otherwise miss the latest events).
+        """
         path = parse_source(source).subscription_path(name) + "/replay"
-        body = {"from": _iso(start), "to": _iso(end)}
+        body = {"from": _iso(start)}
+        if end is not None:
+            body["to"] = _iso(end)
         result: dict[str, Any] = _call(self._http, "POST", path, body) or {}
         return result
 

@@ -26,6 +26,7 @@ from mlgrid.cli.command import (
     multi_value_command,
     output_format,
 )
+from mlgrid.cli.deliveries import date_time, delivery_state
 from mlgrid.cli.main import app
 from mlgrid.cli.output import Column, build_table, cell, flatten, lookup, table_rows, to_json
 from mlgrid.cli.subscriptions import (
@@ -301,6 +302,22 @@ def test_subscription_create_usage_errors(args: list[str], message: str) -> None
     assert message in plain(result.output), result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "--state", "done"], "'--state': 'done' is not one of pending, delivered, deadLettered"),
+        (["list", "--state", ""], "'--state'"),
+        (["replay"], "Missing option '--from'"),
+        (["replay", "--from", "yesterday"], "'--from': 'yesterday' is not an ISO 8601 date-time"),
+        (["replay", "--from", "2026-01-01", "--to", "2026-02-30"], "'--to': '2026-02-30' is not an ISO"),
+    ],
+)
+def test_deliveries_usage_errors(args: list[str], message: str) -> None:
+    result = run_cli("deliveries", args[0], "-n", "s1", "--source-resource-id", "t1", *args[1:])
+    assert result.exit_code == 2, result.output
+    assert message in plain(result.output), result.output
+
+
 def test_bad_source_resource_id_is_a_usage_error() -> None:
     result = run_cli("eventgrid", "event-subscription", "show", "-n", "s1", "--source-resource-id", "/a/b/c")
     assert result.exit_code == 2
@@ -412,6 +429,24 @@ def test_deadletter_endpoint(value: str, expected: str) -> None:
 )
 def test_expiration_date(value: str, expected: str) -> None:
     assert expiration_time(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-31", "2026-01-31T00:00:00Z"),
+        ("2026-01-31T12:00:00", "2026-01-31T12:00:00Z"),
+        ("2026-01-31 12:00:00.5+01:00", "2026-01-31T11:00:00.500000Z"),
+        ("2026-01-31T12:00:00Z", "2026-01-31T12:00:00Z"),
+    ],
+)
+def test_replay_times_are_sent_in_utc(value: str, expected: str) -> None:
+    assert date_time(value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("pending", "pending"), ("DEADLETTERED", "deadLettered")])
+def test_delivery_states_are_sent_as_the_api_spells_them(value: str, expected: str) -> None:
+    assert delivery_state(value) == expected
 
 
 # --- output rendering --------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""``mlgrid deliveries ...``: what happened to each event of a subscription, and replay.
+
+``list`` shows the subscription's delivery records (the ``GET .../deliveries`` API), so a user
+can see why an event did not arrive without reading server logs; ``replay`` queues the
+retained events of a time window again (``POST .../replay``). Times given on the command line
+are checked here, with the parser the server uses, so a typo is a usage error naming the flag
+before any request; whether ``--to`` comes after ``--from`` is left to the server, whose
+message names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import typer
+
+from mlgrid.cli.command import MlgridCommand, open_client
+from mlgrid.cli.output import Column, render
+from mlgrid.cli.subscriptions import NAME, SOURCE
+from mlgrid.client.broker import Source
+from mlgrid.events.timestamps import format_timestamp, parse_timestamp
+
+app = typer.Typer(
+    help="Deliveries of an event subscription: list them by state, replay a time window.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+
+STATES: Final = ("pending", "delivered", "deadLettered", "dropped")
+
+
+def delivery_state(value: str) -> str:
+    """``--state``: one of :data:`STATES` in any case, sent as the API spells it.
+
+    A parser rather than an enum choice so that help and errors show ``deadLettered`` as the
+    API and its docs write it (Typer shows case-insensitive choices folded to lower case).
+    """
+    for state in STATES:
+        if state.lower() == value.lower():
+            return state
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(STATES)}")
+
+
+COLUMNS = [
+    Column("id", "id"),
+    Column("eventId", "eventId"),
+    Column("eventType", "eventType"),
+    Column("state", "state"),
+    Column("attempts", "deliveryAttempts"),
+    Column("lastOutcome", "lastDeliveryOutcome"),
+    Column("lastStatus", "lastHttpStatusCode"),
+    Column("lastError", "lastError"),
+    Column("lastAttempt", "lastDeliveryAttemptTime"),
+    Column("nextAttempt", "nextAttemptTime"),
+    Column("reason", "reason"),
+]
+
+TIME_EXAMPLE: Final = "2026-01-31T12:00:00Z"
+
+
+def date_time(value: str) -> str:
+    """An ISO 8601 date-time (or date: midnight) as the server's UTC ``...Z`` form.
+
+    No offset means UTC, as on the server. Parsed with the server's own parser, so whatever is
+    accepted here is accepted there too.
+    """
+    moment = parse_timestamp(value)
+    if moment is None:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date-time ({TIME_EXAMPLE}, 2026-01-31T13:00:00+01:00) "
+            "or date (2026-01-31)"
+        )
+    return format_timestamp(moment)
+
+
+@app.command("list", cls=MlgridCommand)
+def list_deliveries(
+    ctx: typer.Context,
+    name: str = NAME,
+    source: Source = SOURCE,
+    state: str | None = typer.Option(
+        None, "--state", parser=delivery_state, metavar="|".join(STATES),
+        help="Only deliveries in this state (any case) [default: all].",
+    ),
+) -> None:
+    """List the deliveries of an event subscription (one per event queued for it), oldest first.
+
+    A delivery is `pending` (queued or waiting for a retry: see `nextAttemptTime`), `delivered`,
+    `deadLettered` or `dropped` (see `reason`). `deliveryAttempts`, `lastDeliveryOutcome`,
+    `lastHttpStatusCode` and `lastError` say what the last attempt came to, which is where to
+    look when an endpoint did not receive an event. A replayed or redelivered event has a
+    delivery of its own.
+
+    Examples:
+
+    ```
+    mlgrid deliveries list --name s1 --source-resource-id /workspaces/ws1 -o table
+    mlgrid deliveries list --name s1 --source-resource-id orders --state deadLettered
+    ```
+    """
+    render(ctx, open_client(ctx).subscriptions.deliveries(source, name, state), COLUMNS)
+
+
+@app.command(cls=MlgridCommand)
+def replay(
+    ctx: typer.Context,
+    name: str = NAME,
+    source: Source = SOURCE,
+    start: str = typer.Option(
+        ..., "--from", parser=date_time, metavar="DATETIME",
+        help=f"Start of the window, included: an ISO 8601 date-time ({TIME_EXAMPLE}; no offset: UTC) "
+             "or date.",
+    ),
+    end: str | None = typer.Option(
+        None, "--to", parser=date_time, metavar="DATETIME",
+        help="End of the window, excluded; not before `--from` [default: now, the server's clock].",
+    ),
+) -> None:
+    """Deliver again the retained events published in `[--from, --to)` to this subscription.
+
+    Events are matched against the subscription's **current** filter; each match becomes a new
+    delivery with the same event id and a fresh retry budget. The answer gives the window and
+    how many events were examined and replayed (`examinedEvents`, `replayedEvents`). Only
+    events the topic still retains (`retentionInDays`) can be replayed.
+
+    Examples:
+
+    ```
+    mlgrid deliveries replay --name s1 --source-resource-id /workspaces/ws1 --from 2026-01-31T00:00:00Z
+    mlgrid deliveries replay --name s1 --source-resource-id orders --from 2026-01-30 --to 2026-01-31
+    ```
+    """
+    render(ctx, open_client(ctx).subscriptions.replay(source, name, start, end))
