@@ -7,7 +7,13 @@ all of them; ``parse_cli_advanced_filter`` reads Azure CLI's ``--advanced-filter
 """
 
 from mlgrid.filters.cli_syntax import parse_cli_advanced_filter
-from mlgrid.filters.compile import CompiledFilter, EventPredicate, compile_filter, compile_parts
+from mlgrid.filters.compile import (
+    CompiledFilter,
+    EventPredicate,
+    FilterCompiler,
+    compile_filter,
+    compile_parts,
+)
 from mlgrid.filters.index import SubscriptionIndex
 from mlgrid.filters.model import (
     CLOUD_EVENT_SCHEMA,
@@ -41,6 +47,7 @@ __all__ = [
     "CompiledFilter",
     "EventFilter",
     "EventPredicate",
+    "FilterCompiler",
     "Number",
     "SubscriptionIndex",
     "advanced_filter_to_json",

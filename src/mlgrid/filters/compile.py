@@ -72,14 +72,8 @@ _ENVELOPE_SPELLING: Final = {
 }
 
 
-# Compiled predicates are shared between identical advanced filters (and getters between
-# identical keys). Many subscriptions filter on the same keys and values; sharing keeps the
-# objects an event touches few and hot in the CPU cache, which is what keeps matching time flat
-# as subscriptions grow. The caches hold immutable closures only and are simply emptied when
-# they grow past their bound (compiled filters keep their own references).
+#: Entries a ``FilterCompiler`` keeps before it starts its memo over.
 _CACHE_LIMIT: Final = 8192
-_predicates: dict[tuple[object, ...], EventPredicate] = {}
-_getters: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,50 +92,118 @@ class CompiledFilter:
     advanced: EventPredicate | None
 
 
-def compile_filter(f: EventFilter, input_schema: str) -> EventPredicate:
-    """A predicate that is ``True`` exactly when a subscription with filter ``f`` matches.
+class FilterCompiler:
+    """Compiles filters, sharing what identical filters have in common.
 
-    Events are plain dicts in ``input_schema`` (custom-schema events already normalised to the
-    Event Grid schema). The event type is ``eventType`` (Event Grid) or ``type`` (CloudEvents);
-    a missing subject counts as ``""``.
+    Compiled predicates are shared between identical advanced filters (and key readers
+    between identical keys). Many subscriptions filter on the same keys and values; sharing
+    keeps the objects an event touches few and hot in the CPU cache, which is what keeps
+    matching time flat as subscriptions grow. The memo belongs to the compiler (the
+    subscription index has one), holds immutable closures only, and is simply emptied past
+    its bound (compiled filters keep their own references).
     """
-    type_field = "type" if canonical_schema(input_schema) == CLOUD_EVENT_SCHEMA else "eventType"
-    parts = compile_parts(f)
-    event_types, prefix, suffix, case_sensitive = (
-        parts.event_types,
-        parts.subject_prefix,
-        parts.subject_suffix,
-        parts.case_sensitive,
-    )
-    advanced = parts.advanced or _always
 
-    def matches(event: Mapping[str, Any]) -> bool:
-        if event_types is not None:
-            event_type = event.get(type_field)
-            if not isinstance(event_type, str) or event_type.lower() not in event_types:
-                return False
-        subject = event.get("subject")
-        if not isinstance(subject, str):
-            subject = ""
-        elif not case_sensitive:
-            subject = subject.lower()
-        return subject.startswith(prefix) and subject.endswith(suffix) and advanced(event)
+    def __init__(self) -> None:
+        self._predicates: dict[tuple[object, ...], EventPredicate] = {}
+        self._getters: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
-    return matches
+    def compile(self, f: EventFilter, input_schema: str) -> EventPredicate:
+        """A predicate that is ``True`` exactly when a subscription with filter ``f`` matches.
+
+        Events are plain dicts in ``input_schema`` (custom-schema events already normalised to
+        the Event Grid schema). The event type is ``eventType`` (Event Grid) or ``type``
+        (CloudEvents); a missing subject counts as ``""``.
+        """
+        type_field = "type" if canonical_schema(input_schema) == CLOUD_EVENT_SCHEMA else "eventType"
+        parts = self.parts(f)
+        event_types, prefix, suffix, case_sensitive = (
+            parts.event_types,
+            parts.subject_prefix,
+            parts.subject_suffix,
+            parts.case_sensitive,
+        )
+        advanced = parts.advanced or _always
+
+        def matches(event: Mapping[str, Any]) -> bool:
+            if event_types is not None:
+                event_type = event.get(type_field)
+                if not isinstance(event_type, str) or event_type.lower() not in event_types:
+                    return False
+            subject = event.get("subject")
+            if not isinstance(subject, str):
+                subject = ""
+            elif not case_sensitive:
+                subject = subject.lower()
+            return subject.startswith(prefix) and subject.endswith(suffix) and advanced(event)
+
+        return matches
+
+    def parts(self, f: EventFilter) -> CompiledFilter:
+        """Compile ``f`` into index keys plus the predicate of its advanced filters."""
+        case_sensitive = f.is_subject_case_sensitive
+        prefix = f.subject_begins_with if case_sensitive else f.subject_begins_with.lower()
+        suffix = f.subject_ends_with if case_sensitive else f.subject_ends_with.lower()
+        event_types = (
+            None
+            if f.matches_all_event_types or f.included_event_types is None
+            else frozenset(t.lower() for t in f.included_event_types)
+        )
+        advanced = self._compile_all(f.advanced_filters, f.enable_advanced_filtering_on_arrays)
+        return CompiledFilter(event_types, prefix, suffix, case_sensitive, advanced)
+
+    def _remember(self, identity: tuple[object, ...], predicate: EventPredicate) -> EventPredicate:
+        if len(self._predicates) >= _CACHE_LIMIT:
+            self._predicates.clear()
+        self._predicates[identity] = predicate
+        return predicate
+
+    def _compile_all(self, filters: tuple[AdvancedFilter, ...], arrays: bool) -> EventPredicate | None:
+        """One predicate that holds when every advanced filter holds, shared when already built."""
+        if not filters:
+            return None
+        identity = tuple(_identity(a, arrays) for a in filters)
+        cached = self._predicates.get(identity)
+        if cached is not None:
+            return cached
+        if len(filters) == 1:
+            return self._remember(identity, self._compile_advanced(filters[0], arrays))
+        parts = tuple(self._compile_advanced(a, arrays) for a in filters)
+
+        def combined(event: Mapping[str, Any]) -> bool:
+            for predicate in parts:  # noqa: SIM110 - a plain loop avoids a generator per event
+                if not predicate(event):
+                    return False
+            return True
+
+        return self._remember(identity, combined)
+
+    def _compile_advanced(self, a: AdvancedFilter, arrays: bool) -> EventPredicate:
+        """The predicate of one advanced filter (shared between identical ones)."""
+        identity = (_identity(a, arrays),)
+        cached = self._predicates.get(identity)
+        if cached is None:
+            cached = self._remember(identity, _build_advanced(a, arrays, self._getter(a.key)))
+        return cached
+
+    def _getter(self, key: str) -> Callable[[Mapping[str, Any]], Any]:
+        """The reader of ``key``, shared between all filters on the same key."""
+        getter = self._getters.get(key)
+        if getter is None:
+            if len(self._getters) >= _CACHE_LIMIT:
+                self._getters.clear()
+            getter = self._getters[key] = _compile_getter(key)
+        return getter
+
+
+def compile_filter(f: EventFilter, input_schema: str) -> EventPredicate:
+    """``FilterCompiler().compile``: one filter on its own (replay, tests); the subscription
+    index keeps a compiler of its own so that its filters share their parts."""
+    return FilterCompiler().compile(f, input_schema)
 
 
 def compile_parts(f: EventFilter) -> CompiledFilter:
-    """Compile ``f`` into index keys plus the predicate of its advanced filters."""
-    case_sensitive = f.is_subject_case_sensitive
-    prefix = f.subject_begins_with if case_sensitive else f.subject_begins_with.lower()
-    suffix = f.subject_ends_with if case_sensitive else f.subject_ends_with.lower()
-    event_types = (
-        None
-        if f.matches_all_event_types or f.included_event_types is None
-        else frozenset(t.lower() for t in f.included_event_types)
-    )
-    advanced = _compile_all(f.advanced_filters, f.enable_advanced_filtering_on_arrays)
-    return CompiledFilter(event_types, prefix, suffix, case_sensitive, advanced)
+    """``FilterCompiler().parts`` for one filter on its own."""
+    return FilterCompiler().parts(f)
 
 
 def _always(event: Mapping[str, Any]) -> bool:
@@ -151,31 +213,6 @@ def _always(event: Mapping[str, Any]) -> bool:
 def _identity(a: AdvancedFilter, arrays: bool) -> tuple[object, ...]:
     """What makes two advanced filters behave identically (``repr`` keeps 1, 1.0 and True apart)."""
     return (a.operator_type, a.key, arrays, repr(a.value), repr(a.values))
-
-
-def _compile_all(filters: tuple[AdvancedFilter, ...], arrays: bool) -> EventPredicate | None:
-    """One predicate that holds when every advanced filter holds, shared when already built."""
-    if not filters:
-        return None
-    identity = tuple(_identity(a, arrays) for a in filters)
-    cached = _predicates.get(identity)
-    if cached is not None:
-        return cached
-    if len(filters) == 1:
-        combined = _compile_advanced(filters[0], arrays)
-    else:
-        parts = tuple(_compile_advanced(a, arrays) for a in filters)
-
-        def combined(event: Mapping[str, Any]) -> bool:
-            for predicate in parts:  # noqa: SIM110 - a plain loop avoids a generator per event
-                if not predicate(event):
-                    return False
-            return True
-
-    if len(_predicates) >= _CACHE_LIMIT:
-        _predicates.clear()
-    _predicates[identity] = combined
-    return combined
 
 
 # --- reading a key -----------------------------------------------------------------------------
@@ -190,16 +227,6 @@ def _scan(mapping: Mapping[str, Any], name_lower: str) -> Any:
         if isinstance(candidate, str) and candidate.lower() == name_lower:
             return value
     return _MISSING
-
-
-def _getter(key: str) -> Callable[[Mapping[str, Any]], Any]:
-    """The reader of ``key``, shared between all filters on the same key."""
-    getter = _getters.get(key)
-    if getter is None:
-        if len(_getters) >= _CACHE_LIMIT:
-            _getters.clear()
-        getter = _getters[key] = _compile_getter(key)
-    return getter
 
 
 def _compile_getter(key: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -275,21 +302,11 @@ def _as_bool(value: object) -> Any:
 # --- operators ---------------------------------------------------------------------------------
 
 
-def _compile_advanced(a: AdvancedFilter, arrays: bool) -> EventPredicate:
-    """The predicate of one advanced filter (shared between identical ones)."""
-    identity = (_identity(a, arrays),)
-    cached = _predicates.get(identity)
-    if cached is None:
-        cached = _build_advanced(a, arrays)
-        if len(_predicates) >= _CACHE_LIMIT:
-            _predicates.clear()
-        _predicates[identity] = cached
-    return cached
-
-
-def _build_advanced(a: AdvancedFilter, arrays: bool) -> EventPredicate:
-    """The predicate of one advanced filter, including the missing/mismatch/array rules."""
-    get = _getter(a.key)
+def _build_advanced(
+    a: AdvancedFilter, arrays: bool, get: Callable[[Mapping[str, Any]], Any]
+) -> EventPredicate:
+    """The predicate of one advanced filter, including the missing/mismatch/array rules
+    (``get`` reads its key)."""
     operator = a.operator_type
 
     if operator in ("IsNullOrUndefined", "IsNotNull"):

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlgrid.filters.compile import CompiledFilter, EventPredicate, compile_parts
+from mlgrid.filters.compile import CompiledFilter, EventPredicate, FilterCompiler
 from mlgrid.filters.model import CLOUD_EVENT_SCHEMA, EventFilter, canonical_schema
 
 _TYPE_FIELDS = {"EventGridSchema": "eventType", "CustomEventSchema": "eventType", CLOUD_EVENT_SCHEMA: "type"}
@@ -182,6 +182,8 @@ class SubscriptionIndex:
 
     def __init__(self) -> None:
         self._topics: dict[str, _TopicIndex] = {}
+        # Shared by every filter of the index: identical advanced filters compile once.
+        self._compiler = FilterCompiler()
 
     def __len__(self) -> int:
         return sum(len(topic.entries) for topic in self._topics.values())
@@ -192,7 +194,7 @@ class SubscriptionIndex:
         Compiles first, so a filter that cannot be compiled leaves the old one in place.
         """
         canonical_schema(input_schema)
-        entry = _Entry(subscription_id, f, input_schema, compile_parts(f))
+        entry = _Entry(subscription_id, f, input_schema, self._compiler.parts(f))
         index = self._topics.get(topic.lower())
         if index is None:
             index = self._topics[topic.lower()] = _TopicIndex()

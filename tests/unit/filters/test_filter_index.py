@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mlgrid.filters import EventFilter, SubscriptionIndex, parse_filter
+from mlgrid.filters import EventFilter, FilterCompiler, SubscriptionIndex, parse_filter
 
 EG = "EventGridSchema"
 CE = "CloudEventSchemaV1_0"
@@ -175,3 +175,19 @@ def test_many_subscriptions_only_a_few_candidates() -> None:
     probe = event("TYPE7", "models/m1007:2")
     assert ix.candidates("t", probe, EG) == ["s01007"]
     assert ix.match("t", probe, EG) == ["s01007"]
+
+
+def test_a_compiler_shares_identical_advanced_filters_and_compilers_share_nothing() -> None:
+    """Sharing is what keeps matching flat as subscriptions grow; it lives in the compiler (the
+    index owns one), not in module state, so two indexes never see each other's filters."""
+    raw = {"advancedFilters": [{"operatorType": "NumberGreaterThan", "key": "data.score", "value": 0.5}]}
+    first = parse_filter(raw, input_schema="EventGridSchema")
+    same = parse_filter(raw, input_schema="EventGridSchema")
+    compiler = FilterCompiler()
+    shared = compiler.parts(first).advanced
+    assert shared is not None and compiler.parts(same).advanced is shared
+    other = FilterCompiler().parts(same).advanced
+    assert other is not None and other is not shared
+    event = {"eventType": "X", "subject": "s", "data": {"score": 0.75}}
+    assert shared(event) and other(event)
+    assert not shared({"eventType": "X", "subject": "s", "data": {"score": 0.25}})
