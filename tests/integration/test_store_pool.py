@@ -56,3 +56,32 @@ async def test_connections_killed_while_idle_are_replaced_before_use(pg_database
                 assert (await conn.execute(text("SELECT 41 + 1"))).scalar_one() == 42
     finally:
         await db.close()
+
+
+async def test_write_postgres_commits_or_rolls_back_and_leaves_the_connection_clean(pg_database: str) -> None:
+    """The group commit's own asyncpg transaction: committed when the work returns, rolled
+    back when it raises, and the pooled connection goes back usable by SQLAlchemy."""
+    db = Database.connect(pg_database, pool_size=1)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (v TEXT PRIMARY KEY)"))
+
+        async def good(raw: asyncpg.Connection) -> str:
+            await raw.execute("INSERT INTO t VALUES ('one')")
+            return "done"
+
+        async def bad(raw: asyncpg.Connection) -> None:
+            await raw.execute("INSERT INTO t VALUES ('two')")
+            await raw.execute("INSERT INTO t VALUES ('one')")  # unique violation: all of it goes
+
+        assert await db.write_postgres(good) == "done"
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await db.write_postgres(bad)
+        for _ in range(3):  # the one pooled connection, reused by SQLAlchemy
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (md5(random()::text))"))
+        async with db.read() as conn:
+            values = [r[0] for r in await conn.execute(text("SELECT v FROM t"))]
+        assert "one" in values and "two" not in values and len(values) == 4
+    finally:
+        await db.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from mlgrid.store import deliveries as delivery_store
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import Claim
 from mlgrid.store.events import NewEvent
-from mlgrid.store.ingest import store_publish
+from mlgrid.store.ingest import StoredPublish, commit_publish, store_publish
 
 
 @pytest.fixture
@@ -30,7 +31,29 @@ def _events(topic: str, ids: list[str]) -> list[NewEvent]:
     return [NewEvent(topic, i, "Test.Claimed", "/s", json.dumps({"id": i})) for i in ids]
 
 
-async def test_deliveries_match_their_rows_and_claims_stop_at_the_limit(db: Database) -> None:
+async def _in_callers_transaction(
+    db: Database, events: list[NewEvent], subscribers: dict[Any, list[str]], now: datetime,
+    claim: Claim | None, claimable: set[str],
+) -> StoredPublish:
+    async with db.write() as conn:
+        return await store_publish(conn, events, subscribers, now, claim, claimable)
+
+
+async def _in_its_own_transaction(
+    db: Database, events: list[NewEvent], subscribers: dict[Any, list[str]], now: datetime,
+    claim: Claim | None, claimable: set[str],
+) -> StoredPublish:
+    return await commit_publish(db, events, subscribers, now, claim, claimable)
+
+
+# Both ways a publish is written: inside a workspace change (``emit``) and as the ingest
+# group commit (one SQLite trip; asyncpg's own transaction on PostgreSQL).
+WRITERS = pytest.mark.parametrize("write", [_in_callers_transaction, _in_its_own_transaction],
+                                  ids=["in-callers-transaction", "group-commit"])
+
+
+@WRITERS
+async def test_deliveries_match_their_rows_and_claims_stop_at_the_limit(db: Database, write: Any) -> None:
     topic = "claims-" + uuid.uuid4().hex[:8]
     pushed_a, pushed_b, pulled = (str(uuid.uuid4()) for _ in range(3))
     events = _events(topic, ["e1", "e2", "e3"])
@@ -41,8 +64,7 @@ async def test_deliveries_match_their_rows_and_claims_stop_at_the_limit(db: Data
     }
     claim = Claim("node-x", 2_000_000_000.0, limit=3)
     now = datetime.now(UTC)
-    async with db.write() as conn:
-        stored = await store_publish(conn, events, subscribers, now, claim, {pushed_a, pushed_b})
+    stored = await write(db, events, subscribers, now, claim, {pushed_a, pushed_b})
     expected_order = [
         ("e1", pushed_a), ("e1", pulled), ("e1", pushed_b), ("e2", pulled), ("e3", pushed_b), ("e3", pushed_a)
     ]
@@ -69,15 +91,14 @@ async def test_deliveries_match_their_rows_and_claims_stop_at_the_limit(db: Data
                 assert lease.timestamp() == claim.lease_until
 
 
-async def test_a_duplicate_event_gets_no_deliveries(db: Database) -> None:
+@WRITERS
+async def test_a_duplicate_event_gets_no_deliveries(db: Database, write: Any) -> None:
     topic = "dups-" + uuid.uuid4().hex[:8]
     sub = str(uuid.uuid4())
     now = datetime.now(UTC)
-    async with db.write() as conn:
-        first = await store_publish(conn, _events(topic, ["a"]), {(topic, "a"): [sub]}, now)
-    async with db.write() as conn:
-        both = {(topic, "a"): [sub], (topic, "b"): [sub]}
-        again = await store_publish(conn, _events(topic, ["a", "b"]), both, now)
+    first = await write(db, _events(topic, ["a"]), {(topic, "a"): [sub]}, now, None, set())
+    both = {(topic, "a"): [sub], (topic, "b"): [sub]}
+    again = await write(db, _events(topic, ["a", "b"]), both, now, None, set())
     assert len(first.deliveries) == 1
     assert list(again.seqs) == [(topic, "b")]
     assert [(d.event_key, d.subscription_id) for d in again.deliveries] == [((topic, "b"), sub)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +189,22 @@ class Database:
 
             committed: T = await self._writer.run(transaction)
             return committed
+
+    async def write_postgres(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL: ``work`` with the asyncpg connection of a pooled connection, inside a
+        transaction of asyncpg's own (``BEGIN`` … ``COMMIT``, rolled back if ``work`` raises).
+
+        For the publish transaction: its statements are hand-written driver SQL already, and
+        through SQLAlchemy each also paid for cursor adaptation and result processing.
+        """
+        if self._write_lock is not None:
+            raise TypeError("write_postgres is for PostgreSQL databases")
+        async with self.engine.connect() as conn:
+            # SQLAlchemy has started nothing on this connection (it begins lazily, on the
+            # first statement it runs), so the transaction is asyncpg's alone.
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            async with raw.transaction():
+                return await work(raw)
 
     async def ping(self) -> bool:
         try:

@@ -124,19 +124,36 @@ async def insert_pending(
     stamp = to_epoch(now)
     if conn.dialect.name != "postgresql":
         return await run_sqlite(conn, lambda raw: insert_pending_sqlite(raw, new, stamp))
-    lease_until = claim.lease_until if claim is not None else None
-    result = await conn.exec_driver_sql(
-        _POSTGRES_INSERT_SQL,
-        (
-            [d.event_seq for d in new],
-            [d.subscription_id for d in new],
-            stamp,
-            [d.claimed_by if claim is not None else None for d in new],
-            lease_until,
-        ),
+    rows: Sequence[Any] = (
+        await conn.exec_driver_sql(_POSTGRES_INSERT_SQL, _postgres_parameters(new, stamp, claim))
+    ).all()
+    return _ids_in_order(new, rows)
+
+
+async def insert_pending_postgres(
+    raw: Any, new: Sequence[NewDelivery], stamp: float, claim: Claim | None = None
+) -> list[int]:
+    """``insert_pending`` on an asyncpg connection in a transaction asyncpg manages itself
+    (``Database.write_postgres``), without SQLAlchemy's per-statement work."""
+    if not new:
+        return []
+    rows = await raw.fetch(_POSTGRES_INSERT_SQL, *_postgres_parameters(new, stamp, claim))
+    return _ids_in_order(new, rows)
+
+
+def _postgres_parameters(new: Sequence[NewDelivery], stamp: float, claim: Claim | None) -> tuple[Any, ...]:
+    return (
+        [d.event_seq for d in new],
+        [d.subscription_id for d in new],
+        stamp,
+        [d.claimed_by if claim is not None else None for d in new],
+        claim.lease_until if claim is not None else None,
     )
-    returned: Sequence[Any] = result.all()
-    ids = {(int(seq), sid): int(i) for i, seq, sid in returned}
+
+
+def _ids_in_order(new: Sequence[NewDelivery], rows: Sequence[Any]) -> list[int]:
+    """The returned ``(id, event_seq, subscription_id)`` rows, in the order of ``new``."""
+    ids = {(int(seq), sid): int(i) for i, seq, sid in rows}
     if len(ids) != len(new):
         raise ValueError("insert_pending takes one delivery per (event, subscription) pair")
     return [ids[(d.event_seq, d.subscription_id)] for d in new]

@@ -93,24 +93,42 @@ async def insert_new(
     if not new_events:
         return {}
     stamp = to_epoch(published_at)
-    inserted: dict[tuple[str, str], int] = {}
     if conn.dialect.name == "postgresql":
-        for start in range(0, len(new_events), _POSTGRES_ROWS_PER_STATEMENT):
-            chunk = new_events[start : start + _POSTGRES_ROWS_PER_STATEMENT]
-            parameters = (
-                [e.topic_key for e in chunk],
-                [e.event_id for e in chunk],
-                [e.event_type for e in chunk],
-                [e.subject for e in chunk],
-                [stamp] * len(chunk),
-                [e.body for e in chunk],
-            )
-            result = await conn.exec_driver_sql(_POSTGRES_INSERT, parameters)
-            rows: Sequence[Any] = result.all()
+        inserted: dict[tuple[str, str], int] = {}
+        for parameters in _postgres_parameters(new_events, stamp):
+            rows: Sequence[Any] = (await conn.exec_driver_sql(_POSTGRES_INSERT, parameters)).all()
             for seq, topic_key, event_id in rows:
                 inserted[(topic_key, event_id)] = seq
         return inserted
     return await run_sqlite(conn, lambda raw: insert_new_sqlite(raw, new_events, stamp))
+
+
+def _postgres_parameters(new_events: Sequence[NewEvent], stamp: float) -> list[tuple[list[Any], ...]]:
+    """The six arrays of ``_POSTGRES_INSERT``, one tuple per statement's chunk."""
+    chunks: list[tuple[list[Any], ...]] = []
+    for start in range(0, len(new_events), _POSTGRES_ROWS_PER_STATEMENT):
+        chunk = new_events[start : start + _POSTGRES_ROWS_PER_STATEMENT]
+        chunks.append((
+            [e.topic_key for e in chunk],
+            [e.event_id for e in chunk],
+            [e.event_type for e in chunk],
+            [e.subject for e in chunk],
+            [stamp] * len(chunk),
+            [e.body for e in chunk],
+        ))
+    return chunks
+
+
+async def insert_new_postgres(
+    raw: Any, new_events: Sequence[NewEvent], stamp: float
+) -> dict[tuple[str, str], int]:
+    """``insert_new`` on an asyncpg connection in a transaction asyncpg manages itself
+    (``Database.write_postgres``), without SQLAlchemy's per-statement work."""
+    inserted: dict[tuple[str, str], int] = {}
+    for parameters in _postgres_parameters(new_events, stamp):
+        for seq, topic_key, event_id in await raw.fetch(_POSTGRES_INSERT, *parameters):
+            inserted[(topic_key, event_id)] = seq
+    return inserted
 
 
 def insert_new_sqlite(

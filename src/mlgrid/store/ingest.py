@@ -2,17 +2,19 @@
 
 Every published event passes here, usually one per request, so the unit is written for its
 cost: on SQLite both inserts run in one trip to the connection's thread
-(``database.run_sqlite``), on PostgreSQL as two statements (``events.insert_new``,
-``deliveries.insert_pending``). Deliveries are only written for events that were new:
-an event id the topic already holds (idempotent publishing) gets none.
+(``database.run_sqlite``), on PostgreSQL as two statements — for the group commit, on the
+asyncpg connection itself in a transaction of asyncpg's (``Database.write_postgres``),
+skipping SQLAlchemy's per-statement work. Deliveries are only written for events that were
+new: an event id the topic already holds (idempotent publishing) gets none.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -105,8 +107,7 @@ async def store_publish(
     if conn.dialect.name == "postgresql":
         seqs = await event_store.insert_new(conn, new_events, published_at)
         rows, keys = _deliveries_for(seqs, new_events, subscribers, claim, claimable)
-        ids = await delivery_store.insert_pending(conn, rows, published_at, claim)
-        return _stored(seqs, rows, keys, ids)
+        return _stored(seqs, rows, keys, await delivery_store.insert_pending(conn, rows, published_at, claim))
     return await run_sqlite(conn, _sqlite_writer(new_events, subscribers, published_at))
 
 
@@ -124,8 +125,25 @@ async def commit_publish(
         return StoredPublish()
     if db.is_sqlite:
         return await db.write_sqlite(_sqlite_writer(new_events, subscribers, published_at))
-    async with db.write() as conn:
-        return await store_publish(conn, new_events, subscribers, published_at, claim, claimable)
+    return await db.write_postgres(_postgres_writer(new_events, subscribers, published_at, claim, claimable))
+
+
+def _postgres_writer(
+    new_events: Sequence[NewEvent],
+    subscribers: Mapping[EventKey, Sequence[str]],
+    published_at: datetime,
+    claim: Claim | None,
+    claimable: Collection[str],
+) -> Callable[[Any], Awaitable[StoredPublish]]:
+    stamp = to_epoch(published_at)
+
+    async def write(raw: Any) -> StoredPublish:
+        seqs = await event_store.insert_new_postgres(raw, new_events, stamp)
+        rows, keys = _deliveries_for(seqs, new_events, subscribers, claim, claimable)
+        ids = await delivery_store.insert_pending_postgres(raw, rows, stamp, claim)
+        return _stored(seqs, rows, keys, ids)
+
+    return write
 
 
 def _sqlite_writer(
