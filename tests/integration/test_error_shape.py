@@ -52,6 +52,9 @@ UI_PATHS = re.compile(r"^/($|ui/)")
 BODY_EXEMPT: dict[tuple[str, str], str] = {
     ("POST", "/workspaces/{workspace}/endpoints/{name}/score"): "the body goes unread to the "
     "scoring process of a deployed model, which decides what it accepts",
+    ("POST", "/systemTopics/{workspace}/api/events"): "refused before the body is read: a "
+    "system topic takes no publishes (403 whatever the body)",
+    ("POST", "/systemTopics/{workspace}:publish"): "refused before the body is read, as above",
 }
 METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
 # Publish and pull accept the topic's own keys, so they must find the topic before they can

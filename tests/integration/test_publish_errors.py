@@ -408,12 +408,15 @@ def test_unknown_topic_is_404(server: ServerProcess) -> None:
 def test_publishing_to_a_system_topic_is_forbidden(server: ServerProcess, admin: httpx.Client) -> None:
     workspace = new_name("ws")
     create_system_topic(server, workspace)
-    for path in (f"/topics/{workspace}/api/events", f"/systemTopics/{workspace}/api/events"):
+    paths = (f"/topics/{workspace}/api/events", f"/systemTopics/{workspace}/api/events",
+             f"/systemTopics/{workspace}:publish")
+    for path in paths:
         response = admin.post(path, json=[eg_event()])
-        if path.startswith("/topics/"):
-            assert_error(response, 403, "system topic", code="Forbidden")
-        else:
-            assert response.status_code in (403, 404, 405), response.text
+        assert_error(response, 403, "system topic", code="Forbidden")
+        anonymous = httpx.post(f"{server.url}{path}", json=[eg_event()])
+        assert anonymous.status_code == 401, (path, anonymous.text)
+    for path in (f"/systemTopics/nope{workspace}/api/events", f"/systemTopics/nope{workspace}:publish"):
+        assert_error(admin.post(path, json=[eg_event()]), 404, f"nope{workspace}", code="NotFound")
     listed = admin.get(f"/systemTopics/{workspace}/events")
     assert listed.status_code == 200 and listed.json()["value"] == []
 

@@ -8,6 +8,7 @@ commit). Success bodies are what the ``azure-eventgrid`` SDK expects: empty for
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -27,7 +28,7 @@ from mlgrid.auth.sas import verify_sas
 from mlgrid.broker.access import Scope
 from mlgrid.broker.ingest import PublishBatch
 from mlgrid.broker.topics import Topic, TopicKeys
-from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, PayloadTooLarge, Unauthorized
+from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, NotFound, PayloadTooLarge, Unauthorized
 from mlgrid.events.namespace import cloudevent_to_eventgrid
 from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body
 from mlgrid.events.schemas import CLOUD_EVENTS, EVENT_GRID
@@ -92,7 +93,7 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
         topic, keys = await rt.topics.keys(topic_name, "custom")
     except MlgridError:
         if await rt.topics.find(topic_name, "system") is not None:
-            raise Forbidden("only the workspace publishes to its system topic") from None
+            await _refuse_system_publish(request, topic_name)
         raise
     try:
         await authenticate_data_plane(request, topic, keys, Action.PUBLISH, (f"/topics/{topic.name}",))
@@ -129,3 +130,61 @@ async def publish_classic(request: Request) -> Response:
              responses={200: {"description": "events committed; body {}"}})
 async def publish_namespace(request: Request) -> Response:
     return await _publish(request, request.path_params["topic"], namespace_style=True)
+
+
+# A system topic's events come from its workspace only. Publishing to it is refused with the
+# reason (403) instead of the 405 its read route would give, so a publisher pointed at the
+# wrong URL learns why; a caller without credentials gets the 401 every route gives.
+_SYSTEM_TOPIC_PARAMETER = {
+    "parameters": [
+        {"name": "workspace", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "the workspace whose system topic it is"}
+    ]
+}
+_SYSTEM_TOPIC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credentials"},
+    403: {"description": "always: only the workspace publishes to its system topic"},
+    404: {"description": "no such workspace"},
+}
+
+
+async def _require_credentials(request: Request) -> None:
+    """401 when the request carries no credential, or a bearer token nobody holds, as on
+    every route. Keys and SAS tokens go on to the 403: a system topic has no keys, and its
+    reason says more than "wrong key"."""
+    credential = parse_publish_credentials(request.headers, request.query_params)
+    if isinstance(credential, NoCredential):
+        raise Unauthorized(credential.reason)
+    known = runtime(request).access.principal_for_token
+    if isinstance(credential, BearerCredential) and await known(credential.token) is None:
+        raise Unauthorized("invalid or revoked bearer token")
+
+
+async def _refuse_system_publish(request: Request, workspace: str) -> NoReturn:
+    await _require_credentials(request)
+    raise Forbidden(
+        f"only the workspace publishes to its system topic /systemTopics/{workspace}; "
+        "publish your own events to a custom topic (/topics/{topic}/api/events)"
+    )
+
+
+async def _refuse_system_topic(request: Request) -> Response:
+    await _require_credentials(request)
+    workspace = request.path_params["workspace"]
+    if await runtime(request).topics.find(workspace, "system") is None:
+        raise NotFound(f"workspace {workspace!r} has no system topic")
+    await _refuse_system_publish(request, workspace)
+
+
+@router.post("/systemTopics/{workspace}/api/events", summary="Refused: system topics take no publishes",
+             openapi_extra=PUBLISH_BODY | _SYSTEM_TOPIC_PARAMETER, response_class=Response,
+             responses=_SYSTEM_TOPIC_RESPONSES)
+async def publish_system_classic(request: Request) -> Response:
+    return await _refuse_system_topic(request)
+
+
+@router.post("/systemTopics/{workspace}:publish", summary="Refused: system topics take no publishes",
+             openapi_extra=PUBLISH_BODY | _SYSTEM_TOPIC_PARAMETER, response_class=Response,
+             responses=_SYSTEM_TOPIC_RESPONSES)
+async def publish_system_namespace(request: Request) -> Response:
+    return await _refuse_system_topic(request)
