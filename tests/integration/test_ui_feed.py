@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from mlgrid.broker.activity import ActivityService
 from mlgrid.store import events as event_store
 from mlgrid.store.database import Database
 from mlgrid.store.events import NewEvent
@@ -38,7 +39,7 @@ async def store(db: Database, batch: list[NewEvent]) -> None:
 async def test_viewers_get_what_was_committed_after_they_joined(db: Database) -> None:
     topic = "feed" + uuid.uuid4().hex[:8]
     await store(db, new_events(topic, 2, "old"))
-    feed = EventFeed(db)
+    feed = EventFeed(ActivityService(db))
     first, second = await feed.join(), await feed.join()
     assert await feed.poll() is None
     fresh = new_events(topic, 3, "new")
@@ -57,7 +58,7 @@ async def test_viewers_get_what_was_committed_after_they_joined(db: Database) ->
 
 async def test_a_burst_larger_than_a_poll_skips_to_the_newest(db: Database) -> None:
     topic = "feed" + uuid.uuid4().hex[:8]
-    feed = EventFeed(db, batch=5)
+    feed = EventFeed(ActivityService(db), batch=5)
     viewer = await feed.join()
     burst = new_events(topic, 12)
     await store(db, burst)
@@ -73,7 +74,7 @@ async def test_a_late_commit_behind_the_cursor_is_still_delivered(db: Database) 
     if db.is_sqlite:
         pytest.skip("SQLite commits one writer at a time: sequence numbers are committed in order")
     topic = "feed" + uuid.uuid4().hex[:8]
-    feed = EventFeed(db)
+    feed = EventFeed(ActivityService(db))
     viewer = await feed.join()
     late, early = new_events(topic, 1, "late"), new_events(topic, 1, "early")
     async with db.write() as slow:

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlgrid import __version__
 from mlgrid.auth.roles import Principal
+from mlgrid.broker.activity import ActivityService
 from mlgrid.errors import MlgridError
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.timestamps import format_timestamp, parse_timestamp
@@ -130,6 +131,7 @@ class UiState:
     runtime: Runtime
     api: InternalApi
     feed: EventFeed
+    activity: ActivityService
     templates: Environment = field(default_factory=build_templates)
     queues: QueueViewers = field(default_factory=QueueViewers)
 

@@ -26,9 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlgrid.store import event_feed
-from mlgrid.store.database import Database
-from mlgrid.store.event_feed import FeedRow
+from mlgrid.broker.activity import ActivityService, FeedRow
 
 log = logging.getLogger("mlgrid.ui")
 
@@ -72,13 +70,13 @@ class Viewer:
 class EventFeed:
     def __init__(
         self,
-        db: Database,
+        activity: ActivityService,
         *,
         interval: float = POLL_INTERVAL_SECONDS,
         batch: int = BATCH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._db = db
+        self._activity = activity
         self._interval = interval
         self._batch = batch
         self._clock = clock
@@ -94,8 +92,7 @@ class EventFeed:
     async def join(self) -> Viewer:
         """Register a viewer; from now on it receives every event committed after this call."""
         if self._cursor is None:
-            async with self._db.read() as conn:
-                self._cursor = await event_feed.latest_seq(conn)
+            self._cursor = await self._activity.latest_seq()
         viewer = Viewer()
         self._viewers.add(viewer)
         self._wake.set()
@@ -136,11 +133,7 @@ class EventFeed:
             return None
         cursor = self._cursor
         now = self._clock()
-        async with self._db.read() as conn:
-            rows = await event_feed.newest_after(conn, cursor, self._batch)
-            late: list[FeedRow] = []
-            if self._gaps:
-                late = await event_feed.by_seq(conn, list(self._gaps))
+        rows, late = await self._activity.feed_after(cursor, self._batch, self._gaps)
         if self._cursor != cursor:
             return None  # every viewer left meanwhile: the position was reset
         for row in late:

@@ -14,14 +14,11 @@ from typing import Any
 
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
+from mlgrid.broker.activity import ActivityService, LastFailure
 from mlgrid.broker.subscription_model import WEBHOOK, Subscription
 from mlgrid.broker.topics import Topic
 from mlgrid.delivery.circuit import endpoint_key
 from mlgrid.runtime import Runtime
-from mlgrid.store import dead_letters as dead_letter_store
-from mlgrid.store import deliveries as delivery_store
-from mlgrid.store import event_feed
-from mlgrid.store.event_feed import LastFailure
 
 FAILURE_STATES = ("pending", "deadLettered", "dropped")
 #: Outcomes recorded on deliveries that are not failures (a success, and the pull steps).
@@ -58,15 +55,16 @@ class DeliveryHealth:
         return "idle"
 
 
-async def subscription_health(rt: Runtime, principal: Principal, topic: Topic, name: str) -> DeliveryHealth:
+async def subscription_health(
+    rt: Runtime, activity: ActivityService, principal: Principal, topic: Topic, name: str
+) -> DeliveryHealth:
     """Counts per state, dead letters, last failure and circuit of one subscription."""
     await rt.access.require(principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
     sub: Subscription = await rt.services["subscriptions"].find(topic, name)
-    async with rt.db.read() as conn:
-        counts = await delivery_store.count_by_state(conn, sub.id)
-        dead = await dead_letter_store.count_for_subscription(conn, sub.id)
-        failure = await event_feed.last_failure(conn, sub.id, FAILURE_STATES, NOT_FAILURES)
-        delivered = await event_feed.newest_in_state(conn, sub.id, "delivered") if failure else None
+    known = await activity.delivery_counts(sub.id, FAILURE_STATES, NOT_FAILURES)
+    counts, dead, failure, delivered = (
+        known.by_state, known.dead_letters, known.last_failure, known.newest_delivered
+    )
     dispatcher: Any = rt.services.get("dispatcher")
     if dispatcher is None or sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
         return DeliveryHealth(counts, dead, failure, delivered)

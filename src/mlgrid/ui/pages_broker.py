@@ -19,7 +19,6 @@ from starlette.datastructures import FormData
 from mlgrid.broker.topics import Topic
 from mlgrid.errors import NotFound
 from mlgrid.runtime import Runtime
-from mlgrid.store import event_feed
 from mlgrid.ui.api import ApiFailure, seg
 from mlgrid.ui.common import page, session_of, ui_state
 from mlgrid.ui.health import DeliveryHealth, subscription_health, subscription_id
@@ -70,7 +69,9 @@ async def _topic_listing(request: Request, session: Session) -> list[dict[str, A
             subs = await _subscriptions_of(session, kind, resource["name"])
             entries = []
             for sub in subs or []:
-                health = await subscription_health(rt, session.principal, topic, sub["name"])
+                health = await subscription_health(
+                    rt, ui_state(request).activity, session.principal, topic, sub["name"]
+                )
                 entries.append({"resource": sub, "health": health})
             listing.append(
                 {"kind": kind, "resource": resource, "subscriptions": entries, "denied": subs is None}
@@ -96,10 +97,11 @@ async def subscription_page(request: Request, kind: str, parent: str, name: str)
     kind = _kind(kind)
     resource = await session.api.get(_base(kind, parent, name))
     topic = await _topic(state.runtime, kind, parent)
-    health: DeliveryHealth = await subscription_health(state.runtime, session.principal, topic, name)
+    health: DeliveryHealth = await subscription_health(
+        state.runtime, state.activity, session.principal, topic, name
+    )
     internal_id = await subscription_id(state.runtime, topic, name)
-    async with state.runtime.db.read() as conn:
-        recent = await event_feed.recent_deliveries(conn, internal_id, 25)
+    recent = await state.activity.recent_deliveries(internal_id, 25)
     path = _base(kind, parent, name) + "/deadLetters"
     dead_letters = await session.api.items(path, limit=DEAD_LETTERS_SHOWN)
     dead_letters.reverse()

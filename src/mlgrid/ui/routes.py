@@ -17,8 +17,6 @@ from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action
 from mlgrid.errors import NotFound
 from mlgrid.events.ml import ML_EVENT_TYPES
-from mlgrid.store import event_feed
-from mlgrid.store import events as event_store
 from mlgrid.ui import pages_broker, pages_workspace
 from mlgrid.ui.common import page, session_of, ui_state
 from mlgrid.ui.session import (
@@ -102,7 +100,8 @@ async def stream(
     last_event_id = request.headers.get("last-event-id", "")
     last_seq = int(last_event_id) if last_event_id.isdigit() else after
     events = live_events(
-        state.runtime, state.feed, session.principal, StreamFilter.from_query(topic, type, subject), last_seq
+        state.runtime, state.feed, state.activity, session.principal,
+        StreamFilter.from_query(topic, type, subject), last_seq,
     )
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -113,8 +112,7 @@ async def event_page(request: Request, seq: int) -> Response:
     session = await session_of(request)
     state = ui_state(request)
     rt = state.runtime
-    async with rt.db.read() as conn:
-        stored = (await event_store.get_by_seq(conn, [seq])).get(seq)
+    stored = await state.activity.event(seq)
     topic = None if stored is None else await rt.topics.find(stored.topic_key)
     if stored is None or topic is None:
         raise NotFound(f"event {seq} is not retained (any more)")
@@ -122,8 +120,7 @@ async def event_page(request: Request, seq: int) -> Response:
     deliveries: list[dict[str, Any]] = []
     may_read = await rt.access.allowed(session.principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
     if may_read:
-        async with rt.db.read() as conn:
-            rows = await event_feed.deliveries_of_event(conn, seq)
+        rows = await state.activity.deliveries_of_event(seq)
         service: Any = rt.services.get("subscriptions")
         for row in rows:
             sub = None if service is None else await service.get_by_id(row.subscription_id)

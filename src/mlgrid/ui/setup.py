@@ -13,6 +13,7 @@ import asyncio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from mlgrid.broker.activity import ActivityService
 from mlgrid.runtime import Runtime
 from mlgrid.ui.api import InternalApi
 from mlgrid.ui.common import STATIC_DIR, UiState
@@ -22,7 +23,8 @@ from mlgrid.ui.feed import EventFeed
 async def setup(rt: Runtime, app: FastAPI) -> None:
     if not rt.settings.ui:
         return
-    state = UiState(runtime=rt, api=InternalApi(app), feed=EventFeed(rt.db))
+    activity = ActivityService(rt.db)
+    state = UiState(runtime=rt, api=InternalApi(app), feed=EventFeed(activity), activity=activity)
     rt.services["ui"] = state
     rt.ingestor.add_listener(state.feed.wake)
     rt.tasks.append(asyncio.create_task(state.feed.run(), name="mlgrid-ui-feed"))

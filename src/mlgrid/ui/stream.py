@@ -22,11 +22,10 @@ import orjson
 
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
+from mlgrid.broker.activity import ActivityService, FeedRow
 from mlgrid.broker.topics import Topic
 from mlgrid.events.timestamps import format_timestamp
 from mlgrid.runtime import Runtime
-from mlgrid.store import event_feed
-from mlgrid.store.event_feed import FeedRow
 from mlgrid.ui.api import ApiFailure, ApiSession, seg
 from mlgrid.ui.feed import EventFeed
 
@@ -101,7 +100,12 @@ def event_summary(row: FeedRow, topic: Topic | None) -> dict[str, Any]:
 
 
 async def live_events(
-    rt: Runtime, feed: EventFeed, principal: Principal, wanted: StreamFilter, last_seq: int | None
+    rt: Runtime,
+    feed: EventFeed,
+    activity: ActivityService,
+    principal: Principal,
+    wanted: StreamFilter,
+    last_seq: int | None,
 ) -> AsyncIterator[bytes]:
     topics = await readable_topics(rt, principal)
     checked_at = time.monotonic()
@@ -109,17 +113,15 @@ async def live_events(
     try:
         yield RETRY
         keys = set(topics) if wanted.topic_key is None else set(topics) & {wanted.topic_key}
-        async with rt.db.read() as conn:
-            if last_seq is None:
-                rows = await event_feed.recent(
-                    conn, keys, type_contains=wanted.type_contains,
-                    subject_prefix=wanted.subject_prefix, limit=BACKLOG,
-                )
-            else:
-                rows = await event_feed.recent(
-                    conn, keys, type_contains=wanted.type_contains, subject_prefix=wanted.subject_prefix,
-                    after_seq=last_seq, limit=CATCH_UP_LIMIT,
-                )
+        if last_seq is None:
+            rows = await activity.recent_events(
+                keys, type_contains=wanted.type_contains, subject_prefix=wanted.subject_prefix, limit=BACKLOG,
+            )
+        else:
+            rows = await activity.recent_events(
+                keys, type_contains=wanted.type_contains, subject_prefix=wanted.subject_prefix,
+                after_seq=last_seq, limit=CATCH_UP_LIMIT,
+            )
         sent: deque[int] = deque(maxlen=4 * CATCH_UP_LIMIT)
         for row in rows:
             sent.append(row.seq)
