@@ -93,7 +93,8 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
         topic, keys = await rt.topics.keys(topic_name, "custom")
     except MlgridError:
         if await rt.topics.find(topic_name, "system") is not None:
-            await _refuse_system_publish(request, topic_name)
+            await _require_credentials(request)
+            raise _system_topic_refusal(topic_name) from None
         raise
     try:
         await authenticate_data_plane(request, topic, keys, Action.PUBLISH, (f"/topics/{topic.name}",))
@@ -160,20 +161,19 @@ async def _require_credentials(request: Request) -> None:
         raise Unauthorized("invalid or revoked bearer token")
 
 
-async def _refuse_system_publish(request: Request, workspace: str) -> NoReturn:
-    await _require_credentials(request)
-    raise Forbidden(
+def _system_topic_refusal(workspace: str) -> Forbidden:
+    return Forbidden(
         f"only the workspace publishes to its system topic /systemTopics/{workspace}; "
         "publish your own events to a custom topic (/topics/{topic}/api/events)"
     )
 
 
-async def _refuse_system_topic(request: Request) -> Response:
+async def _refuse_system_topic(request: Request) -> NoReturn:
     await _require_credentials(request)
     workspace = request.path_params["workspace"]
     if await runtime(request).topics.find(workspace, "system") is None:
         raise NotFound(f"workspace {workspace!r} has no system topic")
-    await _refuse_system_publish(request, workspace)
+    raise _system_topic_refusal(workspace)
 
 
 @router.post("/systemTopics/{workspace}/api/events", summary="Refused: system topics take no publishes",

@@ -118,10 +118,6 @@ class Database:
     _writer: sqlite_driver.SQLiteConnection | None = field(default=None, repr=False)
 
     @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    @property
     def is_sqlite(self) -> bool:
         # Asked on hot paths (every publish); the engine's dialect is behind two proxies.
         return self._write_lock is not None
@@ -162,7 +158,7 @@ class Database:
 
     async def write_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """SQLite: ``work`` in a transaction of its own, begun, run and committed (or rolled
-        back) in one trip to a pooled connection's thread, under the write lock.
+        back) in one trip to the thread of a connection kept for it, under the write lock.
 
         The hottest write (a publish's rows) through ``write()`` costs SQLAlchemy's pool and
         transaction bookkeeping and a second trip for the ``COMMIT``; this costs neither: it

@@ -206,9 +206,6 @@ class SQLiteConnection:
     def cursor(self) -> Cursor:
         return Cursor(self)
 
-    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
-        return await Cursor(self).execute(sql, parameters)
-
     async def commit(self) -> None:
         if self.raw.in_transaction or self._unsettled:
             await self.run(self.raw.commit)

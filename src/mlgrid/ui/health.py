@@ -8,7 +8,7 @@ scope). The circuit state is the serving node's view: each node keeps its own br
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,18 +62,13 @@ async def subscription_health(
     await rt.access.require(principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
     sub: Subscription = await rt.services["subscriptions"].find(topic, name)
     known = await activity.delivery_counts(sub.id, FAILURE_STATES, NOT_FAILURES)
-    counts, dead, failure, delivered = (
-        known.by_state, known.dead_letters, known.last_failure, known.newest_delivered
-    )
+    health = DeliveryHealth(known.by_state, known.dead_letters, known.last_failure, known.newest_delivered)
     dispatcher: Any = rt.services.get("dispatcher")
     if dispatcher is None or sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
-        return DeliveryHealth(counts, dead, failure, delivered)
+        return health
     snapshot = dispatcher.circuits.state(endpoint_key(sub.endpoint_url), datetime.now(UTC))
-    return DeliveryHealth(
-        counts,
-        dead,
-        failure,
-        delivered,
+    return replace(
+        health,
         circuit=str(snapshot.state.value),
         consecutive_failures=snapshot.consecutive_failures,
         circuit_open_until=snapshot.open_until,
