@@ -365,12 +365,17 @@ class DriftMonitorService:
                     tx.after_commit(wake)
         return row, existing is None
 
-    async def get(self, workspace_name: str, name: str) -> MonitorRow:
-        async with self.core.db.read() as conn:
-            ws = await self.core.get_in(conn, workspace_name)
-            row = await drift_store.get_monitor(conn, ws.key, name)
+    async def _find(self, conn: Any, workspace_name: str, name: str) -> tuple[Workspace, MonitorRow]:
+        """The workspace (404) and its monitor (404), read on one connection."""
+        ws = await self.core.get_in(conn, workspace_name)
+        row = await drift_store.get_monitor(conn, ws.key, name)
         if row is None:
             raise _not_found(name, ws)
+        return ws, row
+
+    async def get(self, workspace_name: str, name: str) -> MonitorRow:
+        async with self.core.db.read() as conn:
+            _, row = await self._find(conn, workspace_name, name)
         return row
 
     async def list_monitors(self, workspace_name: str) -> list[MonitorRow]:
@@ -398,8 +403,8 @@ class DriftMonitorService:
     async def backfill(self, workspace_name: str, name: str, body: object) -> list[DriftRunRow]:
         """Analyse every complete window of ``{"start", "end"}``; windows analysed before are
         returned as stored and announced no second time."""
-        ws = await self.core.get(workspace_name)
-        monitor = await self.get(ws.name, name)
+        async with self.core.db.read() as conn:
+            ws, monitor = await self._find(conn, workspace_name, name)
         windows = parse_range(body, Frequency(monitor.frequency), self.max_windows_per_call)
         return await self.analyse(ws, monitor, windows, BACKFILL)
 
@@ -413,8 +418,8 @@ class DriftMonitorService:
         offset: int = 0,
         limit: int = 1000,
     ) -> list[DriftRunRow]:
-        monitor = await self.get(workspace_name, name)
         async with self.core.db.read() as conn:
+            _, monitor = await self._find(conn, workspace_name, name)
             return await drift_store.list_runs(
                 conn, monitor.id, start=start, end=end, offset=offset, limit=limit
             )

@@ -44,7 +44,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,16 @@ def scoring_uri(port: int) -> str:
 
 def _json_text(value: Any) -> str:
     return dumps(value).decode()
+
+
+def _script_in_models(models_root: Path, versions: Iterable[tuple[str, str]], path: str) -> Path | None:
+    """Where a model-relative entry script is in a deployment: the first deployed model
+    version (``models_root/<name>/<version>/``) that holds ``path``."""
+    for name, version in versions:
+        candidate = models_root / name / version / path
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -369,10 +379,10 @@ class EndpointService:
                 path.write_text(script.source, encoding="utf-8")
                 return path
             assert script.path is not None
-            for view, _ in sources:
-                candidate = models_root / view.name / str(view.version) / script.path
-                if candidate.is_file():
-                    return candidate
+            versions = [(view.name, str(view.version)) for view, _ in sources]
+            found = _script_in_models(models_root, versions, script.path)
+            if found is not None:
+                return found
             raise DeploymentError(f"the entry script {script.path!r} is not a file of the deployed models")
 
         entry = await asyncio.to_thread(copy)
@@ -785,12 +795,12 @@ class EndpointService:
         if script.source is not None:
             return directory / script.file_name
         assert script.path is not None
+        versions: list[tuple[str, str]] = []
         for model_id in loads_exact(row.active_models_json or "[]"):
             name, version = str(model_id).rsplit(":", 1)
-            candidate = directory / "models" / name / version / script.path
-            if candidate.is_file():
-                return candidate
-        return directory / "models" / script.path  # missing: the start fails and says so
+            versions.append((name, version))
+        found = _script_in_models(directory / "models", versions, script.path)
+        return found or directory / "models" / script.path  # missing: the start fails and says so
 
     async def run(self) -> None:
         """Background task: stop local processes whose endpoint another node replaced or deleted."""
