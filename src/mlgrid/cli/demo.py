@@ -19,7 +19,6 @@ prints where to see them in the UI. A step whose REST API this server does not s
 
 from __future__ import annotations
 
-import io
 import pickle
 import time
 from collections.abc import Callable
@@ -393,9 +392,7 @@ def drift_datasets(directory: Path, first_day: datetime) -> tuple[Path, Path]:
         days.append(frame)
     target = pd.concat(days, ignore_index=True)
     baseline_path, target_path = directory / "baseline.csv", directory / "target.csv"
-    buffer = io.StringIO()
-    baseline.round(5).to_csv(buffer, index=False)
-    baseline_path.write_text(buffer.getvalue())
+    baseline.round(5).to_csv(baseline_path, index=False)
     target.round(5).to_csv(target_path, index=False)
     return baseline_path, target_path
 

@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from mlgrid.client.http import Transport
-from mlgrid.events.jsoncodec import dumps
+from mlgrid.client.http import Transport, all_pages, if_match_header
+from mlgrid.client.http import request_json as _call
 from mlgrid.workspace.drift.windows import complete_windows
 
 if TYPE_CHECKING:
@@ -50,12 +50,8 @@ def parse_moment(value: str | datetime | date) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _json(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    if body is not None:
-        kwargs["content"] = dumps(body)
-        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-    response = http.request(method, path, **kwargs)
-    return response.json() if response.content else None
+def _monitor_path(workspace_path: str, name: str) -> str:
+    return f"{workspace_path}/datadrifts/{quote(name, safe='')}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ class DriftMonitor:
 
     @property
     def path(self) -> str:
-        return f"{self.workspace_path}/datadrifts/{quote(self.name, safe='')}"
+        return _monitor_path(self.workspace_path, self.name)
 
     def __repr__(self) -> str:
         return f"DriftMonitor({self.name!r}, frequency={self.frequency!r}, threshold={self.threshold})"
@@ -166,7 +162,7 @@ class DriftMonitor:
     # --- operations ------------------------------------------------------------------------
 
     def refresh(self) -> DriftMonitor:
-        self.raw = dict(_json(self.http, "GET", self.path))
+        self.raw = dict(_call(self.http, "GET", self.path))
         return self
 
     def update(self, *, if_match: str | None = None, **changes: Any) -> DriftMonitor:
@@ -175,8 +171,8 @@ class DriftMonitor:
         properties = {k: v for k, v in self.properties.items() if k in _WRITABLE}
         for key, value in changes.items():
             properties[_API_NAMES.get(key, key)] = value
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-        self.raw = dict(_json(self.http, "PUT", self.path, {"properties": properties}, headers=headers))
+        headers = if_match_header(if_match)
+        self.raw = dict(_call(self.http, "PUT", self.path, {"properties": properties}, headers=headers))
         return self
 
     def delete(self) -> None:
@@ -206,7 +202,7 @@ class DriftMonitor:
         for offset in range(0, len(windows), windows_per_request):
             chunk = windows[offset:offset + windows_per_request]
             body = {"start": chunk[0][0].isoformat(), "end": chunk[-1][1].isoformat()}
-            answer = _json(self.http, "POST", f"{self.path}/runs", body, timeout=600.0)
+            answer = _call(self.http, "POST", f"{self.path}/runs", body, timeout=600.0)
             runs.extend(DriftRun.from_json(r) for r in answer["value"])
             if progress is not None:
                 progress(offset + len(chunk), len(windows))
@@ -220,14 +216,7 @@ class DriftMonitor:
             "start": None if start is None else parse_moment(start).isoformat(),
             "end": None if end is None else parse_moment(end).isoformat(),
         }
-        items: list[dict[str, Any]] = []
-        page = _json(self.http, "GET", f"{self.path}/runs", params=params)
-        for _ in range(10_000):
-            items.extend(page.get("value", []))
-            if not page.get("nextLink"):
-                break
-            page = _json(self.http, "GET", page["nextLink"])
-        return [DriftRun.from_json(r) for r in items]
+        return [DriftRun.from_json(r) for r in all_pages(self.http, f"{self.path}/runs", params)]
 
 
 _API_NAMES = {
@@ -269,17 +258,15 @@ def monitor_body(
 
 
 def create_monitor(http: Transport, workspace_path: str, name: str, body: Mapping[str, Any]) -> DriftMonitor:
-    path = f"{workspace_path}/datadrifts/{quote(name, safe='')}"
-    return DriftMonitor(http, workspace_path, _json(http, "PUT", path, body))
+    return DriftMonitor(http, workspace_path, _call(http, "PUT", _monitor_path(workspace_path, name), body))
 
 
 def get_monitor(http: Transport, workspace_path: str, name: str) -> DriftMonitor:
-    path = f"{workspace_path}/datadrifts/{quote(name, safe='')}"
-    return DriftMonitor(http, workspace_path, _json(http, "GET", path))
+    return DriftMonitor(http, workspace_path, _call(http, "GET", _monitor_path(workspace_path, name)))
 
 
 def list_monitors(http: Transport, workspace_path: str) -> list[DriftMonitor]:
-    body = _json(http, "GET", f"{workspace_path}/datadrifts")
+    body = _call(http, "GET", f"{workspace_path}/datadrifts")
     return [DriftMonitor(http, workspace_path, m) for m in body.get("value", [])]
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mlgrid.client.http import Transport
+from mlgrid.client.http import Transport, if_match_header
+from mlgrid.client.http import request_json as _call
 from mlgrid.events.jsoncodec import dumps
 
 __all__ = ["DeploymentFailed", "Endpoint", "deploy_endpoint", "list_endpoints"]
@@ -43,12 +44,8 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _json(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    if body is not None:
-        kwargs["content"] = dumps(body)
-        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-    response = http.request(method, path, **kwargs)
-    return response.json() if response.content else None
+def _endpoint_path(workspace_path: str, name: str) -> str:
+    return f"{workspace_path}/endpoints/{_segment(name)}"
 
 
 def _model_id(model: Any) -> str:
@@ -135,7 +132,7 @@ class Endpoint:
 
     @property
     def path(self) -> str:
-        return f"{self.workspace_path}/endpoints/{_segment(self.name)}"
+        return _endpoint_path(self.workspace_path, self.name)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, state={self.state!r})"
@@ -143,7 +140,7 @@ class Endpoint:
     # --- calls -----------------------------------------------------------------------------
 
     def refresh(self) -> Endpoint:
-        self.raw = dict(_json(self.http, "GET", self.path))
+        self.raw = dict(_call(self.http, "GET", self.path))
         return self
 
     def wait(self, timeout: float = 120.0, poll_interval: float = 0.2) -> Endpoint:
@@ -217,22 +214,16 @@ def deploy_endpoint(
     }
     if startup_timeout is not None:
         props["startupTimeoutSeconds"] = startup_timeout
-    headers = {"If-Match": f'"{if_match}"'} if if_match else {}
-    body = _json(
-        http,
-        "PUT",
-        f"{workspace_path}/endpoints/{_segment(name)}",
-        {"properties": props},
-        headers=headers,
-    )
+    path = _endpoint_path(workspace_path, name)
+    body = _call(http, "PUT", path, {"properties": props}, headers=if_match_header(if_match))
     endpoint = Endpoint(http, workspace_path, body)
     return endpoint.wait(timeout) if wait else endpoint
 
 
 def get_endpoint(http: Transport, workspace_path: str, name: str) -> Endpoint:
-    return Endpoint(http, workspace_path, _json(http, "GET", f"{workspace_path}/endpoints/{_segment(name)}"))
+    return Endpoint(http, workspace_path, _call(http, "GET", _endpoint_path(workspace_path, name)))
 
 
 def list_endpoints(http: Transport, workspace_path: str) -> list[Endpoint]:
-    body = _json(http, "GET", f"{workspace_path}/endpoints")
+    body = _call(http, "GET", f"{workspace_path}/endpoints")
     return [Endpoint(http, workspace_path, item) for item in body.get("value", [])]

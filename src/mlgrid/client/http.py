@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from mlgrid.events.jsoncodec import dumps
+
 DEFAULT_URL = "http://127.0.0.1:8780"
 
 
@@ -95,6 +97,34 @@ class Transport:
         if not response.content:
             return None
         return response.json()
+
+
+def request_json(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    """One request of the SDK's resources: the body is written with the exact JSON codec
+    (``Decimal`` stays exact); the answer is decoded JSON, or None when empty."""
+    if body is not None:
+        kwargs["content"] = dumps(body)
+        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+    response = http.request(method, path, **kwargs)
+    return response.json() if response.content else None
+
+
+def all_pages(http: Transport, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every item of a listing, following ``nextLink`` (bounded: 10,000 pages)."""
+    items: list[dict[str, Any]] = []
+    page = request_json(http, "GET", path, params=dict(params or {}))
+    for _ in range(10_000):
+        items.extend(page.get("value", []))
+        next_link = page.get("nextLink")
+        if not next_link:
+            break
+        page = request_json(http, "GET", next_link)
+    return items
+
+
+def if_match_header(if_match: str | None) -> dict[str, str]:
+    """The ``If-Match`` header of a conditional request (none without an etag)."""
+    return {"If-Match": f'"{if_match}"'} if if_match else {}
 
 
 def error_from_response(response: httpx.Response) -> ApiError:

@@ -43,8 +43,9 @@ from mlgrid.client.broker import event_subscription_properties
 from mlgrid.client.drift import DriftMonitor, DriftRun, to_dataframe
 from mlgrid.client.endpoints import Endpoint, deploy_endpoint, get_endpoint, list_endpoints
 from mlgrid.client.filters import AdvancedFilter, filter_json
-from mlgrid.client.http import ApiError, Transport
-from mlgrid.events.jsoncodec import dumps
+from mlgrid.client.http import ApiError, Transport, if_match_header
+from mlgrid.client.http import all_pages as _pages
+from mlgrid.client.http import request_json as _call
 
 __all__ = [
     "Artifact",
@@ -72,28 +73,6 @@ def _time(value: Any) -> datetime | None:
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
-
-
-def _call(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    """One request; the body is written with the exact JSON codec (``Decimal`` stays exact)."""
-    if body is not None:
-        kwargs["content"] = dumps(body)
-        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-    response = http.request(method, path, **kwargs)
-    return response.json() if response.content else None
-
-
-def _pages(http: Transport, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every item of a listing, following ``nextLink`` (bounded: 10,000 pages)."""
-    items: list[dict[str, Any]] = []
-    page = _call(http, "GET", path, params=dict(params or {}))
-    for _ in range(10_000):
-        items.extend(page.get("value", []))
-        next_link = page.get("nextLink")
-        if not next_link:
-            break
-        page = _call(http, "GET", next_link)
-    return items
 
 
 # --- typed results ------------------------------------------------------------------------
@@ -309,7 +288,7 @@ class WorkspacesClient:
         return [WorkspaceInfo.from_json(w) for w in _pages(self.http, "/workspaces")]
 
     def delete(self, name: str, *, if_match: str | None = None) -> None:
-        headers = {"If-Match": f'"{if_match}"'} if if_match else None
+        headers = if_match_header(if_match)
         self.http.request("DELETE", f"/workspaces/{_segment(name)}", headers=headers)
 
 
@@ -773,7 +752,7 @@ class Run:
             body["properties"] = dict(properties)
         if error is not None:
             body["error"] = error
-        headers = {"If-Match": f'"{if_match}"'} if if_match else {}
+        headers = if_match_header(if_match)
         self.info = RunInfo.from_json(_call(self._http, "PATCH", self._path, body, headers=headers))
         return self.info
 
