@@ -24,7 +24,6 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.publish import authenticate_data_plane
 from mlgrid.api.subscriptions import PARENT_KINDS
 from mlgrid.auth.roles import Action
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.delivery.pull import (
     MAX_EVENTS_PER_RECEIVE,
@@ -33,6 +32,7 @@ from mlgrid.delivery.pull import (
     PullService,
     parse_lock_tokens,
 )
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import NotFound, invalid
 from mlgrid.events.jsoncodec import dumps
 

@@ -28,9 +28,10 @@ from mlgrid.api.deps import caller, if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.broker.topics import Topic
+from mlgrid.domain.schemas import DELIVERY_SCHEMAS
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import NotFound
 from mlgrid.events.jsoncodec import dumps
 
@@ -126,7 +127,7 @@ SUBSCRIPTION_SCHEMA: dict[str, Any] = {
                 },
                 "eventDeliverySchema": {
                     "type": "string",
-                    "enum": ["EventGridSchema", "CloudEventSchemaV1_0", "CustomInputSchema"],
+                    "enum": list(DELIVERY_SCHEMAS),
                 },
                 "retryPolicy": {
                     "type": "object",

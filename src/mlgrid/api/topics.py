@@ -14,6 +14,7 @@ from mlgrid.api.docs import body_schema
 from mlgrid.auth.roles import Action
 from mlgrid.broker.access import Scope
 from mlgrid.broker.topics import Topic, parse_topic_body
+from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
 from mlgrid.errors import invalid
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.events.timestamps import parse_timestamp
@@ -29,8 +30,8 @@ TOPIC_BODY = body_schema(
                 "properties": {
                     "inputSchema": {
                         "type": "string",
-                        "enum": ["EventGridSchema", "CloudEventSchemaV1_0", "CustomEventSchema"],
-                        "default": "EventGridSchema",
+                        "enum": list(INPUT_SCHEMAS),
+                        "default": EventSchema.EVENT_GRID,
                     },
                     "inputSchemaMapping": {"type": "object", "description": "required for CustomEventSchema"},
                     "resourceGroup": {"type": "string", "default": "default"},

@@ -43,17 +43,6 @@ from mlgrid.broker.subscription_body import (
     render_properties,
     secrets_of,
 )
-from mlgrid.broker.subscription_model import (
-    AWAITING_MANUAL_ACTION,
-    FAILED,
-    NATS_JETSTREAM,
-    QUEUE,
-    RABBITMQ,
-    REDIS_STREAM,
-    SUCCEEDED,
-    WEBHOOK,
-    Subscription,
-)
 from mlgrid.broker.topics import Topic, TopicService
 from mlgrid.broker.webhook_validation import (
     MANUAL_VALIDATION_WINDOW,
@@ -63,6 +52,8 @@ from mlgrid.broker.webhook_validation import (
 )
 from mlgrid.config import Settings
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, check_hostname
+from mlgrid.domain.endpoints import EndpointType, ProvisioningState
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import BadRequest, Conflict, NotFound, PreconditionFailed, invalid
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import subscriptions as subscription_store
@@ -78,6 +69,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("mlgrid.subscriptions")
+
+#: Destinations whose URL ``getFullUrl`` returns from their properties.
+_BROKER_ENDPOINTS = (EndpointType.REDIS_STREAM, EndpointType.NATS_JETSTREAM, EndpointType.RABBITMQ)
 
 MAX_SUBSCRIPTIONS_PER_TOPIC: Final = 500
 REFRESH_INTERVAL_SECONDS: Final = 2.0
@@ -178,9 +172,9 @@ class SubscriptionService:
     async def full_url(self, topic: Topic, name: str) -> str:
         """The write-only destination URL with its query string (``getFullUrl``)."""
         sub = await self.find(topic, name)
-        if sub.endpoint_type == WEBHOOK and sub.endpoint_url:
+        if sub.endpoint_type == EndpointType.WEBHOOK and sub.endpoint_url:
             return sub.endpoint_url
-        if sub.endpoint_type in (REDIS_STREAM, NATS_JETSTREAM, RABBITMQ):
+        if sub.endpoint_type in _BROKER_ENDPOINTS:
             return str(sub.destination_properties.get("url", ""))
         raise BadRequest(
             f"event subscription {sub.name!r} delivers to a {sub.endpoint_type} destination, "
@@ -259,12 +253,12 @@ class SubscriptionService:
     ) -> dict[str, Any]:
         subscription_id = row.id if row is not None else str(uuid.uuid4())
         sub = replace(sub, id=subscription_id, name=row.name if row is not None else sub.name)
-        if sub.endpoint_type == WEBHOOK:
+        if sub.endpoint_type == EndpointType.WEBHOOK:
             reason = check_hostname(urlsplit(sub.endpoint_url or "").hostname or "",
                                     self._settings.deny_private_endpoints)
             if reason is not None:
                 raise invalid(ENDPOINT_URL_FIELD, f"endpoint refused: {reason}")
-        state = SUCCEEDED
+        state: str = ProvisioningState.SUCCEEDED
         code_hash = row.validation_code if row is not None else None
         validation_expires_at = None
         if self._settings.webhook_validation and needs_validation(sub, existing):
@@ -331,10 +325,11 @@ class SubscriptionService:
         if sub.id in self._confirmed_early:
             # The validationUrl was visited while the handshake was still waiting for its answer.
             self._confirmed_early.discard(sub.id)
-            return SUCCEEDED, _hash_code(code), None
-        if outcome.state == AWAITING_MANUAL_ACTION:
-            return AWAITING_MANUAL_ACTION, _hash_code(code), self._clock() + MANUAL_VALIDATION_WINDOW
-        return SUCCEEDED, _hash_code(code), None
+            return ProvisioningState.SUCCEEDED, _hash_code(code), None
+        if outcome.state == ProvisioningState.AWAITING_MANUAL_ACTION:
+            expires_at = self._clock() + MANUAL_VALIDATION_WINDOW
+            return ProvisioningState.AWAITING_MANUAL_ACTION, _hash_code(code), expires_at
+        return ProvisioningState.SUCCEEDED, _hash_code(code), None
 
     async def confirm_manual_validation(self, subscription_id: str, code: str) -> dict[str, Any]:
         """``GET`` on a ``validationUrl``: validate the subscription if the window is open.
@@ -345,7 +340,7 @@ class SubscriptionService:
         inflight = self._inflight.get(subscription_id)
         if inflight is not None and hmac.compare_digest(inflight, code):
             self._confirmed_early.add(subscription_id)
-            return {"id": subscription_id, "provisioningState": SUCCEEDED}
+            return {"id": subscription_id, "provisioningState": ProvisioningState.SUCCEEDED}
         now = self._clock()
         async with self._memory_lock:
             async with self._db.write() as conn:
@@ -354,16 +349,16 @@ class SubscriptionService:
                     row.validation_code, _hash_code(code)
                 ):
                     raise NotFound("no event subscription validation matches this id and code")
-                if row.provisioning_state == SUCCEEDED:
-                    return {"id": row.id, "name": row.name, "provisioningState": SUCCEEDED}
-                if row.provisioning_state != AWAITING_MANUAL_ACTION:
+                if row.provisioning_state == ProvisioningState.SUCCEEDED:
+                    return {"id": row.id, "name": row.name, "provisioningState": ProvisioningState.SUCCEEDED}
+                if row.provisioning_state != ProvisioningState.AWAITING_MANUAL_ACTION:
                     raise BadRequest(
                         f"event subscription {row.name!r} is {row.provisioning_state}; update it to "
                         "start a new validation",
                         code="ValidationExpired",
                     )
                 expired = not manual_window_open(row.validation_expires_at, now)
-                new_state = FAILED if expired else SUCCEEDED
+                new_state = ProvisioningState.FAILED if expired else ProvisioningState.SUCCEEDED
                 etag = _new_etag()
                 if not await subscription_store.set_state_if(conn, row.id, row.etag, new_state, etag, now):
                     raise Conflict("the event subscription changed meanwhile; open the newest validationUrl")
@@ -376,7 +371,7 @@ class SubscriptionService:
                 code="ValidationExpired",
             )
         log.info("manual validation", extra={"action": "webhook_validated", "subscription": row.name})
-        return {"id": row.id, "name": row.name, "provisioningState": SUCCEEDED}
+        return {"id": row.id, "name": row.name, "provisioningState": ProvisioningState.SUCCEEDED}
 
     # --- start-up, other nodes, sweeping ---------------------------------------------------
 
@@ -421,15 +416,18 @@ class SubscriptionService:
         """Fail manual validations whose window passed; delete expired subscriptions."""
         now = self._clock()
         async with self._db.read() as conn:
-            stale = await subscription_store.list_stale_validations(conn, AWAITING_MANUAL_ACTION, now)
+            stale = await subscription_store.list_stale_validations(
+                conn, ProvisioningState.AWAITING_MANUAL_ACTION, now
+            )
             expired = await subscription_store.list_expired(conn, now)
+        failed = ProvisioningState.FAILED
         for row in stale:
             etag = _new_etag()
             async with self._memory_lock:
                 async with self._db.write() as conn:
-                    changed = await subscription_store.set_state_if(conn, row.id, row.etag, FAILED, etag, now)
+                    changed = await subscription_store.set_state_if(conn, row.id, row.etag, failed, etag, now)
                 if changed:
-                    await self._cache_row(replace(row, provisioning_state=FAILED, etag=etag, updated_at=now))
+                    await self._cache_row(replace(row, provisioning_state=failed, etag=etag, updated_at=now))
             if changed:
                 log.info("manual validation window passed",
                          extra={"action": "validation_failed", "subscription": row.name})
@@ -555,7 +553,7 @@ class SubscriptionService:
                 sub.event_filter,
                 sub.stored_schema,
                 expires_at=sub.expires_at,
-                pushed=sub.endpoint_type != QUEUE,
+                pushed=sub.endpoint_type != EndpointType.QUEUE,
             )
         else:
             self._router.remove(sub.id)

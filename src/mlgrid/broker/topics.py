@@ -28,15 +28,9 @@ from mlgrid.broker.names import (
     workspace_resource_id,
 )
 from mlgrid.config import Settings
+from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
 from mlgrid.errors import BadRequest, NotFound, PreconditionFailed, invalid
-from mlgrid.events.schemas import (
-    CLOUD_EVENTS,
-    CUSTOM,
-    EVENT_GRID,
-    InputSchemaMapping,
-    mapping_to_json,
-    parse_input_schema_mapping,
-)
+from mlgrid.events.schemas import InputSchemaMapping, mapping_to_json, parse_input_schema_mapping
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
 from mlgrid.store import subscriptions as subscription_store
@@ -45,7 +39,6 @@ from mlgrid.store.database import Database
 from mlgrid.store.events import StoredEvent
 from mlgrid.store.topics import TopicRow
 
-INPUT_SCHEMAS = (EVENT_GRID, CLOUD_EVENTS, CUSTOM)
 KEY_CACHE_SECONDS = 5.0
 MAX_RETENTION_DAYS = 30
 
@@ -123,12 +116,12 @@ def parse_topic_body(body: object) -> TopicSpec:
             f"properties.{sorted(unknown)[0]}",
             f"unknown field; a topic has {', '.join(sorted(_WRITABLE_PROPERTIES))}",
         )
-    schema = props.get("inputSchema", EVENT_GRID)
+    schema = props.get("inputSchema", EventSchema.EVENT_GRID)
     if schema not in INPUT_SCHEMAS:
         raise invalid("properties.inputSchema", f"must be one of {', '.join(INPUT_SCHEMAS)}")
     raw_mapping = props.get("inputSchemaMapping")
     mapping: InputSchemaMapping | None = None
-    if schema == CUSTOM:
+    if schema == EventSchema.CUSTOM_EVENT:
         if raw_mapping is None:
             raise invalid("properties.inputSchemaMapping", "is required for CustomEventSchema")
         mapping = parse_input_schema_mapping(raw_mapping, "properties.inputSchemaMapping")
@@ -245,7 +238,7 @@ class TopicService:
             name=workspace,
             kind="system",
             resource_group=resource_group,
-            input_schema=EVENT_GRID,
+            input_schema=EventSchema.EVENT_GRID,
             input_schema_mapping=None,
             retention_days=1,
             key1_sealed=self._box.seal(new_topic_key()),

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from mlgrid.delivery.signing import sign
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import invalid
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CLOUD_EVENTS_CONTENT_TYPE = "application/cloudevents+json"
 CLOUD_EVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
-CLOUD_EVENT_SCHEMA = "CloudEventSchemaV1_0"
 
 MAX_MAPPINGS = 10
 MAX_HEADER_VALUE_BYTES = 4096
@@ -287,7 +287,7 @@ def build_webhook_request(
         raise ValueError("a webhook request needs at least one event")
     if delivery_count < 0:
         raise ValueError("delivery_count must not be negative")
-    cloud_events = delivery_schema.lower() == CLOUD_EVENT_SCHEMA.lower()
+    cloud_events = delivery_schema.lower() == EventSchema.CLOUD_EVENTS.lower()
     first = events[0]
     if cloud_events and len(events) == 1 and max_events_per_batch <= 1:
         body = encode_json(first)

@@ -50,6 +50,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import (
     BadRequest,
     ErrorDetail,
@@ -58,13 +59,7 @@ from mlgrid.errors import (
     UnsupportedMediaType,
 )
 from mlgrid.events.jsoncodec import dumps, loads_exact
-from mlgrid.events.schemas import (
-    CLOUD_EVENTS,
-    EVENT_GRID,
-    FieldMapping,
-    InputSchemaMapping,
-    parse_schema_name,
-)
+from mlgrid.events.schemas import FieldMapping, InputSchemaMapping, parse_schema_name
 from mlgrid.events.timestamps import format_timestamp, normalise_timestamp
 
 __all__ = [
@@ -215,12 +210,12 @@ def parse_publish_body(
         raise PayloadTooLarge(message=message, details=[ErrorDetail("PayloadTooLarge", message, "body")])
     kind = media_type(content_type)
     input_schema = parse_schema_name(input_schema, "inputSchema")
-    if input_schema == CLOUD_EVENTS:
+    if input_schema == EventSchema.CLOUD_EVENTS:
         return _parse_cloudevents_request(body, content_type, kind, headers)
     if kind in (CLOUDEVENTS_JSON, CLOUDEVENTS_BATCH_JSON):
         message = (
             f"this topic's input schema is {input_schema}; CloudEvents ({kind}) can only be "
-            f"published to a topic whose input schema is {CLOUD_EVENTS}"
+            f"published to a topic whose input schema is {EventSchema.CLOUD_EVENTS}"
         )
         raise BadRequest(
             message=message,
@@ -230,7 +225,7 @@ def parse_publish_body(
     if not _is_json_media_type(kind):
         raise _unsupported_media_type(content_type, "application/json")
     document = _load_body(body)
-    if input_schema == EVENT_GRID:
+    if input_schema == EventSchema.EVENT_GRID:
         if not isinstance(document, list):
             raise _wrong_body_shape(document, "the Event Grid schema requires a JSON array of events")
         _check_count(len(document))

@@ -15,9 +15,10 @@ from typing import Any
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
 from mlgrid.broker.activity import ActivityService, LastFailure
-from mlgrid.broker.subscription_model import WEBHOOK, Subscription
 from mlgrid.broker.topics import Topic
 from mlgrid.delivery.circuit import endpoint_key
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.subscription import Subscription
 from mlgrid.runtime import Runtime
 
 FAILURE_STATES = ("pending", "deadLettered", "dropped")
@@ -64,7 +65,7 @@ async def subscription_health(
     known = await activity.delivery_counts(sub.id, FAILURE_STATES, NOT_FAILURES)
     health = DeliveryHealth(known.by_state, known.dead_letters, known.last_failure, known.newest_delivered)
     dispatcher: Any = rt.services.get("dispatcher")
-    if dispatcher is None or sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
+    if dispatcher is None or sub.endpoint_type != EndpointType.WEBHOOK or not sub.endpoint_url:
         return health
     snapshot = dispatcher.circuits.state(endpoint_key(sub.endpoint_url), datetime.now(UTC))
     return replace(

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import Conflict, NotFound, PreconditionFailed, invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.ml import dataset_drift_detected
@@ -38,7 +39,7 @@ from mlgrid.events.timestamps import parse_timestamp
 from mlgrid.store import datasets as dataset_store
 from mlgrid.store import drift as drift_store
 from mlgrid.store.datasets import DatasetRow
-from mlgrid.store.drift import SEQUENCER_KIND, DriftRunRow, MonitorRow
+from mlgrid.store.drift import SEQUENCER_KIND
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.drift.windows import Frequency, Window, complete_windows, window_start
 from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match, new_etag

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import NotFound, invalid
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import models as model_store
 from mlgrid.store.models import ModelRow
-from mlgrid.store.runs import ArtifactRow
 from mlgrid.workspace.files import discard, hash_file, stage_file
 from mlgrid.workspace.runs import RunService, to_json_text
 from mlgrid.workspace.service import Workspace, WorkspaceService, new_etag

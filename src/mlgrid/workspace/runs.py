@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.errors import Conflict, NotFound
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import runs as run_store
 from mlgrid.store import workspaces as workspace_store
-from mlgrid.store.runs import ArtifactRow, MetricRow, RunRow
+from mlgrid.store.runs import RunRow
 from mlgrid.store.workspaces import ExperimentRow
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.files import stage_stream

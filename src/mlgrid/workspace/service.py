@@ -32,12 +32,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.access import Scope
-from mlgrid.broker.ingest import CommittedDelivery, Ingestor, PublishBatch
+from mlgrid.broker.ingest import Ingestor, PublishBatch
 from mlgrid.broker.names import check_name, check_resource_group, workspace_resource_id
 from mlgrid.broker.topics import TopicService
+from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import AlreadyExists, NotFound, PreconditionFailed, invalid
 from mlgrid.events.ml import sequencer
-from mlgrid.events.schemas import EVENT_GRID
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
 from mlgrid.store import subscriptions as subscription_store
@@ -110,7 +111,8 @@ class WorkspaceTransaction:
         if not events:
             return
         result = await self._service.ingestor.emit(
-            self.conn, PublishBatch(topic_key=workspace.key, schema=EVENT_GRID, events=list(events))
+            self.conn,
+            PublishBatch(topic_key=workspace.key, schema=EventSchema.EVENT_GRID, events=list(events)),
         )
         self.deliveries.extend(result.deliveries)
         self.events.extend(events)

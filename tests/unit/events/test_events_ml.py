@@ -13,10 +13,10 @@ from azure.eventgrid import EventGridEvent, SystemEventNames
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import parse_publish_body
-from mlgrid.events.schemas import EVENT_GRID
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -290,7 +290,7 @@ def test_builders_output_passes_publish_validation_unchanged(build: Any) -> None
         dumps([event]),
         "application/json",
         {},
-        input_schema=EVENT_GRID,
+        input_schema=EventSchema.EVENT_GRID,
         mapping=None,
         topic_id=TOPIC,
         now=WHEN,
