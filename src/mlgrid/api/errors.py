@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, MlgridError
 
 log = logging.getLogger("mlgrid.api")
@@ -47,11 +48,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
         details = [
-            ErrorDetail("InvalidRequest", f"{_location(e['loc'])}: {e['msg']}", _location(e["loc"]))
+            ErrorDetail(ErrorCode.INVALID_REQUEST, f"{_location(e['loc'])}: {e['msg']}", _location(e["loc"]))
             for e in exc.errors()
         ]
         message = details[0].message if details else "invalid request"
-        return error_response(MlgridError(message, details, code="InvalidRequest", status=400))
+        return error_response(MlgridError(message, details, code=ErrorCode.INVALID_REQUEST, status=400))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -69,4 +70,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(MlgridError("internal server error", [], code="InternalError", status=500))
+        return error_response(
+            MlgridError("internal server error", [], code=ErrorCode.INTERNAL_ERROR, status=500)
+        )

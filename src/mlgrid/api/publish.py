@@ -28,6 +28,7 @@ from mlgrid.auth.sas import verify_sas
 from mlgrid.broker.access import Scope
 from mlgrid.broker.ingest import PublishBatch
 from mlgrid.broker.topics import Topic, TopicKeys
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.schemas import EventSchema, stored_schema
 from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, NotFound, PayloadTooLarge, Unauthorized
 from mlgrid.events.namespace import cloudevent_to_eventgrid
@@ -84,7 +85,7 @@ async def _read_body(request: Request) -> bytes:
             f"{exc.message}; a request and each event in it may be at most "
             f"{MAX_REQUEST_BYTES:,} bytes (1 MB)"
         )
-        raise PayloadTooLarge(message, [ErrorDetail("PayloadTooLarge", message, "body")]) from exc
+        raise PayloadTooLarge(message, [ErrorDetail(ErrorCode.PAYLOAD_TOO_LARGE, message, "body")]) from exc
 
 
 async def _publish(request: Request, topic_name: str, namespace_style: bool) -> Response:

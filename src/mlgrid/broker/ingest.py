@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.routing import Router
 from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, InvalidField
 from mlgrid.events.convert import event_id, event_subject, event_type
 from mlgrid.events.jsoncodec import dumps
@@ -157,7 +158,7 @@ def check_storable(events: Sequence[dict[str, Any]]) -> None:
             if isinstance(value, str) and "\x00" in value:
                 target = f"[{index}].{name}"
                 message = f"{target}: must not contain U+0000 (NUL)"
-                details.append(ErrorDetail("InvalidFieldValue", message, target))
+                details.append(ErrorDetail(ErrorCode.INVALID_FIELD_VALUE, message, target))
     if details:
         first = details[0]
         raise InvalidField(message=first.message, field_name=first.target or "", details=details)

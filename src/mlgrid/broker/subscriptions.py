@@ -53,6 +53,7 @@ from mlgrid.broker.webhook_validation import (
 from mlgrid.config import Settings
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, check_hostname
 from mlgrid.domain.endpoints import EndpointType, ProvisioningState
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import BadRequest, Conflict, NotFound, PreconditionFailed, invalid
 from mlgrid.events.jsoncodec import dumps, loads_exact
@@ -179,7 +180,7 @@ class SubscriptionService:
         raise BadRequest(
             f"event subscription {sub.name!r} delivers to a {sub.endpoint_type} destination, "
             "which has no URL",
-            code="InvalidRequest",
+            code=ErrorCode.INVALID_REQUEST,
         )
 
     def as_json(self, topic: Topic, row: SubscriptionRow) -> dict[str, Any]:
@@ -355,7 +356,7 @@ class SubscriptionService:
                     raise BadRequest(
                         f"event subscription {row.name!r} is {row.provisioning_state}; update it to "
                         "start a new validation",
-                        code="ValidationExpired",
+                        code=ErrorCode.VALIDATION_EXPIRED,
                     )
                 expired = not manual_window_open(row.validation_expires_at, now)
                 new_state = ProvisioningState.FAILED if expired else ProvisioningState.SUCCEEDED
@@ -368,7 +369,7 @@ class SubscriptionService:
                 f"the validationUrl of event subscription {row.name!r} expired "
                 f"{int(MANUAL_VALIDATION_WINDOW.total_seconds() // 60)} minutes after it was sent; "
                 "the subscription is now Failed: update it to start a new validation",
-                code="ValidationExpired",
+                code=ErrorCode.VALIDATION_EXPIRED,
             )
         log.info("manual validation", extra={"action": "webhook_validated", "subscription": row.name})
         return {"id": row.id, "name": row.name, "provisioningState": ProvisioningState.SUCCEEDED}

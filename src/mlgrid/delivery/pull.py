@@ -38,6 +38,7 @@ from mlgrid.delivery.dispatcher import SubscriptionLookup
 from mlgrid.delivery.retry import DeadLetterReason
 from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import BadRequest, invalid
 from mlgrid.events.convert import to_delivery_schema
@@ -155,7 +156,7 @@ class PullService:
             raise BadRequest(
                 f"event subscription {sub.name!r} delivers to a {sub.endpoint_type} endpoint; only Queue "
                 "subscriptions can be received from",
-                code="InvalidOperation",
+                code=ErrorCode.INVALID_OPERATION,
             )
 
     async def receive(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import BadRequest, ErrorDetail
 from mlgrid.events.schemas import parse_schema_name
@@ -90,8 +91,10 @@ def _unsupported(stored: str, wanted: str) -> BadRequest:
     message = f"events of a {stored} topic cannot be delivered in {wanted}"
     return BadRequest(
         message=message,
-        code="UnsupportedDeliverySchema",
-        details=[ErrorDetail("UnsupportedDeliverySchema", message, "properties.eventDeliverySchema")],
+        code=ErrorCode.UNSUPPORTED_DELIVERY_SCHEMA,
+        details=[ErrorDetail(
+            ErrorCode.UNSUPPORTED_DELIVERY_SCHEMA, message, "properties.eventDeliverySchema"
+        )],
     )
 
 

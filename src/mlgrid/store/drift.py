@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import AlreadyExists
 from mlgrid.events.jsoncodec import dumps
@@ -112,7 +113,7 @@ async def insert_monitor(conn: AsyncConnection, row: MonitorRow) -> None:
             )
     except IntegrityError as exc:
         message = f"data drift monitor {row.name!r} already exists"
-        raise AlreadyExists(message, code="DataDriftExists") from exc
+        raise AlreadyExists(message, code=ErrorCode.DATA_DRIFT_EXISTS) from exc
 
 
 async def update_monitor(conn: AsyncConnection, row: MonitorRow) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import datasets as dataset_store
@@ -125,7 +126,8 @@ class DatasetService:
             row = await dataset_store.get(conn, ws.key, name, int(text))
         if row is None:
             raise NotFound(
-                f"dataset {name}:{text} does not exist in workspace {ws.name!r}", code="DatasetNotFound"
+                f"dataset {name}:{text} does not exist in workspace {ws.name!r}",
+                code=ErrorCode.DATASET_NOT_FOUND,
             )
         return DatasetView.of(row)
 
@@ -135,7 +137,8 @@ class DatasetService:
             row = await dataset_store.get_by_id(conn, ws.key, dataset_id)
         if row is None:
             raise NotFound(
-                f"dataset {dataset_id!r} does not exist in workspace {ws.name!r}", code="DatasetNotFound"
+                f"dataset {dataset_id!r} does not exist in workspace {ws.name!r}",
+                code=ErrorCode.DATASET_NOT_FOUND,
             )
         return DatasetView.of(row)
 
@@ -152,7 +155,7 @@ class DatasetService:
         if not location.is_file():
             raise NotFound(
                 f"the file of dataset {dataset_id!r} is not in this node's data directory",
-                code="DatasetFileMissing",
+                code=ErrorCode.DATASET_FILE_MISSING,
             )
         return await asyncio.to_thread(
             tabular.load, location, view.row.file_format, view.row.timestamp_column

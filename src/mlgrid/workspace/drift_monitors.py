@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import Conflict, NotFound, PreconditionFailed, invalid
 from mlgrid.events.jsoncodec import loads_exact
@@ -470,11 +471,13 @@ class DriftMonitorService:
         async with self.core.transaction("datadrift.run") as tx:
             current = await drift_store.lock_monitor(tx.conn, monitor.id)
             if current is None:
-                raise NotFound(f"data drift monitor {monitor.name!r} was deleted", code="DataDriftNotFound")
+                raise NotFound(
+                    f"data drift monitor {monitor.name!r} was deleted", code=ErrorCode.DATA_DRIFT_NOT_FOUND
+                )
             if _analysis_key(current) != _analysis_key(monitor):
                 raise Conflict(
                     f"data drift monitor {monitor.name!r} was changed during the analysis; run it again",
-                    code="DataDriftChanged",
+                    code=ErrorCode.DATA_DRIFT_CHANGED,
                 )
             existing = await drift_store.get_run_for_window(tx.conn, monitor.id, start, end)
             if existing is not None:
@@ -543,7 +546,7 @@ class DriftMonitorService:
 
 def _not_found(name: str, ws: Workspace) -> NotFound:
     message = f"data drift monitor {name!r} does not exist in workspace {ws.name!r}"
-    return NotFound(message, code="DataDriftNotFound")
+    return NotFound(message, code=ErrorCode.DATA_DRIFT_NOT_FOUND)
 
 
 def _apply(spec: MonitorSpec, row: MonitorRow) -> MonitorRow:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, PreconditionFailed, ServiceUnavailable, invalid
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
@@ -204,7 +205,9 @@ class EndpointService:
 
     @staticmethod
     def _not_found(name: str, ws: Workspace) -> NotFound:
-        return NotFound(f"endpoint {name!r} does not exist in workspace {ws.name!r}", code="EndpointNotFound")
+        return NotFound(
+            f"endpoint {name!r} does not exist in workspace {ws.name!r}", code=ErrorCode.ENDPOINT_NOT_FOUND
+        )
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -692,7 +695,8 @@ class EndpointService:
         row = await self._read(key)
         if row is None:
             raise NotFound(
-                f"endpoint {name!r} does not exist in workspace {workspace_key!r}", code="EndpointNotFound"
+                f"endpoint {name!r} does not exist in workspace {workspace_key!r}",
+                code=ErrorCode.ENDPOINT_NOT_FOUND,
             )
         if (
             not self.single_node
@@ -707,7 +711,7 @@ class EndpointService:
         raise ServiceUnavailable(
             f"endpoint {row.name!r} is {row.state} and no deployment serves it"
             + (f": {row.error.splitlines()[0]}" if row.error else ""),
-            code="EndpointNotReady",
+            code=ErrorCode.ENDPOINT_NOT_READY,
         )
 
     # --- deleting --------------------------------------------------------------------------

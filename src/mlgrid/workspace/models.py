@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import NotFound, invalid
 from mlgrid.events import ml
@@ -91,7 +92,8 @@ class ModelService:
             row = await model_store.get(conn, ws.key, name, number)
         if row is None:
             raise NotFound(
-                f"model {name}:{number} does not exist in workspace {ws.name!r}", code="ModelNotFound"
+                f"model {name}:{number} does not exist in workspace {ws.name!r}",
+                code=ErrorCode.MODEL_NOT_FOUND,
             )
         return ModelView.of(row)
 
@@ -195,7 +197,7 @@ class ModelService:
                 except FileNotFoundError as exc:
                     raise NotFound(
                         f"the file of artifact {artifact.path!r} is not in this node's data directory",
-                        code="ArtifactFileMissing",
+                        code=ErrorCode.ARTIFACT_FILE_MISSING,
                     ) from exc
                 size, sha256 = hash_file(target)
                 entries.append({"path": relative, "size": size, "sha256": sha256})

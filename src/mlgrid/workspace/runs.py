@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.errors import Conflict, NotFound
 from mlgrid.events import ml
@@ -109,7 +110,7 @@ class RunService:
             ws = await self.core.get_in(conn, workspace_name)
             row = await run_store.get_run(conn, ws.key, run_id)
             if row is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             return RunView.of(row, await self._experiment(conn, row.experiment_id))
 
     async def list_runs(
@@ -200,7 +201,7 @@ class RunService:
                     raise Conflict(
                         f"run {current.id!r} is a submitted job: its status follows its process; "
                         f"set {lifecycle.CANCEL_REQUESTED} to cancel it",
-                        code="JobStatusManagedByServer",
+                        code=ErrorCode.JOB_STATUS_MANAGED_BY_SERVER,
                     )
                 if current.status == lifecycle.CANCEL_REQUESTED:
                     status = None
@@ -237,7 +238,7 @@ class RunService:
             ws = await self.core.get_in(tx.conn, workspace_name)
             row = await run_store.get_run(tx.conn, ws.key, run_id, for_update=True)
             if row is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             check_if_match(if_match, row.etag, f"run {run_id!r}")
             current = RunView.of(row, await self._experiment(tx.conn, row.experiment_id))
             update = decide(current)
@@ -277,7 +278,9 @@ class RunService:
                     end_time=now if status in lifecycle.TERMINAL and status_changed else row.end_time,
                 )
             if new_row != row and not await run_store.update_run(tx.conn, new_row, row.version):
-                raise Conflict(f"run {run_id!r} changed concurrently; retry", code="ConcurrentUpdate")
+                raise Conflict(
+                    f"run {run_id!r} changed concurrently; retry", code=ErrorCode.CONCURRENT_UPDATE
+                )
             view = RunView.of(new_row, current.experiment)
             if status_changed:
                 for event_type in lifecycle.events_for_transition(
@@ -318,7 +321,7 @@ class RunService:
         async with self.core.transaction("run.metrics") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
             if await run_store.get_run(tx.conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             await run_store.insert_metrics(tx.conn, ws.key, run_id, rows)
         return rows
 
@@ -326,7 +329,7 @@ class RunService:
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
             if await run_store.get_run(conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             return await run_store.list_metrics(conn, ws.key, run_id, name)
 
     # --- artifacts -------------------------------------------------------------------------
@@ -349,9 +352,7 @@ class RunService:
             async with self.core.transaction("run.artifact") as tx:
                 ws = await self.core.get_in(tx.conn, workspace_name)
                 if await run_store.get_run(tx.conn, ws.key, run_id) is None:
-                    raise NotFound(
-                        f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound"
-                    )
+                    raise _run_not_found(run_id, ws.name)
                 row = ArtifactRow(ws.key, run_id, path, staged.size, staged.sha256, self.core.clock())
                 await run_store.upsert_artifact(tx.conn, row)
                 tx.place(
@@ -366,16 +367,16 @@ class RunService:
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
             if await run_store.get_run(conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             row = await run_store.get_artifact(conn, ws.key, run_id, path)
         if row is None:
-            raise NotFound(f"run {run_id!r} has no artifact {path!r}", code="ArtifactNotFound")
+            raise NotFound(f"run {run_id!r} has no artifact {path!r}", code=ErrorCode.ARTIFACT_NOT_FOUND)
         location = self.core.files.artifact_file(ws.key, run_id, path)
         if not await asyncio.to_thread(location.is_file):
             raise NotFound(
                 f"the file of artifact {path!r} is not in this node's data directory "
                 "(nodes must share <data-dir>/workspaces)",
-                code="ArtifactFileMissing",
+                code=ErrorCode.ARTIFACT_FILE_MISSING,
             )
         return row, location
 
@@ -385,5 +386,9 @@ class RunService:
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
             if await run_store.get_run(conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             return await run_store.list_artifacts(conn, ws.key, run_id, prefix)
+
+
+def _run_not_found(run_id: str, workspace: str) -> NotFound:
+    return NotFound(f"run {run_id!r} does not exist in workspace {workspace!r}", code=ErrorCode.RUN_NOT_FOUND)

@@ -36,6 +36,7 @@ from mlgrid.broker.ingest import Ingestor, PublishBatch
 from mlgrid.broker.names import check_name, check_resource_group, workspace_resource_id
 from mlgrid.broker.topics import TopicService
 from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import AlreadyExists, NotFound, PreconditionFailed, invalid
 from mlgrid.events.ml import sequencer
@@ -205,14 +206,14 @@ class WorkspaceService:
     async def get(self, name: str) -> Workspace:
         found = await self.find(name)
         if found is None:
-            raise NotFound(f"workspace {name!r} does not exist", code="WorkspaceNotFound")
+            raise NotFound(f"workspace {name!r} does not exist", code=ErrorCode.WORKSPACE_NOT_FOUND)
         return found
 
     async def get_in(self, conn: AsyncConnection, name: str, *, for_update: bool = False) -> Workspace:
         """The workspace, read inside the caller's transaction."""
         row = await workspace_store.get(conn, name, for_update=for_update)
         if row is None:
-            raise NotFound(f"workspace {name!r} does not exist", code="WorkspaceNotFound")
+            raise NotFound(f"workspace {name!r} does not exist", code=ErrorCode.WORKSPACE_NOT_FOUND)
         return self._workspace(row)
 
     async def list_workspaces(self) -> list[Workspace]:
@@ -267,7 +268,7 @@ class WorkspaceService:
                 except AlreadyExists as exc:
                     raise AlreadyExists(
                         f"a topic named {name!r} already exists; workspaces and topics share one namespace",
-                        code="TopicNameInUse",
+                        code=ErrorCode.TOPIC_NAME_IN_USE,
                     ) from exc
                 return self._workspace(row), True
             check_if_match(if_match, existing.etag, f"workspace {existing.name!r}")
@@ -293,7 +294,7 @@ class WorkspaceService:
         async with self.transaction("workspace.delete") as tx:
             row = await workspace_store.get(tx.conn, name, for_update=True)
             if row is None:
-                raise NotFound(f"workspace {name!r} does not exist", code="WorkspaceNotFound")
+                raise NotFound(f"workspace {name!r} does not exist", code=ErrorCode.WORKSPACE_NOT_FOUND)
             check_if_match(if_match, row.etag, f"workspace {row.name!r}")
             topic = await topic_store.get(tx.conn, name, "system")
             if topic is not None:
