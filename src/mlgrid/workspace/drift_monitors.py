@@ -514,18 +514,18 @@ class DriftMonitorService:
             if detected and coefficient is not None:
                 workspace = await self.core.get_in(tx.conn, ws.name)
                 event = dataset_drift_detected(
-                    workspace.resource_id,
-                    current.id,
-                    current.name,
-                    run.id,
-                    current.baseline_dataset_id,
-                    current.target_dataset_id,
-                    coefficient,
-                    start,
-                    end,
-                    current.etag,
-                    await tx.sequencer(workspace, SEQUENCER_KIND, current.id),
-                    run.created_at,
+                    topic_id=workspace.resource_id,
+                    data_drift_id=current.id,
+                    data_drift_name=current.name,
+                    run_id=run.id,
+                    base_dataset_id=current.baseline_dataset_id,
+                    target_dataset_id=current.target_dataset_id,
+                    drift_coefficient=coefficient,
+                    start_time=start,
+                    end_time=end,
+                    etag=current.etag,
+                    sequencer=await tx.sequencer(workspace, SEQUENCER_KIND, current.id),
+                    event_time=run.created_at,
                     event_id=run.event_id,
                 )
                 await tx.emit(workspace, event)

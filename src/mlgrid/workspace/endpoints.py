@@ -472,15 +472,15 @@ class EndpointService:
             await tx.emit(
                 ws,
                 ml.model_deployed(
-                    ws.resource_id,
-                    row.name,
-                    row.compute_type,
-                    view.models,
-                    view.tags,
-                    view.properties,
-                    row.etag,
-                    sequencer,
-                    now,
+                    topic_id=ws.resource_id,
+                    service_name=row.name,
+                    compute_type=row.compute_type,
+                    model_ids=view.models,
+                    service_tags=view.tags,
+                    service_properties=view.properties,
+                    etag=row.etag,
+                    sequencer=sequencer,
+                    event_time=now,
                 ),
             )
         self._switch(key, _Live(key, launch, process))

@@ -246,14 +246,14 @@ class ModelService:
             await tx.emit(
                 ws,
                 ml.model_registered(
-                    ws.resource_id,
-                    name,
-                    version,
-                    metadata.tags,
-                    metadata.properties,
-                    row.etag,
-                    sequencer,
-                    now,
+                    topic_id=ws.resource_id,
+                    model_name=name,
+                    model_version=version,
+                    model_tags=metadata.tags,
+                    model_properties=metadata.properties,
+                    etag=row.etag,
+                    sequencer=sequencer,
+                    event_time=now,
                 ),
             )
         return ModelView.of(row)

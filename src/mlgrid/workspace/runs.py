@@ -295,21 +295,21 @@ class RunService:
         self, tx: WorkspaceTransaction, ws: Workspace, view: RunView, event_type: str
     ) -> dict[str, Any]:
         seq = await tx.sequencer(ws, RUN_SEQUENCER, view.id)
-        common = (
-            ws.resource_id,
-            view.experiment.id,
-            view.experiment.name,
-            view.id,
-            view.row.run_type,
-            view.tags,
-            view.properties,
-            view.row.etag,
-            seq,
-            view.row.updated_at,
-        )
+        common: dict[str, Any] = {
+            "topic_id": ws.resource_id,
+            "experiment_id": view.experiment.id,
+            "experiment_name": view.experiment.name,
+            "run_id": view.id,
+            "run_type": view.row.run_type,
+            "run_tags": view.tags,
+            "run_properties": view.properties,
+            "etag": view.row.etag,
+            "sequencer": seq,
+            "event_time": view.row.updated_at,
+        }
         if event_type == ml.RUN_COMPLETED:
-            return ml.run_completed(*common)
-        return ml.run_status_changed(*common, view.row.status)
+            return ml.run_completed(**common)
+        return ml.run_status_changed(**common, run_status=view.row.status)
 
     # --- metrics ---------------------------------------------------------------------------
 
