@@ -24,6 +24,7 @@ from fastapi.responses import Response
 
 from mlgrid.api.deps import json_body, runtime
 from mlgrid.api.docs import body_schema
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
 from mlgrid.auth.roles import Action
 from mlgrid.delivery.dead_letter_record import format_time
@@ -31,7 +32,7 @@ from mlgrid.delivery.manage import MAX_REDELIVER_IDS, DeliveryManager
 from mlgrid.domain.deliveries import DELIVERY_STATES, DeliveryState
 from mlgrid.domain.records import DeadLetterRow, DeliveryRow
 from mlgrid.errors import invalid
-from mlgrid.events.jsoncodec import dumps, loads_exact
+from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.timestamps import parse_timestamp
 
 router = APIRouter(tags=["deliveries"])
@@ -66,7 +67,7 @@ def _manager(request: Request) -> DeliveryManager:
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(dumps(body), status_code=status, media_type="application/json")
+    return ExactJSONResponse(body, status_code=status)
 
 
 def _time(value: datetime | None) -> str | None:

@@ -9,6 +9,7 @@ from fastapi import Request
 from mlgrid.auth.roles import Principal
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from mlgrid.etags import parse_if_match
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.runtime import Runtime
 
@@ -53,5 +54,5 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
 
 
 def if_match(request: Request) -> str | None:
-    value = request.headers.get("if-match")
-    return None if value is None or value.strip() == "*" else value.strip().strip('"')
+    """The ``If-Match`` tag of a write, or None for no check (``etags.py`` holds the rule)."""
+    return parse_if_match(request.headers.get("if-match"))

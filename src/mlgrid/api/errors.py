@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, MlgridError
 
@@ -30,7 +31,7 @@ _HTTP_CODES = {
 
 def error_response(error: MlgridError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
+    return ExactJSONResponse(error.as_json(), status_code=error.status, headers=headers)
 
 
 def _location(loc: tuple[object, ...] | list[object]) -> str:

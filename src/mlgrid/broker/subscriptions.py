@@ -55,7 +55,8 @@ from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, check_hostname
 from mlgrid.domain.endpoints import EndpointType, ProvisioningState
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.subscription import Subscription
-from mlgrid.errors import BadRequest, Conflict, NotFound, PreconditionFailed, invalid
+from mlgrid.errors import BadRequest, Conflict, NotFound, invalid
+from mlgrid.etags import new_etag, require_match
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import subscriptions as subscription_store
 from mlgrid.store.database import Database
@@ -85,10 +86,6 @@ OnDeleted = Callable[[Subscription], Awaitable[None]]
 
 def _hash_code(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
-
-
-def _new_etag() -> str:
-    return uuid.uuid4().hex
 
 
 class SubscriptionService:
@@ -279,7 +276,7 @@ class SubscriptionService:
             validation_code=code_hash,
             validation_expires_at=validation_expires_at,
             expires_at=sub.expires_at,
-            etag=_new_etag(),
+            etag=new_etag(),
             created_at=row.created_at if row is not None else now,
             updated_at=now,
         )
@@ -360,7 +357,7 @@ class SubscriptionService:
                     )
                 expired = not manual_window_open(row.validation_expires_at, now)
                 new_state = ProvisioningState.FAILED if expired else ProvisioningState.SUCCEEDED
-                etag = _new_etag()
+                etag = new_etag()
                 if not await subscription_store.set_state_if(conn, row.id, row.etag, new_state, etag, now):
                     raise Conflict("the event subscription changed meanwhile; open the newest validationUrl")
             await self._cache_row(replace(row, provisioning_state=new_state, etag=etag, updated_at=now))
@@ -423,7 +420,7 @@ class SubscriptionService:
             expired = await subscription_store.list_expired(conn, now)
         failed = ProvisioningState.FAILED
         for row in stale:
-            etag = _new_etag()
+            etag = new_etag()
             async with self._memory_lock:
                 async with self._db.write() as conn:
                     changed = await subscription_store.set_state_if(conn, row.id, row.etag, failed, etag, now)
@@ -585,8 +582,8 @@ def _context(subscription_id: str) -> str:
 
 
 def _check_if_match(if_match: str | None, row: SubscriptionRow | None) -> None:
-    if if_match is not None and (row is None or if_match != row.etag):
-        raise PreconditionFailed("If-Match does not match the event subscription's current etag")
+    current = row.etag if row is not None else None
+    require_match(if_match, current, "If-Match does not match the event subscription's current etag")
 
 
 def _not_found(topic: Topic, name: str) -> NotFound:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,7 +28,8 @@ from mlgrid.broker.names import (
 )
 from mlgrid.config import Settings
 from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
-from mlgrid.errors import BadRequest, NotFound, PreconditionFailed, invalid
+from mlgrid.errors import BadRequest, NotFound, invalid
+from mlgrid.etags import new_etag, require_match
 from mlgrid.events.schemas import InputSchemaMapping, mapping_to_json, parse_input_schema_mapping
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
@@ -189,8 +189,8 @@ class TopicService:
             existing = await topic_store.get(conn, name)
             if existing is not None and existing.kind != "custom":
                 raise BadRequest(f"{name!r} is a system topic; manage it through its workspace")
-            if if_match is not None and (existing is None or if_match.strip('"') != existing.etag):
-                raise PreconditionFailed("If-Match does not match the topic's current etag")
+            current = existing.etag if existing is not None else None
+            require_match(if_match, current, "If-Match does not match the topic's current etag")
             mapping_json = (
                 orjson.dumps(mapping_to_json(spec.mapping)).decode() if spec.mapping is not None else None
             )
@@ -204,7 +204,7 @@ class TopicService:
                     retention_days=spec.retention_days,
                     key1_sealed=self._box.seal(new_topic_key()),
                     key2_sealed=self._box.seal(new_topic_key()),
-                    etag=uuid.uuid4().hex,
+                    etag=new_etag(),
                     created_at=now,
                     updated_at=now,
                 )
@@ -223,7 +223,7 @@ class TopicService:
                     resource_group=spec.resource_group,
                     input_schema_mapping=mapping_json,
                     retention_days=spec.retention_days,
-                    etag=uuid.uuid4().hex,
+                    etag=new_etag(),
                     updated_at=now,
                 )
                 await topic_store.update(conn, row)
@@ -243,7 +243,7 @@ class TopicService:
             retention_days=1,
             key1_sealed=self._box.seal(new_topic_key()),
             key2_sealed=self._box.seal(new_topic_key()),
-            etag=uuid.uuid4().hex,
+            etag=new_etag(),
             created_at=now,
             updated_at=now,
         )
@@ -292,7 +292,7 @@ class TopicService:
                 row,
                 key1_sealed=sealed if key_name == "key1" else row.key1_sealed,
                 key2_sealed=sealed if key_name == "key2" else row.key2_sealed,
-                etag=uuid.uuid4().hex,
+                etag=new_etag(),
                 updated_at=self._clock(),
             )
             await topic_store.update(conn, row)

@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.dead_letter_record import blob_path, build_record
-from mlgrid.delivery.webhook_request import encode_json
 from mlgrid.domain.deliveries import DeliveryState
 from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import event_id, to_delivery_schema
+from mlgrid.events.jsoncodec import dumps
 from mlgrid.metrics import Metrics
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
@@ -136,7 +136,7 @@ class DeadLetterService:
                         delivery_id=item.delivery_id,
                         event_id=event_id(item.event),
                         reason=item.reason,
-                        record=encode_json(record).decode("utf-8"),
+                        record=dumps(record).decode("utf-8"),
                         blob_path=blob,
                         created_at=now,
                     )

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import datasets as dataset_store
 from mlgrid.store.datasets import DatasetRow
 from mlgrid.workspace import tabular
 from mlgrid.workspace.files import discard, stage_file
 from mlgrid.workspace.runs import to_json_text
-from mlgrid.workspace.service import WorkspaceService, new_etag
+from mlgrid.workspace.service import WorkspaceService
 
 if TYPE_CHECKING:
     import pandas as pd

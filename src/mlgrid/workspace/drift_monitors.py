@@ -34,6 +34,7 @@ from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import Conflict, NotFound, PreconditionFailed, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.ml import dataset_drift_detected
 from mlgrid.events.timestamps import parse_timestamp
@@ -43,7 +44,7 @@ from mlgrid.store.datasets import DatasetRow
 from mlgrid.store.drift import SEQUENCER_KIND
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.drift.windows import Frequency, Window, complete_windows, window_start
-from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -52,6 +52,7 @@ from typing import Any
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, PreconditionFailed, ServiceUnavailable, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import endpoints as endpoint_store
@@ -69,7 +70,7 @@ from mlgrid.workspace.scoring.process import (
     read_log_tail,
 )
 from mlgrid.workspace.scoring.proxy import NotConnected, ProxyAnswer, ScoringProxy, ScoringUnavailable
-from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match
 
 log = logging.getLogger("mlgrid.workspace.endpoints")
 

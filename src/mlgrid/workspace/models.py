@@ -21,13 +21,14 @@ from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import NotFound, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import models as model_store
 from mlgrid.store.models import ModelRow
 from mlgrid.workspace.files import discard, hash_file, stage_file
 from mlgrid.workspace.runs import RunService, to_json_text
-from mlgrid.workspace.service import Workspace, WorkspaceService, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService
 from mlgrid.workspace.validation import ModelMetadata, check_artifact_path
 
 MODEL_VERSION_COUNTER = "model-version"

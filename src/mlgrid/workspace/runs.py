@@ -21,6 +21,7 @@ from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.errors import Conflict, NotFound
+from mlgrid.etags import new_etag
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import runs as run_store
@@ -29,13 +30,7 @@ from mlgrid.store.runs import RunRow
 from mlgrid.store.workspaces import ExperimentRow
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.files import stage_stream
-from mlgrid.workspace.service import (
-    Workspace,
-    WorkspaceService,
-    WorkspaceTransaction,
-    check_if_match,
-    new_etag,
-)
+from mlgrid.workspace.service import Workspace, WorkspaceService, WorkspaceTransaction, check_if_match
 from mlgrid.workspace.validation import (
     MetricValue,
     RunChange,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import AlreadyExists, NotFound, PreconditionFailed, invalid
+from mlgrid.etags import new_etag, require_match
 from mlgrid.events.ml import sequencer
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
@@ -84,15 +84,9 @@ class Workspace:
         return self.row.run_status_changed_events
 
 
-def new_etag() -> str:
-    """A fresh version tag: opaque, changes with every change of the object."""
-    return uuid.uuid4().hex
-
-
 def check_if_match(if_match: str | None, etag: str, what: str) -> None:
-    """412 when an ``If-Match`` value (quotes already stripped; ``*`` passed as None) differs."""
-    if if_match is not None and if_match.removeprefix("W/").strip('"') != etag:
-        raise PreconditionFailed(f"If-Match does not match the current etag of {what}")
+    """412 when an ``If-Match`` value does not name ``etag`` (the rule is ``etags.py``'s)."""
+    require_match(if_match, etag, f"If-Match does not match the current etag of {what}")
 
 
 class WorkspaceTransaction:
