@@ -10,7 +10,7 @@ serialises), so everything one window's commit checks and writes happens in one 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ class MonitorRow:
     etag: str
     created_at: datetime
     updated_at: datetime
+    false_alarm_rate: float | None = None
 
     @property
     def name_key(self) -> str:
@@ -72,6 +73,14 @@ class DriftRunRow:
     event_published: bool
     event_id: str | None
     created_at: datetime
+    auroc: float | None = None
+    p_value: float | None = None
+    classifier_p_value: float | None = None
+    false_alarm_rate: float | None = None
+    feature_tests: list[dict[str, Any]] = field(default_factory=list)
+    explanation: str | None = None
+    null_rows: int = 0
+    null_draws: int = 0
 
 
 def _json(value: Any) -> str:
@@ -96,7 +105,12 @@ def _monitor(r: Any) -> MonitorRow:
         etag=m["etag"],
         created_at=utc_from_epoch(m["created_at"]),
         updated_at=utc_from_epoch(m["updated_at"]),
+        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _run(r: Any) -> DriftRunRow:
@@ -122,6 +136,14 @@ def _run(r: Any) -> DriftRunRow:
         event_published=bool(m["event_published"]),
         event_id=m["event_id"],
         created_at=utc_from_epoch(m["created_at"]),
+        auroc=_float_or_none(m["auroc"]),
+        p_value=_float_or_none(m["p_value"]),
+        classifier_p_value=_float_or_none(m["classifier_p_value"]),
+        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
+        feature_tests=list(orjson.loads(m["feature_tests"] or "[]")),
+        explanation=m["explanation"],
+        null_rows=int(m["null_rows"] or 0),
+        null_draws=int(m["null_draws"] or 0),
     )
 
 
@@ -133,6 +155,7 @@ def _monitor_values(row: MonitorRow) -> dict[str, Any]:
         "frequency": row.frequency,
         "latency_hours": row.latency_hours,
         "threshold": row.threshold,
+        "false_alarm_rate": row.false_alarm_rate,
         "schedule_enabled": row.schedule_enabled,
         "schedule_since": None if row.schedule_since is None else to_epoch(row.schedule_since),
         "etag": row.etag,
@@ -266,6 +289,14 @@ async def insert_run(conn: AsyncConnection, row: DriftRunRow) -> bool:
                     event_published=row.event_published,
                     event_id=row.event_id,
                     created_at=to_epoch(row.created_at),
+                    auroc=row.auroc,
+                    p_value=row.p_value,
+                    classifier_p_value=row.classifier_p_value,
+                    false_alarm_rate=row.false_alarm_rate,
+                    feature_tests=_json(row.feature_tests),
+                    explanation=row.explanation,
+                    null_rows=row.null_rows,
+                    null_draws=row.null_draws,
                 )
             )
     except IntegrityError:
