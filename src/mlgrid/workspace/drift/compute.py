@@ -198,9 +198,10 @@ def compute_drift(
     Every row of both sides is used (a uniform sample of ``max_rows`` beyond that). With a
     ``false_alarm_rate`` (monitors default to 0.05; here the default is none, as computing a
     null costs ``calibration.draws_for(rate)`` analyses) the window gets a calibrated
-    p-value from a null of baseline windows of its size (``calibration``), taken from ``nulls`` under ``baseline_key`` when given (a
-    monitor's cache) and computed otherwise. The same ``seed`` gives the same result.
-    ``timestamp_column`` (the target dataset's) is never treated as a feature.
+    p-value from a null of baseline windows of its size (``calibration``), taken from
+    ``nulls`` under ``baseline_key`` when given (a monitor's cache) and computed otherwise.
+    The same ``seed`` gives the same result. ``timestamp_column`` (the target dataset's) is
+    never treated as a feature.
     """
     if max_rows < MIN_ROWS:
         raise ValueError(f"max_rows must be at least {MIN_ROWS}")
