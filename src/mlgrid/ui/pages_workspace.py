@@ -170,5 +170,5 @@ async def drift_page(request: Request, workspace: str, name: str) -> Response:
         "drift.html", request=request, principal=session.principal, nav="workspaces", workspace=workspace,
         monitor=monitor, properties=properties, threshold=threshold, runs=runs_sorted,
         chart=drift_chart(points, threshold),
-        drifted=sum(1 for p in points if p.coefficient is not None and p.coefficient >= threshold),
+        drifted=sum(1 for r in runs if r.get("eventPublished")),
     )
