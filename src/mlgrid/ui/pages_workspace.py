@@ -151,7 +151,9 @@ def drift_points(runs: list[dict[str, Any]]) -> list[DriftPoint]:
             continue
         value = run.get("driftCoefficient")
         note = str(run.get("reason") or run.get("message") or run.get("error") or "")
-        points.append(DriftPoint(start, end, None if value is None else float(value), note))
+        published = run.get("eventPublished")
+        drifted = published if isinstance(published, bool) else None
+        points.append(DriftPoint(start, end, None if value is None else float(value), note, drifted))
     return points
 
 
