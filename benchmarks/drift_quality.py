@@ -248,9 +248,10 @@ class Cell:
     seconds: float = 0.0
 
 
-def _speed() -> float:
-    """Seconds of one 20,000 x 20,000-row, 30-feature window (the null is per monitor, not
-    per window, so it is not part of this figure)."""
+def _speed() -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one 20,000 x 20,000-row, 30-feature window (the null is
+    per monitor, not per window, so it is not part of this figure). On a shared machine the CPU
+    seconds are the figure to compare with the goal: the wall clock includes waiting for a core."""
     from sklearn.datasets import load_breast_cancer
 
     frame = load_breast_cancer(as_frame=True).frame.drop(columns="target")
@@ -259,9 +260,9 @@ def _speed() -> float:
     baseline = population.draw(20_000, rng)[population.numeric]
     window = population.draw(20_000, rng)[population.numeric]
     compute_drift(baseline.iloc[:500], window.iloc[:500])  # warm up imports
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     compute_drift(baseline, window)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-drift", type=int, default=None, help="no-drift windows per size")
     parser.add_argument("--no-evidently", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed-only", action="store_true", help="only the 20,000 x 20,000 speed figure")
     args = parser.parse_args(argv)
+    if args.speed_only:
+        print_speed()
+        return 0
     repeats = args.repeats or (3 if args.quick else 10)
     no_drift = args.no_drift or (20 if args.quick else 60)
 
@@ -339,11 +344,15 @@ def main(argv: list[str] | None = None) -> int:
                 cell.top_counted += 1
                 cell.top_right += top == moved
     _report(cells)
-    speed = _speed()
-    print(f"\nspeed: one 20,000 x 20,000-row, 30-feature window in {speed:.2f} s "
-          f"(goal 2 s; ratio {speed / 2.0:.2f}; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores)")
+    print_speed()
     return 0
+
+
+def print_speed() -> None:
+    wall, cpu = _speed()
+    print(f"\nspeed: one 20,000 x 20,000-row, 30-feature window in {wall:.2f} s wall, {cpu:.2f} s CPU "
+          f"(goal 2 s; CPU ratio {cpu / 2.0:.2f}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores)")
 
 
 def _rate(numerator: int, denominator: int) -> str:
