@@ -97,6 +97,8 @@ class World:
             "frequency": "Day",
             "latency": 6,
             "scheduleEnabled": True,
+            # Scheduling is under test, not the decision: the threshold rule needs no null.
+            "falseAlarmRate": None,
         }
         properties.update(changes)
         return {"properties": properties}

@@ -7,7 +7,7 @@ layer that holds the SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +61,7 @@ class MonitorRow:
     etag: str
     created_at: datetime
     updated_at: datetime
+    false_alarm_rate: float | None = None
 
     @property
     def name_key(self) -> str:
@@ -89,6 +90,14 @@ class DriftRunRow:
     event_published: bool
     event_id: str | None
     created_at: datetime
+    auroc: float | None = None
+    p_value: float | None = None
+    classifier_p_value: float | None = None
+    false_alarm_rate: float | None = None
+    feature_tests: list[dict[str, Any]] = field(default_factory=list)
+    explanation: str | None = None
+    null_rows: int = 0
+    null_draws: int = 0
 
 
 @dataclass(frozen=True)

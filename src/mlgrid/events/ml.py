@@ -229,8 +229,13 @@ def dataset_drift_detected(
     sequencer: str,
     event_time: datetime,
     event_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``DatasetDriftDetected``: ``StartTime``/``EndTime`` are the analysed target window."""
+    """``DatasetDriftDetected``: ``StartTime``/``EndTime`` are the analysed target window.
+
+    ``extra`` adds fields after the spec's (``DriftedFeatures``, ``PValue``...); it cannot
+    replace one of them.
+    """
     data = {
         "DataDriftId": data_drift_id,
         "DataDriftName": data_drift_name,
@@ -243,5 +248,7 @@ def dataset_drift_detected(
         "ETag": etag,
         "Sequencer": sequencer,
     }
+    for key, value in (extra or {}).items():
+        data.setdefault(key, value)
     subject = f"datadrift/{data_drift_id}/run/{run_id}"
     return _envelope(topic_id, subject, DATASET_DRIFT_DETECTED, data, event_time, event_id)

@@ -51,7 +51,12 @@ def _monitor(r: Any) -> MonitorRow:
         etag=m["etag"],
         created_at=utc_from_epoch(m["created_at"]),
         updated_at=utc_from_epoch(m["updated_at"]),
+        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _run(r: Any) -> DriftRunRow:
@@ -77,6 +82,14 @@ def _run(r: Any) -> DriftRunRow:
         event_published=bool(m["event_published"]),
         event_id=m["event_id"],
         created_at=utc_from_epoch(m["created_at"]),
+        auroc=_float_or_none(m["auroc"]),
+        p_value=_float_or_none(m["p_value"]),
+        classifier_p_value=_float_or_none(m["classifier_p_value"]),
+        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
+        feature_tests=list(orjson.loads(m["feature_tests"] or "[]")),
+        explanation=m["explanation"],
+        null_rows=int(m["null_rows"] or 0),
+        null_draws=int(m["null_draws"] or 0),
     )
 
 
@@ -88,6 +101,7 @@ def _monitor_values(row: MonitorRow) -> dict[str, Any]:
         "frequency": row.frequency,
         "latency_hours": row.latency_hours,
         "threshold": row.threshold,
+        "false_alarm_rate": row.false_alarm_rate,
         "schedule_enabled": row.schedule_enabled,
         "schedule_since": None if row.schedule_since is None else to_epoch(row.schedule_since),
         "etag": row.etag,
@@ -221,6 +235,14 @@ async def insert_run(conn: AsyncConnection, row: DriftRunRow) -> bool:
                     event_published=row.event_published,
                     event_id=row.event_id,
                     created_at=to_epoch(row.created_at),
+                    auroc=row.auroc,
+                    p_value=row.p_value,
+                    classifier_p_value=row.classifier_p_value,
+                    false_alarm_rate=row.false_alarm_rate,
+                    feature_tests=_json(row.feature_tests),
+                    explanation=row.explanation,
+                    null_rows=row.null_rows,
+                    null_draws=row.null_draws,
                 )
             )
     except IntegrityError:
