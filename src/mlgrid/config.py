@@ -63,6 +63,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("node_id", "", "Name of this node in delivery leases. Empty: hostname and process id."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),
+    SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
+                "own user when no containment is available (not root, no bubblewrap). UNSAFE: that code can "
+                "read the server's secrets. Without it, such a server refuses to run user code.", "bool"),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -123,6 +126,7 @@ class Settings:
     node_id: str = ""
     log_level: str = "info"
     ui: bool = True
+    unsafe_local_code: bool = False
 
     @classmethod
     def from_sources(

@@ -15,7 +15,7 @@ import typer
 
 from mlgrid.cli import deadletters, deliveries, demo, events, ml, subscriptions, topics
 from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, MlgridCommand, OutputFormat, connection
-from mlgrid.config import SETTINGS, Settings
+from mlgrid.config import SETTINGS, Settings, spec_for
 from mlgrid.errors import MlgridError
 
 app = typer.Typer(
@@ -74,6 +74,9 @@ def serve(
     node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
     log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
     ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
+    unsafe_local_code: bool | None = typer.Option(
+        None, "--unsafe-local-code",
+        help=spec_for("unsafe_local_code").help + " [env MLGRID_UNSAFE_LOCAL_CODE]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 

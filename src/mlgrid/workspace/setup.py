@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from fastapi import FastAPI
 
@@ -21,10 +22,23 @@ from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
 from mlgrid.workspace.models import ModelService
+from mlgrid.workspace.processes import UNSAFE, Containment
 from mlgrid.workspace.runs import RunService
 from mlgrid.workspace.service import WorkspaceService
 
 log = logging.getLogger("mlgrid.workspace")
+
+
+def _announce(containment: Containment) -> None:
+    """Say at start how user code runs; loudly (stderr, a banner) when it is not contained."""
+    extra = {"action": "containment", "mode": containment.mode}
+    if containment.contained:
+        log.info("user code: %s", containment.describe(), extra=extra)
+        return
+    log.warning("user code: %s", containment.describe(), extra=extra)
+    if containment.mode == UNSAFE:
+        line = "!" * 78
+        print(f"{line}\n!! {containment.describe()}\n{line}", file=sys.stderr, flush=True)
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
@@ -43,12 +57,18 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         topic_deleted=topic_deleted,
     )
     runs = RunService(core)
+    containment = Containment.detect(rt.settings.data_dir, unsafe_local_code=rt.settings.unsafe_local_code)
+    await asyncio.to_thread(containment.prepare)
+    _announce(containment)
     jobs = JobRunner(
         runs,
         base_url=rt.settings.base_url,
         node_id=default_node_id(rt.settings.node_id),
         single_node=rt.db.is_sqlite,
+        containment=containment,
+        issue_token=rt.access.issue_run_token,
     )
+    rt.services["workspace.containment"] = containment
     rt.services["workspace"] = core
     rt.services["workspace.runs"] = runs
     rt.services["workspace.jobs"] = jobs
