@@ -43,6 +43,7 @@ from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings, new_subscription_id
+from mlgrid.connection_limits import uvicorn_options
 from mlgrid.delivery import setup as delivery_setup
 from mlgrid.metrics import Metrics
 from mlgrid.runtime import Runtime
@@ -208,9 +209,9 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         log_level="warning" if settings.log_level == "info" else settings.log_level,
         loop="uvloop",
-        http="httptools",
         access_log=False,
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings.header_timeout, settings.body_timeout, settings.max_connections),
     )
 
 

@@ -64,7 +64,7 @@ def serve(
     retry_schedule: str | None = typer.Option(None, help=SETTINGS[4].help + " [env MLGRID_RETRY_SCHEDULE]"),
     deny_private_endpoints: bool | None = typer.Option(
         None, "--deny-private-endpoints/--allow-private-endpoints",
-        help=SETTINGS[5].help + " [env MLGRID_DENY_PRIVATE_ENDPOINTS; default allow]"),
+        help=SETTINGS[5].help + " [env MLGRID_DENY_PRIVATE_ENDPOINTS; default auto]"),
     webhook_validation: bool | None = typer.Option(
         None, "--webhook-validation/--no-webhook-validation",
         help=SETTINGS[6].help + " [env MLGRID_WEBHOOK_VALIDATION; default on]"),
@@ -77,6 +77,15 @@ def serve(
     unsafe_local_code: bool | None = typer.Option(
         None, "--unsafe-local-code",
         help=spec_for("unsafe_local_code").help + " [env MLGRID_UNSAFE_LOCAL_CODE]"),
+    header_timeout: float | None = typer.Option(
+        None, help=spec_for("header_timeout").help + " [env MLGRID_HEADER_TIMEOUT; default 10]"),
+    body_timeout: float | None = typer.Option(
+        None, help=spec_for("body_timeout").help + " [env MLGRID_BODY_TIMEOUT; default 30]"),
+    max_connections: int | None = typer.Option(
+        None, help=spec_for("max_connections").help + " [env MLGRID_MAX_CONNECTIONS; default 2048]"),
+    metrics_require_token: bool | None = typer.Option(
+        None, "--metrics-require-token/--metrics-open",
+        help=spec_for("metrics_require_token").help + " [env MLGRID_METRICS_REQUIRE_TOKEN; default auto]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 
