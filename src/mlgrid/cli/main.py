@@ -90,6 +90,9 @@ def serve(
     from mlgrid.server import serve as run_server
 
     overrides: dict[str, Any] = {k: v for k, v in locals().items() if k != "run_server"}
+    if secret_key is not None:
+        typer.echo("warning: --secret-key is visible to every local user in the process list; "
+                   "prefer MLGRID_SECRET_KEY or <data-dir>/secret.key (docs/security.md)", err=True)
     try:
         settings = Settings.from_sources(overrides, dict(os.environ))
     except MlgridError as exc:
