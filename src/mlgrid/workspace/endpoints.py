@@ -563,6 +563,7 @@ class EndpointService:
             f"{describe_exit(code)} while serving; restarting it\n--- scoring log ---\n"
             f"{(await live.process.log()).rstrip()}\n"
         )
+        await live.process.stop()  # what it left running dies; its private copy goes
         log.warning(
             "scoring process of endpoint %s exited (%s); restarting",
             live.launch.endpoint,

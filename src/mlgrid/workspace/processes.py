@@ -232,6 +232,11 @@ class Containment:
             if owner_pid.isdigit() and not process_alive(int(owner_pid)):
                 remove_tree(entry)
 
+    def close(self) -> None:
+        """At shutdown: remove the sandbox root if no sandbox is left in it (blocking)."""
+        with contextlib.suppress(OSError):
+            self.sandbox_root.rmdir()
+
     def new_sandbox(self, label: str) -> Sandbox:
         """A private directory (and, as root, a fresh uid) for one process (blocking)."""
         if not self.sandbox_root.is_dir():

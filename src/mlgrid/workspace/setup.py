@@ -79,4 +79,9 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
             "marked %d orphaned job(s) Failed", failed, extra={"action": "jobs_orphaned", "count": failed}
         )
     rt.tasks.append(asyncio.create_task(jobs.run(), name="mlgrid-jobs"))
+
+    async def close_containment() -> None:
+        await asyncio.to_thread(containment.close)
+
+    rt.closers.append(close_containment)  # closers run in reverse: after every process stopped
     rt.closers.append(jobs.shutdown)
