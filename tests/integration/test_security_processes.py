@@ -42,6 +42,7 @@ attempt("read-secret", lambda: open(os.environ["SECRET"]).read())
 attempt("parent-environ", lambda: open("/proc/%s/environ" % os.environ["PARENT"]).read())
 attempt("write-outside", lambda: open(os.environ["OUTSIDE"], "w").write("x"))
 attempt("write-own", lambda: open("own.txt", "w").write("x"))
+attempt("other-sandbox", lambda: open(os.environ["OTHER"]).read())
 print("env", sorted(k for k in os.environ if k.startswith("MLGRID") or k == "SECRET_SERVER_VARIABLE"))
 """
 
@@ -56,9 +57,13 @@ def secret_dir(tmp_path: Path) -> Path:
 
 def _probe(containment: Containment, secret_dir: Path, tmp_path: Path) -> tuple[int, str, Path]:
     outside = tmp_path / "outside.txt"
+    other = containment.new_sandbox("other")  # another process's private copy
+    (other.path / "data.txt").write_text("another workspace's data")
+    if other.uid is not None:
+        os.chown(other.path / "data.txt", other.uid, other.uid)
     script = (
         f"import os; os.environ.update(SECRET={str(secret_dir / 'secret.key')!r}, PARENT='{os.getpid()}', "
-        f"OUTSIDE={str(outside)!r})\n" + PROBE
+        f"OUTSIDE={str(outside)!r}, OTHER={str(other.path / 'data.txt')!r})\n" + PROBE
     )
     os.environ["SECRET_SERVER_VARIABLE"] = "must not leak"
     try:
@@ -79,6 +84,7 @@ def test_the_bubblewrap_sandbox_hides_the_data_directory_and_the_server(
     assert "parent-environ denied FileNotFoundError" in log  # another pid namespace
     assert "write-outside denied OSError" in log  # read-only file system (EROFS)
     assert "write-own ALLOWED" in log
+    assert "other-sandbox denied FileNotFoundError" in log  # every sandbox but its own is hidden
     assert "env []" in log
     assert not sandbox.exists()  # removed when the process was released
 
@@ -95,6 +101,7 @@ def test_the_user_mode_runs_under_another_uid(secret_dir: Path, tmp_path: Path) 
     assert "parent-environ denied PermissionError" in log
     assert "write-outside denied PermissionError" in log
     assert "write-own ALLOWED" in log
+    assert "other-sandbox denied PermissionError" in log  # another uid's 0700 directory
     assert "env []" in log
     assert not sandbox.exists()
 

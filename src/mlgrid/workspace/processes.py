@@ -449,7 +449,8 @@ def runtime_paths() -> list[Path]:
 def bubblewrap_argv(containment: Containment, sandbox: Sandbox, command: Command) -> list[str]:
     argv = [containment.bubblewrap, "--unshare-all", "--share-net", "--ro-bind", "/", "/"]
     argv += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
-    for hidden in (*containment.hidden, *command.extra_hidden):
+    # The other sandboxes belong to the same user here: hide them all, then bind this one back.
+    for hidden in (*containment.hidden, *command.extra_hidden, containment.sandbox_root):
         argv += ["--tmpfs", str(hidden)]
     argv += ["--bind", str(sandbox.path), str(sandbox.path), "--chdir", str(sandbox.path)]
     if command.die_with_parent:
