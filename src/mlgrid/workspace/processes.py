@@ -14,8 +14,8 @@ is kept away from the server's secrets. How (see ``docs/security.md``):
   each other), and lets the server kill every process the code left behind by its uid.
 * **``bubblewrap``** — not root, ``bwrap`` installed: the process runs in new namespaces
   (pid, ipc, uts, mount; the network is shared so it can reach the API) with the file system
-  read-only, the data directory and the server user's home replaced by empty directories, and
-  only its private directory writable.
+  read-only, the data directory, the server user's home and the other sandboxes replaced by
+  empty directories, and only its private directory writable.
 * **``unsafe``** — neither, and the admin started the server with ``--unsafe-local-code``:
   the code runs as the server's user (a loud warning at start).
 * **``disabled``** — neither, no opt-in: starting user code fails with
