@@ -157,7 +157,7 @@ class WebhookValidationFailed(BadRequest):
 class CodeExecutionDisabled(Conflict):
     """The server has no way to contain user code and was not told to run it uncontained."""
 
-    code: str = "CodeExecutionDisabled"
+    code: str = ErrorCode.CODE_EXECUTION_DISABLED
 
 
 @dataclass

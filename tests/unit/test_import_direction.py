@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("wiring",),  # runtime.py and every area's setup module (see ``layer_of``)
     ("api",),
     ("ui",),  # pages and forms served by the same app
-    ("server",),  # builds the app: api/ and ui/ routes, the runtime, background tasks
+    ("server", "connection_limits"),  # builds the app: api/ and ui/ routes, the runtime, background tasks
     ("cli", "client", "config_docs", "package"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

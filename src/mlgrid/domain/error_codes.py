@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     ARTIFACT_FILE_MISSING = "ArtifactFileMissing"
     ARTIFACT_NOT_FOUND = "ArtifactNotFound"
     BAD_REQUEST = "BadRequest"
+    CODE_EXECUTION_DISABLED = "CodeExecutionDisabled"
     CONCURRENT_UPDATE = "ConcurrentUpdate"
     CONFLICT = "Conflict"
     DATA_DRIFT_CHANGED = "DataDriftChanged"
