@@ -187,10 +187,16 @@ def serve(settings: Settings) -> None:
     """Run the server in the foreground (``mlgrid serve``)."""
     import uvicorn
 
+    from mlgrid.tls import tls_files
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    tls = tls_files(settings)
     print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
+    if tls is not None and tls.generated:
+        print(f"  TLS certificate (self-signed; trust it with MLGRID_CA_BUNDLE): {tls.certfile.resolve()}",
+              flush=True)
     print(f"  data directory: {Path(settings.data_dir).resolve()}", flush=True)
     print(f"  admin token:    {(Path(settings.data_dir) / 'admin.token').resolve()}", flush=True)
     print(f"  API docs:       {settings.base_url}/docs", flush=True)
@@ -205,6 +211,8 @@ def serve(settings: Settings) -> None:
         http="httptools",
         access_log=False,
         timeout_graceful_shutdown=5,
+        ssl_certfile=None if tls is None else str(tls.certfile),
+        ssl_keyfile=None if tls is None else str(tls.keyfile),
     )
 
 

@@ -15,7 +15,7 @@ import typer
 
 from mlgrid.cli import deadletters, deliveries, demo, events, ml, subscriptions, topics
 from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, MlgridCommand, OutputFormat, connection
-from mlgrid.config import SETTINGS, Settings
+from mlgrid.config import SETTINGS, Settings, spec_for
 from mlgrid.errors import MlgridError
 
 app = typer.Typer(
@@ -74,6 +74,13 @@ def serve(
     node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
     log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
     ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
+    tls_certfile: str | None = typer.Option(
+        None, help=spec_for("tls_certfile").help + " [env MLGRID_TLS_CERTFILE]"),
+    tls_keyfile: str | None = typer.Option(
+        None, help=spec_for("tls_keyfile").help + " [env MLGRID_TLS_KEYFILE]"),
+    tls_self_signed: bool | None = typer.Option(
+        None, "--tls-self-signed/--no-tls-self-signed",
+        help=spec_for("tls_self_signed").help + " [env MLGRID_TLS_SELF_SIGNED; default off]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 
