@@ -25,6 +25,7 @@ from mlgrid.api import (
     deliveries,
     endpoints,
     health,
+    oauth,
     principals,
     publish,
     pull,
@@ -80,6 +81,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     workspaces.router,
     datadrifts.router,
     endpoints.router,
+    oauth.router,
     ui_routes.router,
 )
 

@@ -44,6 +44,10 @@ PUBLIC: dict[str, str] = {
     "/redoc": "ReDoc page over /openapi.json",
     "/eventSubscriptions/validate": "the manual validation GET (SPEC §4.1): the code in the "
     "validationUrl is the credential, the webhook owner has no token",
+    "/{tenant}/v2.0/.well-known/openid-configuration": "OpenID discovery is public by definition",
+    "/{tenant}/oauth2/v2.0/token": "the OAuth token endpoint is where credentials are presented; "
+    "its errors are RFC 6749's shape, which OAuth clients read (tests/integration/"
+    "test_azure_credentials.py)",
 }
 # The web UI signs in with a cookie session: its pages redirect to /ui/login and its
 # event-stream endpoints answer 401 in plain text to the browser's EventSource.
@@ -136,6 +140,7 @@ class World:
                 "dataset_id": str(uuid.uuid4()),
                 "seq": "1",
                 "kind": "topics",
+                "tenant": "mlgrid",
             }[name]
 
         return re.sub(r"\{([A-Za-z_]+)(?::[a-z]+)?\}", value, template)
