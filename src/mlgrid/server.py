@@ -128,8 +128,7 @@ async def close_runtime(rt: Runtime) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     rt.tasks.clear()
-    closers = rt.services.get("closers", [])
-    for close in reversed(closers):
+    for close in reversed(rt.closers):
         with contextlib.suppress(Exception):
             await close()
     await rt.ingestor.stop()
@@ -149,7 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
             await rt.ingestor.start()
             sweeper = RetentionSweeper(rt.db, rt.topics)
             rt.tasks.append(asyncio.create_task(sweeper.run(), name="mlgrid-retention"))
-            for start in rt.services.get("starters", []):
+            for start in rt.starters:
                 await start()
             if getattr(app.state, "tune_gc", False):
                 # What exists now (modules, the app, the services) lives as long as the

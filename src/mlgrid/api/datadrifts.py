@@ -78,7 +78,7 @@ RUNS_BODY = body_schema(
 
 
 def _service(request: Request) -> DriftMonitorService:
-    service: DriftMonitorService = runtime(request).services["workspace.datadrifts"]
+    service: DriftMonitorService = runtime(request).drift.monitors
     return service
 
 

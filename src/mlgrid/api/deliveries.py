@@ -61,7 +61,7 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def _manager(request: Request) -> DeliveryManager:
-    manager: DeliveryManager = runtime(request).services["deliveries"]
+    manager: DeliveryManager = runtime(request).delivery.deliveries
     return manager
 
 

@@ -80,7 +80,7 @@ SCORE_BODY: dict[str, Any] = {
 
 
 def endpoint_service(request: Request) -> EndpointService:
-    service: EndpointService = runtime(request).services["workspace.endpoints"]
+    service: EndpointService = runtime(request).endpoints
     return service
 
 

@@ -54,7 +54,7 @@ def _json(body: Any) -> Response:
 
 
 def _pull(request: Request) -> PullService:
-    service: PullService = runtime(request).services["pull"]
+    service: PullService = runtime(request).delivery.pull
     return service
 
 
@@ -72,7 +72,7 @@ async def _resolve(request: Request, kind: str, parent: str, name: str) -> Subsc
         f"/workspaces/{topic.name}",
     )
     await authenticate_data_plane(request, topic, keys, Action.RECEIVE, paths)
-    service: SubscriptionService = rt.services["subscriptions"]
+    service: SubscriptionService = rt.subscriptions
     return await service.find(topic, name)
 
 

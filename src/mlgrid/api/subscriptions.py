@@ -166,7 +166,7 @@ _SUBSCRIPTION_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _service(request: Request) -> SubscriptionService:
-    service: SubscriptionService = runtime(request).services["subscriptions"]
+    service: SubscriptionService = runtime(request).subscriptions
     return service
 
 

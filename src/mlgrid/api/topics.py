@@ -98,10 +98,8 @@ async def delete_topic(topic: str, request: Request) -> Response:
     principal = await caller(request)
     found = await rt.topics.get(topic)
     await rt.access.require(principal, scope_of(found), Action.DELETE)
-    hooks = rt.services.get("on_topic_deleted")
     await rt.topics.delete(topic)
-    if callable(hooks):
-        hooks(found.key)
+    rt.subscriptions.drop_topic(found.key)
     return Response(status_code=200)
 
 

@@ -25,27 +25,27 @@ from mlgrid.workspace.service import Workspace, WorkspaceService
 
 
 def workspace_service(request: Request) -> WorkspaceService:
-    service: WorkspaceService = runtime(request).services["workspace"]
+    service: WorkspaceService = runtime(request).workspace.core
     return service
 
 
 def run_service(request: Request) -> RunService:
-    service: RunService = runtime(request).services["workspace.runs"]
+    service: RunService = runtime(request).workspace.runs
     return service
 
 
 def job_runner(request: Request) -> JobRunner:
-    service: JobRunner = runtime(request).services["workspace.jobs"]
+    service: JobRunner = runtime(request).workspace.jobs
     return service
 
 
 def model_service(request: Request) -> ModelService:
-    service: ModelService = runtime(request).services["workspace.models"]
+    service: ModelService = runtime(request).workspace.models
     return service
 
 
 def dataset_service(request: Request) -> DatasetService:
-    service: DatasetService = runtime(request).services["workspace.datasets"]
+    service: DatasetService = runtime(request).workspace.datasets
     return service
 
 

@@ -16,9 +16,8 @@ from mlgrid.runtime import Runtime
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
     service = SubscriptionService(rt.db, rt.settings, rt.box, rt.topics, rt.router)
-    rt.services["subscriptions"] = service
+    rt.subscriptions = service
     await service.load_into_router()
     rt.tasks.append(asyncio.create_task(service.run_refresh(), name="mlgrid-subscriptions-refresh"))
     rt.tasks.append(asyncio.create_task(service.run_sweeper(), name="mlgrid-subscriptions-sweeper"))
-    rt.services["on_topic_deleted"] = service.drop_topic
-    rt.services.setdefault("closers", []).append(service.close)
+    rt.closers.append(service.close)

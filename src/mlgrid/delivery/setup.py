@@ -29,7 +29,7 @@ from mlgrid.delivery.queue_destinations.registry import QueueDestinations
 from mlgrid.delivery.recorder import OutcomeRecorder
 from mlgrid.delivery.webhook import WebhookDestination, create_session
 from mlgrid.delivery.work import LeaseSource, MemorySource, WorkSource
-from mlgrid.runtime import Runtime
+from mlgrid.runtime import DeliveryServices, Runtime
 
 if TYPE_CHECKING:
     from mlgrid.broker.subscriptions import SubscriptionService
@@ -46,7 +46,7 @@ def node_id(configured: str) -> str:
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
     settings = rt.settings
-    subscriptions: SubscriptionService = rt.services["subscriptions"]
+    subscriptions: SubscriptionService = rt.subscriptions
     node = node_id(settings.node_id)
 
     async def lookup(subscription_id: str) -> Subscription | None:
@@ -89,11 +89,9 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     rt.tasks.append(asyncio.create_task(dispatcher.run(), name="mlgrid-dispatcher"))
     rt.tasks.append(asyncio.create_task(pull.run_sweeper(), name="mlgrid-pull-sweeper"))
 
-    rt.services["dispatcher"] = dispatcher
-    rt.services["pull"] = pull
-    rt.services["deliveries"] = manager
-    rt.services["dead_letters"] = dead_letters
-    rt.services["node_id"] = node
+    rt.delivery = DeliveryServices(
+        dispatcher=dispatcher, pull=pull, deliveries=manager, dead_letters=dead_letters, node_id=node
+    )
 
     async def close() -> None:
         await dispatcher.stop()
@@ -101,4 +99,4 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         await session.close()
         await queues.close()
 
-    rt.services.setdefault("closers", []).append(close)
+    rt.closers.append(close)

@@ -126,7 +126,7 @@ def build_templates() -> Environment:
 
 @dataclass
 class UiState:
-    """The UI's services on one server (``rt.services["ui"]``)."""
+    """The UI's services on one server (``rt.ui``)."""
 
     runtime: Runtime
     api: InternalApi
@@ -154,7 +154,7 @@ class UiState:
 def ui_state(request: Request) -> UiState:
     """The UI's services; 404 (as an unknown route) when the server runs with the UI off."""
     rt: Runtime | None = getattr(request.app.state, "runtime", None)
-    state = None if rt is None else rt.services.get("ui")
+    state = None if rt is None else rt.ui
     if state is None:
         raise StarletteHTTPException(404)
     found: UiState = state

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
@@ -60,11 +59,11 @@ async def subscription_health(
 ) -> DeliveryHealth:
     """Counts per state, dead letters, last failure and circuit of one subscription."""
     await rt.access.require(principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
-    sub: Subscription = await rt.services["subscriptions"].find(topic, name)
+    sub: Subscription = await rt.subscriptions.find(topic, name)
     known = await activity.delivery_counts(sub.id, FAILURE_STATES, NOT_FAILURES)
     health = DeliveryHealth(known.by_state, known.dead_letters, known.last_failure, known.newest_delivered)
-    dispatcher: Any = rt.services.get("dispatcher")
-    if dispatcher is None or sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
+    dispatcher = rt.delivery.dispatcher
+    if sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
         return health
     snapshot = dispatcher.circuits.state(endpoint_key(sub.endpoint_url), datetime.now(UTC))
     return replace(
@@ -77,5 +76,5 @@ async def subscription_health(
 
 async def subscription_id(rt: Runtime, topic: Topic, name: str) -> str:
     """The internal id of a subscription (the caller has checked the principal's rights)."""
-    sub: Subscription = await rt.services["subscriptions"].find(topic, name)
+    sub: Subscription = await rt.subscriptions.find(topic, name)
     return sub.id

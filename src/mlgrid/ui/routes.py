@@ -121,9 +121,8 @@ async def event_page(request: Request, seq: int) -> Response:
     may_read = await rt.access.allowed(session.principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
     if may_read:
         rows = await state.activity.deliveries_of_event(seq)
-        service: Any = rt.services.get("subscriptions")
         for row in rows:
-            sub = None if service is None else await service.get_by_id(row.subscription_id)
+            sub = await rt.subscriptions.get_by_id(row.subscription_id)
             deliveries.append({"row": row, "subscription": sub.name if sub is not None else None})
     parent = "topics" if topic.kind == "custom" else "systemTopics"
     return state.render(

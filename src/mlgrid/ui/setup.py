@@ -25,9 +25,9 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         return
     activity = ActivityService(rt.db)
     state = UiState(runtime=rt, api=InternalApi(app), feed=EventFeed(activity), activity=activity)
-    rt.services["ui"] = state
+    rt.ui = state
     rt.ingestor.add_listener(state.feed.wake)
     rt.tasks.append(asyncio.create_task(state.feed.run(), name="mlgrid-ui-feed"))
     if not any(getattr(route, "name", None) == "ui-static" for route in app.routes):
         app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
-    rt.services.setdefault("closers", []).append(state.api.aclose)
+    rt.closers.append(state.api.aclose)

@@ -1,11 +1,11 @@
 """Start-up of the data-drift monitors: the service, the workspace-deletion hook, the scheduler.
 
 ``server.py`` awaits ``setup`` after ``mlgrid.workspace.setup`` (it needs the workspace core
-and the dataset service). Registered in ``rt.services``:
+and the dataset service). It sets ``rt.drift`` (``DriftServices``):
 
-* ``"workspace.datadrifts"`` — ``DriftMonitorService`` (what the API and the UI use);
-* ``"workspace.drift_scheduler"`` — ``DriftScheduler``, whose loop runs in ``rt.tasks`` (started
-  with the other ``starters`` once ingest is running).
+* ``monitors`` — ``DriftMonitorService`` (what the API and the UI use);
+* ``scheduler`` — ``DriftScheduler``, whose loop runs in ``rt.tasks`` (started with the other
+  ``rt.starters`` once ingest is running).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from mlgrid.runtime import Runtime
+from mlgrid.runtime import DriftServices, Runtime
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.drift_monitors import DriftMonitorService
 from mlgrid.workspace.drift_scheduler import DriftScheduler
@@ -22,18 +22,17 @@ from mlgrid.workspace.service import WorkspaceService
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
-    core: WorkspaceService = rt.services["workspace"]
-    datasets: DatasetService = rt.services["workspace.datasets"]
+    core: WorkspaceService = rt.workspace.core
+    datasets: DatasetService = rt.workspace.datasets
     monitors = DriftMonitorService(core, datasets)
     scheduler = DriftScheduler(monitors)
     monitors.schedule_changed.append(scheduler.wake)
     core.before_delete.append(monitors.delete_workspace_rows)
-    rt.services["workspace.datadrifts"] = monitors
-    rt.services["workspace.drift_scheduler"] = scheduler
+    rt.drift = DriftServices(monitors=monitors, scheduler=scheduler)
 
     async def start() -> None:
         # A starter runs once the ingestor and the dispatcher are up, so the first pass may
         # publish at once.
         rt.tasks.append(asyncio.create_task(scheduler.run(), name="mlgrid-drift-scheduler"))
 
-    rt.services.setdefault("starters", []).append(start)
+    rt.starters.append(start)

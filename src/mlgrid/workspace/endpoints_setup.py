@@ -1,9 +1,9 @@
 """Start-up of model deployments: the endpoint service, its recovery and its supervisor.
 
 ``server.py`` awaits ``setup`` after the workspace's own setup (it needs
-``rt.services["workspace"]`` and ``"workspace.models"``). Registered:
+``rt.workspace.core`` and ``rt.workspace.models``). It sets:
 
-* ``rt.services["workspace.endpoints"]`` — ``EndpointService``;
+* ``rt.endpoints`` — ``EndpointService``;
 * a starter (run once the ingest writer runs) that kills leftover scoring processes of a
   crashed server, brings the serving deployments back and finishes pending ones;
 * the reconciliation task, and a closer that stops every scoring process on shutdown.
@@ -22,16 +22,16 @@ from mlgrid.workspace.jobs import default_node_id
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
     service = EndpointService(
-        rt.services["workspace"],
-        rt.services["workspace.models"],
+        rt.workspace.core,
+        rt.workspace.models,
         node_id=default_node_id(rt.settings.node_id),
         single_node=rt.db.is_sqlite,
     )
-    rt.services["workspace.endpoints"] = service
+    rt.endpoints = service
 
     async def start() -> None:
         await service.start()
         rt.tasks.append(asyncio.create_task(service.run(), name="mlgrid-endpoints"))
 
-    rt.services.setdefault("starters", []).append(start)
-    rt.services.setdefault("closers", []).append(service.shutdown)
+    rt.starters.append(start)
+    rt.closers.append(service.shutdown)

@@ -1,12 +1,10 @@
 """Start-up of the ML workspace: services, orphaned jobs, the job supervisor.
 
 ``server.py`` awaits ``setup`` after the subscription and delivery layers, so events emitted
-while failing orphaned jobs are routed to the subscriptions that exist. Services registered in
-``rt.services``:
-
-* ``"workspace"`` — ``WorkspaceService``: workspace look-up, RBAC scope, transactions with
-  ``emit`` and Sequencers (what deployments and drift monitors build on);
-* ``"workspace.runs"``, ``"workspace.jobs"``, ``"workspace.models"``, ``"workspace.datasets"``.
+while failing orphaned jobs are routed to the subscriptions that exist. It sets
+``rt.workspace`` (``WorkspaceServices``): ``core`` — ``WorkspaceService``: workspace look-up,
+RBAC scope, transactions with ``emit`` and Sequencers (what deployments and drift monitors build
+on) — and ``runs``, ``jobs``, ``models``, ``datasets``.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import logging
 
 from fastapi import FastAPI
 
-from mlgrid.runtime import Runtime
+from mlgrid.runtime import Runtime, WorkspaceServices
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
@@ -29,10 +27,8 @@ log = logging.getLogger("mlgrid.workspace")
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
     def topic_deleted(topic_key: str) -> None:
-        # Looked up at call time: the subscription layer registers this hook in its own setup.
-        hook = rt.services.get("on_topic_deleted")
-        if callable(hook):
-            hook(topic_key)
+        # Looked up at call time, so the hook follows whatever service the runtime holds.
+        rt.subscriptions.drop_topic(topic_key)
 
     core = WorkspaceService(
         rt.db,
@@ -49,15 +45,13 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         node_id=default_node_id(rt.settings.node_id),
         single_node=rt.db.is_sqlite,
     )
-    rt.services["workspace"] = core
-    rt.services["workspace.runs"] = runs
-    rt.services["workspace.jobs"] = jobs
-    rt.services["workspace.models"] = ModelService(core, runs)
-    rt.services["workspace.datasets"] = DatasetService(core)
+    rt.workspace = WorkspaceServices(
+        core=core, runs=runs, jobs=jobs, models=ModelService(core, runs), datasets=DatasetService(core)
+    )
     failed = await jobs.recover_orphans()
     if failed:
         log.warning(
             "marked %d orphaned job(s) Failed", failed, extra={"action": "jobs_orphaned", "count": failed}
         )
     rt.tasks.append(asyncio.create_task(jobs.run(), name="mlgrid-jobs"))
-    rt.services.setdefault("closers", []).append(jobs.shutdown)
+    rt.closers.append(jobs.shutdown)
