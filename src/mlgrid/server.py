@@ -21,6 +21,8 @@ from fastapi import APIRouter, FastAPI
 
 from mlgrid import __version__
 from mlgrid.api import (
+    arm_subscriptions,
+    arm_topics,
     datadrifts,
     deliveries,
     endpoints,
@@ -82,6 +84,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     datadrifts.router,
     endpoints.router,
     oauth.router,
+    arm_topics.router,
+    arm_subscriptions.router,
     ui_routes.router,
 )
 
