@@ -27,7 +27,8 @@ then acknowledged. Settlements are batched: one request per received batch and o
 
 Credentials: ``key=`` (a topic key), ``sas=`` (a SAS token) or ``token=`` (a bearer token of a
 principal with DataReceiver, or Reader and above). ``system_topic=True`` reads a workspace's
-system topic (``topic`` is then the workspace name).
+system topic (``topic`` is then the workspace name). An https server is verified against
+``ca_bundle=`` or ``MLGRID_CA_BUNDLE`` (else the system's trust store).
 """
 
 from __future__ import annotations
