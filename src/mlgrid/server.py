@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 
 from mlgrid import __version__
 from mlgrid.api import (
+    arm_metadata,
     arm_subscriptions,
     arm_topics,
     datadrifts,
@@ -84,6 +85,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     datadrifts.router,
     endpoints.router,
     oauth.router,
+    arm_metadata.router,
     arm_topics.router,
     arm_subscriptions.router,
     ui_routes.router,

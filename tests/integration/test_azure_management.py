@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -213,3 +214,21 @@ def test_azure_errors_raise_azures_exception_types(https_server: ServerProcess) 
         mgmt(https_server, admin, api_version="1999-01-01").topics.get(GROUP, "x-topic")
     assert old_version.value.status_code == 400 and not isinstance(old_version.value, ResourceNotFoundError)
     assert old_version.value.error.code == "NoRegisteredProviderFound"
+
+
+def test_arm_discovery_routes_az_reads(https_server: ServerProcess) -> None:
+    """What ``az cloud register`` and ``az login`` read (az itself is measured by hand:
+    docs/azure-compatibility.md)."""
+    with httpx.Client(base_url=https_server.url, verify=https_server.verify) as anonymous:
+        metadata = anonymous.get("/metadata/endpoints", params={"api-version": "2022-09-01"}).json()
+        assert metadata["resourceManager"] == https_server.url + "/"
+        assert metadata["authentication"]["loginEndpoint"] == https_server.url
+        assert anonymous.get("/subscriptions").status_code == 401
+    with https_server.client() as admin:
+        [subscription] = admin.get("/subscriptions", params={"api-version": "2022-12-01"}).json()["value"]
+        assert subscription["subscriptionId"] == SUBSCRIPTION_ID and subscription["state"] == "Enabled"
+        one = admin.get(f"/subscriptions/{SUBSCRIPTION_ID}", params={"api-version": "2022-12-01"})
+        assert one.status_code == 200 and one.json()["id"] == f"/subscriptions/{SUBSCRIPTION_ID}"
+        other = admin.get(f"/subscriptions/{uuid.uuid4()}", params={"api-version": "2022-12-01"})
+        assert other.status_code == 404 and other.json()["error"]["code"] == "SubscriptionNotFound"
+        assert admin.get("/tenants").json()["value"][0]["tenantId"] == subscription["tenantId"]

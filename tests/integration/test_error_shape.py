@@ -45,6 +45,8 @@ PUBLIC: dict[str, str] = {
     "/eventSubscriptions/validate": "the manual validation GET (SPEC §4.1): the code in the "
     "validationUrl is the credential, the webhook owner has no token",
     "/{tenant}/v2.0/.well-known/openid-configuration": "OpenID discovery is public by definition",
+    "/metadata/endpoints": "ARM's cloud metadata (az cloud register reads it before any sign-in); "
+    "names only this server's own URLs",
     "/{tenant}/oauth2/v2.0/token": "the OAuth token endpoint is where credentials are presented; "
     "its errors are RFC 6749's shape, which OAuth clients read (tests/integration/"
     "test_azure_credentials.py)",

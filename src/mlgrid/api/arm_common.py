@@ -41,12 +41,14 @@ SYSTEM_TOPIC: Final = EVENTGRID + "/systemTopics/{systemTopicName}"
 WORKSPACE: Final = RESOURCE_GROUP + "/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}"
 EXTENSION_SUBSCRIPTIONS: Final = "/providers/Microsoft.EventGrid/eventSubscriptions"
 
-# The GA versions of Microsoft.EventGrid's management API (and the previews the current SDKs
-# default to). Bodies are the same in all of them for what mlgrid serves.
+# Microsoft.EventGrid's management API versions since 2020 (az eventgrid still sends
+# 2021-10-15-preview; azure-mgmt-eventgrid 10.4 sends 2025-02-15). The properties mlgrid serves
+# have the same shape in all of them.
 API_VERSIONS: Final = (
-    "2020-06-01", "2021-06-01-preview", "2021-12-01", "2022-06-15", "2023-06-01-preview",
+    "2020-01-01-preview", "2020-04-01-preview", "2020-06-01", "2020-10-15-preview",
+    "2021-06-01-preview", "2021-10-15-preview", "2021-12-01", "2022-06-15", "2023-06-01-preview",
     "2023-12-15-preview", "2024-06-01-preview", "2024-12-15-preview", "2025-02-15",
-    "2025-04-01-preview", "2025-07-15-preview",
+    "2025-04-01-preview",
 )
 DEFAULT_RESOURCE_GROUP: Final = "default"
 
@@ -94,8 +96,12 @@ def check_api_version(request: Request) -> None:
 
 
 def check_subscription(request: Request) -> None:
-    """The path's subscription id is this server's (and ``api-version`` is valid)."""
+    """The path's subscription id is this server's (and ``api-version`` is Event Grid's)."""
     check_api_version(request)
+    check_subscription_id(request)
+
+
+def check_subscription_id(request: Request) -> None:
     given = request.path_params["subscriptionId"]
     if given.lower() != runtime(request).subscription_id.lower():
         raise NotFound(f"The subscription '{given}' could not be found.", code="SubscriptionNotFound")
