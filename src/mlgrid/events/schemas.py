@@ -18,10 +18,11 @@ Azure's shape::
 ``sourceField`` may step into nested objects with ``.``. Only ``eventType``, ``subject`` and
 ``dataVersion`` take a ``defaultValue`` (as in Azure). Azure's REST API and its management SDK
 name the discriminator ``inputSchemaMappingType``; both spellings are read (the short paths
-write ``mappingType``, the ARM-shaped routes ``inputSchemaMappingType``). An empty ``defaultValue`` means
-"no default", as Azure's own tests write it. Every event needs an event type, so a
-mapping that gives ``eventType`` neither a source field nor a default is refused here rather
-than making every later publish fail.
+write ``mappingType``, the ARM-shaped routes ``inputSchemaMappingType``). An empty
+``defaultValue`` for ``eventType`` means "no default", as Azure's own tests write it (an empty
+event type is invalid anyway); for ``subject`` and ``dataVersion`` it is the empty string.
+Every event needs an event type, so a mapping that gives ``eventType`` neither a source field
+nor a default is refused here rather than making every later publish fail.
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ def _parse_field(name: str, raw: object, prefix: str) -> FieldMapping:
         raise invalid(
             f"{where}.defaultValue", "only eventType, subject and dataVersion accept a defaultValue"
         )
-    if default == "":
-        default = None
+    if default == "" and name == "eventType":
+        default = None  # "" is no event type: Azure's own tests write "no default" this way
     return FieldMapping(source_field=source, default_value=default)
 
 

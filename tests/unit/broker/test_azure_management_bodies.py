@@ -53,7 +53,7 @@ def test_custom_schema_topic_as_the_sdk_sends_it() -> None:
     assert spec.input_schema == CUSTOM
     assert spec.mapping is not None
     assert spec.mapping.event_type == FieldMapping("customEventType")  # "" = no default
-    assert spec.mapping.subject == FieldMapping("customSubject")
+    assert spec.mapping.subject == FieldMapping("customSubject", "")  # "" is a valid subject
     assert spec.mapping.id == FieldMapping("customId")
 
 
