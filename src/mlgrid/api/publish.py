@@ -90,7 +90,10 @@ async def _read_body(request: Request) -> bytes:
     try:
         return await read_limited(request, MAX_REQUEST_BYTES, "the request body")
     except PayloadTooLarge as exc:
-        raise request_too_large(exc.message) from exc
+        declared = request.headers.get("content-length", "")
+        measured = (f"the request body is {int(declared):,} bytes" if declared.isdigit()
+                    else f"the request body is over {MAX_REQUEST_BYTES:,} bytes")
+        raise request_too_large(measured) from exc
 
 
 async def _publish(request: Request, topic_name: str, namespace_style: bool) -> Response:
