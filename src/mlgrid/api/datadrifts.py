@@ -18,9 +18,9 @@ from mlgrid.api.deps import if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, respond
 from mlgrid.auth.roles import Action
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import invalid
 from mlgrid.events.timestamps import parse_timestamp
-from mlgrid.store.drift import DriftRunRow, MonitorRow
 from mlgrid.workspace.drift_monitors import (
     DEFAULT_THRESHOLD,
     MAX_LATENCY_HOURS,

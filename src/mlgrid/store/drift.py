@@ -10,7 +10,6 @@ serialises), so everything one window's commit checks and writes happens in one 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,8 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import AlreadyExists
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
@@ -26,52 +27,6 @@ from mlgrid.store.tables import drift_monitors, drift_runs, workspace_counters
 
 SEQUENCER_KIND = "datadrift"
 """``workspace_counters.kind`` of a monitor's event Sequencer (``object_key``: its id)."""
-
-
-@dataclass(frozen=True)
-class MonitorRow:
-    id: str
-    workspace_key: str
-    name: str
-    baseline_dataset_id: str
-    target_dataset_id: str
-    features: list[str] | None
-    frequency: str
-    latency_hours: float
-    threshold: float
-    schedule_enabled: bool
-    schedule_since: datetime | None
-    etag: str
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def name_key(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class DriftRunRow:
-    id: str
-    monitor_id: str
-    workspace_key: str
-    window_start: datetime
-    window_end: datetime
-    coefficient: float | None
-    reason: str | None
-    threshold: float
-    feature_contributions: dict[str, Any]
-    feature_metrics: dict[str, Any]
-    row_counts: dict[str, Any]
-    skipped_features: dict[str, Any]
-    rows_compared: int
-    baseline_dataset_id: str
-    target_dataset_id: str
-    monitor_etag: str
-    trigger: str
-    event_published: bool
-    event_id: str | None
-    created_at: datetime
 
 
 def _json(value: Any) -> str:
@@ -158,7 +113,7 @@ async def insert_monitor(conn: AsyncConnection, row: MonitorRow) -> None:
             )
     except IntegrityError as exc:
         message = f"data drift monitor {row.name!r} already exists"
-        raise AlreadyExists(message, code="DataDriftExists") from exc
+        raise AlreadyExists(message, code=ErrorCode.DATA_DRIFT_EXISTS) from exc
 
 
 async def update_monitor(conn: AsyncConnection, row: MonitorRow) -> None:

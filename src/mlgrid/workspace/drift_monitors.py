@@ -31,17 +31,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import Conflict, NotFound, PreconditionFailed, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.ml import dataset_drift_detected
 from mlgrid.events.timestamps import parse_timestamp
 from mlgrid.store import datasets as dataset_store
 from mlgrid.store import drift as drift_store
 from mlgrid.store.datasets import DatasetRow
-from mlgrid.store.drift import SEQUENCER_KIND, DriftRunRow, MonitorRow
+from mlgrid.store.drift import SEQUENCER_KIND
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.drift.windows import Frequency, Window, complete_windows, window_start
-from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -469,11 +472,13 @@ class DriftMonitorService:
         async with self.core.transaction("datadrift.run") as tx:
             current = await drift_store.lock_monitor(tx.conn, monitor.id)
             if current is None:
-                raise NotFound(f"data drift monitor {monitor.name!r} was deleted", code="DataDriftNotFound")
+                raise NotFound(
+                    f"data drift monitor {monitor.name!r} was deleted", code=ErrorCode.DATA_DRIFT_NOT_FOUND
+                )
             if _analysis_key(current) != _analysis_key(monitor):
                 raise Conflict(
                     f"data drift monitor {monitor.name!r} was changed during the analysis; run it again",
-                    code="DataDriftChanged",
+                    code=ErrorCode.DATA_DRIFT_CHANGED,
                 )
             existing = await drift_store.get_run_for_window(tx.conn, monitor.id, start, end)
             if existing is not None:
@@ -510,18 +515,18 @@ class DriftMonitorService:
             if detected and coefficient is not None:
                 workspace = await self.core.get_in(tx.conn, ws.name)
                 event = dataset_drift_detected(
-                    workspace.resource_id,
-                    current.id,
-                    current.name,
-                    run.id,
-                    current.baseline_dataset_id,
-                    current.target_dataset_id,
-                    coefficient,
-                    start,
-                    end,
-                    current.etag,
-                    await tx.sequencer(workspace, SEQUENCER_KIND, current.id),
-                    run.created_at,
+                    topic_id=workspace.resource_id,
+                    data_drift_id=current.id,
+                    data_drift_name=current.name,
+                    run_id=run.id,
+                    base_dataset_id=current.baseline_dataset_id,
+                    target_dataset_id=current.target_dataset_id,
+                    drift_coefficient=coefficient,
+                    start_time=start,
+                    end_time=end,
+                    etag=current.etag,
+                    sequencer=await tx.sequencer(workspace, SEQUENCER_KIND, current.id),
+                    event_time=run.created_at,
                     event_id=run.event_id,
                 )
                 await tx.emit(workspace, event)
@@ -542,7 +547,7 @@ class DriftMonitorService:
 
 def _not_found(name: str, ws: Workspace) -> NotFound:
     message = f"data drift monitor {name!r} does not exist in workspace {ws.name!r}"
-    return NotFound(message, code="DataDriftNotFound")
+    return NotFound(message, code=ErrorCode.DATA_DRIFT_NOT_FOUND)
 
 
 def _apply(spec: MonitorSpec, row: MonitorRow) -> MonitorRow:

@@ -13,8 +13,9 @@ from azure.mgmt.eventgrid import models as m
 
 from mlgrid.broker.subscription_body import parse_subscription_body
 from mlgrid.broker.topics import Topic, parse_topic_body
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import InvalidField
-from mlgrid.events.schemas import CUSTOM, EVENT_GRID, FieldMapping
+from mlgrid.events.schemas import FieldMapping
 from mlgrid.store.topics import TopicRow
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -30,7 +31,7 @@ AZURE_TEST_MAPPING = m.JsonInputSchemaMapping(
 )
 
 
-def _topic(schema: str = EVENT_GRID) -> Topic:
+def _topic(schema: str = EventSchema.EVENT_GRID) -> Topic:
     row = TopicRow("orders", "custom", "default", schema, None, 1, "", "", "e", NOW, NOW)
     return Topic(row=row, resource_id="/subscriptions/s/resourceGroups/default/providers/x/topics/orders",
                  mapping=None)
@@ -50,7 +51,7 @@ def test_custom_schema_topic_as_the_sdk_sends_it() -> None:
     ).serialize()
     assert body["properties"]["inputSchemaMapping"]["inputSchemaMappingType"] == "Json"
     spec = parse_topic_body(body)
-    assert spec.input_schema == CUSTOM
+    assert spec.input_schema == EventSchema.CUSTOM_EVENT
     assert spec.mapping is not None
     assert spec.mapping.event_type == FieldMapping("customEventType")  # "" = no default
     assert spec.mapping.subject == FieldMapping("customSubject", "")  # "" is a valid subject
