@@ -141,8 +141,12 @@ def test_token_credential_publishes_and_receives_async(
     async def run() -> None:
         credential = AsyncMlgridTokenCredential(world["token"])
         topic = f"{world['name']}-ce"
-        publisher = AsyncPublisher(https_server.url, credential, namespace_topic=topic)
-        consumer = AsyncConsumer(https_server.url, credential, namespace_topic=topic, subscription="pull")
+        # aiohttp builds its default SSL context once per process, so SSL_CERT_FILE set by a
+        # fixture may come too late: name the CA bundle to azure-core's transport directly.
+        trust = {"connection_verify": str(https_server.ca_bundle)}
+        publisher = AsyncPublisher(https_server.url, credential, namespace_topic=topic, **trust)
+        consumer = AsyncConsumer(https_server.url, credential, namespace_topic=topic, subscription="pull",
+                                 **trust)
         async with publisher, consumer:
             sent = CloudEvent(source="/tests", type="Test.Async", data={"n": 3})
             await publisher.send(sent)
