@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check bench demo clean chromium bubblewrap
+.PHONY: run test lint typecheck check bench demo clean chromium bubblewrap azure-sdk-tests
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,22 @@ bubblewrap:
 	      || echo "bubblewrap could not be installed; see docs/security.md"; \
 	  else echo "bubblewrap missing; see docs/security.md"; fi; }
 
-test: $(STAMP) chromium bubblewrap
+# azure-eventgrid's own tests ship only in its source distribution;
+# tests/integration/test_azure_sdk_suite.py runs them live against mlgrid. Fetched once here,
+# at install time (never by the tests); keep the version equal to the pin in pyproject.toml.
+AZURE_EVENTGRID_VERSION := 4.22.1
+AZURE_SDK_DIR := .azure-eventgrid-sdist
+AZURE_SDK_TESTS := $(AZURE_SDK_DIR)/azure_eventgrid-$(AZURE_EVENTGRID_VERSION)/tests
+
+azure-sdk-tests: $(AZURE_SDK_TESTS)
+
+$(AZURE_SDK_TESTS): | $(STAMP)
+	rm -rf $(AZURE_SDK_DIR) && mkdir -p $(AZURE_SDK_DIR)
+	$(BIN)/python -m pip download --quiet --no-binary :all: --no-deps -d $(AZURE_SDK_DIR) \
+	  azure-eventgrid==$(AZURE_EVENTGRID_VERSION)
+	tar -xzf $(AZURE_SDK_DIR)/azure_eventgrid-$(AZURE_EVENTGRID_VERSION).tar.gz -C $(AZURE_SDK_DIR)
+
+test: $(STAMP) chromium bubblewrap azure-sdk-tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
@@ -55,4 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/publish.py
 
 clean:
-	rm -rf $(VENV) .mlgrid .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mlgrid .pytest_cache .mypy_cache .ruff_cache $(AZURE_SDK_DIR)

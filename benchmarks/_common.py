@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,19 +43,36 @@ class Server:
     cannot change what is measured; its output goes to ``server.log`` in the data directory.
     """
 
-    def __init__(self, data_dir: Path, database_url: str = "", *, ui: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str = "", *, ui: bool = False, tls: bool = False
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "mlgrid.cli.main", "serve", "--port", str(self.port),
                 "--data-dir", str(data_dir), "--log-level", "warning"]
         if not ui:
             args.append("--no-ui")
+        if tls:
+            # The pair the server would make on its first start, made here first so the
+            # client's SSL context can be built before the server answers.
+            from mlgrid.tls import ensure_self_signed
+
+            ensure_self_signed(data_dir)
+            args.append("--tls-self-signed")
         if database_url:
             args += ["--database-url", database_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
         self._log = (data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For ``aiohttp.TCPConnector(ssl=...)``: trusts the server's self-signed certificate
+        (the file ``--tls-self-signed`` writes; it exists once the server answers)."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=str(self.data_dir / "tls" / "cert.pem"))
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
         """Poll ``/readyz``; fail with the server's log if it exits first."""
@@ -63,7 +81,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
             try:
-                async with session.get(self.url + "/readyz") as response:
+                async with session.get(self.url + "/readyz", ssl=self.ssl_context() or True) as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:

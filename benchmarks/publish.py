@@ -101,7 +101,7 @@ async def _run_clients(
 
 
 async def _measure(server: Server, backend: str, args: argparse.Namespace) -> list[Result]:
-    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    connector = aiohttp.TCPConnector(limit=args.clients * 2, ssl=server.ssl_context() or True)
     async with aiohttp.ClientSession(connector=connector) as session:
         await server.wait_ready(session)
         admin = {"Authorization": f"Bearer {server.admin_token}"}
@@ -180,7 +180,9 @@ async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
                 database = ""
                 return
             url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-        server = Server(data_dir, url)
+        server = Server(data_dir, url, tls=args.tls)
+        if args.tls:
+            backend += " https"
         try:
             results = await _measure(server, backend, args)
         finally:
@@ -203,6 +205,8 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=1_000_000, help="event bound per measurement")
     parser.add_argument("--skip-baseline", action="store_true", help="skip GET /healthz (for profiling)")
     parser.add_argument("--batch-sizes", default="1,100,1000", help="comma-separated (default 1,100,1000)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve https (--tls-self-signed) and publish over TLS")
     args = parser.parse_args()
     args.batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -80,6 +80,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_require_token", None, "Whether GET /metrics needs a principal's bearer token (its "
                 "labels name topics and subscriptions). Default `auto`: required when the server listens on "
                 "a non-loopback address, open on loopback (a local Prometheus scrapes without one).", "bool"),
+    SettingSpec("tls_certfile", "", "PEM certificate (chain) to serve https with; needs --tls-keyfile. "
+                "Empty: plain http."),
+    SettingSpec("tls_keyfile", "", "PEM private key of --tls-certfile."),
+    SettingSpec("tls_self_signed", False, "Serve https with a self-signed certificate for 127.0.0.1 and "
+                "localhost, generated once into `<data-dir>/tls/` (development; clients trust it with "
+                "MLGRID_CA_BUNDLE=<data-dir>/tls/cert.pem).", "bool"),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -156,6 +162,9 @@ class Settings:
     body_timeout: float = 30.0
     max_connections: int = 2048
     metrics_require_token: bool = False
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    tls_self_signed: bool = False
 
     @classmethod
     def from_sources(
@@ -198,7 +207,11 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_self_signed or self.tls_certfile else "http"
 
     @property
     def is_custom_retry_schedule(self) -> bool:

@@ -46,6 +46,15 @@ OUTRO: Final = """
 | `admin.token` | the admin principal's bearer token, written on the first start (mode 0600) |
 | `secret.key` | the key sealing topic keys and subscription secrets (mode 0600), unless `secret_key` is set |
 | `blobs/` | dead-letter containers (`<container>/<SUBSCRIPTION>/<yyyy>/<m>/<d>/<h>/<uuid>.json`) |
+| `tls/cert.pem`, `tls/key.pem` | certificate and key of `--tls-self-signed`, made once (mode 0600) |
+
+## https
+
+`mlgrid serve` speaks plain http unless given `--tls-certfile` and `--tls-keyfile` (a PEM
+certificate chain and its key) or `--tls-self-signed`. Azure's SDKs send bearer tokens only
+over https, so a `TokenCredential` needs one of them. Clients trust a self-signed server with
+its certificate: `MLGRID_CA_BUNDLE=<data-dir>/tls/cert.pem` for mlgrid's SDK and CLI,
+`REQUESTS_CA_BUNDLE` (or `SSL_CERT_FILE`) for Azure's SDKs, `--tls` for `benchmarks/publish.py`.
 
 Several nodes sharing one PostgreSQL database must use the same `secret_key` (or copies of one
 `secret.key`); each keeps its own data directory. The subscription id is stored in the database

@@ -21,10 +21,14 @@ from fastapi import APIRouter, FastAPI
 
 from mlgrid import __version__
 from mlgrid.api import (
+    arm_metadata,
+    arm_subscriptions,
+    arm_topics,
     datadrifts,
     deliveries,
     endpoints,
     health,
+    oauth,
     principals,
     publish,
     pull,
@@ -84,6 +88,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     workspaces.router,
     datadrifts.router,
     endpoints.router,
+    oauth.router,
+    arm_metadata.router,
+    arm_topics.router,
+    arm_subscriptions.router,
     ui_routes.router,
 )
 
@@ -195,11 +203,16 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from mlgrid.connection_limits import uvicorn_options
+    from mlgrid.tls import tls_files
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    tls = tls_files(settings)
     print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
+    if tls is not None and tls.generated:
+        print(f"  TLS certificate (self-signed; trust it with MLGRID_CA_BUNDLE): {tls.certfile.resolve()}",
+              flush=True)
     print(f"  data directory: {Path(settings.data_dir).resolve()}", flush=True)
     print(f"  admin token:    {(Path(settings.data_dir) / 'admin.token').resolve()}", flush=True)
     print(f"  API docs:       {settings.base_url}/docs", flush=True)
@@ -214,6 +227,8 @@ def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         **uvicorn_options(settings.header_timeout, settings.body_timeout, settings.max_connections),
+        ssl_certfile=None if tls is None else str(tls.certfile),
+        ssl_keyfile=None if tls is None else str(tls.keyfile),
     )
 
 

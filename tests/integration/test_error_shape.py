@@ -44,6 +44,12 @@ PUBLIC: dict[str, str] = {
     "/redoc": "ReDoc page over /openapi.json",
     "/eventSubscriptions/validate": "the manual validation GET (SPEC §4.1): the code in the "
     "validationUrl is the credential, the webhook owner has no token",
+    "/{tenant}/v2.0/.well-known/openid-configuration": "OpenID discovery is public by definition",
+    "/metadata/endpoints": "ARM's cloud metadata (az cloud register reads it before any sign-in); "
+    "names only this server's own URLs",
+    "/{tenant}/oauth2/v2.0/token": "the OAuth token endpoint is where credentials are presented; "
+    "its errors are RFC 6749's shape, which OAuth clients read (tests/integration/"
+    "test_azure_credentials.py)",
 }
 # The web UI signs in with a cookie session: its pages redirect to /ui/login and its
 # event-stream endpoints answer 401 in plain text to the browser's EventSource.
@@ -110,10 +116,12 @@ class World:
     run_id: str
     monitor: str
     dataset: str
+    subscription_id: str = "00000000-0000-0000-0000-000000000000"
 
     def fill(self, template: str) -> str:
         """The concrete URL of ``template`` with this world's resources."""
-        in_workspace = template.startswith(("/workspaces/", "/systemTopics/"))
+        in_workspace = template.startswith(("/workspaces/", "/systemTopics/")) or any(
+            scope in template for scope in ("/workspaces/{workspaceName}", "/systemTopics/{systemTopicName}"))
         by_parent = {
             "models": "cmodel1", "datasets": self.dataset, "datadrifts": self.monitor,
             "endpoints": "cendpoint1", "principals": "cprincipal1", "versions": "1",
@@ -136,9 +144,19 @@ class World:
                 "dataset_id": str(uuid.uuid4()),
                 "seq": "1",
                 "kind": "topics",
+                "tenant": "mlgrid",
+                # The ARM-shaped routes (api/arm_*.py), which also need an api-version.
+                "subscriptionId": self.subscription_id,
+                "resourceGroupName": "default",
+                "topicName": self.topic,
+                "systemTopicName": self.workspace,
+                "workspaceName": self.workspace,
+                "eventSubscriptionName": self.workspace_subscription if in_workspace
+                else self.topic_subscription,
             }[name]
 
-        return re.sub(r"\{([A-Za-z_]+)(?::[a-z]+)?\}", value, template)
+        filled = re.sub(r"\{([A-Za-z_]+)(?::[a-z]+)?\}", value, template)
+        return filled + "?api-version=2025-02-15" if template.startswith("/subscriptions/") else filled
 
 
 def assert_envelope(response: httpx.Response, status: int, where: str) -> dict[str, Any]:
@@ -183,7 +201,9 @@ def world(admin: httpx.Client) -> World:
         workspace=f"shape-ws-{suffix}", workspace_subscription="shape-ws-queue",
         experiment="shape-exp", run_id="", monitor="shape-monitor", dataset="shape-target",
     )
-    assert admin.put(f"/topics/{w.topic}", json={"properties": {}}).status_code in (200, 201)
+    created = admin.put(f"/topics/{w.topic}", json={"properties": {}})
+    assert created.status_code in (200, 201)
+    w.subscription_id = created.json()["id"].split("/")[2]
     assert admin.put(f"/topics/{w.topic}/eventSubscriptions/{w.topic_subscription}",
                      json=_queue_subscription()).status_code in (200, 201)
     assert admin.put(f"/workspaces/{w.workspace}", json={"properties": {}}).status_code in (200, 201)
@@ -212,9 +232,10 @@ def world(admin: httpx.Client) -> World:
 def _served(concrete: str) -> set[str]:
     """The methods some route serves at the concrete URL."""
     served: set[str] = set()
+    path = concrete.split("?", 1)[0]
     for other in ROUTES:
         regex, _, _ = compile_path(other.path)
-        if regex.match(concrete):
+        if regex.match(path):
             served |= other.methods
     return served
 

@@ -32,6 +32,8 @@ UI_PATHS = re.compile(r"^/($|ui/)")
 # Writes that read no body, with the reason. Any other POST/PUT/PATCH must declare one.
 _ACTION = "an action without input, as in Azure"
 _RECEIVE = "maxEvents and maxWaitTime are query parameters"
+_ARM_GROUP = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+_ARM_TOPIC = _ARM_GROUP + "/providers/Microsoft.EventGrid/topics/{topicName}"
 NO_BODY: dict[tuple[str, str], str] = {
     ("put", "/principals/{name}"): "the name is the whole input; the token is generated",
     ("post", "/topics/{topic}/listKeys"): _ACTION,
@@ -39,6 +41,14 @@ NO_BODY: dict[tuple[str, str], str] = {
        for kind in ("topics", "systemTopics", "workspaces")},
     **{("post", f"/{kind}/{{parent}}/eventsubscriptions/{{subscription}}:receive"): _RECEIVE
        for kind in ("topics", "systemTopics", "workspaces")},
+    ("post", f"{_ARM_TOPIC}/listKeys"): _ACTION,
+    **{("post", f"{scope}/{{eventSubscriptionName}}/getFullUrl"): _ACTION for scope in (
+        f"{_ARM_TOPIC}/providers/Microsoft.EventGrid/eventSubscriptions",
+        f"{_ARM_TOPIC}/eventSubscriptions",
+        f"{_ARM_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{{workspaceName}}"
+        "/providers/Microsoft.EventGrid/eventSubscriptions",
+        f"{_ARM_GROUP}/providers/Microsoft.EventGrid/systemTopics/{{systemTopicName}}/eventSubscriptions",
+    )},
 }
 
 

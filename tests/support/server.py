@@ -36,10 +36,20 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    tls_self_signed: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_self_signed else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The certificate ``--tls-self-signed`` writes (exists once the server started)."""
+        return self.data_dir / "tls" / "cert.pem"
+
+    @property
+    def verify(self) -> str | bool:
+        return str(self.ca_bundle) if self.tls_self_signed else True
 
     @property
     def admin_token(self) -> str:
@@ -56,6 +66,8 @@ class ServerProcess:
         args += self.extra_args
         if not code_is_contained() and "--unsafe-local-code" not in args:
             args.append("--unsafe-local-code")  # a developer's machine: neither root nor bubblewrap
+        if self.tls_self_signed:
+            args.append("--tls-self-signed")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
         env.update(self.env)
         self.log_path = self.data_dir / f"server-{self.port}.log"
@@ -66,8 +78,11 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if self.tls_self_signed and not self.ca_bundle.exists():
+                time.sleep(0.1)
+                continue
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + "/readyz", timeout=1.0, verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -98,4 +113,5 @@ class ServerProcess:
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        kwargs.setdefault("verify", self.verify)
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)

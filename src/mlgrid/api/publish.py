@@ -32,7 +32,7 @@ from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.schemas import EventSchema, stored_schema
 from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, NotFound, PayloadTooLarge, Unauthorized
 from mlgrid.events.namespace import cloudevent_to_eventgrid
-from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body
+from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body, request_too_large
 
 router = APIRouter(tags=["publish"])
 
@@ -59,7 +59,7 @@ async def authenticate_data_plane(
     credential = parse_publish_credentials(request.headers, request.query_params)
     if isinstance(credential, KeyCredential):
         if not key_matches(credential.key, keys.key1, keys.key2):
-            raise Unauthorized(f"the key in the {credential.source} is not a key of this topic")
+            raise key_not_authorized(topic, f"the key in the {credential.source} is not a key of this topic")
         return None
     if isinstance(credential, SasCredential):
         verify_sas(credential.token, keys.key1, keys.key2, resource_paths, datetime.now(UTC))
@@ -75,17 +75,26 @@ async def authenticate_data_plane(
     raise Unauthorized(credential.reason)
 
 
+def key_not_authorized(topic: Topic, reason: str) -> Unauthorized:
+    """Azure's wording for a wrong key (the SDK's own tests match its first words), with
+    mlgrid's precise reason after it and in ``details``."""
+    message = (
+        f"The request authorization key is not authorized for {topic.resource_id}. "
+        f"This is due to the reason: {reason}."
+    )
+    return Unauthorized(message, [ErrorDetail(ErrorCode.UNAUTHORIZED, reason, "credentials")])
+
+
 async def _read_body(request: Request) -> bytes:
     """The body, refused with a 413 naming the limit as soon as it is known to be too large
     (from ``Content-Length``, or while streaming a chunked body), before any of it is parsed."""
     try:
         return await read_limited(request, MAX_REQUEST_BYTES, "the request body")
     except PayloadTooLarge as exc:
-        message = (
-            f"{exc.message}; a request and each event in it may be at most "
-            f"{MAX_REQUEST_BYTES:,} bytes (1 MB)"
-        )
-        raise PayloadTooLarge(message, [ErrorDetail(ErrorCode.PAYLOAD_TOO_LARGE, message, "body")]) from exc
+        declared = request.headers.get("content-length", "")
+        measured = (f"the request body is {int(declared):,} bytes" if declared.isdigit()
+                    else f"the request body is over {MAX_REQUEST_BYTES:,} bytes")
+        raise request_too_large(measured) from exc
 
 
 async def _publish(request: Request, topic_name: str, namespace_style: bool) -> Response:

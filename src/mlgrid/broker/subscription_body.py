@@ -82,6 +82,9 @@ _DEST = "properties.destination"
 _DEST_PROPS = "properties.destination.properties"
 _MAPPINGS_FIELD = f"{_DEST_PROPS}.deliveryAttributeMappings"
 
+_IDENTITY_PROPERTIES: Final = ("deliveryWithResourceIdentity", "deadLetterWithResourceIdentity")
+_AAD_WEBHOOK_PROPERTIES: Final = ("azureActiveDirectoryTenantId", "azureActiveDirectoryApplicationIdOrUri")
+_TLS_VERSIONS: Final = ("1.0", "1.1", "1.2")
 _TOP_LEVEL: Final = ("properties", "id", "name", "type", "etag", "systemData")
 _PROPERTIES: Final = (
     "destination",
@@ -94,6 +97,8 @@ _PROPERTIES: Final = (
     # Read-only values of a response, accepted (and ignored) so that a read can be sent back.
     "topic",
     "provisioningState",
+    # Managed-identity delivery (azure-mgmt-eventgrid serialises these): accepted when null.
+    *_IDENTITY_PROPERTIES,
 )
 _DESTINATION_PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
     EndpointType.WEBHOOK: (
@@ -103,6 +108,11 @@ _DESTINATION_PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
         "preferredBatchSizeInKilobytes",
         "deliveryAttributeMappings",
         "signingSecret",
+        # Azure's WebHook properties that azure-mgmt-eventgrid serialises: the TLS floor is
+        # accepted (mlgrid's client always negotiates the best version the endpoint offers);
+        # Entra ID delivery is accepted only when null, as mlgrid issues no Entra tokens.
+        "minimumTlsVersionAllowed",
+        *_AAD_WEBHOOK_PROPERTIES,
     ),
     EndpointType.QUEUE: ("receiveLockDurationInSeconds", "maxDeliveryCount"),
     EndpointType.REDIS_STREAM: ("url", "stream"),
@@ -238,6 +248,7 @@ def parse_subscription_body(
     if raw_props is None:
         raw_props = {}
     props = _object(raw_props, _PROPERTIES, _PROPS)
+    _refuse_unsupported(props, _IDENTITY_PROPERTIES, _PROPS, "mlgrid delivers without managed identities")
     if patch and existing is not None:
         merged = merge_secrets(render_properties(existing), secrets_of(existing))
         merged.update(props)
@@ -345,7 +356,20 @@ def _blank(endpoint_type: str) -> Subscription:
     )
 
 
+def _refuse_unsupported(props: Mapping[str, Any], names: Sequence[str], prefix: str, reason: str) -> None:
+    """Azure properties of features mlgrid lacks: ``null`` (how clients send "not used") is
+    accepted, a value is a 400 saying why rather than a setting silently ignored."""
+    for name in names:
+        if props.get(name) is not None:
+            raise invalid(f"{prefix}.{name}", f"must be null: {reason}")
+
+
 def _webhook(blank: Subscription, props: dict[str, Any], existing: Subscription | None) -> Subscription:
+    _refuse_unsupported(props, _AAD_WEBHOOK_PROPERTIES, _DEST_PROPS,
+                        "mlgrid does not sign webhook requests with Entra ID tokens (use signingSecret)")
+    tls = props.get("minimumTlsVersionAllowed")
+    if tls is not None:
+        _choice(tls, _TLS_VERSIONS, f"{_DEST_PROPS}.minimumTlsVersionAllowed")
     previous = existing if existing is not None and existing.endpoint_type == EndpointType.WEBHOOK else None
     url = props.get("endpointUrl")
     if url is None:

@@ -86,6 +86,13 @@ def serve(
     metrics_require_token: bool | None = typer.Option(
         None, "--metrics-require-token/--metrics-open",
         help=spec_for("metrics_require_token").help + " [env MLGRID_METRICS_REQUIRE_TOKEN; default auto]"),
+    tls_certfile: str | None = typer.Option(
+        None, help=spec_for("tls_certfile").help + " [env MLGRID_TLS_CERTFILE]"),
+    tls_keyfile: str | None = typer.Option(
+        None, help=spec_for("tls_keyfile").help + " [env MLGRID_TLS_KEYFILE]"),
+    tls_self_signed: bool | None = typer.Option(
+        None, "--tls-self-signed/--no-tls-self-signed",
+        help=spec_for("tls_self_signed").help + " [env MLGRID_TLS_SELF_SIGNED; default off]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 

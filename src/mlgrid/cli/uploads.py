@@ -65,7 +65,7 @@ class ProgressTransport(Transport):
     """The transport of ``base`` (same connection) whose file uploads advance ``progress``."""
 
     def __init__(self, base: Transport, progress: Progress, description: str) -> None:
-        super().__init__(base.url, base.token, base.timeout)
+        super().__init__(base.url, base.token, base.timeout, base.verify)
         self._client = base.client
         self._progress = progress
         self._description = description

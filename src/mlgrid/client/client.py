@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlgrid.client.http import Transport, resolve_connection
+from mlgrid.client.http import Transport, resolve_connection, resolve_verify
 
 if TYPE_CHECKING:
     from mlgrid.client.broker import EventsClient, SubscriptionsClient, TopicsClient
@@ -21,7 +21,8 @@ class Client:
     """Talks to a running mlgrid server.
 
     ``Client()`` uses ``MLGRID_URL``/``MLGRID_TOKEN`` or, on the server's machine, the local
-    admin token in ``./.mlgrid/admin.token``.
+    admin token in ``./.mlgrid/admin.token``. An https server is verified against
+    ``ca_bundle`` or ``MLGRID_CA_BUNDLE`` (else the system's trust store).
     """
 
     def __init__(
@@ -31,9 +32,10 @@ class Client:
         *,
         timeout: float = 60.0,
         environ: Mapping[str, str] | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         resolved_url, resolved_token = resolve_connection(url, token, environ)
-        self.http = Transport(resolved_url, resolved_token, timeout)
+        self.http = Transport(resolved_url, resolved_token, timeout, resolve_verify(ca_bundle, environ))
 
     @property
     def url(self) -> str:

@@ -27,7 +27,8 @@ then acknowledged. Settlements are batched: one request per received batch and o
 
 Credentials: ``key=`` (a topic key), ``sas=`` (a SAS token) or ``token=`` (a bearer token of a
 principal with DataReceiver, or Reader and above). ``system_topic=True`` reads a workspace's
-system topic (``topic`` is then the workspace name).
+system topic (``topic`` is then the workspace name). An https server is verified against
+``ca_bundle=`` or ``MLGRID_CA_BUNDLE`` (else the system's trust store).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mlgrid.client.http import ApiError
+from mlgrid.client.http import ApiError, resolve_verify
 
 __all__ = ["PullConsumer", "ReceivedEvent", "RejectEvent", "SettleResult"]
 
@@ -91,6 +92,7 @@ class PullConsumer:
         release_delay: int = 0,
         timeout: float | None = None,
         client: httpx.Client | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         if sum(x is not None for x in (key, sas, token)) != 1:
             raise ValueError("give exactly one of key=, sas= or token=")
@@ -109,7 +111,9 @@ class PullConsumer:
         self.release_delay = release_delay
         read_timeout = timeout if timeout is not None else max_wait_time + 30.0
         self._own_client = client is None
-        self._client = client or httpx.Client(base_url=url.rstrip("/"), timeout=read_timeout)
+        self._client = client or httpx.Client(
+            base_url=url.rstrip("/"), timeout=read_timeout, verify=resolve_verify(ca_bundle)
+        )
         self._stopped = False
 
     # -- the raw operations ---------------------------------------------------------------------

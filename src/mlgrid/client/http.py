@@ -14,6 +14,7 @@ import httpx
 from mlgrid.events.jsoncodec import dumps
 
 DEFAULT_URL = "http://127.0.0.1:8780"
+CA_BUNDLE_VARIABLE = "MLGRID_CA_BUNDLE"
 
 
 class ApiError(Exception):
@@ -42,18 +43,34 @@ def resolve_connection(
     return resolved_url, resolved_token
 
 
+def resolve_verify(ca_bundle: str | None = None, environ: Mapping[str, str] | None = None) -> str | bool:
+    """How https servers are verified: against ``ca_bundle``, else ``MLGRID_CA_BUNDLE`` (a PEM
+    file, e.g. the ``tls/cert.pem`` of a server started with ``--tls-self-signed``), else the
+    system's trust store. Verification is never turned off."""
+    env = os.environ if environ is None else environ
+    bundle = ca_bundle or env.get(CA_BUNDLE_VARIABLE)
+    if not bundle:
+        return True
+    if not Path(bundle).is_file():
+        raise ApiError(0, "ConfigurationError", f"{CA_BUNDLE_VARIABLE}: {bundle!r} is not a readable file")
+    return bundle
+
+
 @dataclass
 class Transport:
     url: str
     token: str | None = field(default=None, repr=False)
     timeout: float = 60.0
+    verify: str | bool = True
     _client: httpx.Client | None = field(default=None, repr=False)
 
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            self._client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
+            self._client = httpx.Client(
+                base_url=self.url, headers=headers, timeout=self.timeout, verify=self.verify
+            )
         return self._client
 
     def close(self) -> None:

@@ -16,9 +16,13 @@ Azure's shape::
                     "dataVersion": {"defaultValue": "1.0"}}}
 
 ``sourceField`` may step into nested objects with ``.``. Only ``eventType``, ``subject`` and
-``dataVersion`` take a ``defaultValue`` (as in Azure). Every event needs an event type, so a
-mapping that gives ``eventType`` neither a source field nor a default is refused here rather
-than making every later publish fail.
+``dataVersion`` take a ``defaultValue`` (as in Azure). Azure's REST API and its management SDK
+name the discriminator ``inputSchemaMappingType``; both spellings are read (the short paths
+write ``mappingType``, the ARM-shaped routes ``inputSchemaMappingType``). An empty
+``defaultValue`` for ``eventType`` means "no default", as Azure's own tests write it (an empty
+event type is invalid anyway); for ``subject`` and ``dataVersion`` it is the empty string.
+Every event needs an event type, so a mapping that gives ``eventType`` neither a source field
+nor a default is refused here rather than making every later publish fail.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ _SCHEMA_NAMES = {
 
 _MAPPED_FIELDS = ("id", "topic", "eventTime", "eventType", "subject", "dataVersion")
 _DEFAULTABLE = frozenset({"eventType", "subject", "dataVersion"})
+_TYPE_KEYS = ("inputSchemaMappingType", "mappingType")
 
 
 def parse_schema_name(raw: object, field_name: str) -> str:
@@ -122,7 +127,7 @@ def _parse_field(name: str, raw: object, prefix: str) -> FieldMapping:
             f"{where}.defaultValue", "only eventType, subject and dataVersion accept a defaultValue"
         )
     if default == "" and name == "eventType":
-        raise invalid(f"{where}.defaultValue", "must not be empty")
+        default = None  # "" is no event type: Azure's own tests write "no default" this way
     return FieldMapping(source_field=source, default_value=default)
 
 
@@ -133,11 +138,14 @@ def parse_input_schema_mapping(
     if not isinstance(raw, dict):
         raise invalid(field_prefix, "must be an object with mappingType and properties")
     for key in raw:
-        if key not in ("mappingType", "properties"):
-            raise invalid(f"{field_prefix}.{key}", "unknown property; expected mappingType or properties")
-    mapping_type = raw.get("mappingType", "Json")
-    if not isinstance(mapping_type, str) or mapping_type.lower() != "json":
-        raise invalid(f"{field_prefix}.mappingType", f"must be 'Json'; got {mapping_type!r}")
+        if key not in (*_TYPE_KEYS, "properties"):
+            raise invalid(
+                f"{field_prefix}.{key}", "unknown property; expected inputSchemaMappingType or properties"
+            )
+    for type_key in _TYPE_KEYS:
+        mapping_type = raw.get(type_key, "Json")
+        if not isinstance(mapping_type, str) or mapping_type.lower() != "json":
+            raise invalid(f"{field_prefix}.{type_key}", f"must be 'Json'; got {mapping_type!r}")
     properties = raw.get("properties")
     if properties is None:
         properties = {}
