@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("wiring",),  # runtime.py and every area's setup module (see ``layer_of``)
     ("api",),
     ("ui",),  # pages and forms served by the same app
-    ("server", "connection_limits"),  # builds the app: api/ and ui/ routes, the runtime, background tasks
+    # builds the app (api/ and ui/ routes, the runtime, background tasks) and serves it
+    ("server", "connection_limits", "tls"),
     ("cli", "client", "config_docs", "package"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

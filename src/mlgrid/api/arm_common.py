@@ -30,6 +30,7 @@ from fastapi.responses import Response
 
 from mlgrid.api.deps import runtime
 from mlgrid.broker.topics import Topic
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import BadRequest, ErrorDetail, NotFound
 from mlgrid.events.jsoncodec import dumps
 
@@ -86,13 +87,13 @@ def check_api_version(request: Request) -> None:
     version = request.query_params.get("api-version")
     if not version:
         message = "The api-version query parameter (?api-version=) is required for all requests."
-        raise BadRequest(message, [ErrorDetail("MissingApiVersionParameter", message, "api-version")],
-                         code="MissingApiVersionParameter")
+        code = ErrorCode.MISSING_API_VERSION_PARAMETER
+        raise BadRequest(message, [ErrorDetail(code, message, "api-version")], code=code)
     if version not in API_VERSIONS:
         message = (f"No registered resource provider found for API version '{version}' of "
                    f"Microsoft.EventGrid. The supported api-versions are '{', '.join(API_VERSIONS)}'.")
-        raise BadRequest(message, [ErrorDetail("NoRegisteredProviderFound", message, "api-version")],
-                         code="NoRegisteredProviderFound")
+        code = ErrorCode.NO_REGISTERED_PROVIDER_FOUND
+        raise BadRequest(message, [ErrorDetail(code, message, "api-version")], code=code)
 
 
 def check_subscription(request: Request) -> None:
@@ -104,7 +105,9 @@ def check_subscription(request: Request) -> None:
 def check_subscription_id(request: Request) -> None:
     given = request.path_params["subscriptionId"]
     if given.lower() != runtime(request).subscription_id.lower():
-        raise NotFound(f"The subscription '{given}' could not be found.", code="SubscriptionNotFound")
+        raise NotFound(
+            f"The subscription '{given}' could not be found.", code=ErrorCode.SUBSCRIPTION_NOT_FOUND
+        )
 
 
 async def check_resource_group(request: Request) -> str:
@@ -117,13 +120,13 @@ async def check_resource_group(request: Request) -> str:
     for topic in [*await rt.topics.list("custom"), *await rt.topics.list("system")]:
         if topic.row.resource_group.lower() == group.lower():
             return group
-    raise NotFound(f"Resource group '{group}' could not be found.", code="ResourceGroupNotFound")
+    raise NotFound(f"Resource group '{group}' could not be found.", code=ErrorCode.RESOURCE_GROUP_NOT_FOUND)
 
 
 def resource_not_found(kind: str, name: str, group: str) -> NotFound:
     return NotFound(
         f"The Resource 'Microsoft.{kind}/{name}' under resource group '{group}' was not found.",
-        code="ResourceNotFound",
+        code=ErrorCode.RESOURCE_NOT_FOUND,
     )
 
 
