@@ -9,6 +9,7 @@ load the same way (by request count and by time), so their figures stay comparab
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -138,3 +139,20 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) by nearest rank from below; ``values`` need not be sorted."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(
+    path: str | None, figure: str, value: float, floor: float, floor_label: str, *, goal: str = ""
+) -> None:
+    """Append one figure for ``benchmarks/run.py``'s table (nothing when ``path`` is None).
+
+    ``floor`` is the same quantity measured for the floor in the same run (an HTTP+JSON echo
+    server, a bare aiohttp loop, direct scoring, the smallest size); the table prints
+    ``value / floor`` beside both, so that a loaded machine, which moves both, moves the ratio
+    much less than either figure.
+    """
+    if path is None:
+        return
+    row = {"figure": figure, "value": value, "floor": floor, "floor_label": floor_label, "goal": goal}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(row) + "\n")
