@@ -156,3 +156,18 @@ def report(
     row = {"figure": figure, "value": value, "floor": floor, "floor_label": floor_label, "goal": goal}
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(row) + "\n")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, all threads included; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fail(message: str) -> None:
+    """End a benchmark run with a non-zero status: a figure from a failed run is no figure."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
