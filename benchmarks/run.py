@@ -35,7 +35,7 @@ from pathlib import Path
 from _common import free_port, process_cpu_seconds, report
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("startup", "matching", "publish", "delivery", "scoring")
+BENCHMARKS = ("startup", "matching", "store", "publish", "delivery", "scoring")
 
 
 def cpu_model() -> str:
@@ -154,6 +154,7 @@ def scripts(name: str, full: bool) -> list[str]:
     quick = [] if full else ["--quick"]
     return {
         "matching": [sys.executable, str(HERE / "matching.py"), *quick],
+        "store": [sys.executable, str(HERE / "store_ids.py"), *(["--full"] if full else [])],
         "publish": [sys.executable, str(HERE / "publish.py"), *(["--full"] if full else [])],
         "delivery": [sys.executable, str(HERE / "delivery.py"), *(["--full"] if full else [])],
         "scoring": [sys.executable, str(HERE / "scoring.py"), *(["--full"] if full else [])],
