@@ -190,6 +190,25 @@ def table(rows: list[dict[str, object]], markdown: bool) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(before: list[dict[str, object]], after: list[dict[str, object]]) -> str:
+    """A Markdown table of two runs' figures, matched by name (a figure only one run has shows '-')."""
+    earlier = {str(row["figure"]): row for row in before}
+    later = {str(row["figure"]): row for row in after}
+    names = [*later, *(name for name in earlier if name not in later)]
+    lines = ["| figure | before | floor | ratio | after | floor | ratio | goal |", "|" + "---|" * 8]
+    for name in names:
+        cells = [name]
+        for row in (earlier.get(name), later.get(name)):
+            if row is None:
+                cells += ["-", "-", "-"]
+                continue
+            value, floor = float(row["value"]), float(row["floor"])  # type: ignore[arg-type]
+            cells += [fmt(value), fmt(floor), f"{value / floor:.2f}" if floor else "-"]
+        cells.append(str((later.get(name) or earlier.get(name) or {}).get("goal", "")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -197,6 +216,8 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="the long versions of every benchmark")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"a subset of {', '.join(BENCHMARKS)}")
     parser.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
+    parser.add_argument("--against", default=None,
+                        help="figures.jsonl of an earlier run: also print both runs side by side")
     parser.add_argument("--logs", default=None, help="where the benchmarks' output goes")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -244,6 +265,13 @@ def main() -> int:
     if args.markdown:
         heading = f"{started:%Y-%m-%d %H:%M} UTC, code {code}; {about}; {'full' if args.full else 'quick'}"
         Path(args.markdown).write_text(f"{heading}\n\n{table(rows, markdown=True)}\n")
+    if args.against:
+        before = [json.loads(line) for line in Path(args.against).read_text().splitlines() if line.strip()]
+        comparison = side_by_side(before, rows)
+        print(f"\nagainst {args.against}:\n{comparison}")
+        if args.markdown:
+            with open(args.markdown, "a", encoding="utf-8") as out:
+                out.write(f"\nBefore ({args.against}) and after, side by side:\n\n{comparison}\n")
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
         return 1
