@@ -23,11 +23,12 @@ EventBridge's compile patterns into lookups on field values rather than evaluate
                   -> sorted bounds for NumberGreaterThan/LessThan[OrEquals] and the lower bound
                      of NumberInRange (a bisection; everything on the passing side)
 
-An event reads each anchored key once and collects the subscriptions whose anchor its value
-satisfies; only those, plus the subscriptions without an anchor (negated operators, EndsWith,
-Contains, presence tests, no advanced filter), check their subject suffix and evaluate all their
-advanced filters. An anchor is a necessary condition of its filter, so the candidates are a
-superset of the matches and the full predicate keeps deciding: semantics do not change.
+An event reads each anchored key once (``value_index.py``) and collects the subscriptions
+whose anchor its value satisfies; only those, plus the subscriptions without an anchor (negated
+operators, EndsWith, Contains, presence tests, no advanced filter), check their subject suffix
+and evaluate all their advanced filters. An anchor is a necessary condition of its filter, so
+the candidates are a superset of the matches and the full predicate keeps deciding: semantics
+do not change.
 
 The index is plain in-memory state for one event loop: no locks, every update is visible to the
 next ``match``.
@@ -35,21 +36,13 @@ next ``match``.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from mlgrid.filters.compile import (
-    MISMATCH,
-    Anchor,
-    CompiledFilter,
-    EventPredicate,
-    FilterCompiler,
-    as_lower_string,
-    as_number,
-)
-from mlgrid.filters.model import CLOUD_EVENT_SCHEMA, EventFilter, Number, canonical_schema
+from mlgrid.filters.compile import Anchor, CompiledFilter, EventPredicate, FilterCompiler
+from mlgrid.filters.model import CLOUD_EVENT_SCHEMA, EventFilter, canonical_schema
+from mlgrid.filters.value_index import KeyIndex
 
 _TYPE_FIELDS = {"EventGridSchema": "eventType", "CustomEventSchema": "eventType", CLOUD_EVENT_SCHEMA: "type"}
 
@@ -74,173 +67,6 @@ _Check = tuple[str, EventPredicate | None]
 """What the index still has to verify for a candidate: subject suffix and advanced filters."""
 
 
-class _TrieNode:
-    """One character step of the ``StringBeginsWith`` prefixes of a key."""
-
-    __slots__ = ("children", "ids")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _TrieNode] = {}
-        self.ids: set[str] = set()
-
-
-class _Thresholds:
-    """Subscriptions filed by one numeric bound, kept sorted so a bisection finds those passed."""
-
-    __slots__ = ("bounds", "ids")
-
-    def __init__(self) -> None:
-        self.bounds: list[Number] = []
-        self.ids: list[str] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.ids)
-
-    def add(self, bound: Number, subscription_id: str) -> None:
-        at = bisect_right(self.bounds, bound)
-        self.bounds.insert(at, bound)
-        self.ids.insert(at, subscription_id)
-
-    def discard(self, bound: Number, subscription_id: str) -> None:
-        for at in range(bisect_left(self.bounds, bound), bisect_right(self.bounds, bound)):
-            if self.ids[at] == subscription_id:
-                del self.bounds[at], self.ids[at]
-                return
-
-
-class _KeyIndex:
-    """The anchors on one key (read one way): equality tables, a prefix trie, sorted thresholds.
-
-    ``collect`` reads the event value once, coerces it the way the predicates do, and adds the
-    subscriptions whose anchor that value satisfies (for arrays, any element's). A value the
-    anchor cannot read (absent, null, another type) satisfies no positive filter, so it adds
-    nothing; the lookups are exact for equality and prefixes and for thresholds.
-    """
-
-    __slots__ = ("arrays", "bools", "get", "greater", "less", "numbers", "size", "strings", "trie")
-
-    def __init__(self, get: Callable[[Mapping[str, Any]], Any], arrays: bool) -> None:
-        self.get = get
-        self.arrays = arrays
-        self.strings: dict[str, set[str]] = {}
-        self.numbers: dict[Number, set[str]] = {}
-        self.bools: dict[bool, set[str]] = {}
-        self.trie: _TrieNode | None = None
-        # ``greater[strict]``: value must exceed the bound (gt when strict, ge otherwise);
-        # ``less[strict]``: value must stay under it (lt when strict, le otherwise).
-        self.greater = (_Thresholds(), _Thresholds())
-        self.less = (_Thresholds(), _Thresholds())
-        self.size = 0
-
-    def add(self, anchor: Anchor, subscription_id: str) -> None:
-        self.size += 1
-        kind = anchor.kind
-        if kind in ("strings", "numbers", "bool"):
-            table: dict[Any, set[str]] = getattr(self, _TABLES[kind])
-            for value in anchor.values:
-                table.setdefault(value, set()).add(subscription_id)
-        elif kind == "prefixes":
-            for prefix in anchor.values:
-                assert isinstance(prefix, str)
-                node = self.trie = self.trie or _TrieNode()
-                for char in prefix:
-                    node = node.children.setdefault(char, _TrieNode())
-                node.ids.add(subscription_id)
-        else:
-            for bound in anchor.values:
-                self._thresholds(kind).add(bound, subscription_id)  # type: ignore[arg-type]
-
-    def discard(self, anchor: Anchor, subscription_id: str) -> None:
-        self.size -= 1
-        kind = anchor.kind
-        if kind in ("strings", "numbers", "bool"):
-            table: dict[Any, set[str]] = getattr(self, _TABLES[kind])
-            for value in anchor.values:
-                ids = table.get(value)
-                if ids is not None:
-                    ids.discard(subscription_id)
-                    if not ids:
-                        del table[value]
-        elif kind == "prefixes":
-            for prefix in anchor.values:
-                assert isinstance(prefix, str)
-                self._discard_prefix(prefix, subscription_id)
-        else:
-            for bound in anchor.values:
-                self._thresholds(kind).discard(bound, subscription_id)  # type: ignore[arg-type]
-
-    def _thresholds(self, kind: str) -> _Thresholds:
-        if kind in ("gt", "ge"):
-            return self.greater[kind == "gt"]
-        return self.less[kind == "lt"]
-
-    def _discard_prefix(self, prefix: str, subscription_id: str) -> None:
-        if self.trie is None:
-            return
-        path = [self.trie]
-        for char in prefix:
-            child = path[-1].children.get(char)
-            if child is None:
-                return
-            path.append(child)
-        path[-1].ids.discard(subscription_id)
-        # Prune the branch back to the last node still in use.
-        for depth in range(len(prefix), 0, -1):
-            node = path[depth]
-            if node.ids or node.children:
-                break
-            del path[depth - 1].children[prefix[depth - 1]]
-        if not self.trie.ids and not self.trie.children:
-            self.trie = None
-
-    def collect(self, event: Mapping[str, Any], out: set[str]) -> None:
-        value = self.get(event)
-        if self.arrays and isinstance(value, list | tuple):
-            for element in value:
-                self._collect_value(element, out)
-        else:
-            self._collect_value(value, out)
-
-    def _collect_value(self, value: Any, out: set[str]) -> None:
-        if self.strings or self.trie is not None:
-            text = as_lower_string(value)
-            if text is not MISMATCH:
-                hit = self.strings.get(text)
-                if hit:
-                    out |= hit
-                node = self.trie
-                if node is not None:
-                    out |= node.ids
-                    for char in text:
-                        node = node.children.get(char)
-                        if node is None:
-                            break
-                        out |= node.ids
-        if self.numbers or self.greater[0] or self.greater[1] or self.less[0] or self.less[1]:
-            number = as_number(value)
-            if number is not MISMATCH:
-                hit = self.numbers.get(number)
-                if hit:
-                    out |= hit
-                ge, gt = self.greater
-                if ge:  # bound <= value
-                    out.update(ge.ids[: bisect_right(ge.bounds, number)])
-                if gt:  # bound < value
-                    out.update(gt.ids[: bisect_left(gt.bounds, number)])
-                le, lt = self.less
-                if le:  # bound >= value
-                    out.update(le.ids[bisect_left(le.bounds, number) :])
-                if lt:  # bound > value
-                    out.update(lt.ids[bisect_right(lt.bounds, number) :])
-        if self.bools and type(value) is bool:
-            hit = self.bools.get(value)
-            if hit:
-                out |= hit
-
-
-_TABLES: Final = {"strings": "strings", "numbers": "numbers", "bool": "bools"}
-
-
 class _Group:
     """The subscriptions sharing one subject prefix: those filed by an anchor and the rest.
 
@@ -255,7 +81,7 @@ class _Group:
         self.plain: dict[str, _Check] = {}
         self.checks: dict[str, _Check] = {}
         self.anchors: dict[str, Anchor] = {}
-        self.keys: dict[tuple[str, bool], _KeyIndex] = {}
+        self.keys: dict[tuple[str, bool], KeyIndex] = {}
 
     def __bool__(self) -> bool:
         return bool(self.plain) or bool(self.checks)
@@ -270,7 +96,7 @@ class _Group:
         slot = (anchor.key, anchor.arrays)
         key_index = self.keys.get(slot)
         if key_index is None:
-            key_index = self.keys[slot] = _KeyIndex(anchor.get, anchor.arrays)
+            key_index = self.keys[slot] = KeyIndex(anchor.get, anchor.arrays)
         key_index.add(anchor, subscription_id)
 
     def discard(self, subscription_id: str) -> None:
