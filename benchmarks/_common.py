@@ -28,6 +28,16 @@ PG_USER = os.environ.get("MLGRID_TEST_PG_USER", "postgres")
 
 EVENT_TIME = "2024-05-01T12:00:00Z"
 
+#: Seconds an idle pooled connection is kept. Below uvicorn's 5 s keep-alive: a connection the
+#: server has closed after a slow step (training a model, waiting for 500 subscriptions'
+#: deliveries) is never reused, which would fail the next request (aiohttp's default is 15 s).
+KEEPALIVE_SECONDS = 2.0
+
+
+def connector(limit: int) -> aiohttp.TCPConnector:
+    """A connection pool for talking to ``mlgrid serve`` (see ``KEEPALIVE_SECONDS``)."""
+    return aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS)
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""

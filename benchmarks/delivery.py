@@ -58,6 +58,7 @@ from _common import (
     PG_USER,
     Server,
     bounded_load,
+    connector,
     create_topic,
     fail,
     free_port,
@@ -277,8 +278,8 @@ class Latency:
 async def _ceiling_worker(url: str, requests: int, seconds: float) -> None:
     body = json.dumps([_event("ceiling")]).encode()
     headers = {"Content-Type": "application/json; charset=utf-8", "aeg-event-type": "Notification"}
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    pool = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=pool) as session:
 
         async def send() -> bool:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
@@ -330,7 +331,7 @@ async def run(args: argparse.Namespace) -> None:
     server = Server(data_dir, url)
     _SERVERS.append(server)
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        async with aiohttp.ClientSession(connector=connector(64)) as session:
             await server.wait_ready(session)
             bench = Bench(server, session, receiver_url)
             print(f"mlgrid delivery benchmark ({args.backend}, {os.cpu_count()} CPUs)\n", flush=True)

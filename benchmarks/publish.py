@@ -48,6 +48,7 @@ from _common import (
     PG_USER,
     Server,
     bounded_load,
+    connector,
     create_topic,
     fail,
     free_port,
@@ -159,8 +160,7 @@ def _monotonic_ids() -> Callable[[], str]:
 async def _measure(server: Server, echo: EchoServer | None, backend: str, args: argparse.Namespace
                    ) -> dict[str, Result]:
     """Per batch size: the echo floor (SQLite run only), then mlgrid with random and monotonic ids."""
-    connector = aiohttp.TCPConnector(limit=args.clients * 2)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector(args.clients * 2)) as session:
         await server.wait_ready(session)
         if echo is not None:
             await echo.wait_ready(session)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from _common import Server, bounded_load, fail, percentile, report
+from _common import Server, bounded_load, connector, fail, percentile, report
 
 BODY = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode()
 EXPECTED = {"predictions": [0, 2]}
@@ -129,8 +129,7 @@ async def main(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as setup:
             await server.wait_ready(setup, timeout=60.0)
             proxy_url, direct_url, auth = await deploy(setup, server, model)
-        connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector(args.concurrency * 2)) as session:
             paths = {
                 "proxy": (proxy_url, {**auth, "Content-Type": "application/json"}),
                 "direct": (direct_url, {"Content-Type": "application/json"}),
