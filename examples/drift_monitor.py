@@ -13,8 +13,10 @@ What happens:
    January the ``amount`` of every sale is about 80 % higher;
 3. a ``Queue`` subscription ``drift-alerts`` is created on the workspace's system topic for
    ``Microsoft.MachineLearningServices.DatasetDriftDetected`` events;
-4. the monitor ``sales-drift`` (daily windows, default threshold 0.2) is created afresh and
-   backfilled over January: one run per day, printed with its coefficient;
+4. the monitor ``sales-drift`` (daily windows, the default decision: a calibrated p-value at
+   most ``falseAlarmRate`` 0.05, so about one calm day in twenty alarms) is created afresh and
+   backfilled over January: one run per day, printed with its coefficient, its p-value and the
+   feature that moved most;
 5. the events of the drifted days are pulled from the subscription and printed;
 6. with ``--plot``, the coefficient per window is drawn as an SVG bar chart (no plotting
    library needed).
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.monitor in {m.name for m in ws.drift_monitors()}:
             ws.delete_drift_monitor(args.monitor)  # start afresh: runs are kept per monitor
         monitor = ws.create_drift_monitor(args.monitor, baseline, target, frequency="Day")
-        print(f"monitor  {monitor.name} (DataDriftId {monitor.id}, threshold {monitor.threshold:g})")
+        rate = monitor.properties.get("falseAlarmRate")
+        print(f"monitor  {monitor.name} (DataDriftId {monitor.id}, falseAlarmRate {rate})")
 
         def progress(done: int, total: int) -> None:
             print(f"  analysed {done}/{total} windows", file=sys.stderr)
@@ -147,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             value = run.drift_coefficient or 0.0
             flag = "DRIFT" if run.event_published else ""
-            top = max(run.feature_contributions, key=run.feature_contributions.__getitem__)
-            print(f"{run.start_time:%Y-%m-%d}  {value:4.2f}  {'#' * round(value * 40):<30} {top:<8} {flag}")
+            moved = run.drifted_features[0] if run.drifted_features else "-"
+            p_value = "" if run.p_value is None else f"p={run.p_value:.3f}"
+            print(f"{run.start_time:%Y-%m-%d}  {value:4.2f}  {'#' * round(value * 40):<30} {p_value:<8} "
+                  f"{moved:<8} {flag}")
         print(f"{int(frame['drifted'].sum())} of {len(frame)} windows drifted")
 
         received: list[dict[str, object]] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlgrid.domain.error_codes import ErrorCode
+
 
 @dataclass(frozen=True)
 class ErrorDetail:
@@ -33,7 +35,7 @@ class MlgridError(Exception):
 
     message: str
     details: list[ErrorDetail] = field(default_factory=list)
-    code: str = "InternalError"
+    code: str = ErrorCode.INTERNAL_ERROR
     status: int = 500
 
     def __post_init__(self) -> None:
@@ -56,7 +58,7 @@ class MlgridError(Exception):
 class BadRequest(MlgridError):
     """The request is malformed or a field is invalid (400)."""
 
-    code: str = "BadRequest"
+    code: str = ErrorCode.BAD_REQUEST
     status: int = 400
 
 
@@ -69,7 +71,7 @@ class InvalidField(BadRequest):
     """
 
     field_name: str = ""
-    code: str = "InvalidRequest"
+    code: str = ErrorCode.INVALID_REQUEST
 
     def __post_init__(self) -> None:
         if self.field_name and self.field_name not in self.message:
@@ -83,7 +85,7 @@ class InvalidField(BadRequest):
 class Unauthorized(MlgridError):
     """No credentials, or credentials that do not identify anyone (401)."""
 
-    code: str = "Unauthorized"
+    code: str = ErrorCode.UNAUTHORIZED
     status: int = 401
 
 
@@ -91,7 +93,7 @@ class Unauthorized(MlgridError):
 class Forbidden(MlgridError):
     """A known principal without the role the operation needs (403)."""
 
-    code: str = "Forbidden"
+    code: str = ErrorCode.FORBIDDEN
     status: int = 403
 
 
@@ -99,13 +101,13 @@ class Forbidden(MlgridError):
 class NotFound(MlgridError):
     """The addressed resource does not exist (404)."""
 
-    code: str = "NotFound"
+    code: str = ErrorCode.NOT_FOUND
     status: int = 404
 
 
 @dataclass
 class MethodNotAllowed(MlgridError):
-    code: str = "MethodNotAllowed"
+    code: str = ErrorCode.METHOD_NOT_ALLOWED
     status: int = 405
 
 
@@ -113,20 +115,20 @@ class MethodNotAllowed(MlgridError):
 class Conflict(MlgridError):
     """The resource is in a state that forbids the operation (409)."""
 
-    code: str = "Conflict"
+    code: str = ErrorCode.CONFLICT
     status: int = 409
 
 
 @dataclass
 class AlreadyExists(Conflict):
-    code: str = "AlreadyExists"
+    code: str = ErrorCode.ALREADY_EXISTS
 
 
 @dataclass
 class PreconditionFailed(MlgridError):
     """An ``If-Match`` header did not match the current ``etag`` (412)."""
 
-    code: str = "PreconditionFailed"
+    code: str = ErrorCode.PRECONDITION_FAILED
     status: int = 412
 
 
@@ -134,13 +136,13 @@ class PreconditionFailed(MlgridError):
 class PayloadTooLarge(MlgridError):
     """An event or a request is over 1 MB (413)."""
 
-    code: str = "PayloadTooLarge"
+    code: str = ErrorCode.PAYLOAD_TOO_LARGE
     status: int = 413
 
 
 @dataclass
 class UnsupportedMediaType(MlgridError):
-    code: str = "UnsupportedMediaType"
+    code: str = ErrorCode.UNSUPPORTED_MEDIA_TYPE
     status: int = 415
 
 
@@ -148,12 +150,12 @@ class UnsupportedMediaType(MlgridError):
 class WebhookValidationFailed(BadRequest):
     """The webhook did not complete the subscription validation handshake (400)."""
 
-    code: str = "WebhookValidationFailed"
+    code: str = ErrorCode.WEBHOOK_VALIDATION_FAILED
 
 
 @dataclass
 class ServiceUnavailable(MlgridError):
-    code: str = "ServiceUnavailable"
+    code: str = ErrorCode.SERVICE_UNAVAILABLE
     status: int = 503
 
 

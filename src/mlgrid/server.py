@@ -33,6 +33,7 @@ from mlgrid.api import (
     workspaces,
 )
 from mlgrid.api import errors as api_errors
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.private_files import write_private_file
 from mlgrid.auth.secretbox import SecretBox, key_from_setting, load_or_create_key
 from mlgrid.broker import subscriptions_setup
@@ -163,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="mlgrid",
+        default_response_class=ExactJSONResponse,
         version=__version__,
         summary="A self-hosted event grid for the machine-learning lifecycle.",
         description=(

@@ -116,6 +116,9 @@ def _monitor_body(setup: Setup, **changes: Any) -> dict[str, Any]:
         "frequency": "Day",
         "latency": 0,
         "threshold": 0.2,
+        # The Azure-style rule (coefficient >= threshold): the month below must publish exactly
+        # the drifted days. The calibrated default is tested on its own further down.
+        "falseAlarmRate": None,
         "scheduleEnabled": False,
     }
     properties.update(changes)
@@ -188,7 +191,10 @@ def test_backfilling_a_month_publishes_exactly_the_drifted_days(
         assert event["eventType"] == DRIFT_EVENT
         assert event["subject"] == f"datadrift/{monitor['id']}/run/{run['runId']}"
         data = event["data"]
-        assert set(data) == DRIFT_DATA_KEYS, sorted(data)
+        assert set(data) >= DRIFT_DATA_KEYS, sorted(data)
+        assert [f["Feature"] for f in data["DriftedFeatures"]][:1] == ["amount"]
+        assert data["DriftExplanation"].startswith("amount moved most")
+        assert data["FalseAlarmRate"] is None and data["Threshold"] == 0.2
         assert data["DataDriftId"] == monitor["id"]
         assert data["DataDriftName"] == "month"
         assert data["BaseDatasetId"] == setup.baseline.id
@@ -226,6 +232,44 @@ def test_backfilling_a_month_publishes_exactly_the_drifted_days(
     assert [e["id"] for e in _drift_events(ws, monitor["id"])] == [e["id"] for e in events]
     assert _pull(ws, 0) == []
     assert len(setup.receiver.events(path=setup.hook_path)) == 3
+
+
+def test_the_default_rule_is_calibrated_and_the_event_ranks_the_moved_feature_first(
+    server: ServerProcess, setup: Setup
+) -> None:
+    """A monitor with the default ``falseAlarmRate`` (0.05) alarms on the drifted days, by a
+    calibrated p-value, and names ``amount`` first in the run and in the event."""
+    ws = setup.ws
+    body = _monitor_body(setup)
+    del body["properties"]["falseAlarmRate"]
+    with _http(server) as http:
+        created = http.put(f"/workspaces/{ws.name}/datadrifts/calibrated", json=body).json()
+        assert created["properties"]["falseAlarmRate"] == 0.05
+        runs = http.post(
+            f"/workspaces/{ws.name}/datadrifts/calibrated/runs",
+            json={"start": "2024-01-01T00:00:00Z", "end": "2024-01-15T00:00:00Z"},
+        ).json()["value"]
+    assert len(runs) == 14
+    for run in runs:
+        assert run["decisionRule"] == "falseAlarmRate" and run["falseAlarmRate"] == 0.05
+        assert run["nullWindows"]["draws"] > 0 and 0 < run["pValue"] <= 1
+        assert run["eventPublished"] is (run["pValue"] <= 0.05)
+        assert [f["rank"] for f in run["features"]] == [1, 2, 3]
+    drifted = {datetime.fromisoformat(r["startTime"]).day: r for r in runs if r["eventPublished"]}
+    assert {5, 12} <= set(drifted)
+    # 12 no-drift days at a 5 % false-alarm rate: more than 4 alarms has probability < 0.3 %.
+    assert len(set(drifted) - {5, 12}) <= 4
+    for day in (5, 12):
+        assert drifted[day]["features"][0]["feature"] == "amount"
+        assert drifted[day]["features"][0]["drifted"] is True
+        assert drifted[day]["auroc"] > 0.9
+    events = {e["data"]["RunId"]: e["data"] for e in _drift_events(ws, created["id"])}
+    assert set(events) == {r["runId"] for r in drifted.values()}
+    data = events[drifted[5]["runId"]]
+    assert data["DriftedFeatures"][0]["Feature"] == "amount"
+    assert data["DriftedFeatures"][0]["PValue"] <= 0.05
+    assert data["PValue"] == drifted[5]["pValue"] and data["FalseAlarmRate"] == 0.05
+    assert data["DriftCoefficient"] == drifted[5]["driftCoefficient"]
 
 
 def test_the_sdk_backfills_in_chunks_with_progress_and_makes_a_dataframe(setup: Setup) -> None:
@@ -282,6 +326,9 @@ def test_the_sdk_backfills_in_chunks_with_progress_and_makes_a_dataframe(setup: 
         ({"threshold": 0}, "properties.threshold"),
         ({"threshold": 1.5}, "properties.threshold"),
         ({"scheduleEnabled": "yes"}, "properties.scheduleEnabled"),
+        ({"falseAlarmRate": 0}, "properties.falseAlarmRate"),
+        ({"falseAlarmRate": 0.9}, "properties.falseAlarmRate"),
+        ({"falseAlarmRate": "0.05"}, "properties.falseAlarmRate"),
         ({"treshold": 0.3}, "properties.treshold"),
     ],
 )

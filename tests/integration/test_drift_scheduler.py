@@ -26,13 +26,13 @@ from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings
+from mlgrid.domain.records import DriftRunRow
 from mlgrid.events.ml import DATASET_DRIFT_DETECTED
 from mlgrid.metrics import Metrics
 from mlgrid.store import drift as drift_store
 from mlgrid.store import events as event_store
 from mlgrid.store import migrate
 from mlgrid.store.database import Database
-from mlgrid.store.drift import DriftRunRow
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.drift_monitors import DriftMonitorService
 from mlgrid.workspace.drift_scheduler import DriftScheduler
@@ -97,6 +97,8 @@ class World:
             "frequency": "Day",
             "latency": 6,
             "scheduleEnabled": True,
+            # Scheduling is under test, not the decision: the threshold rule needs no null.
+            "falseAlarmRate": None,
         }
         properties.update(changes)
         return {"properties": properties}

@@ -19,7 +19,7 @@ from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService, TopicSpec
 from mlgrid.config import Settings
-from mlgrid.events.schemas import EVENT_GRID
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store
 from mlgrid.store import migrate
@@ -45,7 +45,7 @@ async def _store(db: Database, topic_key: str, ids: list[str], at: datetime) -> 
     """Store events as if published at ``at``; returns their sequence numbers."""
     async with db.write() as conn:
         await store_and_route(
-            conn, [PublishBatch(topic_key, EVENT_GRID, [_event(i) for i in ids])], Router(), at
+            conn, [PublishBatch(topic_key, EventSchema.EVENT_GRID, [_event(i) for i in ids])], Router(), at
         )
     async with db.read() as conn:
         page = await event_store.list_page(
@@ -77,8 +77,10 @@ async def test_sweeper_deletes_expired_events_but_keeps_pending_ones(database_ur
             "00000000-0000-0000-0000-000000000000",
             clock=lambda: clock[0],
         )
-        short, _ = await topics.put("ret" + uuid.uuid4().hex[:10], TopicSpec(EVENT_GRID, None, "default", 1))
-        long, _ = await topics.put("ret" + uuid.uuid4().hex[:10], TopicSpec(EVENT_GRID, None, "default", 5))
+        short, _ = await topics.put("ret" + uuid.uuid4().hex[:10], TopicSpec(EventSchema.EVENT_GRID,
+                                                                     None, "default", 1))
+        long, _ = await topics.put("ret" + uuid.uuid4().hex[:10], TopicSpec(EventSchema.EVENT_GRID,
+                                                                     None, "default", 5))
 
         seqs = await _store(
             db, short.key, ["old-1", "old-2", "old-pending", "old-delivered"], now - timedelta(days=3)
@@ -139,7 +141,7 @@ async def test_sweeper_deletes_in_chunks(database_url: str, monkeypatch: pytest.
         now = datetime.now(UTC)
         topics = TopicService(db, Settings(), SecretBox(new_key()), "sub", clock=lambda: now)
         topic, _ = await topics.put(
-            "chunk" + uuid.uuid4().hex[:10], TopicSpec(EVENT_GRID, None, "default", 1)
+            "chunk" + uuid.uuid4().hex[:10], TopicSpec(EventSchema.EVENT_GRID, None, "default", 1)
         )
         await _store(db, topic.key, [f"e{i}" for i in range(25)], now - timedelta(days=2))
         await _store(db, topic.key, ["kept"], now)

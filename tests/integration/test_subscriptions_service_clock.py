@@ -21,11 +21,11 @@ from tests.support.receiver import Receiver, validation_codes
 
 from mlgrid.auth.secretbox import SecretBox, new_key
 from mlgrid.broker.routing import Router
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.broker.topics import Topic, TopicService, parse_topic_body
 from mlgrid.broker.webhook_validation import MANUAL_VALIDATION_WINDOW
 from mlgrid.config import Settings
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import BadRequest, NotFound
 from mlgrid.store import migrate
 from mlgrid.store.database import Database

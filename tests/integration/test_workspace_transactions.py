@@ -22,9 +22,9 @@ from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings
+from mlgrid.domain.event_filter import EventFilter
 from mlgrid.errors import NotFound
 from mlgrid.events.ml import MODEL_REGISTERED, RUN_COMPLETED, RUN_STATUS_CHANGED
-from mlgrid.filters.model import EventFilter
 from mlgrid.metrics import Metrics
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store

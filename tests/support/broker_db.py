@@ -15,11 +15,11 @@ from typing import TypeVar
 from mlgrid.auth.secretbox import SecretBox, load_or_create_key
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings
+from mlgrid.domain.records import DeliveryRow
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import principals as principal_store
 from mlgrid.store import subscriptions as subscription_store
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import DeliveryRow
 from mlgrid.store.subscriptions import SubscriptionRow
 from tests.support.server import ServerProcess
 

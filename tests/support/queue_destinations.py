@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
+from mlgrid.domain.event_filter import EventFilter
+from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import eventgrid_to_cloudevent
-from mlgrid.filters.model import EventFilter
 
 T = TypeVar("T")
 

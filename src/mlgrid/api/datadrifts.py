@@ -18,13 +18,16 @@ from mlgrid.api.deps import if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, respond
 from mlgrid.auth.roles import Action
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import invalid
 from mlgrid.events.timestamps import parse_timestamp
-from mlgrid.store.drift import DriftRunRow, MonitorRow
 from mlgrid.workspace.drift_monitors import (
+    DEFAULT_FALSE_ALARM_RATE,
     DEFAULT_THRESHOLD,
+    MAX_FALSE_ALARM_RATE,
     MAX_LATENCY_HOURS,
     MAX_WINDOWS_PER_CALL,
+    MIN_FALSE_ALARM_RATE,
     DriftMonitorService,
 )
 
@@ -57,7 +60,13 @@ MONITOR_BODY = body_schema(
                                 "description": "hours after a window ends before the scheduler analyses it"},
                     "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                                   "default": DEFAULT_THRESHOLD,
-                                  "description": "a coefficient at or above it emits DatasetDriftDetected"},
+                                  "description": "the Azure-style rule: with falseAlarmRate null, a "
+                                                 "coefficient at or above it emits DatasetDriftDetected"},
+                    "falseAlarmRate": {"type": ["number", "null"], "minimum": MIN_FALSE_ALARM_RATE,
+                                       "maximum": MAX_FALSE_ALARM_RATE, "default": DEFAULT_FALSE_ALARM_RATE,
+                                       "description": "share of no-drift windows that alarm: a window "
+                                                      "drifts when its calibrated p-value is at most "
+                                                      "this; null decides by threshold alone"},
                     "scheduleEnabled": {"type": "boolean", "default": False},
                 },
             }
@@ -104,6 +113,7 @@ def monitor_json(row: MonitorRow) -> dict[str, Any]:
             "frequency": row.frequency,
             "latency": _hours(row.latency_hours),
             "threshold": row.threshold,
+            "falseAlarmRate": row.false_alarm_rate,
             "scheduleEnabled": row.schedule_enabled,
             "scheduledUntil": None if row.schedule_since is None else window_time(row.schedule_since),
             "createdTime": iso(row.created_at),
@@ -120,7 +130,15 @@ def run_json(run: DriftRunRow) -> dict[str, Any]:
         "endTime": window_time(run.window_end),
         "driftCoefficient": run.coefficient,
         "threshold": run.threshold,
+        "falseAlarmRate": run.false_alarm_rate,
+        "decisionRule": "threshold" if run.false_alarm_rate is None else "falseAlarmRate",
+        "pValue": run.p_value,
+        "auroc": run.auroc,
+        "classifierPValue": run.classifier_p_value,
+        "explanation": run.explanation,
         "reason": run.reason,
+        "features": run.feature_tests,
+        "nullWindows": {"rows": run.null_rows, "draws": run.null_draws},
         "featureContributions": run.feature_contributions,
         "featureMetrics": run.feature_metrics,
         "skippedFeatures": run.skipped_features,

@@ -24,15 +24,16 @@ from fastapi.responses import Response
 
 from mlgrid.api.deps import json_body, runtime
 from mlgrid.api.docs import body_schema
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
 from mlgrid.auth.roles import Action
 from mlgrid.delivery.dead_letter_record import format_time
 from mlgrid.delivery.manage import MAX_REDELIVER_IDS, DeliveryManager
+from mlgrid.domain.deliveries import DELIVERY_STATES, DeliveryState
+from mlgrid.domain.records import DeadLetterRow, DeliveryRow
 from mlgrid.errors import invalid
-from mlgrid.events.jsoncodec import dumps, loads_exact
+from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.timestamps import parse_timestamp
-from mlgrid.store.dead_letters import DeadLetterRow
-from mlgrid.store.deliveries import PENDING, STATES, DeliveryRow
 
 router = APIRouter(tags=["deliveries"])
 
@@ -66,7 +67,7 @@ def _manager(request: Request) -> DeliveryManager:
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(dumps(body), status_code=status, media_type="application/json")
+    return ExactJSONResponse(body, status_code=status)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -95,14 +96,14 @@ def _next_link(request: Request, token: str) -> str:
 def _state(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    for state in STATES:
+    for state in DELIVERY_STATES:
         if state.lower() == value.lower():
             return state
-    raise invalid("state", f"must be one of {', '.join(STATES)}")
+    raise invalid("state", f"must be one of {', '.join(DELIVERY_STATES)}")
 
 
 def delivery_json(row: DeliveryRow, event_id: str, event_type: str) -> dict[str, Any]:
-    pending = row.state == PENDING
+    pending = row.state == DeliveryState.PENDING
     return {
         "id": row.id,
         "eventId": event_id,

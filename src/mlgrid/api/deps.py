@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import Request
 
 from mlgrid.auth.roles import Principal
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from mlgrid.etags import parse_if_match
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.runtime import Runtime
 
@@ -43,7 +45,7 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
     raw = await read_limited(request, MAX_MANAGEMENT_BODY)
     if not raw.strip():
         if required:
-            raise BadRequest("request body is required", code="InvalidRequest")
+            raise BadRequest("request body is required", code=ErrorCode.INVALID_REQUEST)
         return None
     content_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
     if content_type not in {"application/json", "text/json"} and not content_type.endswith("+json"):
@@ -52,5 +54,5 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
 
 
 def if_match(request: Request) -> str | None:
-    value = request.headers.get("if-match")
-    return None if value is None or value.strip() == "*" else value.strip().strip('"')
+    """The ``If-Match`` tag of a write, or None for no check (``etags.py`` holds the rule)."""
+    return parse_if_match(request.headers.get("if-match"))

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlgrid.api.responses import ExactJSONResponse
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, MlgridError
 
 log = logging.getLogger("mlgrid.api")
@@ -29,7 +31,7 @@ _HTTP_CODES = {
 
 def error_response(error: MlgridError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
+    return ExactJSONResponse(error.as_json(), status_code=error.status, headers=headers)
 
 
 def _location(loc: tuple[object, ...] | list[object]) -> str:
@@ -47,11 +49,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
         details = [
-            ErrorDetail("InvalidRequest", f"{_location(e['loc'])}: {e['msg']}", _location(e["loc"]))
+            ErrorDetail(ErrorCode.INVALID_REQUEST, f"{_location(e['loc'])}: {e['msg']}", _location(e["loc"]))
             for e in exc.errors()
         ]
         message = details[0].message if details else "invalid request"
-        return error_response(MlgridError(message, details, code="InvalidRequest", status=400))
+        return error_response(MlgridError(message, details, code=ErrorCode.INVALID_REQUEST, status=400))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -69,4 +71,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(MlgridError("internal server error", [], code="InternalError", status=500))
+        return error_response(
+            MlgridError("internal server error", [], code=ErrorCode.INTERNAL_ERROR, status=500)
+        )

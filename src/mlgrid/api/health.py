@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlgrid.api.deps import runtime
+from mlgrid.api.responses import ExactJSONResponse
 
 router = APIRouter(tags=["operations"])
 
@@ -19,7 +20,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> Response:
     ok = await runtime(request).db.ping()
     body = {"status": "ok" if ok else "unavailable", "database": "reachable" if ok else "unreachable"}
-    return JSONResponse(body, status_code=200 if ok else 503)
+    return ExactJSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlgrid.api.deps import caller, json_body, runtime
 from mlgrid.api.docs import body_schema
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action
 from mlgrid.broker.access import Scope
 from mlgrid.errors import invalid
@@ -26,7 +27,7 @@ async def put_principal(name: str, request: Request) -> Response:
     principal = await caller(request)
     await rt.access.require(principal, None, Action.MANAGE_PRINCIPALS)
     token, created = await rt.access.put_principal(name)
-    return JSONResponse({"name": name, "token": token}, status_code=201 if created else 200)
+    return ExactJSONResponse({"name": name, "token": token}, status_code=201 if created else 200)
 
 
 @router.get("/principals", summary="List principals (admin only)")
@@ -56,7 +57,7 @@ async def put_role(request: Request, scope: Scope, principal_name: str) -> Respo
     properties = body.get("properties")
     role_value = body.get("role", properties.get("role") if isinstance(properties, dict) else None)
     role, created = await rt.access.assign(scope, principal_name, role_value)
-    return JSONResponse(
+    return ExactJSONResponse(
         {"principal": principal_name, "role": role.value, "scope": f"/{scope.kind}s/{scope.name}"},
         status_code=201 if created else 200,
     )

@@ -28,10 +28,11 @@ from mlgrid.auth.sas import verify_sas
 from mlgrid.broker.access import Scope
 from mlgrid.broker.ingest import PublishBatch
 from mlgrid.broker.topics import Topic, TopicKeys
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.schemas import EventSchema, stored_schema
 from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, NotFound, PayloadTooLarge, Unauthorized
 from mlgrid.events.namespace import cloudevent_to_eventgrid
 from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body
-from mlgrid.events.schemas import CLOUD_EVENTS, EVENT_GRID
 
 router = APIRouter(tags=["publish"])
 
@@ -84,7 +85,7 @@ async def _read_body(request: Request) -> bytes:
             f"{exc.message}; a request and each event in it may be at most "
             f"{MAX_REQUEST_BYTES:,} bytes (1 MB)"
         )
-        raise PayloadTooLarge(message, [ErrorDetail("PayloadTooLarge", message, "body")]) from exc
+        raise PayloadTooLarge(message, [ErrorDetail(ErrorCode.PAYLOAD_TOO_LARGE, message, "body")]) from exc
 
 
 async def _publish(request: Request, topic_name: str, namespace_style: bool) -> Response:
@@ -101,16 +102,17 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
         body = await _read_body(request)
         now = datetime.now(UTC)
         content_type = request.headers.get("content-type")
-        if namespace_style and topic.input_schema == EVENT_GRID:
+        if namespace_style and topic.input_schema == EventSchema.EVENT_GRID:
             # Namespace topics speak CloudEvents; an Event Grid schema topic stores them converted.
-            parsed = parse_publish_body(body, content_type, request.headers, input_schema=CLOUD_EVENTS,
-                                        mapping=None, topic_id=topic.resource_id, now=now)
+            parsed = parse_publish_body(body, content_type, request.headers,
+                                        input_schema=EventSchema.CLOUD_EVENTS, mapping=None,
+                                        topic_id=topic.resource_id, now=now)
             events = [cloudevent_to_eventgrid(ev, topic.resource_id, now) for ev in parsed]
         else:
             events = parse_publish_body(body, content_type, request.headers, input_schema=topic.input_schema,
                                         mapping=topic.mapping, topic_id=topic.resource_id, now=now)
-        stored_schema = CLOUD_EVENTS if topic.input_schema == CLOUD_EVENTS else EVENT_GRID
-        await rt.ingestor.publish(PublishBatch(topic.key, stored_schema, events))
+        schema = stored_schema(topic.input_schema)
+        await rt.ingestor.publish(PublishBatch(topic.key, schema, events))
     except MlgridError as exc:
         rt.metrics.publish_failures.labels(topic.key, exc.code).inc()
         raise

@@ -22,9 +22,9 @@ from fastapi.responses import Response
 from mlgrid.api.deps import json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.publish import authenticate_data_plane
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.subscriptions import PARENT_KINDS
 from mlgrid.auth.roles import Action
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.delivery.pull import (
     MAX_EVENTS_PER_RECEIVE,
@@ -33,8 +33,8 @@ from mlgrid.delivery.pull import (
     PullService,
     parse_lock_tokens,
 )
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import NotFound, invalid
-from mlgrid.events.jsoncodec import dumps
 
 router = APIRouter(tags=["pull delivery"])
 
@@ -50,7 +50,7 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def _json(body: Any) -> Response:
-    return Response(dumps(body), status_code=200, media_type="application/json")
+    return ExactJSONResponse(body, status_code=200)
 
 
 def _pull(request: Request) -> PullService:

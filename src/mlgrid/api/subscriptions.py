@@ -26,13 +26,14 @@ from fastapi.responses import Response
 
 from mlgrid.api.deps import caller, if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.broker.topics import Topic
+from mlgrid.domain.schemas import DELIVERY_SCHEMAS
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import NotFound
-from mlgrid.events.jsoncodec import dumps
 
 router = APIRouter(tags=["event subscriptions"])
 
@@ -126,7 +127,7 @@ SUBSCRIPTION_SCHEMA: dict[str, Any] = {
                 },
                 "eventDeliverySchema": {
                     "type": "string",
-                    "enum": ["EventGridSchema", "CloudEventSchemaV1_0", "CustomInputSchema"],
+                    "enum": list(DELIVERY_SCHEMAS),
                 },
                 "retryPolicy": {
                     "type": "object",
@@ -172,7 +173,7 @@ def _service(request: Request) -> SubscriptionService:
 
 def _json(body: Any, status: int = 200, etag: str | None = None) -> Response:
     headers = {"ETag": f'"{etag}"'} if etag else None
-    return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return ExactJSONResponse(body, status_code=status, headers=headers)
 
 
 async def resolve_parent(

@@ -7,15 +7,17 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlgrid.api.deps import caller, if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action
 from mlgrid.broker.access import Scope
 from mlgrid.broker.topics import Topic, parse_topic_body
+from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
 from mlgrid.errors import invalid
-from mlgrid.events.jsoncodec import dumps, loads_exact
+from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.timestamps import parse_timestamp
 
 router = APIRouter(tags=["topics"])
@@ -29,8 +31,8 @@ TOPIC_BODY = body_schema(
                 "properties": {
                     "inputSchema": {
                         "type": "string",
-                        "enum": ["EventGridSchema", "CloudEventSchemaV1_0", "CustomEventSchema"],
-                        "default": "EventGridSchema",
+                        "enum": list(INPUT_SCHEMAS),
+                        "default": EventSchema.EVENT_GRID,
                     },
                     "inputSchemaMapping": {"type": "object", "description": "required for CustomEventSchema"},
                     "resourceGroup": {"type": "string", "default": "default"},
@@ -69,7 +71,7 @@ async def put_topic(topic: str, request: Request) -> Response:
     else:
         await rt.access.require(principal, scope_of(existing), Action.WRITE)
     found, created = await rt.topics.put(topic, spec, if_match=if_match(request))
-    return JSONResponse(rt.topics.as_json(found), status_code=201 if created else 200)
+    return ExactJSONResponse(rt.topics.as_json(found), status_code=201 if created else 200)
 
 
 @router.get("/topics", summary="List the custom topics the caller may read")
@@ -183,7 +185,7 @@ async def list_topic_events(
     await caller(request)  # 401 before 404, as on every management route
     found = await runtime(request).topics.get(topic)
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
-    return Response(dumps(page), media_type="application/json")
+    return ExactJSONResponse(page)
 
 
 @router.get("/systemTopics", summary="List the system topics of the workspaces the caller may read")
@@ -219,4 +221,4 @@ async def list_system_topic_events(
     await caller(request)  # 401 before 404, as on every management route
     found = await runtime(request).topics.get(workspace, "system")
     page = await list_events_page(request, found, since, until, eventType, top, skipToken)
-    return Response(dumps(page), media_type="application/json")
+    return ExactJSONResponse(page)

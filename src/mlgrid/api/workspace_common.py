@@ -14,8 +14,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from mlgrid.api.deps import caller, runtime
+from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action, Principal
-from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.timestamps import format_timestamp
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.jobs import JobRunner
@@ -63,4 +63,4 @@ def iso(moment: datetime | None) -> str | None:
 
 def respond(body: Any, status_code: int = 200, etag: str | None = None) -> Response:
     headers = {"ETag": f'"{etag}"'} if etag else None
-    return Response(dumps(body), status_code=status_code, media_type="application/json", headers=headers)
+    return ExactJSONResponse(body, status_code=status_code, headers=headers)

@@ -12,8 +12,8 @@ from mlgrid.api.deps import if_match, json_body
 from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, job_runner, respond, run_service
 from mlgrid.auth.roles import Action
+from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.events.jsoncodec import loads_exact
-from mlgrid.store.runs import ArtifactRow, MetricRow
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.runs import RunView
 from mlgrid.workspace.validation import parse_job, parse_metrics, parse_run_change, parse_run_create

@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mlgrid.auth.private_files import create_private_file
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import MlgridError, invalid
 
 KEY_BYTES = 32
@@ -62,7 +63,7 @@ class SecretUnreadable(MlgridError):
     the operator knows whether to look for a wrong ``secret_key`` or for a damaged row.
     """
 
-    code: str = "SecretUnreadable"
+    code: str = ErrorCode.SECRET_UNREADABLE
     status: int = 500
 
 
@@ -70,7 +71,7 @@ class SecretUnreadable(MlgridError):
 class SecretKeyError(MlgridError):
     """The key file exists but does not hold a usable key (the server refuses to start)."""
 
-    code: str = "SecretKeyInvalid"
+    code: str = ErrorCode.SECRET_KEY_INVALID
     status: int = 500
 
 

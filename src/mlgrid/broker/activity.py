@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from mlgrid.domain.records import DeliveryRow
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import event_feed
 from mlgrid.store import events as event_store
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import DeliveryRow
 from mlgrid.store.event_feed import FeedRow, LastFailure
 from mlgrid.store.events import StoredEvent
 

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.routing import Router
+from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, InvalidField
 from mlgrid.events.convert import event_id, event_subject, event_type
 from mlgrid.events.jsoncodec import dumps
@@ -45,22 +47,6 @@ class PublishBatch:
     topic_key: str
     schema: str
     events: Sequence[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class CommittedDelivery:
-    """A delivery created at ingest, handed to the dispatcher after commit."""
-
-    delivery_id: int
-    event_seq: int
-    subscription_id: str
-    due_at: datetime
-    # The stored event and the size of its JSON, so the dispatcher can send it without
-    # reading it back (absent for deliveries created elsewhere: redelivery, replay).
-    event: dict[str, Any] | None = None
-    event_size: int = 0
-    # Inserted already claimed by this node (PostgreSQL, see ``Ingestor.set_claimer``).
-    claimed: bool = False
 
 
 @dataclass
@@ -172,7 +158,7 @@ def check_storable(events: Sequence[dict[str, Any]]) -> None:
             if isinstance(value, str) and "\x00" in value:
                 target = f"[{index}].{name}"
                 message = f"{target}: must not contain U+0000 (NUL)"
-                details.append(ErrorDetail("InvalidFieldValue", message, target))
+                details.append(ErrorDetail(ErrorCode.INVALID_FIELD_VALUE, message, target))
     if details:
         first = details[0]
         raise InvalidField(message=first.message, field_name=first.target or "", details=details)

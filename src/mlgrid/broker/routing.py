@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from mlgrid.domain.event_filter import EventFilter
 from mlgrid.filters.index import SubscriptionIndex
-from mlgrid.filters.model import EventFilter
 
 
 class Router:

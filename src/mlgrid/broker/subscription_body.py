@@ -26,24 +26,13 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from mlgrid.broker.subscription_model import (
-    CREATING,
-    ENDPOINT_TYPES,
-    NATS_JETSTREAM,
-    QUEUE,
-    RABBITMQ,
-    REDIS_STREAM,
-    WEBHOOK,
-    DeliveryAttributeMapping,
-    Subscription,
-)
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
     parse_nats_jetstream_properties,
@@ -52,8 +41,10 @@ from mlgrid.delivery.queue_destinations.properties import (
 )
 from mlgrid.delivery.signing import validate_signing_secret
 from mlgrid.delivery.webhook_request import parse_delivery_attribute_mappings
+from mlgrid.domain.endpoints import ENDPOINT_TYPES, EndpointType, ProvisioningState
+from mlgrid.domain.schemas import DELIVERY_SCHEMAS, EventSchema, stored_schema
+from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
 from mlgrid.errors import invalid
-from mlgrid.events.schemas import CLOUD_EVENTS, CUSTOM, EVENT_GRID
 from mlgrid.events.timestamps import format_timestamp, parse_timestamp
 from mlgrid.filters import EventFilter, filter_to_json, parse_filter
 
@@ -61,8 +52,6 @@ if TYPE_CHECKING:
     from mlgrid.broker.topics import Topic
 
 __all__ = [
-    "CUSTOM_INPUT_SCHEMA",
-    "DELIVERY_SCHEMAS",
     "LIMITS",
     "MAX_LABELS",
     "MAX_LABEL_LENGTH",
@@ -74,8 +63,6 @@ __all__ = [
     "secrets_of",
 ]
 
-CUSTOM_INPUT_SCHEMA: Final = "CustomInputSchema"
-DELIVERY_SCHEMAS: Final = (EVENT_GRID, CLOUD_EVENTS, CUSTOM_INPUT_SCHEMA)
 STORAGE_BLOB: Final = "StorageBlob"
 
 # (minimum, maximum, default) of every bounded integer of SPEC §4.
@@ -109,7 +96,7 @@ _PROPERTIES: Final = (
     "provisioningState",
 )
 _DESTINATION_PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
-    WEBHOOK: (
+    EndpointType.WEBHOOK: (
         "endpointUrl",
         "endpointBaseUrl",
         "maxEventsPerBatch",
@@ -117,20 +104,20 @@ _DESTINATION_PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
         "deliveryAttributeMappings",
         "signingSecret",
     ),
-    QUEUE: ("receiveLockDurationInSeconds", "maxDeliveryCount"),
-    REDIS_STREAM: ("url", "stream"),
-    NATS_JETSTREAM: ("url", "subject"),
-    RABBITMQ: ("url", "exchange", "routingKey"),
+    EndpointType.QUEUE: ("receiveLockDurationInSeconds", "maxDeliveryCount"),
+    EndpointType.REDIS_STREAM: ("url", "stream"),
+    EndpointType.NATS_JETSTREAM: ("url", "subject"),
+    EndpointType.RABBITMQ: ("url", "exchange", "routingKey"),
 }
 _CONNECTION_SCHEMES: Final[dict[str, tuple[str, ...]]] = {
-    REDIS_STREAM: ("redis", "rediss", "unix"),
-    NATS_JETSTREAM: ("nats", "tls", "ws", "wss"),
-    RABBITMQ: ("amqp", "amqps"),
+    EndpointType.REDIS_STREAM: ("redis", "rediss", "unix"),
+    EndpointType.NATS_JETSTREAM: ("nats", "tls", "ws", "wss"),
+    EndpointType.RABBITMQ: ("amqp", "amqps"),
 }
-_QUEUE_PROPERTY_PARSERS: Final = {
-    REDIS_STREAM: parse_redis_stream_properties,
-    NATS_JETSTREAM: parse_nats_jetstream_properties,
-    RABBITMQ: parse_rabbitmq_properties,
+_QUEUE_PROPERTY_PARSERS: Final[dict[str, Callable[[object, str], dict[str, Any]]]] = {
+    EndpointType.REDIS_STREAM: parse_redis_stream_properties,
+    EndpointType.NATS_JETSTREAM: parse_nats_jetstream_properties,
+    EndpointType.RABBITMQ: parse_rabbitmq_properties,
 }
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ABSENT: Final = object()
@@ -259,7 +246,7 @@ def parse_subscription_body(
     subscription = _destination(props.get("destination"), existing)
     retry = _retry_policy(props.get("retryPolicy"))
     expires_at = _expiration(props.get("expirationTimeUtc"), existing, now, trusted)
-    stored_schema = CLOUD_EVENTS if topic.input_schema == CLOUD_EVENTS else EVENT_GRID
+    stored = stored_schema(topic.input_schema)
     return replace(
         subscription,
         id=existing.id if existing is not None else "",
@@ -267,7 +254,7 @@ def parse_subscription_body(
         topic_key=topic.key,
         topic_name=topic.name,
         topic_kind=topic.kind,
-        stored_schema=stored_schema,
+        stored_schema=stored,
         input_schema=topic.input_schema,
         event_filter=parse_filter(props.get("filter"), input_schema=topic.input_schema),
         event_delivery_schema=schema,
@@ -276,7 +263,7 @@ def parse_subscription_body(
         dead_letter_container=_dead_letter(props.get("deadLetterDestination")),
         labels=_labels(props.get("labels")),
         expires_at=expires_at,
-        provisioning_state=CREATING,
+        provisioning_state=ProvisioningState.CREATING,
         etag=existing.etag if existing is not None else "",
     )
 
@@ -296,17 +283,18 @@ def _delivery_schema(raw: object, topic: Topic, raw_destination: object) -> str:
     if raw is None:
         # Pull delivery hands out CloudEvents unless asked otherwise (SPEC §7); push delivery
         # keeps the topic's schema, custom-schema events going out as Event Grid events.
-        if _endpoint_type_of(raw_destination) == QUEUE:
-            return CLOUD_EVENTS
-        return CLOUD_EVENTS if topic.input_schema == CLOUD_EVENTS else EVENT_GRID
+        if _endpoint_type_of(raw_destination) == EndpointType.QUEUE:
+            return EventSchema.CLOUD_EVENTS
+        return stored_schema(topic.input_schema)
     schema = _choice(raw, DELIVERY_SCHEMAS, field)
-    if topic.input_schema == CLOUD_EVENTS and schema != CLOUD_EVENTS:
+    if topic.input_schema == EventSchema.CLOUD_EVENTS and schema != EventSchema.CLOUD_EVENTS:
         raise invalid(
             field,
-            f"events of a {CLOUD_EVENTS} topic are only delivered as {CLOUD_EVENTS}, not {schema}",
+            f"events of a {EventSchema.CLOUD_EVENTS} topic are only delivered as "
+            f"{EventSchema.CLOUD_EVENTS}, not {schema}",
         )
-    if schema == CUSTOM_INPUT_SCHEMA and topic.input_schema != CUSTOM:
-        raise invalid(field, f"{CUSTOM_INPUT_SCHEMA} is only for topics whose input schema is {CUSTOM}")
+    if schema == EventSchema.CUSTOM_INPUT and topic.input_schema != EventSchema.CUSTOM_EVENT:
+        raise invalid(field, f"{schema} is only for topics whose input schema is {EventSchema.CUSTOM_EVENT}")
     return schema
 
 
@@ -321,9 +309,9 @@ def _destination(raw: object, existing: Subscription | None) -> Subscription:
         raw_props = {}
     props = _object(raw_props, _DESTINATION_PROPERTIES[endpoint_type], _DEST_PROPS)
     blank = _blank(endpoint_type)
-    if endpoint_type == WEBHOOK:
+    if endpoint_type == EndpointType.WEBHOOK:
         return _webhook(blank, props, existing)
-    if endpoint_type == QUEUE:
+    if endpoint_type == EndpointType.QUEUE:
         return replace(
             blank,
             receive_lock_duration_seconds=_bounded_int(
@@ -349,16 +337,16 @@ def _blank(endpoint_type: str) -> Subscription:
         topic_key="",
         topic_name="",
         topic_kind="",
-        stored_schema=EVENT_GRID,
-        input_schema=EVENT_GRID,
+        stored_schema=EventSchema.EVENT_GRID,
+        input_schema=EventSchema.EVENT_GRID,
         endpoint_type=endpoint_type,
         event_filter=EventFilter(),
-        event_delivery_schema=EVENT_GRID,
+        event_delivery_schema=EventSchema.EVENT_GRID,
     )
 
 
 def _webhook(blank: Subscription, props: dict[str, Any], existing: Subscription | None) -> Subscription:
-    previous = existing if existing is not None and existing.endpoint_type == WEBHOOK else None
+    previous = existing if existing is not None and existing.endpoint_type == EndpointType.WEBHOOK else None
     url = props.get("endpointUrl")
     if url is None:
         echoed = props.get("endpointBaseUrl")
@@ -522,14 +510,14 @@ def render_properties(sub: Subscription) -> dict[str, Any]:
 
 def _render_destination(sub: Subscription) -> dict[str, Any]:
     props: dict[str, Any]
-    if sub.endpoint_type == WEBHOOK:
+    if sub.endpoint_type == EndpointType.WEBHOOK:
         props = {
             "endpointBaseUrl": base_url(sub.endpoint_url or ""),
             "maxEventsPerBatch": sub.max_events_per_batch,
             "preferredBatchSizeInKilobytes": sub.preferred_batch_size_kb,
             "deliveryAttributeMappings": [_render_mapping(m) for m in sub.delivery_attribute_mappings],
         }
-    elif sub.endpoint_type == QUEUE:
+    elif sub.endpoint_type == EndpointType.QUEUE:
         props = {
             "receiveLockDurationInSeconds": sub.receive_lock_duration_seconds,
             "maxDeliveryCount": sub.max_delivery_count,
@@ -576,7 +564,7 @@ def merge_secrets(properties: Mapping[str, Any], secrets: Mapping[str, Any]) -> 
     if "endpointUrl" in secrets:
         props["endpointUrl"] = secrets["endpointUrl"]
         props.pop("endpointBaseUrl", None)
-    if destination.get("endpointType") == WEBHOOK:
+    if destination.get("endpointType") == EndpointType.WEBHOOK:
         # Explicit: a stored body without a signing secret must not inherit one when re-parsed.
         props["signingSecret"] = secrets.get("signingSecret")
     if "url" in secrets:

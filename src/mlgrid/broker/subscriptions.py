@@ -43,17 +43,6 @@ from mlgrid.broker.subscription_body import (
     render_properties,
     secrets_of,
 )
-from mlgrid.broker.subscription_model import (
-    AWAITING_MANUAL_ACTION,
-    FAILED,
-    NATS_JETSTREAM,
-    QUEUE,
-    RABBITMQ,
-    REDIS_STREAM,
-    SUCCEEDED,
-    WEBHOOK,
-    Subscription,
-)
 from mlgrid.broker.topics import Topic, TopicService
 from mlgrid.broker.webhook_validation import (
     MANUAL_VALIDATION_WINDOW,
@@ -63,7 +52,11 @@ from mlgrid.broker.webhook_validation import (
 )
 from mlgrid.config import Settings
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, check_hostname
-from mlgrid.errors import BadRequest, Conflict, NotFound, PreconditionFailed, invalid
+from mlgrid.domain.endpoints import EndpointType, ProvisioningState
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.subscription import Subscription
+from mlgrid.errors import BadRequest, Conflict, NotFound, invalid
+from mlgrid.etags import new_etag, require_match
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import subscriptions as subscription_store
 from mlgrid.store.database import Database
@@ -79,6 +72,9 @@ __all__ = [
 
 log = logging.getLogger("mlgrid.subscriptions")
 
+#: Destinations whose URL ``getFullUrl`` returns from their properties.
+_BROKER_ENDPOINTS = (EndpointType.REDIS_STREAM, EndpointType.NATS_JETSTREAM, EndpointType.RABBITMQ)
+
 MAX_SUBSCRIPTIONS_PER_TOPIC: Final = 500
 REFRESH_INTERVAL_SECONDS: Final = 2.0
 SWEEP_INTERVAL_SECONDS: Final = 5.0
@@ -90,10 +86,6 @@ OnDeleted = Callable[[Subscription], Awaitable[None]]
 
 def _hash_code(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
-
-
-def _new_etag() -> str:
-    return uuid.uuid4().hex
 
 
 class SubscriptionService:
@@ -178,14 +170,14 @@ class SubscriptionService:
     async def full_url(self, topic: Topic, name: str) -> str:
         """The write-only destination URL with its query string (``getFullUrl``)."""
         sub = await self.find(topic, name)
-        if sub.endpoint_type == WEBHOOK and sub.endpoint_url:
+        if sub.endpoint_type == EndpointType.WEBHOOK and sub.endpoint_url:
             return sub.endpoint_url
-        if sub.endpoint_type in (REDIS_STREAM, NATS_JETSTREAM, RABBITMQ):
+        if sub.endpoint_type in _BROKER_ENDPOINTS:
             return str(sub.destination_properties.get("url", ""))
         raise BadRequest(
             f"event subscription {sub.name!r} delivers to a {sub.endpoint_type} destination, "
             "which has no URL",
-            code="InvalidRequest",
+            code=ErrorCode.INVALID_REQUEST,
         )
 
     def as_json(self, topic: Topic, row: SubscriptionRow) -> dict[str, Any]:
@@ -259,12 +251,12 @@ class SubscriptionService:
     ) -> dict[str, Any]:
         subscription_id = row.id if row is not None else str(uuid.uuid4())
         sub = replace(sub, id=subscription_id, name=row.name if row is not None else sub.name)
-        if sub.endpoint_type == WEBHOOK:
+        if sub.endpoint_type == EndpointType.WEBHOOK:
             reason = check_hostname(urlsplit(sub.endpoint_url or "").hostname or "",
                                     self._settings.deny_private_endpoints)
             if reason is not None:
                 raise invalid(ENDPOINT_URL_FIELD, f"endpoint refused: {reason}")
-        state = SUCCEEDED
+        state: str = ProvisioningState.SUCCEEDED
         code_hash = row.validation_code if row is not None else None
         validation_expires_at = None
         if self._settings.webhook_validation and needs_validation(sub, existing):
@@ -284,7 +276,7 @@ class SubscriptionService:
             validation_code=code_hash,
             validation_expires_at=validation_expires_at,
             expires_at=sub.expires_at,
-            etag=_new_etag(),
+            etag=new_etag(),
             created_at=row.created_at if row is not None else now,
             updated_at=now,
         )
@@ -331,10 +323,11 @@ class SubscriptionService:
         if sub.id in self._confirmed_early:
             # The validationUrl was visited while the handshake was still waiting for its answer.
             self._confirmed_early.discard(sub.id)
-            return SUCCEEDED, _hash_code(code), None
-        if outcome.state == AWAITING_MANUAL_ACTION:
-            return AWAITING_MANUAL_ACTION, _hash_code(code), self._clock() + MANUAL_VALIDATION_WINDOW
-        return SUCCEEDED, _hash_code(code), None
+            return ProvisioningState.SUCCEEDED, _hash_code(code), None
+        if outcome.state == ProvisioningState.AWAITING_MANUAL_ACTION:
+            expires_at = self._clock() + MANUAL_VALIDATION_WINDOW
+            return ProvisioningState.AWAITING_MANUAL_ACTION, _hash_code(code), expires_at
+        return ProvisioningState.SUCCEEDED, _hash_code(code), None
 
     async def confirm_manual_validation(self, subscription_id: str, code: str) -> dict[str, Any]:
         """``GET`` on a ``validationUrl``: validate the subscription if the window is open.
@@ -345,7 +338,7 @@ class SubscriptionService:
         inflight = self._inflight.get(subscription_id)
         if inflight is not None and hmac.compare_digest(inflight, code):
             self._confirmed_early.add(subscription_id)
-            return {"id": subscription_id, "provisioningState": SUCCEEDED}
+            return {"id": subscription_id, "provisioningState": ProvisioningState.SUCCEEDED}
         now = self._clock()
         async with self._memory_lock:
             async with self._db.write() as conn:
@@ -354,17 +347,17 @@ class SubscriptionService:
                     row.validation_code, _hash_code(code)
                 ):
                     raise NotFound("no event subscription validation matches this id and code")
-                if row.provisioning_state == SUCCEEDED:
-                    return {"id": row.id, "name": row.name, "provisioningState": SUCCEEDED}
-                if row.provisioning_state != AWAITING_MANUAL_ACTION:
+                if row.provisioning_state == ProvisioningState.SUCCEEDED:
+                    return {"id": row.id, "name": row.name, "provisioningState": ProvisioningState.SUCCEEDED}
+                if row.provisioning_state != ProvisioningState.AWAITING_MANUAL_ACTION:
                     raise BadRequest(
                         f"event subscription {row.name!r} is {row.provisioning_state}; update it to "
                         "start a new validation",
-                        code="ValidationExpired",
+                        code=ErrorCode.VALIDATION_EXPIRED,
                     )
                 expired = not manual_window_open(row.validation_expires_at, now)
-                new_state = FAILED if expired else SUCCEEDED
-                etag = _new_etag()
+                new_state = ProvisioningState.FAILED if expired else ProvisioningState.SUCCEEDED
+                etag = new_etag()
                 if not await subscription_store.set_state_if(conn, row.id, row.etag, new_state, etag, now):
                     raise Conflict("the event subscription changed meanwhile; open the newest validationUrl")
             await self._cache_row(replace(row, provisioning_state=new_state, etag=etag, updated_at=now))
@@ -373,10 +366,10 @@ class SubscriptionService:
                 f"the validationUrl of event subscription {row.name!r} expired "
                 f"{int(MANUAL_VALIDATION_WINDOW.total_seconds() // 60)} minutes after it was sent; "
                 "the subscription is now Failed: update it to start a new validation",
-                code="ValidationExpired",
+                code=ErrorCode.VALIDATION_EXPIRED,
             )
         log.info("manual validation", extra={"action": "webhook_validated", "subscription": row.name})
-        return {"id": row.id, "name": row.name, "provisioningState": SUCCEEDED}
+        return {"id": row.id, "name": row.name, "provisioningState": ProvisioningState.SUCCEEDED}
 
     # --- start-up, other nodes, sweeping ---------------------------------------------------
 
@@ -421,15 +414,18 @@ class SubscriptionService:
         """Fail manual validations whose window passed; delete expired subscriptions."""
         now = self._clock()
         async with self._db.read() as conn:
-            stale = await subscription_store.list_stale_validations(conn, AWAITING_MANUAL_ACTION, now)
+            stale = await subscription_store.list_stale_validations(
+                conn, ProvisioningState.AWAITING_MANUAL_ACTION, now
+            )
             expired = await subscription_store.list_expired(conn, now)
+        failed = ProvisioningState.FAILED
         for row in stale:
-            etag = _new_etag()
+            etag = new_etag()
             async with self._memory_lock:
                 async with self._db.write() as conn:
-                    changed = await subscription_store.set_state_if(conn, row.id, row.etag, FAILED, etag, now)
+                    changed = await subscription_store.set_state_if(conn, row.id, row.etag, failed, etag, now)
                 if changed:
-                    await self._cache_row(replace(row, provisioning_state=FAILED, etag=etag, updated_at=now))
+                    await self._cache_row(replace(row, provisioning_state=failed, etag=etag, updated_at=now))
             if changed:
                 log.info("manual validation window passed",
                          extra={"action": "validation_failed", "subscription": row.name})
@@ -555,7 +551,7 @@ class SubscriptionService:
                 sub.event_filter,
                 sub.stored_schema,
                 expires_at=sub.expires_at,
-                pushed=sub.endpoint_type != QUEUE,
+                pushed=sub.endpoint_type != EndpointType.QUEUE,
             )
         else:
             self._router.remove(sub.id)
@@ -586,8 +582,8 @@ def _context(subscription_id: str) -> str:
 
 
 def _check_if_match(if_match: str | None, row: SubscriptionRow | None) -> None:
-    if if_match is not None and (row is None or if_match != row.etag):
-        raise PreconditionFailed("If-Match does not match the event subscription's current etag")
+    current = row.etag if row is not None else None
+    require_match(if_match, current, "If-Match does not match the event subscription's current etag")
 
 
 def _not_found(topic: Topic, name: str) -> NotFound:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,15 +27,10 @@ from mlgrid.broker.names import (
     workspace_resource_id,
 )
 from mlgrid.config import Settings
-from mlgrid.errors import BadRequest, NotFound, PreconditionFailed, invalid
-from mlgrid.events.schemas import (
-    CLOUD_EVENTS,
-    CUSTOM,
-    EVENT_GRID,
-    InputSchemaMapping,
-    mapping_to_json,
-    parse_input_schema_mapping,
-)
+from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
+from mlgrid.errors import BadRequest, NotFound, invalid
+from mlgrid.etags import new_etag, require_match
+from mlgrid.events.schemas import InputSchemaMapping, mapping_to_json, parse_input_schema_mapping
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
 from mlgrid.store import subscriptions as subscription_store
@@ -45,7 +39,6 @@ from mlgrid.store.database import Database
 from mlgrid.store.events import StoredEvent
 from mlgrid.store.topics import TopicRow
 
-INPUT_SCHEMAS = (EVENT_GRID, CLOUD_EVENTS, CUSTOM)
 KEY_CACHE_SECONDS = 5.0
 MAX_RETENTION_DAYS = 30
 
@@ -123,12 +116,12 @@ def parse_topic_body(body: object) -> TopicSpec:
             f"properties.{sorted(unknown)[0]}",
             f"unknown field; a topic has {', '.join(sorted(_WRITABLE_PROPERTIES))}",
         )
-    schema = props.get("inputSchema", EVENT_GRID)
+    schema = props.get("inputSchema", EventSchema.EVENT_GRID)
     if schema not in INPUT_SCHEMAS:
         raise invalid("properties.inputSchema", f"must be one of {', '.join(INPUT_SCHEMAS)}")
     raw_mapping = props.get("inputSchemaMapping")
     mapping: InputSchemaMapping | None = None
-    if schema == CUSTOM:
+    if schema == EventSchema.CUSTOM_EVENT:
         if raw_mapping is None:
             raise invalid("properties.inputSchemaMapping", "is required for CustomEventSchema")
         mapping = parse_input_schema_mapping(raw_mapping, "properties.inputSchemaMapping")
@@ -196,8 +189,8 @@ class TopicService:
             existing = await topic_store.get(conn, name)
             if existing is not None and existing.kind != "custom":
                 raise BadRequest(f"{name!r} is a system topic; manage it through its workspace")
-            if if_match is not None and (existing is None or if_match.strip('"') != existing.etag):
-                raise PreconditionFailed("If-Match does not match the topic's current etag")
+            current = existing.etag if existing is not None else None
+            require_match(if_match, current, "If-Match does not match the topic's current etag")
             mapping_json = (
                 orjson.dumps(mapping_to_json(spec.mapping)).decode() if spec.mapping is not None else None
             )
@@ -211,7 +204,7 @@ class TopicService:
                     retention_days=spec.retention_days,
                     key1_sealed=self._box.seal(new_topic_key()),
                     key2_sealed=self._box.seal(new_topic_key()),
-                    etag=uuid.uuid4().hex,
+                    etag=new_etag(),
                     created_at=now,
                     updated_at=now,
                 )
@@ -230,7 +223,7 @@ class TopicService:
                     resource_group=spec.resource_group,
                     input_schema_mapping=mapping_json,
                     retention_days=spec.retention_days,
-                    etag=uuid.uuid4().hex,
+                    etag=new_etag(),
                     updated_at=now,
                 )
                 await topic_store.update(conn, row)
@@ -245,12 +238,12 @@ class TopicService:
             name=workspace,
             kind="system",
             resource_group=resource_group,
-            input_schema=EVENT_GRID,
+            input_schema=EventSchema.EVENT_GRID,
             input_schema_mapping=None,
             retention_days=1,
             key1_sealed=self._box.seal(new_topic_key()),
             key2_sealed=self._box.seal(new_topic_key()),
-            etag=uuid.uuid4().hex,
+            etag=new_etag(),
             created_at=now,
             updated_at=now,
         )
@@ -299,7 +292,7 @@ class TopicService:
                 row,
                 key1_sealed=sealed if key_name == "key1" else row.key1_sealed,
                 key2_sealed=sealed if key_name == "key2" else row.key2_sealed,
-                etag=uuid.uuid4().hex,
+                etag=new_etag(),
                 updated_at=self._clock(),
             )
             await topic_store.update(conn, row)

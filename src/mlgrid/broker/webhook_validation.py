@@ -34,12 +34,13 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from mlgrid.broker.subscription_model import AWAITING_MANUAL_ACTION, SUCCEEDED, WEBHOOK, Subscription
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, check_address, check_hostname
 from mlgrid.delivery.webhook_request import build_webhook_request
+from mlgrid.domain.endpoints import EndpointType, ProvisioningState
+from mlgrid.domain.schemas import EventSchema
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import MlgridError, WebhookValidationFailed, invalid
 from mlgrid.events.jsoncodec import loads_exact
-from mlgrid.events.schemas import CLOUD_EVENTS
 from mlgrid.events.timestamps import format_timestamp
 
 log = logging.getLogger("mlgrid.subscriptions.validation")
@@ -66,9 +67,13 @@ def needs_validation(new: Subscription, old: Subscription | None) -> bool:
     On creation and whenever the endpoint changes, including a change of handshake kind
     (Event Grid vs CloudEvents) or an old subscription that never completed validation.
     """
-    if new.endpoint_type != WEBHOOK:
+    if new.endpoint_type != EndpointType.WEBHOOK:
         return False
-    if old is None or old.endpoint_type != WEBHOOK or old.provisioning_state != SUCCEEDED:
+    if (
+        old is None
+        or old.endpoint_type != EndpointType.WEBHOOK
+        or old.provisioning_state != ProvisioningState.SUCCEEDED
+    ):
         return True
     return old.endpoint_url != new.endpoint_url or _is_cloud_events(old) != _is_cloud_events(new)
 
@@ -79,7 +84,7 @@ def manual_window_open(validation_expires_at: datetime | None, now: datetime) ->
 
 
 def _is_cloud_events(sub: Subscription) -> bool:
-    return sub.event_delivery_schema == CLOUD_EVENTS
+    return sub.event_delivery_schema == EventSchema.CLOUD_EVENTS
 
 
 def validation_event(code: str, validation_url: str, topic_resource_id: str, now: datetime) -> dict[str, Any]:
@@ -215,7 +220,7 @@ class WebhookValidator:
         ]
         headers, body = build_webhook_request(
             [event],
-            delivery_schema="EventGridSchema",
+            delivery_schema=EventSchema.EVENT_GRID,
             subscription_name=sub.name,
             delivery_count=0,
             mappings=mappings,
@@ -235,14 +240,14 @@ class WebhookValidator:
         answer = _validation_response(raw)
         if answer is None:
             return ValidationOutcome(
-                AWAITING_MANUAL_ACTION,
+                ProvisioningState.AWAITING_MANUAL_ACTION,
                 "the endpoint answered 200 without a validationResponse: GET the validationUrl",
             )
         if answer != code:
             raise WebhookValidationFailed(
                 "webhook validation failed: the validationResponse does not match the validationCode sent"
             )
-        return ValidationOutcome(SUCCEEDED)
+        return ValidationOutcome(ProvisioningState.SUCCEEDED)
 
     async def _options(self, session: aiohttp.ClientSession, url: str) -> ValidationOutcome:
         headers = {"WebHook-Request-Origin": self.origin, "WebHook-Request-Rate": REQUEST_RATE}
@@ -261,7 +266,7 @@ class WebhookValidator:
                 f"webhook validation failed: the endpoint did not allow the origin {self.origin!r} "
                 "(WebHook-Allowed-Origin must be that origin or *)"
             )
-        return ValidationOutcome(SUCCEEDED)
+        return ValidationOutcome(ProvisioningState.SUCCEEDED)
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes:

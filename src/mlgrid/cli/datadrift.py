@@ -38,6 +38,7 @@ MONITOR_COLUMNS: Final = [
     Column("name", "name"),
     Column("id", "id"),
     Column("frequency", "properties.frequency"),
+    Column("falseAlarmRate", "properties.falseAlarmRate"),
     Column("threshold", "properties.threshold"),
     Column("latency", "properties.latency"),
     Column("scheduleEnabled", "properties.scheduleEnabled"),
@@ -49,12 +50,28 @@ def _coefficient(value: Any) -> str:
     return "" if value is None else f"{float(value):.3f}"
 
 
+def _ranked(tests: Any) -> str:
+    """The features that moved, most evidence first (the top 3), or the explanation's gist."""
+    if not isinstance(tests, list):
+        return ""
+    drifted = [t for t in tests if isinstance(t, dict) and t.get("drifted")]
+    names = [f"{t.get('feature')} (p={float(t.get('adjustedPValue', 1)):.2g})" for t in drifted[:3]]
+    more = f" +{len(drifted) - 3}" if len(drifted) > 3 else ""
+    return ", ".join(names) + more
+
+
+def _p_value(value: Any) -> str:
+    return "" if value is None else f"{float(value):.3g}"
+
+
 RUN_COLUMNS: Final = [
-    Column("runId", "runId"),
     Column("startTime", "startTime"),
-    Column("endTime", "endTime"),
+    Column("drifted", "eventPublished"),
+    Column("features", "features", _ranked),
+    Column("pValue", "pValue", _p_value),
     Column("driftCoefficient", "driftCoefficient", _coefficient),
-    Column("eventPublished", "eventPublished"),
+    Column("runId", "runId"),
+    Column("endTime", "endTime"),
     Column("targetRows", "rowCounts.target"),
     Column("reason", "reason"),
 ]
@@ -94,7 +111,12 @@ def create(
     ),
     threshold: float = typer.Option(
         0.2, "--threshold", "--drift-threshold",
-        help="A coefficient at or above it emits DatasetDriftDetected.",
+        help="The Azure-style rule, used with --false-alarm-rate none: a coefficient at or above it "
+        "emits DatasetDriftDetected.",
+    ),
+    false_alarm_rate: str = typer.Option(
+        "0.05", "--false-alarm-rate", metavar="RATE|none",
+        help="Share of no-drift windows that alarm (0.001 to 0.5); `none` decides by --threshold alone.",
     ),
     schedule_enabled: bool = typer.Option(
         False, "--schedule-enabled", help="Analyse each window once it is due, in the background."
@@ -107,7 +129,7 @@ def create(
     ```
     mlgrid ml datadrift create -w ws1 --name sales-drift \\
         --baseline-dataset-id <id> --target-dataset-id <id> --features amount channel \\
-        --frequency Day --threshold 0.3 --schedule-enabled
+        --frequency Day --false-alarm-rate 0.01 --schedule-enabled
     ```
     """
     monitor = _workspace(ctx, workspace).create_drift_monitor(
@@ -119,8 +141,18 @@ def create(
         latency=int(latency) if float(latency).is_integer() else latency,
         threshold=threshold,
         schedule_enabled=schedule_enabled,
+        false_alarm_rate=_rate(false_alarm_rate),
     )
     render(ctx, monitor.raw)
+
+
+def _rate(value: str) -> float | None:
+    if value.strip().lower() in {"none", "null", "off"}:
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise typer.BadParameter("a number such as 0.05, or none", param_hint="'--false-alarm-rate'") from exc
 
 
 @app.command("show", cls=MlgridCommand)

@@ -18,6 +18,7 @@ from mlgrid.cli.command import MlgridCommand, open_client
 from mlgrid.cli.output import Column, render
 from mlgrid.cli.subscriptions import NAME, SOURCE
 from mlgrid.client.broker import Source
+from mlgrid.domain.deliveries import DELIVERY_STATES
 from mlgrid.events.timestamps import format_timestamp, parse_timestamp
 
 app = typer.Typer(
@@ -27,19 +28,16 @@ app = typer.Typer(
 )
 
 
-STATES: Final = ("pending", "delivered", "deadLettered", "dropped")
-
-
 def delivery_state(value: str) -> str:
-    """``--state``: one of :data:`STATES` in any case, sent as the API spells it.
+    """``--state``: one of :data:`DELIVERY_STATES` in any case, sent as the API spells it.
 
     A parser rather than an enum choice so that help and errors show ``deadLettered`` as the
     API and its docs write it (Typer shows case-insensitive choices folded to lower case).
     """
-    for state in STATES:
+    for state in DELIVERY_STATES:
         if state.lower() == value.lower():
             return state
-    raise typer.BadParameter(f"{value!r} is not one of {', '.join(STATES)}")
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(DELIVERY_STATES)}")
 
 
 COLUMNS = [
@@ -80,7 +78,7 @@ def list_deliveries(
     name: str = NAME,
     source: Source = SOURCE,
     state: str | None = typer.Option(
-        None, "--state", parser=delivery_state, metavar="|".join(STATES),
+        None, "--state", parser=delivery_state, metavar="|".join(DELIVERY_STATES),
         help="Only deliveries in this state (any case) [default: all].",
     ),
 ) -> None:

@@ -291,8 +291,12 @@ class Demo:
                 })
                 rows.extend((answer or {}).get("value", []))
                 progress.advance(task)
-        table = Table(title=f"drift monitor {MONITOR_NAME} (threshold {DRIFT_THRESHOLD})", show_lines=False)
+        rate = (monitor or {}).get("properties", {}).get("falseAlarmRate")
+        rule = f"falseAlarmRate {rate}" if rate is not None else f"threshold {DRIFT_THRESHOLD}"
+        table = Table(title=f"drift monitor {MONITOR_NAME} ({rule})", show_lines=False)
         table.add_column("window")
+        table.add_column("moved")
+        table.add_column("p-value", justify="right")
         table.add_column("coefficient", justify="right")
         table.add_column("event")
         drifted = 0
@@ -300,8 +304,12 @@ class Demo:
             coefficient = row.get("driftCoefficient")
             published = bool(row.get("eventPublished"))
             drifted += published
+            moved = [str(f.get("feature")) for f in row.get("features") or [] if f.get("drifted")]
+            p_value = row.get("pValue")
             table.add_row(
                 str(row.get("startTime", ""))[:10],
+                ", ".join(moved[:3]),
+                "" if p_value is None else f"{float(p_value):.3f}",
                 "—" if coefficient is None else f"{float(coefficient):.3f}",
                 "[red]DatasetDriftDetected[/red]" if published else "",
             )

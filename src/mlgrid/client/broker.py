@@ -35,12 +35,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from mlgrid.client.filters import AdvancedFilter, filter_json
 from mlgrid.client.http import Transport
+from mlgrid.domain.endpoints import ENDPOINT_TYPES
+from mlgrid.domain.schemas import DELIVERY_SCHEMAS, INPUT_SCHEMAS
 from mlgrid.events.jsoncodec import dumps
 
 __all__ = [
-    "ENDPOINT_TYPES",
-    "EVENT_DELIVERY_SCHEMAS",
-    "INPUT_SCHEMAS",
     "EventsClient",
     "Source",
     "SubscriptionsClient",
@@ -51,9 +50,6 @@ __all__ = [
     "parse_source",
 ]
 
-INPUT_SCHEMAS: Final = ("EventGridSchema", "CloudEventSchemaV1_0", "CustomEventSchema")
-EVENT_DELIVERY_SCHEMAS: Final = ("EventGridSchema", "CloudEventSchemaV1_0", "CustomInputSchema")
-ENDPOINT_TYPES: Final = ("WebHook", "Queue", "RedisStream", "NatsJetStream", "RabbitMQ")
 MAPPED_FIELDS: Final = ("id", "topic", "eventTime", "eventType", "subject", "dataVersion")
 CLOUD_EVENTS_BATCH: Final = "application/cloudevents-batch+json; charset=utf-8"
 
@@ -229,7 +225,7 @@ def event_subscription_properties(
 
     if event_delivery_schema is not None:
         properties["eventDeliverySchema"] = canonical_choice(
-            event_delivery_schema, EVENT_DELIVERY_SCHEMAS, "event delivery schema"
+            event_delivery_schema, DELIVERY_SCHEMAS, "event delivery schema"
         )
     retry: dict[str, int] = {}
     if max_delivery_attempts is not None:

@@ -39,6 +39,10 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def parse_moment(value: str | datetime | date) -> datetime:
     """A datetime from a string, date or datetime; no offset means UTC (as the server reads it)."""
     if isinstance(value, datetime):
@@ -70,10 +74,25 @@ class DriftRun:
     event_published: bool
     reason: str | None
     raw: dict[str, Any] = field(repr=False)
+    p_value: float | None = None
+    false_alarm_rate: float | None = None
+    auroc: float | None = None
+    features: list[dict[str, Any]] = field(default_factory=list)
+    """Every analysed feature's test, ranked by evidence (most first)."""
+    explanation: str | None = None
 
     @property
     def drifted(self) -> bool:
+        """The monitor's decision: the calibrated p-value at most the false-alarm rate, or,
+        for a monitor deciding by threshold alone, the coefficient at least the threshold."""
+        if self.false_alarm_rate is not None:
+            return self.p_value is not None and self.p_value <= self.false_alarm_rate
         return self.drift_coefficient is not None and self.drift_coefficient >= self.threshold
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """Names of the features whose own test is significant, most evidence first."""
+        return [str(t["feature"]) for t in self.features if t.get("drifted")]
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> DriftRun:
@@ -93,6 +112,11 @@ class DriftRun:
             event_published=bool(body.get("eventPublished")),
             reason=body.get("reason"),
             raw=dict(body),
+            p_value=_float(body.get("pValue")),
+            false_alarm_rate=_float(body.get("falseAlarmRate")),
+            auroc=_float(body.get("auroc")),
+            features=list(body.get("features") or []),
+            explanation=body.get("explanation"),
         )
 
 
@@ -223,6 +247,7 @@ _API_NAMES = {
     "baseline_dataset_id": "baselineDatasetId",
     "target_dataset_id": "targetDatasetId",
     "schedule_enabled": "scheduleEnabled",
+    "false_alarm_rate": "falseAlarmRate",
 }
 _WRITABLE = {
     "baselineDatasetId",
@@ -231,6 +256,7 @@ _WRITABLE = {
     "frequency",
     "latency",
     "threshold",
+    "falseAlarmRate",
     "scheduleEnabled",
 }
 
@@ -243,6 +269,7 @@ def monitor_body(
     latency: float,
     threshold: float,
     schedule_enabled: bool,
+    false_alarm_rate: float | None = 0.05,
 ) -> dict[str, Any]:
     return {
         "properties": {
@@ -252,6 +279,7 @@ def monitor_body(
             "frequency": frequency,
             "latency": latency,
             "threshold": threshold,
+            "falseAlarmRate": false_alarm_rate,
             "scheduleEnabled": schedule_enabled,
         }
     }

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlgrid.delivery.webhook_request import encode_json
+from mlgrid.events.jsoncodec import dumps
 
 __all__ = ["BlobStore"]
 
@@ -52,7 +52,7 @@ class BlobStore:
 
     async def write_json_array(self, name: str, records: Sequence[Any]) -> None:
         """Write ``records`` as one JSON array blob (numbers kept exact); off the event loop."""
-        data = encode_json(list(records))
+        data = dumps(list(records))
         await asyncio.to_thread(self._write, name, data)
 
     def read(self, name: str) -> bytes:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["CLOUD_EVENT_SCHEMA", "blob_path", "build_record", "format_time"]
+from mlgrid.domain.schemas import EventSchema
 
-CLOUD_EVENT_SCHEMA = "CloudEventSchemaV1_0"
+__all__ = ["blob_path", "build_record", "format_time"]
 
 _FIELDS = (
     "deadLetterReason",
@@ -62,7 +62,7 @@ def build_record(
         format_time(publish_time),
         None if last_attempt_time is None else format_time(last_attempt_time),
     )
-    cloud_events = delivery_schema.lower() == CLOUD_EVENT_SCHEMA.lower()
+    cloud_events = delivery_schema.lower() == EventSchema.CLOUD_EVENTS.lower()
     record = dict(event)
     for name, value in zip(_FIELDS, values, strict=True):
         record[name.lower() if cloud_events else name] = value

@@ -24,15 +24,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.dead_letter_record import blob_path, build_record
-from mlgrid.delivery.webhook_request import encode_json
+from mlgrid.domain.deliveries import DeliveryState
+from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import event_id, to_delivery_schema
+from mlgrid.events.jsoncodec import dumps
 from mlgrid.metrics import Metrics
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
-from mlgrid.store.deliveries import DEAD_LETTERED, DROPPED, FinalUpdate
+from mlgrid.store.deliveries import FinalUpdate
 
 __all__ = ["NOT_ATTEMPTED", "Closed", "DeadLetterService", "Undeliverable"]
 
@@ -95,7 +96,7 @@ class DeadLetterService:
         for item in items:
             sub = item.subscription
             container = sub.dead_letter_container if sub is not None else None
-            state = DEAD_LETTERED if container else DROPPED
+            state = DeliveryState.DEAD_LETTERED if container else DeliveryState.DROPPED
             final = FinalUpdate(
                 id=item.delivery_id,
                 state=state,
@@ -109,8 +110,8 @@ class DeadLetterService:
             )
             if not await delivery_store.finalize_one(conn, final):
                 continue
-            if state == DROPPED or sub is None or container is None:
-                closed.append(Closed(item, DROPPED, None))
+            if state == DeliveryState.DROPPED or sub is None or container is None:
+                closed.append(Closed(item, DeliveryState.DROPPED, None))
                 continue
             record = build_record(
                 to_delivery_schema(item.event, sub.stored_schema, sub.event_delivery_schema),
@@ -135,12 +136,12 @@ class DeadLetterService:
                         delivery_id=item.delivery_id,
                         event_id=event_id(item.event),
                         reason=item.reason,
-                        record=encode_json(record).decode("utf-8"),
+                        record=dumps(record).decode("utf-8"),
                         blob_path=blob,
                         created_at=now,
                     )
                 )
-                closed.append(Closed(item, DEAD_LETTERED, blob))
+                closed.append(Closed(item, DeliveryState.DEAD_LETTERED, blob))
         await dead_letter_store.insert_many(conn, rows)
         return closed
 
@@ -152,7 +153,7 @@ class DeadLetterService:
             topic = sub.topic_key if sub is not None else ""
             name = sub.name if sub is not None else item.subscription_id
             extra = {
-                "action": "dead_lettered" if entry.state == DEAD_LETTERED else "dropped",
+                "action": "dead_lettered" if entry.state == DeliveryState.DEAD_LETTERED else "dropped",
                 "delivery_id": item.delivery_id,
                 "subscription_id": item.subscription_id,
                 "subscription": name,
@@ -163,7 +164,7 @@ class DeadLetterService:
                 "last_outcome": item.last_outcome,
                 "blob": entry.blob,
             }
-            if entry.state == DEAD_LETTERED:
+            if entry.state == DeliveryState.DEAD_LETTERED:
                 self._metrics.dead_lettered.labels(topic, name, item.reason).inc()
                 log.info("event %s dead-lettered: %s", extra["event_id"], item.reason, extra=extra)
             else:

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.outcome import AttemptOutcome
+from mlgrid.domain.subscription import Subscription
 
 __all__ = ["DESTINATION_NOT_SUPPORTED", "Attempt", "Destination", "UnsupportedDestination"]
 

@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlgrid.broker.ingest import CommittedDelivery
-from mlgrid.broker.subscription_model import QUEUE, WEBHOOK, Subscription
 from mlgrid.config import Settings
 from mlgrid.delivery.batching import plan_batches
 from mlgrid.delivery.circuit import CircuitRegistry, endpoint_key
@@ -50,9 +48,12 @@ from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, clas
 from mlgrid.delivery.recorder import OutcomeRecorder
 from mlgrid.delivery.retry import DeadLetter, DeadLetterReason, Retry, RetryPolicy, decide, defer
 from mlgrid.delivery.work import CLAIM_PAGE, Work, WorkSource
+from mlgrid.domain.deliveries import CommittedDelivery, DeliveryState
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.metrics import Metrics
-from mlgrid.store.deliveries import DELIVERED, AttemptUpdate, FinalUpdate
+from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
 
 __all__ = ["Dispatcher", "SubscriptionLookup"]
 
@@ -219,7 +220,7 @@ class Dispatcher:
                         self._undeliverable(work, None, cached, DeadLetterReason.SUBSCRIPTION_DELETED)
                     )
                     continue
-                if sub.endpoint_type == QUEUE:
+                if sub.endpoint_type == EndpointType.QUEUE:
                     self._source.done(work.id)  # receivers fetch pull deliveries themselves
                     continue
                 if now > work.created_at + sub.event_ttl_minutes * 60:
@@ -247,7 +248,7 @@ class Dispatcher:
         cached = self._endpoint_keys.get(sub.id)
         if cached is not None and cached[0] == sub.etag:
             return cached[1]
-        if sub.endpoint_type == WEBHOOK and sub.endpoint_url:
+        if sub.endpoint_type == EndpointType.WEBHOOK and sub.endpoint_url:
             key = endpoint_key(sub.endpoint_url)
         else:
             key = f"{sub.endpoint_type}:{sub.id}"
@@ -375,7 +376,7 @@ class Dispatcher:
                 self._recorder.delivered(
                     FinalUpdate(
                         id=work.id,
-                        state=DELIVERED,
+                        state=DeliveryState.DELIVERED,
                         attempts=work.attempts + 1,
                         last_outcome=outcome.name,
                         last_http_status=outcome.http_status,

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlgrid.broker.ingest import CommittedDelivery
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
 from mlgrid.delivery.dispatcher import Dispatcher
 from mlgrid.delivery.retry import DeadLetterReason
+from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.records import DeadLetterRow, DeliveryRow
+from mlgrid.domain.subscription import Subscription
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.filters import compile_filter
 from mlgrid.store import dead_letters as dead_letter_store
@@ -28,8 +29,7 @@ from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
-from mlgrid.store.dead_letters import DeadLetterRow
-from mlgrid.store.deliveries import DeliveryRow, NewDelivery
+from mlgrid.store.deliveries import NewDelivery
 
 __all__ = ["DeliveryManager", "RedeliveryResult", "ReplayResult"]
 

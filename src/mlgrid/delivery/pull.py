@@ -33,11 +33,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlgrid.broker.ingest import CommittedDelivery
-from mlgrid.broker.subscription_model import QUEUE, Subscription
 from mlgrid.delivery.dead_letters import NOT_ATTEMPTED, DeadLetterService, Undeliverable
 from mlgrid.delivery.dispatcher import SubscriptionLookup
 from mlgrid.delivery.retry import DeadLetterReason
+from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import BadRequest, invalid
 from mlgrid.events.convert import to_delivery_schema
 from mlgrid.events.jsoncodec import loads_exact
@@ -150,11 +152,11 @@ class PullService:
 
     @staticmethod
     def _require_queue(sub: Subscription) -> None:
-        if sub.endpoint_type != QUEUE:
+        if sub.endpoint_type != EndpointType.QUEUE:
             raise BadRequest(
                 f"event subscription {sub.name!r} delivers to a {sub.endpoint_type} endpoint; only Queue "
                 "subscriptions can be received from",
-                code="InvalidOperation",
+                code=ErrorCode.INVALID_OPERATION,
             )
 
     async def receive(
@@ -316,7 +318,7 @@ class PullService:
         total = 0
         for subscription_id in ids:
             sub = await self._lookup(subscription_id)
-            if sub is None or sub.endpoint_type != QUEUE:
+            if sub is None or sub.endpoint_type != EndpointType.QUEUE:
                 continue
             cutoff = now - sub.event_ttl_minutes * 60
             async with self._db.read() as conn:  # a cheap look first: usually there are none

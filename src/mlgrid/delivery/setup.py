@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from mlgrid.broker.subscription_model import WEBHOOK, Subscription
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.dead_letters import DeadLetterService
 from mlgrid.delivery.dispatcher import Dispatcher
@@ -29,6 +28,8 @@ from mlgrid.delivery.queue_destinations.registry import QueueDestinations
 from mlgrid.delivery.recorder import OutcomeRecorder
 from mlgrid.delivery.webhook import WebhookDestination, create_session
 from mlgrid.delivery.work import LeaseSource, MemorySource, WorkSource
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.subscription import Subscription
 from mlgrid.runtime import DeliveryServices, Runtime
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         metrics=rt.metrics,
         lookup=lookup,
         destinations={
-            WEBHOOK: WebhookDestination(session, settings.deny_private_endpoints),
+            EndpointType.WEBHOOK: WebhookDestination(session, settings.deny_private_endpoints),
             **queues.by_endpoint_type(),
         },
         recorder=recorder,

@@ -28,7 +28,6 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from mlgrid import __version__
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.endpoint_safety import check_address, check_hostname
 from mlgrid.delivery.outcome import (
@@ -39,6 +38,7 @@ from mlgrid.delivery.outcome import (
     parse_retry_after,
 )
 from mlgrid.delivery.webhook_request import build_webhook_request
+from mlgrid.domain.subscription import Subscription
 
 __all__ = [
     "REQUEST_TIMEOUT_SECONDS",

@@ -10,23 +10,20 @@ signature) is tested byte for byte without a server.
 later cannot fail on them.
 
 Numbers stay exact: events are parsed with ``Decimal`` for floats (filters compare them
-exactly, SPEC §5), and ``encode_json`` writes a ``Decimal`` back as the very digits it was
+exactly, SPEC §5), and ``jsoncodec.dumps`` writes a ``Decimal`` back as the very digits it was
 read from, so ``0.30000000000000001`` reaches the receiver unchanged.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from mlgrid.delivery.signing import sign
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import invalid
+from mlgrid.events.jsoncodec import dumps
 
 __all__ = [
     "CLOUD_EVENTS_BATCH_CONTENT_TYPE",
@@ -35,7 +32,6 @@ __all__ = [
     "MAX_HEADER_VALUE_BYTES",
     "MAX_MAPPINGS",
     "build_webhook_request",
-    "encode_json",
     "parse_delivery_attribute_mappings",
     "resolve_source_field",
 ]
@@ -43,7 +39,6 @@ __all__ = [
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CLOUD_EVENTS_CONTENT_TYPE = "application/cloudevents+json"
 CLOUD_EVENTS_BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
-CLOUD_EVENT_SCHEMA = "CloudEventSchemaV1_0"
 
 MAX_MAPPINGS = 10
 MAX_HEADER_VALUE_BYTES = 4096
@@ -66,67 +61,6 @@ _RESERVED_HEADER_NAMES = frozenset(
     }
 )
 _MISSING = object()
-
-
-# -- JSON -------------------------------------------------------------------------------
-
-
-def _decimal_text(value: Decimal) -> str:
-    if not value.is_finite():
-        raise TypeError(f"{value} is not a JSON number")
-    return str(value)
-
-
-def _decimal_fragment(value: object) -> orjson.Fragment:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(_decimal_text(value))
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _write_slow(value: Any, out: list[str]) -> None:
-    """JSON writer for what orjson refuses: integers beyond 64 bits (JSON allows them)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        out.append("null")  # what orjson writes for NaN and infinities
-    elif value is None or isinstance(value, (bool, str, float)):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, int):
-        out.append(str(int(value)))
-    elif isinstance(value, Decimal):
-        out.append(_decimal_text(value))
-    elif isinstance(value, Mapping):
-        out.append("{")
-        for position, (key, item) in enumerate(value.items()):
-            if not isinstance(key, str):
-                raise TypeError("JSON object keys must be strings")
-            if position:
-                out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(":")
-            _write_slow(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for position, item in enumerate(value):
-            if position:
-                out.append(",")
-            _write_slow(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def encode_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON with ``Decimal`` written exactly and integers of any size.
-
-    orjson does the work; only a document it cannot write (an integer beyond 64 bits) takes
-    the slow path, which writes the same compact form.
-    """
-    try:
-        return orjson.dumps(value, default=_decimal_fragment)
-    except orjson.JSONEncodeError:
-        out: list[str] = []
-        _write_slow(value, out)
-        return "".join(out).encode("utf-8")
 
 
 # -- delivery attribute mappings ----------------------------------------------------------
@@ -234,7 +168,7 @@ def resolve_source_field(event: Mapping[str, Any], source_field: str) -> str | N
             return None
     if current is None:
         return None
-    text = current if isinstance(current, str) else encode_json(current).decode("utf-8")
+    text = current if isinstance(current, str) else dumps(current).decode("utf-8")
     if _FORBIDDEN_VALUE_CHARS.search(text) or len(text.encode("utf-8")) > MAX_HEADER_VALUE_BYTES:
         return None
     return text
@@ -287,13 +221,13 @@ def build_webhook_request(
         raise ValueError("a webhook request needs at least one event")
     if delivery_count < 0:
         raise ValueError("delivery_count must not be negative")
-    cloud_events = delivery_schema.lower() == CLOUD_EVENT_SCHEMA.lower()
+    cloud_events = delivery_schema.lower() == EventSchema.CLOUD_EVENTS.lower()
     first = events[0]
     if cloud_events and len(events) == 1 and max_events_per_batch <= 1:
-        body = encode_json(first)
+        body = dumps(first)
         content_type = CLOUD_EVENTS_CONTENT_TYPE
     else:
-        body = encode_json(list(events))
+        body = dumps(list(events))
         content_type = CLOUD_EVENTS_BATCH_CONTENT_TYPE if cloud_events else JSON_CONTENT_TYPE
 
     headers: dict[str, str] = {

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from mlgrid.broker.ingest import CommittedDelivery
+from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import Claim, DueDelivery

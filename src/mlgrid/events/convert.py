@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import BadRequest, ErrorDetail
-from mlgrid.events.schemas import CLOUD_EVENTS, CUSTOM, EVENT_GRID, parse_schema_name
+from mlgrid.events.schemas import parse_schema_name
 
 __all__ = [
     "event_data_version",
@@ -71,15 +73,15 @@ def to_delivery_schema(ev: dict[str, Any], stored_schema: str, delivery_schema: 
     """
     stored = parse_schema_name(stored_schema, "inputSchema")
     wanted = parse_schema_name(delivery_schema, "eventDeliverySchema")
-    if stored == CLOUD_EVENTS:
-        if wanted == CLOUD_EVENTS:
+    if stored == EventSchema.CLOUD_EVENTS:
+        if wanted == EventSchema.CLOUD_EVENTS:
             return ev
         raise _unsupported(stored, wanted)
-    if wanted == EVENT_GRID:
+    if wanted == EventSchema.EVENT_GRID:
         return ev
-    if wanted == CLOUD_EVENTS:
+    if wanted == EventSchema.CLOUD_EVENTS:
         return eventgrid_to_cloudevent(ev)
-    if stored == CUSTOM:
+    if stored == EventSchema.CUSTOM_EVENT:
         published: dict[str, Any] = ev["data"]
         return published
     raise _unsupported(stored, wanted)
@@ -89,8 +91,10 @@ def _unsupported(stored: str, wanted: str) -> BadRequest:
     message = f"events of a {stored} topic cannot be delivered in {wanted}"
     return BadRequest(
         message=message,
-        code="UnsupportedDeliverySchema",
-        details=[ErrorDetail("UnsupportedDeliverySchema", message, "properties.eventDeliverySchema")],
+        code=ErrorCode.UNSUPPORTED_DELIVERY_SCHEMA,
+        details=[ErrorDetail(
+            ErrorCode.UNSUPPORTED_DELIVERY_SCHEMA, message, "properties.eventDeliverySchema"
+        )],
     )
 
 

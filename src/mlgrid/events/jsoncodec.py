@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import orjson
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import BadRequest, ErrorDetail
 
 __all__ = ["dumps", "loads_exact"]
@@ -37,8 +38,8 @@ _BOM = "\ufeff"
 def _invalid_json(message: str) -> BadRequest:
     return BadRequest(
         message=message,
-        code="InvalidJson",
-        details=[ErrorDetail("InvalidJson", message, "body")],
+        code=ErrorCode.INVALID_JSON,
+        details=[ErrorDetail(ErrorCode.INVALID_JSON, message, "body")],
     )
 
 

@@ -78,6 +78,7 @@ def _envelope(
 
 
 def _run_data(
+    *,
     experiment_id: str,
     experiment_name: str,
     run_id: str,
@@ -96,6 +97,7 @@ def _run_data(
 
 
 def run_completed(
+    *,
     topic_id: str,
     experiment_id: str,
     experiment_name: str,
@@ -106,11 +108,17 @@ def run_completed(
     etag: str,
     sequencer: str,
     event_time: datetime,
-    *,
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """``RunCompleted``: a run reached ``Completed``."""
-    data = _run_data(experiment_id, experiment_name, run_id, run_type, run_tags, run_properties)
+    data = _run_data(
+        experiment_id=experiment_id,
+        experiment_name=experiment_name,
+        run_id=run_id,
+        run_type=run_type,
+        run_tags=run_tags,
+        run_properties=run_properties,
+    )
     data["ETag"] = etag
     data["Sequencer"] = sequencer
     subject = f"experiments/{experiment_id}/runs/{run_id}"
@@ -118,6 +126,7 @@ def run_completed(
 
 
 def run_status_changed(
+    *,
     topic_id: str,
     experiment_id: str,
     experiment_name: str,
@@ -129,11 +138,17 @@ def run_status_changed(
     sequencer: str,
     event_time: datetime,
     run_status: str,
-    *,
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """``RunStatusChanged``: ``RunStatus`` is lower-cased (``"Failed"`` -> ``"failed"``) as in Azure."""
-    data = _run_data(experiment_id, experiment_name, run_id, run_type, run_tags, run_properties)
+    data = _run_data(
+        experiment_id=experiment_id,
+        experiment_name=experiment_name,
+        run_id=run_id,
+        run_type=run_type,
+        run_tags=run_tags,
+        run_properties=run_properties,
+    )
     data["RunStatus"] = run_status.lower()
     data["ETag"] = etag
     data["Sequencer"] = sequencer
@@ -142,6 +157,7 @@ def run_status_changed(
 
 
 def model_registered(
+    *,
     topic_id: str,
     model_name: str,
     model_version: str | int,
@@ -150,7 +166,6 @@ def model_registered(
     etag: str,
     sequencer: str,
     event_time: datetime,
-    *,
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """``ModelRegistered``: ``ModelVersion`` is always a string (``"3"``), per the spec's table."""
@@ -167,6 +182,7 @@ def model_registered(
 
 
 def model_deployed(
+    *,
     topic_id: str,
     service_name: str,
     compute_type: str,
@@ -176,7 +192,6 @@ def model_deployed(
     etag: str,
     sequencer: str,
     event_time: datetime,
-    *,
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """``ModelDeployed``: ``model_ids`` are ``"name:version"`` strings, joined with commas."""
@@ -200,6 +215,7 @@ def _window_time(moment: datetime) -> str:
 
 
 def dataset_drift_detected(
+    *,
     topic_id: str,
     data_drift_id: str,
     data_drift_name: str,
@@ -212,10 +228,14 @@ def dataset_drift_detected(
     etag: str,
     sequencer: str,
     event_time: datetime,
-    *,
     event_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``DatasetDriftDetected``: ``StartTime``/``EndTime`` are the analysed target window."""
+    """``DatasetDriftDetected``: ``StartTime``/``EndTime`` are the analysed target window.
+
+    ``extra`` adds fields after the spec's (``DriftedFeatures``, ``PValue``...); it cannot
+    replace one of them.
+    """
     data = {
         "DataDriftId": data_drift_id,
         "DataDriftName": data_drift_name,
@@ -228,5 +248,7 @@ def dataset_drift_detected(
         "ETag": etag,
         "Sequencer": sequencer,
     }
+    for key, value in (extra or {}).items():
+        data.setdefault(key, value)
     subject = f"datadrift/{data_drift_id}/run/{run_id}"
     return _envelope(topic_id, subject, DATASET_DRIFT_DETECTED, data, event_time, event_id)

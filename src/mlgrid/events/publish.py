@@ -50,6 +50,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import (
     BadRequest,
     ErrorDetail,
@@ -58,13 +60,7 @@ from mlgrid.errors import (
     UnsupportedMediaType,
 )
 from mlgrid.events.jsoncodec import dumps, loads_exact
-from mlgrid.events.schemas import (
-    CLOUD_EVENTS,
-    EVENT_GRID,
-    FieldMapping,
-    InputSchemaMapping,
-    parse_schema_name,
-)
+from mlgrid.events.schemas import FieldMapping, InputSchemaMapping, parse_schema_name
 from mlgrid.events.timestamps import format_timestamp, normalise_timestamp
 
 __all__ = [
@@ -159,14 +155,14 @@ def _show(value: Any) -> str:
 def _string_problem(problems: _Problems, target: str, raw: dict[str, Any], key: str, empty_ok: bool) -> None:
     """Record why ``raw[key]`` is not an acceptable string (called only when it is not)."""
     if key not in raw:
-        problems.add(target, "MissingField", "required string is missing")
+        problems.add(target, ErrorCode.MISSING_FIELD, "required string is missing")
         return
     value = raw[key]
     if isinstance(value, str):
         if not empty_ok and value == "":
-            problems.add(target, "InvalidFieldValue", "must not be empty")
+            problems.add(target, ErrorCode.INVALID_FIELD_VALUE, "must not be empty")
         return
-    problems.add(target, "InvalidFieldType", f"must be a string, got {_json_type(value)}")
+    problems.add(target, ErrorCode.INVALID_FIELD_TYPE, f"must be a string, got {_json_type(value)}")
 
 
 def _length_problem(
@@ -174,7 +170,9 @@ def _length_problem(
 ) -> None:
     """``id`` and the event type are stored in indexed columns of :data:`MAX_ID_CHARACTERS`."""
     if type(value) is str and limit is not None and len(value) > limit:
-        problems.add(target, "InvalidFieldValue", f"must be at most {limit} characters, got {len(value):,}")
+        problems.add(
+            target, ErrorCode.INVALID_FIELD_VALUE, f"must be at most {limit} characters, got {len(value):,}"
+        )
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -212,25 +210,27 @@ def parse_publish_body(
             f"the request body is {len(body):,} bytes; a request and each event in it may be at "
             f"most {MAX_REQUEST_BYTES:,} bytes (1 MB)"
         )
-        raise PayloadTooLarge(message=message, details=[ErrorDetail("PayloadTooLarge", message, "body")])
+        raise PayloadTooLarge(
+            message=message, details=[ErrorDetail(ErrorCode.PAYLOAD_TOO_LARGE, message, "body")]
+        )
     kind = media_type(content_type)
     input_schema = parse_schema_name(input_schema, "inputSchema")
-    if input_schema == CLOUD_EVENTS:
+    if input_schema == EventSchema.CLOUD_EVENTS:
         return _parse_cloudevents_request(body, content_type, kind, headers)
     if kind in (CLOUDEVENTS_JSON, CLOUDEVENTS_BATCH_JSON):
         message = (
             f"this topic's input schema is {input_schema}; CloudEvents ({kind}) can only be "
-            f"published to a topic whose input schema is {CLOUD_EVENTS}"
+            f"published to a topic whose input schema is {EventSchema.CLOUD_EVENTS}"
         )
         raise BadRequest(
             message=message,
-            code="InputSchemaMismatch",
-            details=[ErrorDetail("InputSchemaMismatch", message, "Content-Type")],
+            code=ErrorCode.INPUT_SCHEMA_MISMATCH,
+            details=[ErrorDetail(ErrorCode.INPUT_SCHEMA_MISMATCH, message, "Content-Type")],
         )
     if not _is_json_media_type(kind):
         raise _unsupported_media_type(content_type, "application/json")
     document = _load_body(body)
-    if input_schema == EVENT_GRID:
+    if input_schema == EventSchema.EVENT_GRID:
         if not isinstance(document, list):
             raise _wrong_body_shape(document, "the Event Grid schema requires a JSON array of events")
         _check_count(len(document))
@@ -244,7 +244,9 @@ def _load_body(body: bytes) -> Any:
     if not body.strip():
         message = "the request body is empty; expected JSON"
         raise BadRequest(
-            message=message, code="InvalidJson", details=[ErrorDetail("InvalidJson", message, "body")]
+            message=message,
+            code=ErrorCode.INVALID_JSON,
+            details=[ErrorDetail(ErrorCode.INVALID_JSON, message, "body")],
         )
     return loads_exact(body)
 
@@ -259,18 +261,22 @@ def _check_count(count: int) -> None:
         message = (
             f"the request holds {count:,} events; at most {MAX_EVENTS_PER_REQUEST:,} are accepted at once"
         )
-        raise PayloadTooLarge(message=message, details=[ErrorDetail("TooManyEvents", message, "body")])
+        raise PayloadTooLarge(
+            message=message, details=[ErrorDetail(ErrorCode.TOO_MANY_EVENTS, message, "body")]
+        )
 
 
 def _unsupported_media_type(content_type: str | None, accepted: str) -> UnsupportedMediaType:
     message = f"Content-Type {content_type!r} is not accepted here; use {accepted}"
     return UnsupportedMediaType(
-        message=message, details=[ErrorDetail("UnsupportedMediaType", message, "Content-Type")]
+        message=message, details=[ErrorDetail(ErrorCode.UNSUPPORTED_MEDIA_TYPE, message, "Content-Type")]
     )
 
 
 def _non_object(problems: _Problems, index: int, item: Any) -> None:
-    problems.add(f"[{index}]", "InvalidEvent", f"each event must be a JSON object, got {_json_type(item)}")
+    problems.add(
+        f"[{index}]", ErrorCode.INVALID_EVENT, f"each event must be a JSON object, got {_json_type(item)}"
+    )
 
 
 # --- Event Grid schema -------------------------------------------------------------------
@@ -304,7 +310,7 @@ def _eventgrid_event(
                 reason = "unknown field in the Event Grid schema"
                 if hint is not None:
                     reason += f" (did you mean {hint}?)"
-                problems.add(f"[{index}].{key}", "UnknownField", reason)
+                problems.add(f"[{index}].{key}", ErrorCode.UNKNOWN_FIELD, reason)
 
     event_id = raw.get("id")
     if type(event_id) is not str or not event_id:
@@ -323,7 +329,7 @@ def _eventgrid_event(
         if event_time is None:
             problems.add(
                 f"[{index}].eventTime",
-                "InvalidFieldValue",
+                ErrorCode.INVALID_FIELD_VALUE,
                 "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z",
             )
     else:
@@ -332,11 +338,13 @@ def _eventgrid_event(
     topic = raw.get("topic")
     if topic is not None and (type(topic) is not str or topic.lower() != topic_lower):
         if type(topic) is not str:
-            problems.add(f"[{index}].topic", "InvalidFieldType", f"must be a string, got {_json_type(topic)}")
+            problems.add(
+                f"[{index}].topic", ErrorCode.INVALID_FIELD_TYPE, f"must be a string, got {_json_type(topic)}"
+            )
         else:
             problems.add(
                 f"[{index}].topic",
-                "InvalidFieldValue",
+                ErrorCode.INVALID_FIELD_VALUE,
                 f"must be this topic's id {_show(topic_id)} or be left out, got {_show(topic)}",
             )
     data_version = raw.get("dataVersion")
@@ -344,13 +352,15 @@ def _eventgrid_event(
         data_version = ""
     elif type(data_version) is not str:
         problems.add(
-            f"[{index}].dataVersion", "InvalidFieldType", f"must be a string, got {_json_type(data_version)}"
+            f"[{index}].dataVersion",
+            ErrorCode.INVALID_FIELD_TYPE,
+            f"must be a string, got {_json_type(data_version)}",
         )
     metadata_version = raw.get("metadataVersion")
     if metadata_version is not None and metadata_version != "1":
         problems.add(
             f"[{index}].metadataVersion",
-            "InvalidFieldValue",
+            ErrorCode.INVALID_FIELD_VALUE,
             f'must be "1" or be left out, got {_show(metadata_version)}',
         )
 
@@ -402,13 +412,13 @@ def _mapped_string(
         if required and field_mapping.source_field is not None:
             problems.add(
                 f"[{index}].{field_mapping.source_field}",
-                "MissingField",
+                ErrorCode.MISSING_FIELD,
                 f"required string is missing (the topic maps it to {name}, with no defaultValue)",
             )
         elif required:
             problems.add(
                 f"[{index}].{name}",
-                "MissingField",
+                ErrorCode.MISSING_FIELD,
                 f"no value: the topic's inputSchemaMapping gives {name} "
                 "neither a sourceField nor a defaultValue",
             )
@@ -416,11 +426,13 @@ def _mapped_string(
     target = f"[{index}].{field_mapping.source_field}"
     if type(value) is not str:
         problems.add(
-            target, "InvalidFieldType", f"must be a string (mapped to {name}), got {_json_type(value)}"
+            target,
+            ErrorCode.INVALID_FIELD_TYPE,
+            f"must be a string (mapped to {name}), got {_json_type(value)}",
         )
         return None
     if not empty_ok and not value:
-        problems.add(target, "InvalidFieldValue", f"must not be empty (mapped to {name})")
+        problems.add(target, ErrorCode.INVALID_FIELD_VALUE, f"must not be empty (mapped to {name})")
         return None
     return value
 
@@ -471,7 +483,7 @@ def _custom_event(
         if topic is not None and topic.lower() != topic_lower:
             problems.add(
                 f"[{index}].{mapping.topic.source_field}",
-                "InvalidFieldValue",
+                ErrorCode.INVALID_FIELD_VALUE,
                 f"must be this topic's id {_show(topic_id)} or be left out (mapped to topic), "
                 f"got {_show(topic)}",
             )
@@ -486,7 +498,7 @@ def _custom_event(
             if event_time is None:
                 problems.add(
                     f"[{index}].{mapping.event_time.source_field}",
-                    "InvalidFieldValue",
+                    ErrorCode.INVALID_FIELD_VALUE,
                     "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z (mapped to eventTime)",
                 )
 
@@ -578,10 +590,12 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
     specversion = raw.get("specversion")
     if specversion != "1.0":
         if specversion is None:
-            problems.add(f"{prefix}specversion", "MissingField", 'required, must be "1.0"')
+            problems.add(f"{prefix}specversion", ErrorCode.MISSING_FIELD, 'required, must be "1.0"')
         else:
             problems.add(
-                f"{prefix}specversion", "InvalidFieldValue", f'must be "1.0", got {_show(specversion)}'
+                f"{prefix}specversion",
+                ErrorCode.INVALID_FIELD_VALUE,
+                f'must be "1.0", got {_show(specversion)}',
             )
     event: dict[str, Any] = {"specversion": "1.0"}
     for name in _CE_REQUIRED:
@@ -604,7 +618,7 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
         if normalised is None:
             problems.add(
                 f"{prefix}time",
-                "InvalidFieldValue",
+                ErrorCode.INVALID_FIELD_VALUE,
                 "must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z",
             )
         event["time"] = normalised
@@ -616,13 +630,13 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
             if not _EXTENSION_NAME.match(key):
                 problems.add(
                     f"{prefix}{key}",
-                    "InvalidFieldName",
+                    ErrorCode.INVALID_FIELD_NAME,
                     "extension attribute names must be 1-20 lowercase letters a-z or digits 0-9",
                 )
             elif type(value) is not str and type(value) is not int and type(value) is not bool:
                 problems.add(
                     f"{prefix}{key}",
-                    "InvalidFieldType",
+                    ErrorCode.INVALID_FIELD_TYPE,
                     "extension attributes must be a string, an integer or a boolean, "
                     f"got {_json_type(value)}",
                 )
@@ -633,19 +647,21 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
     if data_base64 is not None:
         if data is not None:
             problems.add(
-                f"{prefix}data_base64", "InvalidFieldValue", "data and data_base64 are mutually exclusive"
+                f"{prefix}data_base64",
+                ErrorCode.INVALID_FIELD_VALUE,
+                "data and data_base64 are mutually exclusive",
             )
         elif type(data_base64) is not str:
             problems.add(
                 f"{prefix}data_base64",
-                "InvalidFieldType",
+                ErrorCode.INVALID_FIELD_TYPE,
                 f"must be a base64 string, got {_json_type(data_base64)}",
             )
         else:
             try:
                 base64.b64decode(data_base64, validate=True)
             except (binascii.Error, ValueError):
-                problems.add(f"{prefix}data_base64", "InvalidFieldValue", "is not valid base64")
+                problems.add(f"{prefix}data_base64", ErrorCode.INVALID_FIELD_VALUE, "is not valid base64")
         event["data_base64"] = data_base64
     elif data is not None:
         event["data"] = data
@@ -670,7 +686,9 @@ def _binary_cloud_event(
         attribute = name[3:]
         if attribute in ("data", "data_base64"):
             problems.add(
-                name, "InvalidFieldName", "the data travels in the body in binary mode, not in a header"
+                name,
+                ErrorCode.INVALID_FIELD_NAME,
+                "the data travels in the body in binary mode, not in a header",
             )
             continue
         raw[attribute] = unquote(value)

@@ -26,13 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
 from mlgrid.errors import invalid
 
 __all__ = [
-    "CLOUD_EVENTS",
-    "CUSTOM",
-    "EVENT_GRID",
-    "INPUT_SCHEMAS",
     "FieldMapping",
     "InputSchemaMapping",
     "mapping_to_json",
@@ -40,17 +37,12 @@ __all__ = [
     "parse_schema_name",
 ]
 
-EVENT_GRID = "EventGridSchema"
-CLOUD_EVENTS = "CloudEventSchemaV1_0"
-CUSTOM = "CustomEventSchema"
-INPUT_SCHEMAS = (EVENT_GRID, CLOUD_EVENTS, CUSTOM)
-
 # Azure calls the "deliver as published" schema ``CustomInputSchema`` on subscriptions.
 _SCHEMA_NAMES = {
-    EVENT_GRID.lower(): EVENT_GRID,
-    CLOUD_EVENTS.lower(): CLOUD_EVENTS,
-    CUSTOM.lower(): CUSTOM,
-    "custominputschema": CUSTOM,
+    EventSchema.EVENT_GRID.lower(): EventSchema.EVENT_GRID,
+    EventSchema.CLOUD_EVENTS.lower(): EventSchema.CLOUD_EVENTS,
+    EventSchema.CUSTOM_EVENT.lower(): EventSchema.CUSTOM_EVENT,
+    EventSchema.CUSTOM_INPUT.lower(): EventSchema.CUSTOM_EVENT,
 }
 
 _MAPPED_FIELDS = ("id", "topic", "eventTime", "eventType", "subject", "dataVersion")

@@ -6,6 +6,7 @@ Pure logic (no IO). ``parse_filter`` turns the JSON of ``properties.filter`` int
 all of them; ``parse_cli_advanced_filter`` reads Azure CLI's ``--advanced-filter`` syntax.
 """
 
+from mlgrid.domain.event_filter import OPERATORS, AdvancedFilter, EventFilter, Number, canonical_schema
 from mlgrid.filters.cli_syntax import parse_cli_advanced_filter
 from mlgrid.filters.compile import (
     CompiledFilter,
@@ -15,16 +16,6 @@ from mlgrid.filters.compile import (
     compile_parts,
 )
 from mlgrid.filters.index import SubscriptionIndex
-from mlgrid.filters.model import (
-    CLOUD_EVENT_SCHEMA,
-    CUSTOM_EVENT_SCHEMA,
-    EVENT_GRID_SCHEMA,
-    OPERATORS,
-    AdvancedFilter,
-    EventFilter,
-    Number,
-    canonical_schema,
-)
 from mlgrid.filters.parse import (
     MAX_ADVANCED_FILTERS,
     MAX_STRING_VALUE_LENGTH,
@@ -36,9 +27,6 @@ from mlgrid.filters.parse import (
 )
 
 __all__ = [
-    "CLOUD_EVENT_SCHEMA",
-    "CUSTOM_EVENT_SCHEMA",
-    "EVENT_GRID_SCHEMA",
     "MAX_ADVANCED_FILTERS",
     "MAX_STRING_VALUE_LENGTH",
     "MAX_TOTAL_VALUES",

@@ -21,8 +21,7 @@ import re
 from decimal import Decimal
 from typing import Any, Final
 
-from mlgrid.errors import invalid
-from mlgrid.filters.model import (
+from mlgrid.domain.event_filter import (
     BOOL_OPERATORS,
     NUMBER_LIST_OPERATORS,
     NUMBER_RANGE_OPERATORS,
@@ -31,6 +30,7 @@ from mlgrid.filters.model import (
     PRESENCE_OPERATORS,
     Number,
 )
+from mlgrid.errors import invalid
 
 OPTION: Final = "--advanced-filter"
 

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from mlgrid.filters.model import (
+from mlgrid.domain.event_filter import (
     BOOL_OPERATORS,
-    CLOUD_EVENT_SCHEMA,
     NEGATED_MATCH_WHEN_ABSENT,
     NEGATED_STRICT,
     NUMBER_LIST_OPERATORS,
@@ -39,6 +38,7 @@ from mlgrid.filters.model import (
     Number,
     canonical_schema,
 )
+from mlgrid.domain.schemas import EventSchema
 
 EventPredicate = Callable[[Mapping[str, Any]], bool]
 """A compiled filter: ``True`` when the subscription wants the event."""
@@ -168,7 +168,7 @@ class FilterCompiler:
         the Event Grid schema). The event type is ``eventType`` (Event Grid) or ``type``
         (CloudEvents); a missing subject counts as ``""``.
         """
-        type_field = "type" if canonical_schema(input_schema) == CLOUD_EVENT_SCHEMA else "eventType"
+        type_field = "type" if canonical_schema(input_schema) == EventSchema.CLOUD_EVENTS else "eventType"
         parts = self.parts(f)
         event_types, prefix, suffix, case_sensitive = (
             parts.event_types,

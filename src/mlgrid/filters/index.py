@@ -40,16 +40,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlgrid.domain.event_filter import EventFilter, canonical_schema
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.filters.compile import Anchor, CompiledFilter, EventPredicate, FilterCompiler
-from mlgrid.filters.model import CLOUD_EVENT_SCHEMA, EventFilter, canonical_schema
 from mlgrid.filters.value_index import KeyIndex
 
-_TYPE_FIELDS = {"EventGridSchema": "eventType", "CustomEventSchema": "eventType", CLOUD_EVENT_SCHEMA: "type"}
+_TYPE_FIELDS: dict[str, str] = {
+    EventSchema.EVENT_GRID: "eventType",
+    EventSchema.CUSTOM_EVENT: "eventType",
+    EventSchema.CLOUD_EVENTS: "type",
+}
 
 
 def _type_field(input_schema: str) -> str:
     """The envelope field holding the event type for events of ``input_schema``."""
-    return "type" if canonical_schema(input_schema) == CLOUD_EVENT_SCHEMA else "eventType"
+    return "type" if canonical_schema(input_schema) == EventSchema.CLOUD_EVENTS else "eventType"
 
 
 @dataclass(frozen=True, slots=True)

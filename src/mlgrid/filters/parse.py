@@ -16,10 +16,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
-from mlgrid.errors import invalid
-from mlgrid.filters.model import (
+from mlgrid.domain.event_filter import (
     BOOL_OPERATORS,
-    CLOUD_EVENT_SCHEMA,
     NUMBER_LIST_OPERATORS,
     NUMBER_RANGE_OPERATORS,
     OPERATORS,
@@ -32,6 +30,8 @@ from mlgrid.filters.model import (
     Number,
     canonical_schema,
 )
+from mlgrid.domain.schemas import EventSchema
+from mlgrid.errors import invalid
 
 MAX_ADVANCED_FILTERS: Final = 25
 MAX_TOTAL_VALUES: Final = 25
@@ -278,7 +278,7 @@ def _key_problem(key: str, schema: str) -> str | None:
         if any(segment == "" for segment in path.split(".")):
             return f"{key!r} has an empty path segment"
         return None
-    if schema == CLOUD_EVENT_SCHEMA:
+    if schema == EventSchema.CLOUD_EVENTS:
         if len(lowered) <= MAX_EXTENSION_NAME_LENGTH and _EXTENSION_NAME.fullmatch(lowered):
             return None
         return (

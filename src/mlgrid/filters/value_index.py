@@ -14,8 +14,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from mlgrid.domain.event_filter import Number
 from mlgrid.filters.compile import MISMATCH, Anchor, as_lower_string, as_number
-from mlgrid.filters.model import Number
 
 __all__ = ["KeyIndex"]
 

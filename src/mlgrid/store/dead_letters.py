@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.records import DeadLetterRow
 from mlgrid.store.clock import from_epoch, utc_from_epoch
 from mlgrid.store.tables import dead_letters, deliveries, events
 
@@ -30,19 +30,6 @@ class NewDeadLetter:
     record: str  # JSON text of the record
     blob_path: str | None
     created_at: float
-
-
-@dataclass(frozen=True)
-class DeadLetterRow:
-    id: str
-    subscription_id: str
-    delivery_id: int | None
-    event_id: str
-    reason: str
-    record: str
-    blob_path: str | None
-    created_at: datetime
-    redelivered_at: datetime | None
 
 
 def _row(r: Any) -> DeadLetterRow:

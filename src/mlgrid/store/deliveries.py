@@ -15,19 +15,12 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.deliveries import DeliveryState
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.records import DeliveryRow
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
 from mlgrid.store.database import Database, run_sqlite
 from mlgrid.store.tables import deliveries, events, subscriptions
-
-PENDING = "pending"
-DELIVERED = "delivered"
-DEAD_LETTERED = "deadLettered"
-DROPPED = "dropped"
-STATES = (PENDING, DELIVERED, DEAD_LETTERED, DROPPED)
-FINAL_STATES = (DELIVERED, DEAD_LETTERED, DROPPED)
-# ``subscriptions.endpoint_type`` of pull subscriptions (the broker's ``QUEUE``; the store does
-# not import services, so the value is repeated here).
-QUEUE_ENDPOINT = "Queue"
 
 
 @dataclass(frozen=True)
@@ -47,26 +40,6 @@ class Claim:
     node_id: str
     lease_until: float
     limit: int
-
-
-@dataclass(frozen=True)
-class DeliveryRow:
-    id: int
-    event_seq: int
-    subscription_id: str
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    claimed_by: str | None
-    lease_until: datetime | None
-    lock_token: str | None
-    last_outcome: str | None
-    last_http_status: int | None
-    last_error: str | None
-    last_attempt_at: datetime | None
-    final_reason: str | None
-    created_at: datetime
-    finished_at: datetime | None
 
 
 def row_to_delivery(r: object) -> DeliveryRow:
@@ -192,7 +165,7 @@ async def count_by_state(conn: AsyncConnection, subscription_id: str) -> dict[st
         .where(deliveries.c.subscription_id == subscription_id)
         .group_by(deliveries.c.state)
     )
-    counts = dict.fromkeys(STATES, 0)
+    counts = {state.value: 0 for state in DeliveryState}
     counts.update({state: int(n) for state, n in rows})
     return counts
 
@@ -249,7 +222,7 @@ def _due(r: Any) -> DueDelivery:
 
 
 def _pull_subscription_ids() -> Any:
-    return select(subscriptions.c.id).where(subscriptions.c.endpoint_type == QUEUE_ENDPOINT)
+    return select(subscriptions.c.id).where(subscriptions.c.endpoint_type == EndpointType.QUEUE)
 
 
 async def load_pending_push(conn: AsyncConnection, after_id: int, limit: int) -> list[DueDelivery]:
@@ -261,7 +234,7 @@ async def load_pending_push(conn: AsyncConnection, after_id: int, limit: int) ->
     rows = await conn.execute(
         select(*_DUE_COLUMNS)
         .where(
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.id > after_id,
             deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
         )
@@ -283,7 +256,7 @@ async def claim_due_push(
     candidates = (
         select(deliveries.c.id)
         .where(
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
             deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
@@ -451,7 +424,7 @@ async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], 
             .where(
                 deliveries.c.id.in_(list(ids)),
                 deliveries.c.claimed_by == node_id,
-                deliveries.c.state == PENDING,
+                deliveries.c.state == DeliveryState.PENDING,
             )
             .values(lease_until=lease_until)
         )
@@ -464,7 +437,7 @@ async def release_claims_of(conn: AsyncConnection, node_id: str) -> int:
         update(deliveries)
         .where(
             deliveries.c.claimed_by == node_id,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.lock_token.is_(None),
         )
         .values(claimed_by=None, lease_until=None)
@@ -479,7 +452,7 @@ async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> 
             update(deliveries)
             .where(
                 deliveries.c.id.in_(list(ids)),
-                deliveries.c.state == PENDING,
+                deliveries.c.state == DeliveryState.PENDING,
                 deliveries.c.next_attempt_at > now,
             )
             .values(next_attempt_at=now)
@@ -553,7 +526,7 @@ async def receivable(conn: AsyncConnection, subscription_id: str, now: float, li
         .join(events, events.c.seq == deliveries.c.event_seq)
         .where(
             deliveries.c.subscription_id == subscription_id,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= now),
         )
@@ -590,7 +563,7 @@ def _locked(tokens: Sequence[str], subscription_id: str, now: float) -> Any:
     return (
         deliveries.c.subscription_id == subscription_id,
         deliveries.c.lock_token.in_(list(tokens)),
-        deliveries.c.state == PENDING,
+        deliveries.c.state == DeliveryState.PENDING,
         deliveries.c.lease_until > now,
     )
 
@@ -619,7 +592,7 @@ async def acknowledge_locked(
         update(deliveries)
         .where(*_locked(tokens, subscription_id, now))
         .values(
-            state=DELIVERED,
+            state=DeliveryState.DELIVERED,
             last_outcome="Acknowledged",
             finished_at=now,
             lease_until=None,
@@ -637,7 +610,7 @@ async def release_rows(conn: AsyncConnection, ids: Sequence[int], available_at: 
         return
     await conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == PENDING)
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == DeliveryState.PENDING)
         .values(
             next_attempt_at=available_at,
             last_outcome="Released",
@@ -684,7 +657,7 @@ async def exhausted_pull_rows(
         .join(events, events.c.seq == deliveries.c.event_seq)
         .where(
             deliveries.c.subscription_id == subscription_id,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until <= now),
             or_(deliveries.c.attempts >= max_count, deliveries.c.created_at < created_before),
         )
@@ -708,7 +681,7 @@ async def pending_with_events(
         .join(events, events.c.seq == deliveries.c.event_seq)
         .where(
             deliveries.c.subscription_id == subscription_id,
-            deliveries.c.state == PENDING,
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.id > after_id,
         )
         .order_by(deliveries.c.id)
@@ -718,7 +691,7 @@ async def pending_with_events(
 
 
 async def count_pending(conn: AsyncConnection, subscription_id: str | None = None) -> int:
-    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == PENDING)
+    query = select(func.count()).select_from(deliveries).where(deliveries.c.state == DeliveryState.PENDING)
     if subscription_id is not None:
         query = query.where(deliveries.c.subscription_id == subscription_id)
     return int((await conn.execute(query)).scalar_one())

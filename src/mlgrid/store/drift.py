@@ -10,7 +10,6 @@ serialises), so everything one window's commit checks and writes happens in one 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,8 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import AlreadyExists
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
@@ -26,52 +27,6 @@ from mlgrid.store.tables import drift_monitors, drift_runs, workspace_counters
 
 SEQUENCER_KIND = "datadrift"
 """``workspace_counters.kind`` of a monitor's event Sequencer (``object_key``: its id)."""
-
-
-@dataclass(frozen=True)
-class MonitorRow:
-    id: str
-    workspace_key: str
-    name: str
-    baseline_dataset_id: str
-    target_dataset_id: str
-    features: list[str] | None
-    frequency: str
-    latency_hours: float
-    threshold: float
-    schedule_enabled: bool
-    schedule_since: datetime | None
-    etag: str
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def name_key(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class DriftRunRow:
-    id: str
-    monitor_id: str
-    workspace_key: str
-    window_start: datetime
-    window_end: datetime
-    coefficient: float | None
-    reason: str | None
-    threshold: float
-    feature_contributions: dict[str, Any]
-    feature_metrics: dict[str, Any]
-    row_counts: dict[str, Any]
-    skipped_features: dict[str, Any]
-    rows_compared: int
-    baseline_dataset_id: str
-    target_dataset_id: str
-    monitor_etag: str
-    trigger: str
-    event_published: bool
-    event_id: str | None
-    created_at: datetime
 
 
 def _json(value: Any) -> str:
@@ -96,7 +51,12 @@ def _monitor(r: Any) -> MonitorRow:
         etag=m["etag"],
         created_at=utc_from_epoch(m["created_at"]),
         updated_at=utc_from_epoch(m["updated_at"]),
+        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _run(r: Any) -> DriftRunRow:
@@ -122,6 +82,14 @@ def _run(r: Any) -> DriftRunRow:
         event_published=bool(m["event_published"]),
         event_id=m["event_id"],
         created_at=utc_from_epoch(m["created_at"]),
+        auroc=_float_or_none(m["auroc"]),
+        p_value=_float_or_none(m["p_value"]),
+        classifier_p_value=_float_or_none(m["classifier_p_value"]),
+        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
+        feature_tests=list(orjson.loads(m["feature_tests"] or "[]")),
+        explanation=m["explanation"],
+        null_rows=int(m["null_rows"] or 0),
+        null_draws=int(m["null_draws"] or 0),
     )
 
 
@@ -133,6 +101,7 @@ def _monitor_values(row: MonitorRow) -> dict[str, Any]:
         "frequency": row.frequency,
         "latency_hours": row.latency_hours,
         "threshold": row.threshold,
+        "false_alarm_rate": row.false_alarm_rate,
         "schedule_enabled": row.schedule_enabled,
         "schedule_since": None if row.schedule_since is None else to_epoch(row.schedule_since),
         "etag": row.etag,
@@ -158,7 +127,7 @@ async def insert_monitor(conn: AsyncConnection, row: MonitorRow) -> None:
             )
     except IntegrityError as exc:
         message = f"data drift monitor {row.name!r} already exists"
-        raise AlreadyExists(message, code="DataDriftExists") from exc
+        raise AlreadyExists(message, code=ErrorCode.DATA_DRIFT_EXISTS) from exc
 
 
 async def update_monitor(conn: AsyncConnection, row: MonitorRow) -> None:
@@ -266,6 +235,14 @@ async def insert_run(conn: AsyncConnection, row: DriftRunRow) -> bool:
                     event_published=row.event_published,
                     event_id=row.event_id,
                     created_at=to_epoch(row.created_at),
+                    auroc=row.auroc,
+                    p_value=row.p_value,
+                    classifier_p_value=row.classifier_p_value,
+                    false_alarm_rate=row.false_alarm_rate,
+                    feature_tests=_json(row.feature_tests),
+                    explanation=row.explanation,
+                    null_rows=row.null_rows,
+                    null_draws=row.null_draws,
                 )
             )
     except IntegrityError:

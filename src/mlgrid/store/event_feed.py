@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.records import DeliveryRow
 from mlgrid.store.clock import from_epoch, utc_from_epoch
-from mlgrid.store.deliveries import DeliveryRow, row_to_delivery
+from mlgrid.store.deliveries import row_to_delivery
 from mlgrid.store.tables import deliveries, events
 
 #: How far back (in sequence numbers) a filtered backlog query looks for matches at most.

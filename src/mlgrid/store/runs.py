@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
 from mlgrid.store.tables import run_artifacts, run_metrics, runs
 
@@ -47,24 +48,6 @@ class RunRow:
     @property
     def is_job(self) -> bool:
         return self.job_command is not None
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    name: str
-    step: int
-    value: str
-    time: datetime
-
-
-@dataclass(frozen=True)
-class ArtifactRow:
-    workspace_key: str
-    run_id: str
-    path: str
-    size: int
-    sha256: str
-    created_at: datetime
 
 
 def _run(r: Any) -> RunRow:

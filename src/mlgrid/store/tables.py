@@ -336,6 +336,8 @@ drift_monitors = Table(
     Column("frequency", String(8), nullable=False),  # Day | Week | Month
     Column("latency_hours", Float, nullable=False),
     Column("threshold", Float, nullable=False),
+    # null: decide by ``threshold`` alone (monitors created before 0008 keep that rule)
+    Column("false_alarm_rate", Float, nullable=True),
     Column("schedule_enabled", Boolean, nullable=False),
     Column("schedule_since", Float, nullable=True),
     Column("etag", String(64), nullable=False),
@@ -370,6 +372,16 @@ drift_runs = Table(
     Column("event_published", Boolean, nullable=False),
     Column("event_id", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
+    # The calibrated decision (0008): AUROC, p-values, the rate the window was judged with,
+    # the ranked per-feature tests (JSON list) and the one-sentence explanation.
+    Column("auroc", Float, nullable=True),
+    Column("p_value", Float, nullable=True),
+    Column("classifier_p_value", Float, nullable=True),
+    Column("false_alarm_rate", Float, nullable=True),
+    Column("feature_tests", Text, nullable=False, server_default="[]"),
+    Column("explanation", Text, nullable=True),
+    Column("null_rows", Integer, nullable=False, server_default="0"),
+    Column("null_draws", Integer, nullable=False, server_default="0"),
     UniqueConstraint("monitor_id", "window_start", "window_end"),
     Index("ix_drift_runs_workspace", "workspace_key"),
 )

@@ -30,6 +30,13 @@ class DriftPoint:
     end: datetime
     coefficient: float | None
     note: str = ""
+    drifted: bool | None = None
+    """The run's decision (it published an event); ``None``: judge by the threshold line."""
+
+    def alarmed(self, threshold: float) -> bool:
+        if self.drifted is not None:
+            return self.drifted
+        return self.coefficient is not None and self.coefficient >= threshold
 
 
 @dataclass(frozen=True)
@@ -119,13 +126,13 @@ def drift_chart(points: Sequence[DriftPoint], threshold: float) -> Markup:
             parts.append(f'<circle class="point empty" cx="{x}" cy="{_num(frame.y(0.0))}" r="4">'
                          f"<title>{escape(tip)}</title></circle>")
             continue
-        drifted = p.coefficient >= threshold
+        drifted = p.alarmed(threshold)
         tip = f"{window}: coefficient {p.coefficient:.3f}{' (drift)' if drifted else ''}"
         css = "point drifted" if drifted else "point"
         parts.append(f'<circle class="{css}" cx="{x}" cy="{_num(frame.y(p.coefficient))}" r="5" '
                      f'data-coefficient="{p.coefficient:.6f}"><title>{escape(tip)}</title></circle>')
     parts += _x_labels(frame, [(p.start.timestamp(), _day(p.start)) for p in ordered])
-    drifted_count = sum(1 for p in measured if (p.coefficient or 0.0) >= threshold)
+    drifted_count = sum(1 for p in measured if p.alarmed(threshold))
     label = (
         f"Drift coefficient of {len(ordered)} windows; "
         f"{drifted_count} at or above the threshold {threshold:g}"

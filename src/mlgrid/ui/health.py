@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
 from mlgrid.broker.activity import ActivityService, LastFailure
-from mlgrid.broker.subscription_model import WEBHOOK, Subscription
 from mlgrid.broker.topics import Topic
 from mlgrid.delivery.circuit import endpoint_key
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.subscription import Subscription
 from mlgrid.runtime import Runtime
 
 FAILURE_STATES = ("pending", "deadLettered", "dropped")
@@ -63,7 +64,7 @@ async def subscription_health(
     known = await activity.delivery_counts(sub.id, FAILURE_STATES, NOT_FAILURES)
     health = DeliveryHealth(known.by_state, known.dead_letters, known.last_failure, known.newest_delivered)
     dispatcher = rt.delivery.dispatcher
-    if sub.endpoint_type != WEBHOOK or not sub.endpoint_url:
+    if sub.endpoint_type != EndpointType.WEBHOOK or not sub.endpoint_url:
         return health
     snapshot = dispatcher.circuits.state(endpoint_key(sub.endpoint_url), datetime.now(UTC))
     return replace(

@@ -151,7 +151,9 @@ def drift_points(runs: list[dict[str, Any]]) -> list[DriftPoint]:
             continue
         value = run.get("driftCoefficient")
         note = str(run.get("reason") or run.get("message") or run.get("error") or "")
-        points.append(DriftPoint(start, end, None if value is None else float(value), note))
+        published = run.get("eventPublished")
+        drifted = published if isinstance(published, bool) else None
+        points.append(DriftPoint(start, end, None if value is None else float(value), note, drifted))
     return points
 
 
@@ -170,5 +172,5 @@ async def drift_page(request: Request, workspace: str, name: str) -> Response:
         "drift.html", request=request, principal=session.principal, nav="workspaces", workspace=workspace,
         monitor=monitor, properties=properties, threshold=threshold, runs=runs_sorted,
         chart=drift_chart(points, threshold),
-        drifted=sum(1 for p in points if p.coefficient is not None and p.coefficient >= threshold),
+        drifted=sum(1 for r in runs if r.get("eventPublished")),
     )

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import datasets as dataset_store
 from mlgrid.store.datasets import DatasetRow
 from mlgrid.workspace import tabular
 from mlgrid.workspace.files import discard, stage_file
 from mlgrid.workspace.runs import to_json_text
-from mlgrid.workspace.service import WorkspaceService, new_etag
+from mlgrid.workspace.service import WorkspaceService
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,7 +127,8 @@ class DatasetService:
             row = await dataset_store.get(conn, ws.key, name, int(text))
         if row is None:
             raise NotFound(
-                f"dataset {name}:{text} does not exist in workspace {ws.name!r}", code="DatasetNotFound"
+                f"dataset {name}:{text} does not exist in workspace {ws.name!r}",
+                code=ErrorCode.DATASET_NOT_FOUND,
             )
         return DatasetView.of(row)
 
@@ -135,7 +138,8 @@ class DatasetService:
             row = await dataset_store.get_by_id(conn, ws.key, dataset_id)
         if row is None:
             raise NotFound(
-                f"dataset {dataset_id!r} does not exist in workspace {ws.name!r}", code="DatasetNotFound"
+                f"dataset {dataset_id!r} does not exist in workspace {ws.name!r}",
+                code=ErrorCode.DATASET_NOT_FOUND,
             )
         return DatasetView.of(row)
 
@@ -152,7 +156,7 @@ class DatasetService:
         if not location.is_file():
             raise NotFound(
                 f"the file of dataset {dataset_id!r} is not in this node's data directory",
-                code="DatasetFileMissing",
+                code=ErrorCode.DATASET_FILE_MISSING,
             )
         return await asyncio.to_thread(
             tabular.load, location, view.row.file_format, view.row.timestamp_column

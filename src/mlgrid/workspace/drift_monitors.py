@@ -31,17 +31,21 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import Conflict, NotFound, PreconditionFailed, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.ml import dataset_drift_detected
 from mlgrid.events.timestamps import parse_timestamp
 from mlgrid.store import datasets as dataset_store
 from mlgrid.store import drift as drift_store
 from mlgrid.store.datasets import DatasetRow
-from mlgrid.store.drift import SEQUENCER_KIND, DriftRunRow, MonitorRow
+from mlgrid.store.drift import SEQUENCER_KIND
 from mlgrid.workspace.datasets import DatasetService
+from mlgrid.workspace.drift.cache import NullCache
 from mlgrid.workspace.drift.windows import Frequency, Window, complete_windows, window_start
-from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +57,9 @@ log = logging.getLogger("mlgrid.workspace.drift")
 DEFAULT_FREQUENCY = Frequency.DAY
 DEFAULT_LATENCY_HOURS = 0.0
 DEFAULT_THRESHOLD = 0.2
+DEFAULT_FALSE_ALARM_RATE = 0.05
+MIN_FALSE_ALARM_RATE = 0.001
+MAX_FALSE_ALARM_RATE = 0.5
 MAX_LATENCY_HOURS = 8760.0
 """A year: later than that a window is not monitoring any more, it is archaeology."""
 MAX_WINDOWS_PER_CALL = 400
@@ -71,6 +78,7 @@ _PROPERTIES = {
     "frequency",
     "latency",
     "threshold",
+    "falseAlarmRate",
     "scheduleEnabled",
 }
 # Fields of a GET answer that a client may send back unchanged in a PUT; they are ignored.
@@ -92,6 +100,8 @@ class MonitorSpec:
     latency_hours: float = DEFAULT_LATENCY_HOURS
     threshold: float = DEFAULT_THRESHOLD
     schedule_enabled: bool = False
+    false_alarm_rate: float | None = DEFAULT_FALSE_ALARM_RATE
+    """None: decide by ``threshold`` alone (the Azure-style coefficient cut)."""
 
 
 def _object(value: object, field: str) -> dict[str, Any]:
@@ -172,6 +182,17 @@ def parse_monitor_body(body: object) -> MonitorSpec:
         if not 0 < threshold <= 1:
             raise invalid("properties.threshold", "must be greater than 0 and at most 1")
         spec = replace(spec, threshold=threshold)
+    if "falseAlarmRate" in props:
+        rate = props["falseAlarmRate"]
+        if rate is not None:
+            rate = _number(rate, "properties.falseAlarmRate")
+            if not MIN_FALSE_ALARM_RATE <= rate <= MAX_FALSE_ALARM_RATE:
+                raise invalid(
+                    "properties.falseAlarmRate",
+                    f"must be {MIN_FALSE_ALARM_RATE:g} to {MAX_FALSE_ALARM_RATE:g}, "
+                    "or null to decide by threshold alone",
+                )
+        spec = replace(spec, false_alarm_rate=rate)
     if props.get("scheduleEnabled") is not None:
         if not isinstance(props["scheduleEnabled"], bool):
             raise invalid("properties.scheduleEnabled", "must be true or false")
@@ -237,12 +258,19 @@ def window_rows(frames: Frames, window: Window) -> pd.DataFrame:
     return frames.target.iloc[first:last]
 
 
-def analyse_window(frames: Frames, window: Window, features: list[str] | None, seed: int) -> DriftResult:
+def analyse_window(
+    frames: Frames,
+    window: Window,
+    monitor: MonitorRow,
+    seed: int,
+    nulls: NullCache[Any] | None = None,
+) -> DriftResult:
     from mlgrid.workspace.drift.compute import compute_drift
 
     return compute_drift(
-        frames.baseline, window_rows(frames, window), features, seed=seed,
-        timestamp_column=frames.timestamp_column,
+        frames.baseline, window_rows(frames, window), monitor.features, seed=seed,
+        timestamp_column=frames.timestamp_column, false_alarm_rate=monitor.false_alarm_rate,
+        nulls=nulls, baseline_key=monitor.baseline_dataset_id,
     )
 
 
@@ -272,10 +300,10 @@ def _plain(value: Any) -> Any:
 # --- the service ---------------------------------------------------------------------------
 
 
-def _analysis_key(row: MonitorRow) -> tuple[str, str, tuple[str, ...] | None, str]:
+def _analysis_key(row: MonitorRow) -> tuple[str, str, tuple[str, ...] | None, str, float | None]:
     """What a window's result depends on; a change of it during an analysis voids the result."""
     features = None if row.features is None else tuple(row.features)
-    return row.baseline_dataset_id, row.target_dataset_id, features, row.frequency
+    return row.baseline_dataset_id, row.target_dataset_id, features, row.frequency, row.false_alarm_rate
 
 
 class DriftMonitorService:
@@ -291,6 +319,9 @@ class DriftMonitorService:
         self.datasets = datasets
         self.seed = seed
         self.max_windows_per_call = max_windows_per_call
+        self.nulls: NullCache[Any] = NullCache()
+        """Calibration nulls per (baseline, features, window size): deterministic, so kept in
+        memory and recomputed after a restart (see ``workspace/drift/calibration.py``)."""
         self.schedule_changed: list[Callable[[], None]] = []
         """Called after a PUT that leaves a monitor scheduled (the local scheduler wakes up)."""
 
@@ -455,7 +486,9 @@ class DriftMonitorService:
         if todo:
             frames = await self.load_frames(ws, monitor)
             for window in todo:
-                result = await asyncio.to_thread(analyse_window, frames, window, monitor.features, self.seed)
+                result = await asyncio.to_thread(
+                    analyse_window, frames, window, monitor, self.seed, self.nulls
+                )
                 stored[window] = await self._record(ws, monitor, window, result, trigger)
         return [stored[w] for w in windows]
 
@@ -463,23 +496,30 @@ class DriftMonitorService:
         self, ws: Workspace, monitor: MonitorRow, window: Window, result: DriftResult, trigger: str
     ) -> DriftRunRow:
         """Store one analysed window and, when it drifted, its event — one transaction."""
-        from mlgrid.workspace.drift.compute import drift_detected
+        from mlgrid.workspace.drift.compute import decide
 
         start, end = window
         async with self.core.transaction("datadrift.run") as tx:
             current = await drift_store.lock_monitor(tx.conn, monitor.id)
             if current is None:
-                raise NotFound(f"data drift monitor {monitor.name!r} was deleted", code="DataDriftNotFound")
+                raise NotFound(
+                    f"data drift monitor {monitor.name!r} was deleted", code=ErrorCode.DATA_DRIFT_NOT_FOUND
+                )
             if _analysis_key(current) != _analysis_key(monitor):
                 raise Conflict(
                     f"data drift monitor {monitor.name!r} was changed during the analysis; run it again",
-                    code="DataDriftChanged",
+                    code=ErrorCode.DATA_DRIFT_CHANGED,
                 )
             existing = await drift_store.get_run_for_window(tx.conn, monitor.id, start, end)
             if existing is not None:
                 return existing
             coefficient = None if result.coefficient is None else float(result.coefficient)
-            detected = drift_detected(coefficient, current.threshold)
+            detected = decide(
+                coefficient,
+                result.p_value,
+                threshold=current.threshold,
+                false_alarm_rate=current.false_alarm_rate,
+            )
             run = DriftRunRow(
                 id=run_id_for(current.name, start),
                 monitor_id=current.id,
@@ -501,6 +541,14 @@ class DriftMonitorService:
                 event_published=detected,
                 event_id=str(uuid.uuid4()) if detected else None,
                 created_at=self.core.clock(),
+                auroc=result.auroc,
+                p_value=result.p_value,
+                classifier_p_value=result.classifier_p_value,
+                false_alarm_rate=current.false_alarm_rate,
+                feature_tests=_plain(result.feature_tests),
+                explanation=result.explanation,
+                null_rows=int(result.null_rows),
+                null_draws=int(result.null_draws),
             )
             if not await drift_store.insert_run(tx.conn, run):
                 raced = await drift_store.get_run_for_window(tx.conn, monitor.id, start, end)
@@ -510,19 +558,20 @@ class DriftMonitorService:
             if detected and coefficient is not None:
                 workspace = await self.core.get_in(tx.conn, ws.name)
                 event = dataset_drift_detected(
-                    workspace.resource_id,
-                    current.id,
-                    current.name,
-                    run.id,
-                    current.baseline_dataset_id,
-                    current.target_dataset_id,
-                    coefficient,
-                    start,
-                    end,
-                    current.etag,
-                    await tx.sequencer(workspace, SEQUENCER_KIND, current.id),
-                    run.created_at,
+                    topic_id=workspace.resource_id,
+                    data_drift_id=current.id,
+                    data_drift_name=current.name,
+                    run_id=run.id,
+                    base_dataset_id=current.baseline_dataset_id,
+                    target_dataset_id=current.target_dataset_id,
+                    drift_coefficient=coefficient,
+                    start_time=start,
+                    end_time=end,
+                    etag=current.etag,
+                    sequencer=await tx.sequencer(workspace, SEQUENCER_KIND, current.id),
+                    event_time=run.created_at,
                     event_id=run.event_id,
+                    extra=_event_extra(run, result),
                 )
                 await tx.emit(workspace, event)
             if trigger == SCHEDULE:
@@ -540,9 +589,32 @@ class DriftMonitorService:
         return run
 
 
+def _event_extra(run: DriftRunRow, result: DriftResult) -> dict[str, Any]:
+    """Fields DatasetDriftDetected carries beyond the spec's (consumers ignore unknown ones)."""
+    return {
+        "DriftedFeatures": _plain(
+            [
+                {
+                    "Feature": t["feature"],
+                    "Test": t["test"],
+                    "PValue": t["adjustedPValue"],
+                    "EffectSize": t["effectSize"],
+                    "EffectMeasure": t["effectMeasure"],
+                }
+                for t in result.drifted_features
+            ]
+        ),
+        "DriftExplanation": run.explanation,
+        "AUROC": run.auroc,
+        "PValue": run.p_value,
+        "FalseAlarmRate": run.false_alarm_rate,
+        "Threshold": run.threshold,
+    }
+
+
 def _not_found(name: str, ws: Workspace) -> NotFound:
     message = f"data drift monitor {name!r} does not exist in workspace {ws.name!r}"
-    return NotFound(message, code="DataDriftNotFound")
+    return NotFound(message, code=ErrorCode.DATA_DRIFT_NOT_FOUND)
 
 
 def _apply(spec: MonitorSpec, row: MonitorRow) -> MonitorRow:
@@ -554,6 +626,7 @@ def _apply(spec: MonitorSpec, row: MonitorRow) -> MonitorRow:
         frequency=spec.frequency.value,
         latency_hours=spec.latency_hours,
         threshold=spec.threshold,
+        false_alarm_rate=spec.false_alarm_rate,
         schedule_enabled=spec.schedule_enabled,
     )
 

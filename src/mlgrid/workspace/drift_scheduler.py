@@ -25,9 +25,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import MlgridError
 from mlgrid.store import drift as drift_store
-from mlgrid.store.drift import DriftRunRow, MonitorRow
 from mlgrid.workspace.drift.windows import due_windows
 from mlgrid.workspace.drift_monitors import SCHEDULE, DriftMonitorService
 

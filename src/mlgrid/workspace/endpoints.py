@@ -50,7 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, PreconditionFailed, ServiceUnavailable, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import endpoints as endpoint_store
@@ -68,7 +70,7 @@ from mlgrid.workspace.scoring.process import (
     read_log_tail,
 )
 from mlgrid.workspace.scoring.proxy import NotConnected, ProxyAnswer, ScoringProxy, ScoringUnavailable
-from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match
 
 log = logging.getLogger("mlgrid.workspace.endpoints")
 
@@ -204,7 +206,9 @@ class EndpointService:
 
     @staticmethod
     def _not_found(name: str, ws: Workspace) -> NotFound:
-        return NotFound(f"endpoint {name!r} does not exist in workspace {ws.name!r}", code="EndpointNotFound")
+        return NotFound(
+            f"endpoint {name!r} does not exist in workspace {ws.name!r}", code=ErrorCode.ENDPOINT_NOT_FOUND
+        )
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -469,15 +473,15 @@ class EndpointService:
             await tx.emit(
                 ws,
                 ml.model_deployed(
-                    ws.resource_id,
-                    row.name,
-                    row.compute_type,
-                    view.models,
-                    view.tags,
-                    view.properties,
-                    row.etag,
-                    sequencer,
-                    now,
+                    topic_id=ws.resource_id,
+                    service_name=row.name,
+                    compute_type=row.compute_type,
+                    model_ids=view.models,
+                    service_tags=view.tags,
+                    service_properties=view.properties,
+                    etag=row.etag,
+                    sequencer=sequencer,
+                    event_time=now,
                 ),
             )
         self._switch(key, _Live(key, launch, process))
@@ -692,7 +696,8 @@ class EndpointService:
         row = await self._read(key)
         if row is None:
             raise NotFound(
-                f"endpoint {name!r} does not exist in workspace {workspace_key!r}", code="EndpointNotFound"
+                f"endpoint {name!r} does not exist in workspace {workspace_key!r}",
+                code=ErrorCode.ENDPOINT_NOT_FOUND,
             )
         if (
             not self.single_node
@@ -707,7 +712,7 @@ class EndpointService:
         raise ServiceUnavailable(
             f"endpoint {row.name!r} is {row.state} and no deployment serves it"
             + (f": {row.error.splitlines()[0]}" if row.error else ""),
-            code="EndpointNotReady",
+            code=ErrorCode.ENDPOINT_NOT_READY,
         )
 
     # --- deleting --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import Conflict, PayloadTooLarge
 
 CHUNK = 1024 * 1024
@@ -128,10 +129,12 @@ def place(staged: Path, final: Path, what: str) -> None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.is_dir() and not staged.is_dir():
-            raise Conflict(f"{what} is a directory of other files", code="PathConflict")
+            raise Conflict(f"{what} is a directory of other files", code=ErrorCode.PATH_CONFLICT)
         os.replace(staged, final)
     except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
-        raise Conflict(f"{what} collides with an existing file or directory", code="PathConflict") from exc
+        raise Conflict(
+            f"{what} collides with an existing file or directory", code=ErrorCode.PATH_CONFLICT
+        ) from exc
 
 
 def discard(path: Path) -> None:

@@ -33,9 +33,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
 from mlgrid.store import runs as run_store
-from mlgrid.store.runs import ArtifactRow, RunRow
+from mlgrid.store.runs import RunRow
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.files import hash_file
 from mlgrid.workspace.runs import RunService, RunUpdate, RunView

@@ -12,6 +12,7 @@ enters after creation (``"all"``). ``Completed`` under ``"all"`` emits both, Run
 
 from __future__ import annotations
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import Conflict, invalid
 from mlgrid.events.ml import RUN_COMPLETED, RUN_STATUS_CHANGED
 
@@ -54,7 +55,7 @@ def check_transition(run_id: str, current: str, new: str) -> bool:
     if current in TERMINAL:
         raise Conflict(
             f"run {run_id!r} is already {current}; a terminal status is final",
-            code="RunAlreadyTerminal",
+            code=ErrorCode.RUN_ALREADY_TERMINAL,
         )
     if new == current:
         return False
@@ -64,12 +65,14 @@ def check_transition(run_id: str, current: str, new: str) -> bool:
         raise Conflict(
             f"run {run_id!r} has a cancellation pending; "
             f"it can only become {CANCELED}, {FAILED} or {COMPLETED}",
-            code="InvalidRunTransition",
+            code=ErrorCode.INVALID_RUN_TRANSITION,
         )
     if new == CANCEL_REQUESTED:
         return True
     if PROGRESS.index(new) < PROGRESS.index(current):
-        raise Conflict(f"run {run_id!r} cannot go back from {current} to {new}", code="InvalidRunTransition")
+        raise Conflict(
+            f"run {run_id!r} cannot go back from {current} to {new}", code=ErrorCode.INVALID_RUN_TRANSITION
+        )
     return True
 
 

@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import NotFound, invalid
+from mlgrid.etags import new_etag
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import models as model_store
 from mlgrid.store.models import ModelRow
-from mlgrid.store.runs import ArtifactRow
 from mlgrid.workspace.files import discard, hash_file, stage_file
 from mlgrid.workspace.runs import RunService, to_json_text
-from mlgrid.workspace.service import Workspace, WorkspaceService, new_etag
+from mlgrid.workspace.service import Workspace, WorkspaceService
 from mlgrid.workspace.validation import ModelMetadata, check_artifact_path
 
 MODEL_VERSION_COUNTER = "model-version"
@@ -91,7 +93,8 @@ class ModelService:
             row = await model_store.get(conn, ws.key, name, number)
         if row is None:
             raise NotFound(
-                f"model {name}:{number} does not exist in workspace {ws.name!r}", code="ModelNotFound"
+                f"model {name}:{number} does not exist in workspace {ws.name!r}",
+                code=ErrorCode.MODEL_NOT_FOUND,
             )
         return ModelView.of(row)
 
@@ -195,7 +198,7 @@ class ModelService:
                 except FileNotFoundError as exc:
                     raise NotFound(
                         f"the file of artifact {artifact.path!r} is not in this node's data directory",
-                        code="ArtifactFileMissing",
+                        code=ErrorCode.ARTIFACT_FILE_MISSING,
                     ) from exc
                 size, sha256 = hash_file(target)
                 entries.append({"path": relative, "size": size, "sha256": sha256})
@@ -244,14 +247,14 @@ class ModelService:
             await tx.emit(
                 ws,
                 ml.model_registered(
-                    ws.resource_id,
-                    name,
-                    version,
-                    metadata.tags,
-                    metadata.properties,
-                    row.etag,
-                    sequencer,
-                    now,
+                    topic_id=ws.resource_id,
+                    model_name=name,
+                    model_version=version,
+                    model_tags=metadata.tags,
+                    model_properties=metadata.properties,
+                    etag=row.etag,
+                    sequencer=sequencer,
+                    event_time=now,
                 ),
             )
         return ModelView.of(row)

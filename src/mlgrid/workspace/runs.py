@@ -18,22 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.errors import Conflict, NotFound
+from mlgrid.etags import new_etag
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import runs as run_store
 from mlgrid.store import workspaces as workspace_store
-from mlgrid.store.runs import ArtifactRow, MetricRow, RunRow
+from mlgrid.store.runs import RunRow
 from mlgrid.store.workspaces import ExperimentRow
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.files import stage_stream
-from mlgrid.workspace.service import (
-    Workspace,
-    WorkspaceService,
-    WorkspaceTransaction,
-    check_if_match,
-    new_etag,
-)
+from mlgrid.workspace.service import Workspace, WorkspaceService, WorkspaceTransaction, check_if_match
 from mlgrid.workspace.validation import (
     MetricValue,
     RunChange,
@@ -108,7 +105,7 @@ class RunService:
             ws = await self.core.get_in(conn, workspace_name)
             row = await run_store.get_run(conn, ws.key, run_id)
             if row is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             return RunView.of(row, await self._experiment(conn, row.experiment_id))
 
     async def list_runs(
@@ -199,7 +196,7 @@ class RunService:
                     raise Conflict(
                         f"run {current.id!r} is a submitted job: its status follows its process; "
                         f"set {lifecycle.CANCEL_REQUESTED} to cancel it",
-                        code="JobStatusManagedByServer",
+                        code=ErrorCode.JOB_STATUS_MANAGED_BY_SERVER,
                     )
                 if current.status == lifecycle.CANCEL_REQUESTED:
                     status = None
@@ -236,7 +233,7 @@ class RunService:
             ws = await self.core.get_in(tx.conn, workspace_name)
             row = await run_store.get_run(tx.conn, ws.key, run_id, for_update=True)
             if row is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             check_if_match(if_match, row.etag, f"run {run_id!r}")
             current = RunView.of(row, await self._experiment(tx.conn, row.experiment_id))
             update = decide(current)
@@ -276,7 +273,9 @@ class RunService:
                     end_time=now if status in lifecycle.TERMINAL and status_changed else row.end_time,
                 )
             if new_row != row and not await run_store.update_run(tx.conn, new_row, row.version):
-                raise Conflict(f"run {run_id!r} changed concurrently; retry", code="ConcurrentUpdate")
+                raise Conflict(
+                    f"run {run_id!r} changed concurrently; retry", code=ErrorCode.CONCURRENT_UPDATE
+                )
             view = RunView.of(new_row, current.experiment)
             if status_changed:
                 for event_type in lifecycle.events_for_transition(
@@ -291,21 +290,21 @@ class RunService:
         self, tx: WorkspaceTransaction, ws: Workspace, view: RunView, event_type: str
     ) -> dict[str, Any]:
         seq = await tx.sequencer(ws, RUN_SEQUENCER, view.id)
-        common = (
-            ws.resource_id,
-            view.experiment.id,
-            view.experiment.name,
-            view.id,
-            view.row.run_type,
-            view.tags,
-            view.properties,
-            view.row.etag,
-            seq,
-            view.row.updated_at,
-        )
+        common: dict[str, Any] = {
+            "topic_id": ws.resource_id,
+            "experiment_id": view.experiment.id,
+            "experiment_name": view.experiment.name,
+            "run_id": view.id,
+            "run_type": view.row.run_type,
+            "run_tags": view.tags,
+            "run_properties": view.properties,
+            "etag": view.row.etag,
+            "sequencer": seq,
+            "event_time": view.row.updated_at,
+        }
         if event_type == ml.RUN_COMPLETED:
-            return ml.run_completed(*common)
-        return ml.run_status_changed(*common, view.row.status)
+            return ml.run_completed(**common)
+        return ml.run_status_changed(**common, run_status=view.row.status)
 
     # --- metrics ---------------------------------------------------------------------------
 
@@ -317,7 +316,7 @@ class RunService:
         async with self.core.transaction("run.metrics") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
             if await run_store.get_run(tx.conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             await run_store.insert_metrics(tx.conn, ws.key, run_id, rows)
         return rows
 
@@ -325,7 +324,7 @@ class RunService:
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
             if await run_store.get_run(conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             return await run_store.list_metrics(conn, ws.key, run_id, name)
 
     # --- artifacts -------------------------------------------------------------------------
@@ -348,9 +347,7 @@ class RunService:
             async with self.core.transaction("run.artifact") as tx:
                 ws = await self.core.get_in(tx.conn, workspace_name)
                 if await run_store.get_run(tx.conn, ws.key, run_id) is None:
-                    raise NotFound(
-                        f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound"
-                    )
+                    raise _run_not_found(run_id, ws.name)
                 row = ArtifactRow(ws.key, run_id, path, staged.size, staged.sha256, self.core.clock())
                 await run_store.upsert_artifact(tx.conn, row)
                 tx.place(
@@ -365,16 +362,16 @@ class RunService:
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
             if await run_store.get_run(conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             row = await run_store.get_artifact(conn, ws.key, run_id, path)
         if row is None:
-            raise NotFound(f"run {run_id!r} has no artifact {path!r}", code="ArtifactNotFound")
+            raise NotFound(f"run {run_id!r} has no artifact {path!r}", code=ErrorCode.ARTIFACT_NOT_FOUND)
         location = self.core.files.artifact_file(ws.key, run_id, path)
         if not await asyncio.to_thread(location.is_file):
             raise NotFound(
                 f"the file of artifact {path!r} is not in this node's data directory "
                 "(nodes must share <data-dir>/workspaces)",
-                code="ArtifactFileMissing",
+                code=ErrorCode.ARTIFACT_FILE_MISSING,
             )
         return row, location
 
@@ -384,5 +381,9 @@ class RunService:
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
             if await run_store.get_run(conn, ws.key, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist in workspace {ws.name!r}", code="RunNotFound")
+                raise _run_not_found(run_id, ws.name)
             return await run_store.list_artifacts(conn, ws.key, run_id, prefix)
+
+
+def _run_not_found(run_id: str, workspace: str) -> NotFound:
+    return NotFound(f"run {run_id!r} does not exist in workspace {workspace!r}", code=ErrorCode.RUN_NOT_FOUND)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -32,12 +31,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.access import Scope
-from mlgrid.broker.ingest import CommittedDelivery, Ingestor, PublishBatch
+from mlgrid.broker.ingest import Ingestor, PublishBatch
 from mlgrid.broker.names import check_name, check_resource_group, workspace_resource_id
 from mlgrid.broker.topics import TopicService
+from mlgrid.domain.deliveries import CommittedDelivery
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import AlreadyExists, NotFound, PreconditionFailed, invalid
+from mlgrid.etags import new_etag, require_match
 from mlgrid.events.ml import sequencer
-from mlgrid.events.schemas import EVENT_GRID
 from mlgrid.store import events as event_store
 from mlgrid.store import principals as principal_store
 from mlgrid.store import subscriptions as subscription_store
@@ -82,15 +84,9 @@ class Workspace:
         return self.row.run_status_changed_events
 
 
-def new_etag() -> str:
-    """A fresh version tag: opaque, changes with every change of the object."""
-    return uuid.uuid4().hex
-
-
 def check_if_match(if_match: str | None, etag: str, what: str) -> None:
-    """412 when an ``If-Match`` value (quotes already stripped; ``*`` passed as None) differs."""
-    if if_match is not None and if_match.removeprefix("W/").strip('"') != etag:
-        raise PreconditionFailed(f"If-Match does not match the current etag of {what}")
+    """412 when an ``If-Match`` value does not name ``etag`` (the rule is ``etags.py``'s)."""
+    require_match(if_match, etag, f"If-Match does not match the current etag of {what}")
 
 
 class WorkspaceTransaction:
@@ -110,7 +106,8 @@ class WorkspaceTransaction:
         if not events:
             return
         result = await self._service.ingestor.emit(
-            self.conn, PublishBatch(topic_key=workspace.key, schema=EVENT_GRID, events=list(events))
+            self.conn,
+            PublishBatch(topic_key=workspace.key, schema=EventSchema.EVENT_GRID, events=list(events)),
         )
         self.deliveries.extend(result.deliveries)
         self.events.extend(events)
@@ -203,14 +200,14 @@ class WorkspaceService:
     async def get(self, name: str) -> Workspace:
         found = await self.find(name)
         if found is None:
-            raise NotFound(f"workspace {name!r} does not exist", code="WorkspaceNotFound")
+            raise NotFound(f"workspace {name!r} does not exist", code=ErrorCode.WORKSPACE_NOT_FOUND)
         return found
 
     async def get_in(self, conn: AsyncConnection, name: str, *, for_update: bool = False) -> Workspace:
         """The workspace, read inside the caller's transaction."""
         row = await workspace_store.get(conn, name, for_update=for_update)
         if row is None:
-            raise NotFound(f"workspace {name!r} does not exist", code="WorkspaceNotFound")
+            raise NotFound(f"workspace {name!r} does not exist", code=ErrorCode.WORKSPACE_NOT_FOUND)
         return self._workspace(row)
 
     async def list_workspaces(self) -> list[Workspace]:
@@ -265,7 +262,7 @@ class WorkspaceService:
                 except AlreadyExists as exc:
                     raise AlreadyExists(
                         f"a topic named {name!r} already exists; workspaces and topics share one namespace",
-                        code="TopicNameInUse",
+                        code=ErrorCode.TOPIC_NAME_IN_USE,
                     ) from exc
                 return self._workspace(row), True
             check_if_match(if_match, existing.etag, f"workspace {existing.name!r}")
@@ -291,7 +288,7 @@ class WorkspaceService:
         async with self.transaction("workspace.delete") as tx:
             row = await workspace_store.get(tx.conn, name, for_update=True)
             if row is None:
-                raise NotFound(f"workspace {name!r} does not exist", code="WorkspaceNotFound")
+                raise NotFound(f"workspace {name!r} does not exist", code=ErrorCode.WORKSPACE_NOT_FOUND)
             check_if_match(if_match, row.etag, f"workspace {row.name!r}")
             topic = await topic_store.get(tx.conn, name, "system")
             if topic is not None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mlgrid.broker.ingest import CommittedDelivery
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.pull import LockResult, parse_lock_tokens
 from mlgrid.delivery.work import INGEST_CLAIM, LeaseSource, MemorySource, Work
+from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.errors import InvalidField
 from mlgrid.store.database import Database
 

@@ -169,13 +169,15 @@ def test_timestamp_text_and_sparse_columns_are_skipped_with_reasons() -> None:
             ts=pd.date_range("2024-01-01", periods=rows, freq="min", tz="UTC"),
             comment=[f"free text {i}" for i in rng.integers(0, 10**9, rows)],
             sparse=sparse,
+            empty=np.full(rows, np.nan),
         )
 
     result = compute_drift(with_extras(BASELINE), with_extras(frame(500, seed=2)), timestamp_column="ts")
-    assert set(result.skipped_features) == {"ts", "comment", "sparse"}
+    assert set(result.skipped_features) == {"ts", "comment", "empty"}
     assert "timestamp" in result.skipped_features["ts"]
     assert result.skipped_features["comment"].startswith("text")
-    assert "nulls" in result.skipped_features["sparse"]
+    assert result.skipped_features["empty"] == "every value is null"
+    assert "sparse" in result.feature_metrics  # half nulls: kept (its null share is tested)
     assert "ts" not in result.feature_contributions
 
 

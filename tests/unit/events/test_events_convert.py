@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from azure.core.messaging import CloudEvent
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import BadRequest
 from mlgrid.events.convert import (
     event_data_version,
@@ -19,7 +20,6 @@ from mlgrid.events.convert import (
     is_cloudevent,
     to_delivery_schema,
 )
-from mlgrid.events.schemas import CLOUD_EVENTS, CUSTOM, EVENT_GRID
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -92,24 +92,24 @@ def test_conversion_does_not_touch_the_stored_event() -> None:
     assert before == EG_EVENT
 
 
-@pytest.mark.parametrize("stored", [EVENT_GRID, CUSTOM])
+@pytest.mark.parametrize("stored", [EventSchema.EVENT_GRID, EventSchema.CUSTOM_EVENT])
 def test_event_grid_delivery_is_identity(stored: str) -> None:
-    assert to_delivery_schema(EG_EVENT, stored, EVENT_GRID) is EG_EVENT
+    assert to_delivery_schema(EG_EVENT, stored, EventSchema.EVENT_GRID) is EG_EVENT
 
 
-@pytest.mark.parametrize("stored", [EVENT_GRID, CUSTOM])
+@pytest.mark.parametrize("stored", [EventSchema.EVENT_GRID, EventSchema.CUSTOM_EVENT])
 def test_cloudevents_delivery_converts(stored: str) -> None:
-    assert to_delivery_schema(EG_EVENT, stored, CLOUD_EVENTS) == eventgrid_to_cloudevent(EG_EVENT)
+    assert to_delivery_schema(EG_EVENT, stored, EventSchema.CLOUD_EVENTS) == eventgrid_to_cloudevent(EG_EVENT)
 
 
 def test_cloudevents_stay_cloudevents() -> None:
-    assert to_delivery_schema(CE_EVENT, CLOUD_EVENTS, CLOUD_EVENTS) is CE_EVENT
+    assert to_delivery_schema(CE_EVENT, EventSchema.CLOUD_EVENTS, EventSchema.CLOUD_EVENTS) is CE_EVENT
 
 
-@pytest.mark.parametrize("wanted", [EVENT_GRID, CUSTOM])
+@pytest.mark.parametrize("wanted", [EventSchema.EVENT_GRID, EventSchema.CUSTOM_EVENT])
 def test_cloudevents_are_never_delivered_in_another_schema(wanted: str) -> None:
     with pytest.raises(BadRequest) as caught:
-        to_delivery_schema(CE_EVENT, CLOUD_EVENTS, wanted)
+        to_delivery_schema(CE_EVENT, EventSchema.CLOUD_EVENTS, wanted)
     assert caught.value.status == 400
     assert caught.value.code == "UnsupportedDeliverySchema"
 
@@ -117,12 +117,12 @@ def test_cloudevents_are_never_delivered_in_another_schema(wanted: str) -> None:
 def test_custom_delivery_gives_back_the_published_object() -> None:
     published = {"kind": "x", "n": 1}
     stored = dict(EG_EVENT, data=published)
-    assert to_delivery_schema(stored, CUSTOM, "CustomInputSchema") is published
+    assert to_delivery_schema(stored, EventSchema.CUSTOM_EVENT, "CustomInputSchema") is published
 
 
 def test_custom_delivery_of_an_event_grid_topic_is_refused() -> None:
     with pytest.raises(BadRequest):
-        to_delivery_schema(EG_EVENT, EVENT_GRID, CUSTOM)
+        to_delivery_schema(EG_EVENT, EventSchema.EVENT_GRID, EventSchema.CUSTOM_EVENT)
 
 
 def test_schema_names_any_case() -> None:

@@ -13,10 +13,10 @@ from azure.eventgrid import EventGridEvent, SystemEventNames
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import parse_publish_body
-from mlgrid.events.schemas import EVENT_GRID
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -55,76 +55,76 @@ SEED_DATA_KEYS = {
 
 def run_completed() -> dict[str, Any]:
     return ml.run_completed(
-        TOPIC,
-        EXPERIMENT_ID,
-        "my_exp1",
-        RUN_ID,
-        None,
-        {"team": "a"},
-        {"runTemplate": "automl_child"},
-        "etag-1",
-        ml.sequencer(3),
-        WHEN,
+        topic_id=TOPIC,
+        experiment_id=EXPERIMENT_ID,
+        experiment_name="my_exp1",
+        run_id=RUN_ID,
+        run_type=None,
+        run_tags={"team": "a"},
+        run_properties={"runTemplate": "automl_child"},
+        etag="etag-1",
+        sequencer=ml.sequencer(3),
+        event_time=WHEN,
     )
 
 
 def run_status_changed() -> dict[str, Any]:
     return ml.run_status_changed(
-        TOPIC,
-        EXPERIMENT_ID,
-        "my_exp1",
-        RUN_ID,
-        "azureml.scriptrun",
-        {},
-        {},
-        "etag-2",
-        ml.sequencer(4),
-        WHEN,
-        "Failed",
+        topic_id=TOPIC,
+        experiment_id=EXPERIMENT_ID,
+        experiment_name="my_exp1",
+        run_id=RUN_ID,
+        run_type="azureml.scriptrun",
+        run_tags={},
+        run_properties={},
+        etag="etag-2",
+        sequencer=ml.sequencer(4),
+        event_time=WHEN,
+        run_status="Failed",
     )
 
 
 def model_registered() -> dict[str, Any]:
     return ml.model_registered(
-        TOPIC,
-        "sklearn_regression_model",
-        3,
-        {"area": "diabetes", "type": "regression"},
-        {"type": "test"},
-        "etag-m3",
-        ml.sequencer(3),
-        WHEN,
+        topic_id=TOPIC,
+        model_name="sklearn_regression_model",
+        model_version=3,
+        model_tags={"area": "diabetes", "type": "regression"},
+        model_properties={"type": "test"},
+        etag="etag-m3",
+        sequencer=ml.sequencer(3),
+        event_time=WHEN,
     )
 
 
 def model_deployed() -> dict[str, Any]:
     return ml.model_deployed(
-        TOPIC,
-        "my-sklearn-service",
-        "Local",
-        ["sklearn_regression_model:1", "sklearn_regression_model:2"],
-        {"area": "diabetes"},
-        {"type": "test"},
-        "etag-e1",
-        ml.sequencer(1),
-        WHEN,
+        topic_id=TOPIC,
+        service_name="my-sklearn-service",
+        compute_type="Local",
+        model_ids=["sklearn_regression_model:1", "sklearn_regression_model:2"],
+        service_tags={"area": "diabetes"},
+        service_properties={"type": "test"},
+        etag="etag-e1",
+        sequencer=ml.sequencer(1),
+        event_time=WHEN,
     )
 
 
 def dataset_drift_detected() -> dict[str, Any]:
     return ml.dataset_drift_detected(
-        TOPIC,
-        "01d29aa4-e6a4-470a-9ef3-66660d21f8ef",
-        "myDriftMonitor",
-        "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380",
-        "3c56d136-0f64-4657-a0e8-5162089a88a3",
-        "d7e74d2e-c972-4266-b5fb-6c9c182d2a74",
-        Decimal("0.83503490684792081"),
-        datetime(2019, 7, 4, tzinfo=UTC),
-        datetime(2019, 7, 5, tzinfo=UTC),
-        "etag-d1",
-        ml.sequencer(7),
-        WHEN,
+        topic_id=TOPIC,
+        data_drift_id="01d29aa4-e6a4-470a-9ef3-66660d21f8ef",
+        data_drift_name="myDriftMonitor",
+        run_id="01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380",
+        base_dataset_id="3c56d136-0f64-4657-a0e8-5162089a88a3",
+        target_dataset_id="d7e74d2e-c972-4266-b5fb-6c9c182d2a74",
+        drift_coefficient=Decimal("0.83503490684792081"),
+        start_time=datetime(2019, 7, 4, tzinfo=UTC),
+        end_time=datetime(2019, 7, 5, tzinfo=UTC),
+        etag="etag-d1",
+        sequencer=ml.sequencer(7),
+        event_time=WHEN,
     )
 
 
@@ -225,18 +225,18 @@ def test_dataset_drift_detected() -> None:
 def test_drift_window_keeps_its_offset_and_naive_means_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
     event = ml.dataset_drift_detected(
-        TOPIC,
-        "d",
-        "n",
-        "r",
-        "b",
-        "t",
-        0.5,
-        datetime(2024, 1, 1, tzinfo=plus_two),
-        datetime(2024, 1, 2),
-        "e",
-        "s",
-        WHEN,
+        topic_id=TOPIC,
+        data_drift_id="d",
+        data_drift_name="n",
+        run_id="r",
+        base_dataset_id="b",
+        target_dataset_id="t",
+        drift_coefficient=0.5,
+        start_time=datetime(2024, 1, 1, tzinfo=plus_two),
+        end_time=datetime(2024, 1, 2),
+        etag="e",
+        sequencer="s",
+        event_time=WHEN,
     )
     assert event["data"]["StartTime"] == "2024-01-01T00:00:00+02:00"
     assert event["data"]["EndTime"] == "2024-01-02T00:00:00+00:00"
@@ -290,7 +290,7 @@ def test_builders_output_passes_publish_validation_unchanged(build: Any) -> None
         dumps([event]),
         "application/json",
         {},
-        input_schema=EVENT_GRID,
+        input_schema=EventSchema.EVENT_GRID,
         mapping=None,
         topic_id=TOPIC,
         now=WHEN,
@@ -299,12 +299,19 @@ def test_builders_output_passes_publish_validation_unchanged(build: Any) -> None
 
 
 def test_explicit_event_id() -> None:
-    assert ml.model_registered(TOPIC, "m", "1", {}, {}, "e", "s", WHEN, event_id="fixed")["id"] == "fixed"
+    event = ml.model_registered(
+        topic_id=TOPIC, model_name="m", model_version="1", model_tags={}, model_properties={}, etag="e",
+        sequencer="s", event_time=WHEN, event_id="fixed",
+    )
+    assert event["id"] == "fixed"
 
 
 def test_tags_are_copied() -> None:
     tags = {"a": "1"}
-    event = ml.model_registered(TOPIC, "m", "1", tags, {}, "e", "s", WHEN)
+    event = ml.model_registered(
+        topic_id=TOPIC, model_name="m", model_version="1", model_tags=tags, model_properties={}, etag="e",
+        sequencer="s", event_time=WHEN,
+    )
     tags["a"] = "2"
     assert event["data"]["ModelTags"] == {"a": "1"}
 
@@ -322,3 +329,9 @@ def test_sequencer_format() -> None:
 def test_sequencer_sorts_like_the_counter(a: int, b: int) -> None:
     assert (ml.sequencer(a) < ml.sequencer(b)) == (a < b)
     assert len(ml.sequencer(a)) == 20
+
+
+def test_builders_take_keywords_only() -> None:
+    """Tags and properties are both mappings: passed by position they could swap unnoticed."""
+    with pytest.raises(TypeError):
+        ml.model_registered(TOPIC, "m", "1", {}, {}, "e", "s", WHEN)  # type: ignore[misc]

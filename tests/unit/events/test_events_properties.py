@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import InvalidField
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.events.publish import parse_publish_body
-from mlgrid.events.schemas import CLOUD_EVENTS, EVENT_GRID
 from mlgrid.events.timestamps import format_timestamp, normalise_timestamp
 
 TOPIC = (
@@ -74,7 +74,7 @@ def eventgrid_events(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def publish(
-    body: bytes, input_schema: str = EVENT_GRID, content_type: str = "application/json"
+    body: bytes, input_schema: str = EventSchema.EVENT_GRID, content_type: str = "application/json"
 ) -> list[dict[str, Any]]:
     return parse_publish_body(
         body, content_type, {}, input_schema=input_schema, mapping=None, topic_id=TOPIC, now=NOW
@@ -209,7 +209,7 @@ def cloud_events(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(cloud_events(), max_size=5))
 def test_cloudevents_survive_parse_dumps_parse(events: list[dict[str, Any]]) -> None:
-    parsed = publish(dumps(events), CLOUD_EVENTS, "application/cloudevents-batch+json")
+    parsed = publish(dumps(events), EventSchema.CLOUD_EVENTS, "application/cloudevents-batch+json")
     assert parsed == events
-    again = publish(dumps(parsed), CLOUD_EVENTS, "application/cloudevents-batch+json")
+    again = publish(dumps(parsed), EventSchema.CLOUD_EVENTS, "application/cloudevents-batch+json")
     assert again == parsed

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import InvalidField, MlgridError, UnsupportedMediaType
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES, parse_publish_body
-from mlgrid.events.schemas import CLOUD_EVENTS
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -38,7 +38,8 @@ def publish(
 ) -> list[dict[str, Any]]:
     raw = body if isinstance(body, bytes) else dumps(body)
     return parse_publish_body(
-        raw, content_type, headers or {}, input_schema=CLOUD_EVENTS, mapping=None, topic_id=TOPIC, now=NOW
+        raw, content_type, headers or {}, input_schema=EventSchema.CLOUD_EVENTS, mapping=None, topic_id=TOPIC,
+        now=NOW,
     )
 
 

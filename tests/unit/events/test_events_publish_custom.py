@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import MlgridError
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import MAX_EVENTS_PER_REQUEST, parse_publish_body
-from mlgrid.events.schemas import CUSTOM, InputSchemaMapping, parse_input_schema_mapping
+from mlgrid.events.schemas import InputSchemaMapping, parse_input_schema_mapping
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -40,7 +41,7 @@ def publish(
 ) -> list[dict[str, Any]]:
     raw = body if isinstance(body, bytes) else dumps(body)
     return parse_publish_body(
-        raw, content_type, {}, input_schema=CUSTOM, mapping=mapping, topic_id=TOPIC, now=NOW
+        raw, content_type, {}, input_schema=EventSchema.CUSTOM_EVENT, mapping=mapping, topic_id=TOPIC, now=NOW
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import BadRequest, InvalidField, MlgridError, PayloadTooLarge, UnsupportedMediaType
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.events.publish import (
@@ -18,7 +19,6 @@ from mlgrid.events.publish import (
     media_type,
     parse_publish_body,
 )
-from mlgrid.events.schemas import EVENT_GRID
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -41,7 +41,7 @@ def publish(
 ) -> list[dict[str, Any]]:
     raw = body if isinstance(body, bytes) else dumps(body)
     return parse_publish_body(
-        raw, content_type, {}, input_schema=EVENT_GRID, mapping=None, topic_id=TOPIC, now=NOW
+        raw, content_type, {}, input_schema=EventSchema.EVENT_GRID, mapping=None, topic_id=TOPIC, now=NOW
     )
 
 

@@ -6,11 +6,9 @@ from typing import Any
 
 import pytest
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.errors import InvalidField
 from mlgrid.events.schemas import (
-    CLOUD_EVENTS,
-    CUSTOM,
-    EVENT_GRID,
     FieldMapping,
     InputSchemaMapping,
     mapping_to_json,
@@ -32,19 +30,19 @@ FULL: dict[str, Any] = {
 
 
 def test_constants() -> None:
-    assert EVENT_GRID == "EventGridSchema"
-    assert CLOUD_EVENTS == "CloudEventSchemaV1_0"
-    assert CUSTOM == "CustomEventSchema"
+    assert EventSchema.EVENT_GRID == "EventGridSchema"
+    assert EventSchema.CLOUD_EVENTS == "CloudEventSchemaV1_0"
+    assert EventSchema.CUSTOM_EVENT == "CustomEventSchema"
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("EventGridSchema", EVENT_GRID),
-        ("eventgridschema", EVENT_GRID),
-        ("CLOUDEVENTSCHEMAV1_0", CLOUD_EVENTS),
-        ("CustomEventSchema", CUSTOM),
-        ("CustomInputSchema", CUSTOM),
+        ("EventGridSchema", EventSchema.EVENT_GRID),
+        ("eventgridschema", EventSchema.EVENT_GRID),
+        ("CLOUDEVENTSCHEMAV1_0", EventSchema.CLOUD_EVENTS),
+        ("CustomEventSchema", EventSchema.CUSTOM_EVENT),
+        ("CustomInputSchema", EventSchema.CUSTOM_EVENT),
     ],
 )
 def test_schema_names_any_case(raw: str, expected: str) -> None:

@@ -24,8 +24,9 @@ from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 # does not forward a transport to it, so the test builds it directly with the same arguments.
 from azure.eventgrid._legacy import EventGridPublisherClient as ClassicPublisherClient
 
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.events.publish import parse_publish_body
-from mlgrid.events.schemas import CLOUD_EVENTS, CUSTOM, EVENT_GRID, parse_input_schema_mapping
+from mlgrid.events.schemas import parse_input_schema_mapping
 
 TOPIC = (
     "/subscriptions/0b5c1c9e-8c5d-4a36-9a39-5f3b7a0b4d11/resourceGroups/default"
@@ -125,7 +126,7 @@ def test_classic_eventgrid_events(transport: RecordingTransport) -> None:
     [sent] = transport.sent
     assert sent.url.startswith("http://127.0.0.1:8780/topics/t1/api/events?api-version=")
     assert sent.headers["Content-Type"] == "application/json; charset=utf-8"
-    first, second = receive(sent, EVENT_GRID)
+    first, second = receive(sent, EventSchema.EVENT_GRID)
     assert first["id"] == str(events[0].id)
     assert first["subject"] == "models/m:1"
     assert first["eventType"] == "Contoso.A"
@@ -141,7 +142,7 @@ def test_classic_eventgrid_event_without_data(transport: RecordingTransport) -> 
     # The SDK leaves "data" out of the body when it is None: data must be optional.
     classic(transport).send(EventGridEvent(subject="s", event_type="t", data=None, data_version=""))
     assert b'"data"' not in transport.sent[0].body
-    [stored] = receive(transport.sent[0], EVENT_GRID)
+    [stored] = receive(transport.sent[0], EventSchema.EVENT_GRID)
     assert stored["data"] is None
 
 
@@ -155,7 +156,7 @@ def test_classic_eventgrid_dict(transport: RecordingTransport) -> None:
         "dataVersion": "2",
     }
     classic(transport).send([event])
-    [stored] = receive(transport.sent[0], EVENT_GRID)
+    [stored] = receive(transport.sent[0], EventSchema.EVENT_GRID)
     assert stored == dict(event, topic=TOPIC, metadataVersion="1")
 
 
@@ -164,7 +165,7 @@ def test_classic_custom_schema(transport: RecordingTransport) -> None:
         {"properties": {"id": {"sourceField": "ref"}, "eventType": {"sourceField": "kind"}}}
     )
     classic(transport).send([{"ref": "c1", "kind": "Contoso.Custom", "price": 2.5}])
-    [stored] = receive(transport.sent[0], CUSTOM, mapping)
+    [stored] = receive(transport.sent[0], EventSchema.CUSTOM_EVENT, mapping)
     assert stored["id"] == "c1"
     assert stored["eventType"] == "Contoso.Custom"
     assert stored["data"] == {"ref": "c1", "kind": "Contoso.Custom", "price": Decimal("2.5")}
@@ -185,7 +186,7 @@ def test_classic_cloudevents(transport: RecordingTransport) -> None:
     classic(transport).send(events)
     [sent] = transport.sent
     assert sent.headers["Content-Type"] == "application/cloudevents-batch+json; charset=utf-8"
-    first, second = receive(sent, CLOUD_EVENTS)
+    first, second = receive(sent, EventSchema.CLOUD_EVENTS)
     assert first["id"] == events[0].id
     assert first["source"] == "/contoso"
     assert first["type"] == "Contoso.A"
@@ -206,16 +207,17 @@ def test_namespace_cloudevents(transport: RecordingTransport) -> None:
     single, many, from_dict = transport.sent
     assert single.url.startswith("http://127.0.0.1:8780/topics/t1:publish?api-version=")
     assert single.headers["content-type"] == "application/cloudevents-batch+json; charset=utf-8"
-    assert receive(single, CLOUD_EVENTS)[0]["data"] == {"one": 1}
-    assert [base64.b64decode(e["data_base64"]) for e in receive(many, CLOUD_EVENTS)] == [b"bytes"] * 3
-    assert receive(from_dict, CLOUD_EVENTS) == [
+    assert receive(single, EventSchema.CLOUD_EVENTS)[0]["data"] == {"one": 1}
+    decoded = [base64.b64decode(e["data_base64"]) for e in receive(many, EventSchema.CLOUD_EVENTS)]
+    assert decoded == [b"bytes"] * 3
+    assert receive(from_dict, EventSchema.CLOUD_EVENTS) == [
         {"specversion": "1.0", "id": "x1", "source": "/s", "type": "t", "data": {"q": 2}}
     ]
 
 
 def test_stored_events_read_back_with_the_sdk(transport: RecordingTransport) -> None:
     classic(transport).send([EventGridEvent(subject="s", event_type="t", data={"k": "v"}, data_version="1")])
-    [stored] = receive(transport.sent[0], EVENT_GRID)
+    [stored] = receive(transport.sent[0], EventSchema.EVENT_GRID)
     parsed = EventGridEvent.from_dict(stored)
     assert parsed.subject == "s"
     assert parsed.data == {"k": "v"}

@@ -63,3 +63,13 @@ def test_line_chart_draws_one_point_per_step() -> None:
     svg = str(line_chart([(1, 0.5), (2, 0.75), (3, 0.9)], "accuracy by step"))
     assert svg.count('<circle class="point"') == 3
     assert "step 2: 0.75" in svg
+
+
+def test_the_runs_decision_marks_drift_when_the_monitor_is_calibrated() -> None:
+    """A calibrated monitor can alarm below the threshold line (and not above it): the run's
+    decision, not the line, says which points are drift."""
+    decided = [DriftPoint(DAY, DAY + timedelta(days=1), 0.08, "", True),
+               DriftPoint(DAY + timedelta(days=1), DAY + timedelta(days=2), 0.3, "", False)]
+    svg = str(drift_chart(decided, threshold=0.2))
+    assert svg.count('class="point drifted"') == 1
+    assert re.search(r'class="point drifted"[^>]*data-coefficient="0.080000"', svg)

@@ -38,6 +38,9 @@ def test_defaults_fill_what_is_missing() -> None:
                                     threshold=Decimal("0.35"), scheduleEnabled=True))
     assert spec == MonitorSpec(BASE, TARGET, ["a", "b"], Frequency.WEEK, 1.5, 0.35, True)
     assert parse_monitor_body(_body(threshold=1, latency=0, features=None)).threshold == 1.0
+    assert parse_monitor_body(_body()).false_alarm_rate == 0.05
+    assert parse_monitor_body(_body(falseAlarmRate=None)).false_alarm_rate is None  # threshold rule
+    assert parse_monitor_body(_body(falseAlarmRate=Decimal("0.01"))).false_alarm_rate == 0.01
     # What a GET answered can be sent back.
     assert parse_monitor_body({"id": BASE, "name": "m", "etag": "x", "type": "t",
                                **_body(createdTime="2024-01-01T00:00:00Z", scheduledUntil=None)})
@@ -57,6 +60,8 @@ def test_defaults_fill_what_is_missing() -> None:
         (_body(latency=True), "properties.latency"),
         (_body(latency=8761), "properties.latency"),
         (_body(threshold=-0.1), "properties.threshold"),
+        (_body(falseAlarmRate=0.0005), "properties.falseAlarmRate"),
+        (_body(falseAlarmRate=True), "properties.falseAlarmRate"),
         (_body(threshold=Decimal("1.0000001")), "properties.threshold"),
         (_body(scheduleEnabled=1), "properties.scheduleEnabled"),
         ({**_body(), "location": "x"}, "location"),

@@ -15,7 +15,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, OutcomeName
 from mlgrid.delivery.queue_destinations.connections import (
@@ -28,6 +27,7 @@ from mlgrid.delivery.queue_destinations.connections import (
     succeeded,
 )
 from mlgrid.delivery.queue_destinations.message import QueueMessage, build_queue_messages
+from mlgrid.domain.subscription import Subscription
 
 __all__ = ["PooledQueueDestination"]
 

@@ -28,12 +28,12 @@ import nats.errors as nats_errors
 import nats.js.errors as js_errors
 from nats.aio.client import Client as NatsClient
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
 from mlgrid.delivery.queue_destinations.base import PooledQueueDestination
 from mlgrid.delivery.queue_destinations.connections import failure, final, socket_outcome, succeeded
 from mlgrid.delivery.queue_destinations.message import nats_headers
+from mlgrid.domain.subscription import Subscription
 
 __all__ = ["NatsJetStreamDestination"]
 

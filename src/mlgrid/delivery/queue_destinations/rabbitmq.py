@@ -31,12 +31,12 @@ import aiormq.exceptions as amqp_errors
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from pamqp.commands import Basic
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
 from mlgrid.delivery.queue_destinations.base import PooledQueueDestination
 from mlgrid.delivery.queue_destinations.connections import failure, final, socket_outcome, succeeded
 from mlgrid.delivery.queue_destinations.message import QueueMessage, amqp_headers
+from mlgrid.domain.subscription import Subscription
 
 __all__ = ["RabbitMQDestination"]
 

@@ -24,12 +24,12 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from mlgrid.broker.subscription_model import Subscription
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
 from mlgrid.delivery.queue_destinations.base import PooledQueueDestination
 from mlgrid.delivery.queue_destinations.connections import failure, final, socket_outcome, succeeded
 from mlgrid.delivery.queue_destinations.message import redis_fields
+from mlgrid.domain.subscription import Subscription
 
 __all__ = ["RedisStreamDestination"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from mlgrid.broker.subscription_model import NATS_JETSTREAM, RABBITMQ, REDIS_STREAM
 from mlgrid.delivery.destinations import Destination
 from mlgrid.delivery.queue_destinations.connections import ATTEMPT_TIMEOUT_SECONDS
 from mlgrid.delivery.queue_destinations.nats_jetstream import NatsJetStreamDestination
 from mlgrid.delivery.queue_destinations.rabbitmq import RabbitMQDestination
 from mlgrid.delivery.queue_destinations.redis_stream import RedisStreamDestination
+from mlgrid.domain.endpoints import EndpointType
 
 __all__ = ["QueueDestinations"]
 
@@ -35,9 +35,9 @@ class QueueDestinations:
     def by_endpoint_type(self) -> dict[str, Destination]:
         """Entries for the dispatcher's ``destinations`` mapping."""
         return {
-            REDIS_STREAM: self.redis_stream,
-            NATS_JETSTREAM: self.nats_jetstream,
-            RABBITMQ: self.rabbitmq,
+            EndpointType.REDIS_STREAM: self.redis_stream,
+            EndpointType.NATS_JETSTREAM: self.nats_jetstream,
+            EndpointType.RABBITMQ: self.rabbitmq,
         }
 
     @property

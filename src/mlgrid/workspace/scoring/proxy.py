@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import MlgridError
 
 SCORE_TIMEOUT_SECONDS = 60.0
@@ -24,7 +25,7 @@ KEEP_ALIVE_SECONDS = 30.0
 class ScoringUnavailable(MlgridError):
     """The scoring process did not take the request (connection refused or reset) (502)."""
 
-    code: str = "ScoringProcessUnavailable"
+    code: str = ErrorCode.SCORING_PROCESS_UNAVAILABLE
     status: int = 502
 
 
@@ -32,7 +33,7 @@ class ScoringUnavailable(MlgridError):
 class ScoringTimeout(MlgridError):
     """The scoring process did not answer within the timeout (504)."""
 
-    code: str = "ScoringTimeout"
+    code: str = ErrorCode.SCORING_TIMEOUT
     status: int = 504
 
 

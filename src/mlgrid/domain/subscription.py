@@ -2,7 +2,8 @@
 
 The subscription service builds these from stored rows (``properties`` JSON + sealed secrets);
 the router compiles ``event_filter``; the dispatcher reads everything else. Nothing here does
-IO, so the dispatcher can cache these objects.
+IO, so the dispatcher can cache these objects. It lives in ``domain/`` because the broker
+builds it and the delivery layer reads it: below both, neither imports the other for it.
 """
 
 from __future__ import annotations
@@ -11,19 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlgrid.filters.model import EventFilter
-
-WEBHOOK = "WebHook"
-QUEUE = "Queue"
-REDIS_STREAM = "RedisStream"
-NATS_JETSTREAM = "NatsJetStream"
-RABBITMQ = "RabbitMQ"
-ENDPOINT_TYPES = (WEBHOOK, QUEUE, REDIS_STREAM, NATS_JETSTREAM, RABBITMQ)
-
-SUCCEEDED = "Succeeded"
-AWAITING_MANUAL_ACTION = "AwaitingManualAction"
-FAILED = "Failed"
-CREATING = "Creating"
+from mlgrid.domain.endpoints import ProvisioningState
+from mlgrid.domain.event_filter import EventFilter
 
 
 @dataclass(frozen=True)
@@ -66,10 +56,10 @@ class Subscription:
     dead_letter_container: str | None = None
     labels: tuple[str, ...] = ()
     expires_at: datetime | None = None
-    provisioning_state: str = SUCCEEDED
+    provisioning_state: str = ProvisioningState.SUCCEEDED
     etag: str = ""
 
     @property
     def is_active(self) -> bool:
         """Only validated subscriptions receive events."""
-        return self.provisioning_state == SUCCEEDED
+        return self.provisioning_state == ProvisioningState.SUCCEEDED

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, TypeAlias
 
+from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
+
 Number: TypeAlias = int | Decimal
 """A JSON number as mlgrid keeps it: an ``int`` or an exact ``Decimal``."""
 
@@ -24,10 +26,6 @@ RangePair: TypeAlias = tuple[Number, Number]
 FilterValue: TypeAlias = Number | str | RangePair
 """One element of ``values``: a number, a string or a range pair depending on the operator."""
 
-EVENT_GRID_SCHEMA: Final = "EventGridSchema"
-CLOUD_EVENT_SCHEMA: Final = "CloudEventSchemaV1_0"
-CUSTOM_EVENT_SCHEMA: Final = "CustomEventSchema"
-INPUT_SCHEMAS: Final = (EVENT_GRID_SCHEMA, CLOUD_EVENT_SCHEMA, CUSTOM_EVENT_SCHEMA)
 
 # Operator families. The family decides the shape of the value (``value`` or ``values`` and
 # the element type) and how a missing key, a type mismatch and arrays are treated (SPEC §5).
@@ -115,10 +113,11 @@ def canonical_schema(input_schema: str) -> str:
     the three known schemas).
     """
     lowered = input_schema.lower()
-    if lowered == CLOUD_EVENT_SCHEMA.lower():
-        return CLOUD_EVENT_SCHEMA
+    if lowered == EventSchema.CLOUD_EVENTS.lower():
+        return EventSchema.CLOUD_EVENTS
     # "CustomInputSchema" is Azure's name for the same thing on the delivery side; accept it
     # rather than fail routing over a naming slip.
-    if lowered in (EVENT_GRID_SCHEMA.lower(), CUSTOM_EVENT_SCHEMA.lower(), "custominputschema"):
-        return EVENT_GRID_SCHEMA
+    if lowered in (EventSchema.EVENT_GRID.lower(), EventSchema.CUSTOM_EVENT.lower(),
+                   EventSchema.CUSTOM_INPUT.lower()):
+        return EventSchema.EVENT_GRID
     raise ValueError(f"unknown input schema {input_schema!r}; expected one of {', '.join(INPUT_SCHEMAS)}")

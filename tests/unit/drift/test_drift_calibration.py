@@ -1,0 +1,144 @@
+"""The calibrated decision: false alarms at the chosen rate, ranked features, multivariate shifts.
+
+No-drift windows here are fresh samples from the distribution the baseline was drawn from.
+Given the null (``calibration.simulate_null``: ``B`` windows drawn from the baseline), each
+no-drift window alarms with a probability that is itself Beta(k, B + 1 - k)-distributed over
+the null's randomness (mean ``k / (B + 1)`` = the setting), so the number of alarms among N
+windows judged against one null is Beta-binomial — the bound the tests use, exact rather than
+a loose guess. Sizes are kept small (three features) so the file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.stats import betabinom
+
+from mlgrid.workspace.drift.cache import NullCache
+from mlgrid.workspace.drift.calibration import NULL_QUANTUM, NullDistribution, draws_for, null_rows
+from mlgrid.workspace.drift.compute import NO_SINGLE_FEATURE, DriftResult, compute_drift, decide
+from mlgrid.workspace.drift.feature_tests import holm
+
+RATE = 0.1
+"""The setting under test: 39 null draws (k = 4), cheap enough to test at 2,000 rows."""
+
+NULLS: NullCache[NullDistribution] = NullCache()
+
+
+def population(rows: int, seed: int, *, correlated: bool = True) -> pd.DataFrame:
+    """Two strongly correlated numerics and a categorical; ``correlated=False`` keeps every
+    marginal and breaks the correlation (a shift no single feature shows)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    noise = rng.normal(size=rows)
+    y = 0.95 * x + np.sqrt(1 - 0.95**2) * noise if correlated else noise
+    return pd.DataFrame({"x": x, "y": y, "c": rng.choice(["a", "b", "c"], rows, p=[0.5, 0.3, 0.2])})
+
+
+BASELINE = population(4000, seed=1)
+
+
+def _analyse(window: pd.DataFrame, seed: int = 0) -> DriftResult:
+    return compute_drift(BASELINE, window, seed=seed, false_alarm_rate=RATE, nulls=NULLS, baseline_key="b")
+
+
+@pytest.mark.parametrize(("rows", "windows"), [(100, 60), (2000, 40)])
+def test_no_drift_windows_alarm_at_the_chosen_rate(rows: int, windows: int) -> None:
+    draws = draws_for(RATE)
+    k = round(RATE * (draws + 1))
+    assert k == NULL_QUANTUM and k / (draws + 1) == pytest.approx(RATE)
+    alarms = 0
+    for seed in range(windows):
+        result = _analyse(population(rows, 1000 + seed))
+        assert result.null_rows == rows and result.null_draws == draws
+        assert result.p_value is not None
+        alarms += decide(result.coefficient, result.p_value, false_alarm_rate=RATE)
+    bound = betabinom(windows, k, draws + 1 - k)
+    low, high = bound.ppf(0.0005), bound.ppf(0.9995)
+    assert low <= alarms <= high, (alarms, low, high)
+
+
+def test_a_shifted_feature_is_ranked_first_even_in_a_100_row_window() -> None:
+    window = population(100, seed=7)
+    window["c"] = np.random.default_rng(8).choice(["a", "b", "c"], 100, p=[0.2, 0.3, 0.5])
+    result = compute_drift(BASELINE, window, seed=0, false_alarm_rate=RATE, nulls=NULLS, baseline_key="b")
+    top = result.feature_tests[0]
+    assert (top["feature"], top["test"], top["drifted"], top["rank"]) == ("c", "chi-square", True, 1)
+    assert top["effectMeasure"] == "jensen-shannon" and top["effectSize"] > 0.1
+    assert result.p_value is not None and result.p_value <= RATE
+    assert [t["feature"] for t in result.feature_tests[1:]] in (["x", "y"], ["y", "x"])
+    assert result.explanation is not None and result.explanation.startswith("c moved most")
+    assert result.drifted_features[0]["feature"] == "c"
+
+
+def test_a_broken_correlation_is_caught_and_no_single_feature_explains_it() -> None:
+    result = _analyse(population(2000, seed=9, correlated=False))
+    assert result.p_value is not None and result.p_value <= RATE
+    assert result.auroc > 0.6
+    assert not [t for t in result.feature_tests if t["drifted"]]
+    assert result.drifted_features == []
+    assert result.explanation is not None and result.explanation.startswith(NO_SINGLE_FEATURE)
+
+
+def test_a_numeric_column_with_many_nulls_is_kept_and_its_null_share_is_tested() -> None:
+    rng = np.random.default_rng(3)
+    baseline = pd.DataFrame({"v": rng.normal(size=2000), "w": rng.normal(size=2000)})
+    baseline.loc[rng.random(2000) < 0.4, "v"] = np.nan
+    window = pd.DataFrame({"v": rng.normal(size=300), "w": rng.normal(size=300)})
+    window.loc[rng.random(300) < 0.7, "v"] = np.nan
+    result = compute_drift(baseline, window)
+    assert "v" not in result.skipped_features
+    top = result.feature_tests[0]
+    assert (top["feature"], top["test"], top["drifted"]) == ("v", "null-share", True)
+    assert top["baselineNullShare"] == pytest.approx(0.4, abs=0.03)
+    assert top["targetNullShare"] == pytest.approx(0.7, abs=0.06)
+
+
+def test_without_a_rate_the_threshold_rule_decides() -> None:
+    result = compute_drift(BASELINE, population(500, seed=11))
+    assert result.p_value is None and result.null_draws == 0
+    assert decide(0.25, None, threshold=0.2, false_alarm_rate=None)
+    assert not decide(0.15, None, threshold=0.2, false_alarm_rate=None)
+    assert not decide(0.99, 0.2, threshold=0.2, false_alarm_rate=0.05)
+    assert decide(0.0, 0.05, threshold=0.2, false_alarm_rate=0.05)
+
+
+@given(st.lists(st.floats(0, 50), min_size=1, max_size=60), st.floats(0, 50))
+def test_the_monte_carlo_p_value_counts_the_null_at_or_above(values: list[float], evidence: float) -> None:
+    null = NullDistribution(10, 100, tuple(values))
+    expected = (1 + sum(v >= evidence for v in values)) / (len(values) + 1)
+    assert null.p_value(evidence) == expected
+    assert 1 / (len(values) + 1) <= null.p_value(evidence) <= 1
+
+
+@given(st.floats(0.001, 0.5))
+def test_draws_make_the_rate_attainable(rate: float) -> None:
+    draws = draws_for(rate)
+    assert 1 <= draws <= 999
+    if rate * 1000 >= NULL_QUANTUM:
+        assert NULL_QUANTUM / (draws + 1) == pytest.approx(rate, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("window", "baseline", "expected"),
+    [(100, 10_000, 100), (500, 10_000, 500), (2000, 10_000, 2000), (1040, 10_000, 1000), (960, 10_000, 1000),
+     (1150, 10_000, 1200), (2000, 3000, 1500), (7, 100, 8)],
+)
+def test_null_sizes_round_to_nice_numbers_within_half_the_baseline(
+    window: int, baseline: int, expected: int
+) -> None:
+    assert null_rows(window, baseline) == expected
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
+def test_holm_is_monotone_and_at_least_the_raw_p_value(p_values: list[float]) -> None:
+    adjusted = holm(p_values)
+    assert all(a >= p for a, p in zip(adjusted, p_values, strict=True))
+    assert all(a <= 1 for a in adjusted)
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    assert all(adjusted[a] <= adjusted[b] for a, b in itertools.pairwise(order))
