@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check bench demo clean chromium
+.PHONY: run test lint typecheck check bench demo clean chromium bubblewrap
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ chromium:
 	      || echo "chromium could not be installed; browser tests will be skipped"; \
 	  else echo "chromium missing; browser tests will be skipped"; fi; }
 
-test: $(STAMP) chromium
+# User code (jobs, entry scripts, models) runs in bubblewrap namespaces when it is installed: as
+# root on top of a per-process uid, otherwise as the sandbox itself (docs/security.md).
+bubblewrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+	      || echo "bubblewrap could not be installed; see docs/security.md"; \
+	  else echo "bubblewrap missing; see docs/security.md"; fi; }
+
+test: $(STAMP) chromium bubblewrap
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 

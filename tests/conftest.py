@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -91,3 +93,15 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 @pytest.fixture
 def unique_name() -> str:
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory every user may enter and write (mode 1777, outside pytest's private tree):
+    what a job, which runs under a uid of its own, can reach."""
+    path = Path(tempfile.mkdtemp(prefix="mlgrid-shared-"))
+    path.chmod(0o1777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -9,6 +9,7 @@ anywhere else. Tests pass their own mapping instead of patching the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class SettingSpec:
     name: str
     default: Any
     help: str
-    kind: str = "str"  # str | int | float | bool | schedule | path
+    kind: str = "str"  # str | int | float | bool | schedule | path; a bool defaulting to None is "auto"
 
     @property
     def env_var(self) -> str:
@@ -50,8 +51,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("retry_schedule", "", "Delivery retry delays in seconds, comma separated; the last step "
                 "repeats. Empty: Azure's schedule (10s, 30s, 1m, 5m, 10m, 30m, 1h, 3h, 6h, then 12h).",
                 "schedule"),
-    SettingSpec("deny_private_endpoints", False, "Refuse webhook endpoints on loopback and private "
-                "address ranges (link-local and cloud-metadata addresses are always refused).", "bool"),
+    SettingSpec("deny_private_endpoints", None, "Refuse webhook and queue endpoints on loopback and "
+                "private address ranges (link-local and cloud-metadata addresses are always refused). "
+                "Default `auto`: refused when the server listens on a non-loopback address (anyone who "
+                "may create a subscription could otherwise make the server call its own network), "
+                "allowed when it listens on loopback only (development).", "bool"),
     SettingSpec("webhook_validation", True, "Run the subscription validation handshake for WebHook "
                 "destinations. Turn off only for development.", "bool"),
     SettingSpec("public_url", "", "Base URL under which clients reach this server (used in validation "
@@ -63,6 +67,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("node_id", "", "Name of this node in delivery leases. Empty: hostname and process id."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),
+    SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
+                "own user when no containment is available (not root, no bubblewrap). UNSAFE: that code can "
+                "read the server's secrets. Without it, such a server refuses to run user code.", "bool"),
+    SettingSpec("header_timeout", 10.0, "Seconds a client has to send a complete request head (request "
+                "line and headers) after it connects or starts a request; then the connection is closed.",
+                "float"),
+    SettingSpec("body_timeout", 30.0, "Seconds a request body may go without a byte arriving (while the "
+                "server is reading it); then the connection is closed.", "float"),
+    SettingSpec("max_connections", 2048, "Open HTTP connections the server accepts at once; more are closed "
+                "at once. Keep it below the process's file descriptor limit.", "int"),
+    SettingSpec("metrics_require_token", None, "Whether GET /metrics needs a principal's bearer token (its "
+                "labels name topics and subscriptions). Default `auto`: required when the server listens on "
+                "a non-loopback address, open on loopback (a local Prometheus scrapes without one).", "bool"),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -85,6 +102,17 @@ def parse_schedule(text: str) -> tuple[float, ...]:
 
 
 def _coerce(spec: SettingSpec, value: Any) -> Any:
+    automatic = spec.kind == "bool" and spec.default is None
+    if automatic and (value is None or str(value).strip().lower() == "auto"):
+        return None  # decided from the bind address (see ``Settings.from_sources``)
+    if spec.kind == "float":
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise invalid(spec.name, f"{value!r} is not a number") from exc
+        if not number > 0 or number == float("inf"):
+            raise invalid(spec.name, "must be a positive number of seconds")
+        return number
     if spec.kind == "int":
         try:
             return int(value)
@@ -123,6 +151,11 @@ class Settings:
     node_id: str = ""
     log_level: str = "info"
     ui: bool = True
+    unsafe_local_code: bool = False
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 2048
+    metrics_require_token: bool = False
 
     @classmethod
     def from_sources(
@@ -143,6 +176,12 @@ class Settings:
             raise invalid("log_level", "must be debug, info, warning or error")
         if not 0 < values["port"] < 65536:
             raise invalid("port", "must be between 1 and 65535")
+        if values["max_connections"] < 1:
+            raise invalid("max_connections", "must be at least 1")
+        exposed = not is_loopback_host(values["host"])
+        for name in ("deny_private_endpoints", "metrics_require_token"):
+            if values[name] is None:
+                values[name] = exposed
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -164,6 +203,18 @@ class Settings:
     @property
     def is_custom_retry_schedule(self) -> bool:
         return self.retry_schedule != DEFAULT_RETRY_SCHEDULE
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding ``host`` listens on loopback only (``0.0.0.0``, ``::`` and names other
+    than ``localhost`` do not)."""
+    name = host.strip().strip("[]").lower()
+    if name in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def new_subscription_id() -> str:

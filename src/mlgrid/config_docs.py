@@ -74,6 +74,8 @@ def _serve_flags() -> dict[str, str]:
 
 def _default(spec: SettingSpec) -> str:
     if spec.kind == "bool":
+        if spec.default is None:
+            return "`auto`"
         return "`true`" if spec.default else "`false`"
     if spec.kind == "schedule" and not spec.default:
         steps = ",".join(f"{s:g}" for s in DEFAULT_RETRY_SCHEDULE)

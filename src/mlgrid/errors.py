@@ -154,6 +154,13 @@ class WebhookValidationFailed(BadRequest):
 
 
 @dataclass
+class CodeExecutionDisabled(Conflict):
+    """The server has no way to contain user code and was not told to run it uncontained."""
+
+    code: str = "CodeExecutionDisabled"
+
+
+@dataclass
 class ServiceUnavailable(MlgridError):
     code: str = ErrorCode.SERVICE_UNAVAILABLE
     status: int = 503

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from mlgrid.workspace.endpoints import EndpointService
     from mlgrid.workspace.jobs import JobRunner
     from mlgrid.workspace.models import ModelService
+    from mlgrid.workspace.processes import Containment
     from mlgrid.workspace.runs import RunService
     from mlgrid.workspace.service import WorkspaceService
 
@@ -64,6 +65,8 @@ class WorkspaceServices:
     jobs: JobRunner
     models: ModelService
     datasets: DatasetService
+    containment: Containment
+    """How job commands, entry scripts and models run (``workspace.processes``)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from mlgrid.api import (
 )
 from mlgrid.api import errors as api_errors
 from mlgrid.api.responses import ExactJSONResponse
+from mlgrid.auth import run_tokens
 from mlgrid.auth.private_files import write_private_file
 from mlgrid.auth.secretbox import SecretBox, key_from_setting, load_or_create_key
 from mlgrid.broker import subscriptions_setup
@@ -55,6 +56,8 @@ from mlgrid.workspace import drift_setup, endpoints_setup
 from mlgrid.workspace import setup as workspace_setup
 
 log = logging.getLogger("mlgrid.server")
+
+PRIVATE_DIRECTORY_MODE = 0o700
 
 # Each layer above the broker core adds its services, background tasks and hooks to the
 # runtime in a setup coroutine, called in this order at start-up.
@@ -88,6 +91,9 @@ ROUTERS: tuple[APIRouter, ...] = (
 async def open_runtime(settings: Settings) -> Runtime:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Only the server's user enters the data directory: the database, secret key, admin token
+    # and workspace files stay out of reach of the uids user code runs as (docs/security.md).
+    os.chmod(data_dir, PRIVATE_DIRECTORY_MODE)
     key = key_from_setting(settings.secret_key) if settings.secret_key else load_or_create_key(
         data_dir / "secret.key"
     )
@@ -99,7 +105,7 @@ async def open_runtime(settings: Settings) -> Runtime:
             conn, "subscription_id", new_subscription_id()
         )
     metrics = Metrics()
-    access = AccessService(db)
+    access = AccessService(db, run_token_key=run_tokens.derive_key(key))
     admin_token_path = data_dir / "admin.token"
     token = await access.ensure_admin()
     if token is not None:
@@ -188,6 +194,8 @@ def serve(settings: Settings) -> None:
     """Run the server in the foreground (``mlgrid serve``)."""
     import uvicorn
 
+    from mlgrid.connection_limits import uvicorn_options
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -203,9 +211,9 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         log_level="warning" if settings.log_level == "info" else settings.log_level,
         loop="uvloop",
-        http="httptools",
         access_log=False,
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings.header_timeout, settings.body_timeout, settings.max_connections),
     )
 
 

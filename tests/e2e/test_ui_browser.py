@@ -189,7 +189,15 @@ def test_queue_viewer_shows_delivered_events(
     topic, _ = make_topic(admin)
     name = subscribe(admin, topic, {"endpointType": "Queue", "properties": {}})
     sign_in(page, sqlite_server.admin_token, f"/ui/viewer/topics/{topic}/{name}")
+    publish(admin, topic, [event("queued-0", subject="jobs/0")])
+    # Opening the page consumes nothing: receiving is an explicit action (a POST).
+    expect(page.locator("#viewer-state")).to_have_text("stopped")
+    page.wait_for_timeout(500)
+    assert not [d for d in admin.get(f"/topics/{topic}/eventSubscriptions/{name}/deliveries").json()["value"]
+                if d["state"] == "delivered"]
+    page.click("#viewer-start")
     expect(page.locator("#viewer-state")).to_have_text("live")
+    expect(page.locator('article[data-event-id="queued-0"]')).to_be_visible()
     publish(admin, topic, [event("queued-1", subject="jobs/1")])
     item = page.locator('article[data-event-id="queued-1"]')
     expect(item).to_be_visible()

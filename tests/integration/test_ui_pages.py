@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.delivery import event, make_topic, publish
+from tests.support.ml_workspace import wait_until
 from tests.support.server import ServerProcess
 
 
@@ -233,3 +234,35 @@ def test_ui_off_answers_404_everywhere(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/healthz").status_code == 200
     finally:
         server.stop()
+
+
+def test_the_queue_viewer_consumes_only_on_an_explicit_post(
+    sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    topic, _ = make_topic(admin)
+    name = "viewer" + uuid.uuid4().hex[:8]
+    body = {"properties": {"destination": {"endpointType": "Queue", "properties": {}}}}
+    assert admin.put(f"/topics/{topic}/eventSubscriptions/{name}", json=body).status_code == 201
+    publish(admin, topic, [event("held-1")])
+    stream = f"/ui/viewer/topics/{topic}/{name}/stream"
+    deliveries = f"/topics/{topic}/eventSubscriptions/{name}/deliveries"
+    with signed_in(sqlite_server) as client:
+        assert client.get(f"/ui/viewer/topics/{topic}/{name}").status_code == 200
+        assert client.get(stream).status_code == 405  # a link, an image, a prefetch: never consumes
+        refused = client.post(stream, headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403
+        assert [d["state"] for d in admin.get(deliveries).json()["value"]] == ["pending"]
+        found: list[dict[str, Any]] = []
+        with client.stream("POST", stream, timeout=20.0) as response:
+            assert response.status_code == 200
+            name_seen = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name_seen = line[len("event: "):]
+                elif line.startswith("data: ") and name_seen == "event":
+                    found.append(json.loads(line[len("data: "):]))
+                    break
+            # The stream stays open while the viewer acknowledges what it showed.
+            wait_until(lambda: [d["state"] for d in admin.get(deliveries).json()["value"]] == ["delivered"],
+                       what="the viewer's acknowledgement")
+    assert [item["id"] for item in found] == ["held-1"]

@@ -31,17 +31,22 @@ def ws(client: Client, unique_name: str) -> Workspace:
     return client.workspaces.create(unique_name)
 
 
-def test_a_successful_job_completes_with_its_log(ws: Workspace, tmp_path: Path) -> None:
+def test_a_successful_job_completes_with_its_log(
+    ws: Workspace, shared_tmp: Path, server: ServerProcess
+) -> None:
+    (shared_tmp / "train.py").write_text("print('snapshot')\n")
+    (shared_tmp / "train.py").chmod(0o644)
     script = (
         "import os, pathlib; print('run', os.environ['MLGRID_RUN_ID']); "
         "print('url', os.environ['MLGRID_URL']); "
         "print('ws', os.environ['MLGRID_WORKSPACE']); print('cwd', pathlib.Path.cwd()); "
+        "print('files', sorted(os.listdir())); "
         "print('token', os.environ.get('MLGRID_TOKEN')); print('team', os.environ['TEAM'])"
     )
     run = ws.submit_job(
-        f'{PYTHON} -c "{script}" && echo to-stderr >&2',
+        f'{PYTHON} -c "{script}" && {PYTHON} train.py && echo to-stderr >&2',
         experiment="jobs",
-        working_directory=tmp_path,
+        working_directory=shared_tmp,
         environment={"TEAM": "ml"},
         tags={"kind": "job"},
         wait=True,
@@ -54,8 +59,12 @@ def test_a_successful_job_completes_with_its_log(ws: Workspace, tmp_path: Path) 
     log = run.download_artifact("logs/job.log").decode()
     assert f"run {run.id}" in log
     assert f"ws {ws.name}" in log
-    assert f"cwd {tmp_path}" in log
-    assert "token None" in log  # no MLGRID_* variable of the server leaks into jobs
+    # The job runs in its own working copy holding a snapshot of workingDirectory.
+    assert f"cwd {shared_tmp}" not in log
+    assert "files ['train.py']" in log and "snapshot" in log
+    # Its token is a run token (never the server's or the submitter's) ...
+    token = next(line.split()[1] for line in log.splitlines() if line.startswith("token "))
+    assert token.startswith("mlgrun_") and token != server.admin_token
     assert "team ml" in log
     assert "to-stderr" in log
     assert [a.path for a in run.artifacts()] == ["logs/job.log"]
@@ -72,8 +81,8 @@ def test_a_failing_job_is_failed_with_its_exit_code(ws: Workspace) -> None:
     assert [(e["eventType"], e["data"]["RunStatus"]) for e in events] == [(RUN_STATUS_CHANGED, "failed")]
 
 
-def test_a_cancelled_job_is_killed_and_canceled(ws: Workspace, tmp_path: Path) -> None:
-    marker = tmp_path / "started"
+def test_a_cancelled_job_is_killed_and_canceled(ws: Workspace, shared_tmp: Path) -> None:
+    marker = shared_tmp / "started"
     run = ws.submit_job(f"touch {marker}; echo started; exec sleep 60", experiment="jobs")
     assert run.status == "Running"
     wait_until(marker.exists, what="the job to start")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+
+def code_is_contained() -> bool:
+    """Whether servers started here run user code contained (root, or bubblewrap installed)."""
+    return os.geteuid() == 0 or shutil.which("bwrap") is not None
 
 
 def free_port() -> int:
@@ -48,6 +54,8 @@ class ServerProcess:
         if self.database_url:
             args += ["--database-url", self.database_url]
         args += self.extra_args
+        if not code_is_contained() and "--unsafe-local-code" not in args:
+            args.append("--unsafe-local-code")  # a developer's machine: neither root nor bubblewrap
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
         env.update(self.env)
         self.log_path = self.data_dir / f"server-{self.port}.log"

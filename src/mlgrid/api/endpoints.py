@@ -121,7 +121,7 @@ def endpoint_json(ws: Workspace, view: EndpointView) -> dict[str, Any]:
     status_code=202,
 )
 async def put_endpoint(workspace: str, name: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.WRITE)
+    ws, _ = await guard(request, workspace, Action.RUN_CODE)
     body = await json_body(request)
     view = await endpoint_service(request).deploy(ws.name, name, body, if_match=if_match(request))
     response = respond(endpoint_json(ws, view), 202, view.row.etag)

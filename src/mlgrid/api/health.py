@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from mlgrid.api.deps import runtime
+from mlgrid.api.deps import caller, runtime
 from mlgrid.api.responses import ExactJSONResponse
+from mlgrid.errors import Forbidden
 
 router = APIRouter(tags=["operations"])
 
@@ -23,6 +24,16 @@ async def readyz(request: Request) -> Response:
     return ExactJSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (a principal's bearer token is required when the metrics_require_token "
+    "setting is on: by default when the server listens on a non-loopback address)",
+    response_class=Response,
+)
 async def metrics(request: Request) -> Response:
-    return Response(runtime(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    rt = runtime(request)
+    if rt.settings.metrics_require_token:
+        principal = await caller(request)  # any principal: the labels name topics and subscriptions
+        if principal.run_scope is not None:
+            raise Forbidden("a run token may not read the server's metrics")
+    return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -49,11 +49,16 @@ def dataset_service(request: Request) -> DatasetService:
     return service
 
 
-async def guard(request: Request, workspace: str, action: Action) -> tuple[Workspace, Principal]:
-    """Authenticate, look the workspace up (404), check the caller's role on it (403)."""
+async def guard(
+    request: Request, workspace: str, action: Action, *, run_id: str | None = None
+) -> tuple[Workspace, Principal]:
+    """Authenticate, look the workspace up (404), check the caller's role on it (403).
+
+    Routes on one run pass its ``run_id``: a job's run token is accepted for its own run only."""
     principal = await caller(request)
     found = await workspace_service(request).get(workspace)
-    await runtime(request).access.require(principal, WorkspaceService.scope(found.name), action)
+    scope = WorkspaceService.scope(found.name)
+    await runtime(request).access.require(principal, scope, action, run_id=run_id)
     return found, principal
 
 

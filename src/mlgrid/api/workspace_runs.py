@@ -156,7 +156,7 @@ async def start_run(workspace: str, experiment: str, request: Request) -> Respon
     status_code=201,
 )
 async def submit_job(workspace: str, experiment: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.WRITE)
+    ws, _ = await guard(request, workspace, Action.RUN_CODE)
     spec = parse_job(await json_body(request))
     view = await job_runner(request).submit(ws.name, experiment, spec)
     return respond(run_json(view), 201, view.row.etag)
@@ -196,7 +196,7 @@ async def list_runs(
 
 @router.get("/workspaces/{workspace}/runs/{run_id}", summary="Read a run")
 async def get_run(workspace: str, run_id: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.READ)
+    ws, _ = await guard(request, workspace, Action.READ, run_id=run_id)
     view = await run_service(request).get(ws.name, run_id)
     return respond(run_json(view), etag=view.row.etag)
 
@@ -207,7 +207,7 @@ async def get_run(workspace: str, run_id: str, request: Request) -> Response:
     openapi_extra=RUN_PATCH_BODY,
 )
 async def patch_run(workspace: str, run_id: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.WRITE)
+    ws, _ = await guard(request, workspace, Action.WRITE, run_id=run_id)
     change = parse_run_change(await json_body(request))
     view = await run_service(request).update(ws.name, run_id, change, if_match=if_match(request))
     return respond(run_json(view), etag=view.row.etag)
@@ -217,7 +217,7 @@ async def patch_run(workspace: str, run_id: str, request: Request) -> Response:
     "/workspaces/{workspace}/runs/{run_id}/metrics", summary="Log metrics", openapi_extra=METRICS_BODY
 )
 async def log_metrics(workspace: str, run_id: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.WRITE)
+    ws, _ = await guard(request, workspace, Action.WRITE, run_id=run_id)
     metrics = parse_metrics(await json_body(request))
     rows = await run_service(request).log_metrics(ws.name, run_id, metrics)
     return respond({"value": [metric_json(m) for m in rows]})
@@ -230,7 +230,7 @@ async def get_metrics(
     request: Request,
     name: str | None = Query(None, description="only this metric"),
 ) -> Response:
-    ws, _ = await guard(request, workspace, Action.READ)
+    ws, _ = await guard(request, workspace, Action.READ, run_id=run_id)
     rows = await run_service(request).metrics(ws.name, run_id, name)
     return respond({"value": [metric_json(m) for m in rows]})
 
@@ -239,7 +239,7 @@ async def get_metrics(
 async def list_artifacts(
     workspace: str, run_id: str, request: Request, prefix: str | None = Query(None, description="path prefix")
 ) -> Response:
-    ws, _ = await guard(request, workspace, Action.READ)
+    ws, _ = await guard(request, workspace, Action.READ, run_id=run_id)
     rows = await run_service(request).artifacts(ws.name, run_id, prefix)
     return respond({"value": [artifact_json(a) for a in rows]})
 
@@ -251,14 +251,14 @@ async def list_artifacts(
     status_code=201,
 )
 async def put_artifact(workspace: str, run_id: str, path: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.WRITE)
+    ws, _ = await guard(request, workspace, Action.WRITE, run_id=run_id)
     row = await run_service(request).put_artifact(ws.name, run_id, path, request.stream())
     return respond(artifact_json(row), 201)
 
 
 @router.get("/workspaces/{workspace}/runs/{run_id}/artifacts/{path:path}", summary="Download an artifact")
 async def get_artifact(workspace: str, run_id: str, path: str, request: Request) -> Response:
-    ws, _ = await guard(request, workspace, Action.READ)
+    ws, _ = await guard(request, workspace, Action.READ, run_id=run_id)
     row, location = await run_service(request).artifact(ws.name, run_id, path)
     media_type = mimetypes.guess_type(row.path)[0] or "application/octet-stream"
     return FileResponse(location, media_type=media_type, headers={"ETag": f'"{row.sha256}"'})

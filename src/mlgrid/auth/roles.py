@@ -9,6 +9,7 @@ someone holding these roles perform this action".
 |---|---|---|---|---|---|
 | READ, READ_SUBSCRIPTIONS, READ_EVENTS, READ_ROLES | yes | yes | yes | | |
 | WRITE, DELETE, MANAGE_SUBSCRIPTIONS, SCORE | yes | yes | | | |
+| RUN_CODE | yes | yes | | | |
 | LIST_KEYS, REGENERATE_KEY, READ_SECRETS | yes | yes | | | |
 | MANAGE_ROLES | yes | | | | |
 | PUBLISH | yes | yes | | yes | |
@@ -34,6 +35,13 @@ Decisions where the spec or Azure leave room:
   call an online endpoint; Owner and Contributor may.
 * **Replaying and redelivering** are subscription management (``MANAGE_SUBSCRIPTIONS``): they
   cause deliveries, which reading must never do.
+* **Running code on the host** (``RUN_CODE``: submitting a job, deploying an endpoint — its
+  pickled models and entry script run in the scoring process) is its own action, as Azure ML
+  keeps it in the "AzureML Data Scientist" role apart from plain reads. Owner and Contributor
+  hold it; the code runs contained (``workspace.processes``), so it reaches its own working
+  copy and its run, not the server's secrets (``docs/security.md``).
+* **Run tokens** (what a job gets as ``MLGRID_TOKEN``) hold no role: they read and write their
+  own run only (``broker.access``).
 * **Principals** are not resources anybody is assigned on; creating them is reserved to the
   admin principal (``MANAGE_PRINCIPALS`` is in no role).
 """
@@ -87,6 +95,8 @@ class Action(StrEnum):
     """Read write-only values back, e.g. a subscription's full endpoint URL (``getFullUrl``)."""
     SCORE = "score"
     """Send a scoring request to a deployed endpoint."""
+    RUN_CODE = "runCode"
+    """Make the server run code: submit a job, deploy an endpoint (models and entry scripts)."""
     MANAGE_PRINCIPALS = "managePrincipals"
     """Create principals and issue their tokens (admin only)."""
 
@@ -106,6 +116,7 @@ _DESCRIPTIONS: dict[Action, str] = {
     Action.REGENERATE_KEY: "regenerate the keys of",
     Action.READ_SECRETS: "read secrets of",
     Action.SCORE: "score with",
+    Action.RUN_CODE: "run code (jobs, deployments) in",
     Action.MANAGE_PRINCIPALS: "manage principals on",
 }
 
@@ -131,10 +142,14 @@ _ROLE_BY_NAME: dict[str, Role] = {role.value.lower(): role for role in Role} | {
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a named holder of a bearer token; ``is_admin`` bypasses every role check."""
+    """Who is calling: a named holder of a bearer token; ``is_admin`` bypasses every role check.
+
+    ``run_scope`` is set for a job's run token: (workspace key, run id), the only run it may
+    read and write; such a principal holds no role anywhere."""
 
     name: str
     is_admin: bool = False
+    run_scope: tuple[str, str] | None = None
 
 
 def role_allows(role: Role, action: Action) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mlgrid.auth import run_tokens
 from mlgrid.auth.credentials import NoCredential, parse_bearer
 from mlgrid.auth.roles import Action, Principal, Role, authorize, parse_role
 from mlgrid.auth.tokens import hash_token, new_token
@@ -32,10 +33,20 @@ class Scope:
     name: str
 
 
+RUN_TOKEN_ACTIONS = frozenset({Action.READ, Action.WRITE})
+
+
 class AccessService:
-    def __init__(self, db: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        run_token_key: bytes | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._run_token_key = run_token_key
         self._token_cache: dict[str, tuple[float, Principal | None]] = {}
         self._role_cache: dict[tuple[str, str, str], tuple[float, list[Role]]] = {}
 
@@ -57,7 +68,18 @@ class AccessService:
             raise Unauthorized("invalid or revoked token")
         return principal
 
+    def issue_run_token(self, workspace_key: str, run_id: str) -> str | None:
+        """A token that reads and writes the run ``run_id`` only (``auth.run_tokens``)."""
+        if self._run_token_key is None:
+            return None
+        return run_tokens.issue(self._run_token_key, run_tokens.RunGrant(workspace_key, run_id))
+
     async def principal_for_token(self, token: str) -> Principal | None:
+        if token.startswith(run_tokens.RUN_TOKEN_PREFIX):
+            grant = None if self._run_token_key is None else run_tokens.verify(self._run_token_key, token)
+            if grant is None:
+                return None
+            return Principal(name=f"run {grant.run_id}", run_scope=(grant.workspace, grant.run_id))
         digest = hash_token(token)
         now = time.monotonic()
         hit = self._token_cache.get(digest)
@@ -85,10 +107,29 @@ class AccessService:
         self._role_cache[key] = (now + CACHE_SECONDS, roles)
         return roles
 
-    async def require(self, principal: Principal, scope: Scope | None, action: Action) -> None:
-        """Raise 403 unless the principal may do ``action`` on the scope (admin may do all)."""
+    async def require(
+        self, principal: Principal, scope: Scope | None, action: Action, *, run_id: str | None = None
+    ) -> None:
+        """Raise 403 unless the principal may do ``action`` on the scope (admin may do all).
+
+        ``run_id`` names the run a workspace route acts on; a run token (``principal.run_scope``)
+        may only read and write that one run of its own workspace."""
         if principal.is_admin:
             return
+        if principal.run_scope is not None:
+            workspace, own_run = principal.run_scope
+            if (
+                scope is not None
+                and scope.kind == "workspace"
+                and scope.name.lower() == workspace
+                and run_id == own_run
+                and action in RUN_TOKEN_ACTIONS
+            ):
+                return
+            raise Forbidden(
+                f"a run token may only read and write its own run {own_run!r}; it may not "
+                f"{action.value} here"
+            )
         if scope is None:
             who = principal.name
             raise Forbidden(f"principal {who!r} may not {action.value}: only the admin principal may")

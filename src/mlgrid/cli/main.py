@@ -15,7 +15,7 @@ import typer
 
 from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, MlgridCommand, OutputFormat, connection
 from mlgrid.cli.lazy import LazyCommand, LazyGroup
-from mlgrid.config import SETTINGS, Settings
+from mlgrid.config import SETTINGS, Settings, spec_for
 from mlgrid.errors import MlgridError
 
 
@@ -101,7 +101,7 @@ def serve(
     retry_schedule: str | None = typer.Option(None, help=SETTINGS[4].help + " [env MLGRID_RETRY_SCHEDULE]"),
     deny_private_endpoints: bool | None = typer.Option(
         None, "--deny-private-endpoints/--allow-private-endpoints",
-        help=SETTINGS[5].help + " [env MLGRID_DENY_PRIVATE_ENDPOINTS; default allow]"),
+        help=SETTINGS[5].help + " [env MLGRID_DENY_PRIVATE_ENDPOINTS; default auto]"),
     webhook_validation: bool | None = typer.Option(
         None, "--webhook-validation/--no-webhook-validation",
         help=SETTINGS[6].help + " [env MLGRID_WEBHOOK_VALIDATION; default on]"),
@@ -111,10 +111,25 @@ def serve(
     node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
     log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
     ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
+    unsafe_local_code: bool | None = typer.Option(
+        None, "--unsafe-local-code",
+        help=spec_for("unsafe_local_code").help + " [env MLGRID_UNSAFE_LOCAL_CODE]"),
+    header_timeout: float | None = typer.Option(
+        None, help=spec_for("header_timeout").help + " [env MLGRID_HEADER_TIMEOUT; default 10]"),
+    body_timeout: float | None = typer.Option(
+        None, help=spec_for("body_timeout").help + " [env MLGRID_BODY_TIMEOUT; default 30]"),
+    max_connections: int | None = typer.Option(
+        None, help=spec_for("max_connections").help + " [env MLGRID_MAX_CONNECTIONS; default 2048]"),
+    metrics_require_token: bool | None = typer.Option(
+        None, "--metrics-require-token/--metrics-open",
+        help=spec_for("metrics_require_token").help + " [env MLGRID_METRICS_REQUIRE_TOKEN; default auto]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 
     overrides: dict[str, Any] = {k: v for k, v in locals().items() if k != "run_server"}
+    if secret_key is not None:
+        typer.echo("warning: --secret-key is visible to every local user in the process list; "
+                   "prefer MLGRID_SECRET_KEY or <data-dir>/secret.key (docs/security.md)", err=True)
     try:
         settings = Settings.from_sources(overrides, dict(os.environ))
     except MlgridError as exc:

@@ -22,7 +22,7 @@ from mlgrid.runtime import Runtime
 from mlgrid.ui.api import ApiFailure, seg
 from mlgrid.ui.common import page, session_of, ui_state
 from mlgrid.ui.health import DeliveryHealth, subscription_health, subscription_id
-from mlgrid.ui.session import LoginRequired, Session, check_same_origin
+from mlgrid.ui.session import CrossSiteRequest, LoginRequired, Session, check_same_origin
 from mlgrid.ui.stream import queue_viewer
 
 router = APIRouter(include_in_schema=False)
@@ -181,13 +181,20 @@ async def viewer_page(request: Request, kind: str, parent: str, name: str) -> Re
     )
 
 
-@router.get("/ui/viewer/{kind}/{parent}/{name}/stream")
+@router.post("/ui/viewer/{kind}/{parent}/{name}/stream")
 async def viewer_stream(request: Request, kind: str, parent: str, name: str) -> Response:
+    """Receive and acknowledge (consume) the queue's events, streamed to the page as they come.
+
+    A POST, started by the page's explicit "Receive and acknowledge" button and refused from
+    another origin: consuming changes state, so a GET (a link, an image, a prefetch) never may."""
     state = ui_state(request)
     try:
         session = await session_of(request)
+        check_same_origin(request)
     except LoginRequired:
         return Response("sign in first", status_code=401, media_type="text/plain")
+    except CrossSiteRequest:
+        return Response("cross-site request refused", status_code=403, media_type="text/plain")
     if kind not in KINDS:
         return Response("unknown topic kind", status_code=404, media_type="text/plain")
     events = queue_viewer(state.queues, session.api, _kind(kind), parent, name)

@@ -57,6 +57,7 @@ from mlgrid.events import ml
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import endpoints as endpoint_store
 from mlgrid.store.endpoints import EndpointRow
+from mlgrid.workspace import processes
 from mlgrid.workspace.endpoint_spec import EndpointSpec, EntryScript, parse_endpoint_body, parse_entry_script
 from mlgrid.workspace.files import discard
 from mlgrid.workspace.jobs import _process_alive
@@ -171,10 +172,12 @@ class EndpointService:
         *,
         node_id: str,
         single_node: bool,
+        containment: processes.Containment,
         environ: Callable[[], Mapping[str, str]] = lambda: dict(os.environ),
         python: str = sys.executable,
     ) -> None:
         self.core = core
+        self.containment = containment
         self.models = models
         self.node_id = node_id
         self.single_node = single_node
@@ -271,6 +274,7 @@ class EndpointService:
         """Store the requested deployment (``Deploying``) and start it in the background."""
         check_name(name, "endpointName")
         spec = parse_endpoint_body(body)
+        self.containment.check_allowed("model deployments")  # loading a model runs its code
         ws = await self.core.get(workspace_name)
         models = await self._resolve_models(ws, spec)
         if spec.entry_script is not None:
@@ -411,7 +415,9 @@ class EndpointService:
             launch = await self._materialise(
                 row, row.deployment_id, list(loads_exact(row.models_json)), row.entry_script_json
             )
-            process = await ScoringProcess.start(launch, self._environ(), python=self._python)
+            process = await ScoringProcess.start(
+                launch, self._environ(), self.containment, python=self._python
+            )
             await process.wait_ready(row.startup_timeout, self.proxy.session)
             # Shielded: once the commit started, its outcome (not a cancellation that arrives
             # meanwhile) decides whether this process serves.
@@ -561,6 +567,7 @@ class EndpointService:
             f"{describe_exit(code)} while serving; restarting it\n--- scoring log ---\n"
             f"{(await live.process.log()).rstrip()}\n"
         )
+        await live.process.stop()  # what it left running dies; its private copy goes
         log.warning(
             "scoring process of endpoint %s exited (%s); restarting",
             live.launch.endpoint,
@@ -591,7 +598,9 @@ class EndpointService:
                     launch = await self._materialise(
                         row, launch.deployment_id, list(launch.model_ids), row.active_entry_script_json
                     )
-                process = await ScoringProcess.start(launch, self._environ(), port=port, python=self._python)
+                process = await ScoringProcess.start(
+                    launch, self._environ(), self.containment, port=port, python=self._python
+                )
                 await process.wait_ready(row.startup_timeout, self.proxy.session)
                 committed = await self._set_health(key, launch.deployment_id, HEALTHY, process=process)
             except (StartFailed, DeploymentError) as exc:

@@ -26,6 +26,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         rt.workspace.models,
         node_id=default_node_id(rt.settings.node_id),
         single_node=rt.db.is_sqlite,
+        containment=rt.workspace.containment,
     )
     rt.endpoints = service
 

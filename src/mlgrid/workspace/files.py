@@ -3,11 +3,12 @@
 Layout under ``<data-dir>/workspaces/<workspace>/`` (workspace name lower-cased)::
 
     runs/<run-id>/artifacts/<path>      run artifacts (``logs/job.log`` for submitted jobs)
-    runs/<run-id>/work/                 default working directory of a submitted job
     models/<model-name>/<version>/...   registered model files (a copy, never a link)
     datasets/<dataset-id>/<file>        registered dataset files
     .staging/                           uploads in progress (same file system: renames are atomic)
 
+Submitted jobs and scoring processes never work here: they get private working copies outside
+the data directory (``workspace.processes``), which their unprivileged users cannot enter.
 The database holds the metadata; the files are written to ``.staging`` first and moved into
 place inside the database transaction that records them, so a failed request leaves neither.
 Several nodes on one PostgreSQL database must share this directory (a network file system)

@@ -1,16 +1,21 @@
 """Submitted jobs: the server runs a command as a run, in a subprocess.
 
-A job is a run created ``Queued`` with the command, started at once in its own process group
-(``/bin/sh -c <command>``) and moved to ``Running``. Its standard output and error go to the
-run's artifact ``logs/job.log``; when the process ends the run becomes ``Completed`` (exit code
-0) or ``Failed`` (the error says the code or signal), with the log artifact recorded in the same
-transaction. ``PATCH status CancelRequested`` kills the process group (SIGTERM, then SIGKILL
-after a grace period) and the run ends ``Canceled``.
+A job is a run created ``Queued`` with the command, started at once through
+``workspace.processes`` — contained: its own unprivileged uid (server as root) or a bubblewrap
+sandbox, in a private working copy, in its own process group — and moved to ``Running``. With
+``workingDirectory`` the job first copies that directory into its working copy (the code
+snapshot), *as the job's own user*: it gets only what that user may read anyway. Its standard
+output and error go to the run's artifact ``logs/job.log``; when the process ends the run
+becomes ``Completed`` (exit code 0) or ``Failed`` (the error says the code or signal), with the
+log artifact recorded in the same transaction; whatever the job left running is killed and its
+working copy removed. ``PATCH status CancelRequested`` kills the process group (SIGTERM, then
+SIGKILL after a grace period) and the run ends ``Canceled``.
 
-The process gets the server's environment without ``MLGRID_*`` variables (no secrets leak into
-jobs), the request's ``environment``, and ``MLGRID_RUN_ID``, ``MLGRID_URL``, ``MLGRID_WORKSPACE``
-and ``MLGRID_EXPERIMENT`` so it can report to its own run (it needs a token for that: pass one
-in ``environment`` as ``MLGRID_TOKEN``).
+The process gets a scrubbed environment (``PATH``, locale, ``HOME``/``TMPDIR`` in its working
+copy — nothing of the server's own), the request's ``environment``, and ``MLGRID_RUN_ID``,
+``MLGRID_URL``, ``MLGRID_WORKSPACE``, ``MLGRID_EXPERIMENT`` and ``MLGRID_TOKEN``: a run token
+(``auth.run_tokens``) that reads and writes this run only, so the job reports its metrics and
+artifacts without holding anybody's credentials.
 
 A job belongs to the node that started it. The node refreshes a heartbeat on its jobs and
 polls for cancellations requested through other nodes. A job whose server died is marked
@@ -22,10 +27,8 @@ cleanly kills its jobs and marks them ``Failed``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +40,7 @@ from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
 from mlgrid.store import runs as run_store
 from mlgrid.store.runs import RunRow
-from mlgrid.workspace import lifecycle
+from mlgrid.workspace import lifecycle, processes
 from mlgrid.workspace.files import hash_file
 from mlgrid.workspace.runs import RunService, RunUpdate, RunView
 from mlgrid.workspace.service import Workspace, WorkspaceTransaction
@@ -53,6 +56,12 @@ SWEEP_SECONDS = 30.0
 STALE_AFTER_SECONDS = 90.0
 KILL_GRACE_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 2.0
+SNAPSHOT_FAILED_EXIT_CODE = 126
+# Runs as the job's own user: copy the code snapshot ($1) into the working copy, then the command ($2).
+_SNAPSHOT_THEN_RUN = (
+    'if [ -n "$1" ]; then cp -R -- "$1"/. . || { echo "could not copy the working directory $1 '
+    f'into the job\'s working copy" >&2; exit {SNAPSHOT_FAILED_EXIT_CODE}; }}; fi; exec /bin/sh -c "$2"'
+)
 
 
 def default_node_id(configured: str) -> str:
@@ -61,45 +70,17 @@ def default_node_id(configured: str) -> str:
 
 
 def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the job's process was killed by {name}"
-    return f"the job's command exited with code {code}"
+    return processes.describe_exit(code, "the job's process" if code < 0 else "the job's command")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_orphan_process(pid: int | None, run_id: str) -> None:
-    """Kill a job process left behind by a dead server, but only if ``/proc`` proves it is
-    that job (its environment holds ``MLGRID_RUN_ID=<run id>``): pids are reused."""
-    if pid is None:
-        return
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return
-    if f"MLGRID_RUN_ID={run_id}".encode() not in environ.split(b"\0"):
-        return
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
+_process_alive = processes.process_alive
 
 
 @dataclass
 class _LocalJob:
     workspace_key: str
     run_id: str
-    process: asyncio.subprocess.Process
+    process: processes.ManagedProcess
     log_path: Path
     cancel: bool = False
     shutting_down: bool = False
@@ -119,10 +100,14 @@ class JobRunner:
         base_url: str,
         node_id: str,
         single_node: bool,
+        containment: processes.Containment,
+        issue_token: Callable[[str, str], str | None] = lambda workspace, run: None,
         environ: Callable[[], dict[str, str]] = lambda: dict(os.environ),
     ) -> None:
         self.runs = runs
         self.core = runs.core
+        self.containment = containment
+        self._issue_token = issue_token
         self.base_url = base_url
         self.node_id = node_id
         self.single_node = single_node
@@ -134,6 +119,7 @@ class JobRunner:
     # --- submitting ------------------------------------------------------------------------
 
     async def submit(self, workspace_name: str, experiment: str, spec: JobSpec) -> RunView:
+        self.containment.check_allowed("jobs")
         ws = await self.core.get(workspace_name)
         if spec.working_directory is not None and not await asyncio.to_thread(
             Path(spec.working_directory).is_dir
@@ -158,22 +144,26 @@ class JobRunner:
                 "job_heartbeat_at": now,
             },
         )
-        working_directory = (
-            Path(spec.working_directory)
-            if spec.working_directory
-            else (self.core.files.run_dir(ws.key, view.id) / "work")
-        )
         log_path = self.core.files.artifact_file(ws.key, view.id, JOB_LOG)
-        environment = {k: v for k, v in self._environ().items() if not k.startswith("MLGRID_")}
-        environment.update(spec.environment)
-        environment.update(
-            MLGRID_RUN_ID=view.id,
-            MLGRID_URL=self.base_url,
-            MLGRID_WORKSPACE=ws.name,
-            MLGRID_EXPERIMENT=view.experiment.name,
-        )
+        variables = {
+            "MLGRID_RUN_ID": view.id,
+            "MLGRID_URL": self.base_url,
+            "MLGRID_WORKSPACE": ws.name,
+            "MLGRID_EXPERIMENT": view.experiment.name,
+        }
+        token = self._issue_token(ws.key, view.id)
+        if token is not None:
+            variables["MLGRID_TOKEN"] = token
+        variables.update(spec.environment)  # the submitter's own choice wins (even MLGRID_TOKEN)
         try:
-            process = await self._spawn(spec.command, working_directory, environment, log_path)
+            sandbox = await asyncio.to_thread(self.containment.new_sandbox, "job")
+            snapshot = spec.working_directory or ""
+            command = processes.Command(
+                argv=["/bin/sh", "-c", _SNAPSHOT_THEN_RUN, "mlgrid-job", snapshot, spec.command],
+                environment=processes.contained_environment(self._environ(), variables, sandbox.path),
+                log_path=log_path,
+            )
+            process = await processes.start(self.containment, sandbox, command)
         except OSError as exc:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             if not log_path.exists():
@@ -186,30 +176,6 @@ class JobRunner:
         view = await self._mark_running(job)
         job.waiter = asyncio.create_task(self._wait(job), name=f"mlgrid-job-{view.id}")
         return view
-
-    async def _spawn(
-        self, command: str, working_directory: Path, environment: dict[str, str], log_path: Path
-    ) -> asyncio.subprocess.Process:
-        def prepare() -> int:
-            working_directory.mkdir(parents=True, exist_ok=True)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-
-        log_fd = await asyncio.to_thread(prepare)
-        try:
-            return await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                command,
-                cwd=str(working_directory),
-                env=environment,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group: cancel kills the whole tree
-            )
-        finally:
-            os.close(log_fd)
 
     async def _mark_running(self, job: _LocalJob) -> RunView:
         pid = job.process.pid
@@ -233,6 +199,7 @@ class JobRunner:
     async def _wait(self, job: _LocalJob) -> None:
         try:
             code = await job.process.wait()
+            await job.process.release()  # what it left running dies; its working copy goes
             await self._finish(job.workspace_key, job.run_id, job.log_path, code, job=job)
         except Exception:
             log.exception(
@@ -297,13 +264,7 @@ class JobRunner:
     @staticmethod
     async def _kill(job: _LocalJob, grace: float) -> None:
         """SIGTERM to the job's process group, SIGKILL to what is left after ``grace``."""
-        pid = job.process.pid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(job.process.wait()), grace)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        await job.process.stop(grace)
 
     async def _stop_workspace_jobs(self, workspace_key: str) -> None:
         """Before a workspace is deleted: kill its jobs on this node and let them finish."""
@@ -355,7 +316,7 @@ class JobRunner:
             if (row.workspace_key, row.id) in self._local:
                 continue
             if self.single_node or self._node_is_dead(row.job_node) or self._stale(row, now):
-                await asyncio.to_thread(_kill_orphan_process, row.job_pid, row.id)
+                await asyncio.to_thread(processes.kill_orphan, row.job_pid, "MLGRID_RUN_ID", row.id)
                 failed += await self._fail_orphan(
                     row, "the server running this job stopped before it finished"
                 )

@@ -4,13 +4,15 @@
 while failing orphaned jobs are routed to the subscriptions that exist. It sets
 ``rt.workspace`` (``WorkspaceServices``): ``core`` — ``WorkspaceService``: workspace look-up,
 RBAC scope, transactions with ``emit`` and Sequencers (what deployments and drift monitors build
-on) — and ``runs``, ``jobs``, ``models``, ``datasets``.
+on) — and ``runs``, ``jobs``, ``models``, ``datasets``, and ``containment``: how user code
+runs (``workspace.processes``, decided once here and announced in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from fastapi import FastAPI
 
@@ -19,10 +21,23 @@ from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
 from mlgrid.workspace.models import ModelService
+from mlgrid.workspace.processes import UNSAFE, Containment
 from mlgrid.workspace.runs import RunService
 from mlgrid.workspace.service import WorkspaceService
 
 log = logging.getLogger("mlgrid.workspace")
+
+
+def _announce(containment: Containment) -> None:
+    """Say at start how user code runs; loudly (stderr, a banner) when it is not contained."""
+    extra = {"action": "containment", "mode": containment.mode}
+    if containment.contained:
+        log.info("user code: %s", containment.describe(), extra=extra)
+        return
+    log.warning("user code: %s", containment.describe(), extra=extra)
+    if containment.mode == UNSAFE:
+        line = "!" * 78
+        print(f"{line}\n!! {containment.describe()}\n{line}", file=sys.stderr, flush=True)
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
@@ -39,14 +54,24 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         topic_deleted=topic_deleted,
     )
     runs = RunService(core)
+    containment = Containment.detect(rt.settings.data_dir, unsafe_local_code=rt.settings.unsafe_local_code)
+    await asyncio.to_thread(containment.prepare)
+    _announce(containment)
     jobs = JobRunner(
         runs,
         base_url=rt.settings.base_url,
         node_id=default_node_id(rt.settings.node_id),
         single_node=rt.db.is_sqlite,
+        containment=containment,
+        issue_token=rt.access.issue_run_token,
     )
     rt.workspace = WorkspaceServices(
-        core=core, runs=runs, jobs=jobs, models=ModelService(core, runs), datasets=DatasetService(core)
+        core=core,
+        runs=runs,
+        jobs=jobs,
+        models=ModelService(core, runs),
+        datasets=DatasetService(core),
+        containment=containment,
     )
     failed = await jobs.recover_orphans()
     if failed:
@@ -54,4 +79,9 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
             "marked %d orphaned job(s) Failed", failed, extra={"action": "jobs_orphaned", "count": failed}
         )
     rt.tasks.append(asyncio.create_task(jobs.run(), name="mlgrid-jobs"))
+
+    async def close_containment() -> None:
+        await asyncio.to_thread(containment.close)
+
+    rt.closers.append(close_containment)  # closers run in reverse: after every process stopped
     rt.closers.append(jobs.shutdown)

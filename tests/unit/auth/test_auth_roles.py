@@ -17,6 +17,7 @@ MANAGEMENT = {
     A.REGENERATE_KEY,
     A.READ_SECRETS,
     A.SCORE,
+    A.RUN_CODE,  # jobs and deployments run code on the host (contained): Owner and Contributor
 }
 DATA = {A.PUBLISH, A.RECEIVE}
 

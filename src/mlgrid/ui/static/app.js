@@ -163,25 +163,64 @@
   }
 
   // The viewer of a Queue subscription.
+  // Server-sent events read from a POST (EventSource can only GET): consuming a queue changes
+  // state, so the stream that does it is a POST started by the user.
+  function postStream(url, handlers, onDown) {
+    var controller = new AbortController();
+    fetch(url, {method: "POST", credentials: "same-origin", signal: controller.signal,
+                headers: {"Accept": "text/event-stream"}}).then(function (response) {
+      if (!response.ok) { onDown(response.status + " " + response.statusText); return null; }
+      if (handlers.open) handlers.open();
+      var reader = response.body.getReader();
+      var decoder = new TextDecoder();
+      var buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) { onDown("disconnected"); return null; }
+          buffer += decoder.decode(chunk.value, {stream: true});
+          var blocks = buffer.split("\n\n");
+          buffer = blocks.pop();
+          blocks.forEach(function (block) {
+            var name = "message", data = [];
+            block.split("\n").forEach(function (line) {
+              if (line.indexOf("event: ") === 0) name = line.slice(7);
+              else if (line.indexOf("data: ") === 0) data.push(line.slice(6));
+            });
+            if (data.length && handlers[name]) handlers[name]({data: data.join("\n")});
+          });
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function () { onDown("disconnected"); });
+    return controller;
+  }
+
   function startViewer(list) {
     var stateNode = document.getElementById("viewer-state");
     var countNode = document.getElementById("viewer-count");
     var empty = document.getElementById("viewer-empty");
+    var button = document.getElementById("viewer-start");
     var ready = false;
-    var source = new EventSource(list.getAttribute("data-stream"));
-    source.addEventListener("open", function () { setState(stateNode, "live", "live"); });
-    source.addEventListener("error", function () {
-      setState(stateNode, "down", source.readyState === 2 ? "disconnected" : "reconnecting…");
-    });
-    source.addEventListener("ready", function () { ready = true; setState(stateNode, "live", "live"); });
-    source.addEventListener("failure", function (message) {
+    var controller = null;
+    var handlers = {};
+    function down(text) { setState(stateNode, "down", text); button.disabled = false; controller = null; }
+    handlers.open = function () { setState(stateNode, "live", "live"); };
+    handlers.ready = function () { ready = true; setState(stateNode, "live", "live"); };
+    handlers.failure = function (message) {
       var info = JSON.parse(message.data);
-      setState(stateNode, "down", info.status + " " + info.code);
       empty.textContent = info.message;
       empty.classList.add("error");
-      source.close();
+      if (controller) controller.abort();
+      down(info.status + " " + info.code);
+    };
+    button.addEventListener("click", function () {
+      if (controller) return;
+      button.disabled = true;
+      setState(stateNode, "connecting", "connecting…");
+      controller = postStream(list.getAttribute("data-stream"), handlers, down);
     });
-    source.addEventListener("event", function (message) {
+    handlers.event = function (message) {
       var item = JSON.parse(message.data);
       var box = el("article", ready ? "viewer-item fresh" : "viewer-item");
       box.setAttribute("data-event-id", item.id || "");
@@ -205,8 +244,8 @@
       while (list.children.length > MAX_ROWS) list.removeChild(list.lastChild);
       countNode.textContent = String(list.children.length);
       empty.classList.add("hidden");
-    });
-    window.addEventListener("beforeunload", function () { source.close(); });
+    };
+    window.addEventListener("beforeunload", function () { if (controller) controller.abort(); });
   }
 
   function wireForms() {

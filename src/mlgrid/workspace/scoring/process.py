@@ -1,9 +1,12 @@
 """The server's handle on one scoring process: start it, wait until it answers, stop it.
 
 A scoring process runs ``python -m mlgrid.workspace.scoring.server`` (the server's own
-interpreter) in its own process group and working directory (the deployment directory), with
-standard output and error appended to ``scoring.log`` there. Its environment is the server's
-minus every ``MLGRID_*`` variable (no secrets reach model code), plus:
+interpreter), started contained by ``workspace.processes``: loading a pickled model runs the
+model's code, and so does an entry script. It works in a private copy of the deployment
+(``models/<name>/<version>/`` and the entry script, copied from the deployment directory in the
+data directory, which it cannot read), in its own process group, with standard output and
+error appended to the deployment's ``scoring.log``. Its environment is scrubbed (nothing of
+the server's), plus:
 
 * ``AZUREML_MODEL_DIR`` and ``MLGRID_MODEL_DIR`` — the model's own directory
   (``models/<name>/<version>``) when one model is deployed, else the ``models`` directory that
@@ -18,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+
+from mlgrid.workspace import processes
 
 LOG_FILE = "scoring.log"
 PORT_FILE = "port"
@@ -80,35 +84,26 @@ class Launch:
 
 
 def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "the scoring process is running"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the scoring process was killed by {name}"
     if code == LOAD_FAILED_EXIT_CODE:
         return f"the scoring process could not load the deployment (exit code {code})"
-    return f"the scoring process exited with code {code}"
+    return processes.describe_exit(code, "the scoring process")
 
 
-def scoring_environment(base: Mapping[str, str], launch: Launch) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if not k.startswith("MLGRID_")}
+def scoring_environment(
+    base: Mapping[str, str], launch: Launch, model_dir: Path, sandbox: Path
+) -> dict[str, str]:
+    variables = {variable: base.get(variable, "1") for variable in THREAD_VARIABLES}
     # One request is scored at a time: numeric libraries' thread pools only compete with the
     # server for cores (and spin while waiting). The server's own setting wins if it has one.
-    for variable in THREAD_VARIABLES:
-        env.setdefault(variable, "1")
-    model_dir = str(launch.model_dir)
-    env.update(
-        AZUREML_MODEL_DIR=model_dir,
-        MLGRID_MODEL_DIR=model_dir,
+    variables.update(
+        AZUREML_MODEL_DIR=str(model_dir),
+        MLGRID_MODEL_DIR=str(model_dir),
         MLGRID_ENDPOINT=launch.endpoint,
         MLGRID_WORKSPACE=launch.workspace,
         PYTHONUNBUFFERED="1",
     )
-    env[DEPLOYMENT_ID_VARIABLE] = launch.deployment_id
-    return env
+    variables[DEPLOYMENT_ID_VARIABLE] = launch.deployment_id
+    return processes.contained_environment(base, variables, sandbox)
 
 
 def read_log_tail(path: Path, start: int = 0, limit: int = LOG_TAIL_BYTES) -> str:
@@ -128,51 +123,69 @@ def read_log_tail(path: Path, start: int = 0, limit: int = LOG_TAIL_BYTES) -> st
 def kill_orphan(pid: int | None, deployment_id: str | None) -> bool:
     """Kill a scoring process left behind by a dead server, but only if ``/proc`` proves it is
     that deployment's process (its environment holds ``MLGRID_DEPLOYMENT_ID=<id>``)."""
-    if pid is None or not deployment_id:
-        return False
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    if f"{DEPLOYMENT_ID_VARIABLE}={deployment_id}".encode() not in environ.split(b"\0"):
-        return False
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
-    return True
+    return processes.kill_orphan(pid, DEPLOYMENT_ID_VARIABLE, deployment_id)
+
+
+def _copy_deployment(launch: Launch, sandbox: processes.Sandbox) -> tuple[Path, Path | None]:
+    """Copy the deployment's models and entry script into the sandbox (blocking); returns the
+    copies' model root and entry script."""
+    models = sandbox.copy_in(launch.model_root, "models")
+    script = None
+    if launch.entry_script is not None:
+        try:
+            relative = launch.entry_script.relative_to(launch.directory)
+        except ValueError:
+            relative = Path(launch.entry_script.name)
+        script = sandbox.path / relative
+        if not script.exists() and launch.entry_script.is_file():  # in models/ it came with them
+            sandbox.copy_in(launch.entry_script, str(relative))
+    return models, script
 
 
 class ScoringProcess:
     """One running scoring process."""
 
-    def __init__(self, launch: Launch, process: asyncio.subprocess.Process, log_start: int) -> None:
+    def __init__(self, launch: Launch, process: processes.ManagedProcess) -> None:
         self.launch = launch
         self.process = process
-        self.log_start = log_start
+        self.log_start = process.log_start
+        self.port_file = process.sandbox.path / PORT_FILE
         self.port: int | None = None
 
     @property
     def pid(self) -> int:
-        return int(self.process.pid)
+        return self.process.pid
 
     @property
     def exited(self) -> bool:
-        return self.process.returncode is not None
+        return self.process.exited
 
     @classmethod
     async def start(
-        cls, launch: Launch, environ: Mapping[str, str], *, port: int = 0, python: str = sys.executable
+        cls,
+        launch: Launch,
+        environ: Mapping[str, str],
+        containment: processes.Containment,
+        *,
+        port: int = 0,
+        python: str = sys.executable,
     ) -> ScoringProcess:
         """Spawn the process (it loads, then listens); ``port`` 0 lets it choose, another
         value is tried first (a restart keeps its ``scoringUri`` when it can)."""
-        port_file = launch.directory / PORT_FILE
+        containment.check_allowed("model deployments")
 
-        def prepare() -> tuple[int, int]:
+        def prepare() -> tuple[processes.Sandbox, Path, Path | None]:
             launch.directory.mkdir(parents=True, exist_ok=True)
-            port_file.unlink(missing_ok=True)
-            fd = os.open(launch.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            return fd, os.lseek(fd, 0, os.SEEK_END)
+            sandbox = containment.new_sandbox("scoring")
+            try:
+                models, script = _copy_deployment(launch, sandbox)
+            except BaseException:
+                processes.remove_tree(sandbox.path)
+                raise
+            return sandbox, models, script
 
-        log_fd, log_start = await asyncio.to_thread(prepare)
+        sandbox, model_root, entry_script = await asyncio.to_thread(prepare)
+        model_dir = model_root / launch.model_dir.relative_to(launch.model_root)
         args = [
             python,
             "-m",
@@ -181,29 +194,24 @@ class ScoringProcess:
             str(port),
             "--any-port",
             "--model-dir",
-            str(launch.model_root),
+            str(model_root),
             "--port-file",
-            str(port_file),
-            "--parent-pid",
-            str(os.getpid()),
+            str(sandbox.path / PORT_FILE),
         ]
+        if containment.sees_parent:
+            args += ["--parent-pid", str(os.getpid())]
         for model_id in launch.model_ids:
             args += ["--model", model_id]
-        if launch.entry_script is not None:
-            args += ["--entry-script", str(launch.entry_script)]
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *args,
-                cwd=str(launch.directory),
-                env=scoring_environment(environ, launch),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop kills what it started too
-            )
-        finally:
-            os.close(log_fd)
-        return cls(launch, process, log_start)
+        if entry_script is not None:
+            args += ["--entry-script", str(entry_script)]
+        command = processes.Command(
+            argv=args,
+            environment=scoring_environment(environ, launch, model_dir, sandbox.path),
+            log_path=launch.log_path,
+            append_log=True,
+            die_with_parent=True,
+        )
+        return cls(launch, await processes.start(containment, sandbox, command))
 
     async def log(self) -> str:
         """What this process wrote since it started (the tail of it)."""
@@ -212,7 +220,7 @@ class ScoringProcess:
     async def _read_port(self) -> int | None:
         def read() -> int | None:
             try:
-                text = (self.launch.directory / PORT_FILE).read_text().strip()
+                text = self.port_file.read_text().strip()
             except OSError:
                 return None
             return int(text) if text.isdigit() else None
@@ -250,16 +258,6 @@ class ScoringProcess:
         return await self.process.wait()
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM to the process group, SIGKILL to what is left after ``grace`` seconds."""
-        pid = self.pid
-        if not self.exited:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.process.wait()), grace)
-        # The group may outlive its leader (a script that forked): kill the rest too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        if not self.exited:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.process.wait()), 5.0)
+        """SIGTERM to the process group, SIGKILL to what is left after ``grace`` seconds; then
+        its private copy goes."""
+        await self.process.stop(grace)
