@@ -66,8 +66,12 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# Every benchmark, one table (figure, value, floor, ratio); quick by default, FULL=1 for the long
+# versions. Extra arguments for benchmarks/run.py go in BENCH_ARGS (e.g. BENCH_ARGS="--only publish").
+FULL ?=
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python benchmarks/publish.py
+	$(BIN)/python benchmarks/run.py $(if $(FULL),--full) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mlgrid .pytest_cache .mypy_cache .ruff_cache $(AZURE_SDK_DIR)

@@ -9,6 +9,7 @@ load the same way (by request count and by time), so their figures stay comparab
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,17 @@ PG_PORT = int(os.environ.get("MLGRID_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("MLGRID_TEST_PG_USER", "postgres")
 
 EVENT_TIME = "2024-05-01T12:00:00Z"
+
+#: Seconds an idle pooled connection is kept. Below uvicorn's 5 s keep-alive: a connection the
+#: server has closed after a slow step (training a model, waiting for 500 subscriptions'
+#: deliveries) is never reused, which would fail the next request (aiohttp's default is 15 s).
+KEEPALIVE_SECONDS = 2.0
+
+
+def connector(limit: int, ssl_context: ssl.SSLContext | None = None) -> aiohttp.TCPConnector:
+    """A connection pool for talking to ``mlgrid serve`` (see ``KEEPALIVE_SECONDS``); pass the
+    server's ``ssl_context()`` when it serves https."""
+    return aiohttp.TCPConnector(limit=limit, keepalive_timeout=KEEPALIVE_SECONDS, ssl=ssl_context or True)
 
 
 def free_port() -> int:
@@ -156,3 +168,35 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) by nearest rank from below; ``values`` need not be sorted."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(
+    path: str | None, figure: str, value: float, floor: float, floor_label: str, *, goal: str = ""
+) -> None:
+    """Append one figure for ``benchmarks/run.py``'s table (nothing when ``path`` is None).
+
+    ``floor`` is the same quantity measured for the floor in the same run (an HTTP+JSON echo
+    server, a bare aiohttp loop, direct scoring, the smallest size); the table prints
+    ``value / floor`` beside both, so that a loaded machine, which moves both, moves the ratio
+    much less than either figure.
+    """
+    if path is None:
+        return
+    row = {"figure": figure, "value": value, "floor": floor, "floor_label": floor_label, "goal": goal}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(row) + "\n")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, all threads included; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fail(message: str) -> None:
+    """End a benchmark run with a non-zero status: a figure from a failed run is no figure."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)

@@ -5,7 +5,8 @@ fresh PostgreSQL database on 127.0.0.1:5432 with ``--backend postgresql``) and a
 webhook receiver on loopback in this process, which answers the validation handshake and
 counts every delivered event. Then it prints:
 
-(a) events/s delivered with 1 and 10 subscriptions, ``maxEventsPerBatch`` 1 and 100, twice:
+(a) events/s delivered with 1 and 10 subscriptions, ``maxEventsPerBatch`` 1 (with ``--full``
+    also 500 subscriptions unbatched, and 1 and 10 in batches of 100), twice:
     *end to end*, the events published in batches of 500 as fast as the server accepts them
     while it delivers them (the clock runs from the first publish to the receiver's last
     event: publishing and delivering share the server's CPU); and *from a backlog*, the events
@@ -17,10 +18,15 @@ counts every delivered event. Then it prints:
     ``200``;
 (c) the ceiling: the same receiver driven by a plain aiohttp POST loop (same body shape, the
     same 64 concurrent requests as the dispatcher's per-endpoint cap), run in its own process
-    as the server is, and the ratio of (a) from a backlog, unbatched, one subscription to it.
+    as the server is, and the ratio of (a) from a backlog, unbatched, one subscription to it:
+    in deliveries/s and in CPU (the server's CPU per delivery ÷ the loop's CPU per request).
+
+Event ids are random UUID4s, as the Azure SDK sends them. ``--report FILE`` appends the
+figures as JSON lines for ``benchmarks/run.py``; any failure ends the run with a non-zero status.
 
 Every measurement is bounded in events and in time (``--seconds``), so the whole run stays
-well under three minutes. Client, receiver and server share the machine.
+well under three minutes (quick by default; ``--full`` for more events and batched shapes).
+Client, receiver and server share the machine.
 
     .venv/bin/python benchmarks/delivery.py
     .venv/bin/python benchmarks/delivery.py --events 2000 --seconds 20
@@ -52,10 +58,14 @@ from _common import (
     PG_USER,
     Server,
     bounded_load,
+    connector,
     create_topic,
+    fail,
     free_port,
     percentile,
     pg_admin,
+    process_cpu_seconds,
+    report,
 )
 from aiohttp import web
 
@@ -178,12 +188,11 @@ async def throughput(bench: Bench, sink: Sink, subscriptions: int, batch: int, e
                      seconds: float) -> tuple[float, int]:
     path = f"/sink-{subscriptions}-{batch}-{uuid.uuid4().hex[:6]}"
     topic, key = await bench.topic_with_subscriptions(subscriptions, batch, path)
-    prefix = uuid.uuid4().hex[:8]
     expected = events * subscriptions
     started = time.perf_counter()
     chunk = 500
     publishes = [
-        bench.publish(topic, key, [_event(f"{prefix}-{i}") for i in range(n, min(n + chunk, events))])
+        bench.publish(topic, key, [_event(str(uuid.uuid4())) for _ in range(n, min(n + chunk, events))])
         for n in range(0, events, chunk)
     ]
     for i in range(0, len(publishes), 4):  # four publish requests in flight at a time
@@ -195,29 +204,34 @@ async def throughput(bench: Bench, sink: Sink, subscriptions: int, batch: int, e
 
 
 async def backlog_throughput(bench: Bench, sink: Sink, subscriptions: int, batch: int, events: int,
-                             seconds: float) -> tuple[float, int]:
+                             seconds: float) -> tuple[float, int, float]:
     """Delivery alone: the events are published first (no subscription yet), then replayed to
-    new subscriptions, and the clock runs from the replay to the receiver's last event."""
+    new subscriptions, and the clock runs from the replay to the receiver's last event.
+
+    Returns (deliveries/s, deliveries received, server CPU seconds per delivery)."""
     path = f"/backlog-{subscriptions}-{batch}-{uuid.uuid4().hex[:6]}"
     topic, key = await bench.topic_with_subscriptions(0, batch, path)
-    prefix = uuid.uuid4().hex[:8]
     chunk = 500
     for n in range(0, events, chunk):
-        await bench.publish(topic, key, [_event(f"{prefix}-{i}") for i in range(n, min(n + chunk, events))])
+        await bench.publish(topic, key, [_event(str(uuid.uuid4())) for _ in range(n, min(n + chunk, events))])
     await bench.add_subscriptions(topic, subscriptions, batch, path)
+    cpu_before = process_cpu_seconds(bench.server.process.pid)
     started = time.perf_counter()
     await asyncio.gather(*(bench.replay(topic, f"sub-{n}") for n in range(subscriptions)))
     await sink.wait(path, events * subscriptions, max(0.1, seconds - (time.perf_counter() - started)))
+    cpu_after = process_cpu_seconds(bench.server.process.pid)
     received = sink.counts.get(path, 0)
+    if not received:
+        fail(f"nothing delivered to {path} within {seconds:g} s")
     elapsed = sink.last_arrival.get(path, time.perf_counter()) - started
-    return (received / elapsed if elapsed > 0 else 0.0), received
+    cpu = (cpu_after - cpu_before) / received if cpu_before is not None and cpu_after is not None else 0.0
+    return (received / elapsed if elapsed > 0 else 0.0), received, cpu
 
 
 async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> Latency:
     topic, key = await bench.topic_with_subscriptions(1, 1, "/latency")
     total = int(rate * seconds)
     sent: dict[str, float] = {}
-    prefix = uuid.uuid4().hex[:8]
     answered: dict[str, float] = {}
     tasks: list[asyncio.Task[None]] = []
 
@@ -231,7 +245,7 @@ async def latency(bench: Bench, sink: Sink, rate: float, seconds: float) -> Late
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        event_id = f"{prefix}-{i}"
+        event_id = str(uuid.uuid4())
         sent[event_id] = time.perf_counter()
         tasks.append(asyncio.create_task(timed(event_id)))
     await asyncio.gather(*tasks)
@@ -264,27 +278,33 @@ class Latency:
 async def _ceiling_worker(url: str, requests: int, seconds: float) -> None:
     body = json.dumps([_event("ceiling")]).encode()
     headers = {"Content-Type": "application/json; charset=utf-8", "aeg-event-type": "Notification"}
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    pool = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=pool) as session:
 
         async def send() -> bool:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 await response.read()
             return True
 
+        cpu_started = time.process_time()
         done, _, elapsed = await bounded_load(CONCURRENCY, requests, seconds, send)
-    print(json.dumps({"requests": done, "seconds": elapsed}), flush=True)
+        cpu = time.process_time() - cpu_started
+    print(json.dumps({"requests": done, "seconds": elapsed, "cpu": cpu}), flush=True)
 
 
-async def ceiling(receiver_url: str, requests: int, seconds: float) -> float:
+async def ceiling(receiver_url: str, requests: int, seconds: float) -> tuple[float, float]:
+    """The plain loop's requests/s and its own CPU seconds per request."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--ceiling-worker", receiver_url + "/ceiling",
         "--events", str(requests), "--seconds", str(seconds),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
+    if process.returncode != 0:
+        fail(f"the ceiling loop exited with {process.returncode}")
     result = json.loads(out.decode().strip().splitlines()[-1])
-    return float(result["requests"]) / float(result["seconds"])
+    requests_done = float(result["requests"])
+    return requests_done / float(result["seconds"]), float(result["cpu"]) / max(1.0, requests_done)
 
 
 async def report_latency(bench: Bench, sink: Sink, args: argparse.Namespace) -> None:
@@ -311,7 +331,7 @@ async def run(args: argparse.Namespace) -> None:
     server = Server(data_dir, url)
     _SERVERS.append(server)
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        async with aiohttp.ClientSession(connector=connector(64)) as session:
             await server.wait_ready(session)
             bench = Bench(server, session, receiver_url)
             print(f"mlgrid delivery benchmark ({args.backend}, {os.cpu_count()} CPUs)\n", flush=True)
@@ -321,28 +341,43 @@ async def run(args: argparse.Namespace) -> None:
                 return
 
             print("(a) delivered events/s: end to end (published in batches of 500 while they are")
-            print("    delivered), and from a backlog (published first, then replayed to the subscriptions)")
+            print("    delivered), and from a backlog (published first, then replayed to the subscriptions),")
+            print("    with the server's CPU per delivery in the backlog case")
             print(f"    {'subscriptions':>13} {'maxEventsPerBatch':>17} {'deliveries':>10} "
-                  f"{'end to end':>11} {'backlog':>10}")
-            rates: dict[tuple[int, int], float] = {}
-            for subscriptions, batch in ((1, 1), (10, 1), (1, 100), (10, 100)):
+                  f"{'end to end':>11} {'backlog':>10} {'µs CPU/delivery':>15}")
+            rates: dict[tuple[int, int], tuple[float, float]] = {}
+            shapes = ((1, 1), (10, 1), (500, 1), (1, 100), (10, 100)) if args.full else ((1, 1), (10, 1))
+            for subscriptions, batch in shapes:
                 events = args.events if batch == 1 else args.events * 4
                 events = max(1, events // subscriptions) if subscriptions > 1 else events
                 rate, received = await throughput(bench, sink, subscriptions, batch, events, args.seconds)
-                backlog, _ = await backlog_throughput(bench, sink, subscriptions, batch, events, args.seconds)
-                rates[(subscriptions, batch)] = backlog
-                print(f"    {subscriptions:>13} {batch:>17} {received:>10,} {rate:>11,.0f} {backlog:>10,.0f}",
-                      flush=True)
+                backlog, _, cpu = await backlog_throughput(
+                    bench, sink, subscriptions, batch, events, args.seconds
+                )
+                rates[(subscriptions, batch)] = (backlog, cpu)
+                print(f"    {subscriptions:>13} {batch:>17} {received:>10,} {rate:>11,.0f} {backlog:>10,.0f} "
+                      f"{cpu * 1e6:>15,.0f}", flush=True)
 
             await report_latency(bench, sink, args)
 
             print("\n(c) ceiling: plain aiohttp POST loop to the same receiver (64 concurrent, own process)")
-            top = await ceiling(receiver_url, args.events * 4, args.seconds)
-            ratio = rates[(1, 1)] / top if top else 0.0
-            ours = rates[(1, 1)]
-            print(f"    {top:,.0f} requests/s; mlgrid unbatched, 1 subscription, from a backlog: "
-                  f"{ours:,.0f} events/s = {ratio:.2f} of the ceiling", flush=True)
-            print("\ntargets: ratio >= 0.5 unbatched; p50 <= 5 ms and p99 <= 50 ms at 500 events/s (SQLite)")
+            top, top_cpu = await ceiling(receiver_url, args.events * 4, args.seconds)
+            ours, ours_cpu = rates[(1, 1)]
+            ratio = ours / top if top else 0.0
+            print(f"    {top:,.0f} requests/s at {top_cpu * 1e6:,.0f} µs CPU per request; mlgrid unbatched, "
+                  f"1 subscription, from a backlog: {ours:,.0f} events/s = {ratio:.2f} of the ceiling, "
+                  f"{ours_cpu * 1e6:,.0f} µs CPU per delivery = {ours_cpu / top_cpu:.2f}x", flush=True)
+            report(args.report, "delivery from a backlog, 1 sub, unbatched: µs server CPU/delivery",
+                   ours_cpu * 1e6, top_cpu * 1e6, "bare aiohttp loop", goal="<= 1.3x")
+            report(args.report, "delivery from a backlog, 10 subs, unbatched: µs server CPU/delivery",
+                   rates[(10, 1)][1] * 1e6, ours_cpu * 1e6, "1 sub", goal="0.8-1.2x")
+            if (500, 1) in rates:
+                report(args.report, "delivery from a backlog, 500 subs, unbatched: µs server CPU/delivery",
+                       rates[(500, 1)][1] * 1e6, ours_cpu * 1e6, "1 sub", goal="0.8-1.2x")
+            report(args.report, "delivery from a backlog, 1 sub, unbatched: deliveries/s", ours, top,
+                   "bare aiohttp loop", goal=">= 0.8")
+            print("\ngoals: CPU per delivery <= 1.3x the loop's per request, rate >= 0.8 of the loop; "
+                  "p50 <= 5 ms and p99 <= 50 ms at 500 events/s (SQLite)")
     finally:
         server.stop()
         await runner.cleanup()
@@ -356,13 +391,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--events", type=int, default=5000,
-                        help="events per unbatched measurement (x4 batched)")
+    parser.add_argument("--full", action="store_true", help="batched shapes too, more events")
+    parser.add_argument("--events", type=int, default=None,
+                        help="events per unbatched measurement, x4 batched (2,000; 5,000 --full)")
     parser.add_argument("--seconds", type=float, default=25.0, help="time bound per measurement")
-    parser.add_argument("--latency-seconds", type=float, default=6.0, help="length of the 500 events/s run")
+    parser.add_argument("--latency-seconds", type=float, default=None,
+                        help="length of the 500 events/s run (3; 6 --full)")
+    parser.add_argument("--report", default=None, help="append figures as JSON lines to this file")
     parser.add_argument("--latency-only", action="store_true", help="measure (b) alone, after a warm-up")
     parser.add_argument("--ceiling-worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.events = args.events or (5000 if args.full else 2000)
+    args.latency_seconds = args.latency_seconds or (6.0 if args.full else 3.0)
     if args.ceiling_worker:
         asyncio.run(_ceiling_worker(args.ceiling_worker, args.events, args.seconds))
         return

@@ -14,7 +14,14 @@ overhead. The two paths alternate over ``--rounds`` rounds so a slow moment of t
 hits both. Every measurement is bounded in requests (``--requests``) and in time
 (``--seconds``). Client, server and scoring process share the machine.
 
-    .venv/bin/python benchmarks/scoring.py
+The model is trained before the server starts, and deployment (whose steps wait seconds
+apart) uses connections that are closed after each request: a keep-alive connection left idle
+across a slow step is closed by the server, and the next request on it fails. The measured
+paths use a pool of their own. Any failure ends the run with a non-zero status;
+``--report FILE`` appends the figures as JSON lines for ``benchmarks/run.py``.
+
+    .venv/bin/python benchmarks/scoring.py                      # quick
+    .venv/bin/python benchmarks/scoring.py --full
     .venv/bin/python benchmarks/scoring.py --requests 2000 --concurrency 16 --seconds 10
 """
 
@@ -32,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from _common import Server, bounded_load, percentile
+from _common import Server, bounded_load, connector, fail, percentile, report
 
 BODY = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode()
 EXPECTED = {"predictions": [0, 2]}
@@ -46,14 +53,16 @@ def _model_bytes() -> bytes:
     return pickle.dumps(LogisticRegression(max_iter=500).fit(features, target))
 
 
-async def deploy(session: aiohttp.ClientSession, server: Server) -> tuple[str, str, dict[str, str]]:
+async def deploy(
+    session: aiohttp.ClientSession, server: Server, model: bytes
+) -> tuple[str, str, dict[str, str]]:
     """Workspace, model and endpoint; returns (proxy URL, scoring URI, auth headers)."""
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     base = f"{server.url}/workspaces/bench"
     async with session.put(base, headers=headers) as answer:
         assert answer.status in (200, 201), await answer.text()
     form = aiohttp.FormData()
-    form.add_field("file", _model_bytes(), filename="model.pkl")
+    form.add_field("file", model, filename="model.pkl")
     async with session.post(f"{base}/models/iris/versions", data=form, headers=headers) as answer:
         assert answer.status == 201, await answer.text()
     body = {"properties": {"computeType": "Local", "models": ["iris:1"]}}
@@ -113,13 +122,14 @@ async def latency(
 
 
 async def main(args: argparse.Namespace) -> None:
+    model = _model_bytes()  # before any connection exists: training blocks the event loop
     data_dir = Path(tempfile.mkdtemp(prefix="mlgrid-bench-scoring-"))
     server = Server(data_dir, ui=True)
-    connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     try:
-        async with aiohttp.ClientSession(connector=connector) as session:
-            await server.wait_ready(session, timeout=60.0)
-            proxy_url, direct_url, auth = await deploy(session, server)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as setup:
+            await server.wait_ready(setup, timeout=60.0)
+            proxy_url, direct_url, auth = await deploy(setup, server, model)
+        async with aiohttp.ClientSession(connector=connector(args.concurrency * 2)) as session:
             paths = {
                 "proxy": (proxy_url, {**auth, "Content-Type": "application/json"}),
                 "direct": (direct_url, {"Content-Type": "application/json"}),
@@ -154,18 +164,31 @@ async def main(args: argparse.Namespace) -> None:
         f"latency p50 {proxy[1] / direct[1]:.2f}x (+{proxy[1] - direct[1]:.2f} ms), "
         f"p99 {proxy[2] / direct[2]:.2f}x"
     )
+    # Reported as costs (time per request), so that the ratio reads "x times direct".
+    report(args.report, "scoring through mlgrid: ms per request at concurrency", 1000 / proxy[0],
+           1000 / direct[0], "direct scoring", goal="<= 1.3x")
+    report(args.report, "scoring through mlgrid: p50 ms, one at a time", proxy[1], direct[1],
+           "direct scoring", goal="<= 1.3x")
 
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--full", action="store_true", help="longer measurements (8 s, 2 rounds)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per throughput measurement")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients for throughput")
-    parser.add_argument("--seconds", type=float, default=8.0, help="time limit of each measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of proxy and direct")
-    return parser.parse_args()
+    parser.add_argument("--seconds", type=float, default=None, help="time limit of each measurement (3; 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of proxy and direct (1; 2)")
+    parser.add_argument("--report", default=None, help="append figures as JSON lines to this file")
+    args = parser.parse_args()
+    args.seconds = args.seconds or (8.0 if args.full else 3.0)
+    args.rounds = args.rounds or (2 if args.full else 1)
+    return args
 
 
 if __name__ == "__main__":
-    asyncio.run(main(_arguments()))
+    try:
+        asyncio.run(main(_arguments()))
+    except (RuntimeError, AssertionError, aiohttp.ClientError, OSError) as exc:
+        fail(f"{type(exc).__name__}: {exc}")

@@ -30,16 +30,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import typer
 import typer.main
 from typer.core import TyperCommand
 
 from mlgrid.cli.clicklib import click
-from mlgrid.client.broker import Source, parse_source
-from mlgrid.client.client import Client
-from mlgrid.client.http import ApiError
+
+if TYPE_CHECKING:
+    # The SDK (and httpx under it) is imported when a command talks to a server, not when the
+    # command line is merely built: ``mlgrid --help`` and ``mlgrid serve`` never need it.
+    from mlgrid.client.broker import Source
+    from mlgrid.client.client import Client
+    from mlgrid.client.http import ApiError
 
 _META_KEY: Final = "mlgrid.connection"
 _GROUP_PREFIX: Final = "\x00group:"  # marks an encoded group (never typed on a command line)
@@ -322,6 +326,8 @@ class MlgridCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from mlgrid.client.http import ApiError
+
         try:
             return super().invoke(ctx)
         except ApiError as exc:
@@ -345,6 +351,8 @@ def multi_value_command(**grouped: Arity) -> type[MlgridCommand]:
 
 def open_client(ctx: typer.Context) -> Client:
     """The SDK client for this invocation (closed with the context)."""
+    from mlgrid.client.client import Client
+
     settings = connection(ctx)
     client = Client(settings.url, settings.token)
     ctx.meta["mlgrid.token_resolved"] = bool(client.http.token)
@@ -354,6 +362,8 @@ def open_client(ctx: typer.Context) -> Client:
 
 def source_option(value: str | Source) -> Source:
     """Typer parser for ``--source-resource-id``: a topic/workspace name, path or Azure id."""
+    from mlgrid.client.broker import parse_source
+
     try:
         return parse_source(value)
     except ValueError as exc:

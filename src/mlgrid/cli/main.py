@@ -13,24 +13,61 @@ from typing import Any
 
 import typer
 
-from mlgrid.cli import deadletters, deliveries, demo, events, ml, subscriptions, topics
 from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, MlgridCommand, OutputFormat, connection
+from mlgrid.cli.lazy import LazyCommand, LazyGroup
 from mlgrid.config import SETTINGS, Settings, spec_for
 from mlgrid.errors import MlgridError
 
+
+class _Root(LazyGroup):
+    """``mlgrid``: ``serve`` is defined here; every other command is imported when it runs
+    (``mlgrid --help`` imports none of them, see ``cli/lazy.py``)."""
+
+    lazy = {
+        "demo": LazyCommand(
+            "mlgrid.cli.demo",
+            "demo",
+            "Run the ML lifecycle demo against a running server; every one of the five events "
+            "shows in the UI.",
+            MlgridCommand,
+        ),
+        "topic": LazyCommand(
+            "mlgrid.cli.topics", "app", "Custom topics: create, show, list, delete, and their access keys."
+        ),
+        "eventgrid": LazyCommand(
+            "mlgrid.cli.subscriptions",
+            "eventgrid_app",
+            "Azure Event Grid style commands (`az eventgrid` flags).",
+        ),
+        "events": LazyCommand(
+            "mlgrid.cli.events",
+            "app",
+            "Publish events to custom topics, list retained events, follow them live (`tail`).",
+        ),
+        "deadletters": LazyCommand(
+            "mlgrid.cli.deadletters",
+            "app",
+            "Dead-lettered events of an event subscription: list them, deliver them again.",
+        ),
+        "deliveries": LazyCommand(
+            "mlgrid.cli.deliveries",
+            "app",
+            "Deliveries of an event subscription: list them by state, replay a time window.",
+        ),
+        "ml": LazyCommand(
+            "mlgrid.cli.ml", "app", "The ML workspace: workspaces, runs, jobs, models, datasets."
+        ),
+    }
+    order = ("demo", "serve", "topic", "eventgrid", "events", "deadletters", "deliveries", "ml")
+
+
 app = typer.Typer(
+    cls=_Root,
     help="mlgrid: a self-hosted event grid for the machine-learning lifecycle.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-app.add_typer(topics.app, name="topic")
-app.add_typer(subscriptions.eventgrid_app, name="eventgrid")
-app.add_typer(events.app, name="events")
-app.add_typer(deadletters.app, name="deadletters")
-app.add_typer(deliveries.app, name="deliveries")
-app.add_typer(ml.app, name="ml")
-app.command("demo", cls=MlgridCommand)(demo.demo)
 
 
 @app.callback()

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from mlgrid.domain.event_filter import (
     BOOL_OPERATORS,
@@ -82,7 +82,9 @@ class CompiledFilter:
 
     ``event_types`` is the lower-cased set of accepted types (``None``: all types);
     ``subject_prefix`` and ``subject_suffix`` are lower-cased unless ``case_sensitive``;
-    ``advanced`` checks every advanced filter (``None`` when there are none).
+    ``advanced`` checks every advanced filter (``None`` when there are none); ``anchors`` are
+    the advanced filters an index can look up by the event's value instead of evaluating them,
+    the most selective kind first (empty when none is of a kind that can be looked up).
     """
 
     event_types: frozenset[str] | None
@@ -90,6 +92,58 @@ class CompiledFilter:
     subject_suffix: str
     case_sensitive: bool
     advanced: EventPredicate | None
+    anchors: tuple[Anchor, ...] = ()
+
+
+AnchorKind = Literal["strings", "numbers", "bool", "prefixes", "gt", "ge", "lt", "le"]
+"""How an anchor is looked up: by equality (``strings``, ``numbers``, ``bool``), by string
+prefix (``prefixes``) or by a threshold the event value must exceed or stay under."""
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A necessary condition of a filter that an index can answer by looking up the event value.
+
+    A subscription can only match an event whose value at ``key`` (read by ``get``, with arrays
+    taken element by element when ``arrays``) satisfies the anchor, so an index that files the
+    subscription under its anchor may skip it for every other value. The anchor is always one
+    of the filter's *positive* advanced filters (or, for ``NumberInRange``, the lower bound of
+    its widest range), so it never excludes an event the full predicate would accept; the full
+    predicate still decides. Values are normalised the way the predicate reads event values:
+    strings lower-cased, numbers exact (``int``/``Decimal``). ``identity`` is the same for
+    identical advanced filters (an index counts how many subscriptions share one, and prefers
+    the least shared anchor); ``rank`` orders kinds by how few subscriptions a lookup usually
+    finds (equality before prefixes before booleans before thresholds).
+    """
+
+    key: str
+    arrays: bool
+    kind: AnchorKind
+    values: tuple[object, ...]
+    get: Callable[[Mapping[str, Any]], Any]
+    identity: tuple[object, ...]
+    rank: int
+
+
+# Lower ranks are preferred: an equality lookup singles out the fewest subscriptions, a
+# threshold the most.
+_ANCHOR_RANK: Final[dict[str, int]] = {
+    "StringIn": 0,
+    "NumberIn": 0,
+    "StringBeginsWith": 1,
+    "BoolEquals": 2,
+    "NumberGreaterThan": 3,
+    "NumberGreaterThanOrEquals": 3,
+    "NumberLessThan": 3,
+    "NumberLessThanOrEquals": 3,
+    "NumberInRange": 4,
+}
+_THRESHOLD_KINDS: Final[dict[str, AnchorKind]] = {
+    "NumberGreaterThan": "gt",
+    "NumberGreaterThanOrEquals": "ge",
+    "NumberLessThan": "lt",
+    "NumberLessThanOrEquals": "le",
+}
 
 
 class FilterCompiler:
@@ -148,8 +202,36 @@ class FilterCompiler:
             if f.matches_all_event_types or f.included_event_types is None
             else frozenset(t.lower() for t in f.included_event_types)
         )
-        advanced = self._compile_all(f.advanced_filters, f.enable_advanced_filtering_on_arrays)
-        return CompiledFilter(event_types, prefix, suffix, case_sensitive, advanced)
+        arrays = f.enable_advanced_filtering_on_arrays
+        advanced = self._compile_all(f.advanced_filters, arrays)
+        anchors = tuple(
+            sorted(
+                (self._anchor(a, arrays) for a in f.advanced_filters if a.operator_type in _ANCHOR_RANK),
+                key=lambda anchor: anchor.rank,
+            )
+        )
+        return CompiledFilter(event_types, prefix, suffix, case_sensitive, advanced, anchors)
+
+    def _anchor(self, a: AdvancedFilter, arrays: bool) -> Anchor:
+        """``a`` as an index lookup. Called after ``_compile_all``, so its values are valid."""
+        operator = a.operator_type
+        kind: AnchorKind
+        values: tuple[object, ...]
+        if operator == "StringIn":
+            kind, values = "strings", tuple(s.lower() for s in _strings(a))
+        elif operator == "StringBeginsWith":
+            kind, values = "prefixes", tuple(s.lower() for s in _strings(a))
+        elif operator == "NumberIn":
+            kind, values = "numbers", tuple(_numbers(a))
+        elif operator == "BoolEquals":
+            kind, values = "bool", (a.value,)
+        elif operator == "NumberInRange":
+            # Inside any of the ranges implies at least the smallest lower bound.
+            kind, values = "ge", (min(lo for lo, _ in _ranges(a)),) if a.values else ()
+        else:
+            kind, values = _THRESHOLD_KINDS[operator], (_number(a.value, a),)
+        getter = self._getter(a.key)
+        return Anchor(a.key, arrays, kind, values, getter, _identity(a, arrays), _ANCHOR_RANK[operator])
 
     def _remember(self, identity: tuple[object, ...], predicate: EventPredicate) -> EventPredicate:
         if len(self._predicates) >= _CACHE_LIMIT:
@@ -293,6 +375,15 @@ def _as_number(value: Any) -> Any:
 
 def _as_lower_string(value: object) -> Any:
     return value.lower() if isinstance(value, str) else _MISMATCH
+
+
+MISMATCH: Final[Any] = _MISMATCH
+"""What ``as_number``/``as_lower_string`` return for a value the operator cannot read."""
+as_number: Final = _as_number
+"""An event value as the number operators read it (exact), or ``MISMATCH``; the index reads
+values with it so that it looks them up exactly as the predicates compare them."""
+as_lower_string: Final = _as_lower_string
+"""An event value as the string operators read it (lower-cased), or ``MISMATCH``."""
 
 
 def _as_bool(value: object) -> Any:

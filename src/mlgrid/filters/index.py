@@ -11,8 +11,24 @@ before any advanced filter runs:
 A prefix table maps each distinct ``subjectBeginsWith`` to its subscriptions and remembers
 which prefix lengths occur; an event probes only those lengths of its own subject, so the cost
 grows with the number of distinct prefix *lengths* (a handful), not with the number of
-subscriptions. Only the candidates found that way check their subject suffix and evaluate their
-advanced filters.
+subscriptions.
+
+Within one prefix, subscriptions that differ only by advanced filters on data fields would all
+be candidates, so each is filed under one *anchor* (``compile.Anchor``): its most selective
+positive advanced filter that can be looked up by value, much as rule engines such as AWS
+EventBridge's compile patterns into lookups on field values rather than evaluate each pattern:
+
+    (key, arrays) -> value table for StringIn / NumberIn / BoolEquals (a hash lookup)
+                  -> a character trie of StringBeginsWith prefixes (walk the value's characters)
+                  -> sorted bounds for NumberGreaterThan/LessThan[OrEquals] and the lower bound
+                     of NumberInRange (a bisection; everything on the passing side)
+
+An event reads each anchored key once (``value_index.py``) and collects the subscriptions
+whose anchor its value satisfies; only those, plus the subscriptions without an anchor (negated
+operators, EndsWith, Contains, presence tests, no advanced filter), check their subject suffix
+and evaluate all their advanced filters. An anchor is a necessary condition of its filter, so
+the candidates are a superset of the matches and the full predicate keeps deciding: semantics
+do not change.
 
 The index is plain in-memory state for one event loop: no locks, every update is visible to the
 next ``match``.
@@ -26,7 +42,8 @@ from typing import Any
 
 from mlgrid.domain.event_filter import EventFilter, canonical_schema
 from mlgrid.domain.schemas import EventSchema
-from mlgrid.filters.compile import CompiledFilter, EventPredicate, FilterCompiler
+from mlgrid.filters.compile import Anchor, CompiledFilter, EventPredicate, FilterCompiler
+from mlgrid.filters.value_index import KeyIndex
 
 _TYPE_FIELDS: dict[str, str] = {
     EventSchema.EVENT_GRID: "eventType",
@@ -48,10 +65,82 @@ class _Entry:
     filter: EventFilter
     input_schema: str
     compiled: CompiledFilter
+    anchor: Anchor | None
 
 
 _Check = tuple[str, EventPredicate | None]
 """What the index still has to verify for a candidate: subject suffix and advanced filters."""
+
+
+class _Group:
+    """The subscriptions sharing one subject prefix: those filed by an anchor and the rest.
+
+    Subscriptions without an anchor (no advanced filter an index can look up) are evaluated for
+    every event that reaches the group; the others only when the event's value satisfies their
+    anchor, which is what keeps many subscriptions that differ only by advanced filters cheap.
+    """
+
+    __slots__ = ("anchors", "checks", "keys", "plain")
+
+    def __init__(self) -> None:
+        self.plain: dict[str, _Check] = {}
+        self.checks: dict[str, _Check] = {}
+        self.anchors: dict[str, Anchor] = {}
+        self.keys: dict[tuple[str, bool], KeyIndex] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.plain) or bool(self.checks)
+
+    def add(self, subscription_id: str, check: _Check, anchor: Anchor | None) -> None:
+        self.discard(subscription_id)
+        if anchor is None:
+            self.plain[subscription_id] = check
+            return
+        self.checks[subscription_id] = check
+        self.anchors[subscription_id] = anchor
+        slot = (anchor.key, anchor.arrays)
+        key_index = self.keys.get(slot)
+        if key_index is None:
+            key_index = self.keys[slot] = KeyIndex(anchor.get, anchor.arrays)
+        key_index.add(anchor, subscription_id)
+
+    def discard(self, subscription_id: str) -> None:
+        self.plain.pop(subscription_id, None)
+        anchor = self.anchors.pop(subscription_id, None)
+        if anchor is None:
+            return
+        del self.checks[subscription_id]
+        slot = (anchor.key, anchor.arrays)
+        key_index = self.keys[slot]
+        key_index.discard(anchor, subscription_id)
+        if not key_index.size:
+            del self.keys[slot]
+
+    def collect(
+        self, event: Mapping[str, Any], subject: str, out: list[str], evaluate: bool, narrow: bool
+    ) -> None:
+        if not evaluate:
+            out.extend(self.plain)
+            if narrow:
+                hits: set[str] = set()
+                for key_index in self.keys.values():
+                    key_index.collect(event, hits)
+                out.extend(hits)
+            else:
+                out.extend(self.checks)
+            return
+        for subscription_id, (suffix, advanced) in self.plain.items():
+            if (not suffix or subject.endswith(suffix)) and (advanced is None or advanced(event)):
+                out.append(subscription_id)
+        if self.keys:
+            hits = set()
+            for key_index in self.keys.values():
+                key_index.collect(event, hits)
+            checks = self.checks
+            for subscription_id in hits:
+                suffix, advanced = checks[subscription_id]
+                if (not suffix or subject.endswith(suffix)) and (advanced is None or advanced(event)):
+                    out.append(subscription_id)
 
 
 class _PrefixTable:
@@ -60,29 +149,29 @@ class _PrefixTable:
     __slots__ = ("_length_counts", "by_prefix", "lengths")
 
     def __init__(self) -> None:
-        self.by_prefix: dict[str, dict[str, _Check]] = {}
+        self.by_prefix: dict[str, _Group] = {}
         self.lengths: tuple[int, ...] = ()
         self._length_counts: dict[int, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.by_prefix)
 
-    def add(self, prefix: str, subscription_id: str, check: _Check) -> None:
-        entries = self.by_prefix.get(prefix)
-        if entries is None:
-            entries = self.by_prefix[prefix] = {}
+    def add(self, prefix: str, subscription_id: str, check: _Check, anchor: Anchor | None) -> None:
+        group = self.by_prefix.get(prefix)
+        if group is None:
+            group = self.by_prefix[prefix] = _Group()
             count = self._length_counts.get(len(prefix), 0)
             self._length_counts[len(prefix)] = count + 1
             if count == 0:
                 self.lengths = tuple(sorted(self._length_counts))
-        entries[subscription_id] = check
+        group.add(subscription_id, check, anchor)
 
     def discard(self, prefix: str, subscription_id: str) -> None:
-        entries = self.by_prefix.get(prefix)
-        if entries is None:
+        group = self.by_prefix.get(prefix)
+        if group is None:
             return
-        entries.pop(subscription_id, None)
-        if entries:
+        group.discard(subscription_id)
+        if group:
             return
         del self.by_prefix[prefix]
         remaining = self._length_counts[len(prefix)] - 1
@@ -92,22 +181,19 @@ class _PrefixTable:
             del self._length_counts[len(prefix)]
             self.lengths = tuple(sorted(self._length_counts))
 
-    def collect(self, event: Mapping[str, Any], subject: str, out: list[str], evaluate: bool) -> None:
-        """Append the ids whose prefix starts ``subject`` (and, if ``evaluate``, that match)."""
+    def collect(
+        self, event: Mapping[str, Any], subject: str, out: list[str], evaluate: bool, narrow: bool
+    ) -> None:
+        """Append the ids whose prefix starts ``subject`` (and, if ``evaluate``, that match;
+        if ``narrow``, only those whose anchor the event satisfies)."""
         by_prefix = self.by_prefix
         size = len(subject)
         for length in self.lengths:
             if length > size:
                 break
-            entries = by_prefix.get(subject[:length])
-            if entries is None:
-                continue
-            if not evaluate:
-                out.extend(entries)
-                continue
-            for subscription_id, (suffix, advanced) in entries.items():
-                if (not suffix or subject.endswith(suffix)) and (advanced is None or advanced(event)):
-                    out.append(subscription_id)
+            group = by_prefix.get(subject[:length])
+            if group is not None:
+                group.collect(event, subject, out, evaluate, narrow)
 
 
 class _TypeBucket:
@@ -126,12 +212,18 @@ class _TypeBucket:
         return self.sensitive if case_sensitive else self.insensitive
 
     def collect(
-        self, event: Mapping[str, Any], subject: str, subject_lower: str, out: list[str], evaluate: bool
+        self,
+        event: Mapping[str, Any],
+        subject: str,
+        subject_lower: str,
+        out: list[str],
+        evaluate: bool,
+        narrow: bool,
     ) -> None:
         if self.insensitive.lengths:
-            self.insensitive.collect(event, subject_lower, out, evaluate)
+            self.insensitive.collect(event, subject_lower, out, evaluate, narrow)
         if self.sensitive.lengths:
-            self.sensitive.collect(event, subject, out, evaluate)
+            self.sensitive.collect(event, subject, out, evaluate, narrow)
 
 
 class _TopicIndex:
@@ -159,14 +251,18 @@ class _TopicIndex:
         compiled = entry.compiled
         for bucket in self.buckets(compiled, create=True):
             bucket.table(compiled.case_sensitive).add(
-                compiled.subject_prefix, entry.subscription_id, (compiled.subject_suffix, compiled.advanced)
+                compiled.subject_prefix,
+                entry.subscription_id,
+                (compiled.subject_suffix, compiled.advanced),
+                entry.anchor,
             )
         self.entries[entry.subscription_id] = entry
 
-    def remove(self, subscription_id: str) -> bool:
+    def remove(self, subscription_id: str) -> _Entry | None:
+        """Take a subscription out; returns its entry (``None`` if it was not here)."""
         entry = self.entries.pop(subscription_id, None)
         if entry is None:
-            return False
+            return None
         compiled = entry.compiled
         for event_type in compiled.event_types or ():
             bucket = self.by_type.get(event_type)
@@ -176,7 +272,7 @@ class _TopicIndex:
                     del self.by_type[event_type]
         if compiled.event_types is None:
             self.all_types.table(compiled.case_sensitive).discard(compiled.subject_prefix, subscription_id)
-        return True
+        return entry
 
 
 class SubscriptionIndex:
@@ -189,6 +285,8 @@ class SubscriptionIndex:
         self._topics: dict[str, _TopicIndex] = {}
         # Shared by every filter of the index: identical advanced filters compile once.
         self._compiler = FilterCompiler()
+        # How many indexed subscriptions carry each lookup-able advanced filter.
+        self._shared: dict[tuple[object, ...], int] = {}
 
     def __len__(self) -> int:
         return sum(len(topic.entries) for topic in self._topics.values())
@@ -199,25 +297,56 @@ class SubscriptionIndex:
         Compiles first, so a filter that cannot be compiled leaves the old one in place.
         """
         canonical_schema(input_schema)
-        entry = _Entry(subscription_id, f, input_schema, self._compiler.parts(f))
+        compiled = self._compiler.parts(f)
         index = self._topics.get(topic.lower())
         if index is None:
             index = self._topics[topic.lower()] = _TopicIndex()
-        index.remove(subscription_id)
+        self._forget(index.remove(subscription_id))
+        entry = _Entry(subscription_id, f, input_schema, compiled, self._choose_anchor(compiled))
+        for anchor in compiled.anchors:
+            self._shared[anchor.identity] = self._shared.get(anchor.identity, 0) + 1
         index.add(entry)
+
+    def _choose_anchor(self, compiled: CompiledFilter) -> Anchor | None:
+        """The anchor fewest other subscriptions share, the most selective kind among equals.
+
+        A filter many subscriptions carry alike (``stage in [prod, staging]`` on every
+        subscription of a policy) would make every one of them a candidate for most events; an
+        advanced filter nobody else has singles its subscription out. Counting happens as
+        subscriptions arrive, so it is a heuristic; any choice gives the same answers.
+        """
+        if not compiled.anchors:
+            return None
+        shared = self._shared
+        return min(compiled.anchors, key=lambda anchor: (shared.get(anchor.identity, 0), anchor.rank))
+
+    def _forget(self, entry: _Entry | None) -> None:
+        """Stop counting the anchors of a subscription that left the index."""
+        if entry is None:
+            return
+        for anchor in entry.compiled.anchors:
+            remaining = self._shared[anchor.identity] - 1
+            if remaining:
+                self._shared[anchor.identity] = remaining
+            else:
+                del self._shared[anchor.identity]
 
     def remove(self, topic: str, subscription_id: str) -> bool:
         """Forget a subscription; ``False`` if it was not indexed."""
         index = self._topics.get(topic.lower())
-        if index is None or not index.remove(subscription_id):
+        entry = index.remove(subscription_id) if index is not None else None
+        if index is None or entry is None:
             return False
+        self._forget(entry)
         if not index.entries:
             del self._topics[topic.lower()]
         return True
 
     def remove_topic(self, topic: str) -> None:
         """Forget a topic and all its subscriptions (the topic was deleted)."""
-        self._topics.pop(topic.lower(), None)
+        index = self._topics.pop(topic.lower(), None)
+        for entry in index.entries.values() if index is not None else ():
+            self._forget(entry)
 
     def subscription_ids(self, topic: str) -> list[str]:
         """The indexed subscription ids of ``topic``, sorted."""
@@ -238,15 +367,19 @@ class SubscriptionIndex:
         """
         return self._collect(topic, event, input_schema, evaluate=True)
 
-    def candidates(self, topic: str, event: Mapping[str, Any], input_schema: str) -> list[str]:
-        """The ids the index would evaluate for ``event`` (type and subject prefix fit), sorted.
+    def candidates(
+        self, topic: str, event: Mapping[str, Any], input_schema: str, *, advanced: bool = False
+    ) -> list[str]:
+        """The ids whose event type and subject prefix fit ``event``, sorted; with ``advanced``,
+        only those the index then evaluates, because the event's value satisfies their anchor
+        (or they have none).
 
         For tests and benchmarks: shows how much work the index saves.
         """
-        return self._collect(topic, event, input_schema, evaluate=False)
+        return self._collect(topic, event, input_schema, evaluate=False, narrow=advanced)
 
     def _collect(
-        self, topic: str, event: Mapping[str, Any], input_schema: str, *, evaluate: bool
+        self, topic: str, event: Mapping[str, Any], input_schema: str, *, evaluate: bool, narrow: bool = True
     ) -> list[str]:
         index = self._topics.get(topic.lower())
         if index is None:
@@ -261,7 +394,7 @@ class SubscriptionIndex:
         if isinstance(event_type, str) and index.by_type:
             bucket = index.by_type.get(event_type.lower())
             if bucket is not None:
-                bucket.collect(event, subject, subject_lower, found, evaluate)
-        index.all_types.collect(event, subject, subject_lower, found, evaluate)
+                bucket.collect(event, subject, subject_lower, found, evaluate, narrow)
+        index.all_types.collect(event, subject, subject_lower, found, evaluate, narrow)
         found.sort()
         return found
