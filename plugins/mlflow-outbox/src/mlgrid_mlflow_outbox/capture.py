@@ -89,18 +89,26 @@ def _captured(connection: Connection) -> bool:
     return connection.engine in _attached
 
 
+#: PostgreSQL: the row and its wake-up in one statement (one round trip). The notification is
+#: delivered at commit and folded with the transaction's other identical ones.
+_PG_INSERT_AND_NOTIFY = sa.text(
+    f"WITH row AS (INSERT INTO {OUTBOX_TABLE} (recorded_at_ms, kind, object_key, payload) "
+    "VALUES (:recorded_at_ms, :kind, :object_key, :payload) RETURNING id) "
+    f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM row"
+)
+
+
 def _write(connection: Connection, kind: str, object_key: str, payload: dict[str, Any]) -> None:
-    connection.execute(
-        outbox.insert().values(
-            recorded_at_ms=int(time.time() * 1000),
-            kind=kind,
-            object_key=object_key,
-            payload=json.dumps(payload, separators=(",", ":"), sort_keys=True),
-        )
-    )
+    values = {
+        "recorded_at_ms": int(time.time() * 1000),
+        "kind": kind,
+        "object_key": object_key,
+        "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+    }
     if connection.dialect.name == "postgresql":
-        # Delivered at commit, folded with the transaction's other identical notifications.
-        connection.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+        connection.execute(_PG_INSERT_AND_NOTIFY, values)
+    else:
+        connection.execute(outbox.insert().values(**values))
 
 
 def _old_value(target: Any, attribute: str) -> Any:
