@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml plugins/mlflow-outbox/pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck check bench demo clean chromium bubblewrap azure-sdk-tests
@@ -12,8 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(STAMP): $(BIN)/python pyproject.toml plugins/mlflow-outbox/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e plugins/mlflow-outbox
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
