@@ -2,8 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Reinstall whenever pyproject.toml changes.
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Two stamps, both named after pyproject.toml's checksum (a change reinstalls): `make run` needs
+# the runtime only (`pip install -e .`); `make test` adds the test tools (`.[test]`). Switching
+# from one to the other installs only what is missing.
+CKSUM      := $(shell cksum pyproject.toml | cut -d' ' -f1)
+RUN_STAMP  := $(VENV)/.installed-run-$(CKSUM)
+TEST_STAMP := $(VENV)/.installed-test-$(CKSUM)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck check bench demo clean chromium
@@ -12,14 +16,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+$(RUN_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(CKSUM)' -delete
+	touch $@
 
-run: $(STAMP)
-	@echo "Starting mlgrid on http://127.0.0.1:8780 (SQLite in ./.mlgrid)."
-	@echo "Admin token: ./.mlgrid/admin.token   In another terminal: $(BIN)/mlgrid demo"
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(RUN_STAMP)
+	@echo "Starting mlgrid on http://127.0.0.1:8780 (SQLite in ./.mlgrid); admin token in ./.mlgrid/admin.token"
+	@echo "In another terminal, from $(CURDIR):"
+	@echo "    source .venv/bin/activate      # puts mlgrid and the examples' packages on PATH"
+	@echo "    mlgrid demo                    # or, without activating: .venv/bin/mlgrid demo"
+	@echo "    python examples/<script>.py    # or: .venv/bin/python examples/<script>.py"
 	$(BIN)/mlgrid serve
 
 # Browser tests drive Debian's chromium; install it when missing (needs root and apt).
@@ -30,19 +41,19 @@ chromium:
 	      || echo "chromium could not be installed; browser tests will be skipped"; \
 	  else echo "chromium missing; browser tests will be skipped"; fi; }
 
-test: $(STAMP) chromium
+test: $(TEST_STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python benchmarks/publish.py
 
 clean:
