@@ -30,7 +30,7 @@ run: $(RUN_STAMP)
 	@echo "In another terminal, from $(CURDIR):"
 	@echo "    source .venv/bin/activate      # puts mlgrid and the examples' packages on PATH"
 	@echo "    mlgrid demo                    # or, without activating: .venv/bin/mlgrid demo"
-	@echo "    python examples/<script>.py    # or: .venv/bin/python examples/<script>.py"
+	@echo "    python examples/train_register.py   # the examples; those using Azure's SDK need: pip install -e '.[examples]'"
 	$(BIN)/mlgrid serve
 
 # Browser tests drive Debian's chromium; install it when missing (needs root and apt).

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client
 from mlgrid.cli.output import Column, render
 from mlgrid.cli.subscriptions import NAME, SOURCE
 from mlgrid.client.broker import Source
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Dead-lettered events of an event subscription: list them, deliver them again.",
     no_args_is_help=True,
     rich_markup_mode="markdown",

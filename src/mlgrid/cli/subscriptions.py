@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import typer
 
-from mlgrid.cli.command import Arity, Tokens, multi_value_command, open_client, source_option
+from mlgrid.cli.command import Arity, MlgridGroup, Tokens, multi_value_command, open_client, source_option
 from mlgrid.cli.output import Column, cell, render
 from mlgrid.client.broker import Source, delivery_attribute_mapping, event_subscription_properties
 from mlgrid.errors import MlgridError
@@ -25,9 +25,10 @@ from mlgrid.filters.cli_syntax import parse_cli_advanced_filter
 
 HELP: Final = "Event subscriptions on custom topics, system topics and workspaces (as `az eventgrid`)."
 
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="markdown")
+app = typer.Typer(cls=MlgridGroup, help=HELP, no_args_is_help=True, rich_markup_mode="markdown")
 
 eventgrid_app = typer.Typer(
+    cls=MlgridGroup,
     help="Azure Event Grid style commands (`az eventgrid` flags).",
     no_args_is_help=True,
     rich_markup_mode="markdown",
