@@ -186,9 +186,12 @@ def serve(settings: Settings) -> None:
     """Run the server in the foreground (``mlgrid serve``)."""
     import uvicorn
 
+    from mlgrid.ui.api import InternalRequestsFilter
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").addFilter(InternalRequestsFilter())
     print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
     print(f"  data directory: {Path(settings.data_dir).resolve()}", flush=True)
     print(f"  admin token:    {(Path(settings.data_dir) / 'admin.token').resolve()}", flush=True)

@@ -134,6 +134,42 @@ def test_a_new_event_appears_live_and_opens(
     shot(page, "event-detail")
 
 
+def test_delivery_state_appears_on_a_live_event(
+    page: Page, sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    """A new event shows, without a reload, how its deliveries fare: one subscription
+    receives it, the other's receiver fails so it waits for a retry; an event of a topic
+    without subscriptions says so."""
+    topic, _ = make_topic(admin)
+    quiet, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/fails", default=Reply(500))
+        subscribe(admin, topic, webhook(receiver.endpoint("/ok")))
+        subscribe(admin, topic, webhook(receiver.endpoint("/fails")))
+        sign_in(page, sqlite_server.admin_token, "/")
+        expect(page.locator("#stream-state")).to_have_text("live")
+        fresh = "fate-" + uuid.uuid4().hex[:8]
+        long_subject = "orders/" + "x" * 120
+        publish(admin, topic, [event(fresh, subject=long_subject)])
+        alone = "alone-" + uuid.uuid4().hex[:8]
+        publish(admin, quiet, [event(alone, subject="orders/1")])
+        row = page.locator(f'#live-rows tr[data-event-id="{fresh}"]')
+        expect(row).to_be_visible()
+        cell = row.locator("td.delivery")
+        expect(cell.locator('[data-state="delivered"]')).to_have_text("delivered")
+        expect(cell.locator('[data-state="retrying"]')).to_have_text("retrying")
+        expect(cell).to_have_attribute("title", re.compile(r"of 2 deliveries"))
+        # The long subject is cut, with the whole of it on hover; the date is shown in full.
+        subject = row.locator("td.subject")
+        expect(subject).to_have_attribute("title", long_subject)
+        assert len(subject.inner_text()) < len(long_subject)
+        expect(row.locator("time")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+        other = page.locator(f'#live-rows tr[data-event-id="{alone}"] td.delivery')
+        expect(other).to_have_text("no subscription")
+        shot(page, "live-delivery-state")
+        assert page.url.endswith("/")  # never reloaded
+
+
 def test_live_filters_hide_other_events(
     page: Page, sqlite_server: ServerProcess, admin: httpx.Client
 ) -> None:

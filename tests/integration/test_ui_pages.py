@@ -233,3 +233,37 @@ def test_ui_off_answers_404_everywhere(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/healthz").status_code == 200
     finally:
         server.stop()
+
+
+def test_delivery_states_count_each_events_deliveries_for_those_who_may_read_them(
+    sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    from tests.support.delivery import subscribe, webhook
+    from tests.support.receiver import Receiver, Reply
+
+    topic, _ = make_topic(admin)
+    lonely, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/fails", default=Reply(500))
+        subscribe(admin, topic, webhook(receiver.endpoint("/ok")))
+        subscribe(admin, topic, webhook(receiver.endpoint("/fails")))
+        publish(admin, topic, [event("fan-out")])
+        publish(admin, lonely, [event("nobody")])
+        receiver.wait_for_events(1, path="/ok")
+        with signed_in(sqlite_server) as client:
+            rows = {e["id"]: e["seq"] for e in read_stream(client, "/ui/stream")}
+            fan_out, nobody = rows["fan-out"], rows["nobody"]
+            deadline = time.monotonic() + 15
+            while True:
+                answer = client.get("/ui/delivery-states", params={"seq": [fan_out, nobody, 999999999]}).json()
+                if answer.get(str(fan_out)) == {"delivered": 1, "retrying": 1} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert answer == {str(fan_out): {"delivered": 1, "retrying": 1}, str(nobody): {}}
+        # A principal without a role on the topic learns nothing about its deliveries.
+        stranger = "stranger" + uuid.uuid4().hex[:8]
+        token = admin.put(f"/principals/{stranger}").json()["token"]
+        with signed_in(sqlite_server, token) as client:
+            assert client.get("/ui/delivery-states", params={"seq": [fan_out]}).json() == {}
+    with httpx.Client(base_url=sqlite_server.url) as anonymous:
+        assert anonymous.get("/ui/delivery-states", params={"seq": [fan_out]}).status_code == 401

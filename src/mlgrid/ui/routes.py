@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action
@@ -104,6 +104,37 @@ async def stream(
         StreamFilter.from_query(topic, type, subject), last_seq,
     )
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+#: Events one request of the live page may ask delivery states for.
+MAX_STATE_QUERY = 200
+
+
+@router.get("/ui/delivery-states")
+async def delivery_states(request: Request, seq: list[int] = Query(default_factory=list)) -> Response:
+    """The live page's delivery-state column: per event, its deliveries counted by state.
+
+    Answered only for events of topics whose subscriptions the principal may read (as the
+    event page's list of deliveries); other events are left out of the answer.
+    """
+    state = ui_state(request)
+    try:
+        session = await session_of(request)
+    except LoginRequired:
+        return Response("sign in first", status_code=401, media_type="text/plain")
+    rt = state.runtime
+    found = await state.activity.delivery_states(seq[:MAX_STATE_QUERY])
+    allowed: dict[str, bool] = {}
+    answer: dict[str, dict[str, int]] = {}
+    for event_seq, (topic_key, counts) in found.items():
+        if topic_key not in allowed:
+            topic = await rt.topics.find(topic_key)
+            allowed[topic_key] = topic is not None and await rt.access.allowed(
+                session.principal, scope_of(topic), Action.READ_SUBSCRIPTIONS
+            )
+        if allowed[topic_key]:
+            answer[str(event_seq)] = counts
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/events/{seq}")
