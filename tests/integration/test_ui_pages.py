@@ -255,7 +255,8 @@ def test_delivery_states_count_each_events_deliveries_for_those_who_may_read_the
             fan_out, nobody = rows["fan-out"], rows["nobody"]
             deadline = time.monotonic() + 15
             while True:
-                answer = client.get("/ui/delivery-states", params={"seq": [fan_out, nobody, 999999999]}).json()
+                asked = {"seq": [fan_out, nobody, 999999999]}
+                answer = client.get("/ui/delivery-states", params=asked).json()
                 if answer.get(str(fan_out)) == {"delivered": 1, "retrying": 1} or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)

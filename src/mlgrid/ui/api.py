@@ -9,11 +9,10 @@ The calls never leave the process: httpx's ASGI transport hands them to the app 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
-
-import logging
 
 import httpx
 import orjson
