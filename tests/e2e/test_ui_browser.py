@@ -10,6 +10,7 @@ server does not serve those APIs.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 import uuid
@@ -168,6 +169,48 @@ def test_delivery_state_appears_on_a_live_event(
         expect(other).to_have_text("no subscription")
         shot(page, "live-delivery-state")
         assert page.url.endswith("/")  # never reloaded
+
+
+def event_option(page: Page, event_id: str) -> str:
+    """The picker's value (a sequence number) of the recent event ``event_id``."""
+    value = page.locator(f'#tester-event option[data-event-id="{event_id}"]').get_attribute("value")
+    assert value is not None
+    return value
+
+
+def test_filter_tester_verdicts(page: Page, sqlite_server: ServerProcess, admin: httpx.Client) -> None:
+    """Pick a subscription and a recent event: a matching one passes every condition, a
+    non-matching one names the condition that refused it; a pasted filter is tried instead."""
+    topic, _ = make_topic(admin)
+    name = subscribe(
+        admin, topic, {"endpointType": "Queue", "properties": {}},
+        filter={"includedEventTypes": [event()["eventType"]],
+                "advancedFilters": [{"operatorType": "NumberGreaterThan", "key": "data.total", "value": 10}]},
+    )
+    big, small = "big-" + uuid.uuid4().hex[:6], "small-" + uuid.uuid4().hex[:6]
+    publish(admin, topic, [event(big, data={"total": 12.5}), event(small, data={"total": 3})])
+    sign_in(page, sqlite_server.admin_token, "/ui/filter-tester")
+    page.select_option("#tester-subscription", f"topics/{topic}/{name}")
+    page.select_option("#tester-event", event_option(page, big))
+    page.click("#tester-run")
+    expect(page.locator("#verdict-badge")).to_have_text("matches")
+    expect(page.locator("#tester-conditions tr.passes")).to_have_count(2)
+    shot(page, "filter-tester")
+
+    page.select_option("#tester-event", event_option(page, small))
+    page.click("#tester-run")
+    expect(page.locator("#verdict-badge")).to_have_text("does not match")
+    refused = page.locator("#tester-conditions tr.fails")
+    expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("data.total NumberGreaterThan 10")
+    expect(refused).to_contain_text("data.total is 3: fails")
+
+    page.click("text=Paste an event or a filter being written")
+    below_five = {"operatorType": "NumberLessThan", "key": "data.total", "value": 5}
+    page.fill("#tester-filter-json", json.dumps({"advancedFilters": [below_five]}))
+    page.click("#tester-run")
+    expect(page.locator("#verdict-badge")).to_have_text("matches")
+    expect(page.locator("#tester-verdict")).to_contain_text("the request (pasted)")
 
 
 def test_live_filters_hide_other_events(

@@ -17,7 +17,7 @@ from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action
 from mlgrid.errors import NotFound
 from mlgrid.events.ml import ML_EVENT_TYPES
-from mlgrid.ui import pages_broker, pages_workspace
+from mlgrid.ui import pages_broker, pages_filters, pages_workspace
 from mlgrid.ui.common import page, session_of, ui_state
 from mlgrid.ui.session import (
     CrossSiteRequest,
@@ -163,4 +163,5 @@ async def event_page(request: Request, seq: int) -> Response:
 
 
 router.include_router(pages_broker.router)
+router.include_router(pages_filters.router)
 router.include_router(pages_workspace.router)

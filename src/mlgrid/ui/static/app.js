@@ -4,7 +4,7 @@
 
 (function () {
   var MAX_ROWS = 500;
-  var SUBJECT_CHARS = 60;
+  var SUBJECT_CHARS = 48;
   var STATE_POLL_MS = 1500;
   var STATE_BATCH = 200;
   // Delivery states in the order a person reads them, with their label and badge class.
