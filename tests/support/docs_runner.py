@@ -16,6 +16,8 @@ top to bottom, in a fresh shell that has only what the page told the reader to d
   ``http://127.0.0.1:8780`` (the server the README starts) becomes the test server's URL,
   and ``MLGRID_URL`` points the CLI there; ``http://127.0.0.1:9000`` (the receiver the pages
   ask the reader to start) becomes the test receiver's URL.
+* **Failure** is a non-zero exit of any command of a block, or the API's error envelope
+  (``{"error": {"code": ...``) in its output (``curl`` exits 0 on a 4xx).
 * **State between blocks.** Each block runs in its own ``bash -e -o pipefail`` (a failing
   command fails the block) after restoring the variables, exports and working directory the
   earlier blocks left, as one terminal session would have them. Python blocks run as
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -39,12 +42,21 @@ BLOCK_MARK: Final = re.compile(r"^\*Not run by the documentation test: (?P<reaso
 PAGE_MARK: Final = re.compile(r"^\*The documentation test does not run this page: (?P<reason>.+?)\.?\*\s*$",
                               re.MULTILINE)
 FENCE: Final = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+API_ERROR: Final = re.compile(r'\{\s*"error"\s*:\s*\{\s*"code"')
 SERVER_URL: Final = "http://127.0.0.1:8780"
 RECEIVER_URL: Final = "http://127.0.0.1:9000"
 BLOCK_TIMEOUT_SECONDS: Final = 120
 BARE_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
 #: Variables a fresh ``bash`` has by itself: not carried from one block to the next.
-_SHELL_OWN: Final = frozenset(["BASH", "BASHOPTS", "BASHPID", "BASH_ALIASES", "BASH_ARGC", "BASH_ARGV", "BASH_ARGV0", "BASH_CMDS", "BASH_COMMAND", "BASH_LINENO", "BASH_LOADABLES_PATH", "BASH_SOURCE", "BASH_SUBSHELL", "BASH_VERSINFO", "BASH_VERSION", "COLUMNS", "COMP_WORDBREAKS", "DIRSTACK", "EPOCHREALTIME", "EPOCHSECONDS", "EUID", "FUNCNAME", "GROUPS", "HISTCMD", "HISTFILE", "HISTFILESIZE", "HISTSIZE", "HOSTNAME", "HOSTTYPE", "IFS", "LINENO", "LINES", "MACHTYPE", "MAILCHECK", "OLDPWD", "OPTERR", "OPTIND", "OSTYPE", "PIPESTATUS", "PPID", "PS1", "PS2", "PS4", "PWD", "RANDOM", "SECONDS", "SHELL", "SHELLOPTS", "SHLVL", "SRANDOM", "UID", "_"])
+_SHELL_OWN: Final = frozenset({
+    "BASH", "BASHOPTS", "BASHPID", "BASH_ALIASES", "BASH_ARGC", "BASH_ARGV", "BASH_ARGV0", "BASH_CMDS",
+    "BASH_COMMAND", "BASH_LINENO", "BASH_LOADABLES_PATH", "BASH_SOURCE", "BASH_SUBSHELL",
+    "BASH_VERSINFO", "BASH_VERSION", "COLUMNS", "COMP_WORDBREAKS", "DIRSTACK", "EPOCHREALTIME",
+    "EPOCHSECONDS", "EUID", "FUNCNAME", "GROUPS", "HISTCMD", "HISTFILE", "HISTFILESIZE", "HISTSIZE",
+    "HOSTNAME", "HOSTTYPE", "IFS", "LINENO", "LINES", "MACHTYPE", "MAILCHECK", "OLDPWD", "OPTERR",
+    "OPTIND", "OSTYPE", "PIPESTATUS", "PPID", "PS1", "PS2", "PS4", "PWD", "RANDOM", "SECONDS", "SHELL",
+    "SHELLOPTS", "SHLVL", "SRANDOM", "UID", "_",
+})
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,9 @@ def blocks(markdown: str) -> list[Block]:
         while end < len(lines) and not lines[end].strip().startswith(fence):
             body.append(lines[end])
             end += 1
-        previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+        # The mark is the nearest line above that is neither blank nor an HTML comment.
+        previous = next((lines[i] for i in range(index - 1, -1, -1)
+                         if lines[i].strip() and not lines[i].strip().startswith("<!--")), "")
         mark = BLOCK_MARK.match(previous.strip())
         language = info.split()[0].lower() if info else ""
         reason = mark.group("reason") if mark else None
@@ -183,18 +197,25 @@ class ReaderShell:
             out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
             return False, f"timed out after {BLOCK_TIMEOUT_SECONDS} s\n{out}"
         output = f"exit {done.returncode}\nstdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
-        return done.returncode == 0, output
+        # curl exits 0 on an error status: the API's error envelope in the output is a failure too.
+        return done.returncode == 0 and not API_ERROR.search(done.stdout), output
 
 
 def lay_out_clone(workdir: Path) -> None:
-    """A folder that looks like the reader's clone: the repository's top-level entries linked
-    in (``.venv`` too), without ``.git``, ``.mlgrid`` or local caches."""
+    """A folder that looks like the reader's clone: a copy of the repository's files (so a
+    block that writes or deletes files touches only the copy), with ``.venv`` linked in, and
+    without ``.git``, ``.mlgrid`` or local caches."""
     workdir.mkdir(parents=True)
+    skipped = {".git", ".mlgrid", ".pytest_cache", ".mypy_cache", ".ruff_cache", "test-artifacts",
+               ".hypothesis", ".venv", ".venv-install.log"}
     for entry in ROOT.iterdir():
-        if entry.name in {".git", ".mlgrid", ".pytest_cache", ".mypy_cache", ".ruff_cache", "test-artifacts",
-                          ".hypothesis"}:
+        if entry.name in skipped:
             continue
-        (workdir / entry.name).symlink_to(entry)
+        if entry.is_dir():
+            shutil.copytree(entry, workdir / entry.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(entry, workdir / entry.name)
+    (workdir / ".venv").symlink_to(ROOT / ".venv")
 
 
 def runnable_blocks(markdown: str) -> Iterator[Block]:

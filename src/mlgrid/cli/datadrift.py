@@ -103,11 +103,11 @@ def create(
 ) -> None:
     """Create a data-drift monitor (or replace the definition of an existing one).
 
-    Example:
+    Example (the dataset ids are those `mlgrid ml dataset list -w ws1` shows):
 
     ```
     mlgrid ml datadrift create -w ws1 --name sales-drift \\
-        --baseline-dataset-id <id> --target-dataset-id <id> --features amount channel \\
+        --baseline-dataset-id "$BASELINE_ID" --target-dataset-id "$TARGET_ID" --features amount channel \\
         --frequency Day --threshold 0.3 --schedule-enabled
     ```
     """

@@ -96,8 +96,8 @@ def list_deliveries(
     Examples:
 
     ```
-    mlgrid deliveries list --name s1 --source-resource-id /workspaces/ws1 -o table
-    mlgrid deliveries list --name s1 --source-resource-id orders --state deadLettered
+    mlgrid deliveries list --name models-to-hook --source-resource-id /workspaces/ws1 -o table
+    mlgrid deliveries list --name models-to-hook --source-resource-id orders --state deadLettered
     ```
     """
     render(ctx, open_client(ctx).subscriptions.deliveries(source, name, state), COLUMNS)
@@ -128,8 +128,10 @@ def replay(
     Examples:
 
     ```
-    mlgrid deliveries replay --name s1 --source-resource-id /workspaces/ws1 --from 2026-01-31T00:00:00Z
-    mlgrid deliveries replay --name s1 --source-resource-id orders --from 2026-01-30 --to 2026-01-31
+    mlgrid deliveries replay --name models-to-hook --source-resource-id /workspaces/ws1 \\
+        --from 2026-01-31T00:00:00Z
+    mlgrid deliveries replay --name models-to-hook --source-resource-id orders \\
+        --from 2026-01-30 --to 2026-01-31
     ```
     """
     render(ctx, open_client(ctx).subscriptions.replay(source, name, start, end))

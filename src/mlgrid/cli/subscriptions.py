@@ -335,15 +335,15 @@ Examples:
 
 ```
 mlgrid eventgrid event-subscription create --name models-to-hook \\
-    --source-resource-id /workspaces/ws1 --endpoint https://example.org/hook \\
+    --source-resource-id /workspaces/ws1 --endpoint http://127.0.0.1:9000/hook \\
     --included-event-types Microsoft.MachineLearningServices.ModelRegistered \\
     --subject-begins-with models/ \\
     --advanced-filter data.ModelTags.key1 StringIn value1 value2
 
 mlgrid eventgrid event-subscription create --name big-drift \\
-    --source-resource-id /subscriptions/<id>/resourceGroups/default/providers/\\
-Microsoft.MachineLearningServices/workspaces/ws1 \\
-    --endpoint https://example.org/drift \\
+    --source-resource-id /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/default/\\
+providers/Microsoft.MachineLearningServices/workspaces/ws1 \\
+    --endpoint http://127.0.0.1:9000/drift \\
     --advanced-filter data.DriftCoefficient NumberGreaterThan 0.5 \\
     --advanced-filter data.DataDriftName StringIn "('nightly')" \\
     --deadletter-endpoint deadletters --max-delivery-attempts 5 --event-ttl 60
@@ -388,7 +388,8 @@ def show(
 ) -> None:
     """Show an event subscription (the webhook URL without its query string unless asked).
 
-    Example: `mlgrid eventgrid event-subscription show --name s1 --source-resource-id /workspaces/ws1`
+    Example:
+    `mlgrid eventgrid event-subscription show --name models-to-hook --source-resource-id /workspaces/ws1`
     """
     client = open_client(ctx)
     result = client.subscriptions.get(source, name)
@@ -469,6 +470,6 @@ def _json_option(text: str, option: str) -> Any:
 def delete(ctx: typer.Context, name: str = NAME, source: Source = SOURCE) -> None:
     """Delete an event subscription.
 
-    Example: `mlgrid eventgrid event-subscription delete --name s1 --source-resource-id orders`
+    Example: `mlgrid eventgrid event-subscription delete --name models-to-hook --source-resource-id orders`
     """
     open_client(ctx).subscriptions.delete(source, name)
