@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
@@ -154,7 +155,9 @@ async def event_page(request: Request, seq: int) -> Response:
         rows = await state.activity.deliveries_of_event(seq)
         for row in rows:
             sub = await rt.subscriptions.get_by_id(row.subscription_id)
-            deliveries.append({"row": row, "subscription": sub.name if sub is not None else None})
+            response = orjson.loads(row.last_response) if row.last_response else None
+            deliveries.append({"row": row, "subscription": sub.name if sub is not None else None,
+                               "response": response})
     parent = "topics" if topic.kind == "custom" else "systemTopics"
     return state.render(
         "event.html", request=request, principal=session.principal, nav="live",
