@@ -26,9 +26,12 @@ top to bottom, in a fresh shell that has only what the page told the reader to d
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -187,18 +190,39 @@ class ReaderShell:
                 declare -p "$name" 2>/dev/null; done; }} > {shlex.quote(str(self._state))}.new
             mv {shlex.quote(str(self._state))}.new {shlex.quote(str(self._state))}
             """)
-        try:
-            done = subprocess.run(
+        # Its own process group, ended after the block: nothing a block starts (a server, a
+        # command waiting for input) outlives it, even when the block times out. Output goes to
+        # files, so a background process holding them open does not hold the block up.
+        out_path, err_path = source.with_suffix(".out"), source.with_suffix(".err")
+        with out_path.open("w") as out, err_path.open("w") as err:
+            process = subprocess.Popen(
                 ["bash", "--noprofile", "--norc", "-c", script], env=self.environment, cwd=self.workdir,
-                capture_output=True, text=True, timeout=BLOCK_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL,
-                check=False,
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-            return False, f"timed out after {BLOCK_TIMEOUT_SECONDS} s\n{out}"
+            try:
+                process.wait(timeout=BLOCK_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            else:
+                timed_out = False
+            finally:
+                _end_group(process)
+                process.wait()
+        stdout = out_path.read_text(errors="replace")
+        stderr = err_path.read_text(errors="replace")
+        if timed_out:
+            tail = f"stdout:\n{stdout[-4000:]}\nstderr:\n{stderr[-4000:]}"
+            return False, f"timed out after {BLOCK_TIMEOUT_SECONDS} s\n{tail}"
+        done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         output = f"exit {done.returncode}\nstdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
         # curl exits 0 on an error status: the API's error envelope in the output is a failure too.
         return done.returncode == 0 and not API_ERROR.search(done.stdout), output
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the block's process group (whatever it left running)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def lay_out_clone(workdir: Path) -> None:

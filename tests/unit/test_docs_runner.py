@@ -3,6 +3,7 @@ keeps what earlier blocks set and fails a block on any failing command."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.support.docs_runner import ReaderShell, blocks, page_skip_reason
@@ -64,3 +65,18 @@ def test_a_reader_shell_keeps_state_and_fails_on_any_command(tmp_path: Path) -> 
     assert "http://127.0.0.1:1/x http://127.0.0.1:2/y" in shell.run(blocks(url)[0])[1]
     # A fresh reader has no virtualenv on PATH until a page says so.
     assert "mlgrid: command not found" in shell.run(blocks(one("mlgrid --help"))[0])[1]
+
+
+def test_nothing_a_block_starts_outlives_it(tmp_path: Path) -> None:
+    workdir = tmp_path / "clone"
+    workdir.mkdir()
+    shell = ReaderShell(workdir, "http://127.0.0.1:1", "http://127.0.0.1:2")
+    assert shell.run(blocks(one("sleep 300 &\necho $! > sleeper.pid"))[0])[0]
+    pid = int((workdir / "sleeper.pid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # SIGKILL is delivered asynchronously
+        status = Path(f"/proc/{pid}/status")
+        if not status.exists() or "zombie" in status.read_text():
+            return  # gone, or killed and waiting to be reaped
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started by the block is still running")
