@@ -262,6 +262,39 @@ def test_redeliver_a_dead_letter(
         shot(page, "dead-letter-redelivered")
 
 
+def test_event_page_shows_the_answer_and_redelivers_after_confirmation(
+    page: Page, sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    """From the live list to the event: the failing endpoint's answer under its delivery, and
+    a Redeliver that asks first (declined: nothing happens; accepted: delivered again)."""
+    topic, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/hook", default=Reply(400, body={"error": "schema v2 expected"},
+                                                  headers={"X-Request-Id": "r-42"}))
+        dead = {"endpointType": "StorageBlob", "properties": {"blobContainerName": "dead"}}
+        subscribe(admin, topic, webhook(receiver.endpoint("/hook")), deadLetterDestination=dead)
+        lost = "answer-" + uuid.uuid4().hex[:8]
+        sign_in(page, sqlite_server.admin_token, f"/?topic={topic}")
+        expect(page.locator("#stream-state")).to_have_text("live")
+        publish(admin, topic, [event(lost)])
+        row = page.locator(f'#live-rows tr[data-event-id="{lost}"]')
+        expect(row.locator('[data-state="deadLettered"]')).to_have_text("dead letter")
+        receiver.configure("/hook", default=Reply(200))
+        row.locator("a").click()
+        expect(page.locator(".endpoint-response")).to_contain_text("schema v2 expected")
+        expect(page.locator(".endpoint-response")).to_contain_text("r-42")
+        expect(page.locator("td.duration")).to_have_text(re.compile(r"^\d+ ms$"))
+        shot(page, "event-attempt-detail")
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("button[data-redeliver-event]").click()
+        expect(page.locator("button[data-redeliver-event]")).to_be_visible()  # still here: declined
+        assert len(receiver.wait_for_events(1, path="/hook")) == 1
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("button[data-redeliver-event]").click()
+        expect(page.locator(".notice")).to_contain_text("Queued 1 dead letter")
+        assert [e["id"] for e in receiver.wait_for_events(2, path="/hook")] == [lost, lost]
+
+
 def test_queue_viewer_shows_delivered_events(
     page: Page, sqlite_server: ServerProcess, admin: httpx.Client
 ) -> None:

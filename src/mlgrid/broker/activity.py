@@ -83,6 +83,11 @@ class ActivityService:
         async with self._db.read() as conn:
             return await event_feed.deliveries_of_event(conn, seq)
 
+    async def waiting_dead_letters(self, delivery_ids: Sequence[int]) -> dict[int, str]:
+        """The dead-letter id of each delivery that ended as a dead letter not yet redelivered."""
+        async with self._db.read() as conn:
+            return await dead_letter_store.waiting_by_delivery(conn, delivery_ids)
+
     async def recent_deliveries(
         self, subscription_id: str, limit: int
     ) -> list[tuple[DeliveryRow, int, str, str]]:

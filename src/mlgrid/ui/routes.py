@@ -153,11 +153,12 @@ async def event_page(request: Request, seq: int) -> Response:
     may_read = await rt.access.allowed(session.principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
     if may_read:
         rows = await state.activity.deliveries_of_event(seq)
+        waiting = await state.activity.waiting_dead_letters([r.id for r in rows if r.state == "deadLettered"])
         for row in rows:
             sub = await rt.subscriptions.get_by_id(row.subscription_id)
             response = orjson.loads(row.last_response) if row.last_response else None
             deliveries.append({"row": row, "subscription": sub.name if sub is not None else None,
-                               "response": response})
+                               "response": response, "dead_letter_id": waiting.get(row.id)})
     parent = "topics" if topic.kind == "custom" else "systemTopics"
     return state.render(
         "event.html", request=request, principal=session.principal, nav="live",
