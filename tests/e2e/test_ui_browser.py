@@ -387,6 +387,14 @@ def test_drift_chart(page: Page, sqlite_server: ServerProcess, admin: httpx.Clie
     expect(chart.locator("line.threshold")).to_have_count(1)
     expect(chart.locator("circle.point")).to_have_count(DRIFT_DAYS)
     expect(chart.locator("circle.point.drifted")).to_have_count(len(drifted))
+    # The runs table stays inside its card (it scrolls there when the card is narrow).
+    runs_card = page.locator("section.card", has=page.locator("table.drift-runs"))
+    card = runs_card.bounding_box()
+    scroller = runs_card.locator(".table-scroll").bounding_box()
+    assert card is not None and scroller is not None
+    assert scroller["x"] + scroller["width"] <= card["x"] + card["width"] + 0.5
+    content = page.locator("main.content").bounding_box()
+    assert content is not None and card["x"] + card["width"] <= content["x"] + content["width"] + 0.5
     shot(page, "drift-chart")
     page.goto(f"/?topic={ws}&type=DatasetDriftDetected")
     expect(page.locator("#live-rows tr")).to_have_count(len(drifted))
