@@ -2,8 +2,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Reinstall whenever pyproject.toml changes.
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml plugins/mlflow-outbox/pyproject.toml | cksum | cut -d' ' -f1)
+# Two stamps, both named after the project files' checksum (a change reinstalls): `make run` needs
+# the runtime only (`pip install -e .`); `make test` adds the test tools (`.[test]`) and the MLflow
+# outbox plugin its tests load into a real `mlflow server`. Switching from one to the other installs
+# only what is missing.
+CKSUM      := $(shell cat pyproject.toml plugins/mlflow-outbox/pyproject.toml | cksum | cut -d' ' -f1)
+RUN_STAMP  := $(VENV)/.installed-run-$(CKSUM)
+TEST_STAMP := $(VENV)/.installed-test-$(CKSUM)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck check bench demo clean chromium bubblewrap azure-sdk-tests
@@ -12,14 +17,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml plugins/mlflow-outbox/pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]' -e plugins/mlflow-outbox
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+$(RUN_STAMP): $(BIN)/python pyproject.toml plugins/mlflow-outbox/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(CKSUM)' -delete
+	touch $@
 
-run: $(STAMP)
-	@echo "Starting mlgrid on http://127.0.0.1:8780 (SQLite in ./.mlgrid)."
-	@echo "Admin token: ./.mlgrid/admin.token   In another terminal: $(BIN)/mlgrid demo"
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e plugins/mlflow-outbox
+	touch $@
+
+run: $(RUN_STAMP)
+	@echo "Starting mlgrid on http://127.0.0.1:8780 (SQLite in ./.mlgrid); admin token in ./.mlgrid/admin.token"
+	@echo "In another terminal, from $(CURDIR):"
+	@echo "    source .venv/bin/activate      # puts mlgrid and the examples' packages on PATH"
+	@echo "    mlgrid demo                    # or, without activating: .venv/bin/mlgrid demo"
+	@echo "    python examples/train_register.py   # the examples; those using Azure's SDK need: pip install -e '.[examples]'"
 	$(BIN)/mlgrid serve
 
 # Browser tests drive Debian's chromium; install it when missing (needs root and apt).
@@ -48,20 +60,20 @@ AZURE_SDK_TESTS := $(AZURE_SDK_DIR)/azure_eventgrid-$(AZURE_EVENTGRID_VERSION)/t
 
 azure-sdk-tests: $(AZURE_SDK_TESTS)
 
-$(AZURE_SDK_TESTS): | $(STAMP)
+$(AZURE_SDK_TESTS): | $(TEST_STAMP)
 	rm -rf $(AZURE_SDK_DIR) && mkdir -p $(AZURE_SDK_DIR)
 	$(BIN)/python -m pip download --quiet --no-binary :all: --no-deps -d $(AZURE_SDK_DIR) \
 	  azure-eventgrid==$(AZURE_EVENTGRID_VERSION)
 	tar -xzf $(AZURE_SDK_DIR)/azure_eventgrid-$(AZURE_EVENTGRID_VERSION).tar.gz -C $(AZURE_SDK_DIR)
 
-test: $(STAMP) chromium bubblewrap azure-sdk-tests
+test: $(TEST_STAMP) chromium bubblewrap azure-sdk-tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
@@ -70,7 +82,7 @@ check: lint typecheck test
 # versions. Extra arguments for benchmarks/run.py go in BENCH_ARGS (e.g. BENCH_ARGS="--only publish").
 FULL ?=
 BENCH_ARGS ?=
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run.py $(if $(FULL),--full) $(BENCH_ARGS)
 
 clean:

@@ -186,9 +186,8 @@ def main() -> None:
     for kind in ("runs/update", "model-versions/create"):
         for name in servers:
             values = times[name][kind]
-            print(
-                f"{kind:24} {name:14} {percentile(values, 0.5) * 1000:8.2f} {percentile(values, 0.99) * 1000:8.2f}"
-            )
+            p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+            print(f"{kind:24} {name:14} {p50:8.2f} {p99:8.2f}")
         base50 = percentile(times["mlflow"][kind], 0.5)
         plug50 = percentile(times["mlflow+outbox"][kind], 0.5)
         print(f"{kind:24} {'ratio p50':14} {plug50 / base50:8.2f}   (+{(plug50 - base50) * 1000:.2f} ms)")

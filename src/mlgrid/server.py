@@ -27,6 +27,7 @@ from mlgrid.api import (
     datadrifts,
     deliveries,
     endpoints,
+    filter_tests,
     health,
     oauth,
     principals,
@@ -84,6 +85,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     principals.router,
     topics.router,
     subscriptions.router,
+    filter_tests.router,
     deliveries.router,
     workspaces.router,
     datadrifts.router,
@@ -204,10 +206,12 @@ def serve(settings: Settings) -> None:
 
     from mlgrid.connection_limits import uvicorn_options
     from mlgrid.tls import tls_files
+    from mlgrid.ui.api import InternalRequestsFilter
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").addFilter(InternalRequestsFilter())
     tls = tls_files(settings)
     print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
     if tls is not None and tls.generated:

@@ -10,6 +10,7 @@ server does not serve those APIs.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 import uuid
@@ -134,6 +135,84 @@ def test_a_new_event_appears_live_and_opens(
     shot(page, "event-detail")
 
 
+def test_delivery_state_appears_on_a_live_event(
+    page: Page, sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    """A new event shows, without a reload, how its deliveries fare: one subscription
+    receives it, the other's receiver fails so it waits for a retry; an event of a topic
+    without subscriptions says so."""
+    topic, _ = make_topic(admin)
+    quiet, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/fails", default=Reply(500))
+        subscribe(admin, topic, webhook(receiver.endpoint("/ok")))
+        subscribe(admin, topic, webhook(receiver.endpoint("/fails")))
+        sign_in(page, sqlite_server.admin_token, "/")
+        expect(page.locator("#stream-state")).to_have_text("live")
+        fresh = "fate-" + uuid.uuid4().hex[:8]
+        long_subject = "orders/" + "x" * 120
+        publish(admin, topic, [event(fresh, subject=long_subject)])
+        alone = "alone-" + uuid.uuid4().hex[:8]
+        publish(admin, quiet, [event(alone, subject="orders/1")])
+        row = page.locator(f'#live-rows tr[data-event-id="{fresh}"]')
+        expect(row).to_be_visible()
+        cell = row.locator("td.delivery")
+        expect(cell.locator('[data-state="delivered"]')).to_have_text("delivered")
+        expect(cell.locator('[data-state="retrying"]')).to_have_text("retrying")
+        expect(cell).to_have_attribute("title", re.compile(r"of 2 deliveries"))
+        # The long subject is cut, with the whole of it on hover; the date is shown in full.
+        subject = row.locator("td.subject")
+        expect(subject).to_have_attribute("title", long_subject)
+        assert len(subject.inner_text()) < len(long_subject)
+        expect(row.locator("time")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+        other = page.locator(f'#live-rows tr[data-event-id="{alone}"] td.delivery')
+        expect(other).to_have_text("no subscription")
+        shot(page, "live-delivery-state")
+        assert page.url.endswith("/")  # never reloaded
+
+
+def event_option(page: Page, event_id: str) -> str:
+    """The picker's value (a sequence number) of the recent event ``event_id``."""
+    value = page.locator(f'#tester-event option[data-event-id="{event_id}"]').get_attribute("value")
+    assert value is not None
+    return value
+
+
+def test_filter_tester_verdicts(page: Page, sqlite_server: ServerProcess, admin: httpx.Client) -> None:
+    """Pick a subscription and a recent event: a matching one passes every condition, a
+    non-matching one names the condition that refused it; a pasted filter is tried instead."""
+    topic, _ = make_topic(admin)
+    name = subscribe(
+        admin, topic, {"endpointType": "Queue", "properties": {}},
+        filter={"includedEventTypes": [event()["eventType"]],
+                "advancedFilters": [{"operatorType": "NumberGreaterThan", "key": "data.total", "value": 10}]},
+    )
+    big, small = "big-" + uuid.uuid4().hex[:6], "small-" + uuid.uuid4().hex[:6]
+    publish(admin, topic, [event(big, data={"total": 12.5}), event(small, data={"total": 3})])
+    sign_in(page, sqlite_server.admin_token, "/ui/filter-tester")
+    page.select_option("#tester-subscription", f"topics/{topic}/{name}")
+    page.select_option("#tester-event", event_option(page, big))
+    page.click("#tester-run")
+    expect(page.locator("#verdict-badge")).to_have_text("matches")
+    expect(page.locator("#tester-conditions tr.passes")).to_have_count(2)
+    shot(page, "filter-tester")
+
+    page.select_option("#tester-event", event_option(page, small))
+    page.click("#tester-run")
+    expect(page.locator("#verdict-badge")).to_have_text("does not match")
+    refused = page.locator("#tester-conditions tr.fails")
+    expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("data.total NumberGreaterThan 10")
+    expect(refused).to_contain_text("data.total is 3: fails")
+
+    page.click("text=Paste an event or a filter being written")
+    below_five = {"operatorType": "NumberLessThan", "key": "data.total", "value": 5}
+    page.fill("#tester-filter-json", json.dumps({"advancedFilters": [below_five]}))
+    page.click("#tester-run")
+    expect(page.locator("#verdict-badge")).to_have_text("matches")
+    expect(page.locator("#tester-verdict")).to_contain_text("the request (pasted)")
+
+
 def test_live_filters_hide_other_events(
     page: Page, sqlite_server: ServerProcess, admin: httpx.Client
 ) -> None:
@@ -181,6 +260,39 @@ def test_redeliver_a_dead_letter(
         wait_until(lambda: admin.get(deliveries, params={"state": "delivered"}).json()["value"],
                    what="the redelivery recorded as delivered")
         shot(page, "dead-letter-redelivered")
+
+
+def test_event_page_shows_the_answer_and_redelivers_after_confirmation(
+    page: Page, sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    """From the live list to the event: the failing endpoint's answer under its delivery, and
+    a Redeliver that asks first (declined: nothing happens; accepted: delivered again)."""
+    topic, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/hook", default=Reply(400, body={"error": "schema v2 expected"},
+                                                  headers={"X-Request-Id": "r-42"}))
+        dead = {"endpointType": "StorageBlob", "properties": {"blobContainerName": "dead"}}
+        subscribe(admin, topic, webhook(receiver.endpoint("/hook")), deadLetterDestination=dead)
+        lost = "answer-" + uuid.uuid4().hex[:8]
+        sign_in(page, sqlite_server.admin_token, f"/?topic={topic}")
+        expect(page.locator("#stream-state")).to_have_text("live")
+        publish(admin, topic, [event(lost)])
+        row = page.locator(f'#live-rows tr[data-event-id="{lost}"]')
+        expect(row.locator('[data-state="deadLettered"]')).to_have_text("dead letter")
+        receiver.configure("/hook", default=Reply(200))
+        row.locator("a").click()
+        expect(page.locator(".endpoint-response")).to_contain_text("schema v2 expected")
+        expect(page.locator(".endpoint-response")).to_contain_text("r-42")
+        expect(page.locator("td.duration")).to_have_text(re.compile(r"^\d+ ms$"))
+        shot(page, "event-attempt-detail")
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("button[data-redeliver-event]").click()
+        expect(page.locator("button[data-redeliver-event]")).to_be_visible()  # still here: declined
+        assert len(receiver.wait_for_events(1, path="/hook")) == 1
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("button[data-redeliver-event]").click()
+        expect(page.locator(".notice")).to_contain_text("Queued 1 dead letter")
+        assert [e["id"] for e in receiver.wait_for_events(2, path="/hook")] == [lost, lost]
 
 
 def test_queue_viewer_shows_delivered_events(
@@ -283,6 +395,14 @@ def test_drift_chart(page: Page, sqlite_server: ServerProcess, admin: httpx.Clie
     expect(chart.locator("line.threshold")).to_have_count(1)
     expect(chart.locator("circle.point")).to_have_count(DRIFT_DAYS)
     expect(chart.locator("circle.point.drifted")).to_have_count(len(drifted))
+    # The runs table stays inside its card (it scrolls there when the card is narrow).
+    runs_card = page.locator("section.card", has=page.locator("table.drift-runs"))
+    card = runs_card.bounding_box()
+    scroller = runs_card.locator(".table-scroll").bounding_box()
+    assert card is not None and scroller is not None
+    assert scroller["x"] + scroller["width"] <= card["x"] + card["width"] + 0.5
+    content = page.locator("main.content").bounding_box()
+    assert content is not None and card["x"] + card["width"] <= content["x"] + content["width"] + 0.5
     shot(page, "drift-chart")
     page.goto(f"/?topic={ws}&type=DatasetDriftDetected")
     expect(page.locator("#live-rows tr")).to_have_count(len(drifted))

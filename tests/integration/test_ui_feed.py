@@ -90,3 +90,28 @@ async def test_a_late_commit_behind_the_cursor_is_still_delivered(db: Database) 
     assert (await viewer.next(1.0)) is first
     assert (await viewer.next(1.0)) is second
     feed.leave(viewer)
+
+
+async def test_delivery_states_are_counted_per_event(db: Database) -> None:
+    """The live page's delivery column: pending split into pending and retrying (a failed
+    attempt behind it), an event without deliveries counts nothing, an unknown one is absent."""
+    from mlgrid.store import deliveries as delivery_store
+    from mlgrid.store.deliveries import NewDelivery
+    from mlgrid.store.tables import deliveries
+
+    topic = "feed" + uuid.uuid4().hex[:8]
+    batch = new_events(topic, 2)
+    async with db.write() as conn:
+        seqs = await event_store.insert_new(conn, batch, datetime.now(UTC))
+        fan_out, alone = (seqs[(topic, e.event_id)] for e in batch)
+        ids = await delivery_store.insert_pending(
+            conn, [NewDelivery(fan_out, f"sub-{i}") for i in range(4)], datetime.now(UTC)
+        )
+        await conn.execute(deliveries.update().where(deliveries.c.id == ids[0]).values(state="delivered"))
+        await conn.execute(deliveries.update().where(deliveries.c.id == ids[1]).values(attempts=2))
+        await conn.execute(deliveries.update().where(deliveries.c.id == ids[2]).values(state="deadLettered"))
+    found = await ActivityService(db).delivery_states([fan_out, alone, 10**12])
+    assert found == {
+        fan_out: (topic.lower(), {"delivered": 1, "retrying": 1, "deadLettered": 1, "pending": 1}),
+        alone: (topic.lower(), {}),
+    }

@@ -266,3 +266,64 @@ def test_the_queue_viewer_consumes_only_on_an_explicit_post(
             wait_until(lambda: [d["state"] for d in admin.get(deliveries).json()["value"]] == ["delivered"],
                        what="the viewer's acknowledgement")
     assert [item["id"] for item in found] == ["held-1"]
+
+def test_delivery_states_count_each_events_deliveries_for_those_who_may_read_them(
+    sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    from tests.support.delivery import subscribe, webhook
+    from tests.support.receiver import Receiver, Reply
+
+    topic, _ = make_topic(admin)
+    lonely, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/fails", default=Reply(500))
+        subscribe(admin, topic, webhook(receiver.endpoint("/ok")))
+        subscribe(admin, topic, webhook(receiver.endpoint("/fails")))
+        publish(admin, topic, [event("fan-out")])
+        publish(admin, lonely, [event("nobody")])
+        receiver.wait_for_events(1, path="/ok")
+        with signed_in(sqlite_server) as client:
+            rows = {e["id"]: e["seq"] for e in read_stream(client, "/ui/stream")}
+            fan_out, nobody = rows["fan-out"], rows["nobody"]
+            deadline = time.monotonic() + 15
+            while True:
+                asked = {"seq": [fan_out, nobody, 999999999]}
+                answer = client.get("/ui/delivery-states", params=asked).json()
+                if answer.get(str(fan_out)) == {"delivered": 1, "retrying": 1} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert answer == {str(fan_out): {"delivered": 1, "retrying": 1}, str(nobody): {}}
+        # A principal without a role on the topic learns nothing about its deliveries.
+        stranger = "stranger" + uuid.uuid4().hex[:8]
+        token = admin.put(f"/principals/{stranger}").json()["token"]
+        with signed_in(sqlite_server, token) as client:
+            assert client.get("/ui/delivery-states", params={"seq": [fan_out]}).json() == {}
+    with httpx.Client(base_url=sqlite_server.url) as anonymous:
+        assert anonymous.get("/ui/delivery-states", params={"seq": [fan_out]}).status_code == 401
+
+
+def test_event_page_shows_what_a_failing_endpoint_answered(
+    sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    from tests.support.delivery import subscribe, webhook
+    from tests.support.receiver import Receiver, Reply
+
+    topic, _ = make_topic(admin)
+    with Receiver() as receiver:
+        down = Reply(503, body="model store is down", headers={"X-Why": "maint"})
+        receiver.configure("/down", default=down)
+        subscribe(admin, topic, webhook(receiver.endpoint("/down")))
+        publish(admin, topic, [event("refused")])
+        receiver.wait_for_events(1, path="/down")
+        with signed_in(sqlite_server) as client:
+            seq = read_stream(client, f"/ui/stream?topic={topic}")[0]["seq"]
+            deadline = time.monotonic() + 15
+            while True:
+                page = client.get(f"/ui/events/{seq}").text
+                if "model store is down" in page or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+    assert "What the endpoint answered (503)" in page
+    assert "model store is down" in page and "X-Why" in page and "maint" in page
+    assert re.search(r'class="num duration">\d+ ms<', page)
+    assert re.search(r'class="next-attempt"><time datetime=', page)  # a retry is planned

@@ -73,9 +73,20 @@ class ActivityService:
         async with self._db.read() as conn:
             return (await event_store.get_by_seq(conn, [seq])).get(seq)
 
+    async def delivery_states(self, seqs: Collection[int]) -> dict[int, tuple[str, dict[str, int]]]:
+        """Per retained event: its topic key and its deliveries counted by state (``delivered``,
+        ``pending``, ``retrying``, ``deadLettered``, ``dropped``); empty when none matched."""
+        async with self._db.read() as conn:
+            return await event_feed.delivery_states(conn, seqs)
+
     async def deliveries_of_event(self, seq: int) -> list[DeliveryRow]:
         async with self._db.read() as conn:
             return await event_feed.deliveries_of_event(conn, seq)
+
+    async def waiting_dead_letters(self, delivery_ids: Sequence[int]) -> dict[int, str]:
+        """The dead-letter id of each delivery that ended as a dead letter not yet redelivered."""
+        async with self._db.read() as conn:
+            return await dead_letter_store.waiting_by_delivery(conn, delivery_ids)
 
     async def recent_deliveries(
         self, subscription_id: str, limit: int

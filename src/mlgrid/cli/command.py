@@ -16,7 +16,8 @@ It adds two things to Typer's command:
    (``-1``) and words such as ``-x``. A value that itself starts with ``--`` is written with
    ``=``: ``--labels=--odd`` (the first value after ``=`` is taken literally).
 
-2. **Connection and output options on every command** (``--url``, ``--token``, ``-o/--output``),
+2. **Connection and output options on every command** (``--url``, ``--token``, ``-o/--output``,
+   ``--wide``),
    also accepted before the command group (``mlgrid -o table topic list``); they are kept in the
    context, not passed to the command function. Server errors (:class:`ApiError`) become the
    server's code and message on stderr and exit code 1; usage errors exit with 2.
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import typer
 import typer.main
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from mlgrid.cli.clicklib import click
 
@@ -184,6 +185,7 @@ class Connection:
     url: str | None = None
     token: str | None = None
     output: str | None = None
+    wide: bool = False
 
 
 def connection(ctx: click.Context) -> Connection:
@@ -214,9 +216,15 @@ def _remember_output(ctx: typer.Context, value: OutputFormat | None) -> None:
         connection(ctx).output = value.value
 
 
+def _remember_wide(ctx: typer.Context, value: bool) -> None:
+    if value:
+        connection(ctx).wide = True
+
+
 URL_HELP: Final = "Server URL [env MLGRID_URL; default http://127.0.0.1:8780]."
 TOKEN_HELP: Final = "Bearer token [env MLGRID_TOKEN; default: the admin.token of the local data dir]."
 OUTPUT_HELP: Final = "Output format: json or table [env MLGRID_OUTPUT; default json]."
+WIDE_HELP: Final = "With -o table: every column, even when the terminal is too narrow for them."
 GLOBAL_PANEL: Final = "Global options"
 
 
@@ -233,6 +241,10 @@ def _global_options_declaration(
         None, "--output", "-o", expose_value=False, callback=_remember_output, help=OUTPUT_HELP,
         case_sensitive=False, rich_help_panel=GLOBAL_PANEL,
     ),
+    wide: bool = typer.Option(
+        False, "--wide", expose_value=False, callback=_remember_wide, help=WIDE_HELP,
+        rich_help_panel=GLOBAL_PANEL,
+    ),
 ) -> None:
     """Only declares the global options; Typer turns the signature into Click parameters."""
 
@@ -243,6 +255,11 @@ def global_options() -> tuple[click.Parameter, ...]:
     declaration = typer.Typer(add_completion=False)
     declaration.command()(_global_options_declaration)
     return tuple(typer.main.get_command(declaration).params)
+
+
+def wide_output(ctx: click.Context) -> bool:
+    """Whether ``--wide`` was given (here or before the command group)."""
+    return connection(ctx).wide
 
 
 def output_format(ctx: click.Context, environ: Mapping[str, str] | None = None) -> str:
@@ -275,7 +292,33 @@ def report_api_error(error: ApiError, token_given: bool = True) -> None:
 # The command class
 
 
-class MlgridCommand(TyperCommand):
+def hide_flag_types(params: Sequence[click.Parameter]) -> None:
+    """Give flags (``--wait``, ``--help``) an empty metavar, so help shows no ``<bool>`` after
+    options that take no value (Typer prints every option's type)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class MlgridGroup(TyperGroup):
+    """A Typer command group whose help shows no ``<bool>`` after flags; every ``typer.Typer``
+    of the CLI is created with ``cls=MlgridGroup`` (a test walks the tree)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class QuietCommand(TyperCommand):
+    """A Typer command whose help shows no ``<bool>`` after flags (``mlgrid serve``'s class;
+    the client commands' :class:`MlgridCommand` is one too)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        hide_flag_types(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class MlgridCommand(QuietCommand):
     """A Typer command with az-style multi-value flags, global options and error reporting.
 
     Every option declared as a list (``list[str]``) takes several values after one flag; options

@@ -14,13 +14,14 @@ from typing import Any, Final
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlgrid.cli.command import MlgridCommand, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client
 from mlgrid.cli.output import Column, console, render
 from mlgrid.client.drift import DriftMonitor, parse_moment
 from mlgrid.client.workspace import Workspace
 from mlgrid.workspace.drift.windows import complete_windows
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Data-drift monitors: create, show, list, delete, backfill, runs.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -124,11 +125,11 @@ def create(
 ) -> None:
     """Create a data-drift monitor (or replace the definition of an existing one).
 
-    Example:
+    Example (the dataset ids are those `mlgrid ml dataset list -w ws1` shows):
 
     ```
     mlgrid ml datadrift create -w ws1 --name sales-drift \\
-        --baseline-dataset-id <id> --target-dataset-id <id> --features amount channel \\
+        --baseline-dataset-id "$BASELINE_ID" --target-dataset-id "$TARGET_ID" --features amount channel \\
         --frequency Day --false-alarm-rate 0.01 --schedule-enabled
     ```
     """
@@ -208,6 +209,8 @@ def backfill(
 
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
+            if not err.is_terminal:  # a log gets one line per request instead of a bar
+                err.print(f"analysed {done} of {total} windows", markup=False, highlight=False)
 
         try:
             batch = _batch(monitor, start, end)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client
 from mlgrid.cli.output import Column, render
 from mlgrid.cli.subscriptions import NAME, SOURCE
 from mlgrid.client.broker import Source
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Dead-lettered events of an event subscription: list them, deliver them again.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -38,7 +39,7 @@ def list_dead_letters(ctx: typer.Context, name: str = NAME, source: Source = SOU
     the `record` written to the dead-letter container: the event with `deliveryAttempts`,
     `lastDeliveryOutcome` and `lastHttpStatusCode`.
 
-    Example: `mlgrid deadletters list --name s1 --source-resource-id /workspaces/ws1 -o table`
+    Example: `mlgrid deadletters list --name models-to-hook --source-resource-id /workspaces/ws1 -o table`
     """
     render(ctx, open_client(ctx).subscriptions.dead_letters(source, name), COLUMNS)
 
@@ -61,8 +62,9 @@ def redeliver(
     Examples:
 
     ```
-    mlgrid deadletters redeliver --name s1 --source-resource-id /workspaces/ws1
-    mlgrid deadletters redeliver --name s1 --source-resource-id orders --ids 1b4e... 9f2c...
+    mlgrid deadletters redeliver --name models-to-hook --source-resource-id /workspaces/ws1
+    mlgrid deadletters redeliver --name models-to-hook --source-resource-id orders \\
+        --ids 0f8fad5b-d9cb-469f-a165-70867728950e 7c9e6679-7425-40de-944b-e07fc1f90ae7
     ```
     """
     render(ctx, open_client(ctx).subscriptions.redeliver(source, name, ids))

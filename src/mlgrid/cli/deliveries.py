@@ -14,7 +14,7 @@ from typing import Final
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client
 from mlgrid.cli.output import Column, render
 from mlgrid.cli.subscriptions import NAME, SOURCE
 from mlgrid.client.broker import Source
@@ -22,6 +22,7 @@ from mlgrid.domain.deliveries import DELIVERY_STATES
 from mlgrid.events.timestamps import format_timestamp, parse_timestamp
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Deliveries of an event subscription: list them by state, replay a time window.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -42,16 +43,16 @@ def delivery_state(value: str) -> str:
 
 COLUMNS = [
     Column("id", "id"),
-    Column("eventId", "eventId"),
-    Column("eventType", "eventType"),
-    Column("state", "state"),
-    Column("attempts", "deliveryAttempts"),
-    Column("lastOutcome", "lastDeliveryOutcome"),
-    Column("lastStatus", "lastHttpStatusCode"),
-    Column("lastError", "lastError"),
-    Column("lastAttempt", "lastDeliveryAttemptTime"),
-    Column("nextAttempt", "nextAttemptTime"),
-    Column("reason", "reason"),
+    Column("eventId", "eventId", drop_order=8),
+    Column("eventType", "eventType", drop_order=2),
+    Column("state", "state", drop_order=1),
+    Column("attempts", "deliveryAttempts", drop_order=3),
+    Column("lastOutcome", "lastDeliveryOutcome", drop_order=7),
+    Column("lastStatus", "lastHttpStatusCode", drop_order=4),
+    Column("lastError", "lastError", drop_order=10),
+    Column("lastAttempt", "lastDeliveryAttemptTime", drop_order=6),
+    Column("nextAttempt", "nextAttemptTime", drop_order=5),
+    Column("reason", "reason", drop_order=9),
 ]
 
 TIME_EXAMPLE: Final = "2026-01-31T12:00:00Z"
@@ -93,8 +94,8 @@ def list_deliveries(
     Examples:
 
     ```
-    mlgrid deliveries list --name s1 --source-resource-id /workspaces/ws1 -o table
-    mlgrid deliveries list --name s1 --source-resource-id orders --state deadLettered
+    mlgrid deliveries list --name models-to-hook --source-resource-id /workspaces/ws1 -o table
+    mlgrid deliveries list --name models-to-hook --source-resource-id orders --state deadLettered
     ```
     """
     render(ctx, open_client(ctx).subscriptions.deliveries(source, name, state), COLUMNS)
@@ -125,8 +126,10 @@ def replay(
     Examples:
 
     ```
-    mlgrid deliveries replay --name s1 --source-resource-id /workspaces/ws1 --from 2026-01-31T00:00:00Z
-    mlgrid deliveries replay --name s1 --source-resource-id orders --from 2026-01-30 --to 2026-01-31
+    mlgrid deliveries replay --name models-to-hook --source-resource-id /workspaces/ws1 \\
+        --from 2026-01-31T00:00:00Z
+    mlgrid deliveries replay --name models-to-hook --source-resource-id orders \\
+        --from 2026-01-30 --to 2026-01-31
     ```
     """
     render(ctx, open_client(ctx).subscriptions.replay(source, name, start, end))

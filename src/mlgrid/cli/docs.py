@@ -27,6 +27,10 @@ INTRO: Final = """# CLI reference
 Generated from `mlgrid --help` by `python -m mlgrid.cli.docs`; do not edit by hand
 (regenerate with `{regenerate}`).
 
+*The documentation test does not run this page: its examples are one or two lines per command \
+that assume topics, files and ids of your own, not one session; tests/e2e/test_cli_*.py run \
+every command against a server.*
+
 The client commands talk to a running server: `--url` (env `MLGRID_URL`, default
 `http://127.0.0.1:8780`) and `--token` (env `MLGRID_TOKEN`, default the `admin.token` of the
 local data dir, `MLGRID_DATA_DIR` or `./.mlgrid`). Results are printed as JSON (`-o json`, the
@@ -122,7 +126,7 @@ def render_reference(app: typer.Typer, prog_name: str = "mlgrid") -> str:
         if help_text:
             lines += [help_text, ""]
         pieces = " ".join(command.collect_usage_pieces(ctx))
-        lines += ["```", f"{ctx.command_path} {pieces}".rstrip(), "```", ""]
+        lines += ["```text", f"{ctx.command_path} {pieces}".rstrip(), "```", ""]
         if getattr(command, "list_commands", None) is not None:
             subcommands = command.list_commands(ctx)  # type: ignore[attr-defined]
             lines += [f"Commands: {', '.join(f'`{name}`' for name in subcommands)}.", ""]

@@ -7,17 +7,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import typer
-from rich.status import Status
 
-from mlgrid.cli.command import MlgridCommand, key_value_pairs, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, key_value_pairs, open_client
 from mlgrid.cli.output import Column, console, render
+from mlgrid.cli.progress import WaitProgress
 from mlgrid.client.endpoints import DEPLOYING, FAILED, Endpoint
 from mlgrid.client.workspace import Workspace
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Model deployments: Local endpoints that score registered models.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -42,28 +43,13 @@ def _workspace(ctx: typer.Context, name: str) -> Workspace:
     return open_client(ctx).workspace(name)
 
 
-class _Quiet:
-    """Stands in for a Rich status when stderr is not a terminal."""
-
-    def __enter__(self) -> _Quiet:
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        return None
-
-    def update(self, _text: str) -> None:
-        return None
-
-
 def _wait(endpoint: Endpoint, timeout: float, poll_interval: float) -> Endpoint:
-    """Poll until the deployment started is done, with a spinner on a terminal."""
-    err = console(stderr=True)
+    """Poll until the deployment started is done, showing its state (see :mod:`cli.progress`)."""
     started = endpoint.deployment_id
     deadline = time.monotonic() + timeout
-    text = f"deploying {endpoint.name}: {endpoint.state}"
-    with Status(text, console=err) if err.is_terminal else _Quiet() as status:
+    with WaitProgress(console(stderr=True), f"deploying {endpoint.name}", endpoint.state) as progress:
         while endpoint.refresh().state == DEPLOYING and endpoint.deployment_id == started:
-            status.update(f"deploying {endpoint.name}: {endpoint.state}")
+            progress.update(endpoint.state)
             if time.monotonic() > deadline:
                 typer.echo(
                     f"error: endpoint {endpoint.name} is still {endpoint.state} after {timeout:g} s "
@@ -72,6 +58,7 @@ def _wait(endpoint: Endpoint, timeout: float, poll_interval: float) -> Endpoint:
                 )
                 raise typer.Exit(1)
             time.sleep(poll_interval)
+        progress.update(endpoint.state)
     return endpoint
 
 

@@ -10,11 +10,12 @@ from typing import Any, Final
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, open_client, output_format, source_option
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client, output_format, source_option
 from mlgrid.cli.output import Column, console, render, to_json
 from mlgrid.client.broker import Source
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Publish events to custom topics, list retained events, follow them live (`tail`).",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -159,7 +160,8 @@ def tail(
     """Print events as they are published, until Ctrl-C, `--count` or `--timeout`.
 
     With `-o json` (the default) each event is one line of JSON; with `-o table`, one line of
-    time, type, subject and id.
+    time, type, subject and id. When the tail ends with no event (or fewer than `--count`),
+    it says so on stderr.
 
     Examples:
 
@@ -181,10 +183,27 @@ def tail(
     )
     as_json = output_format(ctx) == "json"
     out = console()
+    shown = 0
     for event in events:
+        shown += 1
         if as_json:
             typer.echo(to_json(event, indent=False))
         else:
             columns = CLOUD_EVENT_COLUMNS if "specversion" in event else COLUMNS
             out.print("  ".join(c.text(event) for c in columns), markup=False)
         sys.stdout.flush()
+    if shown == 0:
+        # Silence would look like a hang that ended or a filter that is wrong: say which.
+        waited = f" within {timeout:g} s" if timeout is not None else ""
+        matching = _filters_text(event_type, subject_begins_with, subject_ends_with)
+        typer.echo(f"no event arrived on {topic.path}{waited}{matching}", err=True)
+    elif count is not None and shown < count and timeout is not None:
+        typer.echo(f"{shown} of {count} events arrived on {topic.path} within {timeout:g} s", err=True)
+
+
+def _filters_text(types: list[str] | None, begins: str | None, ends: str | None) -> str:
+    """The filters of a tail, for the message that nothing arrived (empty without filters)."""
+    parts = [f"type {' or '.join(types)}"] if types else []
+    parts += [f"subject beginning {begins!r}"] if begins else []
+    parts += [f"subject ending {ends!r}"] if ends else []
+    return f" matching {', '.join(parts)}" if parts else ""

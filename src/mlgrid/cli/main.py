@@ -13,13 +13,23 @@ from typing import Any
 
 import typer
 
-from mlgrid.cli.command import OUTPUT_HELP, TOKEN_HELP, URL_HELP, MlgridCommand, OutputFormat, connection
+from mlgrid.cli.command import (
+    OUTPUT_HELP,
+    TOKEN_HELP,
+    URL_HELP,
+    WIDE_HELP,
+    MlgridCommand,
+    MlgridGroup,
+    OutputFormat,
+    QuietCommand,
+    connection,
+)
 from mlgrid.cli.lazy import LazyCommand, LazyGroup
 from mlgrid.config import SETTINGS, Settings, spec_for
 from mlgrid.errors import MlgridError
 
 
-class _Root(LazyGroup):
+class _Root(LazyGroup, MlgridGroup):
     """``mlgrid``: ``serve`` is defined here; every other command is imported when it runs
     (``mlgrid --help`` imports none of them, see ``cli/lazy.py``)."""
 
@@ -55,7 +65,10 @@ class _Root(LazyGroup):
             "Deliveries of an event subscription: list them by state, replay a time window.",
         ),
         "ml": LazyCommand(
-            "mlgrid.cli.ml", "app", "The ML workspace: workspaces, runs, jobs, models, datasets."
+            "mlgrid.cli.ml",
+            "app",
+            "The ML workspace: workspaces, runs, jobs, models, datasets, endpoints (deployments) and "
+            "datadrift (drift monitors).",
         ),
     }
     order = ("demo", "serve", "topic", "eventgrid", "events", "deadletters", "deliveries", "ml")
@@ -78,20 +91,24 @@ def root(
     output: OutputFormat | None = typer.Option(
         None, "--output", "-o", case_sensitive=False, help=OUTPUT_HELP
     ),
+    wide: bool = typer.Option(False, "--wide", help=WIDE_HELP),
 ) -> None:
     """mlgrid: a self-hosted event grid for the machine-learning lifecycle.
 
     `mlgrid serve` runs the server; the other commands talk to a running server at `MLGRID_URL`
     (default http://127.0.0.1:8780) with `MLGRID_TOKEN` (default: the admin token of the local
-    data dir). `--url`, `--token` and `-o json|table` may be given here or after any command.
+    data dir). `--url`, `--token`, `-o json|table` and `--wide` may be given here or after any
+    command.
     """
     settings = connection(ctx)
     settings.url = url if url is not None else settings.url
     settings.token = token if token is not None else settings.token
     settings.output = output.value if output is not None else settings.output
+    settings.wide = settings.wide or wide
 
 
-@app.command(help="Run the server: API, publish endpoints, dispatcher, scheduler and web UI.")
+@app.command(cls=QuietCommand,
+             help="Run the server: API, publish endpoints, dispatcher, scheduler and web UI.")
 def serve(
     host: str | None = typer.Option(None, help=SETTINGS[0].help + " [env MLGRID_HOST; default 127.0.0.1]"),
     port: int | None = typer.Option(None, help=SETTINGS[1].help + " [env MLGRID_PORT; default 8780]"),

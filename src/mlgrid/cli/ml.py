@@ -13,28 +13,31 @@ from pathlib import Path
 from typing import Any, Final
 
 import typer
-from rich.status import Status
 
-from mlgrid.cli.command import MlgridCommand, key_value_pairs, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, key_value_pairs, open_client
 from mlgrid.cli.output import Column, console, render
+from mlgrid.cli.progress import WaitProgress
 from mlgrid.cli.uploads import upload_progress
 from mlgrid.client.workspace import Run, RunInfo, Workspace
 
 app = typer.Typer(
-    help="The ML workspace: workspaces, runs, jobs, models, datasets.",
+    cls=MlgridGroup,
+    help="The ML workspace: workspaces, runs, jobs, models, datasets, endpoints (deployments) and "
+    "datadrift (drift monitors).",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-workspace_app = typer.Typer(help="Workspaces (each has a system topic of ML events).", no_args_is_help=True,
-                            rich_markup_mode="markdown")
-run_app = typer.Typer(help="Experiment runs: start, read, complete, fail, log metrics.", no_args_is_help=True,
-                      rich_markup_mode="markdown")
-job_app = typer.Typer(help="Jobs: commands the server runs as runs.", no_args_is_help=True,
-                      rich_markup_mode="markdown")
-model_app = typer.Typer(help="The model registry: register (upload), list, show, download.",
-                        no_args_is_help=True, rich_markup_mode="markdown")
-dataset_app = typer.Typer(help="Tabular datasets (CSV or Parquet): register, list.", no_args_is_help=True,
-                          rich_markup_mode="markdown")
+
+
+def _group(help_text: str) -> typer.Typer:
+    return typer.Typer(cls=MlgridGroup, help=help_text, no_args_is_help=True, rich_markup_mode="markdown")
+
+
+workspace_app = _group("Workspaces (each has a system topic of ML events).")
+run_app = _group("Experiment runs: start, read, complete, fail, log metrics.")
+job_app = _group("Jobs: commands the server runs as runs.")
+model_app = _group("The model registry: register (upload), list, show, download.")
+dataset_app = _group("Tabular datasets (CSV or Parquet): register, list.")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(run_app, name="run")
 app.add_typer(job_app, name="job")
@@ -273,30 +276,17 @@ def run_log_metric(
 
 
 def _wait_with_status(run: Run, timeout: float, poll_interval: float) -> RunInfo:
-    """Poll until the run is terminal, showing its status on stderr (a spinner on a terminal)."""
-    err = console(stderr=True)
+    """Poll until the run is terminal, showing its status on stderr (see :mod:`cli.progress`)."""
     deadline = time.monotonic() + timeout
-    with Status(f"job {run.id}: {run.status}", console=err) if err.is_terminal else _NoStatus() as status:
+    with WaitProgress(console(stderr=True), f"job {run.id}", run.status) as progress:
         while not run.refresh().is_terminal:
-            status.update(f"job {run.id}: {run.status}")
+            progress.update(run.status)
             if time.monotonic() > deadline:
                 typer.echo(f"error: job {run.id} is still {run.status} after {timeout:g} s", err=True)
                 raise typer.Exit(1)
             time.sleep(poll_interval)
+        progress.update(run.status)
     return run.info
-
-
-class _NoStatus:
-    """Stands in for a Rich status when stderr is not a terminal."""
-
-    def __enter__(self) -> _NoStatus:
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        return None
-
-    def update(self, _text: str) -> None:
-        return None
 
 
 @job_app.command("submit", cls=MlgridCommand)

@@ -5,31 +5,51 @@ digit for digit, so scripts can pipe it into ``jq``. ``table`` prints a Rich tab
 records gets one row each with the columns the command chose (or the record's scalar fields);
 a single record gets one row per field, nested fields flattened into dotted names
 (``properties.filter.subjectBeginsWith``).
+
+Tables are for people, so they fit the terminal: when the columns' natural widths do not fit,
+the columns of least value (the highest ``drop_order``; by default the rightmost) are left out
+and named in the caption, until the rest fits or only the two of most value remain (those then
+fold).
+``--wide`` keeps every column. Timestamps (ISO 8601 with an offset) are shown in local time as
+``YYYY-MM-DD HH:MM:SS``; JSON output is never changed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlgrid.cli.command import output_format
+from mlgrid.cli.command import output_format, wide_output
+
+#: Columns a narrow table keeps whatever the width (the first ones of the table).
+MIN_COLUMNS: Final = 2
+#: Rich's cost per column (one space of padding each side and a border) and per table.
+_COLUMN_OVERHEAD: Final = 3
+_TABLE_OVERHEAD: Final = 1
+_TIMESTAMP: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$")
 
 
 @dataclass(frozen=True)
 class Column:
     """One table column: a header, the dotted path of the value in each record (or several
-    paths, the first one present wins), and optionally how to write it (default: :func:`cell`)."""
+    paths, the first one present wins), and optionally how to write it (default: :func:`cell`).
+
+    ``drop_order`` says which columns a narrow terminal gives up first: the highest number
+    goes first; ``None`` means "by position" (rightmost first)."""
 
     header: str
     path: str | tuple[str, ...]
     format: Callable[[Any], str] | None = None
+    drop_order: int | None = None
 
     def text(self, record: Any) -> str:
         paths = (self.path,) if isinstance(self.path, str) else self.path
@@ -61,13 +81,29 @@ def lookup(record: Any, path: str) -> Any:
     return value
 
 
+def local_time(text: str, tz: tzinfo | None = None) -> str:
+    """An ISO 8601 timestamp with an offset as ``YYYY-MM-DD HH:MM:SS`` in ``tz`` (default: the
+    machine's local zone); any other text unchanged. Sub-second digits are dropped: a table is
+    read by people, the JSON output keeps them."""
+    if not _TIMESTAMP.match(text):
+        return text
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def cell(value: Any) -> str:
-    """A table cell: scalars as text, lists of scalars comma-separated, the rest as JSON."""
+    """A table cell: scalars as text (timestamps in local time), lists of scalars
+    comma-separated, the rest as JSON."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | int | Decimal | float):
+    if isinstance(value, str):
+        return local_time(value)
+    if isinstance(value, int | Decimal | float):
         return str(value)
     if isinstance(value, list | tuple) and all(
         isinstance(v, str | int | float | Decimal) and not isinstance(v, bool) for v in value
@@ -102,8 +138,29 @@ def table_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[Column]) 
     return [[column.text(record) for column in columns] for record in records]
 
 
-def build_table(data: Any, columns: Sequence[Column] | None = None) -> Table:
-    """The Rich table for a list of records or for one record."""
+def fit_columns(headers: Sequence[str], rows: Sequence[Sequence[str]], drop_orders: Sequence[int],
+                width: int) -> list[int]:
+    """The indexes of the columns to keep so that the table's natural width fits ``width``.
+
+    Columns are given up in ``drop_orders`` order (highest first) until the rest fits or only
+    :data:`MIN_COLUMNS` remain. Pure: unit-tested without a terminal."""
+    natural = [
+        max([len(header), *(len(row[i]) for row in rows)]) + _COLUMN_OVERHEAD
+        for i, header in enumerate(headers)
+    ]
+    kept = list(range(len(headers)))
+    for index in sorted(kept, key=lambda i: (-drop_orders[i], -i)):
+        if sum(natural[i] for i in kept) + _TABLE_OVERHEAD <= width or len(kept) <= MIN_COLUMNS:
+            break
+        kept.remove(index)
+    return kept
+
+
+def build_table(
+    data: Any, columns: Sequence[Column] | None = None, *, width: int | None = None, wide: bool = False
+) -> Table:
+    """The Rich table for a list of records or for one record; with a ``width`` (and not
+    ``wide``), low-value columns are left out until the table fits (see the module docstring)."""
     if isinstance(data, Mapping):
         table = Table(show_header=True, header_style="bold")
         table.add_column("field")
@@ -113,11 +170,18 @@ def build_table(data: Any, columns: Sequence[Column] | None = None) -> Table:
         return table
     records = [r if isinstance(r, Mapping) else {"value": r} for r in (data or [])]
     chosen = list(columns) if columns else default_columns(records)
-    table = Table(show_header=True, header_style="bold")
-    for column in chosen:
-        table.add_column(column.header, overflow="fold")
-    for row in table_rows(records, chosen):
-        table.add_row(*row)
+    rows = table_rows(records, chosen)
+    kept = list(range(len(chosen)))
+    if width is not None and not wide:
+        orders = [c.drop_order if c.drop_order is not None else i for i, c in enumerate(chosen)]
+        kept = fit_columns([c.header for c in chosen], rows, orders, width)
+    hidden = [chosen[i].header for i in range(len(chosen)) if i not in kept]
+    caption = f"not shown (too narrow): {', '.join(hidden)}; -o table --wide shows all" if hidden else None
+    table = Table(show_header=True, header_style="bold", caption=caption, caption_justify="left")
+    for i in kept:
+        table.add_column(chosen[i].header, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[i] for i in kept))
     return table
 
 
@@ -134,4 +198,5 @@ def render(ctx: typer.Context, data: Any, columns: Sequence[Column] | None = Non
     if output_format(ctx) == "json":
         typer.echo(to_json(data))
     else:
-        console().print(build_table(data, columns))
+        out = console()
+        out.print(build_table(data, columns, width=out.width, wide=wide_output(ctx)))

@@ -9,15 +9,26 @@ the server only, so its error message, which names the field, is the one users s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final
 
 import typer
 
-from mlgrid.cli.command import Arity, Tokens, multi_value_command, open_client, source_option
+from mlgrid.cli.command import (
+    Arity,
+    MlgridGroup,
+    Tokens,
+    multi_value_command,
+    open_client,
+    output_format,
+    source_option,
+)
 from mlgrid.cli.output import Column, cell, render
 from mlgrid.client.broker import Source, delivery_attribute_mapping, event_subscription_properties
 from mlgrid.errors import MlgridError
@@ -25,9 +36,10 @@ from mlgrid.filters.cli_syntax import parse_cli_advanced_filter
 
 HELP: Final = "Event subscriptions on custom topics, system topics and workspaces (as `az eventgrid`)."
 
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="markdown")
+app = typer.Typer(cls=MlgridGroup, help=HELP, no_args_is_help=True, rich_markup_mode="markdown")
 
 eventgrid_app = typer.Typer(
+    cls=MlgridGroup,
     help="Azure Event Grid style commands (`az eventgrid` flags).",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -323,15 +335,15 @@ Examples:
 
 ```
 mlgrid eventgrid event-subscription create --name models-to-hook \\
-    --source-resource-id /workspaces/ws1 --endpoint https://example.org/hook \\
+    --source-resource-id /workspaces/ws1 --endpoint http://127.0.0.1:9000/hook \\
     --included-event-types Microsoft.MachineLearningServices.ModelRegistered \\
     --subject-begins-with models/ \\
     --advanced-filter data.ModelTags.key1 StringIn value1 value2
 
 mlgrid eventgrid event-subscription create --name big-drift \\
-    --source-resource-id /subscriptions/<id>/resourceGroups/default/providers/\\
-Microsoft.MachineLearningServices/workspaces/ws1 \\
-    --endpoint https://example.org/drift \\
+    --source-resource-id /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/default/\\
+providers/Microsoft.MachineLearningServices/workspaces/ws1 \\
+    --endpoint http://127.0.0.1:9000/drift \\
     --advanced-filter data.DriftCoefficient NumberGreaterThan 0.5 \\
     --advanced-filter data.DataDriftName StringIn "('nightly')" \\
     --deadletter-endpoint deadletters --max-delivery-attempts 5 --event-ttl 60
@@ -376,7 +388,8 @@ def show(
 ) -> None:
     """Show an event subscription (the webhook URL without its query string unless asked).
 
-    Example: `mlgrid eventgrid event-subscription show --name s1 --source-resource-id /workspaces/ws1`
+    Example:
+    `mlgrid eventgrid event-subscription show --name models-to-hook --source-resource-id /workspaces/ws1`
     """
     client = open_client(ctx)
     result = client.subscriptions.get(source, name)
@@ -394,10 +407,69 @@ def list_subscriptions(ctx: typer.Context, source: Source = SOURCE) -> None:
     render(ctx, open_client(ctx).subscriptions.list(source), COLUMNS)
 
 
+VERDICT_COLUMNS: Final = [
+    Column("condition", "condition"),
+    Column("matched", "matched"),
+    Column("reason", "reason"),
+]
+
+
+@app.command("test", cls=SubscriptionCommand)
+def test_filter(
+    ctx: typer.Context,
+    name: str = NAME,
+    source: Source = SOURCE,
+    event: str = typer.Option(..., "--event", metavar="JSON|@FILE",
+                              help="The event (JSON, or @file with it) in the schema the topic stores."),
+    event_filter: str | None = typer.Option(
+        None, "--filter", metavar="JSON|@FILE",
+        help="Try this filter (the JSON of properties.filter) instead of the subscription's.",
+    ),
+) -> None:
+    """Test the subscription's filter on an event: would it be delivered, and why, condition by
+    condition. Nothing is published. Exits 1 when the event does not match.
+
+    Example:
+
+    ```
+    mlgrid eventgrid event-subscription test --name big-orders --source-resource-id orders \
+        --event '{"eventType": "Shop.OrderPlaced", "subject": "orders/1", "data": {"total": 12.5}}' -o table
+    ```
+    """
+    body = _json_option(event, "--event")
+    tried = _json_option(event_filter, "--filter") if event_filter is not None else None
+    verdict = open_client(ctx).subscriptions.test(source, name, body, tried)
+    if output_format(ctx) == "json":
+        render(ctx, verdict)
+    else:
+        render(ctx, verdict.get("conditions", []), VERDICT_COLUMNS)
+        typer.echo("matches" if verdict.get("matches") else "does not match")
+    if not verdict.get("matches"):
+        raise typer.Exit(1)
+
+
+def _json_option(text: str, option: str) -> Any:
+    """A JSON object given inline or as ``@path``."""
+    origin = text
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            message = f"cannot read {origin[1:]}: {exc.strerror}"
+            raise typer.BadParameter(message, param_hint=f"'{option}'") from exc
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=f"'{option}'") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint=f"'{option}'")
+    return value
+
+
 @app.command(cls=SubscriptionCommand)
 def delete(ctx: typer.Context, name: str = NAME, source: Source = SOURCE) -> None:
     """Delete an event subscription.
 
-    Example: `mlgrid eventgrid event-subscription delete --name s1 --source-resource-id orders`
+    Example: `mlgrid eventgrid event-subscription delete --name models-to-hook --source-resource-id orders`
     """
     open_client(ctx).subscriptions.delete(source, name)

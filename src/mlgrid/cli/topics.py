@@ -6,11 +6,12 @@ from enum import StrEnum
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, key_value_pairs, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, key_value_pairs, open_client
 from mlgrid.cli.output import Column, render
 from mlgrid.client.broker import input_schema_mapping
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Custom topics: create, show, list, delete, and their access keys.",
     no_args_is_help=True,
     rich_markup_mode="markdown",

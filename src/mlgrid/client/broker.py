@@ -433,6 +433,19 @@ class SubscriptionsClient:
         body = _call(self._http, "POST", parse_source(source).subscription_path(name) + "/getFullUrl")
         return str(body["endpointUrl"])
 
+    def test(
+        self, source: str | Source, name: str, event: Mapping[str, Any],
+        event_filter: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Would the subscription receive ``event``, and why: ``matches`` and one entry per
+        condition of its filter (or of ``event_filter``, a filter being written)."""
+        body: dict[str, Any] = {"event": dict(event)}
+        if event_filter is not None:
+            body["filter"] = dict(event_filter)
+        path = parse_source(source).subscription_path(name) + ":test"
+        result: dict[str, Any] = _call(self._http, "POST", path, body)
+        return result
+
     def deliveries(self, source: str | Source, name: str, state: str | None = None) -> Records:
         """Delivery records, optionally only ``pending``/``delivered``/``deadLettered``/``dropped``."""
         path = parse_source(source).subscription_path(name) + "/deliveries"

@@ -63,6 +63,8 @@ class Undeliverable:
     last_http_status: int | None
     last_error: str | None
     last_attempt_at: float | None
+    last_duration_ms: int | None = None
+    last_response: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class DeadLetterService:
                 last_http_status=item.last_http_status,
                 last_error=item.last_error,
                 last_attempt_at=item.last_attempt_at,
+                last_duration_ms=item.last_duration_ms,
+                last_response=item.last_response,
                 final_reason=item.reason,
                 finished_at=now,
             )

@@ -384,6 +384,7 @@ class Dispatcher:
                         last_attempt_at=now,
                         final_reason=None,
                         finished_at=now,
+                        last_duration_ms=outcome.duration_ms,
                     )
                 )
             self._metrics.child(self._metrics.delivery_success, sub.topic_key, sub.name).inc(len(batch))
@@ -441,6 +442,8 @@ class Dispatcher:
                         last_http_status=outcome.http_status,
                         last_error=outcome.detail or None,
                         last_attempt_at=now,
+                        last_duration_ms=outcome.duration_ms,
+                        last_response=outcome.response,
                     )
                 )
                 self._source.requeue(work)
@@ -481,6 +484,8 @@ class Dispatcher:
                         last_http_status=outcome.http_status,
                         last_error=outcome.detail or None,
                         last_attempt_at=now,
+                        last_duration_ms=outcome.duration_ms,
+                        last_response=outcome.response,
                     )
                 )
         self.circuits.record_failure(key, now_dt, latest_retry)

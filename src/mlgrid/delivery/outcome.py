@@ -123,6 +123,11 @@ class AttemptOutcome:
     min_delay: timedelta | None = None
     retry_after: timedelta | None = None
     detail: str = ""
+    #: How long the attempt took, connecting included (milliseconds), when it was timed.
+    duration_ms: int | None = None
+    #: What a failing endpoint answered: JSON ``{"headers": {...}, "body": "..."}``, bounded
+    #: (see ``webhook.response_sample``); ``None`` for successes and attempts without an answer.
+    response: str | None = None
 
 
 def classify_response(status: int, retry_after: timedelta | None = None) -> AttemptOutcome:

@@ -15,9 +15,11 @@ somewhere else after a separate check, because there is no separate check.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +55,11 @@ __all__ = [
 REQUEST_TIMEOUT_SECONDS = 30.0
 #: How much of a response body is read (and thrown away) so the connection can be reused.
 _MAX_RESPONSE_BODY = 64 * 1024
+#: What is kept of a failing endpoint's answer for the operator: the first bytes of its body,
+#: and its headers (each value cut), so a row stays small whatever the endpoint sends.
+RESPONSE_BODY_KEPT = 4 * 1024
+RESPONSE_HEADERS_KEPT = 40
+RESPONSE_HEADER_VALUE_KEPT = 512
 
 
 class EndpointRefused(OSError):
@@ -185,26 +192,52 @@ class WebhookDestination:
         )
         if not any(name.lower() == "user-agent" for name in headers):  # a mapping may set its own
             headers["User-Agent"] = USER_AGENT
+        started = time.perf_counter()
         try:
             async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 retry_after_header = response.headers.get("Retry-After")
-                await _drain(response)
+                prefix = await _drain(response)
+                answered = response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return _error_outcome(exc)
+            return replace(_error_outcome(exc), duration_ms=_elapsed_ms(started))
         retry_after = None
         if retry_after_header is not None:
             retry_after = parse_retry_after(retry_after_header, datetime.now(UTC))
-        return classify_response(status, retry_after)
+        outcome = classify_response(status, retry_after)
+        sample = None if outcome.succeeded else response_sample(answered.items(), prefix)
+        return replace(outcome, duration_ms=_elapsed_ms(started), response=sample)
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
-    """Read a small body to the end so the pooled connection is reused; a large one is cut off
-    (the connection is then closed instead of reused, which is fine: bodies are ignored)."""
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def response_sample(headers: Iterable[tuple[str, str]], body: bytes) -> str:
+    """A failing endpoint's answer as the operator sees it (JSON text): its headers (at most
+    ``RESPONSE_HEADERS_KEPT``, values cut) and the first ``RESPONSE_BODY_KEPT`` bytes of its
+    body as text. Kept with the delivery so the UI can show why the endpoint refused."""
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        if len(kept) >= RESPONSE_HEADERS_KEPT:
+            break
+        kept[name] = value[:RESPONSE_HEADER_VALUE_KEPT]
+    text = body[:RESPONSE_BODY_KEPT].decode("utf-8", errors="replace")
+    return json.dumps({"headers": kept, "body": text, "truncated": len(body) > RESPONSE_BODY_KEPT})
+
+
+async def _drain(response: aiohttp.ClientResponse) -> bytes:
+    """Read a small body to the end so the pooled connection is reused, and return its first
+    bytes (a little more than ``RESPONSE_BODY_KEPT``, to tell that it was cut); a large body is
+    cut off (the connection is then closed instead of reused)."""
     remaining = _MAX_RESPONSE_BODY
+    prefix = b""
     while remaining > 0:
         chunk = await response.content.read(min(remaining, 16 * 1024))
         if not chunk:
-            return
+            return prefix
+        if len(prefix) <= RESPONSE_BODY_KEPT:
+            prefix += chunk[: RESPONSE_BODY_KEPT + 1 - len(prefix)]
         remaining -= len(chunk)
     response.close()
+    return prefix

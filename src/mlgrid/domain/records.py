@@ -30,6 +30,8 @@ class DeliveryRow:
     final_reason: str | None
     created_at: datetime
     finished_at: datetime | None
+    last_duration_ms: int | None = None
+    last_response: str | None = None
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,13 @@ def _scan(mapping: Mapping[str, Any], name_lower: str) -> Any:
     return _MISSING
 
 
+def read_key(event: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    """``(present, value)`` of ``key`` in ``event``, read exactly as a filter on that key reads
+    it (case-insensitive segments, envelope spellings first); JSON ``null`` counts as absent."""
+    value = _compile_getter(key)(event)
+    return (value is not _MISSING and value is not None), (None if value is _MISSING else value)
+
+
 def _compile_getter(key: str) -> Callable[[Mapping[str, Any]], Any]:
     """A reader for ``key`` that returns ``_MISSING`` when any step is absent or not an object.
 

@@ -135,3 +135,14 @@ async def mark_redelivered(conn: AsyncConnection, ids: Sequence[str], now: float
         await conn.execute(
             update(dead_letters).where(dead_letters.c.id.in_(list(ids))).values(redelivered_at=now)
         )
+
+
+async def waiting_by_delivery(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, str]:
+    """The dead letter of each of ``delivery_ids`` that was not redelivered yet, by delivery id
+    (the event page's *Redeliver* button)."""
+    if not delivery_ids:
+        return {}
+    query = select(dead_letters.c.delivery_id, dead_letters.c.id).where(
+        dead_letters.c.delivery_id.in_(list(delivery_ids)), dead_letters.c.redelivered_at.is_(None)
+    )
+    return {int(r.delivery_id): str(r.id) for r in await conn.execute(query)}

@@ -60,6 +60,8 @@ def row_to_delivery(r: object) -> DeliveryRow:
         final_reason=r.final_reason,  # type: ignore[attr-defined]
         created_at=utc_from_epoch(r.created_at),  # type: ignore[attr-defined]
         finished_at=from_epoch(r.finished_at),  # type: ignore[attr-defined]
+        last_duration_ms=getattr(r, "last_duration_ms", None),
+        last_response=getattr(r, "last_response", None),
     )
 
 
@@ -291,6 +293,8 @@ class AttemptUpdate:
     last_http_status: int | None
     last_error: str | None
     last_attempt_at: float | None
+    last_duration_ms: int | None = None
+    last_response: str | None = None
 
 
 # The outcome writes below are the dispatcher's hot path: one row per delivered event. They run
@@ -300,7 +304,8 @@ class AttemptUpdate:
 
 _RESCHEDULE_SQL = (
     "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_outcome = ?, last_http_status = ?, "
-    "last_error = ?, last_attempt_at = ?, claimed_by = NULL, lease_until = NULL "
+    "last_error = ?, last_attempt_at = ?, last_duration_ms = ?, last_response = ?, "
+    "claimed_by = NULL, lease_until = NULL "
     "WHERE id = ? AND state = 'pending'"
 )
 _HOLD_SQL = (
@@ -309,7 +314,8 @@ _HOLD_SQL = (
 )
 _FINALIZE_SQL = (
     "UPDATE deliveries SET state = ?, attempts = ?, last_outcome = ?, last_http_status = ?, "
-    "last_error = ?, last_attempt_at = ?, final_reason = ?, finished_at = ?, "
+    "last_error = ?, last_attempt_at = ?, last_duration_ms = ?, last_response = ?, "
+    "final_reason = ?, finished_at = ?, "
     "claimed_by = NULL, lease_until = NULL, lock_token = NULL "
     "WHERE id = ? AND state = 'pending'"
 )
@@ -331,7 +337,7 @@ def _reschedule_rows(updates: Sequence[AttemptUpdate]) -> tuple[list[tuple[Any, 
     """The parameter rows of ``_RESCHEDULE_SQL`` (attempted) and ``_HOLD_SQL`` (held back)."""
     attempted = [
         (u.attempts, u.next_attempt_at, u.last_outcome, u.last_http_status, u.last_error, u.last_attempt_at,
-         u.id)
+         u.last_duration_ms, u.last_response, u.id)
         for u in updates
         if u.last_attempt_at is not None
     ]
@@ -361,6 +367,8 @@ class FinalUpdate:
     last_attempt_at: float | None
     final_reason: str | None
     finished_at: float
+    last_duration_ms: int | None = None
+    last_response: str | None = None
 
 
 def _final_row(u: FinalUpdate) -> tuple[Any, ...]:
@@ -371,6 +379,8 @@ def _final_row(u: FinalUpdate) -> tuple[Any, ...]:
         u.last_http_status,
         u.last_error,
         u.last_attempt_at,
+        u.last_duration_ms,
+        u.last_response,
         u.final_reason,
         u.finished_at,
         u.id,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.records import DeliveryRow
@@ -207,3 +207,36 @@ async def newest_in_state(conn: AsyncConnection, subscription_id: str, state: st
     )
     value = (await conn.execute(query)).scalar_one_or_none()
     return None if value is None else int(value)
+
+
+#: The delivery state a person reads: ``pending`` split by whether an attempt already failed.
+RETRYING = "retrying"
+
+
+async def delivery_states(
+    conn: AsyncConnection, seqs: Collection[int]
+) -> dict[int, tuple[str, dict[str, int]]]:
+    """For each retained event among ``seqs``: its topic key and how many of its deliveries
+    are in each state (``retrying`` for pending deliveries with a failed attempt behind them).
+
+    An event without deliveries maps to an empty count (no subscription matched it); an
+    event no longer retained is absent. One grouped query over the ``event_seq`` index.
+    """
+    if not seqs:
+        return {}
+    shown = case(
+        (and_(deliveries.c.state == "pending", deliveries.c.attempts > 0), RETRYING),
+        else_=deliveries.c.state,
+    ).label("shown")
+    query = (
+        select(events.c.seq, events.c.topic_key, shown, func.count(deliveries.c.id).label("n"))
+        .select_from(events.outerjoin(deliveries, deliveries.c.event_seq == events.c.seq))
+        .where(events.c.seq.in_(sorted(set(seqs))))
+        .group_by(events.c.seq, events.c.topic_key, shown)
+    )
+    found: dict[int, tuple[str, dict[str, int]]] = {}
+    for row in await conn.execute(query):
+        _, counts = found.setdefault(row.seq, (row.topic_key, {}))
+        if row.shown is not None and row.n:
+            counts[row.shown] = int(row.n)
+    return found

@@ -136,6 +136,10 @@ deliveries = Table(
     Column("final_reason", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
+    # The last attempt as the operator sees it: how long it took, and (when it failed) what
+    # the endpoint answered, bounded (headers and the first 4 KB of the body, as JSON).
+    Column("last_duration_ms", Integer, nullable=True),
+    Column("last_response", Text, nullable=True),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscription_state", "subscription_id", "state"),
     Index("ix_deliveries_event", "event_seq"),

@@ -9,6 +9,7 @@ The calls never leave the process: httpx's ASGI transport hands them to the app 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -18,6 +19,19 @@ import orjson
 
 MISSING_ROUTE_MESSAGES = frozenset({"no such route", "method not allowed on this route"})
 INTERNAL_BASE_URL = "http://mlgrid.internal"
+
+
+class InternalRequestsFilter(logging.Filter):
+    """Drops httpx's INFO line for each in-process call of the UI ("HTTP Request: GET
+    http://mlgrid.internal/..."): a page makes several, and they drowned the server's log.
+    Warnings and errors, and requests to anywhere else, pass. ``mlgrid serve`` installs it
+    on the ``httpx`` logger when it sets up logging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(str(arg).startswith(INTERNAL_BASE_URL) for arg in args)
 
 
 def seg(value: str) -> str:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action
 from mlgrid.errors import NotFound
 from mlgrid.events.ml import ML_EVENT_TYPES
-from mlgrid.ui import pages_broker, pages_workspace
+from mlgrid.ui import pages_broker, pages_filters, pages_workspace
 from mlgrid.ui.common import page, session_of, ui_state
 from mlgrid.ui.session import (
     CrossSiteRequest,
@@ -106,6 +107,37 @@ async def stream(
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+#: Events one request of the live page may ask delivery states for.
+MAX_STATE_QUERY = 200
+
+
+@router.get("/ui/delivery-states")
+async def delivery_states(request: Request, seq: list[int] = Query(default_factory=list)) -> Response:
+    """The live page's delivery-state column: per event, its deliveries counted by state.
+
+    Answered only for events of topics whose subscriptions the principal may read (as the
+    event page's list of deliveries); other events are left out of the answer.
+    """
+    state = ui_state(request)
+    try:
+        session = await session_of(request)
+    except LoginRequired:
+        return Response("sign in first", status_code=401, media_type="text/plain")
+    rt = state.runtime
+    found = await state.activity.delivery_states(seq[:MAX_STATE_QUERY])
+    allowed: dict[str, bool] = {}
+    answer: dict[str, dict[str, int]] = {}
+    for event_seq, (topic_key, counts) in found.items():
+        if topic_key not in allowed:
+            topic = await rt.topics.find(topic_key)
+            allowed[topic_key] = topic is not None and await rt.access.allowed(
+                session.principal, scope_of(topic), Action.READ_SUBSCRIPTIONS
+            )
+        if allowed[topic_key]:
+            answer[str(event_seq)] = counts
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/ui/events/{seq}")
 @page
 async def event_page(request: Request, seq: int) -> Response:
@@ -121,9 +153,12 @@ async def event_page(request: Request, seq: int) -> Response:
     may_read = await rt.access.allowed(session.principal, scope_of(topic), Action.READ_SUBSCRIPTIONS)
     if may_read:
         rows = await state.activity.deliveries_of_event(seq)
+        waiting = await state.activity.waiting_dead_letters([r.id for r in rows if r.state == "deadLettered"])
         for row in rows:
             sub = await rt.subscriptions.get_by_id(row.subscription_id)
-            deliveries.append({"row": row, "subscription": sub.name if sub is not None else None})
+            response = orjson.loads(row.last_response) if row.last_response else None
+            deliveries.append({"row": row, "subscription": sub.name if sub is not None else None,
+                               "response": response, "dead_letter_id": waiting.get(row.id)})
     parent = "topics" if topic.kind == "custom" else "systemTopics"
     return state.render(
         "event.html", request=request, principal=session.principal, nav="live",
@@ -132,4 +167,5 @@ async def event_page(request: Request, seq: int) -> Response:
 
 
 router.include_router(pages_broker.router)
+router.include_router(pages_filters.router)
 router.include_router(pages_workspace.router)

@@ -531,3 +531,33 @@ def test_output_option_switches_rendering() -> None:
     as_table = CliRunner().invoke(out, ["show", "-o", "table"])
     assert "t1" in as_table.output and "┃" in as_table.output and "{" not in as_table.output
     assert CliRunner().invoke(out, ["nothing"]).output == ""
+
+
+def test_narrow_tables_drop_the_columns_of_least_value_first() -> None:
+    from mlgrid.cli.output import fit_columns
+
+    headers = ["id", "state", "error", "time"]
+    rows = [["1", "delivered", "x" * 40, "2026-01-01 10:00:00"]]
+    assert fit_columns(headers, rows, [0, 1, 3, 2], 200) == [0, 1, 2, 3]
+    # error (drop order 3) goes first, then time; id and state always stay.
+    assert fit_columns(headers, rows, [0, 1, 3, 2], 50) == [0, 1, 3]
+    assert fit_columns(headers, rows, [0, 1, 3, 2], 10) == [0, 1]
+
+
+def test_table_caption_names_the_hidden_columns() -> None:
+    records = [{"a": "x" * 30, "b": "y" * 30, "c": "z" * 30}]
+    text = _rendered(build_table(records, width=70))
+    assert "not shown (too narrow): c; -o table --wide shows all" in text
+    assert "not shown" not in _rendered(build_table(records, width=70, wide=True))
+
+
+def test_timestamps_in_cells_are_local_and_readable() -> None:
+    from datetime import timedelta, timezone
+
+    from mlgrid.cli.output import local_time
+
+    paris = timezone(timedelta(hours=1))
+    assert local_time("2026-11-22T06:33:55.252707Z", paris) == "2026-11-22 07:33:55"
+    assert local_time("2026-11-22T06:33:55+00:00", paris) == "2026-11-22 07:33:55"
+    assert local_time("orders/2026-11-22T06:33:55Z", paris) == "orders/2026-11-22T06:33:55Z"
+    assert local_time("2026-11-22", paris) == "2026-11-22"

@@ -4,6 +4,17 @@
 
 (function () {
   var MAX_ROWS = 500;
+  var SUBJECT_CHARS = 48;
+  var STATE_POLL_MS = 1500;
+  var STATE_BATCH = 200;
+  // Delivery states in the order a person reads them, with their label and badge class.
+  var STATES = [
+    ["delivered", "delivered", "good"],
+    ["pending", "pending", "warn"],
+    ["retrying", "retrying", "warn"],
+    ["deadLettered", "dead letter", "bad"],
+    ["dropped", "dropped", "bad"]
+  ];
 
   function pad(n) { return n < 10 ? "0" + n : String(n); }
 
@@ -98,7 +109,7 @@
       tr.setAttribute("data-event-type", ev.type);
       var date = new Date(ev.time);
       var timeCell = el("td");
-      var time = el("time", "", localTime(date, !isToday(date)));
+      var time = el("time", "", localTime(date, true));
       time.setAttribute("datetime", ev.time);
       time.title = ev.time;
       timeCell.appendChild(time);
@@ -107,7 +118,14 @@
       if (ev.topicKind === "system") topicCell.appendChild(el("span", "badge neutral small", "workspace"));
       tr.appendChild(topicCell);
       tr.appendChild(typeCell(ev.type, ev.url));
-      tr.appendChild(el("td", "subject", ev.subject));
+      var subject = String(ev.subject || "");
+      var subjectCell = el("td", "subject",
+        subject.length > SUBJECT_CHARS ? subject.slice(0, SUBJECT_CHARS - 1) + "…" : subject);
+      subjectCell.title = subject;
+      tr.appendChild(subjectCell);
+      var deliveryCell = el("td", "delivery");
+      deliveryCell.appendChild(el("span", "muted", "…"));
+      tr.appendChild(deliveryCell);
       var idCell = el("td");
       var code = el("code", "small", ev.id.length > 18 ? ev.id.slice(0, 17) + "…" : ev.id);
       code.title = ev.id;
@@ -121,6 +139,54 @@
       while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(tbody.rows.length - 1);
     }
 
+    // Delivery states change after an event is shown: ask for those not yet final.
+    var statesUrl = table.getAttribute("data-states");
+    var asking = false;
+    function showStates(tr, counts) {
+      var cell = tr.querySelector("td.delivery");
+      while (cell.firstChild) cell.removeChild(cell.firstChild);
+      var total = 0, open = 0, parts = [];
+      STATES.forEach(function (entry) {
+        var n = counts[entry[0]] || 0;
+        if (!n) return;
+        total += n;
+        if (entry[0] === "pending" || entry[0] === "retrying") open += n;
+        var badge = el("span", "badge small " + entry[2], (n > 1 ? n + " " : "") + entry[1]);
+        badge.setAttribute("data-state", entry[0]);
+        cell.appendChild(badge);
+        parts.push(n + " " + entry[1]);
+      });
+      if (!total) cell.appendChild(el("span", "muted", "no subscription"));
+      cell.title = total ? parts.join(", ") + " (of " + total + " deliveries)" : "No subscription matched this event";
+      tr.setAttribute("data-delivery", open ? "open" : "final");
+    }
+    function pollStates() {
+      if (asking || paused) return;
+      var rows = tbody.querySelectorAll("tr:not([data-delivery=final]):not([data-delivery=hidden])");
+      if (!rows.length) return;
+      var query = [];
+      for (var i = 0; i < rows.length && i < STATE_BATCH; i++) query.push("seq=" + rows[i].getAttribute("data-seq"));
+      asking = true;
+      fetch(statesUrl + "?" + query.join("&"), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : {}; })
+        .then(function (answer) {
+          for (var j = 0; j < rows.length && j < STATE_BATCH; j++) {
+            var seq = rows[j].getAttribute("data-seq");
+            if (answer[seq]) {
+              showStates(rows[j], answer[seq]);
+            } else {
+              var cell = rows[j].querySelector("td.delivery");
+              cell.textContent = "—";
+              cell.title = "You may not read this topic's subscriptions, or the event is no longer retained";
+              rows[j].setAttribute("data-delivery", "hidden");
+            }
+          }
+        })
+        .catch(function () { /* the next poll tries again */ })
+        .then(function () { asking = false; });
+    }
+    window.setInterval(pollStates, STATE_POLL_MS);
+
     var source = new EventSource(table.getAttribute("data-stream"));
     source.addEventListener("open", function () { if (!paused) setState(stateNode, "live", "live"); });
     source.addEventListener("error", function () {
@@ -130,6 +196,7 @@
       ready = true;
       if (!paused) setState(stateNode, "live", "live");
       count();
+      pollStates();
     });
     source.addEventListener("event", function (message) {
       var ev = JSON.parse(message.data);
