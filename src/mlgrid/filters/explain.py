@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from mlgrid.domain.event_filter import AdvancedFilter, EventFilter, canonical_schema
+from mlgrid.domain.schemas import EventSchema
 from mlgrid.filters.compile import compile_filter, read_key
-from mlgrid.filters.model import CLOUD_EVENT_SCHEMA, AdvancedFilter, EventFilter, canonical_schema
 
 #: How much of a value a condition's explanation quotes.
 _QUOTE_CHARS: Final = 80
@@ -95,7 +96,7 @@ def _event_types(f: EventFilter, event: Mapping[str, Any], type_field: str) -> C
 
 
 def _schema(type_field: str) -> str:
-    return CLOUD_EVENT_SCHEMA if type_field == "type" else "EventGridSchema"
+    return EventSchema.CLOUD_EVENTS if type_field == "type" else EventSchema.EVENT_GRID
 
 
 def _subject(f: EventFilter, event: Mapping[str, Any], type_field: str) -> list[Condition]:
@@ -149,7 +150,7 @@ def explain(f: EventFilter, event: Mapping[str, Any], input_schema: str) -> Verd
     """The verdict of filter ``f`` on ``event`` (a dict in ``input_schema``), with the reason
     of each condition. ``matches`` is exactly what routing decides for this event."""
     schema = canonical_schema(input_schema)
-    type_field = "type" if schema == CLOUD_EVENT_SCHEMA else "eventType"
+    type_field = "type" if schema == EventSchema.CLOUD_EVENTS else "eventType"
     conditions = [_event_types(f, event, type_field), *_subject(f, event, type_field)]
     conditions += [_advanced(f, a, event, schema) for a in f.advanced_filters]
     return Verdict(compile_filter(f, input_schema)(event), tuple(conditions))
