@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mlgrid.events.schemas import CUSTOM
 from mlgrid.filters.model import EventFilter
 
 WEBHOOK = "WebHook"
@@ -68,6 +69,19 @@ class Subscription:
     expires_at: datetime | None = None
     provisioning_state: str = SUCCEEDED
     etag: str = ""
+
+    @property
+    def source_schema(self) -> str:
+        """The schema to convert from on delivery (``to_delivery_schema``).
+
+        A ``CustomEventSchema`` topic stores its events in the Event Grid envelope with the
+        published object as ``data`` (``stored_schema`` says Event Grid, which is what its
+        filters see), yet ``CustomInputSchema`` delivery must give that object back: only
+        the declared input schema tells the two apart.
+        """
+        if self.input_schema == CUSTOM:
+            return self.input_schema
+        return self.stored_schema
 
     @property
     def is_active(self) -> bool:

@@ -214,7 +214,7 @@ class PullService:
     @staticmethod
     def _outgoing(sub: Subscription, row: PulledRow) -> dict[str, Any]:
         event = loads_exact(row.event_body)
-        return to_delivery_schema(event, sub.stored_schema, sub.event_delivery_schema)
+        return to_delivery_schema(event, sub.source_schema, sub.event_delivery_schema)
 
     def _expired(self, sub: Subscription, row: PulledRow, now: float) -> Undeliverable:
         reason = (

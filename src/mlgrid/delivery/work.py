@@ -142,6 +142,11 @@ class MemorySource(WorkSource):
     def requeue(self, work: Work) -> None:
         self._add(work)
 
+    def done(self, delivery_id: int) -> None:
+        # Taken work is no longer here; this matters only when a delivery requeued a moment
+        # ago is ended after all (its handling failed half-way): it must not come back.
+        self._works.pop(delivery_id, None)
+
     def _top(self) -> tuple[float, int] | None:
         # Entries are invalidated lazily: a work moved (advance) leaves its old entry behind.
         while self._heap:
