@@ -42,6 +42,7 @@ from typing import Any
 from mlgrid.broker.ingest import CommittedDelivery
 from mlgrid.broker.subscription_model import QUEUE, WEBHOOK, Subscription
 from mlgrid.config import Settings
+from mlgrid.delivery.attempt_marks import MarkAttempts
 from mlgrid.delivery.batching import plan_batches
 from mlgrid.delivery.circuit import CircuitRegistry, endpoint_key
 from mlgrid.delivery.dead_letters import Undeliverable
@@ -109,6 +110,7 @@ class Dispatcher:
         source: WorkSource,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        mark_attempts: MarkAttempts | None = None,
         endpoint_concurrency: int = 64,
         max_in_flight: int = 1024,
         max_ready: int = 2048,
@@ -122,6 +124,7 @@ class Dispatcher:
         self._source = source
         self._clock = clock
         self._rng = rng or random.Random()
+        self._mark_attempts = mark_attempts
         self._endpoint_concurrency = endpoint_concurrency
         self._max_in_flight = max_in_flight
         self._max_ready = max_ready
@@ -445,6 +448,15 @@ class Dispatcher:
                 for prepared in batch:
                     self._fail(prepared.work, sub, prepared.event, "send", exc)
                 return
+            if self._mark_attempts is not None:
+                try:
+                    await self._mark_attempts([(p.work.id, p.work.attempts + 1) for p in batch])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Not counted, so not sent: the batch waits and is taken again.
+                    self._put_back([p.work for p in batch], self._clock(), "counting the attempt")
+                    return
             started = time.perf_counter()
             try:
                 outcome = await destination.send(sub, [p.outgoing for p in batch], attempt)

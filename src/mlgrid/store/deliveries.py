@@ -437,6 +437,27 @@ async def commit_outcomes(
         await reschedule(conn, attempts)
 
 
+_START_SQL = "UPDATE deliveries SET attempts = ? WHERE id = ? AND state = 'pending' AND attempts < ?"
+
+
+async def mark_attempts_started(db: Database, marks: Sequence[tuple[int, int]]) -> None:
+    """Count attempts about to start: ``marks`` are ``(delivery id, attempts including the one
+    starting)``, written before the request goes out, so a delivery re-sent after a crash
+    says how many attempts were made (``aeg-delivery-count``). Final rows are untouched."""
+    if not marks:
+        return
+    rows = [(count, delivery_id, count) for delivery_id, count in marks]
+    if db.is_sqlite:
+
+        def write(raw: sqlite3.Connection) -> None:
+            raw.executemany(_START_SQL, rows)
+
+        await db.write_sqlite(write)
+        return
+    async with db.write() as conn:
+        await _executemany(conn, _START_SQL, rows)
+
+
 async def finalize_one(conn: AsyncConnection, final: FinalUpdate) -> bool:
     """Finish one delivery; False when it was already final (then record nothing else)."""
     result = await conn.exec_driver_sql(_driver_sql(conn, _FINALIZE_SQL), _final_row(final))
