@@ -600,3 +600,32 @@ def test_custom_input_schema_delivers_the_published_object_unchanged() -> None:
         assert len(h.recorder.delivered_ids) == 1 and h.recorder.ended == []
 
     run(scenario())
+
+
+# -- attempts are counted before they are made ---------------------------------------------------
+
+
+def test_attempts_are_counted_before_the_request_and_a_failed_count_sends_nothing() -> None:
+    async def scenario() -> None:
+        marks: list[list[tuple[int, int]]] = []
+        faults = Faults()
+        h: Harness
+
+        async def mark(batch: Sequence[tuple[int, int]]) -> None:
+            faults.check("mark")
+            assert len(h.destination.calls) == len(marks)  # nothing sent before its count
+            marks.append(list(batch))
+
+        h = Harness(mark_attempts=mark)
+        sub = h.add_subscription(subscription("counted", max_events_per_batch=2))
+        ids = [h.add_work(sub), h.add_work(sub)]
+        faults.arm("mark")
+        await h.turn()
+        assert h.destination.calls == [] and h.recorder.ended == []
+        assert sorted(h.source.works) == ids  # put back, nothing counted against them
+        h.clock.now += 1.0
+        await h.turn()
+        assert marks == [[(ids[0], 1), (ids[1], 1)]]
+        assert sorted(h.recorder.delivered_ids) == ids
+
+    run(scenario())
