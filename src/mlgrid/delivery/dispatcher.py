@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import time
 from collections import OrderedDict, deque
@@ -72,6 +73,13 @@ _MAX_HELD_PER_ENDPOINT = 100_000
 #: How long work waits when a read it needed failed (the database is away), before it is
 #: taken again; nothing is counted against it.
 _PUT_BACK_SECONDS = 1.0
+#: An answer at least this slow (or none) halves the endpoint's concurrency (``_adapt``).
+_SLOW_SECONDS = 5.0
+#: The least concurrency backpressure leaves an endpoint.
+_MIN_ENDPOINT_CONCURRENCY = 2
+#: Ready deliveries in all (saturated subscriptions included) never exceed this many times
+#: ``max_ready``: the bound on memory however many subscriptions are saturated.
+_READY_HARD_FACTOR = 2
 #: Longest error text kept on a delivery ended by an internal error.
 _MAX_ERROR_TEXT = 1000
 #: What each stage of ``_fail`` was doing, for the log and the delivery's ``last_error``.
@@ -141,6 +149,10 @@ class Dispatcher:
         self._endpoint_keys: dict[str, tuple[str, str]] = {}
         self._stopping = False
         self._next_maintenance: float | None = None
+        # Isolation between subscriptions: concurrency per endpoint after slow answers, and
+        # the subscriptions whose ready queue is full (their work waits in the store).
+        self._endpoint_limits: dict[str, float] = {}
+        self._saturated: set[str] = set()
         # When the loop will look again by itself (0: it is running now).
         self._sleep_until = 0.0
 
@@ -194,10 +206,11 @@ class Dispatcher:
             self._next_maintenance = now + _MAINTENANCE_SECONDS
         # Take more only when the ready queues run low: admitting costs a database
         # read, and work taken early only waits longer (on PostgreSQL, under lease).
+        self._update_saturated()
         works: list[Work] = []
-        if self._ready_count < self._max_ready // 2:
-            room = min(self._max_ready - self._ready_count, CLAIM_PAGE)
-            works = await self._source.take_due(now, room)
+        if self._wants_work():
+            room = min(self._max_ready - self._active_ready(), CLAIM_PAGE)
+            works = await self._source.take_due(now, room, self._saturated)
         if works:
             await self._admit(works, now)
         self._launch(self._clock())
@@ -209,8 +222,7 @@ class Dispatcher:
             await self._source.maintain(now)
         # With the ready queues full, due work waits for capacity: a finished attempt
         # wakes the loop (``_after_attempt``), not the clock.
-        full = self._ready_count >= self._max_ready // 2
-        wake_at = None if full else self._source.next_wake(now)
+        wake_at = self._source.next_wake(now) if self._wants_work() else None
         return self._next_maintenance if wake_at is None else min(wake_at, self._next_maintenance)
 
     @property
@@ -293,6 +305,12 @@ class Dispatcher:
         outgoing = to_delivery_schema(cached.event, sub.source_schema, sub.event_delivery_schema)
         self._subscriptions[sub.id] = sub
         queue = self._ready.get(sub.id)
+        if queue is not None and len(queue) >= self._ready_cap(sub, self._endpoint(sub)):
+            # Its endpoint has all the work it can take now: this one waits in the store.
+            self._saturated.add(sub.id)
+            self._set_aside(work)
+            return
+        self._endpoint(sub)  # an endpoint that cannot be named fails here, for this delivery
         if queue is None:
             queue = self._ready[sub.id] = deque()
         queue.append(_Prepared(work, cached, outgoing))
@@ -342,6 +360,70 @@ class Dispatcher:
         except Exception:
             log.exception("could not end delivery %s", work.id, extra={"action": "delivery_failed"})
 
+    # -- isolation between subscriptions ---------------------------------------------------
+
+    def _endpoint_limit(self, key: str) -> float:
+        """Requests the endpoint may have in flight now: ``endpoint_concurrency``, less after
+        slow answers (``_adapt``)."""
+        return self._endpoint_limits.get(key, self._endpoint_concurrency)
+
+    def _adapt(self, key: str, seconds: float, outcome: AttemptOutcome) -> None:
+        """Backpressure for slow receivers: an answer slower than ``_SLOW_SECONDS`` (or none
+        at all) halves the endpoint's concurrency, down to ``_MIN_ENDPOINT_CONCURRENCY``;
+        each timely answer gives one request back, up to ``endpoint_concurrency``. A slow
+        endpoint so holds a few requests of the node, not its whole capacity."""
+        limit = self._endpoint_limit(key)
+        if seconds >= _SLOW_SECONDS or outcome.name == OutcomeName.TIMED_OUT:
+            limit = max(float(_MIN_ENDPOINT_CONCURRENCY), limit / 2)
+        else:
+            limit += 1
+        if limit >= self._endpoint_concurrency:
+            self._endpoint_limits.pop(key, None)
+        else:
+            if len(self._endpoint_limits) > 10_000:
+                self._endpoint_limits.clear()
+            self._endpoint_limits[key] = limit
+
+    def _ready_cap(self, sub: Subscription, key: str) -> int:
+        """Most deliveries of one subscription admitted and waiting: two rounds of what its
+        endpoint may have in flight (in batches), so a slow or hung endpoint's backlog stays
+        in the store instead of filling the node's shared ready pool."""
+        return max(2, math.ceil(2 * self._endpoint_limit(key)) * max(1, sub.max_events_per_batch))
+
+    def _resume_level(self, subscription_id: str) -> int:
+        sub = self._subscriptions.get(subscription_id)
+        if sub is None:
+            return 0
+        return self._ready_cap(sub, self._endpoint(sub)) // 2
+
+    def _update_saturated(self) -> None:
+        """Subscriptions whose ready queue is full wait in the store (``take_due`` skips
+        them); those that drained to half are resumed."""
+        saturated: set[str] = set()
+        for subscription_id in self._saturated:
+            if len(self._ready.get(subscription_id, ())) > self._resume_level(subscription_id):
+                saturated.add(subscription_id)
+        resumed = self._saturated - saturated
+        self._saturated = saturated
+        if resumed:
+            self._source.resume(resumed)
+
+    def _active_ready(self) -> int:
+        """Ready deliveries of subscriptions that are not saturated: what decides whether the
+        node takes more work (a saturated subscription's queue must not stop the others)."""
+        held = sum(len(self._ready.get(sid, ())) for sid in self._saturated)
+        return self._ready_count - held
+
+    def _wants_work(self) -> bool:
+        hard_limit = _READY_HARD_FACTOR * self._max_ready
+        return self._active_ready() < self._max_ready // 2 and self._ready_count < hard_limit
+
+    def _set_aside(self, work: Work) -> None:
+        """Give unattempted work back to the source (and, with leases, to the store)."""
+        if self._source.persists_holds:
+            self._recorder.reschedule(AttemptUpdate(work.id, work.attempts, work.due, None, None, None, None))
+        self._source.requeue(work)
+
     # -- launching --------------------------------------------------------------------------
 
     def _endpoint(self, sub: Subscription) -> str:
@@ -368,17 +450,18 @@ class Dispatcher:
                 sub = self._subscriptions[subscription_id]
                 try:
                     key = self._endpoint(sub)
-                    if self._in_flight_by_endpoint.get(key, 0) >= self._endpoint_concurrency:
+                    if self._in_flight_by_endpoint.get(key, 0) >= self._endpoint_limit(key):
                         continue
                     if self._in_flight >= self._max_in_flight:
                         break
                     batch = self._take_batch(sub, key, queue, now)
                 except Exception as exc:
                     # Only the delivery at the head was being handled: it ends, the rest stay.
-                    head = queue.popleft()
-                    self._ready_count -= 1
-                    self._fail(head.work, sub, head.event, "launch", exc)
                     batch = []
+                    if queue:
+                        head = queue.popleft()
+                        self._ready_count -= 1
+                        self._fail(head.work, sub, head.event, "launch", exc)
                 if batch:
                     self._start(sub, key, batch)
                     launched = True
@@ -410,10 +493,16 @@ class Dispatcher:
                 if prepared.work.attempts != first.work.attempts:
                     break
                 candidates.append(prepared)
-            plan = plan_batches(
-                [p.event.size for p in candidates], sub.max_events_per_batch, sub.preferred_batch_size_kb
-            )
-            taken = len(plan[0])
+            try:
+                plan = plan_batches(
+                    [p.event.size for p in candidates], sub.max_events_per_batch, sub.preferred_batch_size_kb
+                )
+                taken = len(plan[0])
+            except ValueError:
+                # A size the planner refuses (a bad cached size): this event goes alone.
+                log.warning("batch planning failed; sending one event", exc_info=True,
+                            extra={"action": "batch_plan_failed", "subscription_id": sub.id})
+                taken = 1
         batch = [queue.popleft() for _ in range(taken)]
         self._ready_count -= taken
         return batch
@@ -467,6 +556,7 @@ class Dispatcher:
                     "destination %s failed", sub.endpoint_type, extra={"action": "destination_failed"}
                 )
                 outcome = classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
+            self._adapt(key, time.perf_counter() - started, outcome)
             self._observe(
                 self._metrics.child(self._metrics.destination_duration, sub.topic_key, sub.name).observe,
                 time.perf_counter() - started,
@@ -494,7 +584,11 @@ class Dispatcher:
         (a loop turn per finished attempt would cost more than the attempt's bookkeeping)."""
         now = self._clock()
         self._launch(now)
-        if self._ready_count < self._max_ready // 2:
+        if self._saturated and any(
+            len(self._ready.get(sid, ())) <= self._resume_level(sid) for sid in self._saturated
+        ):
+            self._wake.set()  # a saturated subscription has room again: the loop resumes it
+        elif self._wants_work():
             # Due now, or earlier than the loop planned to look (a retry just scheduled).
             wake_at = self._source.next_wake(now)
             if wake_at is not None and wake_at < self._sleep_until:

@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import random
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from mlgrid.delivery.dead_letters import Undeliverable
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.dispatcher import Dispatcher
 from mlgrid.delivery.event_cache import CachedEvent
-from mlgrid.delivery.outcome import AttemptOutcome, classify_response
+from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, classify_error, classify_response
 from mlgrid.delivery.retry import DeadLetterReason
 from mlgrid.delivery.work import Work, WorkSource
 from mlgrid.filters.model import EventFilter
@@ -68,6 +68,7 @@ class MemoryWork(WorkSource):
         self._heap: list[tuple[float, int]] = []
         self.works: dict[int, Work] = {}
         self.done_ids: list[int] = []
+        self.aside: dict[str, list[Work]] = {}
 
     def add(self, work: Work) -> None:
         self.works[work.id] = work
@@ -89,7 +90,7 @@ class MemoryWork(WorkSource):
             heapq.heappop(self._heap)
         return None
 
-    async def take_due(self, now: float, limit: int) -> list[Work]:
+    async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         self._faults.check("take_due")
         taken: list[Work] = []
         while len(taken) < limit:
@@ -97,8 +98,18 @@ class MemoryWork(WorkSource):
             if top is None or top[0] > now:
                 break
             heapq.heappop(self._heap)
+            work = self.works[top[1]]
+            if work.subscription_id in skip:
+                self.aside.setdefault(work.subscription_id, []).append(work)
+                continue
             taken.append(self.works.pop(top[1]))
         return taken
+
+    def resume(self, subscription_ids: Iterable[str]) -> None:
+        for subscription_id in subscription_ids:
+            for work in self.aside.pop(subscription_id, ()):
+                if self.works.get(work.id) is work:
+                    heapq.heappush(self._heap, (work.due, work.id))
 
     def next_wake(self, now: float) -> float | None:
         top = self._top()
@@ -157,6 +168,8 @@ class ScriptedDestination:
         self.calls: list[tuple[str, list[Any], Attempt]] = []
         self.outcomes: deque[AttemptOutcome | Exception] = deque()
         self.gate: asyncio.Event | None = None
+        self.hung: dict[str, asyncio.Event] = {}  # subscription name -> released when set
+        self.by_name: dict[str, AttemptOutcome] = {}
 
     async def send(
         self, subscription: Subscription, events: Sequence[Mapping[str, Any]], attempt: Attempt
@@ -164,6 +177,11 @@ class ScriptedDestination:
         self.calls.append((subscription.name, list(events), attempt))
         if self.gate is not None:
             await self.gate.wait()
+        hang = self.hung.get(subscription.name)
+        if hang is not None:
+            await hang.wait()
+        if subscription.name in self.by_name:
+            return self.by_name[subscription.name]
         if self.outcomes:
             outcome = self.outcomes.popleft()
             if isinstance(outcome, Exception):
@@ -250,6 +268,11 @@ class Harness:
             await asyncio.sleep(0)
             if self.dispatcher.in_flight == 0 or self.destination.gate is not None:
                 break
+            if self.destination.hung and all(
+                len([c for c in self.destination.calls if c[0] == name]) > 0
+                for name in self.destination.hung
+            ):
+                continue
         return wake_at
 
 
@@ -526,7 +549,7 @@ def test_an_event_that_cannot_be_prepared_ends_alone_with_its_reason() -> None:
     run(scenario())
 
 
-def test_a_subscription_whose_endpoint_breaks_launching_does_not_stop_others() -> None:
+def test_a_subscription_whose_endpoint_cannot_be_named_does_not_stop_others() -> None:
     async def scenario() -> None:
         h = Harness()
         broken = h.add_subscription(subscription("broken", endpoint_url="http://[::1/unclosed"))
@@ -538,7 +561,46 @@ def test_a_subscription_whose_endpoint_breaks_launching_does_not_stop_others() -
         assert sorted(h.recorder.delivered_ids) == good
         assert sorted(item.delivery_id for item in h.recorder.ended) == bad
         assert all(item.reason == DeadLetterReason.INTERNAL_ERROR for item in h.recorder.ended)
-        assert all("starting the attempt" in (item.last_error or "") for item in h.recorder.ended)
+        assert all("preparing the delivery" in (item.last_error or "") for item in h.recorder.ended)
+
+    run(scenario())
+
+
+def test_a_failure_starting_an_attempt_ends_the_delivery_at_the_head_only() -> None:
+    async def scenario() -> None:
+        h = Harness(endpoint_concurrency=1)
+        sub = h.add_subscription(subscription("launch"))
+        ids = [h.add_work(sub) for _ in range(3)]
+        circuits = h.dispatcher.circuits
+        real_admit = circuits.admit
+        calls = 0
+
+        def admit(key: str, now: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("injected failure in the circuit breaker")
+            return real_admit(key, now)
+
+        circuits.admit = admit  # type: ignore[method-assign]
+        for _ in range(4):
+            await h.turn()
+        [ended] = h.recorder.ended
+        assert ended.delivery_id == ids[0]
+        assert "starting the attempt" in (ended.last_error or "")
+        assert h.recorder.delivered_ids == ids[1:]
+
+    run(scenario())
+
+
+def test_a_bad_batch_size_sends_the_event_alone() -> None:
+    async def scenario() -> None:
+        h = Harness(endpoint_concurrency=1)
+        sub = h.add_subscription(subscription("sizes", max_events_per_batch=10))
+        ids = [h.add_work(sub), h.add_work(sub, size=-1), h.add_work(sub)]
+        for _ in range(4):
+            await h.turn()
+        assert sorted(h.recorder.delivered_ids) == ids and h.recorder.ended == []
 
     run(scenario())
 
@@ -627,5 +689,67 @@ def test_attempts_are_counted_before_the_request_and_a_failed_count_sends_nothin
         await h.turn()
         assert marks == [[(ids[0], 1), (ids[1], 1)]]
         assert sorted(h.recorder.delivered_ids) == ids
+
+    run(scenario())
+
+
+# -- isolation between subscriptions --------------------------------------------------------------
+
+
+def test_a_hung_endpoint_keeps_a_bounded_queue_and_its_backlog_waits_in_the_source() -> None:
+    async def scenario() -> None:
+        h = Harness(endpoint_concurrency=4, max_ready=64)
+        hung = h.add_subscription(subscription("hung"))
+        healthy = h.add_subscription(subscription("healthy"))
+        release = h.destination.hung["hung"] = asyncio.Event()
+        backlog = [h.add_work(hung) for _ in range(500)]
+        await h.turn()
+        await h.turn()
+        assert h.dispatcher.in_flight == 4
+        assert h.dispatcher.ready <= 8  # two rounds of its endpoint's concurrency
+        # New work for a healthy subscription still goes out at once, turn after turn.
+        for round_ in range(3):
+            fresh = [h.add_work(healthy) for _ in range(20)]
+            for _ in range(10):  # its own queue holds 8 at a time: a few turns
+                await h.turn()
+            assert set(fresh) <= set(h.recorder.delivered_ids), round_
+            assert h.dispatcher.in_flight == 4  # the hung requests, still there
+        assert len(h.source.works) >= 500 - 4 - 8  # the hung backlog waits in the source
+        release.set()
+        for _ in range(200):
+            await h.turn()
+            if len(h.recorder.delivered_ids) == 560:
+                break
+        assert set(backlog) <= set(h.recorder.delivered_ids)
+
+    run(scenario())
+
+
+def test_slow_answers_shrink_an_endpoints_concurrency_and_timely_ones_restore_it() -> None:
+    async def scenario() -> None:
+        h = Harness(endpoint_concurrency=8)
+        slow = h.add_subscription(subscription("slow"))
+        h.destination.by_name["slow"] = classify_error(ErrorKind.TIMEOUT, "no answer")
+        for _ in range(8):
+            h.add_work(slow)
+        await h.turn()  # eight time-outs: the limit halves down to its floor of 2
+        del h.destination.by_name["slow"]
+        release = h.destination.hung["slow"] = asyncio.Event()
+        for _ in range(20):
+            h.add_work(slow)
+        await h.turn()
+        assert h.dispatcher.in_flight == 2
+        release.set()
+        del h.destination.hung["slow"]
+        for _ in range(40):
+            await h.turn()
+        assert len(h.recorder.delivered_ids) == 20
+        # Twenty timely answers later it may use all eight again.
+        gate = h.destination.hung["slow"] = asyncio.Event()
+        for _ in range(20):
+            h.add_work(slow)
+        await h.turn()
+        assert h.dispatcher.in_flight == 8
+        gate.set()
 
     run(scenario())
