@@ -42,6 +42,7 @@ from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings, new_subscription_id
+from mlgrid.data_dir_lock import DataDirectoryLock
 from mlgrid.delivery import setup as delivery_setup
 from mlgrid.metrics import Metrics
 from mlgrid.runtime import Runtime
@@ -184,9 +185,14 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
-    """Run the server in the foreground (``mlgrid serve``)."""
+    """Run the server in the foreground (``mlgrid serve``).
+
+    The data directory's lock comes first: a second server on the same directory must stop
+    before it reads, migrates or cleans up anything (``data_dir_lock``)."""
     import uvicorn
 
+    lock = DataDirectoryLock(Path(settings.data_dir))
+    lock.acquire()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -206,6 +212,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    lock.release()
 
 
 def environ() -> dict[str, str]:
