@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlgrid.errors import ErrorDetail, MlgridError
+from mlgrid.errors import ErrorDetail, MlgridError, ServiceUnavailable
+from mlgrid.store.faults import DatabaseFault, database_fault
 
 log = logging.getLogger("mlgrid.api")
+
+#: ``Retry-After`` on a 503 for a database fault: long enough not to hammer a database that
+#: is restarting, short enough that clients notice the recovery soon.
+RETRY_AFTER_SECONDS = 5
+#: Roots of the exceptions a database fault arrives as (see ``store/faults.py``).
+_DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 _HTTP_CODES = {
     400: "BadRequest",
@@ -66,7 +83,38 @@ def install(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
+    async def _driver_error(request: Request, exc: Exception) -> Response:
+        # Registered for the database drivers' exception roots (and OS errors), so these are
+        # answered here, by the exception middleware: the catch-all below would answer too,
+        # but Starlette re-raises from there and the server logs a traceback per request.
+        fault = database_fault(exc)
+        if fault is None:
+            log.exception("unhandled error", exc_info=exc)
+            return error_response(MlgridError("internal server error", [], code="InternalError", status=500))
+        return database_unavailable(request, fault, exc)
+
+    for driver_error in _DRIVER_ERRORS:
+        app.add_exception_handler(driver_error, _driver_error)
+
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        fault = database_fault(exc)
+        if fault is not None:
+            return database_unavailable(request, fault, exc)
         log.exception("unhandled error", exc_info=exc)
         return error_response(MlgridError("internal server error", [], code="InternalError", status=500))
+
+
+def database_unavailable(request: Request, fault: DatabaseFault, exc: BaseException) -> Response:
+    """503 in the error envelope with ``Retry-After``; the outage logs once (``DatabaseHealth``)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        runtime.db.health.failed(fault, exc)
+    error = ServiceUnavailable(
+        message=f"the database is {fault.value}; try again shortly",
+        details=[ErrorDetail("DatabaseUnavailable", f"the database is {fault.value}", "database")],
+        code="DatabaseUnavailable",
+    )
+    response = error_response(error)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

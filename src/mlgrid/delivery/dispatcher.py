@@ -56,6 +56,7 @@ from mlgrid.delivery.work import CLAIM_PAGE, Work, WorkSource
 from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.metrics import Metrics
 from mlgrid.store.deliveries import DELIVERED, AttemptUpdate, FinalUpdate
+from mlgrid.store.faults import DatabaseHealth, log_failure
 
 __all__ = ["Dispatcher", "SubscriptionLookup"]
 
@@ -119,6 +120,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         mark_attempts: MarkAttempts | None = None,
+        health: DatabaseHealth | None = None,
         endpoint_concurrency: int = 64,
         max_in_flight: int = 1024,
         max_ready: int = 2048,
@@ -133,6 +135,7 @@ class Dispatcher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._mark_attempts = mark_attempts
+        self._health = health
         self._endpoint_concurrency = endpoint_concurrency
         self._max_in_flight = max_in_flight
         self._max_ready = max_ready
@@ -193,8 +196,8 @@ class Dispatcher:
                 self._sleep_until = 0.0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatcher turn failed", extra={"action": "dispatcher_failed"})
+            except Exception as exc:
+                log_failure(log, self._health, "dispatcher turn failed", exc, "dispatcher_failed")
                 await asyncio.sleep(1.0)
 
     async def step(self) -> float:

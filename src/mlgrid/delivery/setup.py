@@ -72,6 +72,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         events=EventCache(rt.db),
         source=source,
         mark_attempts=AttemptMarks(rt.db).mark,
+        health=rt.db.health,
         endpoint_concurrency=ENDPOINT_CONCURRENCY,
         max_in_flight=MAX_IN_FLIGHT,
         # With leases, claim little more than this node can start soon: what it does not
