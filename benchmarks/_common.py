@@ -42,7 +42,9 @@ class Server:
     cannot change what is measured; its output goes to ``server.log`` in the data directory.
     """
 
-    def __init__(self, data_dir: Path, database_url: str = "", *, ui: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str = "", *, ui: bool = False, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,6 +54,7 @@ class Server:
             args.append("--no-ui")
         if database_url:
             args += ["--database-url", database_url]
+        args += list(extra_args)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
         self._log = (data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)

@@ -180,7 +180,8 @@ async def _bench_backend(backend: str, args: argparse.Namespace) -> None:
                 database = ""
                 return
             url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-        server = Server(data_dir, url)
+        extra = ("--sqlite-synchronous", args.sqlite_synchronous) if backend == "sqlite" else ()
+        server = Server(data_dir, url, extra_args=extra)
         try:
             results = await _measure(server, backend, args)
         finally:
@@ -203,6 +204,8 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=1_000_000, help="event bound per measurement")
     parser.add_argument("--skip-baseline", action="store_true", help="skip GET /healthz (for profiling)")
     parser.add_argument("--batch-sizes", default="1,100,1000", help="comma-separated (default 1,100,1000)")
+    parser.add_argument("--sqlite-synchronous", choices=["normal", "full"], default="normal",
+                        help="the server's SQLite durability level (default normal)")
     args = parser.parse_args()
     args.batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -63,6 +63,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("node_id", "", "Name of this node in delivery leases. Empty: hostname and process id."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),
+    SettingSpec("sqlite_synchronous", "normal", "SQLite durability: normal (a committed write survives "
+                "a process crash; the last ones may be lost on power loss or an OS crash) or full (every "
+                "commit is flushed to disk and survives power loss; publishing costs more, see "
+                "docs/performance.md)."),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -123,6 +127,7 @@ class Settings:
     node_id: str = ""
     log_level: str = "info"
     ui: bool = True
+    sqlite_synchronous: str = "normal"
 
     @classmethod
     def from_sources(
@@ -141,6 +146,9 @@ class Settings:
             values[spec.name] = _coerce(spec, raw)
         if values["log_level"] not in {"debug", "info", "warning", "error"}:
             raise invalid("log_level", "must be debug, info, warning or error")
+        values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
+        if values["sqlite_synchronous"] not in {"normal", "full"}:
+            raise invalid("sqlite_synchronous", "must be normal or full")
         if not 0 < values["port"] < 65536:
             raise invalid("port", "must be between 1 and 65535")
         return cls(**values)

@@ -92,7 +92,7 @@ async def open_runtime(settings: Settings) -> Runtime:
         data_dir / "secret.key"
     )
     box = SecretBox(key)
-    db = Database.connect(settings.resolved_database_url)
+    db = Database.connect(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await migrate.upgrade(db)
     async with db.write() as conn:
         subscription_id = settings.subscription_id or await meta_store.set_if_absent(

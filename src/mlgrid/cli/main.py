@@ -74,6 +74,8 @@ def serve(
     node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
     log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
     ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
+    sqlite_synchronous: str | None = typer.Option(
+        None, help=SETTINGS[13].help + " [env MLGRID_SQLITE_SYNCHRONOUS; default normal]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 

@@ -95,7 +95,7 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     event.listen(sync_engine, "checkout", checked_out)
 
 
-def _sqlite_engine(driver_url: str, **options: Any) -> AsyncEngine:
+def _sqlite_engine(driver_url: str, synchronous: str = "NORMAL", **options: Any) -> AsyncEngine:
     """An engine whose connections are ``sqlite_driver`` connections (one thread hop per
     statement instead of aiosqlite's four or five)."""
     path = make_url(driver_url).database or ""
@@ -104,7 +104,9 @@ def _sqlite_engine(driver_url: str, **options: Any) -> AsyncEngine:
         # connection of its own): there is no in-memory mode.
         raise invalid("database_url", "SQLite needs a file: sqlite:///path/to/mlgrid.db")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(driver_url, async_creator=lambda: sqlite_driver.connect(path), **options)
+    return create_async_engine(
+        driver_url, async_creator=lambda: sqlite_driver.connect(path, synchronous), **options
+    )
 
 
 #: Size of the row readiness writes during an outage (see ``Database.ready``).
@@ -123,6 +125,8 @@ class Database:
     _writer: sqlite_driver.SQLiteConnection | None = field(default=None, repr=False)
     #: The current outage, if any (``faults.py``): the API answers 503 and ``/readyz`` too.
     health: DatabaseHealth = field(default_factory=DatabaseHealth, repr=False)
+    #: SQLite's ``synchronous`` pragma for every connection (setting ``sqlite_synchronous``).
+    sqlite_synchronous: str = "NORMAL"
 
     @property
     def is_sqlite(self) -> bool:
@@ -130,11 +134,12 @@ class Database:
         return self._write_lock is not None
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    def connect(cls, url: str, *, pool_size: int = 10, sqlite_synchronous: str = "normal") -> Database:
         driver_url = async_url(url)
         if driver_url.startswith("sqlite"):
-            engine = _sqlite_engine(driver_url, pool_size=8, max_overflow=8, pool_pre_ping=False)
-            return cls(url=url, engine=engine, _write_lock=asyncio.Lock())
+            synchronous = sqlite_synchronous.upper()
+            engine = _sqlite_engine(driver_url, synchronous, pool_size=8, max_overflow=8, pool_pre_ping=False)
+            return cls(url=url, engine=engine, _write_lock=asyncio.Lock(), sqlite_synchronous=synchronous)
         engine = create_async_engine(driver_url, pool_size=pool_size, max_overflow=pool_size)
         _ping_when_idle(engine, _PING_AFTER_IDLE_SECONDS)
         return cls(url=url, engine=engine)
@@ -177,7 +182,9 @@ class Database:
             raise TypeError("write_sqlite is for SQLite databases")
         async with self._write_lock:
             if self._writer is None:
-                self._writer = await sqlite_driver.connect(self.engine.url.database or "")
+                self._writer = await sqlite_driver.connect(
+                    self.engine.url.database or "", self.sqlite_synchronous
+                )
             raw = self._writer.raw
 
             def transaction() -> T:
