@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from mlgrid.errors import ErrorDetail, MlgridError, ServiceUnavailable
 from mlgrid.store.faults import DatabaseFault, database_fault
@@ -71,7 +72,9 @@ def install(app: FastAPI) -> None:
         return error_response(MlgridError(message, details, code="InvalidRequest", status=400))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return _method_not_allowed(request)
         code = _HTTP_CODES.get(exc.status_code, "Error")
         message = exc.detail if isinstance(exc.detail, str) else code
         if exc.status_code == 404 and message == "Not Found":
@@ -103,6 +106,39 @@ def install(app: FastAPI) -> None:
             return database_unavailable(request, fault, exc)
         log.exception("unhandled error", exc_info=exc)
         return error_response(MlgridError("internal server error", [], code="InternalError", status=500))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (the router's own 405 names only the
+    methods of the first route whose path matched), plus ``OPTIONS``."""
+    methods: set[str] = set()
+    pending = list(request.app.router.routes)
+    while pending:
+        route = pending.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's wrapper of an included router
+        if included is not None:
+            pending.extend(included.routes)
+            continue
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if not methods:
+        return []
+    methods.add("OPTIONS")
+    return sorted(methods)
+
+
+def _method_not_allowed(request: Request) -> Response:
+    """``OPTIONS`` on a resource answers 204 with ``Allow``; any other method it does not
+    take answers 405 in the error envelope with the same ``Allow``."""
+    methods = allowed_methods(request)
+    allow = {"Allow": ", ".join(methods)}
+    if request.method == "OPTIONS" and methods:
+        return Response(status_code=204, headers=allow)
+    message = f"{request.method} is not allowed here; allowed: {', '.join(methods)}"
+    response = error_response(MlgridError(message, [], code="MethodNotAllowed", status=405))
+    response.headers.update(allow)
+    return response
 
 
 def database_unavailable(request: Request, fault: DatabaseFault, exc: BaseException) -> Response:
