@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import os
 import shutil
 import subprocess
@@ -48,7 +49,7 @@ def _tracebacks(log: str) -> list[str]:
     """Log records of the covered loggers followed by a traceback, and uncaught ASGI errors."""
     lines = log.splitlines()
     found = [line for line in lines if "Exception in ASGI application" in line]
-    for line, following in zip(lines, lines[1:], strict=False):
+    for line, following in itertools.pairwise(lines):
         if following.startswith("Traceback") and any(f" {name} " in line for name in _COVERED):
             found.append(line)
     return found
@@ -110,7 +111,8 @@ def test_sqlite_on_a_full_disk_answers_503_and_recovers(small_filesystem: Path) 
             topic, _ = make_topic(client)
             acknowledged: set[str] = set()
             for i in range(20):
-                assert client.post(f"/topics/{topic}/api/events", json=[_event(f"before-{i}")]).status_code == 200
+                published = client.post(f"/topics/{topic}/api/events", json=[_event(f"before-{i}")])
+                assert published.status_code == 200
                 acknowledged.add(f"before-{i}")
             filler = _fill(small_filesystem)
 
