@@ -56,7 +56,8 @@ class Server:
     """
 
     def __init__(
-        self, data_dir: Path, database_url: str = "", *, ui: bool = False, tls: bool = False
+        self, data_dir: Path, database_url: str = "", *, ui: bool = False, tls: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -75,6 +76,7 @@ class Server:
             args.append("--tls-self-signed")
         if database_url:
             args += ["--database-url", database_url]
+        args += list(extra_args)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
         self._log = (data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)

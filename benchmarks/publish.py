@@ -280,10 +280,11 @@ async def _bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Re
                 database = ""
                 return None
             url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-        server = Server(data_dir, url, tls=args.tls)
+        echo = EchoServer() if backend == "sqlite" else None
+        extra = ("--sqlite-synchronous", args.sqlite_synchronous) if backend == "sqlite" else ()
+        server = Server(data_dir, url, tls=args.tls, extra_args=extra)
         if args.tls:
             backend += " https"
-        echo = EchoServer() if backend == "sqlite" else None
         try:
             results = await _measure(server, echo, backend, args)
         finally:
@@ -313,6 +314,8 @@ def main() -> int:
     parser.add_argument("--report", default=None, help="append figures as JSON lines to this file")
     parser.add_argument("--tls", action="store_true",
                         help="serve https (--tls-self-signed) and publish over TLS")
+    parser.add_argument("--sqlite-synchronous", choices=["normal", "full"], default="normal",
+                        help="the server's SQLite durability level (default normal)")
     args = parser.parse_args()
     args.backend = args.backend or ("both" if args.full else "sqlite")
     args.seconds = args.seconds or (5.0 if args.full else 3.0)

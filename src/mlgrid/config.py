@@ -86,6 +86,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("tls_self_signed", False, "Serve https with a self-signed certificate for 127.0.0.1 and "
                 "localhost, generated once into `<data-dir>/tls/` (development; clients trust it with "
                 "MLGRID_CA_BUNDLE=<data-dir>/tls/cert.pem).", "bool"),
+
+    SettingSpec("sqlite_synchronous", "normal", "SQLite durability: normal (a committed write survives "
+                "a process crash; the last ones may be lost on power loss or an OS crash) or full (every "
+                "commit is flushed to disk and survives power loss; publishing costs more, see "
+                "docs/performance.md)."),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -166,6 +171,8 @@ class Settings:
     tls_keyfile: str = ""
     tls_self_signed: bool = False
 
+    sqlite_synchronous: str = "normal"
+
     @classmethod
     def from_sources(
         cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
@@ -183,6 +190,9 @@ class Settings:
             values[spec.name] = _coerce(spec, raw)
         if values["log_level"] not in {"debug", "info", "warning", "error"}:
             raise invalid("log_level", "must be debug, info, warning or error")
+        values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
+        if values["sqlite_synchronous"] not in {"normal", "full"}:
+            raise invalid("sqlite_synchronous", "must be normal or full")
         if not 0 < values["port"] < 65536:
             raise invalid("port", "must be between 1 and 65535")
         if values["max_connections"] < 1:

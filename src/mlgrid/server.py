@@ -49,6 +49,7 @@ from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings, new_subscription_id
+from mlgrid.data_dir_lock import DataDirectoryLock
 from mlgrid.delivery import setup as delivery_setup
 from mlgrid.metrics import Metrics
 from mlgrid.runtime import Runtime
@@ -108,7 +109,7 @@ async def open_runtime(settings: Settings) -> Runtime:
         data_dir / "secret.key"
     )
     box = SecretBox(key)
-    db = Database.connect(settings.resolved_database_url)
+    db = Database.connect(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await migrate.upgrade(db)
     async with db.write() as conn:
         subscription_id = settings.subscription_id or await meta_store.set_if_absent(
@@ -201,13 +202,18 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
-    """Run the server in the foreground (``mlgrid serve``)."""
+    """Run the server in the foreground (``mlgrid serve``).
+
+    The data directory's lock comes first: a second server on the same directory must stop
+    before it reads, migrates or cleans up anything (``data_dir_lock``)."""
     import uvicorn
 
     from mlgrid.connection_limits import uvicorn_options
     from mlgrid.tls import tls_files
     from mlgrid.ui.api import InternalRequestsFilter
 
+    lock = DataDirectoryLock(Path(settings.data_dir))
+    lock.acquire()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -234,6 +240,7 @@ def serve(settings: Settings) -> None:
         ssl_certfile=None if tls is None else str(tls.certfile),
         ssl_keyfile=None if tls is None else str(tls.keyfile),
     )
+    lock.release()
 
 
 def environ() -> dict[str, str]:

@@ -89,3 +89,33 @@ def test_kill_9_with_pending_in_flight_and_retrying_deliveries(database: str, tm
                 assert max(counts) >= 1
         finally:
             server.stop()
+
+
+def test_an_attempt_cut_short_by_a_crash_is_counted_in_the_redelivery(database: str, tmp_path: Path) -> None:
+    # The attempt is counted in the store before its request goes out: the event sent again
+    # after the restart says one attempt came before it.
+    server = ServerProcess(data_dir=tmp_path / "data", database_url=database,
+                           env={"MLGRID_NODE_ID": "count-node"})
+    with Receiver() as receiver:
+        server.start()
+        try:
+            with server.client() as client:
+                topic, _ = make_topic(client)
+                receiver.configure("/hang", default=Reply(200, delay=20.0))
+                sub = subscribe(client, topic, webhook(receiver.endpoint("/hang")))
+                publish(client, topic, [event("counted-1")])
+                [first] = notifications(receiver, "/hang", 1)
+                assert first.header("aeg-delivery-count") == "0"
+                [row] = deliveries(client, topic, sub, "pending")
+                assert row["deliveryAttempts"] == 1
+            server.kill()
+
+            receiver.configure("/hang", default=Reply(200))
+            server.start()
+            with server.client() as client:
+                [done] = wait_final(client, topic, sub, 1, timeout=60)
+                assert done["state"] == "delivered" and done["deliveryAttempts"] == 2
+            again = notifications(receiver, "/hang", 2)
+            assert again[1].header("aeg-delivery-count") == "1"
+        finally:
+            server.stop()

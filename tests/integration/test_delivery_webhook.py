@@ -167,3 +167,29 @@ def test_signed_deliveries_verify_with_standard_webhooks(client: httpx.Client, r
     with pytest.raises(Exception):  # noqa: B017 - the library raises its own verification error
         verifier.verify(tampered.body + b" ", {k: v for k, v in tampered.headers.items()
                                                if k.startswith("webhook-")})
+
+
+def test_custom_input_schema_delivers_the_published_object_unchanged(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    topic = new_name("custom")
+    mapping = {
+        "mappingType": "Json",
+        "properties": {"id": {"sourceField": "myId"}, "eventType": {"sourceField": "kind"}},
+    }
+    created = client.put(
+        f"/topics/{topic}",
+        json={"properties": {"inputSchema": "CustomEventSchema", "inputSchemaMapping": mapping}},
+    )
+    assert created.status_code == 201, created.text
+    path = "/" + new_name("asis")
+    sub = subscribe(client, topic, webhook(receiver.endpoint(path)), eventDeliverySchema="CustomInputSchema")
+    raw = '[{"myId":"c-1","kind":"Contoso.Item","nested":{"p":0.30000000000000001},"list":[1,"two"]}]'
+    response = client.post(f"/topics/{topic}/api/events", content=raw,
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+
+    [request] = notifications(receiver, path)
+    assert request.body == raw.encode()  # byte for byte what was published, as an array
+    [row] = wait_final(client, topic, sub, 1)
+    assert row["state"] == "delivered"

@@ -69,7 +69,7 @@ def deliveries(client: httpx.Client, topic: str, sub: str, state: str | None = N
                parent: str = "topics") -> list[dict[str, Any]]:
     """Every delivery of the subscription (all pages)."""
     url: str | None = f"/{parent}/{topic}/eventSubscriptions/{sub}/deliveries"
-    params = {"state": state, "top": 1000} if state else {"top": 1000}
+    params: dict[str, Any] | None = {"state": state, "top": 1000} if state else {"top": 1000}
     found: list[dict[str, Any]] = []
     while url:
         response = client.get(url, params=params)
@@ -77,7 +77,7 @@ def deliveries(client: httpx.Client, topic: str, sub: str, state: str | None = N
         body = response.json()
         found.extend(body["value"])
         url = body.get("nextLink")
-        params = {}
+        params = None  # the next link carries its query (an empty dict would drop it)
     return found
 
 

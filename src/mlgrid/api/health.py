@@ -17,11 +17,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable")
+@router.get("/readyz", summary="Readiness: the database is reachable (and, after a fault, writable)")
 async def readyz(request: Request) -> Response:
-    ok = await runtime(request).db.ping()
-    body = {"status": "ok" if ok else "unavailable", "database": "reachable" if ok else "unreachable"}
-    return ExactJSONResponse(body, status_code=200 if ok else 503)
+    db = runtime(request).db
+    ok = await db.ready()
+    if ok:
+        return ExactJSONResponse({"status": "ok", "database": "reachable"})
+    fault = db.health.fault
+    body = {"status": "unavailable", "database": fault.value if fault is not None else "unreachable"}
+    return ExactJSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 @router.get(

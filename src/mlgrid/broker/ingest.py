@@ -32,6 +32,7 @@ from mlgrid.metrics import Metrics
 from mlgrid.store import events as event_store
 from mlgrid.store import ingest as ingest_store
 from mlgrid.store.database import Database
+from mlgrid.store.faults import database_fault
 from mlgrid.store.ingest import Claim, EventKey, StoredPublish
 
 log = logging.getLogger("mlgrid.ingest")
@@ -271,6 +272,13 @@ class Ingestor:
             )
             result = _result(routed, stored, self._router, now, self._metrics)
         except Exception as exc:
+            if database_fault(exc) is not None:
+                # The database is away, full or read-only: every publish of the group fails
+                # the same way, answered 503 by the API, which logs the outage once.
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                return
             if len(live) > 1:
                 # One publish the database refuses must not fail the others that happened to
                 # share its transaction: commit them one by one, so only the culprit fails.

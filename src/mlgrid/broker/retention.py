@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from mlgrid.broker.topics import TopicService
 from mlgrid.store import events as event_store
 from mlgrid.store.database import Database
+from mlgrid.store.faults import log_failure
 
 log = logging.getLogger("mlgrid.retention")
 
@@ -56,6 +57,6 @@ class RetentionSweeper:
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("retention sweep failed", extra={"action": "retention_failed"})
+            except Exception as exc:
+                log_failure(log, self._db.health, "retention sweep failed", exc, "retention_failed")
             await asyncio.sleep(self._interval)

@@ -60,6 +60,7 @@ from mlgrid.etags import new_etag, require_match
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import subscriptions as subscription_store
 from mlgrid.store.database import Database
+from mlgrid.store.faults import log_failure
 from mlgrid.store.subscriptions import SubscriptionRow
 
 __all__ = [
@@ -452,8 +453,8 @@ class SubscriptionService:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("subscription refresh failed", extra={"action": "refresh_failed"})
+            except Exception as exc:
+                log_failure(log, self._db.health, "subscription refresh failed", exc, "refresh_failed")
 
     async def run_sweeper(self) -> None:
         while True:
@@ -462,8 +463,8 @@ class SubscriptionService:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("subscription sweep failed", extra={"action": "sweep_failed"})
+            except Exception as exc:
+                log_failure(log, self._db.health, "subscription sweep failed", exc, "sweep_failed")
 
     def drop_topic(self, topic_key: str) -> None:
         """The topic was deleted with its subscriptions: forget them and tell the listeners."""

@@ -147,6 +147,9 @@ def serve(
     tls_self_signed: bool | None = typer.Option(
         None, "--tls-self-signed/--no-tls-self-signed",
         help=spec_for("tls_self_signed").help + " [env MLGRID_TLS_SELF_SIGNED; default off]"),
+
+    sqlite_synchronous: str | None = typer.Option(
+        None, help=spec_for("sqlite_synchronous").help + " [env MLGRID_SQLITE_SYNCHRONOUS; default normal]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 

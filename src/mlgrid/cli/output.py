@@ -65,10 +65,24 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _big_integers_verbatim(value: Any) -> Any:
+    """``value`` with integers beyond 64 bits (which orjson refuses) as verbatim fragments."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {key: _big_integers_verbatim(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_integers_verbatim(item) for item in value]
+    return value
+
+
 def to_json(data: Any, *, indent: bool = True) -> str:
-    """JSON text with exact numbers (``Decimal`` written verbatim)."""
-    option = orjson.OPT_INDENT_2 if indent else 0
-    return orjson.dumps(data, default=_json_default, option=option | orjson.OPT_NON_STR_KEYS).decode()
+    """JSON text with exact numbers (``Decimal`` written verbatim, integers of any size)."""
+    option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS if indent else orjson.OPT_NON_STR_KEYS
+    try:
+        return orjson.dumps(data, default=_json_default, option=option).decode()
+    except TypeError:  # an integer beyond 64 bits: JSON allows it, orjson does not
+        return orjson.dumps(_big_integers_verbatim(data), default=_json_default, option=option).decode()
 
 
 def lookup(record: Any, path: str) -> Any:

@@ -80,6 +80,22 @@ def _dt(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+def _as_delivered(item: Undeliverable, sub: Subscription) -> dict[str, Any]:
+    """The event as the subscription would have received it; if that conversion is what
+    failed (the delivery ended by an internal error), the event as stored: a record with
+    the wrong envelope beats a dead letter that can never be written."""
+    try:
+        return to_delivery_schema(item.event, sub.source_schema, sub.event_delivery_schema)
+    except Exception:
+        log.warning(
+            "dead letter of delivery %s keeps the stored event: it cannot be converted",
+            item.delivery_id,
+            exc_info=True,
+            extra={"action": "dead_letter_unconverted", "delivery_id": item.delivery_id},
+        )
+        return item.event
+
+
 class DeadLetterService:
     def __init__(self, blobs: BlobStore, metrics: Metrics) -> None:
         self.blobs = blobs
@@ -118,7 +134,7 @@ class DeadLetterService:
                 closed.append(Closed(item, DeliveryState.DROPPED, None))
                 continue
             record = build_record(
-                to_delivery_schema(item.event, sub.stored_schema, sub.event_delivery_schema),
+                _as_delivered(item, sub),
                 sub.event_delivery_schema,
                 item.reason,
                 item.attempts,

@@ -30,15 +30,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from mlgrid.config import Settings
+from mlgrid.delivery.attempt_marks import MarkAttempts
 from mlgrid.delivery.batching import plan_batches
 from mlgrid.delivery.circuit import CircuitRegistry, endpoint_key
 from mlgrid.delivery.dead_letters import Undeliverable
@@ -54,6 +57,7 @@ from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.metrics import Metrics
 from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+from mlgrid.store.faults import DatabaseHealth, log_failure
 
 __all__ = ["Dispatcher", "SubscriptionLookup"]
 
@@ -68,6 +72,26 @@ _INACTIVE_RECHECK_SECONDS = 5.0
 _MAINTENANCE_SECONDS = 10.0
 #: Held-back deliveries remembered per endpoint, to release early when its circuit closes.
 _MAX_HELD_PER_ENDPOINT = 100_000
+#: How long work waits when a read it needed failed (the database is away), before it is
+#: taken again; nothing is counted against it.
+_PUT_BACK_SECONDS = 1.0
+#: An answer at least this slow (or none) halves the endpoint's concurrency (``_adapt``).
+_SLOW_SECONDS = 5.0
+#: The least concurrency backpressure leaves an endpoint.
+_MIN_ENDPOINT_CONCURRENCY = 2
+#: Ready deliveries in all (saturated subscriptions included) never exceed this many times
+#: ``max_ready``: the bound on memory however many subscriptions are saturated.
+_READY_HARD_FACTOR = 2
+#: Longest error text kept on a delivery ended by an internal error.
+_MAX_ERROR_TEXT = 1000
+#: What each stage of ``_fail`` was doing, for the log and the delivery's ``last_error``.
+_STAGE_WORDS = {
+    "prepare": "preparing the delivery",
+    "launch": "starting the attempt",
+    "hold": "holding the delivery back",
+    "send": "preparing the request",
+    "record": "recording the outcome",
+}
 
 
 def _dt(seconds: float) -> datetime:
@@ -96,6 +120,8 @@ class Dispatcher:
         source: WorkSource,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        mark_attempts: MarkAttempts | None = None,
+        health: DatabaseHealth | None = None,
         endpoint_concurrency: int = 64,
         max_in_flight: int = 1024,
         max_ready: int = 2048,
@@ -109,6 +135,8 @@ class Dispatcher:
         self._source = source
         self._clock = clock
         self._rng = rng or random.Random()
+        self._mark_attempts = mark_attempts
+        self._health = health
         self._endpoint_concurrency = endpoint_concurrency
         self._max_in_flight = max_in_flight
         self._max_ready = max_ready
@@ -124,6 +152,11 @@ class Dispatcher:
         self._policies: dict[tuple[int, int], RetryPolicy] = {}
         self._endpoint_keys: dict[str, tuple[str, str]] = {}
         self._stopping = False
+        self._next_maintenance: float | None = None
+        # Isolation between subscriptions: concurrency per endpoint after slow answers, and
+        # the subscriptions whose ready queue is full (their work waits in the store).
+        self._endpoint_limits: dict[str, float] = {}
+        self._saturated: set[str] = set()
         # When the loop will look again by itself (0: it is running now).
         self._sleep_until = 0.0
 
@@ -151,32 +184,11 @@ class Dispatcher:
 
     async def run(self) -> None:
         """The loop (the source must be loaded first: ``WorkSource.load``)."""
-        next_maintenance = self._clock() + _MAINTENANCE_SECONDS
         while True:
             try:
                 self._wake.clear()
-                now = self._clock()
-                # Take more only when the ready queues run low: admitting costs a database
-                # read, and work taken early only waits longer (on PostgreSQL, under lease).
-                works: list[Work] = []
-                if self._ready_count < self._max_ready // 2:
-                    room = min(self._max_ready - self._ready_count, CLAIM_PAGE)
-                    works = await self._source.take_due(now, room)
-                if works:
-                    await self._admit(works, now)
-                self._launch(self._clock())
-                self._metrics.queue_depth.set(len(self._source) + self._ready_count)
-                self._metrics.in_flight.set(self._in_flight)
-                now = self._clock()
-                if now >= next_maintenance:
-                    next_maintenance = now + _MAINTENANCE_SECONDS
-                    await self._source.maintain(now)
-                # With the ready queues full, due work waits for capacity: a finished attempt
-                # wakes the loop (``_after_attempt``), not the clock.
-                full = self._ready_count >= self._max_ready // 2
-                wake_at = None if full else self._source.next_wake(now)
-                self._sleep_until = next_maintenance if wake_at is None else min(wake_at, next_maintenance)
-                timeout = self._sleep_until - now
+                self._sleep_until = await self.step()
+                timeout = self._sleep_until - self._clock()
                 if timeout > 0 and not self._wake.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
@@ -185,9 +197,47 @@ class Dispatcher:
                 self._sleep_until = 0.0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatcher turn failed", extra={"action": "dispatcher_failed"})
+            except Exception as exc:
+                log_failure(log, self._health, "dispatcher turn failed", exc, "dispatcher_failed")
                 await asyncio.sleep(1.0)
+
+    async def step(self) -> float:
+        """One turn of the loop: take what is due, admit it, launch what capacity allows, do
+        the periodic upkeep. Returns when the loop should look again by itself (epoch
+        seconds); ``run`` sleeps until then unless woken. Tests drive it with a fake clock."""
+        now = self._clock()
+        if self._next_maintenance is None:
+            self._next_maintenance = now + _MAINTENANCE_SECONDS
+        # Take more only when the ready queues run low: admitting costs a database
+        # read, and work taken early only waits longer (on PostgreSQL, under lease).
+        self._update_saturated()
+        works: list[Work] = []
+        if self._wants_work():
+            room = min(self._max_ready - self._active_ready(), CLAIM_PAGE)
+            works = await self._source.take_due(now, room, self._saturated)
+        if works:
+            await self._admit(works, now)
+        self._launch(self._clock())
+        self._metrics.queue_depth.set(len(self._source) + self._ready_count)
+        self._metrics.in_flight.set(self._in_flight)
+        now = self._clock()
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + _MAINTENANCE_SECONDS
+            await self._source.maintain(now)
+        # With the ready queues full, due work waits for capacity: a finished attempt
+        # wakes the loop (``_after_attempt``), not the clock.
+        wake_at = self._source.next_wake(now) if self._wants_work() else None
+        return self._next_maintenance if wake_at is None else min(wake_at, self._next_maintenance)
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts running now."""
+        return self._in_flight
+
+    @property
+    def ready(self) -> int:
+        """Deliveries admitted (resolved, in memory) and waiting for capacity."""
+        return self._ready_count
 
     async def stop(self) -> None:
         """Cancel attempts in flight: their deliveries stay pending and are attempted again."""
@@ -202,44 +252,181 @@ class Dispatcher:
     # -- admission: resolve subscription and event ------------------------------------------
 
     async def _admit(self, works: Sequence[Work], now: float) -> None:
+        """Resolve and queue ``works``.
+
+        A failure stays with the work it belongs to: a read that fails (the database is
+        away) puts the affected work back for a later turn, untouched; anything that fails
+        for one delivery ends that delivery with the error recorded (``_fail``) and nothing
+        else.
+        """
         by_subscription: dict[str, list[Work]] = {}
         for work in works:
             by_subscription.setdefault(work.subscription_id, []).append(work)
-        events = await self._events.get_many(w.event_seq for w in works)
+        try:
+            events = await self._events.get_many(w.event_seq for w in works)
+        except Exception:
+            self._put_back(works, now, "reading their events")
+            return
         for subscription_id, group in by_subscription.items():
-            sub = await self._lookup(subscription_id)
+            try:
+                sub = await self._lookup(subscription_id)
+            except Exception:
+                self._put_back(group, now, "reading their subscription")
+                continue
             for work in group:
                 cached = events.get(work.event_seq)
-                if cached is None:
-                    # The topic was deleted with its events and deliveries: nothing to do.
-                    self._source.done(work.id)
-                    continue
-                if sub is None:
-                    self._source.done(work.id)
-                    self._recorder.undeliverable(
-                        self._undeliverable(work, None, cached, DeadLetterReason.SUBSCRIPTION_DELETED)
-                    )
-                    continue
-                if sub.endpoint_type == EndpointType.QUEUE:
-                    self._source.done(work.id)  # receivers fetch pull deliveries themselves
-                    continue
-                if now > work.created_at + sub.event_ttl_minutes * 60:
-                    # Its time to live ran out before this attempt (e.g. the server was down).
-                    self._source.done(work.id)
-                    self._recorder.undeliverable(
-                        self._undeliverable(work, sub, cached, DeadLetterReason.TIME_TO_LIVE_EXCEEDED)
-                    )
-                    continue
-                if not sub.is_active:
-                    self._hold(sub, work, now + _INACTIVE_RECHECK_SECONDS, now)
-                    continue
-                self._subscriptions[subscription_id] = sub
-                outgoing = to_delivery_schema(cached.event, sub.stored_schema, sub.event_delivery_schema)
-                queue = self._ready.get(subscription_id)
-                if queue is None:
-                    queue = self._ready[subscription_id] = deque()
-                queue.append(_Prepared(work, cached, outgoing))
-                self._ready_count += 1
+                try:
+                    self._admit_one(work, sub, cached, now)
+                except Exception as exc:
+                    self._fail(work, sub, cached, "prepare", exc)
+
+    def _admit_one(
+        self, work: Work, sub: Subscription | None, cached: CachedEvent | None, now: float
+    ) -> None:
+        if cached is None:
+            # The topic was deleted with its events and deliveries: nothing to do.
+            self._source.done(work.id)
+            return
+        if sub is None:
+            self._source.done(work.id)
+            self._recorder.undeliverable(
+                self._undeliverable(work, None, cached, DeadLetterReason.SUBSCRIPTION_DELETED)
+            )
+            return
+        if sub.endpoint_type == EndpointType.QUEUE:
+            self._source.done(work.id)  # receivers fetch pull deliveries themselves
+            return
+        if now > work.created_at + sub.event_ttl_minutes * 60:
+            # Its time to live ran out before this attempt (e.g. the server was down).
+            self._source.done(work.id)
+            self._recorder.undeliverable(
+                self._undeliverable(work, sub, cached, DeadLetterReason.TIME_TO_LIVE_EXCEEDED)
+            )
+            return
+        if not sub.is_active:
+            self._hold(sub, work, now + _INACTIVE_RECHECK_SECONDS, now)
+            return
+        outgoing = to_delivery_schema(cached.event, sub.source_schema, sub.event_delivery_schema)
+        self._subscriptions[sub.id] = sub
+        queue = self._ready.get(sub.id)
+        if queue is not None and len(queue) >= self._ready_cap(sub, self._endpoint(sub)):
+            # Its endpoint has all the work it can take now: this one waits in the store.
+            self._saturated.add(sub.id)
+            self._set_aside(work)
+            return
+        self._endpoint(sub)  # an endpoint that cannot be named fails here, for this delivery
+        if queue is None:
+            queue = self._ready[sub.id] = deque()
+        queue.append(_Prepared(work, cached, outgoing))
+        self._ready_count += 1
+
+    def _put_back(self, works: Sequence[Work], now: float, doing: str) -> None:
+        """Work the dispatcher could not resolve for a reason that is not its own (a failed
+        read): it waits a moment and is taken again, with nothing counted against it."""
+        log.warning(
+            "%d deliveries wait: %s failed",
+            len(works),
+            doing,
+            exc_info=True,
+            extra={"action": "admission_deferred", "count": len(works)},
+        )
+        for work in works:
+            work.due = now + _PUT_BACK_SECONDS
+            self._source.requeue(work)
+
+    def _fail(
+        self, work: Work, sub: Subscription | None, cached: CachedEvent | None, stage: str, exc: BaseException
+    ) -> None:
+        """End one delivery whose own handling raised: dead-lettered (or dropped) with reason
+        ``UndeliverableDueToInternalError`` and the error kept as its ``last_error``. Never
+        raises: it runs where an exception would otherwise reach other deliveries."""
+        try:
+            log.error(
+                "delivery %s failed while %s: %s: %s",
+                work.id,
+                _STAGE_WORDS.get(stage, stage),
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+                extra={
+                    "action": "delivery_failed",
+                    "stage": stage,
+                    "delivery_id": work.id,
+                    "subscription_id": work.subscription_id,
+                },
+            )
+            self._source.done(work.id)
+            if cached is None:
+                return  # its event is gone: the row went with its topic
+            item = self._undeliverable(work, sub, cached, DeadLetterReason.INTERNAL_ERROR)
+            error = f"{_STAGE_WORDS.get(stage, stage)}: {type(exc).__name__}: {exc}"
+            self._recorder.undeliverable(replace(item, last_error=error[:_MAX_ERROR_TEXT]))
+        except Exception:
+            log.exception("could not end delivery %s", work.id, extra={"action": "delivery_failed"})
+
+    # -- isolation between subscriptions ---------------------------------------------------
+
+    def _endpoint_limit(self, key: str) -> float:
+        """Requests the endpoint may have in flight now: ``endpoint_concurrency``, less after
+        slow answers (``_adapt``)."""
+        return self._endpoint_limits.get(key, self._endpoint_concurrency)
+
+    def _adapt(self, key: str, seconds: float, outcome: AttemptOutcome) -> None:
+        """Backpressure for slow receivers: an answer slower than ``_SLOW_SECONDS`` (or none
+        at all) halves the endpoint's concurrency, down to ``_MIN_ENDPOINT_CONCURRENCY``;
+        each timely answer gives one request back, up to ``endpoint_concurrency``. A slow
+        endpoint so holds a few requests of the node, not its whole capacity."""
+        limit = self._endpoint_limit(key)
+        if seconds >= _SLOW_SECONDS or outcome.name == OutcomeName.TIMED_OUT:
+            limit = max(float(_MIN_ENDPOINT_CONCURRENCY), limit / 2)
+        else:
+            limit += 1
+        if limit >= self._endpoint_concurrency:
+            self._endpoint_limits.pop(key, None)
+        else:
+            if len(self._endpoint_limits) > 10_000:
+                self._endpoint_limits.clear()
+            self._endpoint_limits[key] = limit
+
+    def _ready_cap(self, sub: Subscription, key: str) -> int:
+        """Most deliveries of one subscription admitted and waiting: two rounds of what its
+        endpoint may have in flight (in batches), so a slow or hung endpoint's backlog stays
+        in the store instead of filling the node's shared ready pool."""
+        return max(2, math.ceil(2 * self._endpoint_limit(key)) * max(1, sub.max_events_per_batch))
+
+    def _resume_level(self, subscription_id: str) -> int:
+        sub = self._subscriptions.get(subscription_id)
+        if sub is None:
+            return 0
+        return self._ready_cap(sub, self._endpoint(sub)) // 2
+
+    def _update_saturated(self) -> None:
+        """Subscriptions whose ready queue is full wait in the store (``take_due`` skips
+        them); those that drained to half are resumed."""
+        saturated: set[str] = set()
+        for subscription_id in self._saturated:
+            if len(self._ready.get(subscription_id, ())) > self._resume_level(subscription_id):
+                saturated.add(subscription_id)
+        resumed = self._saturated - saturated
+        self._saturated = saturated
+        if resumed:
+            self._source.resume(resumed)
+
+    def _active_ready(self) -> int:
+        """Ready deliveries of subscriptions that are not saturated: what decides whether the
+        node takes more work (a saturated subscription's queue must not stop the others)."""
+        held = sum(len(self._ready.get(sid, ())) for sid in self._saturated)
+        return self._ready_count - held
+
+    def _wants_work(self) -> bool:
+        hard_limit = _READY_HARD_FACTOR * self._max_ready
+        return self._active_ready() < self._max_ready // 2 and self._ready_count < hard_limit
+
+    def _set_aside(self, work: Work) -> None:
+        """Give unattempted work back to the source (and, with leases, to the store)."""
+        if self._source.persists_holds:
+            self._recorder.reschedule(AttemptUpdate(work.id, work.attempts, work.due, None, None, None, None))
+        self._source.requeue(work)
 
     # -- launching --------------------------------------------------------------------------
 
@@ -265,12 +452,20 @@ class Dispatcher:
             for subscription_id in list(self._ready):
                 queue = self._ready[subscription_id]
                 sub = self._subscriptions[subscription_id]
-                key = self._endpoint(sub)
-                if self._in_flight_by_endpoint.get(key, 0) >= self._endpoint_concurrency:
-                    continue
-                if self._in_flight >= self._max_in_flight:
-                    break
-                batch = self._take_batch(sub, key, queue, now)
+                try:
+                    key = self._endpoint(sub)
+                    if self._in_flight_by_endpoint.get(key, 0) >= self._endpoint_limit(key):
+                        continue
+                    if self._in_flight >= self._max_in_flight:
+                        break
+                    batch = self._take_batch(sub, key, queue, now)
+                except Exception as exc:
+                    # Only the delivery at the head was being handled: it ends, the rest stay.
+                    batch = []
+                    if queue:
+                        head = queue.popleft()
+                        self._ready_count -= 1
+                        self._fail(head.work, sub, head.event, "launch", exc)
                 if batch:
                     self._start(sub, key, batch)
                     launched = True
@@ -282,47 +477,79 @@ class Dispatcher:
     def _take_batch(
         self, sub: Subscription, key: str, queue: deque[_Prepared], now: float
     ) -> list[_Prepared]:
-        first = queue.popleft()
-        self._ready_count -= 1
+        """The next batch of ``queue``, taken off it only once it is decided (an exception
+        leaves the queue as it was)."""
+        first = queue[0]
         if first.work.attempts == 0:
             wait_until = self.circuits.admit(key, _dt(now))
             if wait_until is not None:
-                self._hold(sub, first.work, wait_until.timestamp(), now, endpoint=key)
+                queue.popleft()
+                self._ready_count -= 1
+                try:
+                    self._hold(sub, first.work, wait_until.timestamp(), now, endpoint=key)
+                except Exception as exc:
+                    self._fail(first.work, sub, first.event, "hold", exc)
                 return []
-        if sub.max_events_per_batch <= 1:
-            return [first]
-        candidates = [first]
-        while (
-            queue
-            and len(candidates) < sub.max_events_per_batch
-            and queue[0].work.attempts == first.work.attempts
-        ):
-            candidates.append(queue.popleft())
-            self._ready_count -= 1
-        plan = plan_batches(
-            [p.event.size for p in candidates], sub.max_events_per_batch, sub.preferred_batch_size_kb
-        )
-        taken = len(plan[0])
-        for rest in reversed(candidates[taken:]):
-            queue.appendleft(rest)
-            self._ready_count += 1
-        return candidates[:taken]
+        taken = 1
+        if sub.max_events_per_batch > 1:
+            candidates = [first]
+            for prepared in islice(queue, 1, sub.max_events_per_batch):
+                if prepared.work.attempts != first.work.attempts:
+                    break
+                candidates.append(prepared)
+            try:
+                plan = plan_batches(
+                    [p.event.size for p in candidates], sub.max_events_per_batch, sub.preferred_batch_size_kb
+                )
+                taken = len(plan[0])
+            except ValueError:
+                # A size the planner refuses (a bad cached size): this event goes alone.
+                log.warning("batch planning failed; sending one event", exc_info=True,
+                            extra={"action": "batch_plan_failed", "subscription_id": sub.id})
+                taken = 1
+        batch = [queue.popleft() for _ in range(taken)]
+        self._ready_count -= taken
+        return batch
 
     def _start(self, sub: Subscription, key: str, batch: list[_Prepared]) -> None:
         self._in_flight += 1
         self._in_flight_by_endpoint[key] = self._in_flight_by_endpoint.get(key, 0) + 1
-        task = asyncio.create_task(self._attempt(sub, key, batch))
+        self._spawn(self._attempt(sub, key, batch))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "dispatcher task failed", exc_info=task.exception(), extra={"action": "dispatcher_failed"}
+            )
 
     # -- one attempt ------------------------------------------------------------------------
 
     async def _attempt(self, sub: Subscription, key: str, batch: list[_Prepared]) -> None:
         try:
-            destination = self.destinations.get(sub.endpoint_type)
-            if destination is None:
-                destination = UnsupportedDestination(sub.endpoint_type)
-            attempt = Attempt(delivery_count=batch[0].work.attempts, batch_id=_batch_id(batch))
+            try:
+                destination = self.destinations.get(sub.endpoint_type)
+                if destination is None:
+                    destination = UnsupportedDestination(sub.endpoint_type)
+                attempt = Attempt(delivery_count=batch[0].work.attempts, batch_id=_batch_id(batch))
+            except Exception as exc:
+                for prepared in batch:
+                    self._fail(prepared.work, sub, prepared.event, "send", exc)
+                return
+            if self._mark_attempts is not None:
+                try:
+                    await self._mark_attempts([(p.work.id, p.work.attempts + 1) for p in batch])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Not counted, so not sent: the batch waits and is taken again.
+                    self._put_back([p.work for p in batch], self._clock(), "counting the attempt")
+                    return
             started = time.perf_counter()
             try:
                 outcome = await destination.send(sub, [p.outgoing for p in batch], attempt)
@@ -333,8 +560,10 @@ class Dispatcher:
                     "destination %s failed", sub.endpoint_type, extra={"action": "destination_failed"}
                 )
                 outcome = classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
-            self._metrics.child(self._metrics.destination_duration, sub.topic_key, sub.name).observe(
-                time.perf_counter() - started
+            self._adapt(key, time.perf_counter() - started, outcome)
+            self._observe(
+                self._metrics.child(self._metrics.destination_duration, sub.topic_key, sub.name).observe,
+                time.perf_counter() - started,
             )
             self._settle(sub, key, batch, outcome, self._clock())
         finally:
@@ -346,12 +575,24 @@ class Dispatcher:
                 self._in_flight_by_endpoint.pop(key, None)
             self._after_attempt()
 
+    @staticmethod
+    def _observe(record: Callable[[float], None], value: float) -> None:
+        """Metrics are never worth a delivery: a failing metric is logged and forgotten."""
+        try:
+            record(value)
+        except Exception:
+            log.exception("recording a metric failed", extra={"action": "metrics_failed"})
+
     def _after_attempt(self) -> None:
         """Refill the freed capacity at once; wake the loop only when it must take more work
         (a loop turn per finished attempt would cost more than the attempt's bookkeeping)."""
         now = self._clock()
         self._launch(now)
-        if self._ready_count < self._max_ready // 2:
+        if self._saturated and any(
+            len(self._ready.get(sid, ())) <= self._resume_level(sid) for sid in self._saturated
+        ):
+            self._wake.set()  # a saturated subscription has room again: the loop resumes it
+        elif self._wants_work():
             # Due now, or earlier than the loop planned to look (a retry just scheduled).
             wake_at = self._source.next_wake(now)
             if wake_at is not None and wake_at < self._sleep_until:
@@ -367,27 +608,18 @@ class Dispatcher:
     def _settle(
         self, sub: Subscription, key: str, batch: list[_Prepared], outcome: AttemptOutcome, now: float
     ) -> None:
+        """Carry out the outcome for each event of the batch; an exception while recording one
+        event ends that event (``_fail``) and leaves the others' records alone."""
         now_dt = _dt(now)
-        ids = [p.work.id for p in batch]
         if outcome.succeeded:
             for prepared in batch:
-                work = prepared.work
-                self._source.done(work.id)
-                self._recorder.delivered(
-                    FinalUpdate(
-                        id=work.id,
-                        state=DeliveryState.DELIVERED,
-                        attempts=work.attempts + 1,
-                        last_outcome=outcome.name,
-                        last_http_status=outcome.http_status,
-                        last_error=None,
-                        last_attempt_at=now,
-                        final_reason=None,
-                        finished_at=now,
-                        last_duration_ms=outcome.duration_ms,
-                    )
-                )
-            self._metrics.child(self._metrics.delivery_success, sub.topic_key, sub.name).inc(len(batch))
+                try:
+                    self._record_delivered(prepared, outcome, now)
+                except Exception as exc:
+                    self._fail(prepared.work, sub, prepared.event, "record", exc)
+            self._observe(
+                self._metrics.child(self._metrics.delivery_success, sub.topic_key, sub.name).inc, len(batch)
+            )
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "delivered %d event(s) to %s",
@@ -397,7 +629,7 @@ class Dispatcher:
                         "action": "delivered",
                         "subscription_id": sub.id,
                         "subscription": sub.name,
-                        "delivery_ids": ids,
+                        "delivery_ids": [p.work.id for p in batch],
                         "event_ids": [event_id(p.event.event) for p in batch],
                         "http_status": outcome.http_status,
                     },
@@ -405,90 +637,125 @@ class Dispatcher:
             if self.circuits.record_success(key, now_dt):
                 held = self._held.pop(key, set())
                 if held:
-                    task = asyncio.create_task(self._source.advance(held, now))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._source.advance(held, now))
             return
 
-        self._metrics.delivery_attempt_failures.labels(sub.topic_key, sub.name, outcome.name).inc(len(batch))
+        failures = self._metrics.delivery_attempt_failures
+        self._observe(failures.labels(sub.topic_key, sub.name, outcome.name).inc, len(batch))
         policy = self._policy(sub)
         seed = self._rng.random()  # one jitter for the batch, so its events stay together
         latest_retry: datetime | None = None
         for prepared in batch:
-            work = prepared.work
-            attempts = work.attempts + 1
-            decision = decide(
-                outcome,
-                attempts,
-                _dt(work.created_at),
-                now_dt,
-                policy,
-                self._settings.retry_schedule,
-                self._settings.is_custom_retry_schedule,
-                random.Random(seed),
-            )
-            if isinstance(decision, Retry):
-                work.attempts = attempts
-                work.due = decision.at.timestamp()
-                work.last_outcome = outcome.name
-                work.last_http_status = outcome.http_status
-                work.last_attempt_at = now
-                self._recorder.reschedule(
-                    AttemptUpdate(
-                        id=work.id,
-                        attempts=attempts,
-                        next_attempt_at=work.due,
-                        last_outcome=outcome.name,
-                        last_http_status=outcome.http_status,
-                        last_error=outcome.detail or None,
-                        last_attempt_at=now,
-                        last_duration_ms=outcome.duration_ms,
-                        last_response=outcome.response,
-                    )
-                )
-                self._source.requeue(work)
-                if latest_retry is None or decision.at > latest_retry:
-                    latest_retry = decision.at
-                log.info(
-                    "attempt %d of event %s to %s failed (%s); retry at %s",
-                    attempts,
-                    event_id(prepared.event.event),
-                    sub.name,
-                    outcome.name,
-                    decision.at.isoformat(),
-                    extra={
-                        "action": "retry_scheduled",
-                        "delivery_id": work.id,
-                        "subscription_id": sub.id,
-                        "subscription": sub.name,
-                        "event_id": event_id(prepared.event.event),
-                        "attempts": attempts,
-                        "outcome": outcome.name,
-                        "http_status": outcome.http_status,
-                        "retry_at": work.due,
-                    },
-                )
-            else:
-                assert isinstance(decision, DeadLetter)
-                self._source.done(work.id)
-                self._recorder.undeliverable(
-                    Undeliverable(
-                        delivery_id=work.id,
-                        subscription_id=sub.id,
-                        subscription=sub,
-                        event=prepared.event.event,
-                        published_at=prepared.event.published_at,
-                        reason=decision.reason,
-                        attempts=attempts,
-                        last_outcome=outcome.name,
-                        last_http_status=outcome.http_status,
-                        last_error=outcome.detail or None,
-                        last_attempt_at=now,
-                        last_duration_ms=outcome.duration_ms,
-                        last_response=outcome.response,
-                    )
-                )
+            try:
+                retry_at = self._record_failure(sub, prepared, outcome, now, policy, seed)
+            except Exception as exc:
+                self._fail(prepared.work, sub, prepared.event, "record", exc)
+                continue
+            if retry_at is not None and (latest_retry is None or retry_at > latest_retry):
+                latest_retry = retry_at
         self.circuits.record_failure(key, now_dt, latest_retry)
+
+    def _record_delivered(self, prepared: _Prepared, outcome: AttemptOutcome, now: float) -> None:
+        work = prepared.work
+        self._source.done(work.id)
+        self._recorder.delivered(
+            FinalUpdate(
+                id=work.id,
+                state=DeliveryState.DELIVERED,
+                attempts=work.attempts + 1,
+                last_outcome=outcome.name,
+                last_http_status=outcome.http_status,
+                last_error=None,
+                last_attempt_at=now,
+                final_reason=None,
+                finished_at=now,
+                last_duration_ms=outcome.duration_ms,
+            )
+        )
+
+    def _record_failure(
+        self,
+        sub: Subscription,
+        prepared: _Prepared,
+        outcome: AttemptOutcome,
+        now: float,
+        policy: RetryPolicy,
+        seed: float,
+    ) -> datetime | None:
+        """Retry or give up on one event after a failed attempt; returns the retry time."""
+        work = prepared.work
+        attempts = work.attempts + 1
+        decision = decide(
+            outcome,
+            attempts,
+            _dt(work.created_at),
+            _dt(now),
+            policy,
+            self._settings.retry_schedule,
+            self._settings.is_custom_retry_schedule,
+            random.Random(seed),
+        )
+        if isinstance(decision, DeadLetter):
+            self._source.done(work.id)
+            self._recorder.undeliverable(
+                Undeliverable(
+                    delivery_id=work.id,
+                    subscription_id=sub.id,
+                    subscription=sub,
+                    event=prepared.event.event,
+                    published_at=prepared.event.published_at,
+                    reason=decision.reason,
+                    attempts=attempts,
+                    last_outcome=outcome.name,
+                    last_http_status=outcome.http_status,
+                    last_error=outcome.detail or None,
+                    last_attempt_at=now,
+                    last_duration_ms=outcome.duration_ms,
+                    last_response=outcome.response,
+                )
+            )
+            return None
+        assert isinstance(decision, Retry)
+        update = AttemptUpdate(
+            id=work.id,
+            attempts=attempts,
+            next_attempt_at=decision.at.timestamp(),
+            last_outcome=outcome.name,
+            last_http_status=outcome.http_status,
+            last_error=outcome.detail or None,
+            last_attempt_at=now,
+            last_duration_ms=outcome.duration_ms,
+            last_response=outcome.response,
+        )
+        work.attempts = attempts
+        work.due = update.next_attempt_at
+        work.last_outcome = outcome.name
+        work.last_http_status = outcome.http_status
+        work.last_attempt_at = now
+        self._recorder.reschedule(update)
+        self._source.requeue(work)
+        if log.isEnabledFor(logging.INFO):
+            event = event_id(prepared.event.event)
+            log.info(
+                "attempt %d of event %s to %s failed (%s); retry at %s",
+                attempts,
+                event,
+                sub.name,
+                outcome.name,
+                decision.at.isoformat(),
+                extra={
+                    "action": "retry_scheduled",
+                    "delivery_id": work.id,
+                    "subscription_id": sub.id,
+                    "subscription": sub.name,
+                    "event_id": event,
+                    "attempts": attempts,
+                    "outcome": outcome.name,
+                    "http_status": outcome.http_status,
+                    "retry_at": work.due,
+                },
+            )
+        return decision.at
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -515,14 +782,16 @@ class Dispatcher:
 
     def _events_for_hold(self, sub: Subscription, work: Work, reason: str) -> None:
         async def close() -> None:
-            events = await self._events.get_many([work.event_seq])
+            try:
+                events = await self._events.get_many([work.event_seq])
+            except Exception:
+                self._put_back([work], self._clock(), "reading its event")
+                return
             cached = events.get(work.event_seq)
             if cached is not None:
                 self._recorder.undeliverable(self._undeliverable(work, sub, cached, reason, held=True))
 
-        task = asyncio.create_task(close())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(close())
 
     def _undeliverable(
         self, work: Work, sub: Subscription | None, cached: CachedEvent, reason: str, held: bool = False

@@ -39,6 +39,9 @@ class OutcomeName(StrEnum):
     reusing ``Forbidden`` would make a refusal by this server look like a 403 from the
     endpoint. ``Probation`` is Azure's name for an event that never got an attempt because
     its endpoint was unhealthy (our open circuit, SPEC §6.4) when it ran out of time.
+    ``InvalidDeliveryRequest`` is ours too: the request could not be built or sent at all
+    (e.g. a header value the HTTP client refuses), so no attempt reached the endpoint and no
+    later attempt could do better.
     """
 
     SUCCEEDED = "Succeeded"
@@ -55,6 +58,7 @@ class OutcomeName(StrEnum):
     GENERIC_ERROR = "GenericError"
     ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
     PROBATION = "Probation"
+    INVALID_REQUEST = "InvalidDeliveryRequest"
 
 
 class ErrorKind(StrEnum):
@@ -71,6 +75,7 @@ class ErrorKind(StrEnum):
     DNS = "dns"
     UNSAFE_ENDPOINT = "unsafe_endpoint"
     REDIRECT = "redirect"
+    INVALID_REQUEST = "invalid_request"
     OTHER = "other"
 
 
@@ -163,6 +168,9 @@ _ERROR_OUTCOMES: dict[ErrorKind, tuple[OutcomeName, bool]] = {
     # client error from the endpoint (and the dead-letter reason says so).
     ErrorKind.UNSAFE_ENDPOINT: (OutcomeName.ENDPOINT_NOT_ALLOWED, False),
     ErrorKind.REDIRECT: (OutcomeName.GENERIC_ERROR, True),
+    # The request itself cannot exist (a stored header value the HTTP client refuses): the
+    # same request would be refused on every retry, so this is final at once.
+    ErrorKind.INVALID_REQUEST: (OutcomeName.INVALID_REQUEST, False),
     ErrorKind.OTHER: (OutcomeName.GENERIC_ERROR, True),
 }
 

@@ -47,6 +47,7 @@ from mlgrid.metrics import Metrics
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import PulledRow
+from mlgrid.store.faults import log_failure
 
 __all__ = [
     "MAX_EVENTS_PER_RECEIVE",
@@ -216,7 +217,7 @@ class PullService:
     @staticmethod
     def _outgoing(sub: Subscription, row: PulledRow) -> dict[str, Any]:
         event = loads_exact(row.event_body)
-        return to_delivery_schema(event, sub.stored_schema, sub.event_delivery_schema)
+        return to_delivery_schema(event, sub.source_schema, sub.event_delivery_schema)
 
     def _expired(self, sub: Subscription, row: PulledRow, now: float) -> Undeliverable:
         reason = (
@@ -342,8 +343,8 @@ class PullService:
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("pull sweep failed", extra={"action": "pull_sweep_failed"})
+            except Exception as exc:
+                log_failure(log, self._db.health, "pull sweep failed", exc, "pull_sweep_failed")
 
 
 def _result(tokens: Sequence[str], succeeded: set[str]) -> LockResult:

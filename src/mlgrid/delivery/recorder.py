@@ -28,6 +28,7 @@ from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+from mlgrid.store.faults import log_failure
 
 __all__ = ["OutcomeRecorder"]
 
@@ -119,8 +120,9 @@ class OutcomeRecorder:
                 await self._write_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("writing delivery outcomes failed; retrying", extra={"action": "record_failed"})
+            except Exception as exc:
+                log_failure(log, self._db.health, "writing delivery outcomes failed; retrying", exc,
+                            "record_failed")
                 self._ready.set()
                 await asyncio.sleep(_RETRY_PAUSE_SECONDS)
 

@@ -50,12 +50,15 @@ JITTER_FRACTION = 0.1
 
 
 class DeadLetterReason(StrEnum):
-    """Azure's ``deadLetterReason`` values (SPEC §6.5)."""
+    """Azure's ``deadLetterReason`` values (SPEC §6.5), and one of ours."""
 
     MAX_DELIVERY_ATTEMPTS_EXCEEDED = "MaxDeliveryAttemptsExceeded"
     TIME_TO_LIVE_EXCEEDED = "TimeToLiveExceeded"
     UNDELIVERABLE_DUE_TO_CLIENT_ERROR = "UndeliverableDueToClientError"
     SUBSCRIPTION_DELETED = "SubscriptionDeleted"
+    #: Ours: the server could not prepare or record this one delivery (a bug, or an event it
+    #: cannot convert); it is ended with the error kept, rather than blocking other work.
+    INTERNAL_ERROR = "UndeliverableDueToInternalError"
 
 
 @dataclass(frozen=True)

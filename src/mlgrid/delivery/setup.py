@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from mlgrid.delivery.attempt_marks import AttemptMarks
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.dead_letters import DeadLetterService
 from mlgrid.delivery.dispatcher import Dispatcher
@@ -71,6 +72,8 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         recorder=recorder,
         events=EventCache(rt.db),
         source=source,
+        mark_attempts=AttemptMarks(rt.db).mark,
+        health=rt.db.health,
         endpoint_concurrency=ENDPOINT_CONCURRENCY,
         max_in_flight=MAX_IN_FLIGHT,
         # With leases, claim little more than this node can start soon: what it does not

@@ -150,6 +150,12 @@ def _error_outcome(exc: BaseException) -> AttemptOutcome:
     return classify_error(ErrorKind.OTHER, detail)
 
 
+def _unsendable(exc: BaseException) -> AttemptOutcome:
+    """A request that cannot be built or that the HTTP client refuses to send (a header value
+    with a control character): final, since every retry would be refused the same way."""
+    return classify_error(ErrorKind.INVALID_REQUEST, f"the request cannot be sent: {exc}")
+
+
 class WebhookDestination:
     """POSTs batches to ``endpointUrl``; see the module docstring."""
 
@@ -179,17 +185,20 @@ class WebhookDestination:
         url, mappings, refused = self._prepare(subscription)
         if refused is not None or url is None:
             return classify_error(ErrorKind.UNSAFE_ENDPOINT, refused or "no endpoint URL")
-        headers, body = build_webhook_request(
-            events,
-            delivery_schema=subscription.event_delivery_schema,
-            subscription_name=subscription.name,
-            delivery_count=attempt.delivery_count,
-            mappings=mappings,
-            signing_secret=subscription.signing_secret,
-            now_ts=int(time.time()),
-            batch_id=attempt.batch_id,
-            max_events_per_batch=subscription.max_events_per_batch,
-        )
+        try:
+            headers, body = build_webhook_request(
+                events,
+                delivery_schema=subscription.event_delivery_schema,
+                subscription_name=subscription.name,
+                delivery_count=attempt.delivery_count,
+                mappings=mappings,
+                signing_secret=subscription.signing_secret,
+                now_ts=int(time.time()),
+                batch_id=attempt.batch_id,
+                max_events_per_batch=subscription.max_events_per_batch,
+            )
+        except (ValueError, TypeError) as exc:
+            return _unsendable(exc)
         if not any(name.lower() == "user-agent" for name in headers):  # a mapping may set its own
             headers["User-Agent"] = USER_AGENT
         started = time.perf_counter()
@@ -201,6 +210,8 @@ class WebhookDestination:
                 answered = response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return replace(_error_outcome(exc), duration_ms=_elapsed_ms(started))
+        except ValueError as exc:  # the client refused the request before sending it (headers)
+            return replace(_unsendable(exc), duration_ms=_elapsed_ms(started))
         retry_after = None
         if retry_after_header is not None:
             retry_after = parse_retry_after(retry_after_header, datetime.now(UTC))

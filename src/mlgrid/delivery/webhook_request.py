@@ -45,7 +45,9 @@ MAX_HEADER_VALUE_BYTES = 4096
 MAX_HEADER_NAME_LENGTH = 256
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+#: Control characters other than horizontal tab (RFC 9110 §5.5): CR/LF would inject headers,
+#: and the HTTP client refuses every one of them, so no such value could ever be sent.
+_FORBIDDEN_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: Headers mlgrid sets (or the HTTP client owns); a mapping may not replace them, or a
 #: receiver could no longer tell the format or check the signature.
 _RESERVED_HEADER_NAMES = frozenset(
@@ -74,8 +76,8 @@ def parse_delivery_attribute_mappings(raw: object, field_prefix: str) -> list[di
     any case. Rules (SPEC §4): at most 10; names are HTTP header names (tokens), not starting
     with ``aeg-``, unique (case-insensitive), and not one mlgrid sets itself (Content-Type,
     the ``webhook-*`` signature headers, framing headers); static values are strings of at
-    most 4,096 bytes without line breaks. Each error is an ``InvalidField`` naming the exact
-    field, e.g. ``<field_prefix>[3].name``. ``None`` means no mappings.
+    most 4,096 bytes without line breaks or other control characters. Each error is an
+    ``InvalidField`` naming the exact field, e.g. ``<field_prefix>[3].name``. ``None`` means no mappings.
     """
     if raw is None:
         return []
@@ -136,7 +138,7 @@ def _parse_static(properties: dict[str, Any], field: str) -> dict[str, Any]:
     if len(value.encode("utf-8")) > MAX_HEADER_VALUE_BYTES:
         raise invalid(f"{field}.value", f"must be at most {MAX_HEADER_VALUE_BYTES} bytes")
     if _FORBIDDEN_VALUE_CHARS.search(value):
-        raise invalid(f"{field}.value", "must not contain line breaks or NUL")
+        raise invalid(f"{field}.value", "must not contain line breaks or other control characters")
     return {"value": value, "isSecret": is_secret}
 
 
@@ -158,8 +160,8 @@ def resolve_source_field(event: Mapping[str, Any], source_field: str) -> str | N
     ``source_field`` is a dotted path (``data.ModelName``, ``subject``); each segment is
     matched case-insensitively (an exact match wins). A missing path or a JSON null omits
     the header; strings are used as they are, other values as their compact JSON text
-    (``true``, ``3.50``, ``{"a":1}``). A value with a line break or over 4,096 bytes is
-    omitted too: it cannot be a header, and an event must not inject headers.
+    (``true``, ``3.50``, ``{"a":1}``). A value with a line break (or any control character
+    but tab) or over 4,096 bytes is omitted too: it cannot be a header, and an event must not inject headers.
     """
     current: Any = event
     for segment in source_field.split("."):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from mlgrid.domain.deliveries import CommittedDelivery
@@ -92,8 +92,13 @@ class WorkSource:
     def done(self, delivery_id: int) -> None:
         """The dispatcher no longer holds this delivery (its outcome is being recorded)."""
 
-    async def take_due(self, now: float, limit: int) -> list[Work]:
+    async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
+        """Up to ``limit`` due deliveries, leaving those of the subscriptions in ``skip``
+        where they are (their endpoints have all the work they can take now)."""
         raise NotImplementedError
+
+    def resume(self, subscription_ids: Iterable[str]) -> None:
+        """These subscriptions take work again: what was left aside for them is due again."""
 
     def next_wake(self, now: float) -> float | None:
         """When to look again without being woken (absolute epoch seconds), or never."""
@@ -114,6 +119,8 @@ class MemorySource(WorkSource):
         self._db = db
         self._heap: list[tuple[float, int]] = []
         self._works: dict[int, Work] = {}
+        # Due work of subscriptions told to wait (``skip``), in due order, out of the heap.
+        self._aside: dict[str, list[Work]] = {}
 
     async def load(self) -> None:
         after = 0
@@ -142,6 +149,11 @@ class MemorySource(WorkSource):
     def requeue(self, work: Work) -> None:
         self._add(work)
 
+    def done(self, delivery_id: int) -> None:
+        # Taken work is no longer here; this matters only when a delivery requeued a moment
+        # ago is ended after all (its handling failed half-way): it must not come back.
+        self._works.pop(delivery_id, None)
+
     def _top(self) -> tuple[float, int] | None:
         # Entries are invalidated lazily: a work moved (advance) leaves its old entry behind.
         while self._heap:
@@ -152,15 +164,27 @@ class MemorySource(WorkSource):
             heapq.heappop(self._heap)
         return None
 
-    async def take_due(self, now: float, limit: int) -> list[Work]:
+    async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         taken: list[Work] = []
         while len(taken) < limit:
             top = self._top()
             if top is None or top[0] > now:
                 break
             heapq.heappop(self._heap)
-            taken.append(self._works.pop(top[1]))
+            work = self._works[top[1]]
+            if work.subscription_id in skip:
+                self._aside.setdefault(work.subscription_id, []).append(work)
+                continue
+            del self._works[top[1]]
+            taken.append(work)
         return taken
+
+    def resume(self, subscription_ids: Iterable[str]) -> None:
+        for subscription_id in subscription_ids:
+            for work in self._aside.pop(subscription_id, ()):
+                # Ended or moved meanwhile: its entry would be skipped anyway.
+                if self._works.get(work.id) is work:
+                    heapq.heappush(self._heap, (work.due, work.id))
 
     def next_wake(self, now: float) -> float | None:
         top = self._top()
@@ -236,14 +260,33 @@ class LeaseSource(WorkSource):
     def done(self, delivery_id: int) -> None:
         self._claimed.discard(delivery_id)
 
-    async def take_due(self, now: float, limit: int) -> list[Work]:
+    async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         taken: list[Work] = []
         if self._arrived:
-            taken, self._arrived = self._arrived[:limit], self._arrived[limit:]
+            kept: list[Work] = []
+            released: list[int] = []
+            for work in self._arrived:
+                if work.subscription_id in skip:
+                    released.append(work.id)
+                elif len(taken) < limit:
+                    taken.append(work)
+                else:
+                    kept.append(work)
+            if released:
+                # Claimed at insert, but their subscription cannot take them now: back to
+                # the store, unclaimed, where any node finds them later. (Written before
+                # anything changes here, so a failed write leaves the arrivals as they were.)
+                async with self._db.write() as conn:
+                    await delivery_store.release_push_claims(conn, self._node_id, released)
+                self._claimed.difference_update(released)
+            self._arrived = kept
             limit -= len(taken)
-        return taken + await self._claim_due(now, limit)
+        return taken + await self._claim_due(now, limit, skip)
 
-    async def _claim_due(self, now: float, limit: int) -> list[Work]:
+    def resume(self, subscription_ids: Iterable[str]) -> None:
+        self._next_poll = 0.0  # their rows wait in the store: look at once
+
+    async def _claim_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         fired = False
         while self._timers and self._timers[0] <= now:
             heapq.heappop(self._timers)
@@ -253,7 +296,7 @@ class LeaseSource(WorkSource):
         self._next_poll = now + self._poll_interval
         async with self._db.write() as conn:
             rows = await delivery_store.claim_due_push(
-                conn, self._node_id, now, now + self._lease_seconds, min(limit, CLAIM_PAGE)
+                conn, self._node_id, now, now + self._lease_seconds, min(limit, CLAIM_PAGE), skip
             )
         self._more = len(rows) == min(limit, CLAIM_PAGE)
         self._claimed.update(r.id for r in rows)

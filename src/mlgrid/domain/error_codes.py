@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "Conflict"
     DATASET_FILE_MISSING = "DatasetFileMissing"
     DATASET_NOT_FOUND = "DatasetNotFound"
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
     DATA_DRIFT_CHANGED = "DataDriftChanged"
     DATA_DRIFT_EXISTS = "DataDriftExists"
     DATA_DRIFT_NOT_FOUND = "DataDriftNotFound"

@@ -14,6 +14,7 @@ from typing import Any
 
 from mlgrid.domain.endpoints import ProvisioningState
 from mlgrid.domain.event_filter import EventFilter
+from mlgrid.domain.schemas import EventSchema
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,19 @@ class Subscription:
     expires_at: datetime | None = None
     provisioning_state: str = ProvisioningState.SUCCEEDED
     etag: str = ""
+
+    @property
+    def source_schema(self) -> str:
+        """The schema to convert from on delivery (``to_delivery_schema``).
+
+        A ``CustomEventSchema`` topic stores its events in the Event Grid envelope with the
+        published object as ``data`` (``stored_schema`` says Event Grid, which is what its
+        filters see), yet ``CustomInputSchema`` delivery must give that object back: only
+        the declared input schema tells the two apart.
+        """
+        if self.input_schema == EventSchema.CUSTOM_EVENT:
+            return self.input_schema
+        return self.stored_schema
 
     @property
     def is_active(self) -> bool:

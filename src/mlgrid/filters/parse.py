@@ -293,15 +293,26 @@ def _key_problem(key: str, schema: str) -> str | None:
     )
 
 
+#: The largest magnitude a filter number may have: a double's. JSON allows more (``1e400``),
+#: but no double-based reader (the UI's number formatting, other languages' clients, Azure's
+#: own comparisons) can hold it, so the API refuses it, naming the field, rather than store a
+#: value its own tools fail on. Within the range every number is kept exactly.
+MAX_MAGNITUDE = Decimal("1.7976931348623157e308")
+
+
 def _parse_number(raw: object, field: str) -> Number:
     """A filter number: ``int`` or finite ``Decimal`` (a ``float`` becomes its repr's decimal)."""
     if isinstance(raw, bool):
         raise invalid(field, "must be a number (booleans are not numbers)")
     if isinstance(raw, int):
+        if abs(raw) > MAX_MAGNITUDE:
+            raise invalid(field, "is beyond the range of a double (about 1.8e308)")
         return int(raw)
     if isinstance(raw, Decimal):
         if not raw.is_finite():
             raise invalid(field, "must be a finite number")
+        if abs(raw) > MAX_MAGNITUDE:
+            raise invalid(field, "is beyond the range of a double (about 1.8e308)")
         return raw
     if isinstance(raw, float):
         if not math.isfinite(raw):

@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from mlgrid.errors import invalid
 from mlgrid.store import sqlite_driver
+from mlgrid.store.faults import DatabaseFault, DatabaseHealth
 
 
 def async_url(url: str) -> str:
@@ -94,7 +95,7 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     event.listen(sync_engine, "checkout", checked_out)
 
 
-def _sqlite_engine(driver_url: str, **options: Any) -> AsyncEngine:
+def _sqlite_engine(driver_url: str, synchronous: str = "NORMAL", **options: Any) -> AsyncEngine:
     """An engine whose connections are ``sqlite_driver`` connections (one thread hop per
     statement instead of aiosqlite's four or five)."""
     path = make_url(driver_url).database or ""
@@ -103,7 +104,13 @@ def _sqlite_engine(driver_url: str, **options: Any) -> AsyncEngine:
         # connection of its own): there is no in-memory mode.
         raise invalid("database_url", "SQLite needs a file: sqlite:///path/to/mlgrid.db")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(driver_url, async_creator=lambda: sqlite_driver.connect(path), **options)
+    return create_async_engine(
+        driver_url, async_creator=lambda: sqlite_driver.connect(path, synchronous), **options
+    )
+
+
+#: Size of the row readiness writes during an outage (see ``Database.ready``).
+_PROBE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -116,6 +123,10 @@ class Database:
     # SQLite: the connection ``write_sqlite`` uses, outside SQLAlchemy's pool (opened on first
     # use; every write holds the write lock, so one connection is all it needs).
     _writer: sqlite_driver.SQLiteConnection | None = field(default=None, repr=False)
+    #: The current outage, if any (``faults.py``): the API answers 503 and ``/readyz`` too.
+    health: DatabaseHealth = field(default_factory=DatabaseHealth, repr=False)
+    #: SQLite's ``synchronous`` pragma for every connection (setting ``sqlite_synchronous``).
+    sqlite_synchronous: str = "NORMAL"
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,11 +134,12 @@ class Database:
         return self._write_lock is not None
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    def connect(cls, url: str, *, pool_size: int = 10, sqlite_synchronous: str = "normal") -> Database:
         driver_url = async_url(url)
         if driver_url.startswith("sqlite"):
-            engine = _sqlite_engine(driver_url, pool_size=8, max_overflow=8, pool_pre_ping=False)
-            return cls(url=url, engine=engine, _write_lock=asyncio.Lock())
+            synchronous = sqlite_synchronous.upper()
+            engine = _sqlite_engine(driver_url, synchronous, pool_size=8, max_overflow=8, pool_pre_ping=False)
+            return cls(url=url, engine=engine, _write_lock=asyncio.Lock(), sqlite_synchronous=synchronous)
         engine = create_async_engine(driver_url, pool_size=pool_size, max_overflow=pool_size)
         _ping_when_idle(engine, _PING_AFTER_IDLE_SECONDS)
         return cls(url=url, engine=engine)
@@ -170,7 +182,9 @@ class Database:
             raise TypeError("write_sqlite is for SQLite databases")
         async with self._write_lock:
             if self._writer is None:
-                self._writer = await sqlite_driver.connect(self.engine.url.database or "")
+                self._writer = await sqlite_driver.connect(
+                    self.engine.url.database or "", self.sqlite_synchronous
+                )
             raw = self._writer.raw
 
             def transaction() -> T:
@@ -184,6 +198,8 @@ class Database:
                 return result
 
             committed: T = await self._writer.run(transaction)
+            if self.health.fault is not None:
+                self.health.succeeded()  # a write committed: the outage may be over
             return committed
 
     async def write_postgres(self, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -200,7 +216,10 @@ class Database:
             # first statement it runs), so the transaction is asyncpg's alone.
             raw: Any = (await conn.get_raw_connection()).driver_connection
             async with raw.transaction():
-                return await work(raw)
+                result = await work(raw)
+        if self.health.fault is not None:
+            self.health.succeeded()  # a write committed: the outage may be over
+        return result
 
     async def ping(self) -> bool:
         try:
@@ -209,6 +228,39 @@ class Database:
             return True
         except Exception:
             return False
+
+    async def ready(self) -> bool:
+        """Whether the database answers and, during an outage, takes a write again.
+
+        A read alone cannot tell a full disk or a read-only database from a healthy one, so
+        while an outage is on, readiness writes and commits a 64 KB row of ``meta`` (a write
+        of a few bytes can still fit where a publish does not); the first success ends the
+        outage.
+        """
+        if not await self.ping():
+            self.health.failed(DatabaseFault.UNREACHABLE, ConnectionError("no answer to SELECT 1"))
+            return False
+        if self.health.fault is None:
+            return True
+        delete = "DELETE FROM meta WHERE key = 'readiness_probe'"
+        insert = "INSERT INTO meta (key, value) VALUES ('readiness_probe', :value)"
+        value = "x" * _PROBE_BYTES
+        try:
+            if self.is_sqlite:
+
+                def probe(raw: sqlite3.Connection) -> None:
+                    raw.execute(delete)
+                    raw.execute(insert, {"value": value})
+
+                await self.write_sqlite(probe)
+            else:
+                async with self.write() as conn:
+                    await conn.execute(text(delete))
+                    await conn.execute(text(insert), {"value": value})
+        except Exception:
+            return False
+        self.health.recovered()
+        return True
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None

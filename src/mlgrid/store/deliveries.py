@@ -7,7 +7,7 @@ pull receiver), then exactly one final state: ``delivered``, ``deadLettered`` or
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -247,22 +247,32 @@ async def load_pending_push(conn: AsyncConnection, after_id: int, limit: int) ->
 
 
 async def claim_due_push(
-    conn: AsyncConnection, node_id: str, now: float, lease_until: float, limit: int
+    conn: AsyncConnection,
+    node_id: str,
+    now: float,
+    lease_until: float,
+    limit: int,
+    skip_subscriptions: Collection[str] = (),
 ) -> list[DueDelivery]:
     """Claim up to ``limit`` due push deliveries for ``node_id`` until ``lease_until``.
 
     Due means pending, ``next_attempt_at`` reached, and not leased (or the lease ran out: the
     node that held it died or hung). On PostgreSQL the candidate rows are locked with
-    ``SKIP LOCKED`` so concurrent claimers on other nodes take different rows.
+    ``SKIP LOCKED`` so concurrent claimers on other nodes take different rows. Rows of
+    ``skip_subscriptions`` (whose endpoints have all the work they can take now) stay in the
+    store, unclaimed.
     """
+    conditions = [
+        deliveries.c.state == DeliveryState.PENDING,
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
+    ]
+    if skip_subscriptions:
+        conditions.append(deliveries.c.subscription_id.not_in(sorted(skip_subscriptions)))
     candidates = (
         select(deliveries.c.id)
-        .where(
-            deliveries.c.state == DeliveryState.PENDING,
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-            deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
-        )
+        .where(*conditions)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
@@ -420,6 +430,27 @@ async def commit_outcomes(
         await reschedule(conn, attempts)
 
 
+_START_SQL = "UPDATE deliveries SET attempts = ? WHERE id = ? AND state = 'pending' AND attempts < ?"
+
+
+async def mark_attempts_started(db: Database, marks: Sequence[tuple[int, int]]) -> None:
+    """Count attempts about to start: ``marks`` are ``(delivery id, attempts including the one
+    starting)``, written before the request goes out, so a delivery re-sent after a crash
+    says how many attempts were made (``aeg-delivery-count``). Final rows are untouched."""
+    if not marks:
+        return
+    rows = [(count, delivery_id, count) for delivery_id, count in marks]
+    if db.is_sqlite:
+
+        def write(raw: sqlite3.Connection) -> None:
+            raw.executemany(_START_SQL, rows)
+
+        await db.write_sqlite(write)
+        return
+    async with db.write() as conn:
+        await _executemany(conn, _START_SQL, rows)
+
+
 async def finalize_one(conn: AsyncConnection, final: FinalUpdate) -> bool:
     """Finish one delivery; False when it was already final (then record nothing else)."""
     result = await conn.exec_driver_sql(_driver_sql(conn, _FINALIZE_SQL), _final_row(final))
@@ -453,6 +484,21 @@ async def release_claims_of(conn: AsyncConnection, node_id: str) -> int:
         .values(claimed_by=None, lease_until=None)
     )
     return int(result.rowcount or 0)
+
+
+async def release_push_claims(conn: AsyncConnection, node_id: str, ids: Sequence[int]) -> None:
+    """Give claimed rows back to the store unattempted (their subscription cannot take more
+    work now), so they wait there, for this node or another."""
+    if ids:
+        await conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id.in_(list(ids)),
+                deliveries.c.claimed_by == node_id,
+                deliveries.c.state == DeliveryState.PENDING,
+            )
+            .values(claimed_by=None, lease_until=None)
+        )
 
 
 async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> None:

@@ -31,15 +31,26 @@ from typing import Any
 __all__ = ["SQLiteConnection", "connect"]
 
 #: The pragmas every connection runs once. WAL: readers never block the writer.
-#: ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a process
-#: crash (kill -9); only an OS crash or power loss can lose the last commits, the documented
-#: trade-off for throughput.
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
-)
+#: ``synchronous=NORMAL`` (the default) in WAL mode keeps every committed transaction across a
+#: process crash (kill -9); only an OS crash or power loss can lose the last commits, the
+#: documented trade-off for throughput. ``FULL`` (setting ``sqlite_synchronous``) flushes the
+#: WAL at every commit and survives those too.
+SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def pragmas(synchronous: str = "NORMAL") -> tuple[str, ...]:
+    level = synchronous.upper()
+    if level not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
+    return (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={level}",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=10000",
+    )
+
+
+PRAGMAS = pragmas()
 
 #: A function to run on the worker thread, and what to call on the caller's event loop with
 #: ``(ok, result)`` when it has run (``None``: nobody waits).
@@ -241,8 +252,9 @@ class SQLiteConnection:
             self._jobs.put((None, self._closer()))
 
 
-async def connect(path: str) -> SQLiteConnection:
+async def connect(path: str, synchronous: str = "NORMAL") -> SQLiteConnection:
     """Open ``path`` on a worker thread of its own, in autocommit mode, pragmas set."""
+    statements = pragmas(synchronous)
     loop = asyncio.get_running_loop()
     jobs: SimpleQueue[_Job] = SimpleQueue()
     thread = threading.Thread(target=_worker, args=(jobs,), name="mlgrid-sqlite", daemon=True)
@@ -252,7 +264,7 @@ async def connect(path: str) -> SQLiteConnection:
     def open_connection() -> sqlite3.Connection:
         raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            for pragma in PRAGMAS:
+            for pragma in statements:
                 raw.execute(pragma).close()
         except BaseException:
             raw.close()

@@ -359,6 +359,8 @@ def ok(n: int) -> list[dict[str, Any]]:
         ([static("X-A", "x" * 4097)], f"{PREFIX}[0].properties.value"),
         ([static("X-A", "é" * 2049)], f"{PREFIX}[0].properties.value"),
         ([static("X-A", "a\r\nX-B: c")], f"{PREFIX}[0].properties.value"),
+        ([static("X-A", "a\x0bb")], f"{PREFIX}[0].properties.value"),
+        ([static("X-A", "a\x7fb")], f"{PREFIX}[0].properties.value"),
         ([static("X-A", 5)], f"{PREFIX}[0].properties.value"),
         ([static("X-A", "v", isSecret="yes")], f"{PREFIX}[0].properties.isSecret"),
         ([{"name": "X-A", "type": "Computed", "properties": {}}], f"{PREFIX}[0].type"),
