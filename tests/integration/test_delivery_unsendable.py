@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from mlgrid.broker.subscription_model import WEBHOOK, DeliveryAttributeMapping, Subscription
-from mlgrid.filters.model import EventFilter
 
 from mlgrid.delivery.destinations import Attempt
 from mlgrid.delivery.outcome import OutcomeName
 from mlgrid.delivery.webhook import WebhookDestination, create_session
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.event_filter import EventFilter
+from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
 
 
 def _subscription(url: str, header_value: str) -> Subscription:
@@ -28,7 +29,7 @@ def _subscription(url: str, header_value: str) -> Subscription:
         topic_kind="custom",
         stored_schema="EventGridSchema",
         input_schema="EventGridSchema",
-        endpoint_type=WEBHOOK,
+        endpoint_type=EndpointType.WEBHOOK,
         event_filter=EventFilter(),
         event_delivery_schema="EventGridSchema",
         endpoint_url=url,

@@ -17,8 +17,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from mlgrid.broker.subscription_model import WEBHOOK, DeliveryAttributeMapping, Subscription
-from mlgrid.filters.model import EventFilter
 
 from mlgrid.config import Settings
 from mlgrid.delivery.dead_letters import Undeliverable
@@ -28,6 +26,9 @@ from mlgrid.delivery.event_cache import CachedEvent
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, classify_error, classify_response
 from mlgrid.delivery.retry import DeadLetterReason
 from mlgrid.delivery.work import Work, WorkSource
+from mlgrid.domain.endpoints import EndpointType
+from mlgrid.domain.event_filter import EventFilter
+from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
 from mlgrid.metrics import Metrics
 from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
 
@@ -202,7 +203,7 @@ def subscription(name: str, **changes: Any) -> Subscription:
         "topic_kind": "custom",
         "stored_schema": "EventGridSchema",
         "input_schema": "EventGridSchema",
-        "endpoint_type": WEBHOOK,
+        "endpoint_type": EndpointType.WEBHOOK,
         "event_filter": EventFilter(),
         "event_delivery_schema": "EventGridSchema",
         "endpoint_url": f"http://{name}.example/hook",
@@ -231,7 +232,7 @@ class Harness:
             settings=Settings(retry_schedule=schedule),
             metrics=Metrics(),
             lookup=lookup,
-            destinations={WEBHOOK: self.destination},
+            destinations={EndpointType.WEBHOOK: self.destination},
             recorder=self.recorder,  # type: ignore[arg-type]
             events=self.events,  # type: ignore[arg-type]
             source=self.source,
