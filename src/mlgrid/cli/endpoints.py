@@ -14,8 +14,9 @@ from rich.status import Status
 
 from mlgrid.cli.command import MlgridCommand, key_value_pairs, open_client
 from mlgrid.cli.output import Column, console, render
-from mlgrid.client.endpoints import DEPLOYING, FAILED, Endpoint
+from mlgrid.client.endpoints import Endpoint
 from mlgrid.client.workspace import Workspace
+from mlgrid.domain.endpoints import DeploymentState
 
 app = typer.Typer(
     help="Model deployments: Local endpoints that score registered models.",
@@ -62,7 +63,7 @@ def _wait(endpoint: Endpoint, timeout: float, poll_interval: float) -> Endpoint:
     deadline = time.monotonic() + timeout
     text = f"deploying {endpoint.name}: {endpoint.state}"
     with Status(text, console=err) if err.is_terminal else _Quiet() as status:
-        while endpoint.refresh().state == DEPLOYING and endpoint.deployment_id == started:
+        while endpoint.refresh().state == DeploymentState.DEPLOYING and endpoint.deployment_id == started:
             status.update(f"deploying {endpoint.name}: {endpoint.state}")
             if time.monotonic() > deadline:
                 typer.echo(
@@ -132,7 +133,7 @@ def endpoint_deploy(
     if wait:
         endpoint = _wait(endpoint, timeout, poll_interval)
     render(ctx, endpoint.raw)
-    if wait and endpoint.state == FAILED:
+    if wait and endpoint.state == DeploymentState.FAILED:
         typer.echo(f"error: the deployment of {endpoint.name} failed:\n{endpoint.error or ''}", err=True)
         raise typer.Exit(1)
 
