@@ -43,11 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
-import sys
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,15 +113,16 @@ class EndpointService:
         *,
         node_id: str,
         single_node: bool,
-        environ: Callable[[], Mapping[str, str]] = lambda: dict(os.environ),
-        python: str = sys.executable,
+        supervisor: ScoringSupervisor | None = None,
     ) -> None:
+        """``supervisor`` (its environment and Python for the scoring processes) defaults to
+        one with this process's."""
         self.core = core
         self.models = models
         self.node_id = node_id
         self.single_node = single_node
-        self.supervisor = ScoringSupervisor(
-            core, models, node_id=node_id, single_node=single_node, environ=environ, python=python
+        self.supervisor = supervisor or ScoringSupervisor(
+            core, models, node_id=node_id, single_node=single_node
         )
         self.deployer = EndpointDeployer(core, models, self.supervisor, node_id=node_id)
         self.proxy = self.supervisor.proxy
