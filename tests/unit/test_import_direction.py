@@ -31,10 +31,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("connectors",),
     ("wiring",),  # runtime.py and every area's setup module (see ``layer_of``)
     ("api",),
+    ("client",),  # the SDK over HTTP; its transport also serves the web UI's in-process calls
     ("ui",),  # pages and forms served by the same app
     # builds the app (api/ and ui/ routes, the runtime, background tasks) and serves it
     ("server", "connection_limits", "tls"),
-    ("cli", "client", "config_docs", "package"),
+    ("cli", "config_docs", "package"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

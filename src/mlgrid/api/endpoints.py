@@ -16,7 +16,8 @@ from mlgrid.api.deps import caller, if_match, json_body, read_limited, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, respond
 from mlgrid.auth.roles import Action
-from mlgrid.workspace.endpoints import STATES, EndpointService, EndpointView
+from mlgrid.domain.endpoints import DEPLOYMENT_STATES
+from mlgrid.workspace.endpoints import EndpointService, EndpointView
 from mlgrid.workspace.service import Workspace, WorkspaceService
 
 router = APIRouter(tags=["endpoints"])
@@ -116,7 +117,7 @@ def endpoint_json(ws: Workspace, view: EndpointView) -> dict[str, Any]:
 @router.put(
     "/workspaces/{workspace}/endpoints/{name}",
     summary="Deploy model versions to a Local endpoint (or redeploy it); the deployment runs in the "
-    f"background: poll GET until properties.state is one of {', '.join(STATES[1:])}",
+    f"background: poll GET until properties.state is one of {', '.join(DEPLOYMENT_STATES[1:])}",
     openapi_extra=ENDPOINT_BODY,
     status_code=202,
 )

@@ -14,8 +14,9 @@ import typer
 from mlgrid.cli.command import MlgridCommand, MlgridGroup, key_value_pairs, open_client
 from mlgrid.cli.output import Column, console, render
 from mlgrid.cli.progress import WaitProgress
-from mlgrid.client.endpoints import DEPLOYING, FAILED, Endpoint
+from mlgrid.client.endpoints import Endpoint
 from mlgrid.client.workspace import Workspace
+from mlgrid.domain.endpoints import DeploymentState
 
 app = typer.Typer(
     cls=MlgridGroup,
@@ -48,7 +49,7 @@ def _wait(endpoint: Endpoint, timeout: float, poll_interval: float) -> Endpoint:
     started = endpoint.deployment_id
     deadline = time.monotonic() + timeout
     with WaitProgress(console(stderr=True), f"deploying {endpoint.name}", endpoint.state) as progress:
-        while endpoint.refresh().state == DEPLOYING and endpoint.deployment_id == started:
+        while endpoint.refresh().state == DeploymentState.DEPLOYING and endpoint.deployment_id == started:
             progress.update(endpoint.state)
             if time.monotonic() > deadline:
                 typer.echo(
@@ -119,7 +120,7 @@ def endpoint_deploy(
     if wait:
         endpoint = _wait(endpoint, timeout, poll_interval)
     render(ctx, endpoint.raw)
-    if wait and endpoint.state == FAILED:
+    if wait and endpoint.state == DeploymentState.FAILED:
         typer.echo(f"error: the deployment of {endpoint.name} failed:\n{endpoint.error or ''}", err=True)
         raise typer.Exit(1)
 

@@ -22,13 +22,11 @@ Azure resource id (``/subscriptions/…/providers/Microsoft.EventGrid/topics/t``
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -254,19 +252,6 @@ def _iso(moment: datetime | str) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _loads(content: bytes) -> Any:
-    """Exact JSON (fractions as ``Decimal``): events and filters must keep every digit."""
-    return json.loads(content, parse_float=Decimal) if content else None
-
-
-def _call(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    """One request with an exact-JSON body and answer (``Decimal`` both ways, never float)."""
-    if body is not None:
-        kwargs["content"] = dumps(body)
-        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-    return _loads(http.request(method, path, **kwargs).content)
-
-
 def merge_subscription_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """The ``PATCH`` properties that apply ``changes`` on top of the ``current`` properties.
 
@@ -293,22 +278,6 @@ def merge_subscription_update(current: Mapping[str, Any], changes: Mapping[str, 
         else:
             merged[key] = value
     return merged
-
-
-def _follow_pages(http: Transport, path: str, params: Mapping[str, Any]) -> Iterator[Any]:
-    """Items of ``value`` over every page, following ``nextLink`` on the same server.
-
-    Only the query of ``nextLink`` is used (the path stays ours), so a server that sees itself
-    under another host name - behind a proxy, in a container - still pages correctly.
-    """
-    query: dict[str, Any] = dict(params)
-    while True:
-        page = _loads(http.request("GET", path, params=query).content) or {}
-        yield from page.get("value", [])
-        next_link = page.get("nextLink")
-        if not next_link:
-            return
-        query = dict(parse_qsl(urlsplit(next_link).query, keep_blank_values=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,15 +316,15 @@ class TopicsClient:
             properties["retentionInDays"] = retention_in_days
         if input_schema_mapping is not None:
             properties["inputSchemaMapping"] = dict(input_schema_mapping)
-        result: dict[str, Any] = self._http.json("PUT", self._path(name), json={"properties": properties})
+        result: dict[str, Any] = self._http.call("PUT", self._path(name), {"properties": properties})
         return result
 
     def get(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._http.json("GET", self._path(name))
+        result: dict[str, Any] = self._http.call("GET", self._path(name))
         return result
 
     def list(self) -> Records:
-        body = self._http.json("GET", "/topics") or {}
+        body = self._http.call("GET", "/topics") or {}
         return list(body.get("value", []))
 
     def delete(self, name: str) -> None:
@@ -364,13 +333,13 @@ class TopicsClient:
 
     def keys(self, name: str) -> dict[str, str]:
         """``{"key1": ..., "key2": ...}``: the keys publishers put in ``aeg-sas-key``."""
-        result: dict[str, str] = self._http.json("POST", self._path(name) + "/listKeys")
+        result: dict[str, str] = self._http.call("POST", self._path(name) + "/listKeys")
         return result
 
     def regenerate_key(self, name: str, key_name: str) -> dict[str, str]:
         """Replace ``key1`` or ``key2``; returns both keys."""
-        result: dict[str, str] = self._http.json(
-            "POST", self._path(name) + "/regenerateKey", json={"keyName": key_name}
+        result: dict[str, str] = self._http.call(
+            "POST", self._path(name) + "/regenerateKey", {"keyName": key_name}
         )
         return result
 
@@ -397,7 +366,7 @@ class SubscriptionsClient:
         if isinstance(destination, Mapping) and "endpointType" not in destination:
             body["destination"] = {"endpointType": "WebHook", **destination}
         path = parse_source(source).subscription_path(name)
-        result: dict[str, Any] = _call(self._http, "PUT", path, {"properties": body})
+        result: dict[str, Any] = self._http.call("PUT", path, {"properties": body}, exact=True)
         return result
 
     def update(
@@ -415,22 +384,24 @@ class SubscriptionsClient:
             current = self.get(source, name).get("properties") or {}
             changes = merge_subscription_update(current, changes)
         path = parse_source(source).subscription_path(name)
-        result: dict[str, Any] = _call(self._http, "PATCH", path, {"properties": changes})
+        result: dict[str, Any] = self._http.call("PATCH", path, {"properties": changes}, exact=True)
         return result
 
     def get(self, source: str | Source, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = _call(self._http, "GET", parse_source(source).subscription_path(name))
+        path = parse_source(source).subscription_path(name)
+        result: dict[str, Any] = self._http.call("GET", path, exact=True)
         return result
 
     def list(self, source: str | Source) -> Records:
-        return list(_follow_pages(self._http, parse_source(source).subscription_path(), {}))
+        return list(self._http.pages(parse_source(source).subscription_path(), {}, exact=True))
 
     def delete(self, source: str | Source, name: str) -> None:
         self._http.request("DELETE", parse_source(source).subscription_path(name))
 
     def full_url(self, source: str | Source, name: str) -> str:
         """The webhook URL with its query string (reads only return ``endpointBaseUrl``)."""
-        body = _call(self._http, "POST", parse_source(source).subscription_path(name) + "/getFullUrl")
+        path = parse_source(source).subscription_path(name) + "/getFullUrl"
+        body = self._http.call("POST", path, exact=True)
         return str(body["endpointUrl"])
 
     def test(
@@ -443,24 +414,24 @@ class SubscriptionsClient:
         if event_filter is not None:
             body["filter"] = dict(event_filter)
         path = parse_source(source).subscription_path(name) + ":test"
-        result: dict[str, Any] = _call(self._http, "POST", path, body)
+        result: dict[str, Any] = self._http.call("POST", path, body)
         return result
 
     def deliveries(self, source: str | Source, name: str, state: str | None = None) -> Records:
         """Delivery records, optionally only ``pending``/``delivered``/``deadLettered``/``dropped``."""
         path = parse_source(source).subscription_path(name) + "/deliveries"
-        return list(_follow_pages(self._http, path, {"state": state}))
+        return list(self._http.pages(path, {"state": state}, exact=True))
 
     def dead_letters(self, source: str | Source, name: str) -> Records:
         """Dead-letter records: the event plus ``deadLetterReason``, ``deliveryAttempts``..."""
         path = parse_source(source).subscription_path(name) + "/deadLetters"
-        return list(_follow_pages(self._http, path, {}))
+        return list(self._http.pages(path, {}, exact=True))
 
     def redeliver(self, source: str | Source, name: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
         """Deliver dead-lettered events again: the given ids, or all of them."""
         path = parse_source(source).subscription_path(name) + "/deadLetters/redeliver"
         body: dict[str, Any] = {} if ids is None else {"ids": list(ids)}
-        result: dict[str, Any] = _call(self._http, "POST", path, body) or {}
+        result: dict[str, Any] = self._http.call("POST", path, body, exact=True) or {}
         return result
 
     def replay(
@@ -475,7 +446,7 @@ class SubscriptionsClient:
         body = {"from": _iso(start)}
         if end is not None:
             body["to"] = _iso(end)
-        result: dict[str, Any] = _call(self._http, "POST", path, body) or {}
+        result: dict[str, Any] = self._http.call("POST", path, body, exact=True) or {}
         return result
 
 
@@ -582,7 +553,7 @@ class EventsClient:
             "eventType": event_type,
             "top": page_size,
         }
-        return _follow_pages(self._http, parse_source(topic).events_path, params)
+        return self._http.pages(parse_source(topic).events_path, params, exact=True)
 
     def server_time(self, topic: str | Source) -> datetime:
         """The server's clock (its ``Date`` header), read while checking the topic exists."""
@@ -667,7 +638,7 @@ class _TailCursor:
         query = dict(self._params, top=top)
         if token is not None:
             query["skipToken"] = token
-        page = _loads(self._http.request("GET", self._path, params=query).content) or {}
+        page = self._http.call("GET", self._path, params=query, exact=True) or {}
         next_token = None
         if page.get("nextLink"):
             next_token = dict(parse_qsl(urlsplit(page["nextLink"]).query)).get("skipToken")

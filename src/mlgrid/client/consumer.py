@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mlgrid.client.http import ApiError, resolve_verify
+from mlgrid.client.http import ApiError, Transport, resolve_verify
 
 __all__ = ["PullConsumer", "ReceivedEvent", "RejectEvent", "SettleResult"]
 
@@ -105,38 +105,21 @@ class PullConsumer:
             headers["Authorization"] = f"Bearer {token}"
         parent = "systemTopics" if system_topic else "topics"
         self._path = f"/{parent}/{quote(topic, safe='')}/eventsubscriptions/{quote(subscription, safe='')}"
-        self._headers = headers
         self.max_events = max_events
         self.max_wait_time = max_wait_time
         self.release_delay = release_delay
         read_timeout = timeout if timeout is not None else max_wait_time + 30.0
         self._own_client = client is None
-        self._client = client or httpx.Client(
-            base_url=url.rstrip("/"), timeout=read_timeout, verify=resolve_verify(ca_bundle)
+        self._http = Transport(
+            url.rstrip("/"), timeout=read_timeout, verify=resolve_verify(ca_bundle), _client=client,
+            headers=headers,
         )
         self._stopped = False
 
     # -- the raw operations ---------------------------------------------------------------------
 
     def _post(self, operation: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
-        try:
-            response = self._client.post(
-                f"{self._path}:{operation}", params=params, json=body, headers=self._headers
-            )
-        except httpx.HTTPError as exc:
-            raise ApiError(0, "ConnectionError", str(exc)) from exc
-        if response.status_code != 200:
-            try:
-                error = response.json().get("error", {})
-            except ValueError:
-                error = {}
-            raise ApiError(
-                response.status_code,
-                str(error.get("code", "")),
-                str(error.get("message", response.text)),
-                error.get("details"),
-            )
-        return response.json()
+        return self._http.call("POST", f"{self._path}:{operation}", body, params=params)
 
     def receive(self, max_events: int | None = None, max_wait_time: int | None = None) -> list[ReceivedEvent]:
         """Lock and return up to ``max_events`` events, waiting up to ``max_wait_time`` s for one."""
@@ -260,7 +243,7 @@ class PullConsumer:
 
     def close(self) -> None:
         if self._own_client:
-            self._client.close()
+            self._http.close()
 
     def __enter__(self) -> PullConsumer:
         return self

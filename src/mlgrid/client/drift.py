@@ -20,8 +20,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from mlgrid.client.http import Transport, all_pages, if_match_header
-from mlgrid.client.http import request_json as _call
+from mlgrid.client.http import Transport, if_match_header
 from mlgrid.workspace.drift.windows import complete_windows
 
 if TYPE_CHECKING:
@@ -186,7 +185,7 @@ class DriftMonitor:
     # --- operations ------------------------------------------------------------------------
 
     def refresh(self) -> DriftMonitor:
-        self.raw = dict(_call(self.http, "GET", self.path))
+        self.raw = dict(self.http.call("GET", self.path))
         return self
 
     def update(self, *, if_match: str | None = None, **changes: Any) -> DriftMonitor:
@@ -196,7 +195,7 @@ class DriftMonitor:
         for key, value in changes.items():
             properties[_API_NAMES.get(key, key)] = value
         headers = if_match_header(if_match)
-        self.raw = dict(_call(self.http, "PUT", self.path, {"properties": properties}, headers=headers))
+        self.raw = dict(self.http.call("PUT", self.path, {"properties": properties}, headers=headers))
         return self
 
     def delete(self) -> None:
@@ -226,7 +225,7 @@ class DriftMonitor:
         for offset in range(0, len(windows), windows_per_request):
             chunk = windows[offset:offset + windows_per_request]
             body = {"start": chunk[0][0].isoformat(), "end": chunk[-1][1].isoformat()}
-            answer = _call(self.http, "POST", f"{self.path}/runs", body, timeout=600.0)
+            answer = self.http.call("POST", f"{self.path}/runs", body, timeout=600.0)
             runs.extend(DriftRun.from_json(r) for r in answer["value"])
             if progress is not None:
                 progress(offset + len(chunk), len(windows))
@@ -240,7 +239,7 @@ class DriftMonitor:
             "start": None if start is None else parse_moment(start).isoformat(),
             "end": None if end is None else parse_moment(end).isoformat(),
         }
-        return [DriftRun.from_json(r) for r in all_pages(self.http, f"{self.path}/runs", params)]
+        return [DriftRun.from_json(r) for r in self.http.pages(f"{self.path}/runs", params)]
 
 
 _API_NAMES = {
@@ -286,15 +285,15 @@ def monitor_body(
 
 
 def create_monitor(http: Transport, workspace_path: str, name: str, body: Mapping[str, Any]) -> DriftMonitor:
-    return DriftMonitor(http, workspace_path, _call(http, "PUT", _monitor_path(workspace_path, name), body))
+    return DriftMonitor(http, workspace_path, http.call("PUT", _monitor_path(workspace_path, name), body))
 
 
 def get_monitor(http: Transport, workspace_path: str, name: str) -> DriftMonitor:
-    return DriftMonitor(http, workspace_path, _call(http, "GET", _monitor_path(workspace_path, name)))
+    return DriftMonitor(http, workspace_path, http.call("GET", _monitor_path(workspace_path, name)))
 
 
 def list_monitors(http: Transport, workspace_path: str) -> list[DriftMonitor]:
-    body = _call(http, "GET", f"{workspace_path}/datadrifts")
+    body = http.call("GET", f"{workspace_path}/datadrifts")
     return [DriftMonitor(http, workspace_path, m) for m in body.get("value", [])]
 
 

@@ -22,13 +22,11 @@ from typing import Any
 from urllib.parse import quote
 
 from mlgrid.client.http import Transport, if_match_header
-from mlgrid.client.http import request_json as _call
+from mlgrid.domain.endpoints import DeploymentState
 from mlgrid.events.jsoncodec import dumps
 
 __all__ = ["DeploymentFailed", "Endpoint", "deploy_endpoint", "list_endpoints"]
 
-DEPLOYING = "Deploying"
-FAILED = "Failed"
 
 
 class DeploymentFailed(Exception):
@@ -140,7 +138,7 @@ class Endpoint:
     # --- calls -----------------------------------------------------------------------------
 
     def refresh(self) -> Endpoint:
-        self.raw = dict(_call(self.http, "GET", self.path))
+        self.raw = dict(self.http.call("GET", self.path))
         return self
 
     def wait(self, timeout: float = 120.0, poll_interval: float = 0.2) -> Endpoint:
@@ -153,9 +151,9 @@ class Endpoint:
             self.refresh()
             if self.deployment_id != started:
                 return self
-            if self.state == FAILED:
+            if self.state == DeploymentState.FAILED:
                 raise DeploymentFailed(self)
-            if self.state != DEPLOYING:
+            if self.state != DeploymentState.DEPLOYING:
                 return self
             if time.monotonic() > deadline:
                 raise TimeoutError(f"endpoint {self.name!r} is still {self.state} after {timeout:g} s")
@@ -215,15 +213,15 @@ def deploy_endpoint(
     if startup_timeout is not None:
         props["startupTimeoutSeconds"] = startup_timeout
     path = _endpoint_path(workspace_path, name)
-    body = _call(http, "PUT", path, {"properties": props}, headers=if_match_header(if_match))
+    body = http.call("PUT", path, {"properties": props}, headers=if_match_header(if_match))
     endpoint = Endpoint(http, workspace_path, body)
     return endpoint.wait(timeout) if wait else endpoint
 
 
 def get_endpoint(http: Transport, workspace_path: str, name: str) -> Endpoint:
-    return Endpoint(http, workspace_path, _call(http, "GET", _endpoint_path(workspace_path, name)))
+    return Endpoint(http, workspace_path, http.call("GET", _endpoint_path(workspace_path, name)))
 
 
 def list_endpoints(http: Transport, workspace_path: str) -> list[Endpoint]:
-    body = _call(http, "GET", f"{workspace_path}/endpoints")
+    body = http.call("GET", f"{workspace_path}/endpoints")
     return [Endpoint(http, workspace_path, item) for item in body.get("value", [])]

@@ -1,17 +1,34 @@
-"""The HTTP transport of the Python SDK and the CLI: one place that turns server errors into
-``ApiError`` carrying the server's error code, message and details."""
+"""The HTTP transport of the Python SDK, the CLI and the web UI: the one place that sends a
+request, turns an error answer into ``ApiError`` (the server's code, message and details),
+writes and reads JSON, and follows ``nextLink`` pages.
+
+Numbers: request bodies are written with the exact codec (a ``Decimal`` keeps every digit).
+Answers are read exactly (fractions as ``Decimal``) where the numbers are the user's own data
+that filters compare digit for digit - events, filters, subscriptions: ``exact=True`` - and as
+``float`` where they are measurements (metrics, drift coefficients, scores). Both readings are
+:func:`decode_json`'s.
+
+The synchronous :class:`Transport` serves the SDK and the CLI; the web UI's in-process async
+client (``ui/api.py``) uses the same functions for errors, JSON and paging.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from mlgrid.events.jsoncodec import dumps
+
+#: ``nextLink`` pages followed at the most by one listing.
+MAX_PAGES = 10_000
 
 DEFAULT_URL = "http://127.0.0.1:8780"
 CA_BUNDLE_VARIABLE = "MLGRID_CA_BUNDLE"
@@ -56,13 +73,36 @@ def resolve_verify(ca_bundle: str | None = None, environ: Mapping[str, str] | No
     return bundle
 
 
+def decode_json(content: bytes, *, exact: bool = False) -> Any:
+    """The JSON of an answer (None when empty); ``exact`` reads fractions as ``Decimal``."""
+    if not content:
+        return None
+    return json.loads(content, parse_float=Decimal) if exact else json.loads(content)
+
+
+def next_page_query(page: Any) -> dict[str, str] | None:
+    """The query of a listing's ``nextLink``, or None on the last page.
+
+    Only the query is used (the path stays the caller's), so a server that sees itself under
+    another host name - behind a proxy, in a container - still pages correctly.
+    """
+    link = page.get("nextLink") if isinstance(page, Mapping) else None
+    if not link:
+        return None
+    return dict(parse_qsl(urlsplit(link).query, keep_blank_values=True))
+
+
 @dataclass
 class Transport:
+    """A connection to one server. ``token`` is sent as the bearer credential; ``headers``
+    (a topic key or SAS token, for the pull consumer) are sent instead when given."""
+
     url: str
     token: str | None = field(default=None, repr=False)
     timeout: float = 60.0
     verify: str | bool = True
     _client: httpx.Client | None = field(default=None, repr=False)
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def client(self) -> httpx.Client:
@@ -100,7 +140,7 @@ class Transport:
                 content=content,
                 files=files,
                 data=data,
-                headers=headers,
+                headers={**self.headers, **(headers or {})} if self.headers else headers,
                 timeout=timeout if timeout is not None else self.timeout,
             )
         except httpx.TransportError as exc:
@@ -109,34 +149,25 @@ class Transport:
             raise error_from_response(response)
         return response
 
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        if not response.content:
-            return None
-        return response.json()
+    def call(self, method: str, path: str, body: Any = None, *, exact: bool = False, **kwargs: Any) -> Any:
+        """One request with a JSON ``body`` (written exactly); the answer's JSON, or None."""
+        if body is not None:
+            kwargs["content"] = dumps(body)
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+        return decode_json(self.request(method, path, **kwargs).content, exact=exact)
 
-
-def request_json(http: Transport, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    """One request of the SDK's resources: the body is written with the exact JSON codec
-    (``Decimal`` stays exact); the answer is decoded JSON, or None when empty."""
-    if body is not None:
-        kwargs["content"] = dumps(body)
-        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
-    response = http.request(method, path, **kwargs)
-    return response.json() if response.content else None
-
-
-def all_pages(http: Transport, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every item of a listing, following ``nextLink`` (bounded: 10,000 pages)."""
-    items: list[dict[str, Any]] = []
-    page = request_json(http, "GET", path, params=dict(params or {}))
-    for _ in range(10_000):
-        items.extend(page.get("value", []))
-        next_link = page.get("nextLink")
-        if not next_link:
-            break
-        page = request_json(http, "GET", next_link)
-    return items
+    def pages(
+        self, path: str, params: Mapping[str, Any] | None = None, *, exact: bool = False
+    ) -> Iterator[Any]:
+        """The ``value`` items of a listing over every page (at most :data:`MAX_PAGES`)."""
+        query: dict[str, Any] = dict(params or {})
+        for _ in range(MAX_PAGES):
+            page = self.call("GET", path, params=query, exact=exact) or {}
+            yield from page.get("value", [])
+            next_query = next_page_query(page)
+            if next_query is None:
+                return
+            query = next_query
 
 
 def if_match_header(if_match: str | None) -> dict[str, str]:
@@ -145,8 +176,10 @@ def if_match_header(if_match: str | None) -> dict[str, str]:
 
 
 def error_from_response(response: httpx.Response) -> ApiError:
+    """The ``ApiError`` of an error answer: the envelope's code, message and details, or the
+    status and the start of the body when the answer is not mlgrid's envelope."""
     try:
-        body = response.json()
+        body = json.loads(response.content)
         error = body["error"]
         return ApiError(response.status_code, str(error.get("code", "")), str(error.get("message", "")),
                         list(error.get("details") or []))

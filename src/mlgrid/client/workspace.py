@@ -30,8 +30,6 @@ import mimetypes
 import time
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -44,8 +42,17 @@ from mlgrid.client.drift import DriftMonitor, DriftRun, to_dataframe
 from mlgrid.client.endpoints import Endpoint, deploy_endpoint, get_endpoint, list_endpoints
 from mlgrid.client.filters import AdvancedFilter, filter_json
 from mlgrid.client.http import ApiError, Transport, if_match_header
-from mlgrid.client.http import all_pages as _pages
-from mlgrid.client.http import request_json as _call
+from mlgrid.client.workspace_records import (
+    Artifact,
+    Column,
+    Dataset,
+    Metric,
+    ModelVersion,
+    RunInfo,
+    SubscriptionInfo,
+    WorkspaceInfo,
+    segment,
+)
 
 __all__ = [
     "Artifact",
@@ -64,200 +71,6 @@ __all__ = [
     "to_dataframe",
 ]
 
-TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
-
-
-# --- typed results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkspaceInfo:
-    name: str
-    id: str
-    resource_group: str
-    run_status_changed_events: str
-    etag: str
-    system_topic: str
-    raw: dict[str, Any] = field(repr=False)
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> WorkspaceInfo:
-        props = body.get("properties") or {}
-        return cls(
-            name=body["name"],
-            id=body["id"],
-            resource_group=props.get("resourceGroup", "default"),
-            run_status_changed_events=props.get("runStatusChangedEvents", "failed"),
-            etag=body.get("etag", ""),
-            system_topic=props.get("systemTopic", f"/systemTopics/{body['name']}"),
-            raw=dict(body),
-        )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    experiment_id: str
-    experiment_name: str
-    status: str
-    run_type: str | None
-    tags: dict[str, Any]
-    properties: dict[str, str]
-    etag: str
-    start_time: datetime | None
-    end_time: datetime | None
-    error: str | None
-    raw: dict[str, Any] = field(repr=False)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def exit_code(self) -> int | None:
-        """A submitted job's exit code (None while running, and for other runs)."""
-        job = self.raw.get("job") or {}
-        code = job.get("exitCode")
-        return None if code is None else int(code)
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> RunInfo:
-        return cls(
-            run_id=body["runId"],
-            experiment_id=body["experimentId"],
-            experiment_name=body["experimentName"],
-            status=body["status"],
-            run_type=body.get("runType"),
-            tags=dict(body.get("tags") or {}),
-            properties=dict(body.get("properties") or {}),
-            etag=body.get("etag", ""),
-            start_time=_time(body.get("startTime")),
-            end_time=_time(body.get("endTime")),
-            error=body.get("error"),
-            raw=dict(body),
-        )
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    value: float | int
-    step: int
-    time: datetime | None
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Metric:
-        return cls(body["name"], body["value"], int(body.get("step", 0)), _time(body.get("time")))
-
-
-@dataclass(frozen=True)
-class Artifact:
-    path: str
-    size: int
-    sha256: str
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Artifact:
-        return cls(body["path"], int(body["size"]), body["sha256"])
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    name: str
-    version: str
-    tags: dict[str, Any]
-    properties: dict[str, Any]
-    description: str
-    etag: str
-    created_time: datetime | None
-    run_id: str | None
-    artifact_path: str | None
-    is_directory: bool
-    raw: dict[str, Any] = field(repr=False)
-
-    @property
-    def id(self) -> str:
-        """``name:version``, as ModelDeployed's ``ModelIds`` lists models."""
-        return f"{self.name}:{self.version}"
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> ModelVersion:
-        return cls(
-            name=body["name"],
-            version=str(body["version"]),
-            tags=dict(body.get("tags") or {}),
-            properties=dict(body.get("properties") or {}),
-            description=body.get("description") or "",
-            etag=body.get("etag", ""),
-            created_time=_time(body.get("createdTime")),
-            run_id=body.get("runId"),
-            artifact_path=body.get("artifactPath"),
-            is_directory=bool(body.get("isDirectory")),
-            raw=dict(body),
-        )
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    dtype: str
-
-
-@dataclass(frozen=True)
-class Dataset:
-    id: str
-    name: str
-    version: int
-    columns: list[Column]
-    row_count: int
-    timestamp_column: str | None
-    etag: str
-    raw: dict[str, Any] = field(repr=False)
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Dataset:
-        return cls(
-            id=body["id"],
-            name=body["name"],
-            version=int(body["version"]),
-            columns=[Column(c["name"], c["dtype"]) for c in body.get("columns") or []],
-            row_count=int(body["rowCount"]),
-            timestamp_column=body.get("timestampColumn"),
-            etag=body.get("etag", ""),
-            raw=dict(body),
-        )
-
-
-@dataclass(frozen=True)
-class SubscriptionInfo:
-    name: str
-    id: str
-    provisioning_state: str
-    endpoint_type: str | None
-    properties: dict[str, Any] = field(repr=False)
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> SubscriptionInfo:
-        props = dict(body.get("properties") or {})
-        destination = props.get("destination") or {}
-        return cls(
-            name=body.get("name", ""),
-            id=body.get("id", ""),
-            provisioning_state=props.get("provisioningState", ""),
-            endpoint_type=destination.get("endpointType"),
-            properties=props,
-        )
-
-
-# --- clients ------------------------------------------------------------------------------
 
 
 class WorkspacesClient:
@@ -276,20 +89,20 @@ class WorkspacesClient:
                 "runStatusChangedEvents": run_status_changed_events,
             }
         }
-        info = WorkspaceInfo.from_json(_call(self.http, "PUT", f"/workspaces/{_segment(name)}", body))
+        info = WorkspaceInfo.from_json(self.http.call("PUT", f"/workspaces/{segment(name)}", body))
         return Workspace(self.http, info)
 
     def get(self, name: str) -> Workspace:
         return Workspace(
-            self.http, WorkspaceInfo.from_json(_call(self.http, "GET", f"/workspaces/{_segment(name)}"))
+            self.http, WorkspaceInfo.from_json(self.http.call("GET", f"/workspaces/{segment(name)}"))
         )
 
     def list(self) -> list[WorkspaceInfo]:
-        return [WorkspaceInfo.from_json(w) for w in _pages(self.http, "/workspaces")]
+        return [WorkspaceInfo.from_json(w) for w in self.http.pages("/workspaces")]
 
     def delete(self, name: str, *, if_match: str | None = None) -> None:
         headers = if_match_header(if_match)
-        self.http.request("DELETE", f"/workspaces/{_segment(name)}", headers=headers)
+        self.http.request("DELETE", f"/workspaces/{segment(name)}", headers=headers)
 
 
 class Workspace:
@@ -305,13 +118,13 @@ class Workspace:
 
     @property
     def path(self) -> str:
-        return f"/workspaces/{_segment(self.info.name)}"
+        return f"/workspaces/{segment(self.info.name)}"
 
     def __repr__(self) -> str:
         return f"Workspace({self.info.name!r})"
 
     def refresh(self) -> WorkspaceInfo:
-        self.info = WorkspaceInfo.from_json(_call(self.http, "GET", self.path))
+        self.info = WorkspaceInfo.from_json(self.http.call("GET", self.path))
         return self.info
 
     # --- runs ------------------------------------------------------------------------------
@@ -331,12 +144,12 @@ class Workspace:
             "properties": dict(properties or {}),
             "status": status,
         }
-        created = _call(self.http, "POST", f"{self.path}/experiments/{_segment(experiment)}/runs", body)
+        created = self.http.call("POST", f"{self.path}/experiments/{segment(experiment)}/runs", body)
         return Run(self, RunInfo.from_json(created))
 
     def run(self, run_id: str) -> Run:
         """A handle on an existing run (e.g. ``os.environ["MLGRID_RUN_ID"]`` inside a job)."""
-        return Run(self, RunInfo.from_json(_call(self.http, "GET", f"{self.path}/runs/{_segment(run_id)}")))
+        return Run(self, RunInfo.from_json(self.http.call("GET", f"{self.path}/runs/{segment(run_id)}")))
 
     def runs(
         self,
@@ -347,10 +160,10 @@ class Workspace:
         """Runs newest first, optionally of one experiment, in some statuses, of one run type."""
         statuses = status if isinstance(status, str) or status is None else ",".join(status)
         params = {"experiment": experiment, "status": statuses, "runType": run_type}
-        return [RunInfo.from_json(r) for r in _pages(self.http, f"{self.path}/runs", params)]
+        return [RunInfo.from_json(r) for r in self.http.pages(f"{self.path}/runs", params)]
 
     def experiments(self) -> list[dict[str, Any]]:
-        return list(_call(self.http, "GET", f"{self.path}/experiments")["value"])
+        return list(self.http.call("GET", f"{self.path}/experiments")["value"])
 
     def submit_job(
         self,
@@ -382,7 +195,7 @@ class Workspace:
             body["tags"] = dict(tags)
         if properties:
             body["properties"] = dict(properties)
-        created = _call(self.http, "POST", f"{self.path}/experiments/{_segment(experiment)}/jobs", body)
+        created = self.http.call("POST", f"{self.path}/experiments/{segment(experiment)}/jobs", body)
         run = Run(self, RunInfo.from_json(created))
         if wait:
             run.wait(timeout=timeout)
@@ -407,7 +220,7 @@ class Workspace:
             "properties": dict(properties or {}),
             "description": description,
         }
-        models_path = f"{self.path}/models/{_segment(name)}/versions"
+        models_path = f"{self.path}/models/{segment(name)}/versions"
         if path is not None:
             if run_id is not None or artifact_path is not None:
                 raise ValueError("give either path, or run_id and artifact_path")
@@ -415,7 +228,7 @@ class Workspace:
         if run_id is None or artifact_path is None:
             raise ValueError("give a local path, or run_id and artifact_path of a run's artifact")
         body = {**metadata, "runId": run_id, "artifactPath": artifact_path}
-        return ModelVersion.from_json(_call(self.http, "POST", models_path, body))
+        return ModelVersion.from_json(self.http.call("POST", models_path, body))
 
     def _upload_model(self, models_path: str, source: Path, metadata: dict[str, Any]) -> Any:
         if source.is_dir():
@@ -443,16 +256,16 @@ class Workspace:
 
     def model(self, name: str, version: str | int) -> ModelVersion:
         return ModelVersion.from_json(
-            _call(self.http, "GET", f"{self.path}/models/{_segment(name)}/versions/{_segment(str(version))}")
+            self.http.call("GET", f"{self.path}/models/{segment(name)}/versions/{segment(str(version))}")
         )
 
     def models(self, name: str | None = None) -> list[ModelVersion]:
-        return [ModelVersion.from_json(m) for m in _pages(self.http, f"{self.path}/models", {"name": name})]
+        return [ModelVersion.from_json(m) for m in self.http.pages(f"{self.path}/models", {"name": name})]
 
     def download_model(self, name: str, version: str | int, dest: str | Path) -> Path:
         """Download a model version: a file model is written to ``dest`` (or into it, when
         ``dest`` is a directory); a directory model is extracted into the directory ``dest``."""
-        path = f"{self.path}/models/{_segment(name)}/versions/{_segment(str(version))}/download"
+        path = f"{self.path}/models/{segment(name)}/versions/{segment(str(version))}/download"
         response = self.http.request("GET", path, timeout=600.0)
         target = Path(dest)
         if response.headers.get("content-type", "").startswith("application/zip"):
@@ -485,7 +298,7 @@ class Workspace:
         with source.open("rb") as handle:
             response = self.http.request(
                 "POST",
-                f"{self.path}/datasets/{_segment(name)}/versions",
+                f"{self.path}/datasets/{segment(name)}/versions",
                 files={"file": (source.name, handle, "application/octet-stream")},
                 data=data,
                 timeout=600.0,
@@ -493,13 +306,11 @@ class Workspace:
         return Dataset.from_json(response.json())
 
     def datasets(self, name: str | None = None) -> list[Dataset]:
-        return [Dataset.from_json(d) for d in _pages(self.http, f"{self.path}/datasets", {"name": name})]
+        return [Dataset.from_json(d) for d in self.http.pages(f"{self.path}/datasets", {"name": name})]
 
     def dataset(self, name: str, version: int | str) -> Dataset:
         return Dataset.from_json(
-            _call(
-                self.http, "GET", f"{self.path}/datasets/{_segment(name)}/versions/{_segment(str(version))}"
-            )
+            self.http.call("GET", f"{self.path}/datasets/{segment(name)}/versions/{segment(str(version))}")
         )
 
     # --- data-drift monitors ---------------------------------------------------------------
@@ -534,7 +345,7 @@ class Workspace:
         return drift_api.list_monitors(self.http, self.path)
 
     def delete_drift_monitor(self, name: str) -> None:
-        self.http.request("DELETE", f"{self.path}/datadrifts/{_segment(name)}")
+        self.http.request("DELETE", f"{self.path}/datadrifts/{segment(name)}")
 
     # --- endpoints (model deployments) -----------------------------------------------------
 
@@ -617,10 +428,9 @@ class Workspace:
             max_events_per_batch=max_events_per_batch,
             destination_properties=destination_properties,
         )
-        body = _call(
-            self.http,
+        body = self.http.call(
             "PUT",
-            f"{self.path}/eventSubscriptions/{_segment(name)}",
+            f"{self.path}/eventSubscriptions/{segment(name)}",
             {"properties": properties},
             timeout=90.0,
         )
@@ -628,64 +438,60 @@ class Workspace:
 
     def subscription(self, name: str) -> SubscriptionInfo:
         return SubscriptionInfo.from_json(
-            _call(self.http, "GET", f"{self.path}/eventSubscriptions/{_segment(name)}")
+            self.http.call("GET", f"{self.path}/eventSubscriptions/{segment(name)}")
         )
 
     def subscriptions(self) -> list[SubscriptionInfo]:
-        return [SubscriptionInfo.from_json(s) for s in _pages(self.http, f"{self.path}/eventSubscriptions")]
+        return [SubscriptionInfo.from_json(s) for s in self.http.pages(f"{self.path}/eventSubscriptions")]
 
     def delete_subscription(self, name: str) -> None:
-        self.http.request("DELETE", f"{self.path}/eventSubscriptions/{_segment(name)}")
+        self.http.request("DELETE", f"{self.path}/eventSubscriptions/{segment(name)}")
 
     def receive(self, subscription: str, max_events: int = 10, max_wait: float = 5) -> list[dict[str, Any]]:
         """Pull events from a ``Queue`` subscription: ``[{"brokerProperties": {"lockToken",
         "deliveryCount"}, "event": {...}}]`` (long poll up to ``max_wait`` seconds)."""
-        body = _call(
-            self.http,
+        body = self.http.call(
             "POST",
-            f"{self.path}/eventsubscriptions/{_segment(subscription)}:receive",
+            f"{self.path}/eventsubscriptions/{segment(subscription)}:receive",
             params={"maxEvents": max_events, "maxWaitTime": int(max_wait)},
             timeout=max_wait + 30,
         )
         return list((body or {}).get("value", []))
 
     def acknowledge(self, subscription: str, lock_tokens: Sequence[str]) -> dict[str, Any]:
-        path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:acknowledge"
-        return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}) or {})
+        path = f"{self.path}/eventsubscriptions/{segment(subscription)}:acknowledge"
+        return dict(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}) or {})
 
     def release(
         self, subscription: str, lock_tokens: Sequence[str], delay_seconds: int = 0
     ) -> dict[str, Any]:
         """Give received events back (redelivered after ``delay_seconds``: 0, 10, 60, 600, 3600)."""
-        path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:release"
+        path = f"{self.path}/eventsubscriptions/{segment(subscription)}:release"
         params = {"releaseDelayInSeconds": delay_seconds}
-        return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}, params=params) or {})
+        return dict(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}, params=params) or {})
 
     def reject(self, subscription: str, lock_tokens: Sequence[str]) -> dict[str, Any]:
         """Refuse received events: they are dead-lettered (or dropped)."""
-        path = f"{self.path}/eventsubscriptions/{_segment(subscription)}:reject"
-        return dict(_call(self.http, "POST", path, {"lockTokens": list(lock_tokens)}) or {})
+        path = f"{self.path}/eventsubscriptions/{segment(subscription)}:reject"
+        return dict(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}) or {})
 
     def events(self, event_type: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         """The retained events of the workspace's system topic, oldest first."""
-        return _pages(
-            self.http,
-            f"/systemTopics/{_segment(self.name)}/events",
-            {"eventType": event_type, "since": since},
-        )
+        path = f"/systemTopics/{segment(self.name)}/events"
+        return list(self.http.pages(path, {"eventType": event_type, "since": since}))
 
     # --- role assignments ------------------------------------------------------------------
 
     def assign_role(self, principal: str, role: str) -> dict[str, Any]:
         return dict(
-            _call(self.http, "PUT", f"{self.path}/roleAssignments/{_segment(principal)}", {"role": role})
+            self.http.call("PUT", f"{self.path}/roleAssignments/{segment(principal)}", {"role": role})
         )
 
     def remove_role(self, principal: str) -> None:
-        self.http.request("DELETE", f"{self.path}/roleAssignments/{_segment(principal)}")
+        self.http.request("DELETE", f"{self.path}/roleAssignments/{segment(principal)}")
 
     def role_assignments(self) -> list[dict[str, Any]]:
-        return list(_call(self.http, "GET", f"{self.path}/roleAssignments")["value"])
+        return list(self.http.call("GET", f"{self.path}/roleAssignments")["value"])
 
 
 class Run:
@@ -706,7 +512,7 @@ class Run:
 
     @property
     def _path(self) -> str:
-        return f"{self.workspace.path}/runs/{_segment(self.id)}"
+        return f"{self.workspace.path}/runs/{segment(self.id)}"
 
     @property
     def _http(self) -> Transport:
@@ -733,7 +539,7 @@ class Run:
             pass  # the original exception matters more than a failure to record it
 
     def refresh(self) -> RunInfo:
-        self.info = RunInfo.from_json(_call(self._http, "GET", self._path))
+        self.info = RunInfo.from_json(self._http.call("GET", self._path))
         return self.info
 
     def update(
@@ -756,7 +562,7 @@ class Run:
         if error is not None:
             body["error"] = error
         headers = if_match_header(if_match)
-        self.info = RunInfo.from_json(_call(self._http, "PATCH", self._path, body, headers=headers))
+        self.info = RunInfo.from_json(self._http.call("PATCH", self._path, body, headers=headers))
         return self.info
 
     def complete(self) -> RunInfo:
@@ -808,10 +614,10 @@ class Run:
                 raise ValueError(f"metric {name!r}: {value} is not a finite number")
             body.append({"name": name, "value": value, "step": item_step})
         if body:
-            _call(self._http, "POST", f"{self._path}/metrics", {"metrics": body})
+            self._http.call("POST", f"{self._path}/metrics", {"metrics": body})
 
     def metrics(self, name: str | None = None) -> list[Metric]:
-        body = _call(self._http, "GET", f"{self._path}/metrics", params={"name": name})
+        body = self._http.call("GET", f"{self._path}/metrics", params={"name": name})
         return [Metric.from_json(m) for m in body["value"]]
 
     def upload_file(self, path: str | Path, name: str | None = None) -> Artifact:
@@ -834,7 +640,7 @@ class Run:
         return Artifact.from_json(response.json())
 
     def artifacts(self, prefix: str | None = None) -> list[Artifact]:
-        body = _call(self._http, "GET", f"{self._path}/artifacts", params={"prefix": prefix})
+        body = self._http.call("GET", f"{self._path}/artifacts", params={"prefix": prefix})
         return [Artifact.from_json(a) for a in body["value"]]
 
     def download_artifact(self, name: str) -> bytes:

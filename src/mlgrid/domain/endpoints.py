@@ -1,4 +1,5 @@
-"""Where a subscription's events go, and the provisioning states of a subscription."""
+"""Where a subscription's events go, the provisioning states of a subscription, and the states
+of a model deployment."""
 
 from __future__ import annotations
 
@@ -25,3 +26,15 @@ class ProvisioningState(StrEnum):
     AWAITING_MANUAL_ACTION = "AwaitingManualAction"
     FAILED = "Failed"
     CREATING = "Creating"
+
+
+class DeploymentState(StrEnum):
+    """The ``properties.state`` of a model deployment (a Local endpoint)."""
+
+    DEPLOYING = "Deploying"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    FAILED = "Failed"
+
+
+DEPLOYMENT_STATES: Final = tuple(DeploymentState)

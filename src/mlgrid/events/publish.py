@@ -134,6 +134,15 @@ class _Problems:
         if not self.full:
             self.details.append(ErrorDetail(code, f"{target}: {reason}", target))
 
+    def missing(self, target: str, reason: str) -> None:
+        self.add(target, ErrorCode.MISSING_FIELD, reason)
+
+    def invalid_value(self, target: str, reason: str) -> None:
+        self.add(target, ErrorCode.INVALID_FIELD_VALUE, reason)
+
+    def invalid_type(self, target: str, reason: str) -> None:
+        self.add(target, ErrorCode.INVALID_FIELD_TYPE, reason)
+
     def raise_if_any(self) -> None:
         if not self.details:
             return
@@ -169,14 +178,14 @@ def _show(value: Any) -> str:
 def _string_problem(problems: _Problems, target: str, raw: dict[str, Any], key: str, empty_ok: bool) -> None:
     """Record why ``raw[key]`` is not an acceptable string (called only when it is not)."""
     if key not in raw:
-        problems.add(target, ErrorCode.MISSING_FIELD, "required string is missing")
+        problems.missing(target, "required string is missing")
         return
     value = raw[key]
     if isinstance(value, str):
         if not empty_ok and value == "":
-            problems.add(target, ErrorCode.INVALID_FIELD_VALUE, "must not be empty")
+            problems.invalid_value(target, "must not be empty")
         return
-    problems.add(target, ErrorCode.INVALID_FIELD_TYPE, f"must be a string, got {_json_type(value)}")
+    problems.invalid_type(target, f"must be a string, got {_json_type(value)}")
 
 
 def _length_problem(
@@ -184,9 +193,7 @@ def _length_problem(
 ) -> None:
     """``id`` and the event type are stored in indexed columns of :data:`MAX_ID_CHARACTERS`."""
     if type(value) is str and limit is not None and len(value) > limit:
-        problems.add(
-            target, ErrorCode.INVALID_FIELD_VALUE, f"must be at most {limit} characters, got {len(value):,}"
-        )
+        problems.invalid_value(target, f"must be at most {limit} characters, got {len(value):,}")
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -335,9 +342,8 @@ def _eventgrid_event(
     if type(event_time) is str:
         event_time = normalise_timestamp(event_time)
         if event_time is None:
-            problems.add(
+            problems.invalid_value(
                 f"[{index}].eventTime",
-                ErrorCode.INVALID_FIELD_VALUE,
                 "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z",
             )
     else:
@@ -346,29 +352,24 @@ def _eventgrid_event(
     topic = raw.get("topic")
     if topic is not None and (type(topic) is not str or topic.lower() != topic_lower):
         if type(topic) is not str:
-            problems.add(
-                f"[{index}].topic", ErrorCode.INVALID_FIELD_TYPE, f"must be a string, got {_json_type(topic)}"
-            )
+            problems.invalid_type(f"[{index}].topic", f"must be a string, got {_json_type(topic)}")
         else:
-            problems.add(
+            problems.invalid_value(
                 f"[{index}].topic",
-                ErrorCode.INVALID_FIELD_VALUE,
                 f"must be this topic's id {_show(topic_id)} or be left out, got {_show(topic)}",
             )
     data_version = raw.get("dataVersion")
     if data_version is None:
         data_version = ""
     elif type(data_version) is not str:
-        problems.add(
+        problems.invalid_type(
             f"[{index}].dataVersion",
-            ErrorCode.INVALID_FIELD_TYPE,
             f"must be a string, got {_json_type(data_version)}",
         )
     metadata_version = raw.get("metadataVersion")
     if metadata_version is not None and metadata_version != "1":
-        problems.add(
+        problems.invalid_value(
             f"[{index}].metadataVersion",
-            ErrorCode.INVALID_FIELD_VALUE,
             f'must be "1" or be left out, got {_show(metadata_version)}',
         )
 
@@ -418,29 +419,26 @@ def _mapped_string(
         if field_mapping.default_value is not None:
             return field_mapping.default_value
         if required and field_mapping.source_field is not None:
-            problems.add(
+            problems.missing(
                 f"[{index}].{field_mapping.source_field}",
-                ErrorCode.MISSING_FIELD,
                 f"required string is missing (the topic maps it to {name}, with no defaultValue)",
             )
         elif required:
-            problems.add(
+            problems.missing(
                 f"[{index}].{name}",
-                ErrorCode.MISSING_FIELD,
                 f"no value: the topic's inputSchemaMapping gives {name} "
                 "neither a sourceField nor a defaultValue",
             )
         return None
     target = f"[{index}].{field_mapping.source_field}"
     if type(value) is not str:
-        problems.add(
+        problems.invalid_type(
             target,
-            ErrorCode.INVALID_FIELD_TYPE,
             f"must be a string (mapped to {name}), got {_json_type(value)}",
         )
         return None
     if not empty_ok and not value:
-        problems.add(target, ErrorCode.INVALID_FIELD_VALUE, f"must not be empty (mapped to {name})")
+        problems.invalid_value(target, f"must not be empty (mapped to {name})")
         return None
     return value
 
@@ -489,9 +487,8 @@ def _custom_event(
     if mapping.topic.source_field is not None:
         topic = _mapped_string(index, raw, "topic", mapping.topic, problems, required=False)
         if topic is not None and topic.lower() != topic_lower:
-            problems.add(
+            problems.invalid_value(
                 f"[{index}].{mapping.topic.source_field}",
-                ErrorCode.INVALID_FIELD_VALUE,
                 f"must be this topic's id {_show(topic_id)} or be left out (mapped to topic), "
                 f"got {_show(topic)}",
             )
@@ -504,9 +501,8 @@ def _custom_event(
         if event_time is not None:
             event_time = normalise_timestamp(event_time)
             if event_time is None:
-                problems.add(
+                problems.invalid_value(
                     f"[{index}].{mapping.event_time.source_field}",
-                    ErrorCode.INVALID_FIELD_VALUE,
                     "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z (mapped to eventTime)",
                 )
 
@@ -598,11 +594,10 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
     specversion = raw.get("specversion")
     if specversion != "1.0":
         if specversion is None:
-            problems.add(f"{prefix}specversion", ErrorCode.MISSING_FIELD, 'required, must be "1.0"')
+            problems.missing(f"{prefix}specversion", 'required, must be "1.0"')
         else:
-            problems.add(
+            problems.invalid_value(
                 f"{prefix}specversion",
-                ErrorCode.INVALID_FIELD_VALUE,
                 f'must be "1.0", got {_show(specversion)}',
             )
     event: dict[str, Any] = {"specversion": "1.0"}
@@ -624,9 +619,8 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
     if time is not None:
         normalised = normalise_timestamp(time) if type(time) is str else None
         if normalised is None:
-            problems.add(
+            problems.invalid_value(
                 f"{prefix}time",
-                ErrorCode.INVALID_FIELD_VALUE,
                 "must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z",
             )
         event["time"] = normalised
@@ -642,9 +636,8 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
                     "extension attribute names must be 1-20 lowercase letters a-z or digits 0-9",
                 )
             elif type(value) is not str and type(value) is not int and type(value) is not bool:
-                problems.add(
+                problems.invalid_type(
                     f"{prefix}{key}",
-                    ErrorCode.INVALID_FIELD_TYPE,
                     "extension attributes must be a string, an integer or a boolean, "
                     f"got {_json_type(value)}",
                 )
@@ -654,22 +647,20 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
     data_base64 = raw.get("data_base64")
     if data_base64 is not None:
         if data is not None:
-            problems.add(
+            problems.invalid_value(
                 f"{prefix}data_base64",
-                ErrorCode.INVALID_FIELD_VALUE,
                 "data and data_base64 are mutually exclusive",
             )
         elif type(data_base64) is not str:
-            problems.add(
+            problems.invalid_type(
                 f"{prefix}data_base64",
-                ErrorCode.INVALID_FIELD_TYPE,
                 f"must be a base64 string, got {_json_type(data_base64)}",
             )
         else:
             try:
                 base64.b64decode(data_base64, validate=True)
             except (binascii.Error, ValueError):
-                problems.add(f"{prefix}data_base64", ErrorCode.INVALID_FIELD_VALUE, "is not valid base64")
+                problems.invalid_value(f"{prefix}data_base64", "is not valid base64")
         event["data_base64"] = data_base64
     elif data is not None:
         event["data"] = data

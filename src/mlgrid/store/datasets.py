@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import datasets
 
 
@@ -36,23 +37,7 @@ class DatasetRow:
 
 
 def _dataset(r: Any) -> DatasetRow:
-    m = r._mapping
-    return DatasetRow(
-        id=m["id"],
-        workspace_key=m["workspace_key"],
-        name=m["name"],
-        version=int(m["version"]),
-        file_name=m["file_name"],
-        file_format=m["file_format"],
-        size=int(m["size"]),
-        sha256=m["sha256"],
-        columns_json=m["columns"],
-        row_count=int(m["row_count"]),
-        timestamp_column=m["timestamp_column"],
-        description=m["description"],
-        etag=m["etag"],
-        created_at=utc_from_epoch(m["created_at"]),
-    )
+    return to_record(DatasetRow, r, columns={"columns_json": "columns"})
 
 
 async def insert(conn: AsyncConnection, row: DatasetRow) -> None:

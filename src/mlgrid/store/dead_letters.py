@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.records import DeadLetterRow
-from mlgrid.store.clock import from_epoch, utc_from_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import dead_letters, deliveries, events
 
 
@@ -33,17 +33,7 @@ class NewDeadLetter:
 
 
 def _row(r: Any) -> DeadLetterRow:
-    return DeadLetterRow(
-        id=r.id,
-        subscription_id=r.subscription_id,
-        delivery_id=r.delivery_id,
-        event_id=r.event_id,
-        reason=r.reason,
-        record=r.record,
-        blob_path=r.blob_path,
-        created_at=utc_from_epoch(r.created_at),
-        redelivered_at=from_epoch(r.redelivered_at),
-    )
+    return to_record(DeadLetterRow, r)
 
 
 async def insert_many(conn: AsyncConnection, rows: Sequence[NewDeadLetter]) -> None:

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mlgrid.domain.deliveries import DeliveryState
 from mlgrid.domain.endpoints import EndpointType
 from mlgrid.domain.records import DeliveryRow
-from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database, run_sqlite
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import deliveries, events, subscriptions
 
 
@@ -43,26 +44,7 @@ class Claim:
 
 
 def row_to_delivery(r: object) -> DeliveryRow:
-    return DeliveryRow(
-        id=r.id,  # type: ignore[attr-defined]
-        event_seq=r.event_seq,  # type: ignore[attr-defined]
-        subscription_id=r.subscription_id,  # type: ignore[attr-defined]
-        state=r.state,  # type: ignore[attr-defined]
-        attempts=r.attempts,  # type: ignore[attr-defined]
-        next_attempt_at=utc_from_epoch(r.next_attempt_at),  # type: ignore[attr-defined]
-        claimed_by=r.claimed_by,  # type: ignore[attr-defined]
-        lease_until=from_epoch(r.lease_until),  # type: ignore[attr-defined]
-        lock_token=r.lock_token,  # type: ignore[attr-defined]
-        last_outcome=r.last_outcome,  # type: ignore[attr-defined]
-        last_http_status=r.last_http_status,  # type: ignore[attr-defined]
-        last_error=r.last_error,  # type: ignore[attr-defined]
-        last_attempt_at=from_epoch(r.last_attempt_at),  # type: ignore[attr-defined]
-        final_reason=r.final_reason,  # type: ignore[attr-defined]
-        created_at=utc_from_epoch(r.created_at),  # type: ignore[attr-defined]
-        finished_at=from_epoch(r.finished_at),  # type: ignore[attr-defined]
-        last_duration_ms=getattr(r, "last_duration_ms", None),
-        last_response=getattr(r, "last_response", None),
-    )
+    return to_record(DeliveryRow, r)
 
 
 _INSERT_SQL = (
@@ -210,17 +192,7 @@ _DUE_COLUMNS = (
 
 
 def _due(r: Any) -> DueDelivery:
-    return DueDelivery(
-        id=r.id,
-        event_seq=r.event_seq,
-        subscription_id=r.subscription_id,
-        attempts=r.attempts,
-        next_attempt_at=r.next_attempt_at,
-        created_at=r.created_at,
-        last_outcome=r.last_outcome,
-        last_http_status=r.last_http_status,
-        last_attempt_at=r.last_attempt_at,
-    )
+    return to_record(DueDelivery, r)
 
 
 def _pull_subscription_ids() -> Any:
@@ -556,19 +528,7 @@ _PULLED_COLUMNS = (
 
 
 def _pulled(r: Any) -> PulledRow:
-    return PulledRow(
-        id=r.id,
-        event_seq=r.event_seq,
-        subscription_id=r.subscription_id,
-        attempts=r.attempts,
-        created_at=r.created_at,
-        lock_token=r.lock_token,
-        last_attempt_at=r.last_attempt_at,
-        last_outcome=r.last_outcome,
-        last_http_status=r.last_http_status,
-        event_body=r.body,
-        published_at=r.published_at,
-    )
+    return to_record(PulledRow, r, columns={"event_body": "body"})
 
 
 async def receivable(conn: AsyncConnection, subscription_id: str, now: float, limit: int) -> list[PulledRow]:

@@ -22,7 +22,8 @@ from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import AlreadyExists
 from mlgrid.events.jsoncodec import dumps
-from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import drift_monitors, drift_runs, workspace_counters
 
 SEQUENCER_KIND = "datadrift"
@@ -34,25 +35,8 @@ def _json(value: Any) -> str:
 
 
 def _monitor(r: Any) -> MonitorRow:
-    m = r._mapping
-    features = m["features"]
-    return MonitorRow(
-        id=m["id"],
-        workspace_key=m["workspace_key"],
-        name=m["name"],
-        baseline_dataset_id=m["baseline_dataset_id"],
-        target_dataset_id=m["target_dataset_id"],
-        features=None if features is None else list(orjson.loads(features)),
-        frequency=m["frequency"],
-        latency_hours=float(m["latency_hours"]),
-        threshold=float(m["threshold"]),
-        schedule_enabled=bool(m["schedule_enabled"]),
-        schedule_since=from_epoch(m["schedule_since"]),
-        etag=m["etag"],
-        created_at=utc_from_epoch(m["created_at"]),
-        updated_at=utc_from_epoch(m["updated_at"]),
-        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
-    )
+    features = r._mapping["features"]
+    return to_record(MonitorRow, r, features=None if features is None else list(orjson.loads(features)))
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -61,33 +45,14 @@ def _float_or_none(value: Any) -> float | None:
 
 def _run(r: Any) -> DriftRunRow:
     m = r._mapping
-    return DriftRunRow(
-        id=m["id"],
-        monitor_id=m["monitor_id"],
-        workspace_key=m["workspace_key"],
-        window_start=utc_from_epoch(m["window_start"]),
-        window_end=utc_from_epoch(m["window_end"]),
-        coefficient=None if m["coefficient"] is None else float(m["coefficient"]),
-        reason=m["reason"],
-        threshold=float(m["threshold"]),
+    return to_record(
+        DriftRunRow,
+        r,
         feature_contributions=orjson.loads(m["feature_contributions"]),
         feature_metrics=orjson.loads(m["feature_metrics"]),
         row_counts=orjson.loads(m["row_counts"]),
         skipped_features=orjson.loads(m["skipped_features"]),
-        rows_compared=int(m["rows_compared"]),
-        baseline_dataset_id=m["baseline_dataset_id"],
-        target_dataset_id=m["target_dataset_id"],
-        monitor_etag=m["monitor_etag"],
-        trigger=m["trigger"],
-        event_published=bool(m["event_published"]),
-        event_id=m["event_id"],
-        created_at=utc_from_epoch(m["created_at"]),
-        auroc=_float_or_none(m["auroc"]),
-        p_value=_float_or_none(m["p_value"]),
-        classifier_p_value=_float_or_none(m["classifier_p_value"]),
-        false_alarm_rate=_float_or_none(m["false_alarm_rate"]),
         feature_tests=list(orjson.loads(m["feature_tests"] or "[]")),
-        explanation=m["explanation"],
         null_rows=int(m["null_rows"] or 0),
         null_draws=int(m["null_draws"] or 0),
     )

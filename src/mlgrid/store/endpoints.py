@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.errors import AlreadyExists
-from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import endpoints
 
 
@@ -59,31 +60,17 @@ class EndpointRow:
 
 
 def _row(r: Any) -> EndpointRow:
-    m = r._mapping
-    return EndpointRow(
-        workspace_key=m["workspace_key"],
-        name=m["name"],
-        compute_type=m["compute_type"],
-        models_json=m["models"],
-        entry_script_json=m["entry_script"],
-        tags_json=m["tags"],
-        properties_json=m["properties"],
-        startup_timeout=float(m["startup_timeout"]),
-        state=m["state"],
-        generation=int(m["generation"]),
-        deployment_id=m["deployment_id"],
-        active_deployment_id=m["active_deployment_id"],
-        active_models_json=m["active_models"],
-        active_entry_script_json=m["active_entry_script"],
-        scoring_port=m["scoring_port"],
-        scoring_uri=m["scoring_uri"],
-        pid=m["pid"],
-        node=m["node"],
-        error=m["error"],
-        etag=m["etag"],
-        created_at=utc_from_epoch(m["created_at"]),
-        updated_at=utc_from_epoch(m["updated_at"]),
-        deployed_at=from_epoch(m["deployed_at"]),
+    return to_record(
+        EndpointRow,
+        r,
+        columns={
+            "models_json": "models",
+            "entry_script_json": "entry_script",
+            "tags_json": "tags",
+            "properties_json": "properties",
+            "active_models_json": "active_models",
+            "active_entry_script_json": "active_entry_script",
+        },
     )
 
 

@@ -17,8 +17,9 @@ from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.records import DeliveryRow
-from mlgrid.store.clock import from_epoch, utc_from_epoch
+from mlgrid.store.clock import from_epoch
 from mlgrid.store.deliveries import row_to_delivery
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import deliveries, events
 
 #: How far back (in sequence numbers) a filtered backlog query looks for matches at most.
@@ -60,14 +61,7 @@ _FEED_COLUMNS = (
 
 
 def _feed_row(r: object) -> FeedRow:
-    return FeedRow(
-        seq=r.seq,  # type: ignore[attr-defined]
-        topic_key=r.topic_key,  # type: ignore[attr-defined]
-        event_id=r.event_id,  # type: ignore[attr-defined]
-        event_type=r.event_type,  # type: ignore[attr-defined]
-        subject=r.subject,  # type: ignore[attr-defined]
-        published_at=utc_from_epoch(r.published_at),  # type: ignore[attr-defined]
-    )
+    return to_record(FeedRow, r)
 
 
 async def latest_seq(conn: AsyncConnection) -> int:

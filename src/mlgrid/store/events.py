@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import run_sqlite
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import deliveries, events
 
 
@@ -44,15 +45,7 @@ class StoredEvent:
 
 
 def _stored(r: object) -> StoredEvent:
-    return StoredEvent(
-        seq=r.seq,  # type: ignore[attr-defined]
-        topic_key=r.topic_key,  # type: ignore[attr-defined]
-        event_id=r.event_id,  # type: ignore[attr-defined]
-        event_type=r.event_type,  # type: ignore[attr-defined]
-        subject=r.subject,  # type: ignore[attr-defined]
-        published_at=utc_from_epoch(r.published_at),  # type: ignore[attr-defined]
-        body=r.body,  # type: ignore[attr-defined]
-    )
+    return to_record(StoredEvent, r)
 
 
 # Rows per INSERT statement on SQLite: 6 parameters each stays far below SQLite's limit of

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import models
 
 
@@ -39,20 +40,10 @@ class ModelRow:
 
 
 def _model(r: Any) -> ModelRow:
-    m = r._mapping
-    return ModelRow(
-        workspace_key=m["workspace_key"],
-        name=m["name"],
-        version=int(m["version"]),
-        tags_json=m["tags"],
-        properties_json=m["properties"],
-        description=m["description"],
-        run_id=m["run_id"],
-        artifact_path=m["artifact_path"],
-        is_directory=bool(m["is_directory"]),
-        files_json=m["files"],
-        etag=m["etag"],
-        created_at=utc_from_epoch(m["created_at"]),
+    return to_record(
+        ModelRow,
+        r,
+        columns={"tags_json": "tags", "properties_json": "properties", "files_json": "files"},
     )
 
 

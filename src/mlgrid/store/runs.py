@@ -18,7 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.records import ArtifactRow, MetricRow
-from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import run_artifacts, run_metrics, runs
 
 
@@ -51,29 +52,7 @@ class RunRow:
 
 
 def _run(r: Any) -> RunRow:
-    m = r._mapping
-    return RunRow(
-        workspace_key=m["workspace_key"],
-        id=m["id"],
-        experiment_id=m["experiment_id"],
-        status=m["status"],
-        run_type=m["run_type"],
-        tags_json=m["tags"],
-        properties_json=m["properties"],
-        error=m["error"],
-        etag=m["etag"],
-        version=m["version"],
-        created_at=utc_from_epoch(m["created_at"]),
-        updated_at=utc_from_epoch(m["updated_at"]),
-        start_time=from_epoch(m["start_time"]),
-        end_time=from_epoch(m["end_time"]),
-        job_command=m["job_command"],
-        job_working_directory=m["job_working_directory"],
-        job_pid=m["job_pid"],
-        job_exit_code=m["job_exit_code"],
-        job_node=m["job_node"],
-        job_heartbeat_at=from_epoch(m["job_heartbeat_at"]),
-    )
+    return to_record(RunRow, r, columns={"tags_json": "tags", "properties_json": "properties"})
 
 
 def _optional_epoch(moment: datetime | None) -> float | None:
@@ -219,15 +198,7 @@ async def list_metrics(
 
 
 def _artifact(r: Any) -> ArtifactRow:
-    m = r._mapping
-    return ArtifactRow(
-        workspace_key=m["workspace_key"],
-        run_id=m["run_id"],
-        path=m["path"],
-        size=int(m["size"]),
-        sha256=m["sha256"],
-        created_at=utc_from_epoch(m["created_at"]),
-    )
+    return to_record(ArtifactRow, r)
 
 
 async def upsert_artifact(conn: AsyncConnection, row: ArtifactRow) -> None:

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.errors import AlreadyExists
-from mlgrid.store.clock import from_epoch, to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import subscriptions
 
 
@@ -32,21 +33,7 @@ class SubscriptionRow:
 
 
 def _row(r: object) -> SubscriptionRow:
-    return SubscriptionRow(
-        id=r.id,  # type: ignore[attr-defined]
-        topic_key=r.topic_key,  # type: ignore[attr-defined]
-        name=r.name,  # type: ignore[attr-defined]
-        endpoint_type=r.endpoint_type,  # type: ignore[attr-defined]
-        properties=r.properties,  # type: ignore[attr-defined]
-        secrets_sealed=r.secrets_sealed,  # type: ignore[attr-defined]
-        provisioning_state=r.provisioning_state,  # type: ignore[attr-defined]
-        validation_code=r.validation_code,  # type: ignore[attr-defined]
-        validation_expires_at=from_epoch(r.validation_expires_at),  # type: ignore[attr-defined]
-        expires_at=from_epoch(r.expires_at),  # type: ignore[attr-defined]
-        etag=r.etag,  # type: ignore[attr-defined]
-        created_at=utc_from_epoch(r.created_at),  # type: ignore[attr-defined]
-        updated_at=utc_from_epoch(r.updated_at),  # type: ignore[attr-defined]
-    )
+    return to_record(SubscriptionRow, r)
 
 
 def _values(row: SubscriptionRow) -> dict[str, object]:

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.errors import AlreadyExists
-from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import topics
 
 
@@ -34,19 +35,7 @@ class TopicRow:
 
 
 def _row(r: object) -> TopicRow:
-    return TopicRow(
-        name=r.name,  # type: ignore[attr-defined]
-        kind=r.kind,  # type: ignore[attr-defined]
-        resource_group=r.resource_group,  # type: ignore[attr-defined]
-        input_schema=r.input_schema,  # type: ignore[attr-defined]
-        input_schema_mapping=r.input_schema_mapping,  # type: ignore[attr-defined]
-        retention_days=r.retention_days,  # type: ignore[attr-defined]
-        key1_sealed=r.key1_sealed,  # type: ignore[attr-defined]
-        key2_sealed=r.key2_sealed,  # type: ignore[attr-defined]
-        etag=r.etag,  # type: ignore[attr-defined]
-        created_at=utc_from_epoch(r.created_at),  # type: ignore[attr-defined]
-        updated_at=utc_from_epoch(r.updated_at),  # type: ignore[attr-defined]
-    )
+    return to_record(TopicRow, r)
 
 
 async def get(conn: AsyncConnection, name: str, kind: str | None = None) -> TopicRow | None:

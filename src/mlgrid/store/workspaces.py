@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.errors import AlreadyExists
-from mlgrid.store.clock import to_epoch, utc_from_epoch
+from mlgrid.store.clock import to_epoch
+from mlgrid.store.rows import to_record
 from mlgrid.store.tables import (
     datasets,
     experiments,
@@ -57,25 +58,11 @@ class ExperimentRow:
 
 
 def _workspace(r: Any) -> WorkspaceRow:
-    m = r._mapping
-    return WorkspaceRow(
-        name=m["name"],
-        resource_group=m["resource_group"],
-        run_status_changed_events=m["run_status_changed_events"],
-        etag=m["etag"],
-        created_at=utc_from_epoch(m["created_at"]),
-        updated_at=utc_from_epoch(m["updated_at"]),
-    )
+    return to_record(WorkspaceRow, r)
 
 
 def _experiment(r: Any) -> ExperimentRow:
-    m = r._mapping
-    return ExperimentRow(
-        id=m["id"],
-        workspace_key=m["workspace_key"],
-        name=m["name"],
-        created_at=utc_from_epoch(m["created_at"]),
-    )
+    return to_record(ExperimentRow, r)
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:

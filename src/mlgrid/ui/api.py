@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
-import orjson
+
+from mlgrid.client.http import MAX_PAGES, decode_json, error_from_response, next_page_query
+from mlgrid.events.jsoncodec import dumps
 
 MISSING_ROUTE_MESSAGES = frozenset({"no such route", "method not allowed on this route"})
 INTERNAL_BASE_URL = "http://mlgrid.internal"
@@ -55,11 +57,8 @@ class ApiFailure(Exception):
 
 
 def _failure(response: httpx.Response) -> ApiFailure:
-    try:
-        error = orjson.loads(response.content)["error"]
-        return ApiFailure(response.status_code, str(error.get("code", "")), str(error.get("message", "")))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return ApiFailure(response.status_code, f"HTTP{response.status_code}", response.text[:300])
+    error = error_from_response(response)
+    return ApiFailure(error.status, error.code, error.message)
 
 
 class InternalApi:
@@ -96,7 +95,7 @@ class ApiSession:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
-        body = orjson.dumps(json) if json is not None else content
+        body = dumps(json) if json is not None else content
         if json is not None:
             headers["Content-Type"] = "application/json"
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
@@ -106,12 +105,10 @@ class ApiSession:
         return response
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        response = await self.call("GET", path, params=params)
-        return orjson.loads(response.content) if response.content else None
+        return decode_json((await self.call("GET", path, params=params)).content)
 
     async def post(self, path: str, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        response = await self.call("POST", path, json=json, params=params)
-        return orjson.loads(response.content) if response.content else None
+        return decode_json((await self.call("POST", path, json=json, params=params)).content)
 
     async def optional(self, path: str, params: Mapping[str, Any] | None = None) -> Any | None:
         """GET, or ``None`` when the server has no such route (an API not built yet)."""
@@ -126,10 +123,10 @@ class ApiSession:
         """The ``value`` items of a list, following ``nextLink`` until ``limit`` items."""
         found: list[Any] = []
         body = await self.get(path, params)
-        while True:
+        for _ in range(MAX_PAGES):
             found.extend((body or {}).get("value", []))
-            link = (body or {}).get("nextLink")
-            if not link or len(found) >= limit:
-                return found[:limit]
-            parts = urlsplit(link)
-            body = await self.get(parts.path + ("?" + parts.query if parts.query else ""))
+            query = next_page_query(body)
+            if query is None or len(found) >= limit:
+                break
+            body = await self.get(path, query)
+        return found[:limit]
