@@ -17,6 +17,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import MlgridError
 
 __all__ = ["LOCK_FILE", "DataDirectoryInUse", "DataDirectoryLock"]
@@ -30,7 +31,7 @@ class DataDirectoryInUse(MlgridError):
     def __init__(self, pid: str, directory: Path) -> None:
         owner = f"pid {pid}" if pid else "pid unknown"
         super().__init__(message=f"another mlgrid server ({owner}) is using {directory}",
-                         code="DataDirectoryInUse", status=409)
+                         code=ErrorCode.DATA_DIRECTORY_IN_USE, status=409)
 
 
 class DataDirectoryLock:

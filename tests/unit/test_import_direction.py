@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("client",),  # the SDK over HTTP; its transport also serves the web UI's in-process calls
     ("ui",),  # pages and forms served by the same app
     # builds the app (api/ and ui/ routes, the runtime, background tasks) and serves it
-    ("server", "connection_limits", "tls"),
+    ("server", "connection_limits", "tls", "data_dir_lock"),
     ("cli", "config_docs", "package"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     DATASET_FILE_MISSING = "DatasetFileMissing"
     DATASET_NOT_FOUND = "DatasetNotFound"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    DATA_DIRECTORY_IN_USE = "DataDirectoryInUse"
     DATA_DRIFT_CHANGED = "DataDriftChanged"
     DATA_DRIFT_EXISTS = "DataDriftExists"
     DATA_DRIFT_NOT_FOUND = "DataDriftNotFound"
