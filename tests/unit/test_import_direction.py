@@ -56,6 +56,11 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the runtime's typed `ui` field names the web UI's state (under TYPE_CHECKING only); "
         "that state is built by ui/setup.py and holds the runtime itself"
     ),
+    ("mlgrid.api.errors", "mlgrid.store.faults"): (
+        "the one exception-to-response mapping answers database faults with 503; telling a fault "
+        "(unreachable, read-only, full) from a bug needs the drivers' exceptions, which only "
+        "store/ knows. It imports the classifier, never a row type"
+    ),
 }
 
 
