@@ -13,8 +13,8 @@ What happens:
    January the ``amount`` of every sale is about 80 % higher;
 3. a ``Queue`` subscription ``drift-alerts`` is created on the workspace's system topic for
    ``Microsoft.MachineLearningServices.DatasetDriftDetected`` events;
-4. the monitor ``sales-drift`` (daily windows, the default decision: a calibrated p-value at
-   most ``falseAlarmRate`` 0.05, so about one calm day in twenty alarms) is created afresh and
+4. the monitor ``sales-drift`` (daily windows, the calibrated decision: a p-value at most
+   ``falseAlarmRate`` 0.05, so about one calm day in twenty alarms) is created afresh and
    backfilled over January: one run per day, printed with its coefficient, its p-value and the
    feature that moved most;
 5. the events of the drifted days are pulled from the subscription and printed;
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.monitor in {m.name for m in ws.drift_monitors()}:
             ws.delete_drift_monitor(args.monitor)  # start afresh: runs are kept per monitor
-        monitor = ws.create_drift_monitor(args.monitor, baseline, target, frequency="Day")
+        monitor = ws.create_drift_monitor(
+            args.monitor, baseline, target, frequency="Day", false_alarm_rate=0.05
+        )
         rate = monitor.properties.get("falseAlarmRate")
         print(f"monitor  {monitor.name} (DataDriftId {monitor.id}, falseAlarmRate {rate})")
 

@@ -234,15 +234,19 @@ def test_backfilling_a_month_publishes_exactly_the_drifted_days(
     assert len(setup.receiver.events(path=setup.hook_path)) == 3
 
 
-def test_the_default_rule_is_calibrated_and_the_event_ranks_the_moved_feature_first(
+def test_a_calibrated_monitor_alarms_by_p_value_and_the_event_ranks_the_moved_feature_first(
     server: ServerProcess, setup: Setup
 ) -> None:
-    """A monitor with the default ``falseAlarmRate`` (0.05) alarms on the drifted days, by a
-    calibrated p-value, and names ``amount`` first in the run and in the event."""
+    """A monitor with ``falseAlarmRate`` 0.05 alarms on the drifted days, by a calibrated
+    p-value, and names ``amount`` first in the run and in the event. Without the setting a
+    monitor keeps SPEC §2.2's rule (coefficient ≥ threshold)."""
     ws = setup.ws
     body = _monitor_body(setup)
     del body["properties"]["falseAlarmRate"]
     with _http(server) as http:
+        plain = http.put(f"/workspaces/{ws.name}/datadrifts/by-threshold", json=body).json()
+        assert plain["properties"]["falseAlarmRate"] is None
+        body["properties"]["falseAlarmRate"] = 0.05
         created = http.put(f"/workspaces/{ws.name}/datadrifts/calibrated", json=body).json()
         assert created["properties"]["falseAlarmRate"] == 0.05
         runs = http.post(

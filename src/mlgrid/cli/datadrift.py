@@ -112,12 +112,13 @@ def create(
     ),
     threshold: float = typer.Option(
         0.2, "--threshold", "--drift-threshold",
-        help="The Azure-style rule, used with --false-alarm-rate none: a coefficient at or above it "
-        "emits DatasetDriftDetected.",
+        help="The Azure-style rule (the default): a coefficient at or above it emits "
+        "DatasetDriftDetected.",
     ),
     false_alarm_rate: str = typer.Option(
-        "0.05", "--false-alarm-rate", metavar="RATE|none",
-        help="Share of no-drift windows that alarm (0.001 to 0.5); `none` decides by --threshold alone.",
+        "none", "--false-alarm-rate", metavar="RATE|none",
+        help="Calibrated decision: the share of no-drift windows that alarm (0.001 to 0.5, e.g. 0.05); "
+        "`none` (the default) decides by --threshold alone.",
     ),
     schedule_enabled: bool = typer.Option(
         False, "--schedule-enabled", help="Analyse each window once it is due, in the background."

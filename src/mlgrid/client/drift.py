@@ -268,7 +268,7 @@ def monitor_body(
     latency: float,
     threshold: float,
     schedule_enabled: bool,
-    false_alarm_rate: float | None = 0.05,
+    false_alarm_rate: float | None = None,
 ) -> dict[str, Any]:
     return {
         "properties": {

@@ -325,12 +325,13 @@ class Workspace:
         latency: float = 0,
         threshold: float = 0.2,
         schedule_enabled: bool = False,
-        false_alarm_rate: float | None = 0.05,
+        false_alarm_rate: float | None = None,
     ) -> DriftMonitor:
         """Create (or replace) a data-drift monitor comparing windows of the target dataset
         (it needs a timestamp column) with the baseline; ``latency`` is in hours.
-        ``false_alarm_rate`` is the share of no-drift windows that alarm; ``None`` decides by
-        ``threshold`` alone (the Azure-style coefficient cut)."""
+        ``false_alarm_rate`` turns on the calibrated decision (the share of no-drift windows
+        that alarm, e.g. 0.05); ``None``, the default, decides by ``threshold`` alone (the
+        Azure-style coefficient cut)."""
         body = drift_api.monitor_body(
             baseline_dataset_id.id if isinstance(baseline_dataset_id, Dataset) else baseline_dataset_id,
             target_dataset_id.id if isinstance(target_dataset_id, Dataset) else target_dataset_id,

@@ -100,8 +100,10 @@ class MonitorSpec:
     latency_hours: float = DEFAULT_LATENCY_HOURS
     threshold: float = DEFAULT_THRESHOLD
     schedule_enabled: bool = False
-    false_alarm_rate: float | None = DEFAULT_FALSE_ALARM_RATE
-    """None: decide by ``threshold`` alone (the Azure-style coefficient cut)."""
+    false_alarm_rate: float | None = None
+    """None (the default, SPEC §2.2): decide by ``threshold`` alone, the Azure-style coefficient
+    cut. A rate (``DEFAULT_FALSE_ALARM_RATE`` is the suggested one) turns on the calibrated
+    decision: the window alarms when its evidence is that rare among baseline windows."""
 
 
 def _object(value: object, field: str) -> dict[str, Any]:

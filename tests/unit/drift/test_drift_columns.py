@@ -47,10 +47,21 @@ def test_numeric_column_with_exactly_15_percent_nulls_is_kept() -> None:
     assert type_column(pd.Series(values)) == ColumnTyping(ColumnKind.NUMERIC)
 
 
-def test_numeric_column_with_many_nulls_is_kept_its_null_share_is_tested() -> None:
-    values = np.arange(1000, dtype=float)
-    values[:900] = np.nan
+def test_numeric_column_with_exactly_15_percent_nulls_is_kept() -> None:
+    values = np.arange(100, dtype=float)
+    values[:15] = np.nan
     assert type_column(pd.Series(values)) == ColumnTyping(ColumnKind.NUMERIC)
+
+
+def test_numeric_column_with_more_than_15_percent_nulls_is_skipped() -> None:
+    values = np.arange(1000, dtype=float)
+    values[:151] = np.nan
+    typing = type_column(pd.Series(values))
+    assert typing.kind is ColumnKind.NUMERIC
+    assert typing.skip_reason is not None and "15" in typing.skip_reason
+
+
+def test_an_all_null_numeric_column_is_skipped() -> None:
     typing = type_column(pd.Series([np.nan] * 10, dtype=float))
     assert typing.kind is ColumnKind.NUMERIC
     assert typing.skip_reason == "every value is null"

@@ -173,11 +173,11 @@ def test_timestamp_text_and_sparse_columns_are_skipped_with_reasons() -> None:
         )
 
     result = compute_drift(with_extras(BASELINE), with_extras(frame(500, seed=2)), timestamp_column="ts")
-    assert set(result.skipped_features) == {"ts", "comment", "empty"}
+    assert set(result.skipped_features) == {"ts", "comment", "sparse", "empty"}
     assert "timestamp" in result.skipped_features["ts"]
     assert result.skipped_features["comment"].startswith("text")
+    assert "nulls" in result.skipped_features["sparse"]  # half nulls: more than 15 % (SPEC §9)
     assert result.skipped_features["empty"] == "every value is null"
-    assert "sparse" in result.feature_metrics  # half nulls: kept (its null share is tested)
     assert "ts" not in result.feature_contributions
 
 

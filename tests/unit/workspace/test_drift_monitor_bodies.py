@@ -38,7 +38,7 @@ def test_defaults_fill_what_is_missing() -> None:
                                     threshold=Decimal("0.35"), scheduleEnabled=True))
     assert spec == MonitorSpec(BASE, TARGET, ["a", "b"], Frequency.WEEK, 1.5, 0.35, True)
     assert parse_monitor_body(_body(threshold=1, latency=0, features=None)).threshold == 1.0
-    assert parse_monitor_body(_body()).false_alarm_rate == 0.05
+    assert parse_monitor_body(_body()).false_alarm_rate is None  # SPEC §2.2: the threshold rule
     assert parse_monitor_body(_body(falseAlarmRate=None)).false_alarm_rate is None  # threshold rule
     assert parse_monitor_body(_body(falseAlarmRate=Decimal("0.01"))).false_alarm_rate == 0.01
     # What a GET answered can be sent back.

@@ -7,10 +7,10 @@ The rules are deliberately simple so a user can predict them from the data alone
   100 distinct values **and** fewer than 5 % of its rows are distinct values; otherwise it is
   free text and is skipped (a classifier cannot learn anything stable from near-unique strings,
   and a frequency vector over thousands of one-off values is meaningless);
-* a numeric column is analysed however many of its values are null (unless all are): its
-  null share is tested as a feature of its own beside the distribution of its values, and
-  the classifier reads nulls natively (a column with many nulls used to be skipped, which hid
-  exactly the drift "this column started missing");
+* a numeric column is analysed unless more than 15 % of its values are null (SPEC §9: its
+  distribution would then describe a small, possibly biased subset of rows); below that its
+  null share is tested as a feature of its own beside the distribution of its values, and the
+  classifier reads the remaining nulls natively;
 * the dataset's timestamp column defines the windows and is never a feature; other datetime
   columns are skipped too (their values move with time by construction, so they would always
   "drift").
@@ -32,6 +32,9 @@ MAX_CATEGORIES = 100
 
 MAX_DISTINCT_SHARE = 0.05
 """... and fewer than this share of its rows are distinct values."""
+
+MAX_NUMERIC_NULL_SHARE = 0.15
+"""A numeric column with a larger share of nulls is skipped (SPEC §9)."""
 
 
 
@@ -141,6 +144,14 @@ def _categorical_or_empty(series: pd.Series) -> ColumnTyping:
 def _numeric(series: pd.Series) -> ColumnTyping:
     if len(series) == 0:
         return ColumnTyping(ColumnKind.NUMERIC, "no rows to type the column from")
-    if pd.to_numeric(series, errors="coerce").isna().all():
+    values = pd.to_numeric(series, errors="coerce")
+    if values.isna().all():
         return ColumnTyping(ColumnKind.NUMERIC, "every value is null")
+    null_share = float(values.isna().mean())
+    if null_share > MAX_NUMERIC_NULL_SHARE:
+        return ColumnTyping(
+            ColumnKind.NUMERIC,
+            f"{null_share:.1%} nulls; numeric columns with more than {MAX_NUMERIC_NULL_SHARE:.0%} "
+            "nulls are skipped",
+        )
     return ColumnTyping(ColumnKind.NUMERIC)
