@@ -47,12 +47,6 @@ def test_numeric_column_with_exactly_15_percent_nulls_is_kept() -> None:
     assert type_column(pd.Series(values)) == ColumnTyping(ColumnKind.NUMERIC)
 
 
-def test_numeric_column_with_exactly_15_percent_nulls_is_kept() -> None:
-    values = np.arange(100, dtype=float)
-    values[:15] = np.nan
-    assert type_column(pd.Series(values)) == ColumnTyping(ColumnKind.NUMERIC)
-
-
 def test_numeric_column_with_more_than_15_percent_nulls_is_skipped() -> None:
     values = np.arange(1000, dtype=float)
     values[:151] = np.nan
