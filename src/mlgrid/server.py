@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 
 from mlgrid import __version__
 from mlgrid.api import (
+    connectors,
     datadrifts,
     deliveries,
     endpoints,
@@ -42,6 +43,7 @@ from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings, new_subscription_id
+from mlgrid.connectors import setup as connectors_setup
 from mlgrid.delivery import setup as delivery_setup
 from mlgrid.metrics import Metrics
 from mlgrid.runtime import Runtime
@@ -64,6 +66,7 @@ EXTENSIONS: tuple[Extension, ...] = (
     workspace_setup.setup,
     drift_setup.setup,
     endpoints_setup.setup,
+    connectors_setup.setup,
     ui_setup.setup,
 )
 # Routes are matched in this order, one by one: the data plane (publish, pull) comes first,
@@ -80,6 +83,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     workspaces.router,
     datadrifts.router,
     endpoints.router,
+    connectors.router,
     ui_routes.router,
 )
 

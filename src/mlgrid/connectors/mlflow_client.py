@@ -211,9 +211,7 @@ class MlflowClient:
             raise MlflowBadResponse(f"MLflow answered {path} with JSON that is not an object")
         return body
 
-    async def _paged(
-        self, method: str, path: str, key: str, request: dict[str, Any]
-    ) -> list[Any]:
+    async def _paged(self, method: str, path: str, key: str, request: dict[str, Any]) -> list[Any]:
         items: list[Any] = []
         token: str | None = None
         for _ in range(MAX_PAGES):

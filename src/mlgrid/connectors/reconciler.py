@@ -224,4 +224,3 @@ def _alias(
             event_id=event_id(identity.connector_id, alias.key, state.transitions, ml.MODEL_DEPLOYED),
         )
     )
-
