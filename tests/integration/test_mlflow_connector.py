@@ -52,7 +52,8 @@ def history(mlflow: MlflowServer, prefix: str) -> str:
     reply = httpx.post(api + "/experiments/create", json={"name": f"{prefix}-history"}, timeout=30)
     assert reply.status_code == 200, reply.text
     experiment_id = reply.json()["experiment_id"]
-    reply = httpx.post(api + "/runs/create", json={"experiment_id": experiment_id, "start_time": 1}, timeout=30)
+    body = {"experiment_id": experiment_id, "start_time": 1}
+    reply = httpx.post(api + "/runs/create", json=body, timeout=30)
     run_id = reply.json()["run"]["info"]["run_id"]
     reply = httpx.post(api + "/runs/update", json={"run_id": run_id, "status": "FINISHED", "end_time": 2},
                        timeout=30)
@@ -76,6 +77,13 @@ def connector(http: httpx.Client, ws: str, name: str = "mlflow") -> dict[str, An
     assert reply.status_code == 200, reply.text
     body: dict[str, Any] = reply.json()
     return body
+
+
+def health_when(http: httpx.Client, ws: str, **expected: Any) -> dict[str, Any] | None:
+    """The connector when its health shows every ``expected`` value, else None."""
+    body = connector(http, ws)
+    health = body["properties"]["health"]
+    return body if all(health[k] == v for k, v in expected.items()) else None
 
 
 def setup_workspace(http: httpx.Client, receiver: Receiver, ws: str) -> str:
@@ -106,7 +114,7 @@ def wait_synced(http: httpx.Client, ws: str, after: str | None = None) -> dict[s
         last = health["lastSuccessfulPoll"]
         return body if health["state"] == "Running" and last and (after is None or last > after) else None
 
-    result: dict[str, Any] = wait_for(synced, 60, "a successful poll")
+    result: dict[str, Any] = wait_for(synced, 120, "a successful poll")
     return result
 
 
@@ -172,7 +180,7 @@ def test_lifecycle_restart_and_outage(mlgrid_sqlite: ServerProcess, mlflow_sqlit
         first = wait_synced(http, "mlws")
         assert first["properties"]["health"]["objectsTracked"] >= 1
         ids = lifecycle(mlflow, prefix, "train")
-        events = receiver.wait_for_events(5, path=path, timeout=60)
+        events = receiver.wait_for_events(5, path=path, timeout=120)
         time.sleep(3)  # a few more polls: nothing else may arrive
         events = receiver.events(path=path)
         topic = http.get("/workspaces/mlws").json()["id"]
@@ -182,20 +190,19 @@ def test_lifecycle_restart_and_outage(mlgrid_sqlite: ServerProcess, mlflow_sqlit
         server.kill()
         server.start(timeout=90)
         assert http.post("/workspaces/mlws/connectors/mlflow:resync").status_code == 202
-        body = wait_for(lambda: (lambda b: b if not b["properties"]["health"]["resyncPending"] else None)(
-            connector(http, "mlws")), 60, "the resync")
+        body = wait_for(lambda: health_when(http, "mlws", resyncPending=False), 90, "the resync")
         assert body["properties"]["health"]["state"] == "Running"
 
         # MLflow goes down: the connector shows it, the server keeps serving.
         mlflow.stop()
-        failing = wait_for(lambda: (lambda b: b if b["properties"]["health"]["state"] == "Failing" else None)(
-            connector(http, "mlws")), 30, "state Failing")
+        failing = wait_for(lambda: health_when(http, "mlws", state="Failing"), 60, "state Failing")
         assert "MlflowUnavailable" in failing["properties"]["health"]["lastError"]
         assert http.get("/healthz").status_code == 200
         mlflow.start()
         more = lifecycle(mlflow, prefix, "more")
-        new = wait_for(lambda: [e for e in receiver.events(path=path) if e["id"] not in {x["id"] for x in events}]
-                       if len(receiver.events(path=path)) >= len(events) + 3 else None, 90, "catch-up events")
+        seen = {e["id"] for e in events}
+        receiver.wait_for_events(len(events) + 3, path=path, timeout=120)
+        new = [e for e in receiver.events(path=path) if e["id"] not in seen]
         assert sorted(e["eventType"] for e in new) == [MODEL_DEPLOYED, MODEL_REGISTERED, RUN_COMPLETED]
         deployed = next(e for e in new if e["eventType"] == MODEL_DEPLOYED)
         assert deployed["data"]["ModelIds"] == f"{more['model']}:2"

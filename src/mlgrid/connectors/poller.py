@@ -31,8 +31,18 @@ from mlgrid.store.connectors import ConnectorRow
 log = logging.getLogger("mlgrid.connectors")
 
 MAX_BACKOFF = 300.0
+BACKOFF_INTERVALS = 10
+"""A failing connector retries after at most this many poll intervals (and ``MAX_BACKOFF``)."""
 SYNC_TIMEOUT_FACTOR = 10.0
 """A sync taking longer than this many poll intervals (at least 60 s) is abandoned as a fault."""
+
+
+def backoff(poll_interval: float, failures: int) -> float:
+    """Seconds before the next try after ``failures`` consecutive failures: doubling from the
+    poll interval, capped at ten intervals and five minutes, so MLflow coming back is noticed
+    soon without hammering it while it is down."""
+    cap = min(MAX_BACKOFF, BACKOFF_INTERVALS * poll_interval)
+    return float(min(cap, poll_interval * 2 ** min(max(failures - 1, 0), 16)))
 
 
 class ConnectorPoller:
@@ -121,7 +131,7 @@ class ConnectorPoller:
                         client_etag = row.etag
                     failures = await self._poll(row, client, failures)
                     if failures:
-                        delay = min(MAX_BACKOFF, row.poll_interval * 2 ** min(failures - 1, 16))
+                        delay = backoff(row.poll_interval, failures)
                 await self._sleep(connector_id, delay)
         finally:
             if client is not None:
