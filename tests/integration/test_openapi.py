@@ -39,6 +39,7 @@ NO_BODY: dict[tuple[str, str], str] = {
        for kind in ("topics", "systemTopics", "workspaces")},
     **{("post", f"/{kind}/{{parent}}/eventsubscriptions/{{subscription}}:receive"): _RECEIVE
        for kind in ("topics", "systemTopics", "workspaces")},
+    ("post", "/workspaces/{workspace}/connectors/{name}:resync"): _ACTION,
 }
 
 
