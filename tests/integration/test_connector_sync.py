@@ -58,6 +58,14 @@ async def make_node(database_url: str, data_dir: Path, name: str) -> Node:
 
 
 @pytest.fixture
+def mlflow_server(database_url: str, request: pytest.FixtureRequest) -> MlflowServer:
+    """MLflow on the same kind of database as mlgrid: SQLite with SQLite, PostgreSQL with PostgreSQL."""
+    name = "mlflow_postgres" if database_url.startswith("postgresql") else "mlflow_sqlite"
+    server: MlflowServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture
 async def node(database_url: str, tmp_path: Path) -> AsyncIterator[Node]:
     made = await make_node(database_url, tmp_path, "node-a")
     try:
@@ -108,17 +116,17 @@ async def sync(node: Node, ws: str) -> int:
 
 
 async def test_state_and_events_commit_together_and_restart_emits_nothing(
-    node: Node, mlflow_sqlite: MlflowServer, database_url: str, tmp_path: Path
+    node: Node, mlflow_server: MlflowServer, database_url: str, tmp_path: Path
 ) -> None:
     ws = "w" + uuid.uuid4().hex[:10]
     experiment = f"sync-{ws}"
     await node.core.put(ws, {"properties": {}})
     await node.service.put(
-        ws, "mlflow", {"properties": {"trackingUri": mlflow_sqlite.url, "experiments": [experiment]}}
+        ws, "mlflow", {"properties": {"trackingUri": mlflow_server.url, "experiments": [experiment]}}
     )
-    finished_run(mlflow_sqlite, experiment)
+    finished_run(mlflow_server, experiment)
     assert await sync(node, ws) == 0  # the first sync records the past silently
-    run_id = finished_run(mlflow_sqlite, experiment)
+    run_id = finished_run(mlflow_server, experiment)
 
     async def fail(operation: str) -> None:
         if operation == "connector.sync":
@@ -160,12 +168,12 @@ async def test_state_and_events_commit_together_and_restart_emits_nothing(
 
 
 async def test_one_node_holds_the_lease(
-    node: Node, mlflow_sqlite: MlflowServer, database_url: str, tmp_path: Path
+    node: Node, mlflow_server: MlflowServer, database_url: str, tmp_path: Path
 ) -> None:
     ws = "w" + uuid.uuid4().hex[:10]
     await node.core.put(ws, {"properties": {}})
     await node.service.put(
-        ws, "mlflow", {"properties": {"trackingUri": mlflow_sqlite.url, "experiments": [f"lease-{ws}"]}}
+        ws, "mlflow", {"properties": {"trackingUri": mlflow_server.url, "experiments": [f"lease-{ws}"]}}
     )
     other = await make_node(database_url, tmp_path, "node-b")
     try:

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from tests.support.broker_db import database_url
-from tests.support.ml_workspace import principal_token
+from tests.support.cli_runner import Cli
+from tests.support.ml_workspace import admin_client, principal_token
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import ServerProcess
 
@@ -159,4 +160,45 @@ def test_webhook_signature_timestamp_and_dedupe(sqlite_server: ServerProcess, fa
     assert send("d-2", now, secret="wrong").status_code == 401
     assert send("d-3", now - 3600).status_code == 401  # replayed an hour later
     assert httpx.post(url, content=body, timeout=30).status_code == 400  # no headers at all
-    assert send("d-4", now, target=url.replace("/mlflow/", "/plain/")).status_code == 409  # no secret configured
+    assert (
+        send("d-4", now, target=url.replace("/mlflow/", "/plain/")).status_code == 409
+    )  # no secret configured
+
+
+def test_cli_and_sdk(sqlite_server: ServerProcess, fake_mlflow: Receiver) -> None:
+    ws = "w" + uuid.uuid4().hex[:8]
+    cli = Cli(sqlite_server)
+    with admin_client(sqlite_server) as sdk:
+        workspace = sdk.workspaces.create(ws)
+        created = cli.json(
+            "ml",
+            "connector",
+            "create",
+            "-w",
+            ws,
+            "--tracking-uri",
+            fake_mlflow.url,
+            "--poll-interval",
+            "600",
+            "--deployment-alias",
+            "prod",
+            "--experiment",
+            "train",
+            "--token",
+            "cli-token",
+        )
+        assert created["properties"]["deploymentAliases"] == ["prod"]
+        assert created["properties"]["experiments"] == ["train"] and created["properties"]["hasToken"]
+        assert [c["name"] for c in cli.json("ml", "connector", "list", "-w", ws)] == ["mlflow"]
+        assert "mlflow" in cli.run("ml", "connector", "list", "-w", ws, "-o", "table").stdout
+        assert cli.json("ml", "connector", "resync", "-w", ws)["properties"]["health"]["resyncPending"]
+        connector = workspace.connector("mlflow")
+        assert connector.tracking_uri == fake_mlflow.url and connector.has_token
+        assert connector.update(paused=True).state == "Paused"
+        assert cli.json("ml", "connector", "show", "-w", ws)["properties"]["paused"] is True
+        sdk_made = workspace.create_mlflow_connector("second", fake_mlflow.url, poll_interval_seconds=600)
+        assert sdk_made.properties["pollIntervalSeconds"] == 600
+        assert sorted(c.name for c in workspace.connectors()) == ["mlflow", "second"]
+        cli.run("ml", "connector", "delete", "-w", ws)
+        workspace.delete_connector("second")
+        assert workspace.connectors() == []
