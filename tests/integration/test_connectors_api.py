@@ -202,3 +202,22 @@ def test_cli_and_sdk(sqlite_server: ServerProcess, fake_mlflow: Receiver) -> Non
         cli.run("ml", "connector", "delete", "-w", ws)
         workspace.delete_connector("second")
         assert workspace.connectors() == []
+
+
+def test_ui_shows_connector_health(sqlite_server: ServerProcess, fake_mlflow: Receiver) -> None:
+    ws = "w" + uuid.uuid4().hex[:8]
+    with sqlite_server.client() as http:
+        http.put(f"/workspaces/{ws}", json={"properties": {}})
+        assert put(http, ws, "mlflow", trackingUri=fake_mlflow.url, token="ui-token").status_code == 201
+    with httpx.Client(base_url=sqlite_server.url, timeout=30) as browser:
+        login = browser.post("/ui/login", data={"token": sqlite_server.admin_token, "next": "/"})
+        assert login.status_code in (200, 303), login.text
+        workspace_page = browser.get(f"/ui/workspaces/{ws}")
+        assert (
+            workspace_page.status_code == 200
+            and f"/ui/workspaces/{ws}/connectors/mlflow" in workspace_page.text
+        )
+        page = browser.get(f"/ui/workspaces/{ws}/connectors/mlflow")
+        assert page.status_code == 200
+        assert fake_mlflow.url in page.text and "Objects tracked" in page.text
+        assert "set (sealed)" in page.text and "ui-token" not in page.text

@@ -40,7 +40,8 @@ from tests.support.services import (
     services_required,
 )
 
-START_TIMEOUT = 90.0
+START_TIMEOUT = 180.0
+"""Seconds to wait for `/health`: ~10-25 s on an idle machine, much longer on a loaded CI box."""
 
 
 def need_mlflow() -> None:
