@@ -38,7 +38,12 @@ def lifecycle(mlflow: MlflowServer, prefix: str, step: str) -> dict[str, Any]:
     env["GIT_PYTHON_REFRESH"] = "quiet"
     done = subprocess.run(
         [sys.executable, "-m", "tests.support.mlflow_lifecycle", mlflow.url, prefix, step],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -55,8 +60,9 @@ def history(mlflow: MlflowServer, prefix: str) -> str:
     body = {"experiment_id": experiment_id, "start_time": 1}
     reply = httpx.post(api + "/runs/create", json=body, timeout=30)
     run_id = reply.json()["run"]["info"]["run_id"]
-    reply = httpx.post(api + "/runs/update", json={"run_id": run_id, "status": "FINISHED", "end_time": 2},
-                       timeout=30)
+    reply = httpx.post(
+        api + "/runs/update", json={"run_id": run_id, "status": "FINISHED", "end_time": 2}, timeout=30
+    )
     assert reply.status_code == 200, reply.text
     return str(run_id)
 
@@ -91,16 +97,29 @@ def setup_workspace(http: httpx.Client, receiver: Receiver, ws: str) -> str:
     path = f"/{ws}/events"
     reply = http.put(
         f"/workspaces/{ws}/eventSubscriptions/all",
-        json={"properties": {"destination": {"endpointType": "WebHook",
-                                             "properties": {"endpointUrl": receiver.endpoint(path)}}}},
+        json={
+            "properties": {
+                "destination": {
+                    "endpointType": "WebHook",
+                    "properties": {"endpointUrl": receiver.endpoint(path)},
+                }
+            }
+        },
     )
     assert reply.status_code in (200, 201), reply.text
     return path
 
 
 def create_connector(http: httpx.Client, ws: str, mlflow: MlflowServer, **extra: Any) -> dict[str, Any]:
-    body = {"properties": {"kind": "MLflow", "trackingUri": mlflow.url, "pollIntervalSeconds": 1,
-                           "deploymentAliases": ["champion"], **extra}}
+    body = {
+        "properties": {
+            "kind": "MLflow",
+            "trackingUri": mlflow.url,
+            "pollIntervalSeconds": 1,
+            "deploymentAliases": ["champion"],
+            **extra,
+        }
+    }
     reply = http.put(f"/workspaces/{ws}/connectors/mlflow", json=body)
     assert reply.status_code == 201, reply.text
     result: dict[str, Any] = reply.json()
@@ -136,7 +155,11 @@ def check_train_events(events: list[dict[str, Any]], ids: dict[str, Any], topic:
         assert len(event["data"]["Sequencer"]) == 20 and event["data"]["ETag"]
     kinds = by_type(events)
     assert sorted((t, len(v)) for t, v in kinds.items()) == [
-        (MODEL_DEPLOYED, 1), (MODEL_REGISTERED, 1), (RUN_COMPLETED, 1), (RUN_STATUS_CHANGED, 2)]
+        (MODEL_DEPLOYED, 1),
+        (MODEL_REGISTERED, 1),
+        (RUN_COMPLETED, 1),
+        (RUN_STATUS_CHANGED, 2),
+    ]
     exp = ids["experiment_id"]
     completed = kinds[RUN_COMPLETED][0]
     assert completed["subject"] == f"experiments/{exp}/runs/{ids['train_run']}"
@@ -212,3 +235,48 @@ def test_lifecycle_restart_and_outage(mlgrid_sqlite: ServerProcess, mlflow_sqlit
         counts = Counter(e["id"] for e in every)
         assert [i for i, n in counts.items() if n > 1] == []
         assert len(every) == 8
+
+
+def test_mlflow_webhook_rings_the_doorbell(mlgrid_sqlite: ServerProcess, mlflow_sqlite: MlflowServer) -> None:
+    """With an hour between polls, a version registered in MLflow still arrives at once: MLflow's
+    own signed webhook reaches the connector's doorbell, which re-reads MLflow."""
+    server, mlflow = mlgrid_sqlite, mlflow_sqlite
+    model = f"bell{server.port}"
+    with Receiver() as receiver, server.client() as http:
+        path = setup_workspace(http, receiver, "bell")
+        reply = http.put(
+            "/workspaces/bell/connectors/mlflow",
+            json={
+                "properties": {
+                    "trackingUri": mlflow.url,
+                    "pollIntervalSeconds": 3600,
+                    "webhookSecret": "ding-dong",
+                    "experiments": [],
+                }
+            },
+        )
+        assert reply.status_code == 201, reply.text
+        wait_synced(http, "bell")
+        api = mlflow.url + "/api/2.0/mlflow"
+        hook = httpx.post(
+            api + "/webhooks",
+            timeout=30,
+            json={
+                "name": model,
+                "url": f"{server.url}/workspaces/bell/connectors/mlflow/webhook",
+                "secret": "ding-dong",
+                "events": [{"entity": "model_version", "action": "created"}],
+            },
+        )
+        assert hook.status_code == 200, hook.text
+        time.sleep(2)  # MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL=1 s here)
+        assert (
+            httpx.post(api + "/registered-models/create", json={"name": model}, timeout=30).status_code == 200
+        )
+        made = httpx.post(
+            api + "/model-versions/create", json={"name": model, "source": "s3://b/m"}, timeout=30
+        )
+        assert made.status_code == 200, made.text
+        events = receiver.wait_for_events(1, path=path, timeout=90)
+        assert [(e["eventType"], e["subject"]) for e in events] == [(MODEL_REGISTERED, f"models/{model}:1")]
+        assert events[0]["data"]["ModelProperties"]["source"] == "s3://b/m"

@@ -221,6 +221,8 @@ class ConnectorService:
             etag=new_etag(),
             updated_at=now,
             state=state,
+            # Another MLflow server: its history is not news (first sync again, silent unless backfill).
+            synced=row.synced and spec.tracking_uri == row.tracking_uri,
         )
 
     async def patch(

@@ -122,6 +122,7 @@ def _config_values(row: ConnectorRow) -> dict[str, Any]:
         "etag": row.etag,
         "updated_at": to_epoch(row.updated_at),
         "state": row.state,
+        "synced": row.synced,
     }
 
 
@@ -132,7 +133,6 @@ async def insert(conn: AsyncConnection, row: ConnectorRow) -> None:
         workspace_key=row.workspace_key,
         name_key=row.name_key,
         created_at=to_epoch(row.created_at),
-        synced=False,
         events_emitted=0,
         resync_requested=False,
     )
@@ -143,7 +143,8 @@ async def insert(conn: AsyncConnection, row: ConnectorRow) -> None:
 
 
 async def update_config(conn: AsyncConnection, row: ConnectorRow) -> None:
-    """Write the configuration (and the state a pause/resume sets); health is left alone."""
+    """Write the configuration (and the state a pause/resume sets, and ``synced``, which a new
+    tracking URI resets); the rest of the health is left alone."""
     await conn.execute(connectors.update().where(connectors.c.id == row.id).values(**_config_values(row)))
 
 
