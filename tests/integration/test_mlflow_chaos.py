@@ -130,7 +130,7 @@ def client_work(mlflow: MlflowServer, experiment_id: str, model: str, truth: Tru
 @pytest.fixture
 def mlgrid(tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(data_dir=tmp_path / "mlgrid")
-    server.start(timeout=90)
+    server.start(timeout=180)
     try:
         yield server
     finally:
@@ -188,7 +188,7 @@ def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: Mlf
         time.sleep(rng.uniform(2.0, 6.0))
         mlgrid.kill()
         kills += 1
-        mlgrid.start(timeout=90)
+        mlgrid.start(timeout=180)
     for thread in threads:
         thread.join(timeout=300)
         assert not thread.is_alive()

@@ -184,7 +184,7 @@ def check_train_events(events: list[dict[str, Any]], ids: dict[str, Any], topic:
 @pytest.fixture
 def mlgrid_sqlite(tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(data_dir=tmp_path / "mlgrid", extra_args=["--retry-schedule", "0.2,0.4,0.8"])
-    server.start(timeout=90)
+    server.start(timeout=180)
     try:
         yield server
     finally:
@@ -211,7 +211,7 @@ def test_lifecycle_restart_and_outage(mlgrid_sqlite: ServerProcess, mlflow_sqlit
 
         # SIGKILL mlgrid and start it again; a full sweep must not emit anything again.
         server.kill()
-        server.start(timeout=90)
+        server.start(timeout=180)
         assert http.post("/workspaces/mlws/connectors/mlflow:resync").status_code == 202
         body = wait_for(lambda: health_when(http, "mlws", resyncPending=False), 90, "the resync")
         assert body["properties"]["health"]["state"] == "Running"
@@ -265,7 +265,7 @@ def test_mlflow_webhook_rings_the_doorbell(mlgrid_sqlite: ServerProcess, mlflow_
                 "name": model,
                 "url": f"{server.url}/workspaces/bell/connectors/mlflow/webhook",
                 "secret": "ding-dong",
-                "events": [{"entity": "model_version", "action": "created"}],
+                "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}],
             },
         )
         assert hook.status_code == 200, hook.text
