@@ -179,7 +179,8 @@ def mlflow_api(url: str, method: str, path: str, body: dict[str, Any]) -> dict[s
     reply = (
         httpx.request(method, api, json=body, timeout=60) if method != "GET" else httpx.get(api, params=body)
     )
-    reply.raise_for_status()
+    if reply.status_code != 200:
+        raise SystemExit(f"MLflow answered {method} {path} with {reply.status_code}: {reply.text[:300]}")
     result: dict[str, Any] = reply.json() if reply.content else {}
     return result
 
@@ -196,7 +197,7 @@ def latency_series(
     }
     for _ in range(trials):
         sent = time.monotonic()
-        version = mlflow_api(mlflow, "POST", "/model-versions/create", {"name": model, "source": "s3://x"})[
+        version = mlflow_api(mlflow, "POST", "/model-versions/create", {"name": model, "source": "s3://bench/model"})[
             "model_version"
         ]["version"]
         got = arrivals.wait(mlgrid_path, f"models/{model}:{version}|{version}")
