@@ -194,7 +194,7 @@ def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: Mlf
     rng = random.Random(42)
     kills = 0
     while any(t.is_alive() for t in threads) and kills < KILLS:
-        time.sleep(rng.uniform(2.0, 6.0))
+        time.sleep(rng.uniform(1.0, 3.0))
         mlgrid.kill()
         kills += 1
         mlgrid.start(timeout=180)
