@@ -12,6 +12,7 @@ import pytest
 
 from mlgrid.store import migrate
 from mlgrid.store.database import Database
+from tests.support.mlflow_server import mlflow_postgres, mlflow_sqlite  # noqa: F401 (session fixtures)
 from tests.support.server import ServerProcess
 from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
 

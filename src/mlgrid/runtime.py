@@ -26,6 +26,8 @@ from mlgrid.store.database import Database
 
 if TYPE_CHECKING:
     from mlgrid.broker.subscriptions import SubscriptionService
+    from mlgrid.connectors.poller import ConnectorPoller
+    from mlgrid.connectors.service import ConnectorService
     from mlgrid.delivery.dead_letters import DeadLetterService
     from mlgrid.delivery.dispatcher import Dispatcher
     from mlgrid.delivery.manage import DeliveryManager
@@ -77,6 +79,14 @@ class DriftServices:
     scheduler: DriftScheduler
 
 
+@dataclass(frozen=True)
+class ConnectorServices:
+    """Sources outside mlgrid (``connectors.setup``): the MLflow connectors and their poller."""
+
+    service: ConnectorService
+    poller: ConnectorPoller
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -95,6 +105,7 @@ class Runtime:
     workspace: WorkspaceServices = field(init=False)
     drift: DriftServices = field(init=False)
     endpoints: EndpointService = field(init=False)
+    connectors: ConnectorServices = field(init=False)
     #: The web UI's state; ``None`` when the server runs with the UI off.
     ui: UiState | None = None
     #: Run once the ingest writer runs (in order), and at shutdown (in reverse order).

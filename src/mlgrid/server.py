@@ -24,6 +24,7 @@ from mlgrid.api import (
     arm_metadata,
     arm_subscriptions,
     arm_topics,
+    connectors,
     datadrifts,
     deliveries,
     endpoints,
@@ -49,6 +50,7 @@ from mlgrid.broker.retention import RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings, new_subscription_id
+from mlgrid.connectors import setup as connectors_setup
 from mlgrid.data_dir_lock import DataDirectoryLock
 from mlgrid.delivery import setup as delivery_setup
 from mlgrid.metrics import Metrics
@@ -74,6 +76,7 @@ EXTENSIONS: tuple[Extension, ...] = (
     workspace_setup.setup,
     drift_setup.setup,
     endpoints_setup.setup,
+    connectors_setup.setup,
     ui_setup.setup,
 )
 # Routes are matched in this order, one by one: the data plane (publish, pull) comes first,
@@ -95,6 +98,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     arm_metadata.router,
     arm_topics.router,
     arm_subscriptions.router,
+    connectors.router,
     ui_routes.router,
 )
 

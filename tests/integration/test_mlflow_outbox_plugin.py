@@ -19,19 +19,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.support.mlflow_process import MlflowServer, need_mlflow
+from tests.support.mlflow_server import MlflowServer, need_mlflow
 from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def plain_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    need_mlflow()
-    work = tmp_path_factory.mktemp("mlflow-plain")
-    server = MlflowServer(f"sqlite:///{work / 'mlflow.db'}", work).start()
-    yield server
-    server.stop()
+def plain_sqlite(mlflow_sqlite: MlflowServer) -> MlflowServer:
+    """Plain MLflow (the session's shared server): the reference the plugin must match."""
+    return mlflow_sqlite
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +177,14 @@ def test_postgresql_backend_with_the_environment_switch(
     check_outbox(database_url, captured)
     # The switch keeps the built-in scheme, so MLflow's job runner stays on (a custom
     # scheme turns it off: MLflow's own check wants a plain database URI).
-    assert "requirements not met" not in server.log()
+    assert "requirements not met" not in server.log_path.read_text(errors="replace")
 
 
 def test_scheme_without_the_switch_turns_the_job_runner_off_as_documented(
     plugin_sqlite: tuple[MlflowServer, str],
 ) -> None:
     server, _ = plugin_sqlite
-    assert "job execution requirements not met" in server.log()
+    assert "job execution requirements not met" in server.log_path.read_text(errors="replace")
 
 
 def test_a_plain_server_in_the_same_environment_records_nothing(plain_sqlite: MlflowServer) -> None:

@@ -49,6 +49,7 @@ NO_BODY: dict[tuple[str, str], str] = {
         "/providers/Microsoft.EventGrid/eventSubscriptions",
         f"{_ARM_GROUP}/providers/Microsoft.EventGrid/systemTopics/{{systemTopicName}}/eventSubscriptions",
     )},
+    ("post", "/workspaces/{workspace}/connectors/{name}:resync"): _ACTION,
 }
 
 

@@ -45,6 +45,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(__import__("mlgrid.cli.datadrift", fromlist=["app"]).app, name="datadrift")
 app.add_typer(__import__("mlgrid.cli.endpoints", fromlist=["app"]).app, name="endpoint")
+app.add_typer(__import__("mlgrid.cli.connectors", fromlist=["app"]).app, name="connector")
 
 WORKSPACE = typer.Option(
     ..., "--workspace-name", "-w", "--workspace", envvar="MLGRID_WORKSPACE", metavar="NAME",

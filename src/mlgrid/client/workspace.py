@@ -36,8 +36,10 @@ from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+from mlgrid.client import connectors as connector_api
 from mlgrid.client import drift as drift_api
 from mlgrid.client.broker import event_subscription_properties
+from mlgrid.client.connectors import Connector
 from mlgrid.client.drift import DriftMonitor, DriftRun, to_dataframe
 from mlgrid.client.endpoints import Endpoint, deploy_endpoint, get_endpoint, list_endpoints
 from mlgrid.client.filters import AdvancedFilter, filter_json
@@ -347,6 +349,39 @@ class Workspace:
 
     def delete_drift_monitor(self, name: str) -> None:
         self.http.request("DELETE", f"{self.path}/datadrifts/{segment(name)}")
+
+    # --- connectors (an MLflow tracking server) ---------------------------------------------
+
+    def create_mlflow_connector(
+        self,
+        name: str,
+        tracking_uri: str,
+        *,
+        token: str | None = None,
+        poll_interval_seconds: float | None = None,
+        full_sweep_minutes: float | None = None,
+        experiments: Sequence[str] | None = None,
+        deployment_aliases: Sequence[str] | None = None,
+        webhook_secret: str | None = None,
+        backfill: bool | None = None,
+    ) -> Connector:
+        """Create (or replace) a connector that turns the MLflow server's runs, model versions
+        and aliases into this workspace's events (``docs/mlflow.md``)."""
+        body = connector_api.mlflow_body(
+            tracking_uri, token=token, poll_interval_seconds=poll_interval_seconds,
+            full_sweep_minutes=full_sweep_minutes, experiments=experiments,
+            deployment_aliases=deployment_aliases, webhook_secret=webhook_secret, backfill=backfill,
+        )
+        return connector_api.create(self.http, self.path, name, body)
+
+    def connector(self, name: str) -> Connector:
+        return connector_api.get(self.http, self.path, name)
+
+    def connectors(self) -> list[Connector]:
+        return connector_api.list_all(self.http, self.path)
+
+    def delete_connector(self, name: str) -> None:
+        self.http.request("DELETE", connector_api.connector_path(self.path, name))
 
     # --- endpoints (model deployments) -----------------------------------------------------
 

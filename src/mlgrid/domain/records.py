@@ -118,3 +118,38 @@ class ArtifactRow:
     size: int
     sha256: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConnectorRow:
+    id: str
+    workspace_key: str
+    name: str
+    kind: str
+    tracking_uri: str
+    token_sealed: str | None
+    webhook_secret_sealed: str | None
+    poll_interval: float
+    full_sweep_minutes: float
+    experiments: list[str] | None
+    deployment_aliases: list[str]
+    backfill: bool
+    paused: bool
+    etag: str
+    created_at: datetime
+    updated_at: datetime
+    state: str = "Starting"
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_full_sweep_at: datetime | None = None
+    synced: bool = False
+    watermark_ms: int | None = None
+    events_emitted: int = 0
+    resync_requested: bool = False
+    lease_holder: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def name_key(self) -> str:
+        return self.name.lower()

@@ -389,3 +389,67 @@ drift_runs = Table(
     UniqueConstraint("monitor_id", "window_start", "window_end"),
     Index("ix_drift_runs_workspace", "workspace_key"),
 )
+
+# --- Connectors: sources outside mlgrid (an MLflow tracking server) whose state becomes the
+# workspace's events. See ``connectors/``.
+
+connectors = Table(
+    "connectors",
+    metadata,
+    # Configuration (token and webhook secret sealed like topic keys), health, and the lease
+    # that makes exactly one node poll a connector (``lease_holder`` until ``lease_until``).
+    Column("id", String(36), primary_key=True),
+    Column("workspace_key", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # "MLflow"
+    Column("tracking_uri", Text, nullable=False),
+    Column("token_sealed", Text, nullable=True),
+    Column("webhook_secret_sealed", Text, nullable=True),
+    Column("poll_interval", Float, nullable=False),
+    Column("full_sweep_minutes", Float, nullable=False),
+    Column("experiments", Text, nullable=True),  # JSON list of names; null = all
+    Column("deployment_aliases", Text, nullable=False),  # JSON list
+    Column("backfill", Boolean, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # Starting | Running | Paused | Failing
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", Float, nullable=True),
+    Column("last_poll_at", Float, nullable=True),  # last successful poll
+    Column("last_full_sweep_at", Float, nullable=True),
+    Column("synced", Boolean, nullable=False),  # the first sync (silent unless backfill) is done
+    Column("watermark_ms", BigInteger, nullable=True),  # newest MLflow start/end time seen
+    Column("events_emitted", BigInteger, nullable=False),
+    Column("resync_requested", Boolean, nullable=False),
+    Column("lease_holder", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    UniqueConstraint("workspace_key", "name_key"),
+)
+
+connector_objects = Table(
+    "connector_objects",
+    metadata,
+    # What a connector last saw of each MLflow object (``connectors/observation.py``
+    # ``ObjectState``); written in the transaction that emits the object's events.
+    Column("connector_id", String(36), primary_key=True),
+    Column("object_key", String(600), primary_key=True),
+    Column("kind", String(16), nullable=False),  # run | version | alias
+    Column("value", Text, nullable=True),
+    Column("transitions", Integer, nullable=False),
+    Column("emitted", Integer, nullable=False),
+    Column("is_open", Boolean, nullable=False),  # a run still RUNNING or SCHEDULED
+    Column("updated_at", Float, nullable=False),
+    Index("ix_connector_objects_open", "connector_id", "is_open"),
+)
+
+connector_webhook_deliveries = Table(
+    "connector_webhook_deliveries",
+    metadata,
+    # MLflow webhook delivery ids already acted on (MLflow retries resend the same id).
+    Column("connector_id", String(36), primary_key=True),
+    Column("delivery_id", String(64), primary_key=True),
+    Column("received_at", Float, nullable=False),
+)

@@ -1,6 +1,6 @@
 """Workspace pages: the list of workspaces, one workspace (runs, models, endpoints, drift
-monitors, datasets), a run with its metric charts, an endpoint with a scoring form, and a
-drift monitor with the chart of its coefficient per window.
+monitors, datasets, connectors), a run with its metric charts, an endpoint with a scoring form,
+a drift monitor with the chart of its coefficient per window, and a connector with its health.
 
 Everything comes from the workspace REST API as the signed-in principal. A section whose API
 this server does not serve (a "no such route" answer) is shown as not available rather than
@@ -69,9 +69,11 @@ async def workspace_page(request: Request, workspace: str) -> Response:
     datasets = await _optional_items(api, base + "/datasets")
     endpoints = await _optional_items(api, base + "/endpoints")
     drifts = await _optional_items(api, base + "/datadrifts")
+    connectors = await _optional_items(api, base + "/connectors")
     return ui_state(request).render(
         "workspace.html", request=request, principal=session.principal, nav="workspaces", ws=resource,
         runs=runs, models=list(reversed(models)), datasets=datasets, endpoints=endpoints, drifts=drifts,
+        connectors=connectors,
     )
 
 
@@ -173,4 +175,16 @@ async def drift_page(request: Request, workspace: str, name: str) -> Response:
         monitor=monitor, properties=properties, threshold=threshold, runs=runs_sorted,
         chart=drift_chart(points, threshold),
         drifted=sum(1 for r in runs if r.get("eventPublished")),
+    )
+
+
+@router.get("/ui/workspaces/{workspace}/connectors/{name}")
+@page
+async def connector_page(request: Request, workspace: str, name: str) -> Response:
+    session = await session_of(request)
+    connector = await session.api.get(_ws(workspace) + f"/connectors/{seg(name)}")
+    properties = connector.get("properties", {})
+    return ui_state(request).render(
+        "connector.html", request=request, principal=session.principal, nav="workspaces", workspace=workspace,
+        connector=connector, properties=properties, health=properties.get("health") or {},
     )

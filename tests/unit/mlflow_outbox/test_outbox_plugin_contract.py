@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from tests.support.mlflow_process import need_mlflow
+from tests.support.mlflow_server import need_mlflow
 
 
 def test_installed_mlflow_still_has_what_the_plugin_relies_on() -> None:

@@ -1,0 +1,1 @@
+"""Sources outside mlgrid whose state becomes workspace events (the MLflow connector)."""

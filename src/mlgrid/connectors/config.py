@@ -1,0 +1,188 @@
+"""Validating a connector's body (``PUT``/``PATCH`` ``/workspaces/{ws}/connectors/{name}``).
+
+Every problem is a 400 naming the field (``properties.pollIntervalSeconds``) and the reason.
+``token`` and ``webhookSecret`` are write-only: accepted here, sealed by the service, never
+returned. A ``PATCH`` body is validated the same way, field by field, over the current values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlgrid.errors import invalid
+
+KIND_MLFLOW = "MLflow"
+MIN_POLL_SECONDS = 1.0
+MAX_POLL_SECONDS = 3600.0
+DEFAULT_POLL_SECONDS = 10.0
+MIN_SWEEP_MINUTES = 1.0
+MAX_SWEEP_MINUTES = 7 * 24 * 60.0
+DEFAULT_SWEEP_MINUTES = 60.0
+DEFAULT_DEPLOYMENT_ALIASES = ("champion",)
+MAX_LIST = 100
+MAX_SECRET = 4096
+# MLflow's own alias rule: letters, digits, "_" and "-"; "latest" and "v<digits>" are reserved.
+_ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+FIELDS = frozenset(
+    {
+        "kind",
+        "trackingUri",
+        "token",
+        "pollIntervalSeconds",
+        "fullSweepMinutes",
+        "experiments",
+        "deploymentAliases",
+        "webhookSecret",
+        "backfill",
+        "paused",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A connector's configuration; ``token``/``webhook_secret`` are plaintext here (``None``:
+    none; the service keeps the sealed value when a PATCH leaves them out)."""
+
+    tracking_uri: str
+    token: str | None = None
+    webhook_secret: str | None = None
+    poll_interval: float = DEFAULT_POLL_SECONDS
+    full_sweep_minutes: float = DEFAULT_SWEEP_MINUTES
+    experiments: list[str] | None = None
+    deployment_aliases: tuple[str, ...] = DEFAULT_DEPLOYMENT_ALIASES
+    backfill: bool = False
+    paused: bool = False
+
+
+def _properties(body: object) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object with 'properties'")
+    unknown = set(body) - {"properties", "name", "id", "type"}
+    if unknown:
+        raise invalid(sorted(unknown)[0], "is not a field of a connector")
+    properties = body.get("properties")
+    if not isinstance(properties, dict):
+        raise invalid("properties", "must be an object")
+    for name in properties:
+        if name not in FIELDS:
+            raise invalid(f"properties.{name}", "is not a connector property")
+    return properties
+
+
+def _uri(value: object) -> str:
+    field = "properties.trackingUri"
+    if not isinstance(value, str) or not value:
+        raise invalid(field, "must be an http(s) URL of an MLflow tracking server")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid(field, "must be an http(s) URL of an MLflow tracking server")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise invalid(field, "must not carry a query, fragment or credentials (use 'token')")
+    return value.rstrip("/")
+
+
+def _secret(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_SECRET:
+        raise invalid(field, f"must be a non-empty string of at most {MAX_SECRET} characters, or null")
+    return value
+
+
+def _number(value: object, field: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or not low <= value <= high:
+        raise invalid(field, f"must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _names(value: object, field: str, *, nullable: bool) -> list[str] | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise invalid(
+            field, f"must be a list of at most {MAX_LIST} names" + (", or null" if nullable else "")
+        )
+    out: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise invalid(f"{field}[{index}]", "must be a non-empty string")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _aliases(value: object) -> tuple[str, ...]:
+    field = "properties.deploymentAliases"
+    names = _names(value, field, nullable=False) or []
+    for index, name in enumerate(names):
+        if not _ALIAS.match(name) or _RESERVED_ALIAS.match(name):
+            raise invalid(
+                f"{field}[{index}]",
+                f"{name!r} is not an MLflow alias (letters, digits, '_' and '-'; not 'latest' or 'v<n>')",
+            )
+    return tuple(names)
+
+
+def _bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(field, "must be true or false")
+    return value
+
+
+def parse_put(body: object) -> ConnectorSpec:
+    """The full configuration of a ``PUT`` (omitted optional fields take their defaults)."""
+    properties = _properties(body)
+    kind = properties.get("kind", KIND_MLFLOW)
+    if kind != KIND_MLFLOW:
+        raise invalid("properties.kind", f"must be {KIND_MLFLOW!r} (the only kind of connector)")
+    if "trackingUri" not in properties:
+        raise invalid("properties.trackingUri", "is required")
+    return apply_patch(ConnectorSpec(tracking_uri=_uri(properties["trackingUri"])), properties)
+
+
+def parse_patch(body: object, current: ConnectorSpec) -> tuple[ConnectorSpec, set[str]]:
+    """The configuration after a ``PATCH``, and the names of the properties it set."""
+    properties = _properties(body)
+    if "kind" in properties and properties["kind"] != KIND_MLFLOW:
+        raise invalid("properties.kind", "cannot change")
+    return apply_patch(current, properties), set(properties)
+
+
+def apply_patch(spec: ConnectorSpec, properties: dict[str, Any]) -> ConnectorSpec:
+    changes: dict[str, Any] = {}
+    if "trackingUri" in properties:
+        changes["tracking_uri"] = _uri(properties["trackingUri"])
+    if "token" in properties:
+        changes["token"] = _secret(properties["token"], "properties.token")
+    if "webhookSecret" in properties:
+        changes["webhook_secret"] = _secret(properties["webhookSecret"], "properties.webhookSecret")
+    if "pollIntervalSeconds" in properties:
+        changes["poll_interval"] = _number(
+            properties["pollIntervalSeconds"],
+            "properties.pollIntervalSeconds",
+            MIN_POLL_SECONDS,
+            MAX_POLL_SECONDS,
+        )
+    if "fullSweepMinutes" in properties:
+        changes["full_sweep_minutes"] = _number(
+            properties["fullSweepMinutes"],
+            "properties.fullSweepMinutes",
+            MIN_SWEEP_MINUTES,
+            MAX_SWEEP_MINUTES,
+        )
+    if "experiments" in properties:
+        changes["experiments"] = _names(properties["experiments"], "properties.experiments", nullable=True)
+    if "deploymentAliases" in properties:
+        changes["deployment_aliases"] = _aliases(properties["deploymentAliases"])
+    if "backfill" in properties:
+        changes["backfill"] = _bool(properties["backfill"], "properties.backfill")
+    if "paused" in properties:
+        changes["paused"] = _bool(properties["paused"], "properties.paused")
+    return replace(spec, **changes)

@@ -1,0 +1,31 @@
+"""Start-up of the connectors: the service, the workspace-deletion hook, the poller.
+
+``server.py`` awaits ``setup`` after the workspace layers. It sets ``rt.connectors``
+(``ConnectorServices``): ``service`` — ``ConnectorService`` (what the API and the UI use) — and
+``poller`` — ``ConnectorPoller``, whose loop runs in ``rt.tasks`` once ingest is running (a
+starter), so the first poll may emit at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+
+from mlgrid.connectors.poller import ConnectorPoller
+from mlgrid.connectors.service import ConnectorService
+from mlgrid.runtime import ConnectorServices, Runtime
+from mlgrid.workspace.jobs import default_node_id
+
+
+async def setup(rt: Runtime, app: FastAPI) -> None:
+    core = rt.workspace.core
+    service = ConnectorService(core, rt.box, node_id=default_node_id(rt.settings.node_id))
+    poller = ConnectorPoller(service)
+    core.before_delete.append(service.delete_workspace_rows)
+    rt.connectors = ConnectorServices(service=service, poller=poller)
+
+    async def start() -> None:
+        rt.tasks.append(asyncio.create_task(poller.run(), name="mlgrid-connectors"))
+
+    rt.starters.append(start)
