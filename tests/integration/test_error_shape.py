@@ -47,6 +47,9 @@ PUBLIC: dict[str, str] = {
     "/{tenant}/v2.0/.well-known/openid-configuration": "OpenID discovery is public by definition",
     "/metadata/endpoints": "ARM's cloud metadata (az cloud register reads it before any sign-in); "
     "names only this server's own URLs",
+    "/workspaces/{workspace}/connectors/{name}/webhook": "MLflow's webhook doorbell: MLflow "
+    "signs it with the connector's webhookSecret (X-MLflow-Signature), it carries no bearer "
+    "token; it only makes the connector re-read MLflow (tests/integration/test_connectors_api.py)",
     "/{tenant}/oauth2/v2.0/token": "the OAuth token endpoint is where credentials are presented; "
     "its errors are RFC 6749's shape, which OAuth clients read (tests/integration/"
     "test_azure_credentials.py)",

@@ -192,6 +192,7 @@ async def put_connector(workspace: str, name: str, request: Request) -> Response
 async def patch_connector(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)
     body = await json_body(request)
+    connector_config.check_patch_shape(body)
     row = await _service(request).patch(ws.name, name, body, if_match=if_match(request))
     return respond(connector_json(row, await _service(request).objects_tracked(row)), etag=row.etag)
 

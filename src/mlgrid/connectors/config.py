@@ -147,6 +147,12 @@ def parse_put(body: object) -> ConnectorSpec:
     return apply_patch(ConnectorSpec(tracking_uri=_uri(properties["trackingUri"])), properties)
 
 
+def check_patch_shape(body: object) -> None:
+    """A ``PATCH`` body's shape, checked before the connector is looked up (a malformed body
+    is a 400 whether or not the connector exists)."""
+    _properties(body)
+
+
 def parse_patch(body: object, current: ConnectorSpec) -> tuple[ConnectorSpec, set[str]]:
     """The configuration after a ``PATCH``, and the names of the properties it set."""
     properties = _properties(body)
