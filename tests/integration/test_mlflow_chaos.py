@@ -1,10 +1,12 @@
-"""Chaos: random MLflow lifecycle operations while mlgrid is SIGKILLed and restarted.
+"""Chaos: random MLflow lifecycle operations while mlgrid is SIGKILLed and MLflow restarted.
 
 Two client threads drive a real ``mlflow server`` through its REST API (the calls the ``mlflow``
 client makes) with random operations, logging each as ground truth: runs that end FINISHED,
 FAILED or KILLED — some with a backdated ``end_time``, some failed with no end time, some
 terminated twice — new model versions, aliases set, moved and deleted. Meanwhile mlgrid is
-killed with SIGKILL and restarted at random moments. At the end, after a resync, the events the
+killed with SIGKILL and restarted at random moments, and the MLflow server is restarted once
+between two operations (the clients pause while it is down, so the ground truth stays exact;
+the connector sees MLflow go away and come back). At the end, after a resync, the events the
 workspace holds are compared with the ground truth:
 
 * every run that ended FINISHED has exactly one RunCompleted, every FAILED run exactly one
@@ -24,6 +26,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from tests.support.server import ServerProcess
 OPS_PER_CLIENT = 30
 CLIENTS = 2
 KILLS = 2
+MLFLOW_RESTARTS = 1
 DEPLOY_ALIAS = "champion"
 
 
@@ -50,6 +54,34 @@ class Truth:
     aliases: dict[str, str | None] = field(default_factory=dict)
     operations: int = 0
     errors: list[BaseException] = field(default_factory=list)
+    gate: threading.Condition = field(default_factory=threading.Condition)
+    pausing: bool = False
+    in_flight: int = 0
+
+    def enter(self) -> None:
+        """Before an operation: wait while MLflow is being restarted."""
+        with self.gate:
+            self.gate.wait_for(lambda: not self.pausing, timeout=300)
+            self.in_flight += 1
+
+    def leave(self) -> None:
+        with self.gate:
+            self.in_flight -= 1
+            self.gate.notify_all()
+
+    @contextmanager
+    def paused(self, timeout: float) -> Iterator[None]:
+        """No operation in flight while the body runs (a thread that died mid-operation is
+        waited for at most ``timeout`` seconds)."""
+        with self.gate:
+            self.pausing = True
+            self.gate.wait_for(lambda: self.in_flight == 0, timeout=timeout)
+        try:
+            yield
+        finally:
+            with self.gate:
+                self.pausing = False
+                self.gate.notify_all()
 
 
 class MlflowRest:
@@ -83,6 +115,7 @@ def operate(mlflow: MlflowServer, experiment_id: str, model: str, truth: Truth, 
     open_runs: list[str] = []
     try:
         for _ in range(OPS_PER_CLIENT):
+            truth.enter()
             op = rng.choice(["start", "start", "end", "end", "fail_no_end", "version", "alias", "unalias"])
             if op == "start" or (op in ("end", "fail_no_end") and not open_runs):
                 now = int(time.time() * 1000)
@@ -127,11 +160,14 @@ def operate(mlflow: MlflowServer, experiment_id: str, model: str, truth: Truth, 
                         truth.aliases[alias] = None
             with truth.lock:
                 truth.operations += 1
+            truth.leave()
             time.sleep(rng.uniform(0.0, 0.3))
+        truth.enter()
         for run_id in open_runs:  # leave nothing open, so the truth is final
             rest.call("POST", "/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": 5_000})
             with truth.lock:
                 truth.final_status[run_id] = "FINISHED"
+        truth.leave()
     finally:
         rest.close()
 
@@ -192,12 +228,16 @@ def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: Mlf
     for thread in threads:
         thread.start()
     rng = random.Random(42)
-    kills = 0
+    kills = restarts = 0
     while any(t.is_alive() for t in threads) and kills < KILLS:
         time.sleep(rng.uniform(1.0, 3.0))
         mlgrid.kill()
         kills += 1
         mlgrid.start(timeout=180)
+        if restarts < MLFLOW_RESTARTS and any(t.is_alive() for t in threads):
+            with truth.paused(timeout=60):
+                mlflow.restart()  # same port and database: the connector reconnects
+            restarts += 1
     for thread in threads:
         thread.join(timeout=300)
         assert not thread.is_alive()
@@ -241,7 +281,7 @@ def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: Mlf
     alias_events = per_subject.get(f"endpoints/{model}@{DEPLOY_ALIAS}", [])
     final = truth.aliases.get(DEPLOY_ALIAS)
     print(
-        f"\nchaos: {truth.operations} operations, {kills} SIGKILLs, "
+        f"\nchaos: {truth.operations} operations, {kills} SIGKILLs, {restarts} MLflow restarts, "
         f"{len(expected)} expected run/version events, "
         f"{len(alias_events)} alias events; missing={len(missing)} duplicate_ids={duplicate_ids} "
         f"semantic_duplicates={len(extra)} unexpected={len(unexpected)}"
