@@ -85,12 +85,19 @@ def test_help_has_no_type_noise_and_names_every_group(cli: Cli, columns: int) ->
     assert checked > 40
 
 
-def command_paths(command: click.Command, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+def command_paths(
+    command: click.Command, path: tuple[str, ...], parent: click.Context | None = None
+) -> list[tuple[str, ...]]:
     """Every command and group of the CLI, as the words that name it (groups too: their help
-    is printed by another class, which a new group must also use)."""
+    is printed by another class, which a new group must also use). Groups are asked for their
+    commands, so the root's lazily imported ones are found too."""
     found = [path]
-    for name, sub in (getattr(command, "commands", None) or {}).items():
-        found += command_paths(sub, (*path, name))
+    if hasattr(command, "list_commands"):
+        ctx = click.Context(command, info_name=path[-1] if path else "mlgrid", parent=parent)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                found += command_paths(sub, (*path, name), ctx)
     return found
 
 

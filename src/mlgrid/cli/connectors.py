@@ -6,11 +6,12 @@ from typing import Final
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client
 from mlgrid.cli.output import Column, render
 from mlgrid.client.workspace import Workspace
 
 app = typer.Typer(
+    cls=MlgridGroup,
     help="Connectors (MLflow): create, show, list, delete, resync.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
