@@ -4,8 +4,8 @@
 were only written with the outcome, a server that died while a request was in flight would
 send the event again after its restart with the old count (``0`` for a first attempt), and a
 receiver could not tell a redelivery from a first delivery. So the dispatcher awaits
-``AttemptMarks.mark`` before each attempt: the row's ``attempts`` then already includes the
-attempt being made.
+``AttemptMarks.mark`` before each attempt: the row's ``attempts_started`` then already
+includes the attempt being made (``attempts``, what the API shows, counts finished ones).
 
 Cost. Every attempt that starts in the same pass of the event loop shares one transaction:
 a mark waits one loop turn for company, then one ``executemany`` writes them all (on SQLite

@@ -188,11 +188,14 @@ _DUE_COLUMNS = (
     deliveries.c.last_outcome,
     deliveries.c.last_http_status,
     deliveries.c.last_attempt_at,
+    deliveries.c.attempts_started,
 )
 
 
 def _due(r: Any) -> DueDelivery:
-    return to_record(DueDelivery, r)
+    # An attempt that started but never finished (the server died meanwhile) counts: the next
+    # one tells the receiver so in ``aeg-delivery-count``.
+    return to_record(DueDelivery, r, attempts=max(r.attempts, r.attempts_started or 0))
 
 
 def _pull_subscription_ids() -> Any:
@@ -402,13 +405,18 @@ async def commit_outcomes(
         await reschedule(conn, attempts)
 
 
-_START_SQL = "UPDATE deliveries SET attempts = ? WHERE id = ? AND state = 'pending' AND attempts < ?"
+_START_SQL = (
+    "UPDATE deliveries SET attempts_started = ? "
+    "WHERE id = ? AND state = 'pending' AND attempts_started < ?"
+)
 
 
 async def mark_attempts_started(db: Database, marks: Sequence[tuple[int, int]]) -> None:
     """Count attempts about to start: ``marks`` are ``(delivery id, attempts including the one
-    starting)``, written before the request goes out, so a delivery re-sent after a crash
-    says how many attempts were made (``aeg-delivery-count``). Final rows are untouched."""
+    starting)``, written to ``attempts_started`` before the request goes out, so a delivery
+    re-sent after a crash says how many attempts were made (``aeg-delivery-count``), while
+    ``attempts`` (the API's ``deliveryAttempts``) keeps counting finished ones. Final rows are
+    untouched."""
     if not marks:
         return
     rows = [(count, delivery_id, count) for delivery_id, count in marks]

@@ -125,6 +125,9 @@ deliveries = Table(
     # pending | delivered | deadLettered | dropped
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
+    # Attempts counted when they start (before the request goes out); ``attempts`` counts those
+    # that finished. A delivery resumed after a crash continues from the larger.
+    Column("attempts_started", Integer, nullable=False, default=0, server_default="0"),
     Column("next_attempt_at", Float, nullable=False),
     Column("claimed_by", String(128), nullable=True),
     Column("lease_until", Float, nullable=True),
