@@ -1,7 +1,8 @@
 """Network defaults (docs/security.md) under both binds: a server that listens on a non-loopback
 address refuses loopback and private webhook endpoints and guards /metrics unless told
-otherwise; one that listens on loopback allows both. The validation handshake carries no
-subscription-defined header; events do, once the endpoint is validated."""
+otherwise; one that listens on loopback allows both. The validation handshake carries the
+delivery attribute headers, as events do (an endpoint guarded by a static key must be able to
+answer it); the private-endpoint rule is what keeps them from internal services."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_a_loopback_server_allows_private_endpoints_by_default(
     assert response.status_code == 201, response.text
 
 
-def test_the_handshake_carries_no_subscription_defined_header(
+def test_the_handshake_carries_the_delivery_attribute_headers_as_events_do(
     sqlite_server: ServerProcess, receiver: Receiver
 ) -> None:
     mappings = [
@@ -97,7 +98,7 @@ def test_the_handshake_carries_no_subscription_defined_header(
             "endpointUrl": receiver.endpoint(f"/{name}"), "deliveryAttributeMappings": mappings}}}}
         assert c.put(f"/topics/{name}/eventSubscriptions/sub1", json=body).status_code == 201
         [validation] = receiver.validations(f"/{name}")
-        assert validation.header("x-api-key") is None and validation.header("x-team") is None
+        assert validation.header("x-api-key") == "internal-secret" and validation.header("x-team") == "ml"
         key = c.post(f"/topics/{name}/listKeys").json()["key1"]
     event = {"id": "e1", "subject": "s", "eventType": "t", "eventTime": "2026-01-01T00:00:00Z",
              "data": {}, "dataVersion": "1"}

@@ -213,14 +213,21 @@ class WebhookValidator:
         now: datetime,
     ) -> ValidationOutcome:
         event = validation_event(code, validation_url, topic_resource_id, now)
-        # No delivery attribute mappings: until the endpoint proves it wants this subscription,
-        # the server must not carry headers the subscription's author chose (an Authorization,
-        # an X-Api-Key for an internal service) to it. Events carry them once it is validated.
+        # The delivery attribute headers go with the handshake too: an endpoint guarded by a
+        # static key (an API gateway's subscription key, a function key) cannot answer it
+        # otherwise. Where that would let a subscription's author send chosen headers to
+        # internal services, private endpoints are refused (the default off loopback).
+        mappings = [
+            {"name": m.name, "type": m.type,
+             "properties": {"value": m.value} if m.type == "Static" else {"sourceField": m.source_field}}
+            for m in sub.delivery_attribute_mappings
+        ]
         headers, body = build_webhook_request(
             [event],
             delivery_schema=EventSchema.EVENT_GRID,
             subscription_name=sub.name,
             delivery_count=0,
+            mappings=mappings,
             signing_secret=sub.signing_secret,
             now_ts=int(now.timestamp()),
         )
