@@ -200,13 +200,17 @@ async def queue_viewer(
         if not received:
             yield KEEPALIVE
             continue
-        tokens = []
+        # Acknowledged before they are shown: the stream's next chunk is only asked for when
+        # the browser reads on, so an acknowledgement after the last event of a batch could
+        # wait for as long as the page stays idle, with the events locked meanwhile.
+        tokens = [
+            token
+            for entry in received
+            if (token := (entry.get("brokerProperties") or {}).get("lockToken"))
+        ]
+        if tokens:
+            await api.post(path + ":acknowledge", json={"lockTokens": tokens})
         for entry in received:
             item = viewer_item(entry)
             viewers.remember(key, item)
             yield sse(item, event="event")
-            token = (entry.get("brokerProperties") or {}).get("lockToken")
-            if token:
-                tokens.append(token)
-        if tokens:
-            await api.post(path + ":acknowledge", json={"lockTokens": tokens})
