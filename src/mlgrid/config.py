@@ -70,6 +70,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
                 "own user when no containment is available (not root, no bubblewrap). UNSAFE: that code can "
                 "read the server's secrets. Without it, such a server refuses to run user code.", "bool"),
+    SettingSpec("code_memory_limit_mb", 0, "Memory limit (MiB of address space, per process) of job "
+                "commands and scoring processes, and the most a job may ask for (`resources.memoryMb`). "
+                "0: no limit.", "int"),
+    SettingSpec("job_cpu_seconds", 0, "CPU time limit (seconds, per process) of job commands, and the "
+                "most a job may ask for (`resources.cpuSeconds`); a process beyond it is killed. 0: no "
+                "limit.", "int"),
+    SettingSpec("job_network", "none", "Network of a job that does not choose one (`network`): none (a "
+                "network namespace of its own with only loopback: neither the host's services nor the "
+                "server are reachable) or host (the host's network)."),
     SettingSpec("header_timeout", 10.0, "Seconds a client has to send a complete request head (request "
                 "line and headers) after it connects or starts a request; then the connection is closed.",
                 "float"),
@@ -163,6 +172,9 @@ class Settings:
     log_level: str = "info"
     ui: bool = True
     unsafe_local_code: bool = False
+    code_memory_limit_mb: int = 0
+    job_cpu_seconds: int = 0
+    job_network: str = "none"
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 2048
@@ -190,6 +202,12 @@ class Settings:
             values[spec.name] = _coerce(spec, raw)
         if values["log_level"] not in {"debug", "info", "warning", "error"}:
             raise invalid("log_level", "must be debug, info, warning or error")
+        for name in ("code_memory_limit_mb", "job_cpu_seconds"):
+            if values[name] < 0:
+                raise invalid(name, "must be 0 (no limit) or a positive number")
+        values["job_network"] = values["job_network"].strip().lower()
+        if values["job_network"] not in {"none", "host"}:
+            raise invalid("job_network", "must be none or host")
         values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
         if values["sqlite_synchronous"] not in {"normal", "full"}:
             raise invalid("sqlite_synchronous", "must be normal or full")

@@ -179,8 +179,15 @@ class Workspace:
         tags: Mapping[str, Any] | None = None,
         properties: Mapping[str, str] | None = None,
         timeout: float = 600.0,
+        network: str | None = None,
+        memory_mb: int | None = None,
+        cpu_seconds: int | None = None,
     ) -> Run:
         """Have the server run ``command`` (``/bin/sh -c``) as a run of ``experiment``.
+
+        ``network`` ``"host"`` lets the job use the host's network (``"none"``: only its own
+        loopback; None: the server's ``job_network``); ``memory_mb`` and ``cpu_seconds`` lower
+        its limits (docs/security.md).
 
         ``working_directory`` is a directory on the server (a relative path is made absolute
         here, which is right when client and server share a machine). ``wait`` blocks until the
@@ -197,6 +204,11 @@ class Workspace:
             body["tags"] = dict(tags)
         if properties:
             body["properties"] = dict(properties)
+        if network is not None:
+            body["network"] = network
+        resources = {"memoryMb": memory_mb, "cpuSeconds": cpu_seconds}
+        if any(value is not None for value in resources.values()):
+            body["resources"] = {k: v for k, v in resources.items() if v is not None}
         created = self.http.call("POST", f"{self.path}/experiments/{segment(experiment)}/jobs", body)
         run = Run(self, RunInfo.from_json(created))
         if wait:

@@ -74,6 +74,17 @@ def describe_exit(code: int) -> str:
 
 
 _process_alive = processes.process_alive
+LOG_TAIL_BYTES = 4096
+
+
+def _log_tail(path: Path) -> str:
+    """The end of a job's log (blocking): where an out-of-memory message would be."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -82,6 +93,7 @@ class _LocalJob:
     run_id: str
     process: processes.ManagedProcess
     log_path: Path
+    limits: processes.Limits = field(default_factory=processes.Limits)
     cancel: bool = False
     shutting_down: bool = False
     waiter: asyncio.Task[None] | None = None
@@ -120,6 +132,7 @@ class JobRunner:
 
     async def submit(self, workspace_name: str, experiment: str, spec: JobSpec) -> RunView:
         self.containment.check_allowed("jobs")
+        limits, network = self.containment.policy.job(spec.memory_mb, spec.cpu_seconds, spec.network)
         ws = await self.core.get(workspace_name)
         if spec.working_directory is not None and not await asyncio.to_thread(
             Path(spec.working_directory).is_dir
@@ -162,6 +175,8 @@ class JobRunner:
                 argv=["/bin/sh", "-c", _SNAPSHOT_THEN_RUN, "mlgrid-job", snapshot, spec.command],
                 environment=processes.contained_environment(self._environ(), variables, sandbox.path),
                 log_path=log_path,
+                limits=limits,
+                network=network,
             )
             process = await processes.start(self.containment, sandbox, command)
         except OSError as exc:
@@ -171,7 +186,7 @@ class JobRunner:
             return await self._finish(
                 ws.key, view.id, log_path, None, error=f"could not start the job: {exc}"
             )
-        job = _LocalJob(ws.key, view.id, process, log_path)
+        job = _LocalJob(ws.key, view.id, process, log_path, limits)
         self._local[job.key] = job
         view = await self._mark_running(job)
         job.waiter = asyncio.create_task(self._wait(job), name=f"mlgrid-job-{view.id}")
@@ -223,6 +238,10 @@ class JobRunner:
         """Record how the job ended: terminal status, exit code and the log artifact, together."""
         size, sha256 = await asyncio.to_thread(hash_file, log_path) if log_path.is_file() else (None, None)
         now = self.core.clock()
+        limit_reason = None
+        if job is not None and code:
+            tail = await asyncio.to_thread(_log_tail, log_path)
+            limit_reason = processes.explain_limit(code, job.limits, tail)
 
         def decide(current: RunView) -> RunUpdate:
             columns: dict[str, Any] = {"job_exit_code": code, "job_heartbeat_at": now}
@@ -238,9 +257,10 @@ class JobRunner:
                 return RunUpdate(status=lifecycle.CANCELED, job=columns)
             if code == 0:
                 return RunUpdate(status=lifecycle.COMPLETED, job=columns)
-            return RunUpdate(
-                status=lifecycle.FAILED, error=describe_exit(code if code is not None else -9), job=columns
-            )
+            reason = describe_exit(code if code is not None else -9)
+            if limit_reason is not None:
+                reason = f"{reason}: {limit_reason}"
+            return RunUpdate(status=lifecycle.FAILED, error=reason, job=columns)
 
         async def record_log(tx: WorkspaceTransaction, ws: Workspace, row: RunRow) -> None:
             if size is not None and sha256 is not None:

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -46,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlgrid.errors import CodeExecutionDisabled
+from mlgrid.errors import CodeExecutionDisabled, invalid
 
 log = logging.getLogger("mlgrid.workspace.processes")
 
@@ -105,9 +106,25 @@ def kill_orphan(pid: int | None, variable: str, value: str | None) -> bool:
     return True
 
 
-def kill_uid(uid: int) -> int:
-    """SIGKILL every process whose real uid is ``uid`` (what contained code left behind)."""
-    killed = 0
+# Run as root by ``kill_uid``: become ``uid`` and send SIGKILL to every process that uid may
+# signal (``kill(-1)``: all of its processes but the caller, in one pass under the kernel's task
+# list lock, so a process forking meanwhile cannot slip through as it could in a /proc scan).
+_KILL_EVERY_PROCESS_OF = """
+import os, signal, sys
+uid = int(sys.argv[1])
+os.setgroups([])
+os.setresgid(uid, uid, uid)
+os.setresuid(uid, uid, uid)
+try:
+    os.kill(-1, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    """Pids whose real uid is ``uid`` (blocking; from ``/proc``)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -118,11 +135,27 @@ def kill_uid(uid: int) -> int:
         for line in status.splitlines():
             if line.startswith("Uid:"):
                 if int(line.split()[1]) == uid:
-                    with contextlib.suppress(OSError):
-                        os.kill(int(entry.name), signal.SIGKILL)
-                        killed += 1
+                    found.append(int(entry.name))
                 break
-    return killed
+    return found
+
+
+def kill_uid(uid: int) -> int:
+    """SIGKILL every process whose uid is ``uid`` (what contained code left behind: daemonised,
+    in another session, anywhere); returns how many there were (blocking, root only)."""
+    found = processes_of_uid(uid)
+    if not found:
+        return 0
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            [sys.executable, "-I", "-c", _KILL_EVERY_PROCESS_OF, str(uid)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=10, check=False,
+        )
+    for pid in processes_of_uid(uid):  # the helper could not run: one signal each
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return len(found)
 
 
 def contained_environment(
@@ -135,6 +168,101 @@ def contained_environment(
     env.update(HOME=str(sandbox), TMPDIR=str(sandbox))
     env.update(extra)
     return env
+
+
+NETWORK_NONE = "none"
+NETWORK_HOST = "host"
+NETWORKS = (NETWORK_NONE, NETWORK_HOST)
+"""``none``: a network namespace of its own holding only a loopback interface (nothing of the
+host's network, loopback services included, is reachable); ``host``: the host's network."""
+NICENESS = 10
+"""User code runs at this niceness: the server (delivering events, answering requests) gets the
+cores first when both want them."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one contained process, enforced with rlimits (see docs/security.md):
+    ``memory_bytes`` caps each process's address space (``RLIMIT_AS``: an allocation beyond it
+    fails, Python raises ``MemoryError``), ``cpu_seconds`` each process's CPU time
+    (``RLIMIT_CPU``: SIGXCPU, then SIGKILL a second later)."""
+
+    memory_bytes: int | None = None
+    cpu_seconds: int | None = None
+
+    def rlimits(self) -> list[tuple[int, int, int]]:
+        """``(resource, soft, hard)`` to set in the child."""
+        result = []
+        if self.memory_bytes is not None:
+            result.append((resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes))
+        if self.cpu_seconds is not None:
+            result.append((resource.RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1))
+        return result
+
+    def describe(self) -> str:
+        parts = []
+        if self.memory_bytes is not None:
+            parts.append(f"memory {format_bytes(self.memory_bytes)}")
+        if self.cpu_seconds is not None:
+            parts.append(f"CPU time {self.cpu_seconds} s")
+        return ", ".join(parts) or "none"
+
+
+def format_bytes(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+OUT_OF_MEMORY_MARKS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
+
+
+def explain_limit(code: int | None, limits: Limits, log_tail: str) -> str | None:
+    """Why a process that ended with ``code`` most likely failed because of ``limits`` (to add
+    to its error), or None: SIGXCPU/SIGKILL with a CPU limit, an out-of-memory message in the
+    log with a memory limit."""
+    if code is None or code == 0:
+        return None
+    if limits.cpu_seconds is not None and code in (-signal.SIGXCPU, -signal.SIGKILL):
+        return f"it reached its CPU time limit ({limits.cpu_seconds} s)"
+    if limits.memory_bytes is not None and any(mark in log_tail for mark in OUT_OF_MEMORY_MARKS):
+        return f"it ran out of its memory limit ({format_bytes(limits.memory_bytes)} of address space)"
+    return None
+
+
+@dataclass(frozen=True)
+class CodePolicy:
+    """The server's limits and network for user code (settings ``code_memory_limit_mb``,
+    ``job_cpu_seconds``, ``job_network``): the defaults a job gets, and the most it may ask for."""
+
+    memory_bytes: int | None = None
+    job_cpu_seconds: int | None = None
+    job_network: str = NETWORK_NONE
+
+    def job(self, memory_mb: int | None, cpu_seconds: int | None, network: str | None) -> tuple[Limits, str]:
+        """A job's limits and network from what it asked for (``resources.memoryMb``,
+        ``resources.cpuSeconds``, ``network``; None: the default); asking for more than the
+        server allows is a 400 naming the field."""
+        memory = self.memory_bytes
+        if memory_mb is not None:
+            if memory is not None and memory_mb * (1 << 20) > memory:
+                raise invalid(
+                    "resources.memoryMb",
+                    f"must be at most {memory >> 20} (the server's code_memory_limit_mb)",
+                )
+            memory = memory_mb * (1 << 20)
+        cpu = self.job_cpu_seconds
+        if cpu_seconds is not None:
+            if cpu is not None and cpu_seconds > cpu:
+                raise invalid("resources.cpuSeconds", f"must be at most {cpu} (the server's job_cpu_seconds)")
+            cpu = cpu_seconds
+        return Limits(memory, cpu), network or self.job_network
+
+    def scoring(self) -> Limits:
+        """A scoring process: the memory limit only (a CPU time limit would end a long-lived
+        server after so many seconds of work, however slowly spent)."""
+        return Limits(self.memory_bytes, None)
 
 
 def _bubblewrap_works(prefix: Sequence[str]) -> bool:
@@ -164,6 +292,8 @@ class Containment:
     """The ``bwrap`` binary (``bubblewrap`` mode)."""
     reach: tuple[tuple[str, str], ...] = ()
     """``user`` mode: mounts that make the runtime reachable for any uid (``reachable_mounts``)."""
+    policy: CodePolicy = field(default_factory=CodePolicy)
+    """Limits and network of user code (settings)."""
 
     @classmethod
     def detect(
@@ -173,18 +303,20 @@ class Containment:
         unsafe_local_code: bool,
         euid: int | None = None,
         bubblewrap: str | None = None,
+        policy: CodePolicy | None = None,
     ) -> Containment:
         data_dir = Path(data_dir).resolve()
         euid = os.geteuid() if euid is None else euid
         root = sandbox_root_for(data_dir, euid)
         binary = bubblewrap if bubblewrap is not None else (shutil.which("bwrap") or "")
+        policy = policy or CodePolicy()
         if euid == 0:
-            return cls(USER, root, reach=tuple(reachable_mounts(runtime_paths())))
+            return cls(USER, root, reach=tuple(reachable_mounts(runtime_paths())), policy=policy)
         if binary and _bubblewrap_works([binary, "--unshare-all", "--share-net"]):
             home = Path(os.path.expanduser("~")).resolve()
             hidden = tuple(p for p in (data_dir, home) if p != Path("/"))
-            return cls(BUBBLEWRAP, root, hidden, binary)
-        return cls(UNSAFE if unsafe_local_code else DISABLED, root)
+            return cls(BUBBLEWRAP, root, hidden, binary, policy=policy)
+        return cls(UNSAFE if unsafe_local_code else DISABLED, root, policy=policy)
 
     @property
     def contained(self) -> bool:
@@ -230,7 +362,27 @@ class Containment:
         for entry in root.iterdir():
             owner_pid = entry.name.split("-", 1)[0]
             if owner_pid.isdigit() and not process_alive(int(owner_pid)):
+                self._kill_leftovers(entry)
                 remove_tree(entry)
+
+    def _kill_leftovers(self, sandbox: Path) -> None:
+        """A sandbox of a server that died (SIGKILL, power loss): as root, every process still
+        running under its uid — the sandbox directory's owner, a uid used for nothing else —
+        is killed, whatever session or process group it moved to. (Under bubblewrap the pid
+        namespace died with the server: nothing to do.)"""
+        if self.mode != USER:
+            return
+        with contextlib.suppress(OSError):
+            owner = sandbox.lstat().st_uid
+            if UID_BASE <= owner < UID_BASE + UID_SPAN:
+                killed = kill_uid(owner)
+                if killed:
+                    log.warning(
+                        "killed %d process(es) left behind by a stopped server under uid %d",
+                        killed,
+                        owner,
+                        extra={"action": "orphans_killed", "uid": owner},
+                    )
 
     def close(self) -> None:
         """At shutdown: remove the sandbox root if no sandbox is left in it (blocking)."""
@@ -295,16 +447,20 @@ class Sandbox:
 
 @dataclass
 class Command:
-    """What to run: arguments, environment (already scrubbed), the log file it writes to."""
+    """What to run: arguments, environment (already scrubbed), the log file it writes to, its
+    limits and its network."""
 
     argv: Sequence[str]
     environment: Mapping[str, str]
     log_path: Path
     append_log: bool = False
-    die_with_parent: bool = False
-    """Bubblewrap only: kill the sandbox when the server dies (elsewhere the process sees the
-    server as its parent and watches it itself)."""
+    die_with_parent: bool = True
+    """Kill the process when the server dies: bubblewrap's ``--die-with-parent`` (with its pid
+    namespace, everything the code started dies too), as root ``PR_SET_PDEATHSIG`` (what it
+    started in other sessions is killed by uid when the server starts again)."""
     extra_hidden: Iterable[Path] = field(default_factory=tuple)
+    limits: Limits = field(default_factory=Limits)
+    network: str = NETWORK_HOST
 
 
 class ManagedProcess:
@@ -367,24 +523,35 @@ def _open_log(path: Path, append: bool) -> tuple[int, int]:
 
 
 # Run by the server's interpreter in isolated mode (-I: no environment, no site directories),
-# as root, in the process that then becomes the user's (same pid: no fork):
-# 1. if there are mounts to make (``reachable_mounts``), a private mount namespace gets them:
-#    bind sources are opened first, since a tmpfs may then cover them;
-# 2. leave every supplementary group, take the sandbox's gid and uid (real, effective and
-#    saved: no way back), forbid gaining privileges through set-uid files, umask 077;
-# 3. exec the command. (The event loop's spawner, uvloop, cannot set credentials itself.)
-_DROP_PRIVILEGES = """
-import ctypes, json, os, sys
-plan, uid, gid = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+# in the process that then becomes the user's (same pid: no fork). Its plan (JSON) says what to do:
+# 1. as root, with ``network`` "none": a network namespace of its own, its loopback brought up;
+# 2. as root, with ``mounts`` (``reachable_mounts``): a private mount namespace gets them — bind
+#    sources are opened first, since a tmpfs may then cover them;
+# 3. the rlimits (``Limits``) and the niceness;
+# 4. as root, with a ``uid``: leave every supplementary group, take the sandbox's gid and uid
+#    (real, effective and saved: no way back), forbid gaining privileges through set-uid files,
+#    umask 077, and die with the server (PR_SET_PDEATHSIG, re-armed after the uid change that
+#    clears it; if the server is already gone, exit);
+# 5. exec the command (or bubblewrap). (The event loop's spawner, uvloop, can do none of this.)
+_LAUNCH = """
+import ctypes, fcntl, json, os, resource, signal, socket, struct, sys
+plan = json.loads(sys.argv[1])
 libc = ctypes.CDLL(None, use_errno=True)
 def check(result, what):
     if result != 0:
         sys.exit("containment: " + what + ": " + os.strerror(ctypes.get_errno()))
-if plan:
+if plan.get("network") == "none":
+    check(libc.unshare(0x40000000), "unshare(CLONE_NEWNET)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH22s", b"lo", 0, b"")
+        flags = struct.unpack("16sH22s", fcntl.ioctl(s, 0x8913, request))[1]
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH22s", b"lo", flags | 1, b""))
+mounts = plan.get("mounts") or []
+if mounts:
     check(libc.unshare(0x00020000), "unshare(CLONE_NEWNS)")
     check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "make / private")
-    sources = {path: os.open(path, os.O_PATH) for kind, path in plan if kind == "bind"}
-    for kind, path in plan:
+    sources = {path: os.open(path, os.O_PATH) for kind, path in mounts if kind == "bind"}
+    for kind, path in mounts:
         if kind == "tmpfs":
             check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, b"mode=0755"), "tmpfs " + path)
         else:
@@ -394,15 +561,53 @@ if plan:
             check(libc.mount(source, path.encode(), None, 0x1000 | 0x4000, None), "bind " + path)
     for fd in sources.values():
         os.close(fd)
-os.setgroups([])
-os.setresgid(gid, gid, gid)
-os.setresuid(uid, uid, uid)
-if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid or os.getgroups():
-    sys.exit("containment: could not drop privileges")
-check(libc.prctl(38, 1, 0, 0, 0), "no new privileges")
-os.umask(0o077)
-os.execvp(sys.argv[4], sys.argv[4:])
+for which, soft, hard in plan.get("rlimits") or []:
+    resource.setrlimit(which, (soft, hard))
+if plan.get("nice"):
+    os.nice(plan["nice"])
+uid, gid = plan.get("uid"), plan.get("gid")
+if uid is not None:
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid or os.getgroups():
+        sys.exit("containment: could not drop privileges")
+    check(libc.prctl(38, 1, 0, 0, 0), "no new privileges")
+    os.umask(0o077)
+if plan.get("parent"):
+    check(libc.prctl(1, signal.SIGKILL, 0, 0, 0), "die with the server")
+    if os.getppid() != plan["parent"]:
+        sys.exit("containment: the server is gone")
+os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+
+def launch_argv(
+    argv: Sequence[str],
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    mounts: Sequence[tuple[str, str]] = (),
+    limits: Limits | None = None,
+    network: str = NETWORK_HOST,
+    niceness: int = 0,
+    parent: int | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """``argv`` started through the launcher above: in a network namespace of its own when
+    ``network`` is ``none`` (root only), with ``mounts`` (root only), ``limits`` and
+    ``niceness``, as ``uid``/``gid`` (root only: no supplementary groups, no new privileges,
+    umask 077), killed when ``parent`` dies."""
+    plan = {
+        "network": network,
+        "mounts": list(mounts),
+        "rlimits": limits.rlimits() if limits is not None else [],
+        "nice": niceness,
+        "uid": uid,
+        "gid": gid,
+        "parent": parent,
+    }
+    return [python, "-I", "-c", _LAUNCH, json.dumps(plan), *argv]
 
 
 def drop_privileges_argv(
@@ -414,7 +619,7 @@ def drop_privileges_argv(
 ) -> list[str]:
     """``argv`` run as ``uid``/``gid``: no supplementary groups, no new privileges, umask 077,
     after the mounts of ``plan`` in a mount namespace of its own."""
-    return [python, "-I", "-c", _DROP_PRIVILEGES, json.dumps(list(plan)), str(uid), str(gid), *argv]
+    return launch_argv(argv, uid=uid, gid=gid, mounts=plan, python=python)
 
 
 def reachable_mounts(paths: Iterable[Path]) -> list[tuple[str, str]]:
@@ -447,7 +652,12 @@ def runtime_paths() -> list[Path]:
 
 
 def bubblewrap_argv(containment: Containment, sandbox: Sandbox, command: Command) -> list[str]:
-    argv = [containment.bubblewrap, "--unshare-all", "--share-net", "--ro-bind", "/", "/"]
+    """bubblewrap: new user, pid, ipc, uts, mount and cgroup namespaces, and a network namespace
+    unless the command may use the host's network; the file system read-only."""
+    argv = [containment.bubblewrap, "--unshare-all"]
+    if command.network == NETWORK_HOST:
+        argv.append("--share-net")
+    argv += ["--ro-bind", "/", "/"]
     argv += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
     # The other sandboxes belong to the same user here: hide them all, then bind this one back.
     for hidden in (*containment.hidden, *command.extra_hidden, containment.sandbox_root):
@@ -458,16 +668,39 @@ def bubblewrap_argv(containment: Containment, sandbox: Sandbox, command: Command
     return argv
 
 
+def contained_argv(containment: Containment, sandbox: Sandbox, command: Command) -> list[str]:
+    """The full argument vector that starts ``command`` the way ``containment`` says."""
+    if command.network not in NETWORKS:
+        raise ValueError(f"unknown network {command.network!r}")
+    argv = list(command.argv)
+    parent = os.getpid() if command.die_with_parent else None
+    if containment.mode == BUBBLEWRAP:
+        # Limits and niceness are set outside (inherited by bwrap and everything in it); the
+        # network namespace and --die-with-parent are bubblewrap's.
+        argv = [*bubblewrap_argv(containment, sandbox, command), "--", *argv]
+        return launch_argv(argv, limits=command.limits, niceness=NICENESS)
+    if sandbox.uid is not None and sandbox.gid is not None:
+        return launch_argv(
+            argv,
+            uid=sandbox.uid,
+            gid=sandbox.gid,
+            mounts=containment.reach,
+            limits=command.limits,
+            network=command.network,
+            niceness=NICENESS,
+            parent=parent,
+        )
+    # unsafe: the server's own user; limits and niceness still apply, the network cannot be
+    # taken away without privileges.
+    return launch_argv(argv, limits=command.limits, niceness=NICENESS, parent=parent)
+
+
 async def start(containment: Containment, sandbox: Sandbox, command: Command) -> ManagedProcess:
     """Start ``command`` contained, in ``sandbox``, in a new session (its own process group:
     stopping it kills what it started too). ``CodeExecutionDisabled`` when not allowed."""
     containment.check_allowed("user code")
+    argv = contained_argv(containment, sandbox, command)
     log_fd, log_start = await asyncio.to_thread(_open_log, command.log_path, command.append_log)
-    argv = list(command.argv)
-    if sandbox.uid is not None and sandbox.gid is not None:
-        argv = drop_privileges_argv(sandbox.uid, sandbox.gid, argv, containment.reach)
-    if containment.mode == BUBBLEWRAP:
-        argv = [*bubblewrap_argv(containment, sandbox, command), "--", *argv]
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,

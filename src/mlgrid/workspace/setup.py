@@ -21,7 +21,7 @@ from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
 from mlgrid.workspace.models import ModelService
-from mlgrid.workspace.processes import UNSAFE, Containment
+from mlgrid.workspace.processes import UNSAFE, CodePolicy, Containment
 from mlgrid.workspace.runs import RunService
 from mlgrid.workspace.service import WorkspaceService
 
@@ -54,7 +54,15 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         topic_deleted=topic_deleted,
     )
     runs = RunService(core)
-    containment = Containment.detect(rt.settings.data_dir, unsafe_local_code=rt.settings.unsafe_local_code)
+    settings = rt.settings
+    policy = CodePolicy(
+        memory_bytes=settings.code_memory_limit_mb * (1 << 20) or None,
+        job_cpu_seconds=settings.job_cpu_seconds or None,
+        job_network=settings.job_network,
+    )
+    containment = Containment.detect(
+        settings.data_dir, unsafe_local_code=settings.unsafe_local_code, policy=policy
+    )
     await asyncio.to_thread(containment.prepare)
     _announce(containment)
     jobs = JobRunner(

@@ -242,11 +242,41 @@ class JobSpec:
     run_type: str | None
     tags: dict[str, Any]
     properties: dict[str, str]
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    network: str | None = None
+
+
+JOB_NETWORKS = ("none", "host")
+
+
+def _positive_int(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 1 << 40:
+        raise invalid(path, "must be a positive integer")
+    return value
+
+
+def parse_job_resources(value: object) -> tuple[int | None, int | None]:
+    """``resources``: ``{"memoryMb": 512, "cpuSeconds": 60}`` (both optional) → (MiB, seconds)."""
+    if value is None:
+        return None, None
+    resources = _object(value, "resources")
+    _no_unknown(resources, {"memoryMb", "cpuSeconds"}, "resources.")
+    return (
+        _positive_int(resources.get("memoryMb"), "resources.memoryMb"),
+        _positive_int(resources.get("cpuSeconds"), "resources.cpuSeconds"),
+    )
 
 
 def parse_job(body: object) -> JobSpec:
     body = _object(body, "body")
-    _no_unknown(body, {"command", "workingDirectory", "environment", "runType", "tags", "properties"})
+    _no_unknown(
+        body,
+        {"command", "workingDirectory", "environment", "runType", "tags", "properties"}
+        | {"resources", "network"},
+    )
     command = body.get("command")
     if not isinstance(command, str) or not command.strip():
         raise invalid("command", "must be a non-empty string")
@@ -269,6 +299,12 @@ def parse_job(body: object) -> JobSpec:
                 raise invalid(f"environment.{key}", "must be a string")
             environment[key] = item
     tags = {k: v for k, v in parse_tags(body.get("tags")).items() if v is not None}
+    memory_mb, cpu_seconds = parse_job_resources(body.get("resources"))
+    network = body.get("network")
+    if network is not None and network not in JOB_NETWORKS:
+        raise invalid(
+            "network", f"must be one of {', '.join(JOB_NETWORKS)} (or null: the server's job_network)"
+        )
     return JobSpec(
         command=command,
         working_directory=working_directory,
@@ -276,6 +312,9 @@ def parse_job(body: object) -> JobSpec:
         run_type=_optional_string(body.get("runType"), "runType", 128),
         tags=tags,
         properties=parse_properties(body.get("properties")),
+        memory_mb=memory_mb,
+        cpu_seconds=cpu_seconds,
+        network=network,
     )
 
 

@@ -210,6 +210,8 @@ class ScoringProcess:
             log_path=launch.log_path,
             append_log=True,
             die_with_parent=True,
+            limits=containment.policy.scoring(),
+            network=processes.NETWORK_HOST,  # the proxy reaches it on 127.0.0.1:<port>
         )
         return cls(launch, await processes.start(containment, sandbox, command))
 
