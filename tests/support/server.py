@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     tls_self_signed: bool = False
+    wrap: Callable[[list[str]], list[str]] | None = None
+    """Turns the server's command into the one started (e.g. run it as another user)."""
 
     @property
     def url(self) -> str:
@@ -72,6 +75,8 @@ class ServerProcess:
         env.update(self.env)
         self.log_path = self.data_dir / f"server-{self.port}.log"
         log = self.log_path.open("ab")
+        if self.wrap is not None:
+            args = self.wrap(args)
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout

@@ -131,6 +131,12 @@ def serve(
     unsafe_local_code: bool | None = typer.Option(
         None, "--unsafe-local-code",
         help=spec_for("unsafe_local_code").help + " [env MLGRID_UNSAFE_LOCAL_CODE]"),
+    code_memory_limit_mb: int | None = typer.Option(
+        None, help=spec_for("code_memory_limit_mb").help + " [env MLGRID_CODE_MEMORY_LIMIT_MB; default 0]"),
+    job_cpu_seconds: int | None = typer.Option(
+        None, help=spec_for("job_cpu_seconds").help + " [env MLGRID_JOB_CPU_SECONDS; default 0]"),
+    job_network: str | None = typer.Option(
+        None, help=spec_for("job_network").help + " [env MLGRID_JOB_NETWORK; default none]"),
     header_timeout: float | None = typer.Option(
         None, help=spec_for("header_timeout").help + " [env MLGRID_HEADER_TIMEOUT; default 10]"),
     body_timeout: float | None = typer.Option(

@@ -224,7 +224,9 @@ def explain_limit(code: int | None, limits: Limits, log_tail: str) -> str | None
     log with a memory limit."""
     if code is None or code == 0:
         return None
-    if limits.cpu_seconds is not None and code in (-signal.SIGXCPU, -signal.SIGKILL):
+    # A signal that ended the process itself (-N), or a child of the job's shell (128 + N).
+    signalled = -code if code < 0 else code - 128 if code > 128 else 0
+    if limits.cpu_seconds is not None and signalled in (signal.SIGXCPU, signal.SIGKILL):
         return f"it reached its CPU time limit ({limits.cpu_seconds} s)"
     if limits.memory_bytes is not None and any(mark in log_tail for mark in OUT_OF_MEMORY_MARKS):
         return f"it ran out of its memory limit ({format_bytes(limits.memory_bytes)} of address space)"
