@@ -175,7 +175,17 @@ def attack(data_dir, server_pid, other_file, url, token):
     others("data directory", data_dir)
     others("other sandboxes", os.path.dirname(os.getcwd()))
     read("server environ", "/proc/%d/environ" % server_pid)
-    read("environ of pid 1", "/proc/1/environ")
+    try:
+        own = set(open("/proc/self/environ", "rb").read().split(b"\\0"))
+        init = set(open("/proc/1/environ", "rb").read().split(b"\\0"))
+        # Under bubblewrap pid 1 is the sandbox's own init, started with the job's environment
+        # (a shell in between may have added its own PWD, SHLVL, _).
+        shell = (b"PWD=", b"SHLVL=", b"_=", b"OLDPWD=")
+        extra = sorted(v.split(b"=")[0].decode() for v in init - own if not v.startswith(shell))
+        result = "denied: its own sandbox's init" if not extra else "READ %s" % extra[:5]
+    except OSError as exc:
+        result = "denied: %s" % type(exc).__name__
+    report("environ of pid 1", result)
     call("admin API: create a principal (own credential)", url, "/principals/intruder", token)
     call("admin API: create a principal (no credential)", url, "/principals/intruder", None)
 '''
