@@ -76,9 +76,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("job_cpu_seconds", 0, "CPU time limit (seconds, per process) of job commands, and the "
                 "most a job may ask for (`resources.cpuSeconds`); a process beyond it is killed. 0: no "
                 "limit.", "int"),
-    SettingSpec("job_network", "none", "Network of a job that does not choose one (`network`): none (a "
-                "network namespace of its own with only loopback: neither the host's services nor the "
-                "server are reachable) or host (the host's network)."),
+    SettingSpec("job_network", "api", "Network of a job that does not choose one (`network`): api (a "
+                "network namespace of its own with only loopback, on which the server's API is relayed at "
+                "127.0.0.1:PORT), none (the same without the API) or host (the host's network: every "
+                "service the host reaches, loopback included)."),
     SettingSpec("header_timeout", 10.0, "Seconds a client has to send a complete request head (request "
                 "line and headers) after it connects or starts a request; then the connection is closed.",
                 "float"),
@@ -174,7 +175,7 @@ class Settings:
     unsafe_local_code: bool = False
     code_memory_limit_mb: int = 0
     job_cpu_seconds: int = 0
-    job_network: str = "none"
+    job_network: str = "api"
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 2048
@@ -206,8 +207,8 @@ class Settings:
             if values[name] < 0:
                 raise invalid(name, "must be 0 (no limit) or a positive number")
         values["job_network"] = values["job_network"].strip().lower()
-        if values["job_network"] not in {"none", "host"}:
-            raise invalid("job_network", "must be none or host")
+        if values["job_network"] not in {"api", "none", "host"}:
+            raise invalid("job_network", "must be api, none or host")
         values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
         if values["sqlite_synchronous"] not in {"normal", "full"}:
             raise invalid("sqlite_synchronous", "must be normal or full")

@@ -146,7 +146,7 @@ def test_a_job_reaches_no_secret_and_its_token_writes_only_its_run(
     )
     script.chmod(0o644)
     run = attacker.submit_job(
-        f"{PYTHON} attack.py", experiment="attack", working_directory=shared_tmp, wait=True, network="host"
+        f"{PYTHON} attack.py", experiment="attack", working_directory=shared_tmp, wait=True
     )
     log = run.download_artifact("logs/job.log").decode()
     assert run.status == "Completed", log

@@ -191,14 +191,19 @@ def attack(data_dir, server_pid, other_file, url, token):
 '''
 
 NETWORK_PROBE = '''
-import json, socket, sys
-for name, port in (("the server's port", int(sys.argv[1])), ("PostgreSQL 127.0.0.1:5432", 5432)):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            result = "CONNECTED"
-    except OSError as exc:
-        result = "denied: %s" % (exc.strerror or type(exc).__name__)
+import json, os, socket, urllib.request
+def report(name, result):
     print("ATTEMPT " + json.dumps({"attempt": name, "result": result}), flush=True)
+try:
+    with urllib.request.urlopen(os.environ["MLGRID_URL"] + "/readyz", timeout=10) as answer:
+        report("the server's API (MLGRID_URL)", "HTTP %d" % answer.status)
+except OSError as exc:
+    report("the server's API (MLGRID_URL)", "denied: %s" % getattr(exc, "reason", exc))
+try:
+    with socket.create_connection(("127.0.0.1", 5432), timeout=5):
+        report("PostgreSQL 127.0.0.1:5432", "CONNECTED")
+except OSError as exc:
+    report("PostgreSQL 127.0.0.1:5432", "denied: %s" % (exc.strerror or type(exc).__name__))
 '''
 
 
@@ -266,7 +271,7 @@ def test_a_job_reaches_no_secret(isolated: Isolated, attacker: Workspace, victim
     token = "os.environ.get('MLGRID_TOKEN')"
     script = ATTACK + f"\nattack({_arguments(isolated, victim_file, token)})\n"
     command = f"{PYTHON} -c {_shell_quote(script)}"
-    run = attacker.submit_job(command, "attack", wait=True, network="host")  # so the API answers
+    run = attacker.submit_job(command, "attack", wait=True)  # the API through the default relay
     log = _job_log(run)
     assert run.status == "Completed", log
     attempts = _attempts(log)
@@ -321,7 +326,7 @@ def test_jobs_and_a_scoring_endpoint_still_work(
         "    'Authorization': 'Bearer ' + os.environ['MLGRID_TOKEN'], 'Content-Type': 'application/json'})\n"
         "print(urllib.request.urlopen(request, timeout=10).status)\n"
     )
-    run = attacker.submit_job(f"{PYTHON} -c {_shell_quote(report)}", "works", wait=True, network="host")
+    run = attacker.submit_job(f"{PYTHON} -c {_shell_quote(report)}", "works", wait=True)
     assert run.status == "Completed", _job_log(run)
     assert [(m.name, m.value) for m in run.metrics()] == [("loss", 0.25)]
 
@@ -343,16 +348,20 @@ def test_jobs_and_a_scoring_endpoint_still_work(
 
 
 def test_a_job_reaches_the_network_only_when_it_asks(isolated: Isolated, attacker: Workspace) -> None:
-    command = f"{PYTHON} -c {_shell_quote(NETWORK_PROBE)} {isolated.server.port}"
-    isolated_run = attacker.submit_job(command, "network", wait=True)
-    host_run = attacker.submit_job(command, "network", wait=True, network="host")
-    by_default = {a["attempt"]: a["result"] for a in _attempts(_job_log(isolated_run))}
-    with_host = {a["attempt"]: a["result"] for a in _attempts(_job_log(host_run))}
-    _report(isolated, "network (default)", [{"attempt": k, "result": v} for k, v in by_default.items()])
-    _report(isolated, 'network ("host")', [{"attempt": k, "result": v} for k, v in with_host.items()])
-    assert set(by_default) == set(with_host) == {"the server's port", "PostgreSQL 127.0.0.1:5432"}
-    assert all(result.startswith("denied") for result in by_default.values()), by_default
-    assert all(result == "CONNECTED" for result in with_host.values()), with_host
+    """Default (``api``): the server's API only; ``none``: nothing; ``host``: everything."""
+    command = f"{PYTHON} -c {_shell_quote(NETWORK_PROBE)}"
+    seen = {}
+    for network in ("api", "none", "host"):
+        chosen = None if network == "api" else network  # the default
+        run = attacker.submit_job(command, "network", wait=True, network=chosen)
+        assert run.status == "Completed", _job_log(run)
+        attempts = _attempts(_job_log(run))
+        _report(isolated, f"network {network}" + (" (the default)" if network == "api" else ""), attempts)
+        seen[network] = {a["attempt"]: a["result"] for a in attempts}
+    api, postgres = "the server's API (MLGRID_URL)", "PostgreSQL 127.0.0.1:5432"
+    assert seen["api"][api] == "HTTP 200" and seen["api"][postgres].startswith("denied"), seen["api"]
+    assert seen["none"][api].startswith("denied") and seen["none"][postgres].startswith("denied"), seen
+    assert seen["host"] == {api: "HTTP 200", postgres: "CONNECTED"}, seen["host"]
 
 
 def test_limits_end_a_job_with_a_reason(isolated: Isolated, attacker: Workspace) -> None:

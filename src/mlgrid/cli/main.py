@@ -136,7 +136,7 @@ def serve(
     job_cpu_seconds: int | None = typer.Option(
         None, help=spec_for("job_cpu_seconds").help + " [env MLGRID_JOB_CPU_SECONDS; default 0]"),
     job_network: str | None = typer.Option(
-        None, help=spec_for("job_network").help + " [env MLGRID_JOB_NETWORK; default none]"),
+        None, help=spec_for("job_network").help + " [env MLGRID_JOB_NETWORK; default api]"),
     header_timeout: float | None = typer.Option(
         None, help=spec_for("header_timeout").help + " [env MLGRID_HEADER_TIMEOUT; default 10]"),
     body_timeout: float | None = typer.Option(

@@ -185,9 +185,10 @@ class Workspace:
     ) -> Run:
         """Have the server run ``command`` (``/bin/sh -c``) as a run of ``experiment``.
 
-        ``network`` ``"host"`` lets the job use the host's network (``"none"``: only its own
-        loopback; None: the server's ``job_network``); ``memory_mb`` and ``cpu_seconds`` lower
-        its limits (docs/security.md).
+        ``network``: ``"api"`` (its own loopback, on which the server's API is relayed),
+        ``"none"`` (its own loopback only) or ``"host"`` (the host's network); None: the
+        server's ``job_network``. ``memory_mb`` and ``cpu_seconds`` lower its limits
+        (docs/security.md).
 
         ``working_directory`` is a directory on the server (a relative path is made absolute
         here, which is right when client and server share a machine). ``wait`` blocks until the

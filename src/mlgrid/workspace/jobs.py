@@ -167,6 +167,8 @@ class JobRunner:
         token = self._issue_token(ws.key, view.id)
         if token is not None:
             variables["MLGRID_TOKEN"] = token
+        if network == processes.NETWORK_API:  # the relay listens on 127.0.0.1:<server port>
+            variables["MLGRID_URL"] = self.containment.api_url
         variables.update(spec.environment)  # the submitter's own choice wins (even MLGRID_TOKEN)
         try:
             sandbox = await asyncio.to_thread(self.containment.new_sandbox, "job")

@@ -171,10 +171,13 @@ def contained_environment(
 
 
 NETWORK_NONE = "none"
+NETWORK_API = "api"
 NETWORK_HOST = "host"
-NETWORKS = (NETWORK_NONE, NETWORK_HOST)
-"""``none``: a network namespace of its own holding only a loopback interface (nothing of the
-host's network, loopback services included, is reachable); ``host``: the host's network."""
+NETWORKS = (NETWORK_API, NETWORK_NONE, NETWORK_HOST)
+"""``api``: a network namespace of its own holding only a loopback interface, on which the
+server's API (only it) is relayed at ``127.0.0.1:<server port>``; ``none``: the same without
+the API; ``host``: the host's network (every service the host reaches, loopback included)."""
+API_SOCKET = "api.sock"
 NICENESS = 10
 """User code runs at this niceness: the server (delivering events, answering requests) gets the
 cores first when both want them."""
@@ -240,7 +243,7 @@ class CodePolicy:
 
     memory_bytes: int | None = None
     job_cpu_seconds: int | None = None
-    job_network: str = NETWORK_NONE
+    job_network: str = NETWORK_API
 
     def job(self, memory_mb: int | None, cpu_seconds: int | None, network: str | None) -> tuple[Limits, str]:
         """A job's limits and network from what it asked for (``resources.memoryMb``,
@@ -296,6 +299,19 @@ class Containment:
     """``user`` mode: mounts that make the runtime reachable for any uid (``reachable_mounts``)."""
     policy: CodePolicy = field(default_factory=CodePolicy)
     """Limits and network of user code (settings)."""
+    api_port: int | None = None
+    """The server's port, relayed into a job's network namespace (network ``api``)."""
+    api_scheme: str = "http"
+
+    @property
+    def api_socket(self) -> Path:
+        """The Unix socket through which jobs with network ``api`` reach the server's API."""
+        return self.sandbox_root / API_SOCKET
+
+    @property
+    def api_url(self) -> str:
+        """``MLGRID_URL`` inside a job with network ``api``."""
+        return f"{self.api_scheme}://127.0.0.1:{self.api_port}"
 
     @classmethod
     def detect(
@@ -362,6 +378,8 @@ class Containment:
                 ) from None
         os.chmod(root, ROOT_MODE)
         for entry in root.iterdir():
+            if entry.name == API_SOCKET:
+                continue
             owner_pid = entry.name.split("-", 1)[0]
             if owner_pid.isdigit() and not process_alive(int(owner_pid)):
                 self._kill_leftovers(entry)
@@ -526,7 +544,7 @@ def _open_log(path: Path, append: bool) -> tuple[int, int]:
 
 # Run by the server's interpreter in isolated mode (-I: no environment, no site directories),
 # in the process that then becomes the user's (same pid: no fork). Its plan (JSON) says what to do:
-# 1. as root, with ``network`` "none": a network namespace of its own, its loopback brought up;
+# 1. as root, with ``network`` "none" or "api": a network namespace of its own, loopback up;
 # 2. as root, with ``mounts`` (``reachable_mounts``): a private mount namespace gets them — bind
 #    sources are opened first, since a tmpfs may then cover them;
 # 3. the rlimits (``Limits``) and the niceness;
@@ -542,7 +560,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 def check(result, what):
     if result != 0:
         sys.exit("containment: " + what + ": " + os.strerror(ctypes.get_errno()))
-if plan.get("network") == "none":
+if plan.get("network") in ("none", "api"):
     check(libc.unshare(0x40000000), "unshare(CLONE_NEWNET)")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         request = struct.pack("16sH22s", b"lo", 0, b"")
@@ -582,6 +600,115 @@ if plan.get("parent"):
         sys.exit("containment: the server is gone")
 os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+
+# Run inside the job's network namespace, as the job's user, just before the job's command:
+# listen on 127.0.0.1:<port> (the server's port, so MLGRID_URL keeps its form), fork a relay
+# that passes each connection to the server's API socket (a Unix socket: the file system
+# crosses network namespaces, TCP does not), and exec the command. The relay dies with the
+# job (its uid is killed, or its pid namespace ends).
+_API_RELAY = """
+import os, socket, sys, threading
+path, port = sys.argv[1], int(sys.argv[2])
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(64)
+if os.fork() == 0:
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    def pump(source, target):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for end, how in ((target, socket.SHUT_WR), (source, socket.SHUT_RD)):
+            try:
+                end.shutdown(how)
+            except OSError:
+                pass
+    def serve(client):
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(path)
+        except OSError:
+            client.close()
+            return
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+    while True:
+        client, _ = listener.accept()
+        threading.Thread(target=serve, args=(client,), daemon=True).start()
+listener.close()
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
+def api_relay_argv(
+    socket_path: Path, port: int, argv: Sequence[str], python: str = sys.executable
+) -> list[str]:
+    """``argv`` preceded by the relay of the server's API onto ``127.0.0.1:port``."""
+    return [python, "-I", "-c", _API_RELAY, str(socket_path), str(port), *argv]
+
+
+class ApiSocket:
+    """The server's side of network ``api``: a Unix socket (0666, inside the 0711 sandbox
+    root, so every job's uid may connect, as any local user may to the loopback port) whose
+    connections are passed to the server's own TCP port."""
+
+    def __init__(self, path: Path, host: str, port: int) -> None:
+        self.path = path
+        self.host = host
+        self.port = port
+        self._server: asyncio.AbstractServer | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(self._connect, path=str(self.path))
+        os.chmod(self.path, 0o666)
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
+        finally:
+            for end in (writer, upstream_writer):
+                end.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
 
 
 def launch_argv(
@@ -665,6 +792,8 @@ def bubblewrap_argv(containment: Containment, sandbox: Sandbox, command: Command
     for hidden in (*containment.hidden, *command.extra_hidden, containment.sandbox_root):
         argv += ["--tmpfs", str(hidden)]
     argv += ["--bind", str(sandbox.path), str(sandbox.path), "--chdir", str(sandbox.path)]
+    if command.network == NETWORK_API:
+        argv += ["--bind", str(containment.api_socket), str(containment.api_socket)]
     if command.die_with_parent:
         argv.append("--die-with-parent")
     return argv
@@ -675,6 +804,10 @@ def contained_argv(containment: Containment, sandbox: Sandbox, command: Command)
     if command.network not in NETWORKS:
         raise ValueError(f"unknown network {command.network!r}")
     argv = list(command.argv)
+    if command.network == NETWORK_API:
+        if containment.api_port is None:
+            raise ValueError("network api needs the server's port (Containment.api_port)")
+        argv = api_relay_argv(containment.api_socket, containment.api_port, argv)
     parent = os.getpid() if command.die_with_parent else None
     if containment.mode == BUBBLEWRAP:
         # Limits and niceness are set outside (inherited by bwrap and everything in it); the

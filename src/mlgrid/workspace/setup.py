@@ -11,6 +11,7 @@ runs (``workspace.processes``, decided once here and announced in the log).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 
@@ -21,7 +22,7 @@ from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
 from mlgrid.workspace.models import ModelService
-from mlgrid.workspace.processes import UNSAFE, CodePolicy, Containment
+from mlgrid.workspace.processes import UNSAFE, ApiSocket, CodePolicy, Containment
 from mlgrid.workspace.runs import RunService
 from mlgrid.workspace.service import WorkspaceService
 
@@ -38,6 +39,13 @@ def _announce(containment: Containment) -> None:
     if containment.mode == UNSAFE:
         line = "!" * 78
         print(f"{line}\n!! {containment.describe()}\n{line}", file=sys.stderr, flush=True)
+
+
+def _loopback(host: str) -> str:
+    """Where the server itself reaches its own listening socket."""
+    if host in {"0.0.0.0", ""}:
+        return "127.0.0.1"
+    return "::1" if host == "::" else host
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
@@ -63,7 +71,10 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     containment = Containment.detect(
         settings.data_dir, unsafe_local_code=settings.unsafe_local_code, policy=policy
     )
+    containment = dataclasses.replace(containment, api_port=settings.port, api_scheme=settings.scheme)
     await asyncio.to_thread(containment.prepare)
+    api_socket = ApiSocket(containment.api_socket, _loopback(settings.host), settings.port)
+    await api_socket.start()
     _announce(containment)
     jobs = JobRunner(
         runs,
@@ -92,4 +103,5 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         await asyncio.to_thread(containment.close)
 
     rt.closers.append(close_containment)  # closers run in reverse: after every process stopped
+    rt.closers.append(api_socket.close)
     rt.closers.append(jobs.shutdown)

@@ -247,7 +247,7 @@ class JobSpec:
     network: str | None = None
 
 
-JOB_NETWORKS = ("none", "host")
+JOB_NETWORKS = ("api", "none", "host")
 
 
 def _positive_int(value: object, path: str) -> int | None:
