@@ -307,6 +307,15 @@ def job_submit(
     wait: bool = typer.Option(False, "--wait", help="Wait for the job to end, showing its status."),
     timeout: float = typer.Option(600.0, "--timeout", help="With --wait: give up after this many seconds."),
     poll_interval: float = typer.Option(0.5, "--poll-interval", help="With --wait: seconds between checks."),
+    network: str | None = typer.Option(
+        None, "--network", metavar="api|none|host",
+        help="The job's network: api (only the server's API), none, or host. Default: the server's "
+        "job_network.",
+    ),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help="Memory limit (MiB, per process)."),
+    cpu_seconds: int | None = typer.Option(
+        None, "--cpu-seconds", help="CPU time limit (seconds, per process)."
+    ),
 ) -> None:
     """Submit a job: the server runs the command as a run, keeps its output as the artifact
     `logs/job.log`, and sets Completed or Failed from its exit code.
@@ -319,6 +328,7 @@ def job_submit(
     ```
     mlgrid ml job submit -w ws1 --experiment train --command "python train.py" --wait
     mlgrid ml job submit -w ws1 -e nightly --command "make features" --env DATE=2030-01-01
+    mlgrid ml job submit -w ws1 -e fetch --command "python download.py" --network host --memory-mb 2048
     ```
     """
     run = _workspace(ctx, workspace).submit_job(
@@ -328,6 +338,9 @@ def job_submit(
         environment=_pairs(env, "--env"),
         run_type=run_type,
         tags=_pairs(tags, "--tags"),
+        network=network,
+        memory_mb=memory_mb,
+        cpu_seconds=cpu_seconds,
     )
     if not wait:
         render(ctx, run.info.raw)

@@ -110,6 +110,12 @@ def test_workspace_mode_is_case_insensitive() -> None:
         ({"command": "true", "workingDirectory": "rel"}, "workingDirectory"),
         ({"command": "true", "environment": {"1X": "a"}}, "environment.1X"),
         ({"command": "true", "environment": {"MLGRID_URL": "a"}}, "environment.MLGRID_URL"),
+        ({"command": "true", "network": "bridge"}, "network"),
+        ({"command": "true", "resources": []}, "resources"),
+        ({"command": "true", "resources": {"gpus": 1}}, "resources.gpus"),
+        ({"command": "true", "resources": {"memoryMb": 0}}, "resources.memoryMb"),
+        ({"command": "true", "resources": {"memoryMb": "512Mi"}}, "resources.memoryMb"),
+        ({"command": "true", "resources": {"cpuSeconds": True}}, "resources.cpuSeconds"),
     ],
 )
 def test_bad_jobs_name_the_field(body: dict[str, Any], field: str) -> None:
@@ -128,3 +134,11 @@ def test_model_sources_are_required_and_safe() -> None:
         {"runId": "r", "artifactPath": "outputs/dir/"}, allow_source=True
     )
     assert (run_id, path) == ("r", "outputs/dir")
+
+
+def test_a_job_may_choose_its_network_and_lower_its_limits() -> None:
+    resources = {"memoryMb": 512, "cpuSeconds": 60}
+    spec = v.parse_job({"command": "true", "network": "host", "resources": resources})
+    assert (spec.network, spec.memory_mb, spec.cpu_seconds) == ("host", 512, 60)
+    default = v.parse_job({"command": "true"})
+    assert (default.network, default.memory_mb, default.cpu_seconds) == (None, None, None)
