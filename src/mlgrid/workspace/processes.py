@@ -804,7 +804,8 @@ def contained_argv(containment: Containment, sandbox: Sandbox, command: Command)
     if command.network not in NETWORKS:
         raise ValueError(f"unknown network {command.network!r}")
     argv = list(command.argv)
-    if command.network == NETWORK_API:
+    # Without containment (unsafe) there is no namespace to relay into: the host's network.
+    if command.network == NETWORK_API and containment.mode != UNSAFE:
         if containment.api_port is None:
             raise ValueError("network api needs the server's port (Containment.api_port)")
         argv = api_relay_argv(containment.api_socket, containment.api_port, argv)

@@ -3,15 +3,30 @@ failure caused by a limit is explained (``workspace/processes.py``; docs/securit
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mlgrid.errors import InvalidField
-from mlgrid.workspace.processes import CodePolicy, Limits, explain_limit
+from mlgrid.workspace.processes import (
+    BUBBLEWRAP,
+    NETWORK_API,
+    NETWORK_HOST,
+    UNSAFE,
+    USER,
+    CodePolicy,
+    Command,
+    Containment,
+    Limits,
+    Sandbox,
+    contained_argv,
+    explain_limit,
+)
 
 MIB = 1 << 20
 optional_mb = st.none() | st.integers(min_value=1, max_value=1 << 16)
@@ -67,3 +82,20 @@ def test_a_failure_is_blamed_on_a_limit_only_when_it_matches(
     code: int, limits: Limits, log: str, expected: str | None
 ) -> None:
     assert explain_limit(code, limits, log) == expected
+
+
+def test_the_network_namespace_and_the_relay_are_asked_for_only_where_possible(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "box")
+    command = Command(["true"], {}, tmp_path / "log", network=NETWORK_API)
+    root = Containment(USER, tmp_path, api_port=8780)
+    user_mode = contained_argv(root, Sandbox(tmp_path / "box", 1_500_000_001, 1_500_000_001), command)
+    plan = json.loads(user_mode[4])
+    assert plan["network"] == "api" and plan["uid"] == 1_500_000_001
+    assert str(root.api_socket) in user_mode and "8780" in user_mode  # the relay, then the command
+    bubblewrap = Containment(BUBBLEWRAP, tmp_path, bubblewrap="bwrap", api_port=8780)
+    wrapped = contained_argv(bubblewrap, sandbox, command)
+    assert "--share-net" not in wrapped and str(root.api_socket) in wrapped
+    host = contained_argv(bubblewrap, sandbox, Command(["true"], {}, tmp_path / "log", network=NETWORK_HOST))
+    assert "--share-net" in host and str(root.api_socket) not in host
+    unsafe = contained_argv(Containment(UNSAFE, tmp_path, api_port=8780), sandbox, command)
+    assert str(root.api_socket) not in unsafe and json.loads(unsafe[4])["network"] == "host"
