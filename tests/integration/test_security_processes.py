@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,32 @@ def test_reachable_mounts_open_only_the_path_through_closed_directories(tmp_path
     assert plan[-2:] == [("tmpfs", str(closed)), ("bind", str(closed / "open"))]
     assert all(str(closed / "private") not in path for _, path in plan)
     assert processes.reachable_mounts([Path("/usr/bin")]) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the user mode needs root")
+def test_a_restart_kills_what_a_dead_servers_sandbox_uid_still_runs(tmp_path: Path) -> None:
+    """The backstop behind the watchdog: a sandbox whose server is dead has its uid's
+    processes killed when a server prepares the sandbox root again."""
+    containment = Containment.detect(tmp_path / "data", unsafe_local_code=False)
+    containment.prepare()
+    uid = processes.UID_BASE + processes.UID_SPAN - 1 - os.getpid() % 1000
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid no server has any more
+    sandbox = containment.sandbox_root / f"{dead.pid}-job-test"
+    sandbox.mkdir()
+    os.chown(sandbox, uid, uid)
+    argv = processes.launch_argv(["sleep", "300"], uid=uid, gid=uid, mounts=containment.reach)
+    leftover = subprocess.Popen(argv, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while processes.processes_of_uid(uid) != [leftover.pid] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes.processes_of_uid(uid) == [leftover.pid]
+        containment.prepare()
+        assert leftover.wait(15) == -9
+        assert processes.processes_of_uid(uid) == []
+        assert not sandbox.exists()
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+        containment.close()

@@ -547,14 +547,15 @@ def _open_log(path: Path, append: bool) -> tuple[int, int]:
 # 1. as root, with ``network`` "none" or "api": a network namespace of its own, loopback up;
 # 2. as root, with ``mounts`` (``reachable_mounts``): a private mount namespace gets them — bind
 #    sources are opened first, since a tmpfs may then cover them;
-# 3. the rlimits (``Limits``) and the niceness;
+# 3. as root, with a ``uid`` and ``watchdog``: a watchdog process (below);
+#    then the rlimits (``Limits``) and the niceness;
 # 4. as root, with a ``uid``: leave every supplementary group, take the sandbox's gid and uid
 #    (real, effective and saved: no way back), forbid gaining privileges through set-uid files,
 #    umask 077, and die with the server (PR_SET_PDEATHSIG, re-armed after the uid change that
 #    clears it; if the server is already gone, exit);
 # 5. exec the command (or bubblewrap). (The event loop's spawner, uvloop, can do none of this.)
 _LAUNCH = """
-import ctypes, fcntl, json, os, resource, signal, socket, struct, sys
+import ctypes, fcntl, json, os, resource, select, signal, socket, struct, sys
 plan = json.loads(sys.argv[1])
 libc = ctypes.CDLL(None, use_errno=True)
 def check(result, what):
@@ -581,11 +582,38 @@ if mounts:
             check(libc.mount(source, path.encode(), None, 0x1000 | 0x4000, None), "bind " + path)
     for fd in sources.values():
         os.close(fd)
+uid, gid = plan.get("uid"), plan.get("gid")
+if uid is not None and plan.get("watchdog") and hasattr(os, "pidfd_open"):
+    # A watchdog, still root, outside the code's session and out of its reach (another uid):
+    # when this process (the code's first one) ends, however — killed with the server by
+    # PR_SET_PDEATHSIG included — it becomes the uid and kills every process of it.
+    watched = os.getpid()
+    first = os.fork()
+    if first == 0:
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            try:
+                pidfd = os.pidfd_open(watched)
+                select.select([pidfd], [], [])
+            except OSError:
+                pass
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            for _ in range(3):
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except OSError:
+                    break
+        os._exit(0)
+    os.waitpid(first, 0)
 for which, soft, hard in plan.get("rlimits") or []:
     resource.setrlimit(which, (soft, hard))
 if plan.get("nice"):
     os.nice(plan["nice"])
-uid, gid = plan.get("uid"), plan.get("gid")
 if uid is not None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
@@ -721,6 +749,7 @@ def launch_argv(
     network: str = NETWORK_HOST,
     niceness: int = 0,
     parent: int | None = None,
+    watchdog: bool = False,
     python: str = sys.executable,
 ) -> list[str]:
     """``argv`` started through the launcher above: in a network namespace of its own when
@@ -735,6 +764,7 @@ def launch_argv(
         "uid": uid,
         "gid": gid,
         "parent": parent,
+        "watchdog": watchdog,
     }
     return [python, "-I", "-c", _LAUNCH, json.dumps(plan), *argv]
 
@@ -825,6 +855,7 @@ def contained_argv(containment: Containment, sandbox: Sandbox, command: Command)
             network=command.network,
             niceness=NICENESS,
             parent=parent,
+            watchdog=True,
         )
     # unsafe: the server's own user; limits and niceness still apply, the network cannot be
     # taken away without privileges.
