@@ -13,13 +13,21 @@ is kept away from the server's secrets. How (see ``docs/security.md``):
   per process also keeps two workspaces' processes apart (they cannot read, signal or trace
   each other), and lets the server kill every process the code left behind by its uid.
 * **``bubblewrap``** — not root, ``bwrap`` installed: the process runs in new namespaces
-  (pid, ipc, uts, mount; the network is shared so it can reach the API) with the file system
+  (user, pid, ipc, uts, mount, and network unless it may use the host's) with the file system
   read-only, the data directory, the server user's home and the other sandboxes replaced by
-  empty directories, and only its private directory writable.
+  empty directories, and only its private directory writable; the namespaces die with the
+  server (``--die-with-parent``).
 * **``unsafe``** — neither, and the admin started the server with ``--unsafe-local-code``:
   the code runs as the server's user (a loud warning at start).
 * **``disabled``** — neither, no opt-in: starting user code fails with
   ``CodeExecutionDisabled`` (409) saying how to enable it.
+
+Every process also gets ``Limits`` (rlimits: address space, CPU time), niceness 10, and a
+``network``: ``api`` (the default for jobs: a network namespace of its own where only the
+server's API is relayed, through ``ApiSocket``), ``none``, or ``host`` (scoring processes,
+which the proxy must reach, and jobs that ask). As root the launcher also leaves a watchdog
+that kills the process's uid when its first process ends, so nothing survives a crashed
+server; under bubblewrap the pid namespace does that.
 
 A process gets only its private directory (a *sandbox*: the job's code snapshot and working
 copy, or the deployment's model files and entry script) under ``<temp>/mlgrid-<uid>-<hash>``,
