@@ -40,7 +40,7 @@ from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
 from mlgrid.store import runs as run_store
 from mlgrid.store.runs import RunRow
-from mlgrid.workspace import lifecycle, processes
+from mlgrid.workspace import code_limits, lifecycle, processes
 from mlgrid.workspace.files import hash_file
 from mlgrid.workspace.runs import RunService, RunUpdate, RunView
 from mlgrid.workspace.service import Workspace, WorkspaceTransaction
@@ -93,7 +93,7 @@ class _LocalJob:
     run_id: str
     process: processes.ManagedProcess
     log_path: Path
-    limits: processes.Limits = field(default_factory=processes.Limits)
+    limits: code_limits.Limits = field(default_factory=code_limits.Limits)
     cancel: bool = False
     shutting_down: bool = False
     waiter: asyncio.Task[None] | None = None
@@ -167,7 +167,7 @@ class JobRunner:
         token = self._issue_token(ws.key, view.id)
         if token is not None:
             variables["MLGRID_TOKEN"] = token
-        if network == processes.NETWORK_API:  # the relay listens on 127.0.0.1:<server port>
+        if network == code_limits.NETWORK_API:  # the relay listens on 127.0.0.1:<server port>
             variables["MLGRID_URL"] = self.containment.api_url
         variables.update(spec.environment)  # the submitter's own choice wins (even MLGRID_TOKEN)
         try:
@@ -243,7 +243,7 @@ class JobRunner:
         limit_reason = None
         if job is not None and code:
             tail = await asyncio.to_thread(_log_tail, log_path)
-            limit_reason = processes.explain_limit(code, job.limits, tail)
+            limit_reason = code_limits.explain_limit(code, job.limits, tail)
 
         def decide(current: RunView) -> RunUpdate:
             columns: dict[str, Any] = {"job_exit_code": code, "job_heartbeat_at": now}

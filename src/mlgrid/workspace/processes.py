@@ -43,7 +43,6 @@ import hashlib
 import json
 import logging
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -55,7 +54,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlgrid.errors import CodeExecutionDisabled, invalid
+from mlgrid.errors import CodeExecutionDisabled
+from mlgrid.workspace.api_relay import API_SOCKET, api_relay_argv
+from mlgrid.workspace.code_limits import NETWORK_API, NETWORK_HOST, NETWORKS, NICENESS, CodePolicy, Limits
 
 log = logging.getLogger("mlgrid.workspace.processes")
 
@@ -176,106 +177,6 @@ def contained_environment(
     env.update(HOME=str(sandbox), TMPDIR=str(sandbox))
     env.update(extra)
     return env
-
-
-NETWORK_NONE = "none"
-NETWORK_API = "api"
-NETWORK_HOST = "host"
-NETWORKS = (NETWORK_API, NETWORK_NONE, NETWORK_HOST)
-"""``api``: a network namespace of its own holding only a loopback interface, on which the
-server's API (only it) is relayed at ``127.0.0.1:<server port>``; ``none``: the same without
-the API; ``host``: the host's network (every service the host reaches, loopback included)."""
-API_SOCKET = "api.sock"
-NICENESS = 10
-"""User code runs at this niceness: the server (delivering events, answering requests) gets the
-cores first when both want them."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one contained process, enforced with rlimits (see docs/security.md):
-    ``memory_bytes`` caps each process's address space (``RLIMIT_AS``: an allocation beyond it
-    fails, Python raises ``MemoryError``), ``cpu_seconds`` each process's CPU time
-    (``RLIMIT_CPU``: SIGXCPU, then SIGKILL a second later)."""
-
-    memory_bytes: int | None = None
-    cpu_seconds: int | None = None
-
-    def rlimits(self) -> list[tuple[int, int, int]]:
-        """``(resource, soft, hard)`` to set in the child."""
-        result = []
-        if self.memory_bytes is not None:
-            result.append((resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes))
-        if self.cpu_seconds is not None:
-            result.append((resource.RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1))
-        return result
-
-    def describe(self) -> str:
-        parts = []
-        if self.memory_bytes is not None:
-            parts.append(f"memory {format_bytes(self.memory_bytes)}")
-        if self.cpu_seconds is not None:
-            parts.append(f"CPU time {self.cpu_seconds} s")
-        return ", ".join(parts) or "none"
-
-
-def format_bytes(size: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} bytes"
-
-
-OUT_OF_MEMORY_MARKS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
-
-
-def explain_limit(code: int | None, limits: Limits, log_tail: str) -> str | None:
-    """Why a process that ended with ``code`` most likely failed because of ``limits`` (to add
-    to its error), or None: SIGXCPU/SIGKILL with a CPU limit, an out-of-memory message in the
-    log with a memory limit."""
-    if code is None or code == 0:
-        return None
-    # A signal that ended the process itself (-N), or a child of the job's shell (128 + N).
-    signalled = -code if code < 0 else code - 128 if code > 128 else 0
-    if limits.cpu_seconds is not None and signalled in (signal.SIGXCPU, signal.SIGKILL):
-        return f"it reached its CPU time limit ({limits.cpu_seconds} s)"
-    if limits.memory_bytes is not None and any(mark in log_tail for mark in OUT_OF_MEMORY_MARKS):
-        return f"it ran out of its memory limit ({format_bytes(limits.memory_bytes)} of address space)"
-    return None
-
-
-@dataclass(frozen=True)
-class CodePolicy:
-    """The server's limits and network for user code (settings ``code_memory_limit_mb``,
-    ``job_cpu_seconds``, ``job_network``): the defaults a job gets, and the most it may ask for."""
-
-    memory_bytes: int | None = None
-    job_cpu_seconds: int | None = None
-    job_network: str = NETWORK_API
-
-    def job(self, memory_mb: int | None, cpu_seconds: int | None, network: str | None) -> tuple[Limits, str]:
-        """A job's limits and network from what it asked for (``resources.memoryMb``,
-        ``resources.cpuSeconds``, ``network``; None: the default); asking for more than the
-        server allows is a 400 naming the field."""
-        memory = self.memory_bytes
-        if memory_mb is not None:
-            if memory is not None and memory_mb * (1 << 20) > memory:
-                raise invalid(
-                    "resources.memoryMb",
-                    f"must be at most {memory >> 20} (the server's code_memory_limit_mb)",
-                )
-            memory = memory_mb * (1 << 20)
-        cpu = self.job_cpu_seconds
-        if cpu_seconds is not None:
-            if cpu is not None and cpu_seconds > cpu:
-                raise invalid("resources.cpuSeconds", f"must be at most {cpu} (the server's job_cpu_seconds)")
-            cpu = cpu_seconds
-        return Limits(memory, cpu), network or self.job_network
-
-    def scoring(self) -> Limits:
-        """A scoring process: the memory limit only (a CPU time limit would end a long-lived
-        server after so many seconds of work, however slowly spent)."""
-        return Limits(self.memory_bytes, None)
 
 
 def _bubblewrap_works(prefix: Sequence[str]) -> bool:
@@ -636,115 +537,6 @@ if plan.get("parent"):
         sys.exit("containment: the server is gone")
 os.execvp(sys.argv[2], sys.argv[2:])
 """
-
-
-# Run inside the job's network namespace, as the job's user, just before the job's command:
-# listen on 127.0.0.1:<port> (the server's port, so MLGRID_URL keeps its form), fork a relay
-# that passes each connection to the server's API socket (a Unix socket: the file system
-# crosses network namespaces, TCP does not), and exec the command. The relay dies with the
-# job (its uid is killed, or its pid namespace ends).
-_API_RELAY = """
-import os, socket, sys, threading
-path, port = sys.argv[1], int(sys.argv[2])
-listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", port))
-listener.listen(64)
-if os.fork() == 0:
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    def pump(source, target):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                target.sendall(data)
-        except OSError:
-            pass
-        for end, how in ((target, socket.SHUT_WR), (source, socket.SHUT_RD)):
-            try:
-                end.shutdown(how)
-            except OSError:
-                pass
-    def serve(client):
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            upstream.connect(path)
-        except OSError:
-            client.close()
-            return
-        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
-        back.start()
-        pump(client, upstream)
-        back.join()
-        client.close()
-        upstream.close()
-    while True:
-        client, _ = listener.accept()
-        threading.Thread(target=serve, args=(client,), daemon=True).start()
-listener.close()
-os.execvp(sys.argv[3], sys.argv[3:])
-"""
-
-
-def api_relay_argv(
-    socket_path: Path, port: int, argv: Sequence[str], python: str = sys.executable
-) -> list[str]:
-    """``argv`` preceded by the relay of the server's API onto ``127.0.0.1:port``."""
-    return [python, "-I", "-c", _API_RELAY, str(socket_path), str(port), *argv]
-
-
-class ApiSocket:
-    """The server's side of network ``api``: a Unix socket (0666, inside the 0711 sandbox
-    root, so every job's uid may connect, as any local user may to the loopback port) whose
-    connections are passed to the server's own TCP port."""
-
-    def __init__(self, path: Path, host: str, port: int) -> None:
-        self.path = path
-        self.host = host
-        self.port = port
-        self._server: asyncio.AbstractServer | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        self._server = await asyncio.start_unix_server(self._connect, path=str(self.path))
-        os.chmod(self.path, 0o666)
-
-    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            writer.close()
-            return
-        try:
-            await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
-        finally:
-            for end in (writer, upstream_writer):
-                end.close()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (OSError, asyncio.IncompleteReadError):
-        pass
 
 
 def launch_argv(

@@ -18,11 +18,13 @@ import sys
 from fastapi import FastAPI
 
 from mlgrid.runtime import Runtime, WorkspaceServices
+from mlgrid.workspace.api_relay import ApiSocket
+from mlgrid.workspace.code_limits import CodePolicy
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
 from mlgrid.workspace.models import ModelService
-from mlgrid.workspace.processes import UNSAFE, ApiSocket, CodePolicy, Containment
+from mlgrid.workspace.processes import UNSAFE, Containment
 from mlgrid.workspace.runs import RunService
 from mlgrid.workspace.service import WorkspaceService
 

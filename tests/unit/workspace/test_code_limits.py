@@ -1,5 +1,6 @@
-"""The limits and network a job gets from the server's policy and its own request, and how a
-failure caused by a limit is explained (``workspace/processes.py``; docs/security.md#limits)."""
+"""The limits and network a job gets from the server's policy and its own request, how a
+failure caused by a limit is explained (``workspace/code_limits.py``), and the argument vectors
+that enforce them per containment (``workspace/processes.py``; docs/security.md#limits)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlgrid.errors import InvalidField
-from mlgrid.workspace.processes import (
-    BUBBLEWRAP,
-    NETWORK_API,
-    NETWORK_HOST,
-    UNSAFE,
-    USER,
-    CodePolicy,
-    Command,
-    Containment,
-    Limits,
-    Sandbox,
-    contained_argv,
-    explain_limit,
-)
+from mlgrid.workspace.code_limits import NETWORK_API, NETWORK_HOST, CodePolicy, Limits, explain_limit
+from mlgrid.workspace.processes import BUBBLEWRAP, UNSAFE, USER, Command, Containment, Sandbox, contained_argv
 
 MIB = 1 << 20
 optional_mb = st.none() | st.integers(min_value=1, max_value=1 << 16)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from mlgrid.workspace import processes
+from mlgrid.workspace import code_limits, processes
 
 LOG_FILE = "scoring.log"
 PORT_FILE = "port"
@@ -211,7 +211,7 @@ class ScoringProcess:
             append_log=True,
             die_with_parent=True,
             limits=containment.policy.scoring(),
-            network=processes.NETWORK_HOST,  # the proxy reaches it on 127.0.0.1:<port>
+            network=code_limits.NETWORK_HOST,  # the proxy reaches it on 127.0.0.1:<port>
         )
         return cls(launch, await processes.start(containment, sandbox, command))
 
