@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.fixtures import blob_server_fixture  # noqa: F401 (pytest fixture: files on every blob store)
 from tests.support.ml_workspace import RUN_COMPLETED, RUN_STATUS_CHANGED, admin_client, retained, wait_until
 from tests.support.server import ServerProcess
 

@@ -86,7 +86,8 @@ async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     topics = TopicService(db, Settings(data_dir=tmp_path), box, subscription_id)
     router = Router()
     ingestor = Ingestor(db, router, Metrics())
-    core = WorkspaceService(db, topics, ingestor, WorkspaceFiles.local(tmp_path), subscription_id=subscription_id)
+    files = WorkspaceFiles.local(tmp_path)
+    core = WorkspaceService(db, topics, ingestor, files, subscription_id=subscription_id)
     runs = RunService(core)
     try:
         yield Stack(db, core, runs, ModelService(core, runs), router, tmp_path)

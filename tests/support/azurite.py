@@ -85,7 +85,8 @@ def azurite_fixture() -> Iterator[Azurite]:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not port_open("127.0.0.1", port, timeout=0.2):
             if process.poll() is not None or time.monotonic() > deadline:
-                _missing(f"Azurite did not start on port {port}: {log_path.read_text(errors='replace')[-2000:]}")
+                output = log_path.read_text(errors="replace")[-2000:]
+                _missing(f"Azurite did not start on port {port}: {output}")
             time.sleep(0.1)
         yield Azurite(port)
     finally:
