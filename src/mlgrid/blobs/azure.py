@@ -39,6 +39,7 @@ T = TypeVar("T")
 #: single put, held in memory).
 TRANSFER_CHUNK = 4 * 1024 * 1024
 TRANSFER_CONCURRENCY = 2
+DOWNLOAD_CONCURRENCY = 4
 COPY_POLL_SECONDS = 0.2
 COPY_TIMEOUT_SECONDS = 300.0
 
@@ -94,14 +95,16 @@ class AzureBlobContainer:
                 pass
             self._created = True
 
-    async def _upload(self, name: str, data: Any, length: int | None = None) -> BlobInfo:
+    async def _upload(
+        self, name: str, data: Any, length: int | None = None, concurrency: int = TRANSFER_CONCURRENCY
+    ) -> BlobInfo:
         check_name(name)
         await self._ensure()
         blob = self._client.get_blob_client(name)
 
         async def upload() -> Any:
             return await blob.upload_blob(
-                data, length=length, overwrite=True, max_concurrency=TRANSFER_CONCURRENCY
+                data, length=length, overwrite=True, max_concurrency=concurrency
             )
 
         try:
@@ -124,7 +127,8 @@ class AzureBlobContainer:
 
     async def put_file(self, name: str, path: Path, *, move: bool = False) -> BlobInfo:
         with path.open("rb") as source:
-            info = await self._upload(name, source, path.stat().st_size)
+            # A file of known length: blocks read and sent DOWNLOAD_CONCURRENCY at a time.
+            info = await self._upload(name, source, path.stat().st_size, DOWNLOAD_CONCURRENCY)
         if move:
             path.unlink(missing_ok=True)
         return info
@@ -142,12 +146,16 @@ class AzureBlobContainer:
             raise BlobStoreUnavailable(type(exc).__name__) from exc
 
     async def download(self, name: str, target: Path) -> int:
-        size = 0
+        """Ranges fetched ``DOWNLOAD_CONCURRENCY`` at a time straight into the file (memory:
+        that many ranges); measured 2x faster than one range at a time (docs/decisions.md)."""
+        check_name(name)
+        blob = self._client.get_blob_client(name)
+        downloader = await _guard(lambda: blob.download_blob(max_concurrency=DOWNLOAD_CONCURRENCY), name)
         with target.open("wb") as out:
-            async for chunk in self.open(name):
-                await asyncio.to_thread(out.write, chunk)
-                size += len(chunk)
-        return size
+            try:
+                return int(await downloader.readinto(out))
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                raise BlobStoreUnavailable(type(exc).__name__) from exc
 
     async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
         check_prefix(prefix)
