@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import free_port
+from tests.support.server import ServerProcess, free_port
 from tests.support.services import port_open, services_required
 
-__all__ = ["ACCOUNT", "ACCOUNT_KEY", "Azurite", "azurite_fixture", "find_azurite"]
+__all__ = [
+    "ACCOUNT",
+    "ACCOUNT_KEY",
+    "Azurite",
+    "azurite_fixture",
+    "find_azurite",
+    "stored_workspace_files",
+]
 
 PROJECT = Path(__file__).resolve().parents[2]
 #: Azurite's well-known development account (public: it is in Azurite's documentation).
@@ -97,3 +104,19 @@ def azurite_fixture() -> Iterator[Azurite]:
             process.kill()
             process.wait(timeout=10)
         shutil.rmtree(location, ignore_errors=True)
+
+
+def stored_workspace_files(server: ServerProcess, workspace: str) -> list[str]:
+    """The names of a workspace's files in the server's blob store, read directly: the Azure
+    container (with Azure's SDK) when the server runs with ``MLGRID_BLOB_URL``, else the data
+    directory's ``workspaces/``."""
+    prefix = workspace.lower() + "/"
+    url = server.env.get("MLGRID_BLOB_URL")
+    if url:
+        from azure.storage.blob import ContainerClient
+
+        container = server.env.get("MLGRID_BLOB_CONTAINER", "mlgrid")
+        with ContainerClient.from_connection_string(url, container_name=container) as client:
+            return sorted(str(blob.name) for blob in client.list_blobs(name_starts_with=prefix))
+    root = server.data_dir / "workspaces"
+    return sorted(p.relative_to(root).as_posix() for p in (root / prefix).rglob("*") if p.is_file())
