@@ -62,6 +62,7 @@ async def materialise(
             raise DeploymentError(f"model {model_id} is no longer registered") from exc
     script = None if script_json is None else parse_entry_script(loads_exact(script_json))
     models_root = directory / "models"
+    await asyncio.to_thread(models_root.mkdir, parents=True, exist_ok=True)  # a script-only one too
     for view in views:
         target = models_root / view.name / str(view.version)
         if await asyncio.to_thread(target.exists):
