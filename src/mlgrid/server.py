@@ -226,6 +226,9 @@ def serve(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("httpx").addFilter(InternalRequestsFilter())
+    # Azure's SDK logs every blob request at INFO (headers included): the blob store's own
+    # errors are reported by mlgrid.blobs; the SDK speaks up from WARNING on.
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
     tls = tls_files(settings)
     print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
     if tls is not None and tls.generated:
