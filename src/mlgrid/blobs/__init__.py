@@ -21,7 +21,7 @@ from mlgrid.blobs.base import (
     BlobStorage,
     BlobStoreUnavailable,
 )
-from mlgrid.blobs.local import LocalBlobStorage
+from mlgrid.blobs.local import LocalBlobContainer, LocalBlobStorage
 from mlgrid.blobs.names import InvalidBlobName, check_container, check_name
 
 __all__ = [
@@ -45,14 +45,10 @@ DEFAULT_WORKSPACE_CONTAINER = "mlgrid"
 
 @dataclass(frozen=True)
 class Blobs:
-    """The server's blob store: ``storage`` and ``files``, the container of workspace files."""
+    """The server's blob store: ``storage``, and ``files``, the container of workspace files."""
 
     storage: BlobStorage
-    workspace_container: str
-
-    @property
-    def files(self) -> BlobContainer:
-        return self.storage.container(self.workspace_container)
+    files: BlobContainer
 
     def container(self, name: str) -> BlobContainer:
         """Any other container (a subscription's dead-letter container)."""
@@ -61,10 +57,11 @@ class Blobs:
 
 def local_blobs(data_dir: Path, workspace_container: str = DEFAULT_WORKSPACE_CONTAINER) -> Blobs:
     """The local backend with mlgrid's data-directory layout: workspace files in
-    ``<data-dir>/workspaces``, other containers in ``<data-dir>/blobs/<container>``."""
+    ``<data-dir>/workspaces``, other containers in ``<data-dir>/blobs/<container>`` (a
+    dead-letter container named like the workspace container stays there too)."""
     root = Path(data_dir).resolve()
-    storage = LocalBlobStorage(root / "blobs", {workspace_container: root / "workspaces"})
-    return Blobs(storage, workspace_container)
+    files = LocalBlobContainer(check_container(workspace_container), root / "workspaces")
+    return Blobs(LocalBlobStorage(root / "blobs"), files)
 
 
 def open_blobs(
@@ -76,4 +73,5 @@ def open_blobs(
         return local_blobs(data_dir, workspace_container)
     from mlgrid.blobs.azure import AzureBlobStorage  # the SDK is imported only when used
 
-    return Blobs(AzureBlobStorage.connect(url, key), workspace_container)
+    storage = AzureBlobStorage.connect(url, key)
+    return Blobs(storage, storage.container(workspace_container))

@@ -1,7 +1,7 @@
 """The local-directory backend: each container is a directory, each blob a file.
 
-The layout is the one mlgrid always had: the workspace container maps to
-``<data-dir>/workspaces`` and every other container (dead letters) to
+The layout is the one mlgrid always had (``mlgrid.blobs.local_blobs``): the workspace files'
+container is ``<data-dir>/workspaces`` and every other container (dead letters)
 ``<data-dir>/blobs/<container>``, so existing data directories keep working. A blob is written
 to a ``.partial-*`` file beside its final place and renamed into place (atomic on one file
 system); listings skip those files. Empty directories left by a delete are removed, so a
@@ -16,7 +16,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -227,14 +227,12 @@ def _flush(handle: BinaryIO) -> None:
 
 
 class LocalBlobStorage:
-    """Containers as directories: ``directories`` maps some names to fixed directories (the
-    workspace container to ``<data-dir>/workspaces``); the others go under ``root``."""
+    """Containers as directories under ``root`` (``root/<container>``)."""
 
     kind = "local"
 
-    def __init__(self, root: Path, directories: Mapping[str, Path] | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self._directories = dict(directories or {})
         self._containers: dict[str, LocalBlobContainer] = {}
 
     def describe(self) -> str:
@@ -243,8 +241,7 @@ class LocalBlobStorage:
     def container(self, name: str) -> LocalBlobContainer:
         found = self._containers.get(name)
         if found is None:
-            directory = self._directories.get(name) or self.root / check_container(name)
-            found = self._containers[name] = LocalBlobContainer(name, directory)
+            found = self._containers[name] = LocalBlobContainer(name, self.root / check_container(name))
         return found
 
     async def close(self) -> None:

@@ -138,3 +138,12 @@ def test_lease_source_hands_over_what_ingest_claimed_without_claiming_again() ->
     for work in taken:
         leases.done(work.id)
     assert len(leases) == INGEST_CLAIM - 10
+
+
+def test_a_dead_letter_container_named_like_the_workspace_container_stays_in_blobs(tmp_path: Path) -> None:
+    """The local layout keeps every dead-letter container under ``<data-dir>/blobs``, even one
+    named like the workspace files' container (``mlgrid``, whose files are ``workspaces/``)."""
+    store = DeadLetterBlobs(local_blobs(tmp_path))
+    asyncio.run(store.write_json_array("mlgrid/SUB/2026/1/2/3/x.json", []))
+    assert (tmp_path / "blobs" / "mlgrid" / "SUB/2026/1/2/3/x.json").read_bytes() == b"[]"
+    assert not (tmp_path / "workspaces").exists()
