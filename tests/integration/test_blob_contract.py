@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.support.azurite import Azurite, azurite_fixture  # noqa: F401 (session fixture)
+from tests.support.azurite import ACCOUNT_KEY, Azurite, azurite_fixture  # noqa: F401 (session fixture)
 
-from mlgrid.blobs import BlobConflict, BlobContainer, BlobNotFound, InvalidBlobName
+from mlgrid.blobs import BlobConflict, BlobContainer, BlobNotFound, BlobStoreUnavailable, InvalidBlobName
 from mlgrid.blobs.azure import AzureBlobStorage
 from mlgrid.blobs.local import LocalBlobStorage
 
@@ -224,3 +224,23 @@ async def test_local_directories_cannot_hold_a_blob_and_a_folder_of_one_name(tmp
     await container.delete("a/b")  # the emptied directory goes too
     await container.put_bytes("a", b"5")
     assert await _names(container) == {"a", "c"}
+
+
+async def test_an_account_url_with_its_key_reaches_the_same_account(azurite: Azurite) -> None:
+    """``--blob-url`` as an account URL plus ``--blob-key``: the same account as through the
+    connection string; a wrong key is refused by the service, not silently ignored."""
+    name = "keyed-" + uuid.uuid4().hex[:12]
+    keyed = AzureBlobStorage.connect(azurite.account_url, ACCOUNT_KEY)
+    by_string = AzureBlobStorage.connect(azurite.connection_string)
+    wrong = AzureBlobStorage.connect(azurite.account_url, "d3Jvbmcga2V5")
+    try:
+        await keyed.container(name).put_bytes("a/b.txt", b"hello")
+        assert await _read(by_string.container(name), "a/b.txt") == b"hello"
+        assert "d3Jvbmcga2V5" not in keyed.describe() and ACCOUNT_KEY not in keyed.describe()
+        with pytest.raises(BlobStoreUnavailable) as refused:  # a 503: the server's configuration
+            await wrong.container(name).put_bytes("a/c.txt", b"x")
+        assert refused.value.status == 503 and "403" in str(refused.value)
+        assert "d3Jvbmcga2V5" not in str(refused.value)
+    finally:
+        for storage in (keyed, by_string, wrong):
+            await storage.close()

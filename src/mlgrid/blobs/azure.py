@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -67,8 +68,12 @@ async def _guard(call: Callable[[], Awaitable[T]], name: str) -> T:
         raise BlobNotFound(name) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise BlobStoreUnavailable(type(exc).__name__) from exc
+    except ClientAuthenticationError as exc:
+        raise BlobStoreUnavailable(
+            f"HTTP {exc.status_code}: the account refused the credentials (check --blob-url and --blob-key)"
+        ) from exc
     except HttpResponseError as exc:
-        if exc.status_code is not None and exc.status_code >= 500:
+        if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 403):
             raise BlobStoreUnavailable(f"HTTP {exc.status_code} {exc.reason}") from exc
         raise
 
