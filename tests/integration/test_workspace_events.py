@@ -10,11 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.fixtures import (  # noqa: F401 (pytest fixtures; files on every blob store)
-    blob_server_fixture,
-    receiver_fixture,
-    sdk_client_fixture,
-)
+from tests.support.fixtures import receiver_fixture, sdk_client_fixture  # noqa: F401 (pytest fixtures)
 from tests.support.ml_workspace import (
     MODEL_REGISTERED,
     RUN_COMPLETED,
