@@ -12,11 +12,10 @@ import pytest
 
 from mlgrid.store import migrate
 from mlgrid.store.database import Database
+from tests.support.azurite import azurite_fixture  # noqa: F401 (session fixture)
 from tests.support.mlflow_server import mlflow_postgres, mlflow_sqlite  # noqa: F401 (session fixtures)
-from tests.support.server import ServerProcess
+from tests.support.server import BACKENDS, ServerProcess, server_for
 from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
-
-BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
@@ -49,34 +48,12 @@ async def migrated_db(database_url: str) -> AsyncIterator[Database]:
         await database.close()
 
 
-def _server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            extra_args: list[str]) -> Iterator[ServerProcess]:
-    backend = request.param
-    data_dir = tmp_path_factory.mktemp(f"server-{backend}")
-    url = ""
-    pg_name = ""
-    if backend == "postgresql":
-        # A database of its own: the admin token and secret key belong to one data directory,
-        # so a second server on a database another one initialised could not authenticate.
-        need_postgres()
-        pg_name = create_pg_database()
-        url = pg_url(pg_name)
-    server = ServerProcess(data_dir=data_dir, database_url=url, extra_args=extra_args)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        if pg_name:
-            drop_pg_database(pg_name)
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A real server per test module and backend, with a shrunk retry schedule."""
-    yield from _server(request, tmp_path_factory, ["--retry-schedule", "0.2,0.4,0.8"])
+    yield from server_for(request, tmp_path_factory, ["--retry-schedule", "0.2,0.4,0.8"])
 
 
 @pytest.fixture(scope="module")

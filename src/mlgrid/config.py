@@ -97,6 +97,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "localhost, generated once into `<data-dir>/tls/` (development; clients trust it with "
                 "MLGRID_CA_BUNDLE=<data-dir>/tls/cert.pem).", "bool"),
 
+    SettingSpec("blob_url", "", "Where workspace files and dead letters are stored. Empty: the data "
+                "directory (`workspaces/`, `blobs/`). Otherwise Azure Blob Storage: a connection string "
+                "(`DefaultEndpointsProtocol=...;AccountKey=...`), or an account URL "
+                "(`https://ACCOUNT.blob.core.windows.net`, with --blob-key or a SAS token in its query). "
+                "Containers are created when missing. Secret: prefer the environment variable."),
+    SettingSpec("blob_key", "", "Account key for an account URL in --blob-url (never logged; prefer "
+                "MLGRID_BLOB_KEY)."),
+    SettingSpec("blob_container", "mlgrid", "Blob container of workspace files (artifacts, job logs, "
+                "models, datasets); dead letters go to each subscription's own container. With the "
+                "data directory it is `<data-dir>/workspaces`."),
+
     SettingSpec("sqlite_synchronous", "normal", "SQLite durability: normal (a committed write survives "
                 "a process crash; the last ones may be lost on power loss or an OS crash) or full (every "
                 "commit is flushed to disk and survives power loss; publishing costs more, see "
@@ -183,6 +194,9 @@ class Settings:
     tls_certfile: str = ""
     tls_keyfile: str = ""
     tls_self_signed: bool = False
+    blob_url: str = field(default="", repr=False)
+    blob_key: str = field(default="", repr=False)
+    blob_container: str = "mlgrid"
 
     sqlite_synchronous: str = "normal"
 
@@ -214,6 +228,14 @@ class Settings:
             raise invalid("sqlite_synchronous", "must be normal or full")
         if not 0 < values["port"] < 65536:
             raise invalid("port", "must be between 1 and 65535")
+        container = values["blob_container"]
+        if not (3 <= len(container) <= 63 and all(c.islower() or c.isdigit() or c == "-" for c in container)
+                and container.isascii() and not container.startswith("-") and not container.endswith("-")
+                and "--" not in container):
+            raise invalid("blob_container", "must be 3-63 lower-case letters, digits and single hyphens "
+                          "(Azure's container name rule)")
+        if values["blob_key"] and not values["blob_url"]:
+            raise invalid("blob_key", "needs --blob-url (an account URL)")
         if values["max_connections"] < 1:
             raise invalid("max_connections", "must be at least 1")
         exposed = not is_loopback_host(values["host"])

@@ -45,7 +45,10 @@ OUTRO: Final = """
 | `mlgrid.db` | the SQLite database (with `-wal` and `-shm` files next to it) when `database_url` is empty |
 | `admin.token` | the admin principal's bearer token, written on the first start (mode 0600) |
 | `secret.key` | the key sealing topic keys and subscription secrets (mode 0600), unless `secret_key` is set |
-| `blobs/` | dead-letter containers (`<container>/<SUBSCRIPTION>/<yyyy>/<m>/<d>/<h>/<uuid>.json`) |
+| `blobs/` | dead-letter containers (`<container>/<SUBSCRIPTION>/<yyyy>/<m>/<d>/<h>/<uuid>.json`) \
+without `blob_url` |
+| `workspaces/` | workspace files (`<workspace>/runs/`, `models/`, `datasets/`) without `blob_url`; \
+with it, this node's staging, deployments and running job logs |
 | `tls/cert.pem`, `tls/key.pem` | certificate and key of `--tls-self-signed`, made once (mode 0600) |
 
 ## https

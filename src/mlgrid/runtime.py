@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlgrid.auth.secretbox import SecretBox
+from mlgrid.blobs import Blobs
 from mlgrid.broker.access import AccessService
 from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.routing import Router
@@ -99,6 +100,8 @@ class Runtime:
     router: Router
     ingestor: Ingestor
     admin_token_path: str
+    #: Every file the server keeps (workspace files, job logs, dead letters): ``mlgrid.blobs``.
+    blobs: Blobs
     # Set by the layers' setup coroutines, in start-up order.
     subscriptions: SubscriptionService = field(init=False)
     delivery: DeliveryServices = field(init=False)

@@ -43,6 +43,7 @@ from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth import run_tokens
 from mlgrid.auth.private_files import write_private_file
 from mlgrid.auth.secretbox import SecretBox, key_from_setting, load_or_create_key
+from mlgrid.blobs import open_blobs
 from mlgrid.broker import subscriptions_setup
 from mlgrid.broker.access import AccessService
 from mlgrid.broker.ingest import Ingestor
@@ -137,7 +138,9 @@ async def open_runtime(settings: Settings) -> Runtime:
         router=router,
         ingestor=Ingestor(db, router, metrics),
         admin_token_path=str(admin_token_path),
+        blobs=open_blobs(data_dir, settings.blob_url, settings.blob_key, settings.blob_container),
     )
+    log.info("blob store: %s", rt.blobs.storage.describe(), extra={"action": "blob_store"})
     return rt
 
 
@@ -152,6 +155,7 @@ async def close_runtime(rt: Runtime) -> None:
         with contextlib.suppress(Exception):
             await close()
     await rt.ingestor.stop()
+    await rt.blobs.storage.close()
     await rt.db.close()
 
 
@@ -222,6 +226,9 @@ def serve(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("httpx").addFilter(InternalRequestsFilter())
+    # Azure's SDK logs every blob request at INFO (headers included): the blob store's own
+    # errors are reported by mlgrid.blobs; the SDK speaks up from WARNING on.
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
     tls = tls_files(settings)
     print(f"mlgrid {__version__} listening on {settings.base_url}", flush=True)
     if tls is not None and tls.generated:

@@ -52,7 +52,7 @@ async def make_node(database_url: str, data_dir: Path, name: str) -> Node:
     box = SecretBox(load_or_create_key(data_dir / "secret.key"))
     topics = TopicService(db, Settings(data_dir=data_dir), box, "sub")
     core = WorkspaceService(
-        db, topics, Ingestor(db, Router(), Metrics()), WorkspaceFiles(data_dir), subscription_id="sub"
+        db, topics, Ingestor(db, Router(), Metrics()), WorkspaceFiles.local(data_dir), subscription_id="sub"
     )
     return Node(db, core, ConnectorService(core, box, node_id=name))
 

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.drift_data import baseline_frame, target_frame, write_csv
+from tests.support.fixtures import blob_server_fixture  # noqa: F401 (pytest fixture: files on every blob store)
 from tests.support.ml_workspace import admin_client, assert_envelope, principal_token
 from tests.support.receiver import Receiver
 from tests.support.server import ServerProcess

@@ -67,7 +67,8 @@ async def _node(database_url: str, data_dir: Path, subscription_id: str) -> Node
     box = SecretBox(load_or_create_key(data_dir / "secret.key"))
     topics = TopicService(db, Settings(data_dir=data_dir), box, subscription_id)
     ingestor = Ingestor(db, Router(), Metrics())
-    core = WorkspaceService(db, topics, ingestor, WorkspaceFiles(data_dir), subscription_id=subscription_id)
+    files = WorkspaceFiles.local(data_dir)
+    core = WorkspaceService(db, topics, ingestor, files, subscription_id=subscription_id)
     datasets = DatasetService(core)
     monitors = DriftMonitorService(core, datasets)
     # The clock is never read in these tests: every pass gets its ``now``.

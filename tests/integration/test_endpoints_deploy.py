@@ -20,7 +20,11 @@ from tests.support.deployments import (
     register_bytes,
     wait_for,
 )
-from tests.support.fixtures import receiver_fixture, sdk_client_fixture  # noqa: F401 (pytest fixtures)
+from tests.support.fixtures import (  # noqa: F401 (pytest fixtures; files on every blob store)
+    blob_server_fixture,
+    receiver_fixture,
+    sdk_client_fixture,
+)
 from tests.support.ml_workspace import assert_strictly_increasing
 from tests.support.receiver import Receiver
 

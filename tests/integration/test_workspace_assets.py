@@ -10,7 +10,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from tests.support.fixtures import raw_http_fixture, sdk_client_fixture, workspace_fixture  # noqa: F401 (pytest fixtures)
+from tests.support.fixtures import (  # noqa: F401 (pytest fixtures; files on every blob store)
+    blob_server_fixture,
+    raw_http_fixture,
+    sdk_client_fixture,
+    workspace_fixture,
+)
 from tests.support.ml_workspace import retained
 
 from mlgrid import ApiError

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.azurite import stored_workspace_files
+from tests.support.fixtures import blob_server_fixture  # noqa: F401 (pytest fixture: files on every blob store)
 from tests.support.ml_workspace import RUN_COMPLETED, RUN_STATUS_CHANGED, admin_client, retained, wait_until
 from tests.support.server import ServerProcess
 
@@ -185,11 +187,18 @@ def test_deleting_a_workspace_stops_its_jobs_and_removes_its_files(
     ws = client.workspaces.create(unique_name)
     run = ws.submit_job("echo hi; exec sleep 60", experiment="jobs")
     pid = _job_pid(server, run.id)
-    files = server.data_dir / "workspaces" / unique_name.lower()
+    run.upload_bytes("outputs/kept.txt", b"until the workspace goes")
+    # (With the data directory as the blob store, the running job's log is there too: the
+    # node writes it where the artifact logs/job.log will be.)
+    assert f"{unique_name.lower()}/runs/{run.id}/artifacts/outputs/kept.txt" in stored_workspace_files(
+        server, unique_name
+    )
+    files = server.data_dir / "workspaces" / unique_name.lower()  # the node's own (the job log)
     assert files.is_dir()
     client.workspaces.delete(unique_name)
     wait_until(lambda: not _alive(pid), timeout=10, what="the job to be killed")
     assert not files.exists()
+    assert stored_workspace_files(server, unique_name) == []
     with pytest.raises(ApiError) as info:
         client.workspace(unique_name)
     assert info.value.status == 404

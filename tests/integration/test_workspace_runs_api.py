@@ -4,12 +4,19 @@ filtering, path safety, and concurrent writers that never lose an update."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.fixtures import raw_http_fixture, sdk_client_fixture, workspace_fixture  # noqa: F401 (pytest fixtures)
+from tests.support.azurite import stored_workspace_files
+from tests.support.fixtures import (  # noqa: F401 (pytest fixtures; files on every blob store)
+    blob_server_fixture,
+    raw_http_fixture,
+    sdk_client_fixture,
+    workspace_fixture,
+)
 from tests.support.ml_workspace import raw, retained
 from tests.support.server import ServerProcess
 
@@ -257,7 +264,7 @@ def test_metrics_are_stored_exactly_and_validated(ws: Workspace, http: httpx.Cli
 # --- artifacts -----------------------------------------------------------------------------
 
 
-def test_artifacts_round_trip_and_list(ws: Workspace, tmp_path: Any) -> None:
+def test_artifacts_round_trip_and_list(ws: Workspace, server: ServerProcess, tmp_path: Any) -> None:
     run = ws.start_run(experiment="train")
     local = tmp_path / "model.pkl"
     local.write_bytes(b"\x00\x01binary")
@@ -269,6 +276,25 @@ def test_artifacts_round_trip_and_list(ws: Workspace, tmp_path: Any) -> None:
     assert run.download_artifact("outputs/notes with space.txt") == b"hello"
     assert [a.path for a in run.artifacts()] == ["outputs/model.pkl", "outputs/notes with space.txt"]
     assert [a.path for a in run.artifacts(prefix="outputs/n")] == ["outputs/notes with space.txt"]
+    # In the blob store under <workspace>/runs/<run-id>/artifacts/, nothing else (no leftovers
+    # of the replaced file).
+    base = f"{ws.name.lower()}/runs/{run.id}/artifacts/"
+    stored = [base + "outputs/model.pkl", base + "outputs/notes with space.txt"]
+    assert stored_workspace_files(server, ws.name) == stored
+    if "MLGRID_BLOB_URL" in server.env:  # in Azure only: the data directory keeps none of them
+        runs = server.data_dir / "workspaces" / ws.name.lower() / "runs"
+        assert not runs.exists() or not any(p.is_file() for p in runs.rglob("*"))
+
+
+def test_a_large_artifact_streams_with_its_length(ws: Workspace, http: httpx.Client) -> None:
+    run = ws.start_run(experiment="train")
+    data = bytes(range(256)) * (12 * 4096)  # 12 MB: several chunks and upload blocks
+    run.upload_bytes("outputs/big.bin", data)
+    with http.stream("GET", f"/workspaces/{ws.name}/runs/{run.id}/artifacts/outputs/big.bin") as response:
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(len(data))
+        assert response.headers["etag"].strip('"') == hashlib.sha256(data).hexdigest()
+        assert b"".join(response.iter_bytes()) == data
 
 
 @pytest.mark.parametrize(
@@ -296,7 +322,11 @@ def test_artifact_file_and_directory_cannot_collide(ws: Workspace) -> None:
     with pytest.raises(ApiError) as info:
         run.upload_bytes("outputs/a/b", b"nested")
     assert info.value.status == 409
-    assert [a.path for a in run.artifacts()] == ["outputs/a"]
+    run.upload_bytes("outputs/c/d", b"nested")
+    with pytest.raises(ApiError) as info:
+        run.upload_bytes("outputs/c", b"file")
+    assert info.value.status == 409
+    assert [a.path for a in run.artifacts()] == ["outputs/a", "outputs/c/d"]
 
 
 def test_missing_artifact_is_404(ws: Workspace, http: httpx.Client) -> None:

@@ -86,7 +86,8 @@ async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     topics = TopicService(db, Settings(data_dir=tmp_path), box, subscription_id)
     router = Router()
     ingestor = Ingestor(db, router, Metrics())
-    core = WorkspaceService(db, topics, ingestor, WorkspaceFiles(tmp_path), subscription_id=subscription_id)
+    files = WorkspaceFiles.local(tmp_path)
+    core = WorkspaceService(db, topics, ingestor, files, subscription_id=subscription_id)
     runs = RunService(core)
     try:
         yield Stack(db, core, runs, ModelService(core, runs), router, tmp_path)
@@ -151,8 +152,7 @@ async def test_a_failed_commit_leaves_no_model_version_no_event_and_no_files(sta
     assert await stack.models.list_models(ws) == []
     assert await stack.events(ws) == []
     assert await stack.pending_deliveries() == 0
-    model_files = stack.core.files.workspace_dir(ws) / "models"
-    assert not model_files.exists() or not any(model_files.rglob("*.pkl"))
+    assert [blob async for blob in stack.core.files.blobs.list(f"{ws.lower()}/models/")] == []
 
     # The failed attempt consumed no version number: the first real registration is 1.
     stack.core.before_commit = None
@@ -161,7 +161,9 @@ async def test_a_failed_commit_leaves_no_model_version_no_event_and_no_files(sta
     )
     assert view.version == 1
     assert [e.event_type for e in await stack.events(ws)] == [MODEL_REGISTERED]
-    assert stack.models.location(view).read_bytes() == b"x"
+    blob = stack.models.blob_name(view)
+    assert b"".join([chunk async for chunk in stack.core.files.blobs.open(blob)]) == b"x"
+    assert (stack.data_dir / "workspaces" / blob).read_bytes() == b"x"  # the local layout
 
 
 async def test_a_failed_commit_creates_no_workspace_and_no_system_topic(stack: Stack) -> None:
@@ -195,3 +197,28 @@ async def test_concurrent_tag_writers_never_lose_an_update(stack: Stack) -> None
     after = await stack.runs.get(ws, run.id)
     assert after.tags == {f"k{i}": i for i in range(writers)}
     assert after.row.version == 1 + writers
+
+
+async def test_a_failed_commit_of_a_replaced_artifact_puts_the_old_file_back(stack: Stack) -> None:
+    ws = _name()
+    await stack.core.put(ws, None)
+    run = await stack.runs.start(ws, "train", RunCreate())
+
+    async def body(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    first = await stack.runs.put_artifact(ws, run.id, "out/model.txt", body(b"first"))
+    stack.fail_next_commit("run.artifact")
+    with pytest.raises(InjectedFailure):
+        await stack.runs.put_artifact(ws, run.id, "out/model.txt", body(b"second"))
+    row, blob = await stack.runs.artifact(ws, run.id, "out/model.txt")
+    assert row.sha256 == first.sha256
+    assert b"".join([chunk async for chunk in stack.core.files.blobs.open(blob)]) == b"first"
+    # Nothing is left aside: the only blobs of the workspace are its artifact.
+    assert [b.name async for b in stack.core.files.blobs.list(f"{ws.lower()}/")] == [blob]
+    assert [b.name async for b in stack.core.files.blobs.list(".previous/")] == []
+
+    stack.core.before_commit = None
+    await stack.runs.put_artifact(ws, run.id, "out/model.txt", body(b"second"))
+    assert b"".join([chunk async for chunk in stack.core.files.blobs.open(blob)]) == b"second"
+    assert [b.name async for b in stack.core.files.blobs.list(".previous/")] == []

@@ -20,15 +20,26 @@ from mlgrid import Client
 from mlgrid.client.workspace import Workspace
 from tests.support.ml_workspace import admin_client, raw
 from tests.support.receiver import Receiver
-from tests.support.server import ServerProcess
+from tests.support.server import BLOB_BACKENDS, ServerProcess, server_for
 
 __all__ = [
+    "blob_server_fixture",
     "http_client_fixture",
     "raw_http_fixture",
     "receiver_fixture",
     "sdk_client_fixture",
     "workspace_fixture",
 ]
+
+
+@pytest.fixture(scope="module", params=BLOB_BACKENDS, name="server")
+def blob_server_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The module's ``server`` on SQLite, PostgreSQL, and SQLite with its files in Azurite:
+    for the modules whose subject includes workspace files (artifacts, models, datasets, job
+    logs, deployments), which must behave the same on either blob store."""
+    yield from server_for(request, tmp_path_factory, ["--retry-schedule", "0.2,0.4,0.8"])
 
 
 @pytest.fixture(scope="module", name="receiver")

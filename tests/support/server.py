@@ -9,12 +9,51 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
+
+#: The databases every server-backed test module runs on (``server`` fixture params).
+BACKENDS = ["sqlite", "postgresql"]
+#: ``BACKENDS`` plus ``azurite``: SQLite with the files in Azure Blob Storage (Azurite) instead
+#: of the data directory — for the modules whose subject includes files (``blob_server_fixture``).
+BLOB_BACKENDS = [*BACKENDS, "azurite"]
+
+
+def server_for(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, extra_args: list[str]
+) -> Iterator[ServerProcess]:
+    """Start a ``ServerProcess`` for ``request.param`` (a name of ``BLOB_BACKENDS``), stop it
+    (and drop its PostgreSQL database) after."""
+    backend = request.param
+    data_dir = tmp_path_factory.mktemp(f"server-{backend}")
+    url = ""
+    pg_name = ""
+    env: dict[str, str] = {}
+    if backend == "postgresql":
+        # A database of its own: the admin token and secret key belong to one data directory,
+        # so a second server on a database another one initialised could not authenticate.
+        need_postgres()
+        pg_name = create_pg_database()
+        url = pg_url(pg_name)
+    if backend == "azurite":
+        azurite = request.getfixturevalue("azurite")
+        env["MLGRID_BLOB_URL"] = azurite.connection_string
+        env["MLGRID_BLOB_CONTAINER"] = "ws-" + data_dir.name.replace("_", "-").lower()[-40:].strip("-")
+    server = ServerProcess(data_dir=data_dir, database_url=url, extra_args=extra_args, env=env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        if pg_name:
+            drop_pg_database(pg_name)
 
 
 def code_is_contained() -> bool:

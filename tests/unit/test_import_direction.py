@@ -23,7 +23,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "mlgrid"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("domain",),
     ("errors",),
-    ("store",),
+    ("store", "blobs"),
     ("events", "filters", "auth", "storage", "config", "metrics", "etags"),
     ("delivery",),
     ("broker",),

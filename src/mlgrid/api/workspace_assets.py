@@ -10,9 +10,10 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import FormData, UploadFile
 
 from mlgrid.api.deps import json_body
-from mlgrid.api.workspace_common import dataset_service, guard, iso, model_service, respond
+from mlgrid.api.workspace_common import blob_response, dataset_service, guard, iso, model_service, respond
 from mlgrid.auth.roles import Action
-from mlgrid.errors import BadRequest, invalid
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.errors import BadRequest, NotFound, invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.workspace.datasets import DatasetView
 from mlgrid.workspace.models import MAX_MODEL_FILES, ModelView, UploadPart
@@ -203,8 +204,17 @@ async def download_model(workspace: str, name: str, version: str, request: Reque
     service = model_service(request)
     view = await service.get(ws.name, name, version)
     if not view.row.is_directory:
-        location = service.location(view)
-        return FileResponse(location, media_type="application/octet-stream", filename=location.name)
+        blob = service.blob_name(view)
+        return await blob_response(
+            service.core.files.blobs,
+            blob,
+            media_type="application/octet-stream",
+            filename=blob.rsplit("/", 1)[-1],
+            missing=NotFound(
+                f"the file of model {view.model_id} is missing from the blob store",
+                code=ErrorCode.ARTIFACT_FILE_MISSING,
+            ),
+        )
     archive = await service.archive(view)
     return FileResponse(
         archive,
@@ -279,5 +289,13 @@ async def download_dataset(workspace: str, name: str, version: str, request: Req
     ws, _ = await guard(request, workspace, Action.READ)
     service = dataset_service(request)
     view = await service.get(ws.name, name, version)
-    location = service.location(view.row)
-    return FileResponse(location, media_type="application/octet-stream", filename=view.row.file_name)
+    return await blob_response(
+        service.core.files.blobs,
+        service.blob_name(view.row),
+        media_type="application/octet-stream",
+        filename=view.row.file_name,
+        missing=NotFound(
+            f"the file of dataset {view.row.id!r} is missing from the blob store",
+            code=ErrorCode.DATASET_FILE_MISSING,
+        ),
+    )

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from mlgrid.api.deps import caller, runtime
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action, Principal
+from mlgrid.blobs import BlobContainer, BlobNotFound
+from mlgrid.errors import MlgridError
 from mlgrid.events.timestamps import format_timestamp
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.jobs import JobRunner
@@ -69,3 +72,26 @@ def iso(moment: datetime | None) -> str | None:
 def respond(body: Any, status_code: int = 200, etag: str | None = None) -> Response:
     headers = {"ETag": f'"{etag}"'} if etag else None
     return ExactJSONResponse(body, status_code=status_code, headers=headers)
+
+
+async def blob_response(
+    blobs: BlobContainer,
+    name: str,
+    *,
+    media_type: str,
+    filename: str | None = None,
+    headers: dict[str, str] | None = None,
+    missing: MlgridError | None = None,
+) -> Response:
+    """Stream blob ``name`` as the response body, one chunk at a time (a 1 GB artifact never
+    sits in memory), with its ``Content-Length``; ``filename`` makes it an attachment.
+    ``missing`` is raised when the blob is gone (default: the store's ``BlobNotFound``)."""
+    info = await blobs.stat(name)
+    if info is None:
+        raise missing if missing is not None else BlobNotFound(name)
+    sent = {"Content-Length": str(info.size), **(headers or {})}
+    if filename is not None:
+        quoted = quote(filename)
+        encoded = f"attachment; filename*=utf-8''{quoted}"
+        sent["Content-Disposition"] = f'attachment; filename="{filename}"' if quoted == filename else encoded
+    return StreamingResponse(blobs.open(name), media_type=media_type, headers=sent)

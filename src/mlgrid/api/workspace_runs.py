@@ -6,11 +6,11 @@ import mimetypes
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from mlgrid.api.deps import if_match, json_body
 from mlgrid.api.docs import body_schema
-from mlgrid.api.workspace_common import guard, iso, job_runner, respond, run_service
+from mlgrid.api.workspace_common import blob_response, guard, iso, job_runner, respond, run_service
 from mlgrid.auth.roles import Action
 from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.events.jsoncodec import loads_exact
@@ -259,6 +259,9 @@ async def put_artifact(workspace: str, run_id: str, path: str, request: Request)
 @router.get("/workspaces/{workspace}/runs/{run_id}/artifacts/{path:path}", summary="Download an artifact")
 async def get_artifact(workspace: str, run_id: str, path: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.READ, run_id=run_id)
-    row, location = await run_service(request).artifact(ws.name, run_id, path)
+    service = run_service(request)
+    row, blob = await service.artifact(ws.name, run_id, path)
     media_type = mimetypes.guess_type(row.path)[0] or "application/octet-stream"
-    return FileResponse(location, media_type=media_type, headers={"ETag": f'"{row.sha256}"'})
+    return await blob_response(
+        service.core.files.blobs, blob, media_type=media_type, headers={"ETag": f'"{row.sha256}"'}
+    )

@@ -153,6 +153,12 @@ def serve(
     tls_self_signed: bool | None = typer.Option(
         None, "--tls-self-signed/--no-tls-self-signed",
         help=spec_for("tls_self_signed").help + " [env MLGRID_TLS_SELF_SIGNED; default off]"),
+    blob_url: str | None = typer.Option(
+        None, help=spec_for("blob_url").help + " [env MLGRID_BLOB_URL]"),
+    blob_key: str | None = typer.Option(
+        None, help=spec_for("blob_key").help + " [env MLGRID_BLOB_KEY]"),
+    blob_container: str | None = typer.Option(
+        None, help=spec_for("blob_container").help + " [env MLGRID_BLOB_CONTAINER; default mlgrid]"),
 
     sqlite_synchronous: str | None = typer.Option(
         None, help=spec_for("sqlite_synchronous").help + " [env MLGRID_SQLITE_SYNCHRONOUS; default normal]"),
@@ -160,6 +166,9 @@ def serve(
     from mlgrid.server import serve as run_server
 
     overrides: dict[str, Any] = {k: v for k, v in locals().items() if k != "run_server"}
+    if blob_key is not None or (blob_url is not None and "AccountKey=" in blob_url):
+        typer.echo("warning: a blob account key on the command line is visible to every local user in the "
+                   "process list; prefer MLGRID_BLOB_URL / MLGRID_BLOB_KEY", err=True)
     if secret_key is not None:
         typer.echo("warning: --secret-key is visible to every local user in the process list; "
                    "prefer MLGRID_SECRET_KEY or <data-dir>/secret.key (docs/security.md)", err=True)

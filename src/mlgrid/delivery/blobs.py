@@ -1,60 +1,42 @@
-"""The server's blob store for dead letters: a directory, ``<data-dir>/blobs``.
+"""Dead-letter blobs, written through the server's blob store (``mlgrid.blobs``).
 
-Blob names follow Azure's dead-letter layout (``dead_letter_record.blob_path``), so tools that
-read Azure's dead-letter containers can read a copy of this directory. Each blob is written to
-a temporary file and renamed into place: a reader (or a crash) never sees half a blob.
+A blob's full name is ``<container>/<SUBSCRIPTION>/<Y>/<M>/<D>/<H>/<uuid>.json``
+(``dead_letter_record.blob_path``): the first segment is the subscription's
+``deadLetterDestination.properties.blobContainerName`` and becomes the blob container (an Azure
+container, or ``<data-dir>/blobs/<container>`` locally); the rest is the blob's name in it —
+Azure's own dead-letter layout, so a consumer written for Azure's dead-letter containers
+(``ContainerClient.list_blobs`` / ``download_blob``) reads these unchanged. The store writes
+each blob atomically: a reader (or a crash) never sees half of one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from mlgrid.blobs import Blobs, check_name
 from mlgrid.events.jsoncodec import dumps
 
-__all__ = ["BlobStore"]
+__all__ = ["DeadLetterBlobs", "split_blob_path"]
 
 
-class BlobStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+def split_blob_path(path: str) -> tuple[str, str]:
+    """``(container, name in the container)`` of a dead-letter blob path."""
+    container, _, name = check_name(path).partition("/")
+    if not name:
+        raise ValueError(f"dead-letter blob path {path!r} has no name after its container")
+    return container, name
 
-    def path_of(self, name: str) -> Path:
-        """The file of blob ``name`` (``container/SUB/2024/3/7/9/<uuid>.json``).
 
-        Names are built by the server from validated container and subscription names; this
-        check only makes sure no name can ever step outside the store.
-        """
-        parts = Path(name).parts
-        if not parts or any(part in {"", ".", ".."} for part in parts) or Path(name).is_absolute():
-            raise ValueError(f"invalid blob name {name!r}")
-        return self.root.joinpath(*parts)
+class DeadLetterBlobs:
+    def __init__(self, blobs: Blobs) -> None:
+        self.blobs = blobs
 
-    def _write(self, name: str, data: bytes) -> None:
-        target = self.path_of(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+    async def write_json_array(self, path: str, records: Sequence[Any]) -> None:
+        """Write ``records`` as one JSON array blob (numbers kept exact)."""
+        container, name = split_blob_path(path)
+        await self.blobs.container(container).put_bytes(name, dumps(list(records)))
 
-    async def write_json_array(self, name: str, records: Sequence[Any]) -> None:
-        """Write ``records`` as one JSON array blob (numbers kept exact); off the event loop."""
-        data = dumps(list(records))
-        await asyncio.to_thread(self._write, name, data)
-
-    def read(self, name: str) -> bytes:
-        return self.path_of(name).read_bytes()
-
+    async def read(self, path: str) -> bytes:
+        container, name = split_blob_path(path)
+        return b"".join([chunk async for chunk in self.blobs.container(container).open(name)])

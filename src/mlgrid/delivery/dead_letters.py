@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mlgrid.delivery.blobs import BlobStore
+from mlgrid.delivery.blobs import DeadLetterBlobs
 from mlgrid.delivery.dead_letter_record import blob_path, build_record
 from mlgrid.domain.deliveries import DeliveryState
 from mlgrid.domain.subscription import Subscription
@@ -97,7 +97,7 @@ def _as_delivered(item: Undeliverable, sub: Subscription) -> dict[str, Any]:
 
 
 class DeadLetterService:
-    def __init__(self, blobs: BlobStore, metrics: Metrics) -> None:
+    def __init__(self, blobs: DeadLetterBlobs, metrics: Metrics) -> None:
         self.blobs = blobs
         self._metrics = metrics
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from mlgrid.delivery.attempt_marks import AttemptMarks
-from mlgrid.delivery.blobs import BlobStore
+from mlgrid.delivery.blobs import DeadLetterBlobs
 from mlgrid.delivery.dead_letters import DeadLetterService
 from mlgrid.delivery.dispatcher import Dispatcher
 from mlgrid.delivery.event_cache import EventCache
@@ -54,7 +54,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     async def lookup(subscription_id: str) -> Subscription | None:
         return await subscriptions.get_by_id(subscription_id)
 
-    dead_letters = DeadLetterService(BlobStore(settings.data_dir / "blobs"), rt.metrics)
+    dead_letters = DeadLetterService(DeadLetterBlobs(rt.blobs), rt.metrics)
     recorder = OutcomeRecorder(rt.db, dead_letters)
     session = create_session(
         settings.deny_private_endpoints, limit=MAX_IN_FLIGHT, limit_per_host=ENDPOINT_CONCURRENCY

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from mlgrid.blobs import BlobNotFound
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, invalid
@@ -110,13 +110,13 @@ class DatasetService:
                     created_at=now,
                 )
                 await dataset_store.insert(tx.conn, row)
-                tx.place(staging, self.location(row), f"dataset {name}:{version}")
+                await tx.place(staging, self.blob_name(row), f"dataset {name}:{version}")
         finally:
             discard(staging)
         return DatasetView.of(row)
 
-    def location(self, row: DatasetRow) -> Path:
-        return self.core.files.dataset_file(row.workspace_key, row.id, row.file_name)
+    def blob_name(self, row: DatasetRow) -> str:
+        return self.core.files.dataset_name(row.workspace_key, row.id, row.file_name)
 
     async def get(self, workspace_name: str, name: str, version: str | int) -> DatasetView:
         text = str(version)
@@ -152,12 +152,17 @@ class DatasetService:
     async def frame(self, workspace_name: str, dataset_id: str) -> pd.DataFrame:
         """The dataset's rows, timestamp column parsed to UTC date-times (for drift monitors)."""
         view = await self.get_by_id(workspace_name, dataset_id)
-        location = self.location(view.row)
-        if not location.is_file():
-            raise NotFound(
-                f"the file of dataset {dataset_id!r} is not in this node's data directory",
-                code=ErrorCode.DATASET_FILE_MISSING,
-            )
-        return await asyncio.to_thread(
-            tabular.load, location, view.row.file_format, view.row.timestamp_column
-        )
+        # Parquet needs a seekable file: materialise the blob in the staging area, then load it.
+        local = self.core.files.staging_path(view.row.workspace_key)
+        try:
+            try:
+                await self.core.files.download(self.blob_name(view.row), local)
+            except BlobNotFound as exc:
+                raise NotFound(
+                    f"the file of dataset {dataset_id!r} is missing from the blob store",
+                    code=ErrorCode.DATASET_FILE_MISSING,
+                ) from exc
+            row = view.row
+            return await asyncio.to_thread(tabular.load, local, row.file_format, row.timestamp_column)
+        finally:
+            await asyncio.to_thread(discard, local)

@@ -1,7 +1,8 @@
 """The files of a model deployment: where they live and how they get there.
 
-Each deployment has its own directory (``<ws>/endpoints/<name>/<deployment-id>/``): the model
-files are copied under ``models/<name>/<version>/`` (so a model deleted or re-registered
+Each deployment has its own directory on the node that runs it
+(``<data-dir>/workspaces/<ws>/endpoints/<name>/<deployment-id>/``): the model files are
+downloaded from the blob store under ``models/<name>/<version>/`` (so a model deleted or re-registered
 later does not change what runs) and an inline entry script is written beside them. The
 deployer fills a new deployment's directory; the supervisor refills it when a restart finds
 it gone.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,29 +61,22 @@ async def materialise(
         except NotFound as exc:
             raise DeploymentError(f"model {model_id} is no longer registered") from exc
     script = None if script_json is None else parse_entry_script(loads_exact(script_json))
-    sources = [(view, models.location(view)) for view in views]
+    models_root = directory / "models"
+    await asyncio.to_thread(models_root.mkdir, parents=True, exist_ok=True)  # a script-only one too
+    for view in views:
+        target = models_root / view.name / str(view.version)
+        if await asyncio.to_thread(target.exists):
+            continue  # a restart reuses what an earlier start copied
+        partial = models_root / view.name / f".{view.version}.partial"
+        await asyncio.to_thread(discard, partial)
+        try:
+            await models.materialise(view, partial)
+        except NotFound as exc:
+            await asyncio.to_thread(discard, partial)
+            raise DeploymentError(str(exc)) from exc
+        await asyncio.to_thread(os.replace, partial, target)
 
-    def copy() -> Path | None:
-        models_root = directory / "models"
-        models_root.mkdir(parents=True, exist_ok=True)
-        for view, source in sources:
-            target = models_root / view.name / str(view.version)
-            if target.exists():
-                continue  # a restart reuses what an earlier start copied
-            partial = models_root / view.name / f".{view.version}.partial"
-            discard(partial)
-            try:
-                if view.row.is_directory:
-                    shutil.copytree(source, partial)
-                else:
-                    partial.mkdir(parents=True)
-                    shutil.copy2(source, partial / source.name)
-            except FileNotFoundError as exc:
-                discard(partial)
-                raise DeploymentError(
-                    f"the files of model {view.model_id} are not in this node's data directory: {exc}"
-                ) from exc
-            os.replace(partial, target)
+    def place_script() -> Path | None:
         if script is None:
             return None
         if script.source is not None:
@@ -91,13 +84,13 @@ async def materialise(
             path.write_text(script.source, encoding="utf-8")
             return path
         assert script.path is not None
-        versions = [(view.name, str(view.version)) for view, _ in sources]
+        versions = [(view.name, str(view.version)) for view in views]
         found = script_in_models(models_root, versions, script.path)
         if found is not None:
             return found
         raise DeploymentError(f"the entry script {script.path!r} is not a file of the deployed models")
 
-    entry = await asyncio.to_thread(copy)
+    entry = await asyncio.to_thread(place_script)
     return Launch(
         deployment_id=deployment_id,
         directory=directory,

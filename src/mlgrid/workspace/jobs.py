@@ -5,7 +5,8 @@ A job is a run created ``Queued`` with the command, started at once through
 sandbox, in a private working copy, in its own process group — and moved to ``Running``. With
 ``workingDirectory`` the job first copies that directory into its working copy (the code
 snapshot), *as the job's own user*: it gets only what that user may read anyway. Its standard
-output and error go to the run's artifact ``logs/job.log``; when the process ends the run
+output and error go to a file on the node (``WorkspaceFiles.job_log_path``), stored as the run's
+artifact ``logs/job.log`` in the blob store when the process ends; then the run
 becomes ``Completed`` (exit code 0) or ``Failed`` (the error says the code or signal), with the
 log artifact recorded in the same transaction; whatever the job left running is killed and its
 working copy removed. ``PATCH status CancelRequested`` kills the process group (SIGTERM, then
@@ -157,7 +158,7 @@ class JobRunner:
                 "job_heartbeat_at": now,
             },
         )
-        log_path = self.core.files.artifact_file(ws.key, view.id, JOB_LOG)
+        log_path = self.core.files.job_log_path(ws.key, view.id)
         variables = {
             "MLGRID_RUN_ID": view.id,
             "MLGRID_URL": self.base_url,
@@ -237,8 +238,16 @@ class JobRunner:
         job: _LocalJob | None = None,
         error: str | None = None,
     ) -> RunView:
-        """Record how the job ended: terminal status, exit code and the log artifact, together."""
-        size, sha256 = await asyncio.to_thread(hash_file, log_path) if log_path.is_file() else (None, None)
+        """Record how the job ended: terminal status, exit code and the log artifact, together.
+
+        The log, written on this node while the job ran, is stored in the blob store first (a
+        job whose node died elsewhere has no log here: its run ends without one)."""
+        size: int | None = None
+        sha256: str | None = None
+        if await asyncio.to_thread(log_path.is_file):
+            size, sha256 = await asyncio.to_thread(hash_file, log_path)
+            name = self.core.files.artifact_name(workspace_key, run_id, JOB_LOG)
+            await self.core.files.blobs.put_file(name, log_path, move=True)
         now = self.core.clock()
         limit_reason = None
         if job is not None and code:
@@ -345,7 +354,7 @@ class JobRunner:
         return failed
 
     async def _fail_orphan(self, row: RunRow, reason: str) -> int:
-        log_path = self.core.files.artifact_file(row.workspace_key, row.id, JOB_LOG)
+        log_path = self.core.files.job_log_path(row.workspace_key, row.id)
         try:
             view = await self._finish(row.workspace_key, row.id, log_path, row.job_exit_code, error=reason)
         except MlgridError:

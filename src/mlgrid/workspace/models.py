@@ -2,21 +2,22 @@
 name; versions count 1, 2, 3... per name; each registration emits ModelRegistered.
 
 Registered files are copies (never links to run artifacts), written to the staging area first
-and moved to ``models/<name>/<version>/`` in the transaction that inserts the version and its
-event. The version number and the event's Sequencer both come from per-name counters, so
-concurrent registrations of one name get distinct versions whose events sort in order.
+and stored as the blobs ``<workspace>/models/<name>/<version>/...`` in the transaction that
+inserts the version and its event. The version number and the event's Sequencer both come
+from per-name counters, so concurrent registrations of one name get distinct versions whose
+events sort in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlgrid.blobs import BlobNotFound
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import ArtifactRow
@@ -104,25 +105,38 @@ class ModelService:
             rows = await model_store.list_models(conn, ws.key, name)
         return [ModelView.of(r) for r in rows]
 
-    def location(self, model: ModelView) -> Path:
-        """The model's file, or its directory (what a scoring process loads)."""
-        base = self.core.files.model_dir(model.row.workspace_key, model.name, model.version)
-        if model.row.is_directory:
-            return base
-        return base / str(model.files[0]["path"])
+    def file_blobs(self, model: ModelView) -> list[tuple[str, str]]:
+        """``(path in the model, blob name)`` of each of the model's files."""
+        base = self.core.files.model_prefix(model.row.workspace_key, model.name, model.version)
+        return [(str(entry["path"]), f"{base}/{entry['path']}") for entry in model.files]
+
+    def blob_name(self, model: ModelView) -> str:
+        """The blob of a file model (its one file)."""
+        return self.file_blobs(model)[0][1]
+
+    async def materialise(self, model: ModelView, target: Path) -> None:
+        """Download the model's files into the local directory ``target`` (its layout as
+        registered); a file missing from the blob store is ``ModelFileMissing``."""
+        for relative, blob in self.file_blobs(model):
+            try:
+                await self.core.files.download(blob, target / relative)
+            except BlobNotFound as exc:
+                raise NotFound(
+                    f"the file {relative!r} of model {model.model_id} is missing from the blob store",
+                    code=ErrorCode.ARTIFACT_FILE_MISSING,
+                ) from exc
 
     async def archive(self, model: ModelView) -> Path:
-        """A zip of a directory model in the staging area; the caller deletes it."""
-        base = self.location(model)
+        """A zip of a directory model in the staging area, streamed from the blob store one
+        chunk at a time; the caller deletes it."""
         target = self.core.files.staging_path(model.row.workspace_key).with_suffix(".zip")
-
-        def build() -> None:
-            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-                for entry in model.files:
-                    archive.write(base / str(entry["path"]), str(entry["path"]))
-
+        blobs = self.core.files.blobs
         try:
-            await asyncio.to_thread(build)
+            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+                for relative, blob in self.file_blobs(model):
+                    with archive.open(relative, "w", force_zip64=True) as member:
+                        async for chunk in blobs.open(blob):
+                            await asyncio.to_thread(member.write, chunk)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -187,25 +201,24 @@ class ModelService:
                 )
         staging = self.core.files.staging_path(ws.key)
 
-        def copy() -> list[dict[str, Any]]:
+        async def copy() -> list[dict[str, Any]]:
             entries = []
             for artifact, relative in selected:
-                source = self.core.files.artifact_file(ws.key, run_id, artifact.path)
+                source = self.core.files.artifact_name(ws.key, run_id, artifact.path)
                 target = staging / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    shutil.copyfile(source, target)
-                except FileNotFoundError as exc:
+                    await self.core.files.download(source, target)
+                except BlobNotFound as exc:
                     raise NotFound(
-                        f"the file of artifact {artifact.path!r} is not in this node's data directory",
+                        f"the file of artifact {artifact.path!r} is missing from the blob store",
                         code=ErrorCode.ARTIFACT_FILE_MISSING,
                     ) from exc
-                size, sha256 = hash_file(target)
+                size, sha256 = await asyncio.to_thread(hash_file, target)
                 entries.append({"path": relative, "size": size, "sha256": sha256})
             return entries
 
         try:
-            entries = await asyncio.to_thread(copy)
+            entries = await copy()
             return await self._register(
                 ws, name, staging, directory, entries, metadata, run_id, artifact_path
             )
@@ -242,7 +255,9 @@ class ModelService:
                 created_at=now,
             )
             await model_store.insert(tx.conn, row)
-            tx.place(staging, self.core.files.model_dir(ws.key, name, version), f"model {name}:{version}")
+            await tx.place(
+                staging, self.core.files.model_prefix(ws.key, name, version), f"model {name}:{version}"
+            )
             sequencer = await tx.sequencer(ws, MODEL_SEQUENCER, name.lower())
             await tx.emit(
                 ws,

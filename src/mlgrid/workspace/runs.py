@@ -9,13 +9,13 @@ transaction, each with the run's new ``ETag`` and the run's next ``Sequencer``.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
@@ -348,16 +348,18 @@ class RunService:
                 ws = await self.core.get_in(tx.conn, workspace_name)
                 if await run_store.get_run(tx.conn, ws.key, run_id) is None:
                     raise _run_not_found(run_id, ws.name)
+                await _check_no_path_conflict(tx.conn, ws.key, run_id, path)
                 row = ArtifactRow(ws.key, run_id, path, staged.size, staged.sha256, self.core.clock())
                 await run_store.upsert_artifact(tx.conn, row)
-                tx.place(
-                    staged.path, self.core.files.artifact_file(ws.key, run_id, path), f"artifact {path!r}"
+                await tx.place(
+                    staged.path, self.core.files.artifact_name(ws.key, run_id, path), f"artifact {path!r}"
                 )
         finally:
             staged.path.unlink(missing_ok=True)
         return row
 
-    async def artifact(self, workspace_name: str, run_id: str, path: str) -> tuple[ArtifactRow, Path]:
+    async def artifact(self, workspace_name: str, run_id: str, path: str) -> tuple[ArtifactRow, str]:
+        """The artifact's row and the name of its blob (``core.files.blobs``)."""
         path = check_artifact_path(path)
         async with self.core.db.read() as conn:
             ws = await self.core.get_in(conn, workspace_name)
@@ -366,14 +368,13 @@ class RunService:
             row = await run_store.get_artifact(conn, ws.key, run_id, path)
         if row is None:
             raise NotFound(f"run {run_id!r} has no artifact {path!r}", code=ErrorCode.ARTIFACT_NOT_FOUND)
-        location = self.core.files.artifact_file(ws.key, run_id, path)
-        if not await asyncio.to_thread(location.is_file):
+        name = self.core.files.artifact_name(ws.key, run_id, path)
+        if await self.core.files.blobs.stat(name) is None:
             raise NotFound(
-                f"the file of artifact {path!r} is not in this node's data directory "
-                "(nodes must share <data-dir>/workspaces)",
+                f"the file of artifact {path!r} is missing from the blob store",
                 code=ErrorCode.ARTIFACT_FILE_MISSING,
             )
-        return row, location
+        return row, name
 
     async def artifacts(
         self, workspace_name: str, run_id: str, prefix: str | None = None
@@ -383,6 +384,21 @@ class RunService:
             if await run_store.get_run(conn, ws.key, run_id) is None:
                 raise _run_not_found(run_id, ws.name)
             return await run_store.list_artifacts(conn, ws.key, run_id, prefix)
+
+
+async def _check_no_path_conflict(conn: AsyncConnection, workspace_key: str, run_id: str, path: str) -> None:
+    """409 when ``path`` is a "directory" of other artifacts (``a`` beside ``a/b``) or lies
+    inside another artifact: a file system cannot hold both, so no backend may (a flat blob
+    store could, and the data would then not move to a local directory)."""
+    if await run_store.list_artifacts(conn, workspace_key, run_id, path + "/"):
+        raise Conflict(f"artifact {path!r} is a directory of other artifacts", code=ErrorCode.PATH_CONFLICT)
+    parts = path.split("/")
+    for end in range(1, len(parts)):
+        parent = "/".join(parts[:end])
+        if await run_store.get_artifact(conn, workspace_key, run_id, parent) is not None:
+            raise Conflict(
+                f"artifact {path!r} collides with the artifact {parent!r}", code=ErrorCode.PATH_CONFLICT
+            )
 
 
 def _run_not_found(run_id: str, workspace: str) -> NotFound:

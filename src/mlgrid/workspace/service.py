@@ -9,7 +9,7 @@ datasets — and deployments and drift monitors) are built on:
   change, its events (``tx.emit``, which stores the events and their deliveries through the
   broker's ``Ingestor.emit``) and its counters (``tx.sequencer``) commit together or not at
   all; the dispatcher is woken only after the commit, and files staged for the change are
-  moved into place inside it and removed again if it rolls back;
+  stored in the blob store inside it and removed again if it rolls back;
 * ``new_etag`` and ``check_if_match`` implement the ETag rules of SPEC §9.
 
 ``before_commit`` is a hook for tests: awaited with the operation name at the end of every
@@ -19,8 +19,11 @@ neither the change nor its event survives.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import logging
-import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -30,6 +33,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.blobs import BlobConflict
 from mlgrid.broker.access import Scope
 from mlgrid.broker.ingest import Ingestor, PublishBatch
 from mlgrid.broker.names import check_name, check_resource_group, workspace_resource_id
@@ -37,7 +41,7 @@ from mlgrid.broker.topics import TopicService
 from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.schemas import EventSchema
-from mlgrid.errors import AlreadyExists, NotFound, PreconditionFailed, invalid
+from mlgrid.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, invalid
 from mlgrid.etags import new_etag, require_match
 from mlgrid.events.ml import sequencer
 from mlgrid.store import events as event_store
@@ -47,7 +51,7 @@ from mlgrid.store import topics as topic_store
 from mlgrid.store import workspaces as workspace_store
 from mlgrid.store.database import Database
 from mlgrid.store.workspaces import WorkspaceRow
-from mlgrid.workspace.files import WorkspaceFiles, discard, place
+from mlgrid.workspace.files import WorkspaceFiles, staged_files
 from mlgrid.workspace.validation import parse_workspace_body
 
 log = logging.getLogger("mlgrid.workspace")
@@ -98,8 +102,8 @@ class WorkspaceTransaction:
         self._service = service
         self.deliveries: list[CommittedDelivery] = []
         self.events: list[dict[str, Any]] = []
-        self._undo: list[tuple[Path, Path | None]] = []
-        self._after_commit: list[Callable[[], None]] = []
+        self._undo: list[tuple[str, str | None]] = []
+        self._after_commit: list[Callable[[], object]] = []
 
     async def emit(self, workspace: Workspace, *events: dict[str, Any]) -> None:
         """Store the events on the workspace's system topic, in this transaction."""
@@ -121,41 +125,63 @@ class WorkspaceTransaction:
         """The next value of a plain per-object counter (e.g. model and dataset versions)."""
         return await workspace_store.next_counter(self.conn, workspace.key, kind, object_key)
 
-    def place(self, staged: Path, final: Path, what: str) -> None:
-        """Move a staged file or directory to ``final`` as part of this change.
+    async def place(self, staged: Path, name: str, what: str) -> None:
+        """Store a staged file (or every file of a staged directory, under ``name/``) as the
+        blob ``name``, as part of this change; the staged files are used up.
 
-        If the transaction rolls back, the new file is removed and whatever ``final`` held
-        before (an overwritten artifact) is put back; after the commit the old copy is deleted.
+        If the transaction rolls back, the new blobs are deleted and whatever a blob held
+        before (an overwritten artifact, kept aside under ``.previous/``) is put back; after
+        the commit the old copy is deleted. A name that collides with a "directory" of other
+        blobs (artifact ``a`` and ``a/b`` on the local backend) is a 409.
         """
-        backup: Path | None = None
-        if final.exists() and not final.is_dir() and not staged.is_dir():
-            backup = staged.with_name(staged.name + ".previous")
-            os.replace(final, backup)
-        try:
-            place(staged, final, what)
-        except BaseException:
+        blobs = self._service.files.blobs
+        for relative, path in await asyncio.to_thread(staged_files, staged):
+            target = f"{name}/{relative}" if relative else name
+            backup: str | None = None
+            if await blobs.stat(target) is not None:
+                backup = f".previous/{uuid.uuid4().hex}"
+                await blobs.move(target, backup)
+            try:
+                await blobs.put_file(target, path, move=True)
+            except BlobConflict as exc:
+                if backup is not None:
+                    await blobs.move(backup, target)
+                raise Conflict(
+                    f"{what} collides with an existing file or directory", code=ErrorCode.PATH_CONFLICT
+                ) from exc
+            except BaseException:
+                if backup is not None:
+                    await blobs.move(backup, target)
+                raise
+            self._undo.append((target, backup))
             if backup is not None:
-                os.replace(backup, final)
-            raise
-        self._undo.append((final, backup))
-        if backup is not None:
-            kept = backup
-            self._after_commit.append(lambda: discard(kept))
+                self._after_commit.append(functools.partial(blobs.delete, backup))
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` after the commit (awaited if it returns an awaitable)."""
         self._after_commit.append(callback)
 
-    def _rolled_back(self) -> None:
-        for final, backup in reversed(self._undo):
-            discard(final)
-            if backup is not None:
-                os.replace(backup, final)
+    async def _rolled_back(self) -> None:
+        blobs = self._service.files.blobs
+        for target, backup in reversed(self._undo):
+            try:
+                await blobs.delete(target)
+                if backup is not None:
+                    await blobs.move(backup, target)
+            except Exception:
+                log.exception(
+                    "could not undo blob %s of a rolled-back change",
+                    target,
+                    extra={"action": "blob_undo_failed"},
+                )
 
-    def _committed(self) -> None:
+    async def _committed(self) -> None:
         self._service.ingestor.notify(self.deliveries)
         for callback in self._after_commit:
             try:
-                callback()
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:  # the change is committed; a follow-up failing must not undo it
                 log.exception("after-commit callback failed", extra={"action": "after_commit_failed"})
 
@@ -226,9 +252,9 @@ class WorkspaceService:
                     await self.before_commit(operation)
         except BaseException:
             if tx is not None:
-                tx._rolled_back()
+                await tx._rolled_back()
             raise
-        tx._committed()
+        await tx._committed()
 
     # --- workspace CRUD ------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         rt.db,
         rt.topics,
         rt.ingestor,
-        WorkspaceFiles(rt.settings.data_dir),
+        WorkspaceFiles.of(rt.blobs, rt.settings.data_dir),
         subscription_id=rt.subscription_id,
         topic_deleted=topic_deleted,
     )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlgrid.delivery.blobs import BlobStore
+from mlgrid.blobs import InvalidBlobName, local_blobs
+from mlgrid.delivery.blobs import DeadLetterBlobs
 from mlgrid.delivery.pull import LockResult, parse_lock_tokens
 from mlgrid.delivery.work import INGEST_CLAIM, LeaseSource, MemorySource, Work
 from mlgrid.domain.deliveries import CommittedDelivery
@@ -100,18 +101,20 @@ def test_lock_results_have_the_sdk_shape() -> None:
 
 
 def test_blob_store_writes_json_arrays_under_the_container(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs")
+    store = DeadLetterBlobs(local_blobs(tmp_path))
     name = "dead/SUB/2026/1/2/3/x.json"
     asyncio.run(store.write_json_array(name, [{"id": "1", "n": 1}]))
     assert json.loads((tmp_path / "blobs" / name).read_text()) == [{"id": "1", "n": 1}]
-    assert store.read(name) == (tmp_path / "blobs" / name).read_bytes()
+    assert asyncio.run(store.read(name)) == (tmp_path / "blobs" / name).read_bytes()
     assert [p.name for p in (tmp_path / "blobs" / "dead/SUB/2026/1/2/3").iterdir()] == ["x.json"]
 
 
-@pytest.mark.parametrize("name", ["../escape.json", "/abs/x.json", "a/../../b.json", ""])
+@pytest.mark.parametrize("name", ["../escape.json", "/abs/x.json", "dead/../../b.json", "", "dead/"])
 def test_blob_names_cannot_leave_the_store(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ValueError):
-        BlobStore(tmp_path).path_of(name)
+    store = DeadLetterBlobs(local_blobs(tmp_path))
+    with pytest.raises((ValueError, InvalidBlobName)):
+        asyncio.run(store.write_json_array(name, []))
+    assert not (tmp_path / "blobs").exists() or not any((tmp_path / "blobs").rglob("*.json"))
 
 
 def test_lease_source_hands_over_what_ingest_claimed_without_claiming_again() -> None:
@@ -135,3 +138,12 @@ def test_lease_source_hands_over_what_ingest_claimed_without_claiming_again() ->
     for work in taken:
         leases.done(work.id)
     assert len(leases) == INGEST_CLAIM - 10
+
+
+def test_a_dead_letter_container_named_like_the_workspace_container_stays_in_blobs(tmp_path: Path) -> None:
+    """The local layout keeps every dead-letter container under ``<data-dir>/blobs``, even one
+    named like the workspace files' container (``mlgrid``, whose files are ``workspaces/``)."""
+    store = DeadLetterBlobs(local_blobs(tmp_path))
+    asyncio.run(store.write_json_array("mlgrid/SUB/2026/1/2/3/x.json", []))
+    assert (tmp_path / "blobs" / "mlgrid" / "SUB/2026/1/2/3/x.json").read_bytes() == b"[]"
+    assert not (tmp_path / "workspaces").exists()
