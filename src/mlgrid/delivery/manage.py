@@ -27,10 +27,10 @@ from mlgrid.filters import compile_filter
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import events as event_store
-from mlgrid.store.events import EventCursor
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import NewDelivery
+from mlgrid.store.events import EventCursor
 
 __all__ = ["DeliveryManager", "RedeliveryResult", "ReplayResult"]
 
