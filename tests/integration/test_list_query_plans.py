@@ -1,14 +1,15 @@
 """Every list over events, deliveries and dead letters reads one index range, on both databases.
 
 The list routes page by keyset (``skipToken`` names the last row's sort key), so a page costs
-the same at 10 million retained events as at 100 — *if* the database walks an index in the
-order of the page (or, on PostgreSQL, a selective index range it then sorts). This test fills the big tables with enough rows (spread over several topics
-and subscriptions) for the planners to tell a range scan from a full one, runs each list query
-of ``store/`` as the routes run it (the statements are captured from the real calls, with their
-parameters) under ``EXPLAIN`` (PostgreSQL, after ``ANALYZE``) or ``EXPLAIN QUERY PLAN``
-(SQLite), and asserts: an index is used and the big table is never scanned whole (on SQLite, whose
-planner is rule-based, also: no sort step between the index and the ``LIMIT``). Ten million rows are the benchmark's job
-(``benchmarks/retained.py``), not the test suite's.
+the same at 10 million retained events as at 100 — *if* the database reads an index range from
+the cursor on (in the page's order, or, on PostgreSQL, a selective range it then sorts). This
+test fills the big tables with enough rows (spread over several topics and subscriptions) for
+the planners to tell a range scan from a full one, runs each list query of ``store/`` as the
+routes run it (the statements are captured from the real calls, with their parameters) under
+``EXPLAIN`` (PostgreSQL, after ``ANALYZE``) or ``EXPLAIN QUERY PLAN`` (SQLite), and asserts: an
+index is used and the big table is never scanned whole (on SQLite, whose planner is
+rule-based, also: no sort step between the index and the ``LIMIT``). Ten million rows are the
+benchmark's job (``benchmarks/retained.py``), not the test suite's.
 """
 
 from __future__ import annotations

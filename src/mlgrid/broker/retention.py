@@ -36,7 +36,7 @@ DELETE_CHUNK = 500
 #: The smallest batch the chunk shrinks to when batches are slow.
 MIN_CHUNK = 50
 #: A batch that takes longer than this halves the next one.
-BATCH_TARGET_SECONDS = 0.02
+BATCH_TARGET_SECONDS = 0.01
 #: Sleep after a batch, as a multiple of how long the batch took (at least ``MIN_PAUSE_SECONDS``).
 PAUSE_RATIO = 1.0
 MIN_PAUSE_SECONDS = 0.002
