@@ -61,8 +61,8 @@ BODY_SQL = (
 )
 SECONDARY = {
     "events": ["uq_events_topic_key_event_id", "ix_events_topic_published_seq"],
-    "deliveries": ["ix_deliveries_due", "ix_deliveries_subscription_state_id", "ix_deliveries_subscription_id",
-                   "ix_deliveries_event", "ix_deliveries_lock_token"],
+    "deliveries": ["ix_deliveries_due", "ix_deliveries_subscription_state_id",
+                   "ix_deliveries_subscription_id", "ix_deliveries_event", "ix_deliveries_lock_token"],
 }
 
 
@@ -78,7 +78,7 @@ async def fill_postgres(url: str, events: int, chunk: int) -> None:
     try:
         await conn.execute("SET maintenance_work_mem = '256MB'")
         definitions = {}
-        for table, names in SECONDARY.items():
+        for names in SECONDARY.values():
             for name in names:
                 definitions[name] = await conn.fetchval("SELECT pg_get_indexdef($1::regclass)", name)
         for name in [*SECONDARY["events"], *SECONDARY["deliveries"]]:
@@ -104,8 +104,10 @@ async def fill_postgres(url: str, events: int, chunk: int) -> None:
                 f"FROM generate_series({low + 1}, {high}) AS i")
             print(f"  {high:,} events and deliveries ({time.perf_counter() - started:.0f} s)", flush=True)
         await conn.execute(
-            "INSERT INTO dead_letters (id, subscription_id, delivery_id, event_id, reason, record, created_at) "
-            f"SELECT md5('dl' || i), 'sub-' || (i % {TOPICS}), i, md5(i::text), 'MaxDeliveryAttemptsExceeded', "
+            "INSERT INTO dead_letters "
+            "(id, subscription_id, delivery_id, event_id, reason, record, created_at) "
+            f"SELECT md5('dl' || i), 'sub-' || (i % {TOPICS}), i, md5(i::text), "
+            "'MaxDeliveryAttemptsExceeded', "
             f"'{{\"deadLetterReason\":\"MaxDeliveryAttemptsExceeded\"}}', {_stamp('i * 0.001')} "
             f"FROM generate_series(1, {max(1, events // 1000)}) AS i")
         await conn.execute(f"SELECT setval(pg_get_serial_sequence('events', 'seq'), {events})")
@@ -213,7 +215,8 @@ def sqlite_fill_and_size(path: Path, events: int) -> dict[str, float]:
             "INSERT INTO deliveries (id, event_seq, subscription_id, state, attempts, attempts_started, "
             "next_attempt_at, created_at, finished_at, last_outcome, last_http_status, last_duration_ms) "
             f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {events}) "
-            f"SELECT i, i, 'sub-' || (i % {TOPICS}), CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'delivered' END, "
+            f"SELECT i, i, 'sub-' || (i % {TOPICS}), "
+            "CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'delivered' END, "
             f"1, 1, {stamp}, {stamp}, {stamp} + 0.05, 'Success', 200, 12 FROM n")
         raw.execute("COMMIT")
         raw.execute("VACUUM")
@@ -224,7 +227,8 @@ def sqlite_fill_and_size(path: Path, events: int) -> dict[str, float]:
             rows = raw.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
         except sqlite3.OperationalError:
             rows = []
-        owners = dict(raw.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
+        owners = dict(raw.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
         for name, size in rows:
             table = owners.get(name, name)
             if table in ("events", "deliveries"):
@@ -272,13 +276,16 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  {name:22s} {value:8.0f}")
         sqlite = Database.connect(f"sqlite:///{path}")
         try:
-            await time_pages(sqlite, args.sqlite_events, args.repeats, None, f"SQLite {args.sqlite_events:,} events")
+            label = f"SQLite {args.sqlite_events:,} events"
+            await time_pages(sqlite, args.sqlite_events, args.repeats, None, label)
         finally:
             await sqlite.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=10_000_000, help="retained events on PostgreSQL")
     parser.add_argument("--sqlite-events", type=int, default=200_000, help="retained events on SQLite")
     parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per INSERT ... generate_series")
