@@ -99,10 +99,10 @@ class Receiver:
             events = [events]
         if request.headers.get("aeg-event-type") == "SubscriptionValidation":
             return web.json_response({"validationResponse": events[0]["data"]["validationCode"]})
+        now = time.perf_counter()  # when the request came, before any answer delay
         delay = self.delays.get(request.path, 0.0)
         if delay:
             await asyncio.sleep(delay)
-        now = time.perf_counter()
         seen = self.arrivals.setdefault(request.path, {})
         for event in events:
             if event["id"] in seen:
@@ -297,6 +297,7 @@ class ClusterFigures:
     takeover_first_s: float | None = None
     takeover_all_s: float | None = None
     orphans: int = 0
+    last_delivery_s: float = 0.0
 
 
 class Cluster:
@@ -398,6 +399,16 @@ async def measure_cluster(nodes: int, url: str, pg: Postgres, receiver: Receiver
             figures.publish_events_per_s = published / publish_elapsed
             last = max(arrivals.values(), default=started)
             figures.delivery_events_per_s = len(arrivals) / max(1e-9, last - started)
+            figures.last_delivery_s = last - started
+            if len(arrivals) < published:  # say where the rest are
+                rows = await pg.conn.fetch(
+                    "SELECT d.state, d.last_outcome, d.attempts, d.claimed_by IS NOT NULL, count(*), "
+                    "round((max(d.lease_until) - extract(epoch FROM now()))::numeric, 1) "
+                    "FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id "
+                    "WHERE s.name_key = 'load' GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC")
+                print(f"  {nodes} node(s): {published - len(arrivals)} not received; deliveries of the load "
+                      f"subscription by (state, last outcome, attempts, claimed, count, lease left s): "
+                      f"{[tuple(r) for r in rows]}", flush=True)
             figures.node_cpu_ms = node_cpu / max(1, published) * 1000
             figures.pg_cpu_ms = pg_cpu / max(1, published) * 1000
 
@@ -497,7 +508,8 @@ def print_table(floors: Floors, results: list[ClusterFigures], report_path: str 
         print(f"{figure.ljust(width)}  {value:10.3f}  {floor:10.3f}  {ratio:5.2f}  {label}")
         report(report_path, figure, value, floor, label, goal=goal)
     for f in results:
-        print(f"{f.nodes} node(s): {f.published} published, {f.delivered} delivered within the drain bound; "
+        print(f"{f.nodes} node(s): {f.published} published, {f.delivered} delivered within the drain bound "
+              f"(the last {f.last_delivery_s:.1f} s after the first publish); "
               f"latency {f.latency_received}/{f.latency_sent} received", end="")
         if f.orphans:
             all_s = "(not watched to the end)" if f.takeover_all_s is None else f"{f.takeover_all_s:.1f} s"
@@ -560,6 +572,8 @@ def main() -> None:
                         help="cluster sizes with the SIGKILL takeover (default: the largest; none with 1)")
     parser.add_argument("--seconds", type=float, default=None, help="time bound of the publish load")
     parser.add_argument("--events", type=int, default=None, help="events published in the load run")
+    parser.add_argument("--drain-seconds", type=float, default=None,
+                        help="how long to wait for the load run's deliveries (15; 90 --full)")
     parser.add_argument("--report", default=None, help="append figures as JSON lines to this file")
     args = parser.parse_args()
     args.nodes = [int(n) for n in args.nodes.split(",") if n.strip()]
@@ -572,7 +586,7 @@ def main() -> None:
     args.idle_seconds = 4.0 if quick else 20.0
     args.latency_seconds = 3.0 if quick else 10.0
     args.rate = 100.0
-    args.drain_seconds = 15.0 if quick else 90.0
+    args.drain_seconds = args.drain_seconds or (15.0 if quick else 90.0)
     args.takeover_seconds = 40.0
     args.after_first_seconds = 3.0 if quick else 30.0
 
