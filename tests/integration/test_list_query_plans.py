@@ -203,4 +203,13 @@ async def test_every_list_query_reads_an_index_range(plans_url: str) -> None:
                 if problems:
                     report[name] = [*problems, plan]
                 print(f"--- {backend}: {name}\n{plan}")
+        if db.is_sqlite:
+            # SQLite's retention batch runs as driver SQL on the writer's own connection.
+            statement = event_store._SQLITE_CANDIDATES.format(after=event_store._SQLITE_AFTER)
+            stamp, seq = _cursor_in_middle()
+            cutoff = (START + timedelta(seconds=20)).timestamp()
+            plan = await _plan(db, statement, ("topic-3", cutoff, stamp, stamp, seq, 500))
+            print(f"--- sqlite: retention batch (driver SQL)\n{plan}")
+            if _problems(plan, sqlite=True):
+                report["retention batch (driver SQL)"] = [*_problems(plan, sqlite=True), plan]
         assert not report, report

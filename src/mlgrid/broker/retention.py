@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from mlgrid.broker.topics import TopicService
 from mlgrid.store import events as event_store
+from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
 from mlgrid.store.faults import log_failure
 
@@ -89,8 +90,7 @@ class RetentionSweeper:
         after: event_store.EventCursor | None = None
         while True:
             started = time.perf_counter()
-            async with self._db.write() as conn:
-                n, after = await event_store.delete_expired(conn, topic_key, cutoff, size.current, after)
+            n, after = await self._delete_batch(topic_key, cutoff, size.current, after)
             took = time.perf_counter() - started
             self.batches += 1
             deleted += n
@@ -99,6 +99,18 @@ class RetentionSweeper:
             size.after(took)
             # Let publishes (and everything else) have the writer before the next batch.
             await asyncio.sleep(max(MIN_PAUSE_SECONDS, took * PAUSE_RATIO))
+
+    async def _delete_batch(
+        self, topic_key: str, cutoff: datetime, limit: int, after: event_store.EventCursor | None
+    ) -> tuple[int, event_store.EventCursor | None]:
+        """One batch in one transaction (on SQLite in one trip to the writer's thread)."""
+        if self._db.is_sqlite:
+            older_than = to_epoch(cutoff)
+            return await self._db.write_sqlite(
+                lambda raw: event_store.delete_expired_sqlite(raw, topic_key, older_than, limit, after)
+            )
+        async with self._db.write() as conn:
+            return await event_store.delete_expired(conn, topic_key, cutoff, limit, after)
 
     async def run(self) -> None:
         while True:

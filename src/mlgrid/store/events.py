@@ -227,6 +227,39 @@ async def delete_expired(
     return len(seqs), (float(last_stamp), int(last_seq))
 
 
+_SQLITE_CANDIDATES = (
+    "SELECT seq, published_at, NOT EXISTS (SELECT 1 FROM deliveries "
+    "WHERE deliveries.event_seq = events.seq AND deliveries.state = 'pending') "
+    "FROM events WHERE topic_key = ? AND published_at < ? {after}"
+    "ORDER BY published_at, seq LIMIT ?"
+)
+_SQLITE_AFTER = "AND published_at >= ? AND (published_at, seq) > (?, ?) "
+
+
+def delete_expired_sqlite(
+    raw: sqlite3.Connection, topic_key: str, older_than: float, limit: int, after: EventCursor | None
+) -> tuple[int, EventCursor | None]:
+    """``delete_expired`` on SQLite's own connection, in one trip to its thread
+    (``Database.write_sqlite``): the write lock is held for the statements' own time only,
+    not for a thread hop per statement, which on a loaded machine is what publishes waited for."""
+    if after is None:
+        rows = raw.execute(_SQLITE_CANDIDATES.format(after=""), (topic_key, older_than, limit)).fetchall()
+    else:
+        stamp, seq = after
+        rows = raw.execute(
+            _SQLITE_CANDIDATES.format(after=_SQLITE_AFTER), (topic_key, older_than, stamp, stamp, seq, limit)
+        ).fetchall()
+    if not rows:
+        return 0, None
+    seqs = [seq for seq, _, deletable in rows if deletable]
+    if seqs:
+        marks = ",".join("?" * len(seqs))
+        raw.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
+        raw.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+    last_seq, last_stamp, _ = rows[-1]
+    return len(seqs), (float(last_stamp), int(last_seq))
+
+
 async def delete_topic_events(conn: AsyncConnection, topic_key: str) -> None:
     seqs = select(events.c.seq).where(events.c.topic_key == topic_key)
     await conn.execute(delete(deliveries).where(deliveries.c.event_seq.in_(seqs)))
