@@ -403,11 +403,14 @@ async def measure_cluster(nodes: int, url: str, pg: Postgres, receiver: Receiver
             if len(arrivals) < published:  # say where the rest are
                 rows = await pg.conn.fetch(
                     "SELECT d.state, d.last_outcome, d.attempts, d.claimed_by IS NOT NULL, count(*), "
-                    "round((max(d.lease_until) - extract(epoch FROM now()))::numeric, 1) "
+                    "round((max(d.lease_until) - extract(epoch FROM now()))::numeric, 1), "
+                    "max(d.attempts_started) "
                     "FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id "
-                    "WHERE s.name_key = 'load' GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC")
+                    "WHERE s.name_key = 'load' AND s.topic_key = $1 GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC",
+                    topic.lower())
                 print(f"  {nodes} node(s): {published - len(arrivals)} not received; deliveries of the load "
-                      f"subscription by (state, last outcome, attempts, claimed, count, lease left s): "
+                      f"subscription by (state, last outcome, attempts, claimed, count, lease left s, "
+                      f"attempts started): "
                       f"{[tuple(r) for r in rows]}", flush=True)
             figures.node_cpu_ms = node_cpu / max(1, published) * 1000
             figures.pg_cpu_ms = pg_cpu / max(1, published) * 1000
