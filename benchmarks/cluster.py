@@ -412,6 +412,12 @@ async def measure_cluster(nodes: int, url: str, pg: Postgres, receiver: Receiver
                       f"subscription by (state, last outcome, attempts, claimed, count, lease left s, "
                       f"attempts started): "
                       f"{[tuple(r) for r in rows]}", flush=True)
+                for server in cluster.servers:
+                    async with session.get(f"{server.url}/metrics", headers=admin) as response:
+                        wanted = ("mlgrid_dispatcher_queue_depth", "mlgrid_dispatcher_in_flight")
+                        gauges = [line for line in (await response.text()).splitlines()
+                                  if line.startswith(wanted)]
+                    print(f"    {server.url}: {gauges}", flush=True)
             figures.node_cpu_ms = node_cpu / max(1, published) * 1000
             figures.pg_cpu_ms = pg_cpu / max(1, published) * 1000
 
