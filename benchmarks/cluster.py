@@ -418,6 +418,10 @@ async def measure_cluster(nodes: int, url: str, pg: Postgres, receiver: Receiver
                         gauges = [line for line in (await response.text()).splitlines()
                                   if line.startswith(wanted)]
                     print(f"    {server.url}: {gauges}", flush=True)
+                    log_lines = (server.data_dir / "server.log").read_text(errors="replace").splitlines()
+                    warnings = [line for line in log_lines if "WARNING" in line or "ERROR" in line]
+                    print(f"    its log: {len(warnings)} warnings/errors; the last: {warnings[-3:]}",
+                          flush=True)
             figures.node_cpu_ms = node_cpu / max(1, published) * 1000
             figures.pg_cpu_ms = pg_cpu / max(1, published) * 1000
 
