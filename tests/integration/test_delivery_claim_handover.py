@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import insert, select, text
+from tests.support.services import fresh_pg_database
 
 from mlgrid.delivery.work import LeaseSource
 from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.store import migrate
 from mlgrid.store.database import Database
 from mlgrid.store.tables import deliveries, events
-from tests.support.services import fresh_pg_database
 
 
 @pytest.fixture
