@@ -3,7 +3,8 @@
 ``make bench`` runs this (quick, a few minutes); ``make bench FULL=1`` (or ``--full``) runs the
 long versions. Each benchmark measures its floor in the same process tree and the same minute
 (an HTTP+JSON echo server for publishing, a bare aiohttp loop for delivery, direct scoring,
-10 subscriptions for matching, a bare interpreter and a bare FastAPI app for start-up) and
+10 subscriptions for matching, a bare interpreter and a bare FastAPI app for start-up, a bare
+asyncpg INSERT loop for a cluster of nodes on PostgreSQL) and
 reports both figures; the ratio is ``value / floor``. On a shared machine the absolute figures
 move with other load, the ratios much less, so read the ratios first.
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from _common import free_port, process_cpu_seconds, report
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("startup", "matching", "store", "publish", "delivery", "scoring")
+BENCHMARKS = ("startup", "matching", "store", "publish", "delivery", "scoring", "cluster")
 
 
 def cpu_model() -> str:
@@ -158,6 +159,7 @@ def scripts(name: str, full: bool) -> list[str]:
         "publish": [sys.executable, str(HERE / "publish.py"), *(["--full"] if full else [])],
         "delivery": [sys.executable, str(HERE / "delivery.py"), *(["--full"] if full else [])],
         "scoring": [sys.executable, str(HERE / "scoring.py"), *(["--full"] if full else [])],
+        "cluster": [sys.executable, str(HERE / "cluster.py"), *(["--full"] if full else ["--quick"])],
     }[name]
 
 

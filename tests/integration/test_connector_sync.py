@@ -98,7 +98,7 @@ def finished_run(mlflow: MlflowServer, experiment: str) -> str:
 async def events_of(node: Node, ws: str) -> list[event_store.StoredEvent]:
     async with node.db.read() as conn:
         return await event_store.list_page(
-            conn, ws, since=None, until=None, event_type=None, after_seq=0, limit=1000
+            conn, ws, since=None, until=None, event_type=None, limit=1000
         )
 
 

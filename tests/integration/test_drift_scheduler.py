@@ -108,7 +108,7 @@ class World:
         """The system topic's stored events (all DatasetDriftDetected), oldest first."""
         async with node.db.read() as conn:
             events = await event_store.list_page(
-                conn, self.workspace.lower(), since=None, until=None, event_type=None, after_seq=0, limit=1000
+                conn, self.workspace.lower(), since=None, until=None, event_type=None, limit=1000
             )
         assert all(e.event_type == DATASET_DRIFT_DETECTED for e in events)
         return [json.loads(e.body) for e in events]

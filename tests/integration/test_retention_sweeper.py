@@ -49,7 +49,7 @@ async def _store(db: Database, topic_key: str, ids: list[str], at: datetime) -> 
         )
     async with db.read() as conn:
         page = await event_store.list_page(
-            conn, topic_key, since=None, until=None, event_type=None, after_seq=0, limit=10_000
+            conn, topic_key, since=None, until=None, event_type=None, limit=10_000
         )
     return {e.event_id: e.seq for e in page}
 
@@ -57,7 +57,7 @@ async def _store(db: Database, topic_key: str, ids: list[str], at: datetime) -> 
 async def _remaining(db: Database, topic_key: str) -> list[str]:
     async with db.read() as conn:
         page = await event_store.list_page(
-            conn, topic_key, since=None, until=None, event_type=None, after_seq=0, limit=10_000
+            conn, topic_key, since=None, until=None, event_type=None, limit=10_000
         )
     return [e.event_id for e in page]
 

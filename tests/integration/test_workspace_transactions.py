@@ -55,7 +55,7 @@ class Stack:
     async def events(self, workspace: str) -> list[event_store.StoredEvent]:
         async with self.db.read() as conn:
             return await event_store.list_page(
-                conn, workspace.lower(), since=None, until=None, event_type=None, after_seq=0, limit=1000
+                conn, workspace.lower(), since=None, until=None, event_type=None, limit=1000
             )
 
     async def pending_deliveries(self) -> int:

@@ -14,7 +14,6 @@ Lists are oldest first and paged with ``top`` and the ``nextLink`` of the previo
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,6 +21,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from mlgrid.api import paging
 from mlgrid.api.deps import json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.responses import ExactJSONResponse
@@ -72,25 +72,6 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def _time(value: datetime | None) -> str | None:
     return None if value is None else format_time(value)
-
-
-def _token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def _untoken(token: str | None) -> str | None:
-    if not token:
-        return None
-    try:
-        return base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid("skipToken", "is not a paging token issued by this server") from exc
-
-
-def _next_link(request: Request, token: str) -> str:
-    params = dict(request.query_params)
-    params["skipToken"] = token
-    return str(request.url.replace_query_params(**params))
 
 
 def _state(value: str | None) -> str | None:
@@ -146,15 +127,11 @@ def _list_deliveries(kind: str) -> Handler:
     ) -> Response:
         _, sub = await resolve_subscription(request, kind, parent, subscription, Action.READ_SUBSCRIPTIONS)
         wanted = _state(state)
-        cursor = _untoken(skipToken)
-        try:
-            after = int(cursor) if cursor else 0
-        except ValueError as exc:
-            raise invalid("skipToken", "is not a paging token issued by this server") from exc
+        after = paging.integer(skipToken) or 0
         rows = await _manager(request).deliveries(sub, wanted, after, top + 1)
         body: dict[str, Any] = {"value": [delivery_json(*r) for r in rows[:top]]}
         if len(rows) > top:
-            body["nextLink"] = _next_link(request, _token(str(rows[top - 1][0].id)))
+            body["nextLink"] = paging.next_link(request, paging.encode(rows[top - 1][0].id))
         return _json(body)
 
     return list_deliveries
@@ -169,19 +146,12 @@ def _list_dead_letters(kind: str) -> Handler:
         skipToken: str | None = Query(None, description="paging token from nextLink"),
     ) -> Response:
         _, sub = await resolve_subscription(request, kind, parent, subscription, Action.READ_SUBSCRIPTIONS)
-        cursor = _untoken(skipToken)
-        after: tuple[float, str] | None = None
-        if cursor:
-            stamp, _, last_id = cursor.partition("|")
-            try:
-                after = (float(stamp), last_id)
-            except ValueError as exc:
-                raise invalid("skipToken", "is not a paging token issued by this server") from exc
+        after = paging.time_and_text(skipToken)
         rows = await _manager(request).dead_letter_page(sub, after, top + 1)
         body: dict[str, Any] = {"value": [dead_letter_json(r) for r in rows[:top]]}
         if len(rows) > top:
             last = rows[top - 1]
-            body["nextLink"] = _next_link(request, _token(f"{last.created_at.timestamp()!r}|{last.id}"))
+            body["nextLink"] = paging.next_link(request, paging.encode(last.created_at.timestamp(), last.id))
         return _json(body)
 
     return list_dead_letters

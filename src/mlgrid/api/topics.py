@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from mlgrid.api import paging
 from mlgrid.api.deps import caller, if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.responses import ExactJSONResponse
@@ -129,20 +129,6 @@ async def regenerate_key(topic: str, request: Request) -> dict[str, str]:
     return {"key1": keys.key1, "key2": keys.key2}
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def _parse_cursor(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        return int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid("skipToken", "is not a paging token issued by this server") from exc
-
-
 def _time_param(value: str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
@@ -162,13 +148,12 @@ async def list_events_page(request: Request, found: Topic, since: str | None, un
         raise invalid("until", "must not be before since")
     rows = await rt.topics.list_events(
         found, since=start, until=end, event_type=event_type,
-        after_seq=_parse_cursor(skip_token), limit=top + 1,
+        after=paging.time_and_int(skip_token), limit=top + 1,
     )
     body: dict[str, Any] = {"value": [loads_exact(r.body) for r in rows[:top]]}
     if len(rows) > top:
-        params = dict(request.query_params)
-        params["skipToken"] = _cursor(rows[top - 1].seq)
-        body["nextLink"] = str(request.url.replace_query_params(**params))
+        last = rows[top - 1]
+        body["nextLink"] = paging.next_link(request, paging.encode(last.published_at.timestamp(), last.seq))
     return body
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from mlgrid.api import paging
 from mlgrid.api.deps import if_match, json_body
 from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import blob_response, guard, iso, job_runner, respond, run_service
@@ -181,16 +182,20 @@ async def list_runs(
     status: str | None = Query(None, description="one status or several, comma separated"),
     runType: str | None = Query(None),
     top: int = Query(100, ge=1, le=1000, description="page size"),
-    skip: int = Query(0, ge=0, description="runs to skip (paging; see nextLink)"),
+    skipToken: str | None = Query(None, description="paging token from nextLink"),
+    skip: int = Query(0, ge=0, description="runs to skip (older links; nextLink now carries skipToken)"),
 ) -> Response:
     ws, _ = await guard(request, workspace, Action.READ)
     statuses = [lifecycle.parse_status(s.strip(), "status") for s in status.split(",")] if status else []
+    before = paging.time_and_text(skipToken)
     views = await run_service(request).list_runs(
-        ws.name, experiment=experiment, statuses=statuses, run_type=runType, offset=skip, limit=top + 1
+        ws.name, experiment=experiment, statuses=statuses, run_type=runType,
+        offset=0 if before is not None else skip, before=before, limit=top + 1,
     )
     body: dict[str, Any] = {"value": [run_json(v) for v in views[:top]]}
     if len(views) > top:
-        body["nextLink"] = str(request.url.include_query_params(skip=skip + top))
+        last = views[top - 1].row
+        body["nextLink"] = paging.next_link(request, paging.encode(last.created_at.timestamp(), last.id))
     return respond(body)
 
 

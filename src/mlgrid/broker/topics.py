@@ -36,7 +36,7 @@ from mlgrid.store import principals as principal_store
 from mlgrid.store import subscriptions as subscription_store
 from mlgrid.store import topics as topic_store
 from mlgrid.store.database import Database
-from mlgrid.store.events import StoredEvent
+from mlgrid.store.events import EventCursor, StoredEvent
 from mlgrid.store.topics import TopicRow
 
 KEY_CACHE_SECONDS = 5.0
@@ -306,14 +306,14 @@ class TopicService:
         since: datetime | None,
         until: datetime | None,
         event_type: str | None,
-        after_seq: int,
+        after: EventCursor | None,
         limit: int,
     ) -> builtins.list[StoredEvent]:
-        """Retained events of the topic, oldest first, continuing after ``after_seq``."""
+        """Retained events of the topic, oldest first, continuing after the cursor ``after``."""
         async with self._db.read() as conn:
             return await event_store.list_page(
                 conn, topic.key, since=since, until=until, event_type=event_type,
-                after_seq=after_seq, limit=limit,
+                after=after, limit=limit,
             )
 
     def endpoint(self, topic: Topic) -> str:

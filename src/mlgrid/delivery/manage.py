@@ -30,6 +30,7 @@ from mlgrid.store import events as event_store
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
 from mlgrid.store.deliveries import NewDelivery
+from mlgrid.store.events import EventCursor
 
 __all__ = ["DeliveryManager", "RedeliveryResult", "ReplayResult"]
 
@@ -125,17 +126,17 @@ class DeliveryManager:
         """Re-match the retained events published in ``[start, end)`` against the subscription's
         current filter and queue a new delivery for each match."""
         matches = compile_filter(sub.event_filter, sub.stored_schema)
-        after_seq = 0
+        after: EventCursor | None = None
         examined = replayed = 0
         while True:
             async with self._db.read() as conn:
                 page = await event_store.list_page(
                     conn, sub.topic_key, since=start, until=end, event_type=None,
-                    after_seq=after_seq, limit=_PAGE,
+                    after=after, limit=_PAGE,
                 )
             if not page:
                 break
-            after_seq = page[-1].seq
+            after = event_store.cursor_of(page[-1])
             examined += len(page)
             matched: list[tuple[int, dict[str, Any], float, int]] = []
             for stored in page:

@@ -263,9 +263,10 @@ class LeaseSource(WorkSource):
     async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         taken: list[Work] = []
         if self._arrived:
+            arrived, self._arrived = self._arrived, []
             kept: list[Work] = []
             released: list[int] = []
-            for work in self._arrived:
+            for work in arrived:
                 if work.subscription_id in skip:
                     released.append(work.id)
                 elif len(taken) < limit:
@@ -276,10 +277,17 @@ class LeaseSource(WorkSource):
                 # Claimed at insert, but their subscription cannot take them now: back to
                 # the store, unclaimed, where any node finds them later. (Written before
                 # anything changes here, so a failed write leaves the arrivals as they were.)
-                async with self._db.write() as conn:
-                    await delivery_store.release_push_claims(conn, self._node_id, released)
+                try:
+                    async with self._db.write() as conn:
+                        await delivery_store.release_push_claims(conn, self._node_id, released)
+                except BaseException:
+                    self._arrived = arrived + self._arrived
+                    raise
                 self._claimed.difference_update(released)
-            self._arrived = kept
+            # Publishes committed while the release was written added their arrivals to the
+            # (new) list meanwhile: they stay, after those kept. (Replacing the list dropped
+            # them: claimed, their lease renewed, never sent.)
+            self._arrived = kept + self._arrived
             limit -= len(taken)
         return taken + await self._claim_due(now, limit, skip)
 

@@ -64,11 +64,13 @@ async def list_page(
     query = select(dead_letters).where(dead_letters.c.subscription_id == subscription_id)
     if after is not None:
         created, last_id = after
+        # ``created_at >=`` beside the exact condition: the index range starts at the cursor.
         query = query.where(
+            dead_letters.c.created_at >= created,
             or_(
                 dead_letters.c.created_at > created,
                 and_(dead_letters.c.created_at == created, dead_letters.c.id > last_id),
-            )
+            ),
         )
     rows = await conn.execute(query.order_by(dead_letters.c.created_at, dead_letters.c.id).limit(limit))
     return [_row(r) for r in rows]

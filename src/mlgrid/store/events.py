@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import to_epoch
@@ -146,6 +146,17 @@ async def get_by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> dict[int, St
     return {r.seq: _stored(r) for r in rows}
 
 
+#: Where a page of events ends: ``(published_at as epoch seconds, seq)`` of its last event.
+#: Events are listed in that order, which the index ``ix_events_topic_published_seq``
+#: (topic_key, published_at, seq) serves directly, with or without a time window.
+EventCursor = tuple[float, int]
+
+
+def cursor_of(event: StoredEvent) -> EventCursor:
+    """The paging cursor that continues after ``event``."""
+    return (to_epoch(event.published_at), event.seq)
+
+
 async def list_page(
     conn: AsyncConnection,
     topic_key: str,
@@ -153,18 +164,28 @@ async def list_page(
     since: datetime | None,
     until: datetime | None,
     event_type: str | None,
-    after_seq: int,
+    after: EventCursor | None = None,
     limit: int,
 ) -> list[StoredEvent]:
-    """Events oldest first, continuing after ``after_seq`` (the paging cursor)."""
-    query = select(events).where(events.c.topic_key == topic_key, events.c.seq > after_seq)
+    """Events oldest first (by publish time, then sequence), continuing after ``after``.
+
+    Keyset paging: every page is one index range scan from the cursor on, however many events
+    the topic retains (an ``OFFSET`` would read and skip every earlier row). ``published_at >=``
+    is repeated beside the row comparison so that SQLite, too, starts the scan at the cursor.
+    """
+    query = select(events).where(events.c.topic_key == topic_key)
     if since is not None:
         query = query.where(events.c.published_at >= to_epoch(since))
     if until is not None:
         query = query.where(events.c.published_at < to_epoch(until))
+    if after is not None:
+        stamp, seq = after
+        query = query.where(
+            events.c.published_at >= stamp, tuple_(events.c.published_at, events.c.seq) > tuple_(stamp, seq)
+        )
     if event_type:
         query = query.where(func.lower(events.c.event_type) == event_type.lower())
-    rows = await conn.execute(query.order_by(events.c.seq).limit(limit))
+    rows = await conn.execute(query.order_by(events.c.published_at, events.c.seq).limit(limit))
     return [_stored(r) for r in rows]
 
 
@@ -173,23 +194,70 @@ async def count_for_topic(conn: AsyncConnection, topic_key: str) -> int:
     return int(row.scalar_one())
 
 
-async def delete_expired(conn: AsyncConnection, topic_key: str, older_than: datetime, limit: int) -> int:
+async def delete_expired(
+    conn: AsyncConnection, topic_key: str, older_than: datetime, limit: int, after: EventCursor | None = None
+) -> tuple[int, EventCursor | None]:
     """Delete up to ``limit`` events published before ``older_than`` that no delivery still
-    waits for (their finished deliveries go with them)."""
+    waits for, with their (final) deliveries; examine at most ``limit`` candidates, oldest
+    first, from ``after`` on.
+
+    Returns (events deleted, the cursor after the last candidate examined — None when no
+    candidate was left). Continuing from the cursor keeps each batch one bounded index range,
+    even when old events held back by a pending delivery sit at the start of the range.
+    """
     pending = exists().where(
         and_(deliveries.c.event_seq == events.c.seq, deliveries.c.state == "pending")
     )
-    victims = (
-        select(events.c.seq)
-        .where(events.c.topic_key == topic_key, events.c.published_at < to_epoch(older_than), ~pending)
-        .limit(limit)
+    candidates = select(events.c.seq, events.c.published_at, ~pending).where(
+        events.c.topic_key == topic_key, events.c.published_at < to_epoch(older_than)
     )
-    seqs = [r[0] for r in await conn.execute(victims)]
-    if not seqs:
-        return 0
-    await conn.execute(delete(deliveries).where(deliveries.c.event_seq.in_(seqs)))
-    await conn.execute(delete(events).where(events.c.seq.in_(seqs)))
-    return len(seqs)
+    if after is not None:
+        stamp, seq = after
+        candidates = candidates.where(
+            events.c.published_at >= stamp, tuple_(events.c.published_at, events.c.seq) > tuple_(stamp, seq)
+        )
+    rows = (await conn.execute(candidates.order_by(events.c.published_at, events.c.seq).limit(limit))).all()
+    if not rows:
+        return 0, None
+    seqs = [seq for seq, _, deletable in rows if deletable]
+    if seqs:
+        await conn.execute(delete(deliveries).where(deliveries.c.event_seq.in_(seqs)))
+        await conn.execute(delete(events).where(events.c.seq.in_(seqs)))
+    last_seq, last_stamp, _ = rows[-1]
+    return len(seqs), (float(last_stamp), int(last_seq))
+
+
+_SQLITE_CANDIDATES = (
+    "SELECT seq, published_at, NOT EXISTS (SELECT 1 FROM deliveries "
+    "WHERE deliveries.event_seq = events.seq AND deliveries.state = 'pending') "
+    "FROM events WHERE topic_key = ? AND published_at < ? {after}"
+    "ORDER BY published_at, seq LIMIT ?"
+)
+_SQLITE_AFTER = "AND published_at >= ? AND (published_at, seq) > (?, ?) "
+
+
+def delete_expired_sqlite(
+    raw: sqlite3.Connection, topic_key: str, older_than: float, limit: int, after: EventCursor | None
+) -> tuple[int, EventCursor | None]:
+    """``delete_expired`` on SQLite's own connection, in one trip to its thread
+    (``Database.write_sqlite``): the write lock is held for the statements' own time only,
+    not for a thread hop per statement, which on a loaded machine is what publishes waited for."""
+    if after is None:
+        rows = raw.execute(_SQLITE_CANDIDATES.format(after=""), (topic_key, older_than, limit)).fetchall()
+    else:
+        stamp, seq = after
+        rows = raw.execute(
+            _SQLITE_CANDIDATES.format(after=_SQLITE_AFTER), (topic_key, older_than, stamp, stamp, seq, limit)
+        ).fetchall()
+    if not rows:
+        return 0, None
+    seqs = [seq for seq, _, deletable in rows if deletable]
+    if seqs:
+        marks = ",".join("?" * len(seqs))
+        raw.execute(f"DELETE FROM deliveries WHERE event_seq IN ({marks})", seqs)
+        raw.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+    last_seq, last_stamp, _ = rows[-1]
+    return len(seqs), (float(last_stamp), int(last_seq))
 
 
 async def delete_topic_events(conn: AsyncConnection, topic_key: str) -> None:

@@ -123,10 +123,18 @@ async def list_runs(
     statuses: Sequence[str] = (),
     run_type: str | None = None,
     offset: int = 0,
+    before: tuple[float, str] | None = None,
     limit: int = 100,
 ) -> list[RunRow]:
-    """Newest first (creation time, then id for a stable order)."""
+    """Newest first (creation time, then id for a stable order), continuing after the run
+    whose ``(created_at, id)`` is ``before`` (keyset paging: one index range per page)."""
     query = select(runs).where(runs.c.workspace_key == workspace_key)
+    if before is not None:
+        created, run_id = before
+        query = query.where(
+            runs.c.created_at <= created,
+            or_(runs.c.created_at < created, and_(runs.c.created_at == created, runs.c.id < run_id)),
+        )
     if experiment_id is not None:
         query = query.where(runs.c.experiment_id == experiment_id)
     if statuses:

@@ -91,7 +91,9 @@ events = Table(
     Column("published_at", Float, nullable=False),
     Column("body", Text, nullable=False),
     UniqueConstraint("topic_key", "event_id"),
-    Index("ix_events_topic_published", "topic_key", "published_at"),
+    # Listing, replay and retention read one topic's events by (published_at, seq): keyset
+    # pages and bounded delete batches are each one range of this index (migration 0019).
+    Index("ix_events_topic_published_seq", "topic_key", "published_at", "seq"),
     # Never reuse a seq after deletes: caches and cursors key on it.
     sqlite_autoincrement=True,
 )
@@ -144,7 +146,9 @@ deliveries = Table(
     Column("last_duration_ms", Integer, nullable=True),
     Column("last_response", Text, nullable=True),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
-    Index("ix_deliveries_subscription_state", "subscription_id", "state"),
+    # A subscription's deliveries, paged by id, with or without a state (migration 0019).
+    Index("ix_deliveries_subscription_state_id", "subscription_id", "state", "id"),
+    Index("ix_deliveries_subscription_id", "subscription_id", "id"),
     Index("ix_deliveries_event", "event_seq"),
     Index("ix_deliveries_lock_token", "lock_token"),
     sqlite_autoincrement=True,
@@ -162,7 +166,7 @@ dead_letters = Table(
     Column("blob_path", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("redelivered_at", Float, nullable=True),
-    Index("ix_dead_letters_subscription", "subscription_id", "created_at"),
+    Index("ix_dead_letters_subscription_created_id", "subscription_id", "created_at", "id"),
 )
 
 # --- The ML workspace (SPEC §9). Files (artifacts, model files, dataset files) live under

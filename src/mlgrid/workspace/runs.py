@@ -116,6 +116,7 @@ class RunService:
         statuses: Sequence[str] = (),
         run_type: str | None = None,
         offset: int = 0,
+        before: tuple[float, str] | None = None,
         limit: int = 100,
     ) -> list[RunView]:
         async with self.core.db.read() as conn:
@@ -133,6 +134,7 @@ class RunService:
                 statuses=statuses,
                 run_type=run_type,
                 offset=offset,
+                before=before,
                 limit=limit,
             )
             experiments = await workspace_store.get_experiments_by_id(conn, [r.experiment_id for r in rows])
