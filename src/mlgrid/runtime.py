@@ -20,6 +20,7 @@ from mlgrid.broker.access import AccessService
 from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
+from mlgrid.cluster.node import Node
 from mlgrid.config import Settings
 from mlgrid.metrics import Metrics
 from mlgrid.store.database import Database
@@ -99,6 +100,8 @@ class Runtime:
     router: Router
     ingestor: Ingestor
     admin_token_path: str
+    #: This process as a node: its id, heartbeat, leases of background duties (``cluster/``).
+    node: Node
     # Set by the layers' setup coroutines, in start-up order.
     subscriptions: SubscriptionService = field(init=False)
     delivery: DeliveryServices = field(init=False)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from mlgrid.broker.topics import TopicService
+from mlgrid.errors import LeaseLost
 from mlgrid.store import events as event_store
 from mlgrid.store.database import Database
 from mlgrid.store.faults import log_failure
@@ -19,6 +22,10 @@ from mlgrid.store.faults import log_failure
 log = logging.getLogger("mlgrid.retention")
 
 SWEEP_INTERVAL_SECONDS = 60.0
+#: The lease that makes one node of a cluster sweep (``cluster/node.py``).
+RETENTION_DUTY = "retention"
+
+Fence = Callable[[AsyncConnection], Awaitable[None]]
 DELETE_CHUNK = 5_000
 
 
@@ -35,7 +42,9 @@ class RetentionSweeper:
         self._clock = clock
         self._interval = interval
 
-    async def sweep_once(self) -> int:
+    async def sweep_once(self, fence: Fence | None = None) -> int:
+        """Delete expired events in chunks; each chunk's transaction first checks the lease
+        (``fence``), so a node that lost the duty stops at its next chunk."""
         deleted = 0
         now = self._clock()
         for kind in ("custom", "system"):
@@ -43,6 +52,8 @@ class RetentionSweeper:
                 cutoff = now - timedelta(days=topic.row.retention_days)
                 while True:
                     async with self._db.write() as conn:
+                        if fence is not None:
+                            await fence(conn)
                         n = await event_store.delete_expired(conn, topic.key, cutoff, DELETE_CHUNK)
                     deleted += n
                     if n < DELETE_CHUNK:
@@ -51,11 +62,12 @@ class RetentionSweeper:
             log.info("retention sweep deleted %d events", deleted, extra={"action": "retention_sweep"})
         return deleted
 
-    async def run(self) -> None:
+    async def run(self, fence: Fence | None = None) -> None:
+        """Sweep every ``interval`` (the body of the retention duty)."""
         while True:
             try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
+                await self.sweep_once(fence)
+            except (asyncio.CancelledError, LeaseLost):
                 raise
             except Exception as exc:
                 log_failure(log, self._db.health, "retention sweep failed", exc, "retention_failed")

@@ -147,6 +147,12 @@ def serve(
     tls_self_signed: bool | None = typer.Option(
         None, "--tls-self-signed/--no-tls-self-signed",
         help=spec_for("tls_self_signed").help + " [env MLGRID_TLS_SELF_SIGNED; default off]"),
+    advertise_url: str | None = typer.Option(
+        None, help=spec_for("advertise_url").help + " [env MLGRID_ADVERTISE_URL]"),
+    node_timeout: float | None = typer.Option(
+        None, help=spec_for("node_timeout").help + " [env MLGRID_NODE_TIMEOUT; default 10]"),
+    heartbeat_interval: float | None = typer.Option(
+        None, help=spec_for("heartbeat_interval").help + " [env MLGRID_HEARTBEAT_INTERVAL; default 2]"),
 
     sqlite_synchronous: str | None = typer.Option(
         None, help=spec_for("sqlite_synchronous").help + " [env MLGRID_SQLITE_SYNCHRONOUS; default normal]"),
