@@ -116,6 +116,25 @@ class Node:
         self._unensured.add(name)
         self.wake()
 
+    def adopt(self, name: str, token: int, body: DutyBody) -> None:
+        """A lease this node was just handed in a committed transaction (``hand_over``): hold
+        it under ``token`` and run ``body`` (unless it already runs under that token)."""
+        self._duties[name] = body
+        current = self._held.get(name)
+        if current is not None and current.token == token and current.holder == self.id:
+            return
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self._gain(name, token)
+
+    def has_duty(self, name: str) -> bool:
+        return name in self._duties
+
+    def duties(self, prefix: str) -> list[str]:
+        """The names of the registered duties that start with ``prefix``."""
+        return [n for n in self._duties if n.startswith(prefix)]
+
     async def drop_duty(self, name: str, *, delete: bool = False) -> None:
         """Stop wanting ``name``: stop its body here, free the lease (``delete``: remove its
         row, the subject is gone)."""

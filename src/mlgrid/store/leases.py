@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import case, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -143,6 +143,24 @@ async def deregister(conn: AsyncConnection, node_id: str) -> list[str]:
     freed = await release_node(conn, [node_id])
     await conn.execute(delete(nodes).where(nodes.c.id == node_id))
     return freed
+
+
+async def hand_over(conn: AsyncConnection, name: str, node_id: str, now: float) -> int:
+    """Make ``node_id`` the holder of ``name`` whoever held it (a new deployment of an endpoint
+    goes to the node that accepted it); the token grows when the holder changes. Returns the
+    token. The previous holder's next fenced write fails."""
+    await ensure_leases(conn, [name])
+    row = (await conn.execute(
+        update(leases)
+        .where(leases.c.name == name)
+        .values(
+            token=case((leases.c.holder == node_id, leases.c.token), else_=leases.c.token + 1),
+            holder=node_id,
+            acquired_at=now,
+        )
+        .returning(leases.c.token)
+    )).one()
+    return int(row[0])
 
 
 async def release(conn: AsyncConnection, name: str, node_id: str, token: int) -> bool:
