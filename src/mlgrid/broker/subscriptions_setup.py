@@ -16,7 +16,7 @@ from mlgrid.runtime import Runtime
 
 #: On PostgreSQL, changes made on other nodes arrive by NOTIFY; the signature poll is the
 #: fallback for a notification lost while the listening connection was down.
-FALLBACK_REFRESH_SECONDS = 15.0
+FALLBACK_REFRESH_SECONDS = 30.0
 SWEEPER_DUTY = "subscriptions-sweeper"
 
 
@@ -28,11 +28,12 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     rt.subscriptions = service
     await service.load_into_router()
 
-    async def announce() -> None:
-        await node.announce(SUBSCRIPTIONS)
+    async def announce(subscription_id: str) -> None:
+        await node.announce(SUBSCRIPTIONS, subscription_id)
 
-    def changed_elsewhere(_sender: str) -> None:
-        task = asyncio.get_running_loop().create_task(service.refresh())
+    def changed_elsewhere(subscription_id: str) -> None:
+        work = service.refresh_one(subscription_id) if subscription_id else service.refresh()
+        task = asyncio.get_running_loop().create_task(work)
         refreshing.add(task)
         task.add_done_callback(refreshing.discard)
 

@@ -18,7 +18,8 @@ SQLite is one process (``shared`` is False): every duty's lease is held at once,
 0, and ``fence`` checks nothing.
 
 LISTEN/NOTIFY (``store/listen.py``): the node listens on one channel; a payload is
-``kind`` or ``kind:sender``. ``lease`` (a lease was freed) makes the node tick now; other
+``kind:sender`` or ``kind:sender:subject`` (a subscription id, say). ``lease`` (a lease was
+freed) makes the node tick now; other
 kinds go to the callbacks registered with ``on_notice`` (new unclaimed deliveries, changed
 subscriptions, changed keys). A node ignores what it sent itself.
 """
@@ -49,6 +50,7 @@ LEASE_FREED = "lease"
 DUE = "due"
 SUBSCRIPTIONS = "subs"
 KEYS = "keys"
+CONNECTORS = "connectors"
 
 #: Pause after a duty's body failed (not a lost lease) before it may run again.
 DUTY_RETRY_SECONDS = 2.0
@@ -155,7 +157,8 @@ class Node:
         return self._held.get(name)
 
     def on_notice(self, kind: str, callback: Callable[[str], None]) -> None:
-        """Call ``callback(sender)`` when another node notifies ``kind``."""
+        """Call ``callback(subject)`` when another node notifies ``kind`` (``subject`` is empty
+        when the notice names no one thing, or when notices may have been missed)."""
         self._notice.setdefault(kind, []).append(callback)
 
     def on_rejoin(self, callback: Callable[[str, str], None]) -> None:
@@ -176,19 +179,20 @@ class Node:
             raise LeaseLost(message=f"this node no longer holds the lease {lease.name!r}")
         await lease_store.fence(conn, lease.name, lease.holder, lease.token)
 
-    async def notify(self, conn: AsyncConnection, kind: str) -> None:
+    async def notify(self, conn: AsyncConnection, kind: str, subject: str = "") -> None:
         """Tell the other nodes ``kind`` when ``conn``'s transaction commits (PostgreSQL)."""
         if self.shared:
-            await lease_store.notify(conn, f"{kind}:{self.id}")
+            await lease_store.notify(conn, f"{kind}:{self.id}:{subject}")
 
-    async def announce(self, kind: str) -> None:
+    async def announce(self, kind: str, subject: str = "") -> None:
         """``notify`` in a transaction of its own (after a change was committed)."""
         if self.shared:
             async with self.db.write() as conn:
-                await self.notify(conn, kind)
+                await self.notify(conn, kind, subject)
 
     def _received(self, payload: str) -> None:
-        kind, _, sender = payload.partition(":")
+        kind, _, rest = payload.partition(":")
+        sender, _, subject = rest.partition(":")
         if sender == self.id:
             return
         if kind == LEASE_FREED:
@@ -196,7 +200,7 @@ class Node:
             return
         for callback in self._notice.get(kind, ()):
             try:
-                callback(sender)
+                callback(subject)
             except Exception:
                 log.exception("notification handler failed", extra={"action": "notify_failed"})
 
@@ -204,7 +208,7 @@ class Node:
         """Notifications may have been missed: act as if each kind had arrived."""
         self.wake()
         for kind in list(self._notice):
-            self._received(f"{kind}:")
+            self._received(f"{kind}::")
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -273,6 +277,7 @@ class Node:
             if result.dead:
                 freed = await lease_store.release_node(conn, result.dead)
                 await lease_store.notify(conn, f"{LEASE_FREED}:{self.id}")
+                await lease_store.notify(conn, f"{DUE}:{self.id}")  # their claims are free
         self._unensured.clear()
         self.ticks += 1
         if not result.alive:

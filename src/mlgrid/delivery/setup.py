@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from mlgrid.cluster.node import DUE
+from mlgrid.cluster.node import DUE, Lease
 from mlgrid.delivery.attempt_marks import AttemptMarks
 from mlgrid.delivery.blobs import BlobStore
 from mlgrid.delivery.dead_letters import DeadLetterService
@@ -43,7 +43,9 @@ MAX_IN_FLIGHT = 1024
 #: How often a node looks for unclaimed due work by itself on PostgreSQL. New work published
 #: on another node and left unclaimed there arrives by NOTIFY, as do a dead node's freed
 #: claims; this poll is the fallback (and finds retries scheduled by nodes that died).
-FALLBACK_POLL_SECONDS = 5.0
+FALLBACK_POLL_SECONDS = 15.0
+#: The lease of the sweeper that dead-letters exhausted pull deliveries (one node sweeps).
+PULL_SWEEPER_DUTY = "pull-sweeper"
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
@@ -109,7 +111,11 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     subscriptions.on_deleted.append(manager.subscription_deleted)
     recorder.start()
     rt.tasks.append(asyncio.create_task(dispatcher.run(), name="mlgrid-dispatcher"))
-    rt.tasks.append(asyncio.create_task(pull.run_sweeper(), name="mlgrid-pull-sweeper"))
+
+    async def sweep_pulls(_lease: Lease) -> None:
+        await pull.run_sweeper()
+
+    cluster.duty(PULL_SWEEPER_DUTY, sweep_pulls)
 
     rt.delivery = DeliveryServices(
         dispatcher=dispatcher, pull=pull, deliveries=manager, dead_letters=dead_letters, node_id=cluster.id
