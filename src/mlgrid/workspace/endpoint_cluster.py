@@ -119,6 +119,10 @@ class EndpointOwnership:
                 async with self.supervisor.core.db.read() as conn:
                     holder = await lease_store.holder_of(conn, lease.name)
                 if holder is None or (holder.node_id, holder.token) != (lease.holder, lease.token):
+                    # Another node took the endpoint (a deployment accepted there): the process
+                    # here serves until the new deployment commits, then the supervisor's
+                    # reconciliation stops it. Only a lost node (cancelled) stops it at once.
+                    finished = True
                     raise LeaseLost(message=f"endpoint {key[1]!r} is now served by another node")
         finally:
             if self.supervisor.fences.get(key) is fence:
