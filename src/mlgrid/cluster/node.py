@@ -252,7 +252,9 @@ class Node:
                 await asyncio.wait_for(self._wake.wait(), self.heartbeat)
             self._wake.clear()
             try:
-                await self.tick()
+                # Bounded: a database cut off without a reset never answers, and this node must
+                # still notice that it may have lost everything (below).
+                await asyncio.wait_for(self.tick(), self.timeout / 2)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -270,14 +272,23 @@ class Node:
         moment = time.monotonic()
         wanted = [n for n in self._duties if n not in self._held and self._resting.get(n, 0) <= moment]
         freed: list[str] = []
-        async with self.db.write() as conn:
-            if self._unensured:
-                await lease_store.ensure_leases(conn, sorted(self._unensured))
-            result = await lease_store.tick(conn, self.id, now, now - self.timeout, wanted)
-            if result.dead:
-                freed = await lease_store.release_node(conn, result.dead)
-                await lease_store.notify(conn, f"{LEASE_FREED}:{self.id}")
-                await lease_store.notify(conn, f"{DUE}:{self.id}")  # their claims are free
+        result = None
+        me = self.id
+        if not self._unensured and self._listener is not None:
+            # The usual idle heartbeat: one statement on the listening connection.
+            result = await self._listener.call(
+                lambda raw: lease_store.tick_on(raw, me, now, now - self.timeout, wanted), self.timeout / 2
+            )
+        if result is None or result.dead:
+            async with self.db.write() as conn:
+                if self._unensured:
+                    await lease_store.ensure_leases(conn, sorted(self._unensured))
+                if result is None:
+                    result = await lease_store.tick(conn, me, now, now - self.timeout, wanted)
+                if result.dead:
+                    freed = await lease_store.release_node(conn, result.dead)
+                    await lease_store.notify(conn, f"{LEASE_FREED}:{me}")
+                    await lease_store.notify(conn, f"{DUE}:{me}")  # their claims are free
         self._unensured.clear()
         self.ticks += 1
         if not result.alive:

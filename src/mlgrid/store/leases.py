@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -77,15 +78,15 @@ async def ensure_leases(conn: AsyncConnection, names: Sequence[str]) -> None:
         )
 
 
-_TICK_SQL = text(
-    """
+# $1 now, $2 this node, $3 the cutoff (older heartbeats are dead), $4 the wanted leases.
+_TICK_SQL = """
     WITH beat AS (
-        UPDATE nodes SET last_seen = :now WHERE id = :me RETURNING id
+        UPDATE nodes SET last_seen = $1 WHERE id = $2 RETURNING id
     ), dead AS (
-        DELETE FROM nodes WHERE last_seen < :cutoff AND id <> :me RETURNING id
+        DELETE FROM nodes WHERE last_seen < $3 AND id <> $2 RETURNING id
     ), took AS (
-        UPDATE leases SET holder = :me, token = token + 1, acquired_at = :now
-        WHERE name = ANY(CAST(:wanted AS TEXT[]))
+        UPDATE leases SET holder = $2, token = token + 1, acquired_at = $1
+        WHERE name = ANY($4::text[])
           AND EXISTS (SELECT 1 FROM beat)
           AND (holder IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = leases.holder))
         RETURNING name, token
@@ -93,19 +94,10 @@ _TICK_SQL = text(
     SELECT 'beat' AS kind, id AS name, 0 AS token FROM beat
     UNION ALL SELECT 'dead', id, 0 FROM dead
     UNION ALL SELECT 'took', name, token FROM took
-    """
-)
+"""
 
 
-async def tick(
-    conn: AsyncConnection, node_id: str, now: float, cutoff: float, wanted: Sequence[str]
-) -> TickResult:
-    """Renew this node's heartbeat, delete nodes not seen since ``cutoff`` and take the
-    ``wanted`` leases that are free — one statement. The caller then frees what the dead held
-    (``release_node``) in the same transaction."""
-    rows = (await conn.execute(
-        _TICK_SQL, {"now": now, "me": node_id, "cutoff": cutoff, "wanted": list(wanted)}
-    )).all()
+def _tick_result(rows: Sequence[Any]) -> TickResult:
     result = TickResult(alive=False)
     for kind, name, token in rows:
         if kind == "beat":
@@ -115,6 +107,25 @@ async def tick(
         else:
             result.taken[name] = int(token)
     return result
+
+
+async def tick_on(
+    raw: Any, node_id: str, now: float, cutoff: float, wanted: Sequence[str]
+) -> TickResult:
+    """``tick`` on a plain asyncpg connection (the node's listening connection: no pool
+    checkout, so no ping; an idle node's heartbeat is this one statement)."""
+    rows = await raw.fetch(_TICK_SQL, now, node_id, cutoff, list(wanted))
+    return _tick_result([(r[0], r[1], r[2]) for r in rows])
+
+
+async def tick(
+    conn: AsyncConnection, node_id: str, now: float, cutoff: float, wanted: Sequence[str]
+) -> TickResult:
+    """Renew this node's heartbeat, delete nodes not seen since ``cutoff`` and take the
+    ``wanted`` leases that are free — one statement. The caller then frees what the dead held
+    (``release_node``) in the same transaction."""
+    rows = (await conn.exec_driver_sql(_TICK_SQL, (now, node_id, cutoff, list(wanted)))).all()
+    return _tick_result(rows)
 
 
 async def release_node(conn: AsyncConnection, node_ids: Sequence[str]) -> list[str]:

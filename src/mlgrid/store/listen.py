@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -22,6 +23,8 @@ from mlgrid.store.leases import CHANNEL
 log = logging.getLogger("mlgrid.cluster")
 
 RECONNECT_SECONDS = 1.0
+
+T = TypeVar("T")
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -42,6 +45,23 @@ class Listener:
         self._on_payload = on_payload
         self._on_reconnect = on_reconnect
         self.connected = asyncio.Event()
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def call(self, work: Callable[[Any], Awaitable[T]], timeout: float) -> T | None:
+        """Run ``work(connection)`` on the listening connection (one at a time); None when it
+        is down. For the node's heartbeat: a connection that is open anyway, never pinged.
+        A call that takes longer than ``timeout`` (the database is unreachable: a silent
+        network partition) drops the connection, which then reconnects."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return None
+        async with self._lock:
+            try:
+                return await asyncio.wait_for(work(conn), timeout)
+            except TimeoutError:
+                conn.terminate()
+                raise
 
     def _received(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._on_payload(payload)
@@ -56,6 +76,7 @@ class Listener:
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._received)
+                self._conn = conn
                 self.connected.set()
                 if not first:
                     self._on_reconnect()
@@ -66,6 +87,7 @@ class Listener:
             except Exception as exc:  # the database is away: try again shortly
                 log.warning("LISTEN connection failed: %s", exc, extra={"action": "listen_failed"})
             finally:
+                self._conn = None
                 self.connected.clear()
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
