@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.support.cluster import NODE_TIMEOUT, ClusterDb, admin_token, running_nodes, wait_until
 from tests.support.delivery import event, make_topic, publish, subscribe, webhook
 from tests.support.deployments import ECHO_SCRIPT, deployed_events
@@ -38,6 +39,7 @@ def _score(url: str, token: str, workspace: str, name: str) -> dict[str, object]
     return answer.json() if answer.status_code == 200 else None
 
 
+@pytest.mark.timeout(600)
 def test_every_duty_and_the_endpoint_are_taken_over_after_sigkill(tmp_path: Path) -> None:
     with fresh_pg_database("mlgrid_takeover") as url, \
             running_nodes(tmp_path, url, 2, shared_files=True) as nodes:
@@ -92,6 +94,7 @@ def test_every_duty_and_the_endpoint_are_taken_over_after_sigkill(tmp_path: Path
         assert db.holders()[lease][1] == survivor.process.pid  # type: ignore[union-attr]
 
 
+@pytest.mark.timeout(600)
 def test_a_paused_node_records_no_outcome_for_deliveries_it_lost(tmp_path: Path) -> None:
     """A node holds deliveries in flight, is paused (SIGSTOP) past the node timeout, the other
     node takes them over, and the paused node resumes while the new attempts are in flight.

@@ -102,7 +102,7 @@ def running_nodes(
     nodes = [make_node(tmp, f"node-{i}", url, key, shared_files=files, extra=extra) for i in range(count)]
     try:
         for node in nodes:
-            node.start()
+            node.start(timeout=120)  # a loaded two-core machine starts slowly
         yield nodes
     finally:
         for node in nodes:
