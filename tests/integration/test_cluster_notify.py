@@ -16,6 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
 from tests.support.cluster import ClusterDb, admin_token, running_nodes
 from tests.support.delivery import event, make_topic, subscribe, webhook
 from tests.support.receiver import Receiver
