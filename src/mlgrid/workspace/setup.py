@@ -85,6 +85,8 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         await jobs.sweep_stale_forever()
 
     rt.node.duty(SWEEPER_DUTY, sweep_jobs)
+    # Jobs started after this node rejoined (declared dead, new id) carry the new id.
+    rt.node.on_rejoin(lambda _old, new: setattr(jobs, "node_id", new))
 
     async def close_containment() -> None:
         await asyncio.to_thread(containment.close)
