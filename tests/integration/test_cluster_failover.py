@@ -23,7 +23,7 @@ from tests.support.services import fresh_pg_database
 from mlgrid import Client
 
 #: The duties every node registers at start (endpoints add one each).
-DUTIES = {"retention", "drift-scheduler", "jobs-sweeper", "subscriptions-sweeper"}
+DUTIES = {"retention", "drift-scheduler", "jobs-sweeper", "subscriptions-sweeper", "pull-sweeper"}
 #: The issue's bound: a duty is taken over within 10 s after its holder is killed.
 TAKEOVER_BOUND = 10.0
 
