@@ -64,7 +64,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "chosen when the data directory was created."),
     SettingSpec("secret_key", "", "Key that encrypts topic keys and subscription secrets at rest. Empty: "
                 "read or create `<data-dir>/secret.key`. Several nodes on one database must share it."),
-    SettingSpec("node_id", "", "Name of this node in delivery leases. Empty: hostname and process id."),
+    SettingSpec("node_id", "", "Prefix of this node's id in leases and the `nodes` table (a random suffix "
+                "is added at every start, so a restarted or reused process id is never taken for the old "
+                "process). Empty: the host name."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),
     SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
@@ -108,6 +110,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "models, datasets); dead letters go to each subscription's own container. With the "
                 "data directory it is `<data-dir>/workspaces`."),
 
+    SettingSpec("advertise_url", "", "URL other nodes on the same PostgreSQL database reach this node at "
+                "(scoring requests for the endpoints it serves are forwarded there). Empty: "
+                "http://HOST:PORT, with 127.0.0.1 for a wildcard HOST."),
+    SettingSpec("node_timeout", 10.0, "Seconds without a heartbeat after which another node declares a node "
+                "dead (PostgreSQL) and frees its delivery claims and leases; every background duty is taken "
+                "over within about this time.", "float"),
+    SettingSpec("heartbeat_interval", 2.0, "Seconds between a node's heartbeats (PostgreSQL); must be well "
+                "under --node-timeout.", "float"),
     SettingSpec("sqlite_synchronous", "normal", "SQLite durability: normal (a committed write survives "
                 "a process crash; the last ones may be lost on power loss or an OS crash) or full (every "
                 "commit is flushed to disk and survives power loss; publishing costs more, see "
@@ -197,6 +207,9 @@ class Settings:
     blob_url: str = field(default="", repr=False)
     blob_key: str = field(default="", repr=False)
     blob_container: str = "mlgrid"
+    advertise_url: str = ""
+    node_timeout: float = 10.0
+    heartbeat_interval: float = 2.0
 
     sqlite_synchronous: str = "normal"
 
@@ -238,6 +251,8 @@ class Settings:
             raise invalid("blob_key", "needs --blob-url (an account URL)")
         if values["max_connections"] < 1:
             raise invalid("max_connections", "must be at least 1")
+        if not 0 < values["heartbeat_interval"] <= values["node_timeout"] / 2:
+            raise invalid("heartbeat_interval", "must be positive and at most half of node_timeout")
         exposed = not is_loopback_host(values["host"])
         for name in ("deny_private_endpoints", "metrics_require_token"):
             if values[name] is None:
@@ -257,6 +272,14 @@ class Settings:
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def resolved_advertise_url(self) -> str:
+        """Where the other nodes reach this one (scoring requests are forwarded there)."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
         return f"{self.scheme}://{host}:{self.port}"
 

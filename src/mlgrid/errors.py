@@ -120,6 +120,12 @@ class Conflict(MlgridError):
 
 
 @dataclass
+class LeaseLost(Conflict):
+    """This node no longer holds the lease a write was made under (another node took it, or
+    this node was declared dead): the write is refused and the duty stops (``store/leases.py``)."""
+
+
+@dataclass
 class AlreadyExists(Conflict):
     code: str = ErrorCode.ALREADY_EXISTS
 

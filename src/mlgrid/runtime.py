@@ -21,6 +21,7 @@ from mlgrid.broker.access import AccessService
 from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
+from mlgrid.cluster.node import Node
 from mlgrid.config import Settings
 from mlgrid.metrics import Metrics
 from mlgrid.store.database import Database
@@ -102,6 +103,8 @@ class Runtime:
     admin_token_path: str
     #: Every file the server keeps (workspace files, job logs, dead letters): ``mlgrid.blobs``.
     blobs: Blobs
+    #: This process as a node: its id, heartbeat, leases of background duties (``cluster/``).
+    node: Node
     # Set by the layers' setup coroutines, in start-up order.
     subscriptions: SubscriptionService = field(init=False)
     delivery: DeliveryServices = field(init=False)

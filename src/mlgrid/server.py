@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid import __version__
 from mlgrid.api import (
@@ -47,9 +48,10 @@ from mlgrid.blobs import open_blobs
 from mlgrid.broker import subscriptions_setup
 from mlgrid.broker.access import AccessService
 from mlgrid.broker.ingest import Ingestor
-from mlgrid.broker.retention import RetentionSweeper
+from mlgrid.broker.retention import RETENTION_DUTY, RetentionSweeper
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
+from mlgrid.cluster.node import KEYS, Lease, Node
 from mlgrid.config import Settings, new_subscription_id
 from mlgrid.connectors import setup as connectors_setup
 from mlgrid.data_dir_lock import DataDirectoryLock
@@ -127,6 +129,14 @@ async def open_runtime(settings: Settings) -> Runtime:
     if token is not None:
         write_private_file(admin_token_path, (token + "\n").encode())
     router = Router()
+    node = Node(
+        db,
+        prefix=settings.node_id,
+        advertise_url=settings.resolved_advertise_url,
+        timeout=settings.node_timeout,
+        heartbeat=settings.heartbeat_interval,
+        database_url=settings.resolved_database_url,
+    )
     rt = Runtime(
         settings=settings,
         db=db,
@@ -139,9 +149,26 @@ async def open_runtime(settings: Settings) -> Runtime:
         ingestor=Ingestor(db, router, metrics),
         admin_token_path=str(admin_token_path),
         blobs=open_blobs(data_dir, settings.blob_url, settings.blob_key, settings.blob_container),
+        node=node,
     )
     log.info("blob store: %s", rt.blobs.storage.describe(), extra={"action": "blob_store"})
     return rt
+
+
+async def start_node(rt: Runtime) -> None:
+    """Join the cluster (PostgreSQL) before any layer reads the node's id, and let key
+    changes made on other nodes reach this one's caches at once."""
+    await rt.node.start()
+
+    async def announce_keys() -> None:
+        await rt.node.announce(KEYS)
+
+    def forget_keys(_sender: str) -> None:
+        rt.topics.forget_keys()
+        rt.access.forget_cached()
+
+    rt.topics.announce = announce_keys
+    rt.node.on_notice(KEYS, forget_keys)
 
 
 async def close_runtime(rt: Runtime) -> None:
@@ -154,6 +181,9 @@ async def close_runtime(rt: Runtime) -> None:
     for close in reversed(rt.closers):
         with contextlib.suppress(Exception):
             await close()
+    # Last: the outcomes flushed above are written under this node's claims.
+    with contextlib.suppress(Exception):
+        await rt.node.stop()
     await rt.ingestor.stop()
     await rt.blobs.storage.close()
     await rt.db.close()
@@ -167,11 +197,19 @@ def create_app(settings: Settings) -> FastAPI:
         rt = await open_runtime(settings)
         app.state.runtime = rt
         try:
+            await start_node(rt)
             for extension in EXTENSIONS:
                 await extension(rt, app)
             await rt.ingestor.start()
             sweeper = RetentionSweeper(rt.db, rt.topics)
-            rt.tasks.append(asyncio.create_task(sweeper.run(), name="mlgrid-retention"))
+
+            async def retention(lease: Lease) -> None:
+                async def fence(conn: AsyncConnection) -> None:
+                    await rt.node.fence(conn, lease)
+
+                await sweeper.run(fence)
+
+            rt.node.duty(RETENTION_DUTY, retention)
             for start in rt.starters:
                 await start()
             if getattr(app.state, "tune_gc", False):

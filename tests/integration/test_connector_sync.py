@@ -5,6 +5,7 @@ lets exactly one node act.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,21 +14,27 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.support.mlflow_server import MlflowServer
 
 from mlgrid.auth.secretbox import SecretBox, load_or_create_key
 from mlgrid.broker.ingest import Ingestor
 from mlgrid.broker.routing import Router
 from mlgrid.broker.topics import TopicService
+from mlgrid.cluster.node import Lease
+from mlgrid.cluster.node import Node as ClusterNode
 from mlgrid.config import Settings
-from mlgrid.connectors.service import ConnectorService, LeaseLost
-from mlgrid.errors import InvalidField
+from mlgrid.connectors.poller import lease_name
+from mlgrid.connectors.service import ConnectorService, Fence
+from mlgrid.errors import InvalidField, LeaseLost
 from mlgrid.metrics import Metrics
 from mlgrid.store import connectors as connector_store
 from mlgrid.store import events as event_store
 from mlgrid.store import migrate
 from mlgrid.store.connectors import ConnectorRow
 from mlgrid.store.database import Database
+from mlgrid.store.tables import nodes
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.service import WorkspaceService
 
@@ -106,11 +113,11 @@ async def row_of(node: Node, ws: str) -> ConnectorRow:
     return await node.service.get(ws, "mlflow")
 
 
-async def sync(node: Node, ws: str) -> int:
+async def sync(node: Node, ws: str, fence: Fence | None = None) -> int:
     row = await row_of(node, ws)
     client = node.service.client(row)
     try:
-        return (await node.service.sync(row, client)).events
+        return (await node.service.sync(row, client, fence=fence)).events
     finally:
         await client.close()
 
@@ -167,31 +174,60 @@ async def test_state_and_events_commit_together_and_restart_emits_nothing(
         await again.close()
 
 
-async def test_one_node_holds_the_lease(
+async def test_a_node_that_lost_the_connector_lease_commits_nothing(
     node: Node, mlflow_server: MlflowServer, database_url: str, tmp_path: Path
 ) -> None:
+    """One lease per connector (``connector:<id>`` in ``store/leases.py``): a node declared dead
+    while it read MLflow commits nothing; the node that took the lease over commits."""
+    if node.db.is_sqlite:
+        pytest.skip("leases are a PostgreSQL matter: SQLite is one process")
     ws = "w" + uuid.uuid4().hex[:10]
     await node.core.put(ws, {"properties": {}})
     await node.service.put(
         ws, "mlflow", {"properties": {"trackingUri": mlflow_server.url, "experiments": [f"lease-{ws}"]}}
     )
     other = await make_node(database_url, tmp_path, "node-b")
+    slow = ClusterNode(node.db, prefix="node-a", timeout=5.0, heartbeat=1.0, database_url=database_url)
+    taker = ClusterNode(other.db, prefix="node-b", timeout=5.0, heartbeat=1.0, database_url=database_url)
     try:
         row = await row_of(node, ws)
-        assert await node.service.take_lease(row)
-        assert not await other.service.take_lease(row)
-        assert await node.service.take_lease(row)  # the holder extends it
-        # node-a stops renewing: once its lease has run out, node-b takes over ...
-        later = time.time() + node.service.lease_seconds(row) + 1
-        async with other.db.write() as conn:
-            assert await connector_store.try_lease(conn, row.id, "node-b", later, later + 30)
+        name = lease_name(row.id)
+        await slow.start()
+        slow.duty(name, _idle)
+        await slow.tick()
+        lost = slow.lease(name)
+        assert lost is not None
+        # node-a stops (no heartbeat); node-b declares it dead and takes the connector over ...
+        assert slow._loop_task is not None
+        slow._loop_task.cancel()
+        async with node.db.write() as conn:
+            await conn.execute(update(nodes).where(nodes.c.id == slow.id).values(last_seen=0.0))
+        await taker.start()
+        taker.duty(name, _idle)
+        await taker.tick()
+        await taker.tick()
+        taken = taker.lease(name)
+        assert taken is not None and taken.token > lost.token
         # ... and node-a, still reading MLflow when that happened, commits nothing.
         with pytest.raises(LeaseLost):
-            await sync(node, ws)
-        assert await sync(other, ws) == 0
+            await sync(node, ws, _fence(slow, lost))
+        assert await sync(other, ws, _fence(taker, taken)) == 0
         assert (await row_of(other, ws)).lease_holder == "node-b"
     finally:
+        await taker.stop()
+        await slow.stop()
         await other.close()
+
+
+async def _idle(_lease: Lease) -> None:
+    await asyncio.Event().wait()
+
+
+def _fence(cluster_node: ClusterNode, lease: Lease) -> Fence:
+    async def fence(conn: AsyncConnection) -> None:
+        await cluster_node.fence(conn, lease)
+
+    return fence
 
 
 async def test_an_unreachable_uri_is_a_400_and_creates_nothing(node: Node) -> None:

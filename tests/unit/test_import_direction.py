@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("store", "blobs"),
     ("events", "filters", "auth", "storage", "config", "metrics", "etags"),
+    ("cluster",),  # this process as a node: heartbeat, leases of background duties, NOTIFY
     ("delivery",),
     ("broker",),
     ("workspace",),

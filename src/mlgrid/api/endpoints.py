@@ -17,6 +17,7 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, respond
 from mlgrid.auth.roles import Action
 from mlgrid.domain.endpoints import DEPLOYMENT_STATES
+from mlgrid.workspace.endpoint_supervisor import FORWARDED_HEADER
 from mlgrid.workspace.endpoints import EndpointService, EndpointView
 from mlgrid.workspace.service import Workspace, WorkspaceService
 
@@ -182,7 +183,13 @@ async def score_endpoint(workspace: str, name: str, request: Request) -> Respons
         ws, _ = await guard(request, workspace, Action.SCORE)
         workspace_key = ws.key
     body = await read_limited(request, MAX_SCORING_BODY, "scoring request")
+    # Several nodes: a request this node cannot serve goes to the serving node with the
+    # caller's credentials, marked so that node does not forward it again.
+    forward = None if request.headers.get(FORWARDED_HEADER) else (
+        request.url.path,
+        {FORWARDED_HEADER: "1", "Authorization": request.headers.get("authorization", "")},
+    )
     answer = await service.score(
-        workspace_key, name, body, request.headers.get("content-type"), request.url.query
+        workspace_key, name, body, request.headers.get("content-type"), request.url.query, forward
     )
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type)

@@ -50,6 +50,11 @@ class AccessService:
         self._token_cache: dict[str, tuple[float, Principal | None]] = {}
         self._role_cache: dict[tuple[str, str, str], tuple[float, list[Role]]] = {}
 
+    def forget_cached(self) -> None:
+        """Another node changed principals or keys: look tokens up again."""
+        self._token_cache.clear()
+        self._role_cache.clear()
+
     async def ensure_admin(self) -> str | None:
         """Create the admin principal on first start; returns its new token (else None)."""
         async with self._db.write() as conn:

@@ -189,17 +189,21 @@ class Ingestor:
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[DeliveryListener] = []
         self._claimer: Claimer | None = None
+        self._due_notice: Callable[[], str] | None = None
 
     def add_listener(self, listener: DeliveryListener) -> None:
         """Called after each commit with the deliveries it created (the dispatcher's wake-up)."""
         self._listeners.append(listener)
 
-    def set_claimer(self, claimer: Claimer) -> None:
+    def set_claimer(self, claimer: Claimer, due_notice: Callable[[], str] | None = None) -> None:
         """Claim the new push deliveries of each group commit for this node as they are
         inserted (PostgreSQL): its dispatcher starts them at once instead of claiming them in
         a transaction of its own. ``claimer`` returns None when the node has no room, and the
-        deliveries are left to whichever node claims them first."""
+        deliveries are left to whichever node claims them first. ``due_notice`` makes the
+        payload sent to the other nodes (LISTEN/NOTIFY) when a commit leaves push deliveries
+        unclaimed."""
         self._claimer = claimer
+        self._due_notice = due_notice
 
     def notify(self, deliveries: list[CommittedDelivery]) -> None:
         if not deliveries:
@@ -264,11 +268,12 @@ class Ingestor:
             routed = _route([p.batch for p in live], self._router)
             claim = self._claimer() if self._claimer is not None and routed.subscribers else None
             claimable: set[str] = set()
-            if claim is not None:
+            if self._claimer is not None and routed.subscribers:
                 is_pushed = self._router.is_pushed
                 claimable = {s for subs in routed.subscribers.values() for s in subs if is_pushed(s)}
             stored = await ingest_store.commit_publish(
-                self._db, routed.new_rows, routed.subscribers, now, claim, claimable
+                self._db, routed.new_rows, routed.subscribers, now, claim, claimable,
+                None if self._due_notice is None else self._due_notice(),
             )
             result = _result(routed, stored, self._router, now, self._metrics)
         except Exception as exc:

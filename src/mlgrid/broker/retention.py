@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from mlgrid.broker.topics import TopicService
+from mlgrid.errors import LeaseLost
 from mlgrid.store import events as event_store
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
@@ -57,6 +60,12 @@ class BatchSize:
             self.current = min(self.ceiling, self.current + max(1, self.current // 2))
 
 
+#: The lease that makes one node of a cluster sweep (``cluster/node.py``).
+RETENTION_DUTY = "retention"
+
+Fence = Callable[[AsyncConnection], Awaitable[None]]
+
+
 class RetentionSweeper:
     def __init__(
         self,
@@ -72,25 +81,29 @@ class RetentionSweeper:
         #: Batches run by this sweeper so far (what a test or a benchmark reads).
         self.batches = 0
 
-    async def sweep_once(self) -> int:
+    async def sweep_once(self, fence: Fence | None = None) -> int:
+        """Delete expired events in chunks; each chunk's transaction first checks the lease
+        (``fence``), so a node that lost the duty stops at its next chunk."""
         deleted = 0
         now = self._clock()
         size = BatchSize(DELETE_CHUNK, DELETE_CHUNK)
         for kind in ("custom", "system"):
             for topic in await self._topics.list(kind):
                 cutoff = now - timedelta(days=topic.row.retention_days)
-                deleted += await self._sweep_topic(topic.key, cutoff, size)
+                deleted += await self._sweep_topic(topic.key, cutoff, size, fence)
         if deleted:
             log.info("retention sweep deleted %d events", deleted, extra={"action": "retention_sweep"})
         return deleted
 
-    async def _sweep_topic(self, topic_key: str, cutoff: datetime, size: BatchSize) -> int:
+    async def _sweep_topic(
+        self, topic_key: str, cutoff: datetime, size: BatchSize, fence: Fence | None
+    ) -> int:
         """Batches over one topic's expired events until none is left to examine."""
         deleted = 0
         after: event_store.EventCursor | None = None
         while True:
             started = time.perf_counter()
-            n, after = await self._delete_batch(topic_key, cutoff, size.current, after)
+            n, after = await self._delete_batch(topic_key, cutoff, size.current, after, fence)
             took = time.perf_counter() - started
             self.batches += 1
             deleted += n
@@ -101,22 +114,31 @@ class RetentionSweeper:
             await asyncio.sleep(max(MIN_PAUSE_SECONDS, took * PAUSE_RATIO))
 
     async def _delete_batch(
-        self, topic_key: str, cutoff: datetime, limit: int, after: event_store.EventCursor | None
+        self,
+        topic_key: str,
+        cutoff: datetime,
+        limit: int,
+        after: event_store.EventCursor | None,
+        fence: Fence | None,
     ) -> tuple[int, event_store.EventCursor | None]:
-        """One batch in one transaction (on SQLite in one trip to the writer's thread)."""
+        """One batch in one transaction (on SQLite in one trip to the writer's thread; SQLite is
+        one node, whose leases are never lost, so it has nothing to fence)."""
         if self._db.is_sqlite:
             older_than = to_epoch(cutoff)
             return await self._db.write_sqlite(
                 lambda raw: event_store.delete_expired_sqlite(raw, topic_key, older_than, limit, after)
             )
         async with self._db.write() as conn:
+            if fence is not None:
+                await fence(conn)
             return await event_store.delete_expired(conn, topic_key, cutoff, limit, after)
 
-    async def run(self) -> None:
+    async def run(self, fence: Fence | None = None) -> None:
+        """Sweep every ``interval`` (the body of the retention duty)."""
         while True:
             try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
+                await self.sweep_once(fence)
+            except (asyncio.CancelledError, LeaseLost):
                 raise
             except Exception as exc:
                 log_failure(log, self._db.health, "retention sweep failed", exc, "retention_failed")

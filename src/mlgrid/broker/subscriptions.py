@@ -113,12 +113,15 @@ class SubscriptionService:
             origin=urlsplit(settings.base_url).hostname or "mlgrid",
             deny_private=settings.deny_private_endpoints,
         )
-        self._refresh_interval = refresh_interval
+        self.refresh_interval = refresh_interval
         self._sweep_interval = sweep_interval
         self.on_deleted: list[OnDeleted] = []
         self._cache: dict[str, Subscription] = {}
         self._by_name: dict[tuple[str, str], str] = {}
         self._signature: tuple[int, float, float] | None = None
+        #: Tells the other nodes that subscriptions changed (LISTEN/NOTIFY, set by the setup);
+        #: they also notice by the slower signature poll.
+        self.announce: Callable[[str], Awaitable[None]] | None = None
         # Handshakes in progress (id -> code) and manual validations that arrived during one.
         self._inflight: dict[str, str] = {}
         self._confirmed_early: set[str] = set()
@@ -243,6 +246,7 @@ class SubscriptionService:
                 await subscription_store.delete_by_id(conn, row.id)
             sub = self._cache.get(row.id) or self._try_decode(row, topic)
             self._forget(row.id)
+            await self._announce(row.id)
         log.info("subscription deleted", extra={"action": "subscription_deleted", "subscription": row.name})
         if sub is not None:
             await self._notify_deleted(sub)
@@ -301,6 +305,7 @@ class SubscriptionService:
                         )
                     await subscription_store.update(conn, new_row)
             self._remember(replace(sub, provisioning_state=state, etag=new_row.etag))
+            await self._announce(new_row.id)
         log.info(
             "subscription saved",
             extra={"action": "subscription_saved", "subscription": sub.name, "state": state},
@@ -387,6 +392,24 @@ class SubscriptionService:
         log.info("subscriptions loaded", extra={"action": "subscriptions_loaded", "count": len(self._cache)})
         return len(self._cache)
 
+    async def _announce(self, subscription_id: str) -> None:
+        if self.announce is not None:
+            try:
+                await self.announce(subscription_id)
+            except Exception as exc:  # the change is committed; the others find it by polling
+                log.warning("could not notify the other nodes: %s", exc, extra={"action": "notify_failed"})
+
+    async def refresh_one(self, subscription_id: str) -> None:
+        """Another node changed this subscription (NOTIFY): read just its row."""
+        async with self._memory_lock:
+            async with self._db.read() as conn:
+                rows = await subscription_store.get_many(conn, [subscription_id])
+            row = rows.get(subscription_id)
+            if row is None:
+                self._forget(subscription_id)
+            else:
+                await self._cache_row(row)
+
     async def refresh(self) -> None:
         """Pick up what other nodes changed: a signature query, then only the changed rows."""
         async with self._memory_lock:
@@ -448,7 +471,7 @@ class SubscriptionService:
 
     async def run_refresh(self) -> None:
         while True:
-            await asyncio.sleep(self._refresh_interval)
+            await asyncio.sleep(self.refresh_interval)
             try:
                 await self.refresh()
             except asyncio.CancelledError:

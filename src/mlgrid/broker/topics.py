@@ -9,8 +9,9 @@ few seconds so that a key regenerated on another node is honoured quickly.
 from __future__ import annotations
 
 import builtins
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,8 @@ from mlgrid.store import topics as topic_store
 from mlgrid.store.database import Database
 from mlgrid.store.events import EventCursor, StoredEvent
 from mlgrid.store.topics import TopicRow
+
+log = logging.getLogger("mlgrid.topics")
 
 KEY_CACHE_SECONDS = 5.0
 MAX_RETENTION_DAYS = 30
@@ -150,6 +153,9 @@ class TopicService:
         self.subscription_id = subscription_id
         self._clock = clock
         self._key_cache: dict[str, tuple[float, TopicKeys, Topic]] = {}
+        #: Tells the other nodes that keys changed (LISTEN/NOTIFY, set by the server); they
+        #: also stop using a cached key after ``KEY_CACHE_SECONDS``.
+        self.announce: Callable[[], Awaitable[None]] | None = None
 
     def _topic(self, row: TopicRow) -> Topic:
         mapping = None
@@ -257,6 +263,18 @@ class TopicService:
                 raise NotFound(f"topic {name!r} does not exist")
             await self._delete_rows(conn, row)
         self._key_cache.pop(name.lower(), None)
+        await self._announce()
+
+    def forget_keys(self) -> None:
+        """Another node changed keys or topics: read them again at the next use."""
+        self._key_cache.clear()
+
+    async def _announce(self) -> None:
+        if self.announce is not None:
+            try:
+                await self.announce()
+            except Exception as exc:  # committed; the others' caches expire by themselves
+                log.warning("could not notify the other nodes: %s", exc, extra={"action": "notify_failed"})
 
     async def _delete_rows(self, conn: Any, row: TopicRow) -> None:
         await subscription_store.delete_for_topic(conn, row.key)
@@ -297,6 +315,7 @@ class TopicService:
             )
             await topic_store.update(conn, row)
         self._key_cache.pop(row.key, None)
+        await self._announce()
         return TopicKeys(self._box.open(row.key1_sealed), self._box.open(row.key2_sealed))
 
     async def list_events(

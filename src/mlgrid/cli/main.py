@@ -159,6 +159,12 @@ def serve(
         None, help=spec_for("blob_key").help + " [env MLGRID_BLOB_KEY]"),
     blob_container: str | None = typer.Option(
         None, help=spec_for("blob_container").help + " [env MLGRID_BLOB_CONTAINER; default mlgrid]"),
+    advertise_url: str | None = typer.Option(
+        None, help=spec_for("advertise_url").help + " [env MLGRID_ADVERTISE_URL]"),
+    node_timeout: float | None = typer.Option(
+        None, help=spec_for("node_timeout").help + " [env MLGRID_NODE_TIMEOUT; default 10]"),
+    heartbeat_interval: float | None = typer.Option(
+        None, help=spec_for("heartbeat_interval").help + " [env MLGRID_HEARTBEAT_INTERVAL; default 2]"),
 
     sqlite_synchronous: str | None = typer.Option(
         None, help=spec_for("sqlite_synchronous").help + " [env MLGRID_SQLITE_SYNCHRONOUS; default normal]"),

@@ -1,20 +1,20 @@
-"""The connectors' background duty inside ``mlgrid serve``: one task per connector.
+"""The connectors' background duty inside ``mlgrid serve``: one leased duty per connector.
 
 A supervisor re-reads the connector list every ``refresh`` seconds (or at once when a PUT,
-PATCH, DELETE, ``:resync`` or webhook on this node says so) and keeps one task per connector.
-Each task loops:
+PATCH, DELETE, ``:resync`` or webhook on this node or, by NOTIFY, on another node says so) and
+registers one duty per connector with the node (``connector:<id>``, ``cluster/node.py``): the
+one node holding that lease polls it. Its task loops:
 
-* paused → nothing (the lease is released so nothing else waits on it);
-* take or extend the lease (``store.connectors.try_lease``); another node holds it → wait;
-* ``ConnectorService.sync``; success → state ``Running``, next poll after ``pollIntervalSeconds``;
+* paused → nothing;
+* ``ConnectorService.sync`` (its commit checks the lease: ``fence``);
+  success → state ``Running``, next poll after ``pollIntervalSeconds``;
   a fault of MLflow (down, slow, 5xx, garbage, refused token) → state ``Failing`` with the
   error, next try after an exponential backoff capped at ``MAX_BACKOFF`` seconds. Any other
   exception is logged and treated the same way: a connector never takes the server down.
 
-A webhook or ``:resync`` wakes the task before its interval ends. The lease is a little longer
-than three poll intervals, so a node that dies leaves its connectors to another node within
-that time; a node whose lease is gone finds out at its next commit (``LeaseLost``) and emits
-nothing.
+A webhook or ``:resync`` wakes the task before its interval ends. A node that dies leaves its
+connectors to another node once it is declared dead (``--node-timeout``); a node whose lease is
+gone finds out at its next commit (``LeaseLost``), emits nothing and stops polling.
 """
 
 from __future__ import annotations
@@ -22,19 +22,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
+from mlgrid.cluster.node import Lease, Node
 from mlgrid.connectors.mlflow_client import MlflowClient, MlflowError
-from mlgrid.connectors.service import ConnectorService, LeaseLost
+from mlgrid.connectors.service import ConnectorService, Fence
 from mlgrid.domain.records import ConnectorRow
+from mlgrid.errors import LeaseLost
 from mlgrid.store import connectors as connector_store
 
 log = logging.getLogger("mlgrid.connectors")
 
+#: The lease of a connector is ``connector:<id>``.
+PREFIX = "connector:"
 MAX_BACKOFF = 300.0
 BACKOFF_INTERVALS = 10
 """A failing connector retries after at most this many poll intervals (and ``MAX_BACKOFF``)."""
 SYNC_TIMEOUT_FACTOR = 10.0
 """A sync taking longer than this many poll intervals (at least 60 s) is abandoned as a fault."""
+
+
+def lease_name(connector_id: str) -> str:
+    return PREFIX + connector_id
 
 
 def backoff(poll_interval: float, failures: int) -> float:
@@ -46,10 +55,10 @@ def backoff(poll_interval: float, failures: int) -> float:
 
 
 class ConnectorPoller:
-    def __init__(self, service: ConnectorService, *, refresh: float = 5.0) -> None:
+    def __init__(self, service: ConnectorService, node: Node, *, refresh: float = 5.0) -> None:
         self.service = service
+        self.node = node
         self.refresh = refresh
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._supervisor_wake = asyncio.Event()
         service.changed.append(self.wake)
@@ -81,33 +90,33 @@ class ConnectorPoller:
     async def _supervise(self) -> None:
         async with self.service.core.db.read() as conn:
             rows = await connector_store.list_all(conn)
-        ids = {row.id for row in rows}
-        for connector_id in list(self._tasks):
-            if connector_id not in ids or self._tasks[connector_id].done():
-                task = self._tasks.pop(connector_id)
-                self._wakes.pop(connector_id, None)
-                task.cancel()
-        for row in rows:
-            if row.id not in self._tasks:
-                self._wakes[row.id] = asyncio.Event()
-                self._tasks[row.id] = asyncio.create_task(
-                    self._loop(row.id), name=f"mlgrid-connector-{row.name}"
-                )
+        names = {lease_name(row.id): row.id for row in rows}
+        for name in self.node.duties(PREFIX):
+            if name not in names:
+                self._wakes.pop(name[len(PREFIX):], None)
+                await self.node.drop_duty(name, delete=True)
+        for name, connector_id in names.items():
+            if not self.node.has_duty(name):
+                self._wakes[connector_id] = asyncio.Event()
+                self.node.duty(name, self._duty)
 
     async def shutdown(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for name in self.node.duties(PREFIX):
+            await self.node.drop_duty(name)
 
-    async def _loop(self, connector_id: str) -> None:
+    async def _duty(self, lease: Lease) -> None:
+        node = self.node
+
+        async def fence(conn: Any) -> None:
+            await node.fence(conn, lease)
+
+        await self._loop(lease.name[len(PREFIX):], fence)
+
+    async def _loop(self, connector_id: str, fence: Fence) -> None:
+        """Poll while this node holds the connector's lease (the node cancels it otherwise)."""
         failures = 0
         client: MlflowClient | None = None
         client_etag = ""
-        held = False
         try:
             while True:
                 async with self.service.core.db.read() as conn:
@@ -115,42 +124,28 @@ class ConnectorPoller:
                 if row is None:
                     return
                 delay = row.poll_interval
-                if row.paused:
-                    if held:
-                        await self.service.release_lease(row.id)
-                        held = False
-                elif not await self.service.take_lease(row):
-                    held = False
-                    delay = min(row.poll_interval, self.service.lease_seconds(row) / 3)
-                else:
-                    held = True
+                if not row.paused:
                     if client is None or client_etag != row.etag:
                         if client is not None:
                             await client.close()
                         client = self.service.client(row)
                         client_etag = row.etag
-                    failures = await self._poll(row, client, failures)
+                    failures = await self._poll(row, client, failures, fence)
                     if failures:
                         delay = backoff(row.poll_interval, failures)
                 await self._sleep(connector_id, delay)
         finally:
             if client is not None:
                 await client.close()
-            if held:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.service.release_lease(connector_id))
 
-    async def _poll(self, row: ConnectorRow, client: MlflowClient, failures: int) -> int:
+    async def _poll(self, row: ConnectorRow, client: MlflowClient, failures: int, fence: Fence) -> int:
         """One sync; returns the number of consecutive failures after it."""
         timeout = max(60.0, SYNC_TIMEOUT_FACTOR * row.poll_interval)
         try:
-            await asyncio.wait_for(self.service.sync(row, client), timeout=timeout)
+            await asyncio.wait_for(self.service.sync(row, client, fence=fence), timeout=timeout)
             return 0
-        except asyncio.CancelledError:
-            raise
-        except LeaseLost as exc:
-            log.info("%s", exc, extra={"action": "connector_lease_lost", "connector": row.id})
-            return 0
+        except (asyncio.CancelledError, LeaseLost):
+            raise  # lost: the node stops this duty
         except MlflowError as exc:
             error = f"{exc.code}: {exc}"
         except TimeoutError:

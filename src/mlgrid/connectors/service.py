@@ -21,9 +21,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.broker.names import check_name
@@ -66,8 +68,8 @@ class SyncResult:
     requests: int
 
 
-class LeaseLost(Conflict):
-    """Another node took the connector over while this one was reading MLflow."""
+#: Checks in the sync's transaction that this node still holds the connector's lease.
+Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
 def _to_row(state: ObjectState) -> ObjectStateRow:
@@ -328,21 +330,12 @@ class ConnectorService:
             self._notify(row.id)
         return fresh
 
-    # --- lease -----------------------------------------------------------------------------
+    # --- the polling node ------------------------------------------------------------------
 
-    def lease_seconds(self, row: ConnectorRow) -> float:
+    def shown_for(self, row: ConnectorRow) -> float:
+        """Seconds ``pollingNode`` names this node after a poll: three poll intervals, at least
+        ``LEASE_MIN_SECONDS`` (the lease itself is ``store/leases.py``'s)."""
         return max(LEASE_MIN_SECONDS, 3 * row.poll_interval)
-
-    async def take_lease(self, row: ConnectorRow) -> bool:
-        now = time.time()
-        async with self.core.db.write() as conn:
-            return await connector_store.try_lease(
-                conn, row.id, self.node_id, now, now + self.lease_seconds(row)
-            )
-
-    async def release_lease(self, connector_id: str) -> None:
-        async with self.core.db.write() as conn:
-            await connector_store.release_lease(conn, connector_id, self.node_id)
 
     async def record_failure(self, connector_id: str, error: str) -> None:
         async with self.core.db.write() as conn:
@@ -380,8 +373,11 @@ class ConnectorService:
         aliases = await client.aliases()
         return Observation(tuple(runs), tuple(versions), tuple(aliases))
 
-    async def sync(self, row: ConnectorRow, client: MlflowClient, *, full: bool | None = None) -> SyncResult:
-        """One poll of one connector; raises ``MlflowError`` (nothing committed) or ``LeaseLost``."""
+    async def sync(
+        self, row: ConnectorRow, client: MlflowClient, *, full: bool | None = None, fence: Fence | None = None
+    ) -> SyncResult:
+        """One poll of one connector; raises ``MlflowError`` (nothing committed) or ``LeaseLost``
+        (``fence``, several nodes: this node no longer holds the connector's lease)."""
         started = self.clock()
         full = self.full_sweep_due(row, started) if full is None else full
         before = client.requests
@@ -398,24 +394,23 @@ class ConnectorService:
         ):
             # The newest page is all news: more versions than a page arrived since the last poll.
             observation = replace(observation, versions=tuple(await client.model_versions()))
-        events = await self._commit(row, observation, started, full)
+        events = await self._commit(row, observation, started, full, fence)
         return SyncResult(
             full, events, len(observation.runs) + len(observation.versions), client.requests - before
         )
 
     async def _commit(
-        self, row: ConnectorRow, observation: Observation, started: datetime, full: bool
+        self, row: ConnectorRow, observation: Observation, started: datetime, full: bool, fence: Fence | None
     ) -> int:
         async with self.core.transaction("connector.sync") as tx:
+            if fence is not None:
+                await fence(tx.conn)  # a node that lost the connector's lease commits nothing
             current = await connector_store.get(tx.conn, row.workspace_key, row.name, for_update=True)
             if current is None or current.id != row.id:
                 raise NotFound(f"connector {row.name!r} was deleted", code=ErrorCode.CONNECTOR_NOT_FOUND)
-            if (
-                current.lease_holder not in (None, self.node_id)
-                and current.lease_until is not None
-                and current.lease_until > datetime.now(UTC)
-            ):
-                raise LeaseLost(f"connector {row.name!r} is now polled by {current.lease_holder}")
+            await connector_store.mark_polled_by(
+                tx.conn, row.id, self.node_id, time.time() + self.shown_for(current)
+            )
             if current.paused:
                 return 0
             ws: Workspace = await self.core.get_in(tx.conn, row.workspace_key)

@@ -101,8 +101,16 @@ class DeadLetterService:
         self.blobs = blobs
         self._metrics = metrics
 
-    async def close(self, conn: AsyncConnection, items: Sequence[Undeliverable], now: float) -> list[Closed]:
-        """End each delivery that is still pending; returns the ones this call ended.
+    async def close(
+        self,
+        conn: AsyncConnection,
+        items: Sequence[Undeliverable],
+        now: float,
+        *,
+        claimed_by: str | None = None,
+    ) -> list[Closed]:
+        """End each delivery that is still pending (and, with ``claimed_by``, still claimed by
+        that node: fencing); returns the ones this call ended.
 
         A delivery that already reached a final state (delivered meanwhile, or closed by a
         concurrent subscription deletion) is skipped: each delivery ends exactly once.
@@ -128,7 +136,7 @@ class DeadLetterService:
                 final_reason=item.reason,
                 finished_at=now,
             )
-            if not await delivery_store.finalize_one(conn, final):
+            if not await delivery_store.finalize_one(conn, final, claimed_by):
                 continue
             if state == DeliveryState.DROPPED or sub is None or container is None:
                 closed.append(Closed(item, DeliveryState.DROPPED, None))

@@ -59,9 +59,13 @@ class OutcomeRecorder:
         db: Database,
         dead_letters: DeadLetterService,
         clock: Callable[[], float] = time.time,
+        claimant: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._db = db
         self._dead_letters = dead_letters
+        # PostgreSQL: this node's current id; outcomes are written only to rows it still
+        # claims (fencing, ``store/deliveries._fenced``). None: no claims (SQLite).
+        self._claimant = claimant
         self._clock = clock
         self._buffer = _Buffer()
         self._ready = asyncio.Event()
@@ -131,14 +135,17 @@ class OutcomeRecorder:
         if not len(batch):
             return
         closed = None
+        claimant = self._claimant()
         try:
             if batch.undeliverable:
                 async with self._db.write() as conn:
-                    await delivery_store.finalize_many(conn, batch.delivered)
-                    closed = await self._dead_letters.close(conn, batch.undeliverable, self._clock())
-                    await delivery_store.reschedule(conn, batch.rescheduled)
+                    await delivery_store.finalize_many(conn, batch.delivered, claimant)
+                    closed = await self._dead_letters.close(
+                        conn, batch.undeliverable, self._clock(), claimed_by=claimant
+                    )
+                    await delivery_store.reschedule(conn, batch.rescheduled, claimant)
             else:  # the common case: successes and retries alone, one cheap transaction
-                await delivery_store.commit_outcomes(self._db, batch.delivered, batch.rescheduled)
+                await delivery_store.commit_outcomes(self._db, batch.delivered, batch.rescheduled, claimant)
         except BaseException:
             # Put the batch back in front of what arrived meanwhile, so nothing is lost.
             batch.extend(self._buffer)

@@ -12,12 +12,11 @@ is closed.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from mlgrid.cluster.node import DUE, Lease
 from mlgrid.delivery.attempt_marks import AttemptMarks
 from mlgrid.delivery.blobs import DeadLetterBlobs
 from mlgrid.delivery.dead_letters import DeadLetterService
@@ -41,25 +40,33 @@ ENDPOINT_CONCURRENCY = 64
 MAX_IN_FLIGHT = 1024
 
 
-def node_id(configured: str) -> str:
-    """This node's name in delivery leases: the setting, or ``hostname:pid``."""
-    return configured or f"{socket.gethostname()}:{os.getpid()}"
+#: How often a node looks for unclaimed due work by itself on PostgreSQL. New work published
+#: on another node and left unclaimed there arrives by NOTIFY, as do a dead node's freed
+#: claims; this poll is the fallback (and finds retries scheduled by nodes that died).
+FALLBACK_POLL_SECONDS = 15.0
+#: The lease of the sweeper that dead-letters exhausted pull deliveries (one node sweeps).
+PULL_SWEEPER_DUTY = "pull-sweeper"
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
     settings = rt.settings
     subscriptions: SubscriptionService = rt.subscriptions
-    node = node_id(settings.node_id)
+    cluster = rt.node
 
     async def lookup(subscription_id: str) -> Subscription | None:
         return await subscriptions.get_by_id(subscription_id)
 
     dead_letters = DeadLetterService(DeadLetterBlobs(rt.blobs), rt.metrics)
-    recorder = OutcomeRecorder(rt.db, dead_letters)
+    recorder = OutcomeRecorder(
+        rt.db, dead_letters, claimant=(lambda: cluster.id) if cluster.shared else (lambda: None)
+    )
     session = create_session(
         settings.deny_private_endpoints, limit=MAX_IN_FLIGHT, limit_per_host=ENDPOINT_CONCURRENCY
     )
-    source: WorkSource = MemorySource(rt.db) if rt.db.is_sqlite else LeaseSource(rt.db, node)
+    source: WorkSource = (
+        MemorySource(rt.db) if rt.db.is_sqlite
+        else LeaseSource(rt.db, lambda: cluster.id, poll_interval=FALLBACK_POLL_SECONDS)
+    )
     queues = QueueDestinations.create(deny_private=settings.deny_private_endpoints)
     dispatcher = Dispatcher(
         settings=settings,
@@ -80,21 +87,38 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         # claim stays available to the other nodes.
         max_ready=2048 if rt.db.is_sqlite else 4 * ENDPOINT_CONCURRENCY,
     )
-    pull = PullService(rt.db, rt.metrics, dead_letters, node, lookup)
+    pull = PullService(rt.db, rt.metrics, dead_letters, cluster.id, lookup)
     manager = DeliveryManager(rt.db, dead_letters, dispatcher, rt.ingestor.notify)
 
     await source.load()
     if isinstance(source, LeaseSource):
-        rt.ingestor.set_claimer(source.claim_for_ingest)
+        lease_source = source
+
+        def work_elsewhere(_sender: str = "") -> None:
+            lease_source.wake()
+            dispatcher.wake()
+
+        def rejoined(_old: str, _new: str) -> None:
+            lease_source.rejoined()
+            dispatcher.wake()
+
+        rt.ingestor.set_claimer(source.claim_for_ingest, lambda: f"{DUE}:{cluster.id}")
+        cluster.on_notice(DUE, work_elsewhere)
+        cluster.on_released(work_elsewhere)
+        cluster.on_rejoin(rejoined)
     rt.ingestor.add_listener(dispatcher.on_committed)
     rt.ingestor.add_listener(pull.on_committed)
     subscriptions.on_deleted.append(manager.subscription_deleted)
     recorder.start()
     rt.tasks.append(asyncio.create_task(dispatcher.run(), name="mlgrid-dispatcher"))
-    rt.tasks.append(asyncio.create_task(pull.run_sweeper(), name="mlgrid-pull-sweeper"))
+
+    async def sweep_pulls(_lease: Lease) -> None:
+        await pull.run_sweeper()
+
+    cluster.duty(PULL_SWEEPER_DUTY, sweep_pulls)
 
     rt.delivery = DeliveryServices(
-        dispatcher=dispatcher, pull=pull, deliveries=manager, dead_letters=dead_letters, node_id=node
+        dispatcher=dispatcher, pull=pull, deliveries=manager, dead_letters=dead_letters, node_id=cluster.id
     )
 
     async def close() -> None:

@@ -207,14 +207,16 @@ class LeaseSource(WorkSource):
     def __init__(
         self,
         db: Database,
-        node_id: str,
+        node_id: str | Callable[[], str],
         *,
         lease_seconds: float = 30.0,
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
-        self._node_id = node_id
+        # The node's id may change while the process runs (a node declared dead rejoins
+        # under a new id, ``cluster/node.py``): read it at every use.
+        self._me: Callable[[], str] = node_id if callable(node_id) else (lambda: node_id)
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
         self._clock = clock
@@ -231,15 +233,26 @@ class LeaseSource(WorkSource):
         room = INGEST_CLAIM - len(self._arrived)
         if room <= 0:
             return None
-        return Claim(self._node_id, self._clock() + self._lease_seconds, room)
+        return Claim(self._me(), self._clock() + self._lease_seconds, room)
 
     async def load(self) -> None:
         """A node restarting under the same (configured) id takes its old claims back now."""
         async with self._db.write() as conn:
-            released = await delivery_store.release_claims_of(conn, self._node_id)
+            released = await delivery_store.release_claims_of(conn, self._me())
         if released:
             log.info("released %d claims of this node's previous run", released,
                      extra={"action": "claims_released", "count": released})
+
+    def rejoined(self) -> None:
+        """This node was declared dead and rejoined: its claims were freed by another node, so
+        it holds nothing (what is in flight will not be recorded: fencing) and looks at once."""
+        self._claimed.clear()
+        self._arrived.clear()
+        self._next_poll = 0.0
+
+    def wake(self) -> None:
+        """Another node notified new unclaimed work (or a dead node's claims were freed)."""
+        self._next_poll = 0.0
 
     def committed(self, deliveries: Sequence[CommittedDelivery]) -> None:
         unclaimed = False
@@ -279,7 +292,7 @@ class LeaseSource(WorkSource):
                 # anything changes here, so a failed write leaves the arrivals as they were.)
                 try:
                     async with self._db.write() as conn:
-                        await delivery_store.release_push_claims(conn, self._node_id, released)
+                        await delivery_store.release_push_claims(conn, self._me(), released)
                 except BaseException:
                     self._arrived = arrived + self._arrived
                     raise
@@ -304,7 +317,7 @@ class LeaseSource(WorkSource):
         self._next_poll = now + self._poll_interval
         async with self._db.write() as conn:
             rows = await delivery_store.claim_due_push(
-                conn, self._node_id, now, now + self._lease_seconds, min(limit, CLAIM_PAGE), skip
+                conn, self._me(), now, now + self._lease_seconds, min(limit, CLAIM_PAGE), skip
             )
         self._more = len(rows) == min(limit, CLAIM_PAGE)
         self._claimed.update(r.id for r in rows)
@@ -327,7 +340,7 @@ class LeaseSource(WorkSource):
         if self._claimed:
             async with self._db.write() as conn:
                 await delivery_store.renew_leases(
-                    conn, self._node_id, sorted(self._claimed), now + self._lease_seconds
+                    conn, self._me(), sorted(self._claimed), now + self._lease_seconds
                 )
 
     def __len__(self) -> int:

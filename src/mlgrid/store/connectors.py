@@ -1,10 +1,9 @@
-"""Connectors: configuration and health, the per-object state, the poll lease, webhook ids.
+"""Connectors: configuration and health, the per-object state, the polling node, webhook ids.
 
 ``connector_objects`` holds what the connector last saw of each MLflow object; it is written
 by ``upsert_states`` in the transaction that emits the objects' events, so state and events
-commit together. The lease (``try_lease``) is a conditional UPDATE: a node takes a connector
-whose lease is free, its own, or expired — on PostgreSQL the row lock of the UPDATE makes two
-nodes' attempts serialise, so exactly one holds it at a time.
+commit together. Which node polls a connector is decided by its lease in ``store/leases.py``
+(``connector:<id>``); the row records that node for display (``mark_polled_by``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -208,31 +207,16 @@ async def request_resync(conn: AsyncConnection, connector_id: str) -> None:
     await conn.execute(statement)
 
 
-# --- the lease -------------------------------------------------------------------------------
+# --- who polls it ------------------------------------------------------------------------
 
 
-async def try_lease(conn: AsyncConnection, connector_id: str, node_id: str, now: float, until: float) -> bool:
-    """Take or extend the connector's lease for ``node_id``; False when another node holds it."""
-    result = await conn.execute(
-        update(connectors)
-        .where(
-            connectors.c.id == connector_id,
-            or_(
-                connectors.c.lease_holder.is_(None),
-                connectors.c.lease_holder == node_id,
-                connectors.c.lease_until < now,
-            ),
-        )
-        .values(lease_holder=node_id, lease_until=until)
-    )
-    return bool(result.rowcount == 1)
-
-
-async def release_lease(conn: AsyncConnection, connector_id: str, node_id: str) -> None:
+async def mark_polled_by(conn: AsyncConnection, connector_id: str, node_id: str, until: float) -> None:
+    """Record the node that polls the connector (it holds the ``connector:<id>`` lease of
+    ``store/leases.py``), shown as ``pollingNode`` while ``until`` has not passed."""
     await conn.execute(
         update(connectors)
-        .where(connectors.c.id == connector_id, connectors.c.lease_holder == node_id)
-        .values(lease_holder=None, lease_until=None)
+        .where(connectors.c.id == connector_id)
+        .values(lease_holder=node_id, lease_until=until)
     )
 
 

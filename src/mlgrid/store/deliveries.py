@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.deliveries import DeliveryState
@@ -21,7 +21,7 @@ from mlgrid.domain.records import DeliveryRow
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database, run_sqlite
 from mlgrid.store.rows import to_record
-from mlgrid.store.tables import deliveries, events, subscriptions
+from mlgrid.store.tables import deliveries, events, nodes, subscriptions
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,9 @@ async def claim_due_push(
         or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
         deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
     ]
+    if conn.dialect.name == "postgresql":
+        # A node declared dead claims nothing until it has rejoined under a new id.
+        conditions.append(exists().where(nodes.c.id == node_id))
     if skip_subscriptions:
         conditions.append(deliveries.c.subscription_id.not_in(sorted(skip_subscriptions)))
     candidates = (
@@ -314,8 +317,23 @@ def _driver_sql(conn: AsyncConnection, sql: str) -> str:
     return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], start=1)) + parts[-1]
 
 
-async def _executemany(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+async def _executemany(
+    conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]], claimed_by: str | None = None
+) -> None:
+    sql, rows = _fenced(sql, rows, claimed_by)
     await conn.exec_driver_sql(_driver_sql(conn, sql), rows)  # type: ignore[arg-type]
+
+
+def _fenced(
+    sql: str, rows: list[tuple[Any, ...]], claimed_by: str | None
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """Fencing (PostgreSQL, several nodes): an outcome is written only while the row is still
+    claimed by the node that made the attempt. A node that was declared dead (its claims were
+    freed, perhaps taken by another node) cannot record what it did under the lost claim;
+    the delivery is attempted again by its new holder (at least once)."""
+    if claimed_by is None:
+        return sql, rows
+    return sql + " AND claimed_by = ?", [(*row, claimed_by) for row in rows]
 
 
 def _reschedule_rows(updates: Sequence[AttemptUpdate]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -330,13 +348,16 @@ def _reschedule_rows(updates: Sequence[AttemptUpdate]) -> tuple[list[tuple[Any, 
     return attempted, held
 
 
-async def reschedule(conn: AsyncConnection, updates: Sequence[AttemptUpdate]) -> None:
-    """Write retries and holds (one executemany per kind); rows no longer pending are untouched."""
+async def reschedule(
+    conn: AsyncConnection, updates: Sequence[AttemptUpdate], claimed_by: str | None = None
+) -> None:
+    """Write retries and holds (one executemany per kind); rows no longer pending (or, with
+    ``claimed_by``, no longer claimed by that node) are untouched."""
     attempted, held = _reschedule_rows(updates)
     if attempted:
-        await _executemany(conn, _RESCHEDULE_SQL, attempted)
+        await _executemany(conn, _RESCHEDULE_SQL, attempted, claimed_by)
     if held:
-        await _executemany(conn, _HOLD_SQL, held)
+        await _executemany(conn, _HOLD_SQL, held, claimed_by)
 
 
 @dataclass(frozen=True)
@@ -372,21 +393,27 @@ def _final_row(u: FinalUpdate) -> tuple[Any, ...]:
     )
 
 
-async def finalize_many(conn: AsyncConnection, updates: Sequence[FinalUpdate]) -> None:
+async def finalize_many(
+    conn: AsyncConnection, updates: Sequence[FinalUpdate], claimed_by: str | None = None
+) -> None:
     """Finish many deliveries in one executemany (successes: nothing else hangs on them).
 
     The ``state = 'pending'`` guard keeps the first final state: a success that lands after
     the subscription was deleted does not overwrite ``SubscriptionDeleted``.
     """
     if updates:
-        await _executemany(conn, _FINALIZE_SQL, [_final_row(u) for u in updates])
+        await _executemany(conn, _FINALIZE_SQL, [_final_row(u) for u in updates], claimed_by)
 
 
 async def commit_outcomes(
-    db: Database, finals: Sequence[FinalUpdate], attempts: Sequence[AttemptUpdate]
+    db: Database,
+    finals: Sequence[FinalUpdate],
+    attempts: Sequence[AttemptUpdate],
+    claimed_by: str | None = None,
 ) -> None:
     """``finalize_many`` then ``reschedule``, in a transaction of their own (the dispatcher's
-    batch of outcomes). On SQLite the whole transaction is one trip to the database thread."""
+    batch of outcomes). On SQLite the whole transaction is one trip to the database thread.
+    ``claimed_by`` (PostgreSQL): only rows still claimed by that node are written."""
     if not finals and not attempts:
         return
     if db.is_sqlite:
@@ -401,8 +428,8 @@ async def commit_outcomes(
         await db.write_sqlite(write)
         return
     async with db.write() as conn:
-        await finalize_many(conn, finals)
-        await reschedule(conn, attempts)
+        await finalize_many(conn, finals, claimed_by)
+        await reschedule(conn, attempts, claimed_by)
 
 
 _START_SQL = (
@@ -431,9 +458,11 @@ async def mark_attempts_started(db: Database, marks: Sequence[tuple[int, int]]) 
         await _executemany(conn, _START_SQL, rows)
 
 
-async def finalize_one(conn: AsyncConnection, final: FinalUpdate) -> bool:
-    """Finish one delivery; False when it was already final (then record nothing else)."""
-    result = await conn.exec_driver_sql(_driver_sql(conn, _FINALIZE_SQL), _final_row(final))
+async def finalize_one(conn: AsyncConnection, final: FinalUpdate, claimed_by: str | None = None) -> bool:
+    """Finish one delivery; False when it was already final, or (``claimed_by``) no longer
+    claimed by that node (then record nothing else)."""
+    sql, rows = _fenced(_FINALIZE_SQL, [_final_row(final)], claimed_by)
+    result = await conn.exec_driver_sql(_driver_sql(conn, sql), rows[0])
     return bool(result.rowcount)
 
 

@@ -24,6 +24,7 @@ from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database, run_sqlite
 from mlgrid.store.deliveries import Claim, NewDelivery
 from mlgrid.store.events import NewEvent
+from mlgrid.store.leases import CHANNEL
 
 __all__ = ["Claim", "EventKey", "StoredDelivery", "StoredPublish", "commit_publish", "store_publish"]
 
@@ -118,14 +119,19 @@ async def commit_publish(
     published_at: datetime,
     claim: Claim | None = None,
     claimable: Collection[str] = (),
+    notify: str | None = None,
 ) -> StoredPublish:
     """``store_publish`` in a transaction of its own, committed when this returns (the group
-    commit of published events). On SQLite the whole transaction is one trip."""
+    commit of published events). On SQLite the whole transaction is one trip. PostgreSQL:
+    ``claimable`` are the push subscriptions; when a delivery of one of them is left
+    unclaimed, ``notify`` (a payload) is sent to the other nodes at commit."""
     if not new_events:
         return StoredPublish()
     if db.is_sqlite:
         return await db.write_sqlite(_sqlite_writer(new_events, subscribers, published_at))
-    return await db.write_postgres(_postgres_writer(new_events, subscribers, published_at, claim, claimable))
+    return await db.write_postgres(
+        _postgres_writer(new_events, subscribers, published_at, claim, claimable, notify)
+    )
 
 
 def _postgres_writer(
@@ -134,6 +140,7 @@ def _postgres_writer(
     published_at: datetime,
     claim: Claim | None,
     claimable: Collection[str],
+    notify: str | None = None,
 ) -> Callable[[Any], Awaitable[StoredPublish]]:
     stamp = to_epoch(published_at)
 
@@ -141,6 +148,9 @@ def _postgres_writer(
         seqs = await event_store.insert_new_postgres(raw, new_events, stamp)
         rows, keys = _deliveries_for(seqs, new_events, subscribers, claim, claimable)
         ids = await delivery_store.insert_pending_postgres(raw, rows, stamp, claim)
+        if notify is not None and any(r.claimed_by is None and r.subscription_id in claimable for r in rows):
+            # Push deliveries this node did not claim: wake the other nodes' claims at commit.
+            await raw.execute("SELECT pg_notify($1, $2)", CHANNEL, notify)
         return _stored(seqs, rows, keys, ids)
 
     return write

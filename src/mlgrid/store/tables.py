@@ -460,3 +460,32 @@ connector_webhook_deliveries = Table(
     Column("delivery_id", String(64), primary_key=True),
     Column("received_at", Float, nullable=False),
 )
+
+# --- Nodes and leases: several nodes on one PostgreSQL database. See ``store/leases.py``.
+
+nodes = Table(
+    "nodes",
+    metadata,
+    # One row per running server process (a fresh random ``id`` at every start, so a reused
+    # PID is never mistaken for the old process). ``last_seen`` is renewed by the heartbeat;
+    # a row older than the node timeout is deleted by another node, which then frees the
+    # dead node's claims and leases.
+    Column("id", String(64), primary_key=True),
+    Column("advertise_url", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    # Exactly one holder per background duty or scoring endpoint. ``holder`` is a live node
+    # (its row exists) or NULL; ``token`` grows by one at every change of holder, and every
+    # write made under the lease checks (holder, token) in its own transaction (fencing).
+    Column("name", String(255), primary_key=True),
+    Column("holder", String(64), nullable=True),
+    Column("token", BigInteger, nullable=False),
+    Column("acquired_at", Float, nullable=True),
+)

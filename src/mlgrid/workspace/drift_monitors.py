@@ -24,11 +24,13 @@ import logging
 import math
 import numbers
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
@@ -70,6 +72,9 @@ DEFAULT_SEED = 0
 
 BACKFILL = "backfill"
 SCHEDULE = "schedule"
+
+#: Checks, inside a write transaction, that a lease is still held (``cluster/node.Node.fence``).
+Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 _PROPERTIES = {
     "baselineDatasetId",
@@ -478,10 +483,17 @@ class DriftMonitorService:
         return window_start(first, monitor.frequency)
 
     async def analyse(
-        self, ws: Workspace, monitor: MonitorRow, windows: list[Window], trigger: str
+        self,
+        ws: Workspace,
+        monitor: MonitorRow,
+        windows: list[Window],
+        trigger: str,
+        fence: Fence | None = None,
     ) -> list[DriftRunRow]:
         """The run of every window, in the order given: stored ones as they are, the others
-        computed now and committed one by one (a crash mid-way keeps the finished windows)."""
+        computed now and committed one by one (a crash mid-way keeps the finished windows).
+        ``fence`` (the scheduler's lease, several nodes) is checked in each run's transaction:
+        a node that lost the scheduler's lease records nothing."""
         async with self.core.db.read() as conn:
             stored = await drift_store.runs_for_windows(conn, monitor.id, windows)
         todo = [w for w in windows if w not in stored]
@@ -491,17 +503,25 @@ class DriftMonitorService:
                 result = await asyncio.to_thread(
                     analyse_window, frames, window, monitor, self.seed, self.nulls
                 )
-                stored[window] = await self._record(ws, monitor, window, result, trigger)
+                stored[window] = await self._record(ws, monitor, window, result, trigger, fence)
         return [stored[w] for w in windows]
 
     async def _record(
-        self, ws: Workspace, monitor: MonitorRow, window: Window, result: DriftResult, trigger: str
+        self,
+        ws: Workspace,
+        monitor: MonitorRow,
+        window: Window,
+        result: DriftResult,
+        trigger: str,
+        fence: Fence | None = None,
     ) -> DriftRunRow:
         """Store one analysed window and, when it drifted, its event — one transaction."""
         from mlgrid.workspace.drift.compute import decide
 
         start, end = window
         async with self.core.transaction("datadrift.run") as tx:
+            if fence is not None:
+                await fence(tx.conn)
             current = await drift_store.lock_monitor(tx.conn, monitor.id)
             if current is None:
                 raise NotFound(

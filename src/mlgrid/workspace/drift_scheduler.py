@@ -14,6 +14,10 @@ once, whether it ended before or after the monitor was created; windows a backfi
 analysed are skipped without a second event. Disabling the schedule pauses it; enabling it
 again resumes from where it stopped.
 
+Several nodes: the scheduler runs on the one node holding its lease (``DRIFT_DUTY``); every
+run it records checks that lease in the run's own transaction, so a node that lost it (paused
+past the node timeout, cut off from the database) records no window.
+
 ``run_due(now)`` is one pass with an injected clock (what tests call); ``run`` loops over it
 every ``interval`` seconds, or at once when a PUT enables a schedule on this node (``wake``).
 """
@@ -26,14 +30,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mlgrid.domain.records import DriftRunRow, MonitorRow
-from mlgrid.errors import MlgridError
+from mlgrid.errors import LeaseLost, MlgridError
 from mlgrid.store import drift as drift_store
 from mlgrid.workspace.drift.windows import due_windows
-from mlgrid.workspace.drift_monitors import SCHEDULE, DriftMonitorService
+from mlgrid.workspace.drift_monitors import SCHEDULE, DriftMonitorService, Fence
 
 log = logging.getLogger("mlgrid.workspace.drift")
 
 DEFAULT_INTERVAL = 30.0
+DRIFT_DUTY = "drift-scheduler"
 MAX_WINDOWS_PER_PASS = 400
 """Windows one monitor may analyse in one pass; a long backlog (a schedule over years of data,
 a server that was down for weeks) is worked off over consecutive passes without waiting for
@@ -60,7 +65,7 @@ class DriftScheduler:
         """Run a pass soon (a monitor's schedule was just enabled or changed)."""
         self._wake.set()
 
-    async def run_due(self, now: datetime | None = None) -> list[DriftRunRow]:
+    async def run_due(self, now: datetime | None = None, fence: Fence | None = None) -> list[DriftRunRow]:
         """One pass: analyse every due window of every scheduled monitor; returns the runs of
         the windows dealt with (including ones a backfill had already analysed)."""
         moment = self.clock() if now is None else now
@@ -70,7 +75,9 @@ class DriftScheduler:
         done: list[DriftRunRow] = []
         for monitor in scheduled:
             try:
-                done.extend(await self._run_monitor(monitor, moment))
+                done.extend(await self._run_monitor(monitor, moment, fence))
+            except LeaseLost:
+                raise
             except MlgridError as exc:
                 # The monitor changed or vanished mid-pass, or its files are missing on this
                 # node: nothing was recorded for the window, so the next pass tries again.
@@ -85,7 +92,9 @@ class DriftScheduler:
                 )
         return done
 
-    async def _run_monitor(self, monitor: MonitorRow, now: datetime) -> list[DriftRunRow]:
+    async def _run_monitor(
+        self, monitor: MonitorRow, now: datetime, fence: Fence | None
+    ) -> list[DriftRunRow]:
         core = self.monitors.core
         ws = await core.get(monitor.workspace_key)
         since = monitor.schedule_since
@@ -94,26 +103,31 @@ class DriftScheduler:
             if since is None:
                 return []
             async with core.db.write() as conn:
+                if fence is not None:
+                    await fence(conn)
                 await drift_store.set_schedule_since(conn, monitor.id, since)
         due = due_windows(now, monitor.latency_hours, monitor.frequency, since)
         windows = due[: self.max_windows_per_pass]
         if not windows:
             return []
-        runs = await self.monitors.analyse(ws, monitor, windows, SCHEDULE)
+        runs = await self.monitors.analyse(ws, monitor, windows, SCHEDULE, fence)
         # Windows a backfill had analysed were skipped without a transaction of their own.
         async with core.db.write() as conn:
+            if fence is not None:
+                await fence(conn)
             await drift_store.set_schedule_since(conn, monitor.id, windows[-1][1])
         if len(due) > len(windows):
             self._backlog = True  # only after progress, so a failing monitor cannot spin
         return runs
 
-    async def run(self) -> None:
-        """The background task: a pass now, then one every ``interval`` seconds (or at once
-        while a backlog remains, or when woken)."""
+    async def run(self, fence: Fence | None = None) -> None:
+        """The background task (the body of the scheduler's duty, on the one node holding its
+        lease): a pass now, then one every ``interval`` seconds (or at once while a backlog
+        remains, or when woken). ``fence`` checks the lease in every write."""
         while True:
             try:
-                await self.run_due()
-            except asyncio.CancelledError:
+                await self.run_due(fence=fence)
+            except (asyncio.CancelledError, LeaseLost):
                 raise
             except Exception:
                 log.exception("drift scheduler pass failed", extra={"action": "drift_schedule_failed"})

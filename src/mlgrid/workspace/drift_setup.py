@@ -10,14 +10,14 @@ and the dataset service). It sets ``rt.drift`` (``DriftServices``):
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.cluster.node import Lease
 from mlgrid.runtime import DriftServices, Runtime
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.drift_monitors import DriftMonitorService
-from mlgrid.workspace.drift_scheduler import DriftScheduler
+from mlgrid.workspace.drift_scheduler import DRIFT_DUTY, DriftScheduler
 from mlgrid.workspace.service import WorkspaceService
 
 
@@ -30,9 +30,17 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     core.before_delete.append(monitors.delete_workspace_rows)
     rt.drift = DriftServices(monitors=monitors, scheduler=scheduler)
 
+    node = rt.node
+
+    async def scheduled(lease: Lease) -> None:
+        async def fence(conn: AsyncConnection) -> None:
+            await node.fence(conn, lease)
+
+        await scheduler.run(fence)
+
     async def start() -> None:
         # A starter runs once the ingestor and the dispatcher are up, so the first pass may
-        # publish at once.
-        rt.tasks.append(asyncio.create_task(scheduler.run(), name="mlgrid-drift-scheduler"))
+        # publish at once. On several nodes, one of them runs it (the lease ``DRIFT_DUTY``).
+        node.duty(DRIFT_DUTY, scheduled)
 
     rt.starters.append(start)

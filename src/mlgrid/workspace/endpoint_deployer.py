@@ -27,7 +27,7 @@ from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import endpoints as endpoint_store
 from mlgrid.store.endpoints import EndpointRow
 from mlgrid.workspace.endpoint_files import DeploymentError, endpoint_dir, materialise
-from mlgrid.workspace.endpoint_supervisor import Live, ScoringSupervisor, scoring_uri
+from mlgrid.workspace.endpoint_supervisor import Fence, Live, ScoringSupervisor, scoring_uri
 from mlgrid.workspace.files import discard
 from mlgrid.workspace.models import ModelService
 from mlgrid.workspace.scoring.process import Launch, ScoringProcess, StartFailed
@@ -49,6 +49,8 @@ class EndpointDeployer:
         self.node_id = node_id
         self._supervisor = supervisor
         self._deploys: dict[tuple[str, str], asyncio.Task[None]] = {}
+        #: Several nodes: the lease check of each endpoint this node holds.
+        self.fences: dict[tuple[str, str], Fence] = {}
 
     def start(self, row: EndpointRow) -> None:
         key = (row.workspace_key, row.name_key)
@@ -118,6 +120,9 @@ class EndpointDeployer:
         assert process.port is not None
         now = self.core.clock()
         async with self.core.transaction("endpoint.deployed") as tx:
+            fence = self.fences.get(key)
+            if fence is not None:
+                await fence(tx.conn)
             row = await endpoint_store.get(tx.conn, key[0], key[1], for_update=True)
             if row is None or row.generation != generation:
                 return False  # deleted or superseded while it started
@@ -168,6 +173,9 @@ class EndpointDeployer:
     async def _record_failure(self, key: tuple[str, str], generation: int, report: str) -> None:
         """``Failed`` with the log; no event. A previous deployment keeps serving."""
         async with self.core.transaction("endpoint.failed") as tx:
+            fence = self.fences.get(key)
+            if fence is not None:
+                await fence(tx.conn)
             row = await endpoint_store.get(tx.conn, key[0], key[1], for_update=True)
             if row is None or row.generation != generation:
                 return

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,14 @@ RESTART_PAUSES = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 READY_WAIT_SECONDS = 15.0
 DRAIN_SECONDS = 10.0
 RECONCILE_SECONDS = 2.0
+#: A scoring request forwarded by another node carries this header; the receiving node
+#: answers it itself (or 503), never forwards it again.
+FORWARDED_HEADER = "x-mlgrid-forwarded"
+
+#: Checks in a write transaction that this node still holds the endpoint's lease.
+Fence = Callable[[Any], Awaitable[None]]
+#: The advertised URL of the node serving an endpoint, when that is another node.
+OwnerLookup = Callable[[tuple[str, str]], Awaitable[str | None]]
 
 
 def scoring_uri(port: int) -> str:
@@ -97,6 +105,10 @@ class ScoringSupervisor:
         self._background: set[asyncio.Task[Any]] = set()
         self._retiring: list[Live] = []
         self.stopping = False
+        #: Several nodes: the lease check of each endpoint this node holds (its writes call it).
+        self.fences: dict[tuple[str, str], Fence] = {}
+        #: Several nodes: where the endpoints served by other nodes are (``endpoint_cluster``).
+        self.owner: OwnerLookup | None = None
 
     def spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.create_task(coroutine, name=name)
@@ -230,6 +242,9 @@ class ScoringSupervisor:
         """Record a supervision change of the active deployment (never an event): ``Healthy``
         ↔ ``Unhealthy`` (other states are left as they are), the new pid and port."""
         async with self.core.transaction("endpoint.health") as tx:
+            fence = self.fences.get(key)
+            if fence is not None:
+                await fence(tx.conn)
             row = await endpoint_store.get(tx.conn, key[0], key[1], for_update=True)
             if row is None or row.active_deployment_id != deployment_id:
                 return False
@@ -253,6 +268,14 @@ class ScoringSupervisor:
                 await endpoint_store.update(tx.conn, row)
         return True
 
+    async def mark_unhealthy(self, key: tuple[str, str], deployment_id: str, error: str) -> None:
+        """``Unhealthy`` with ``error`` (a takeover in progress); no event."""
+        await self._set_health(key, deployment_id, DeploymentState.UNHEALTHY, error=error)
+
+    def has_live(self, key: tuple[str, str]) -> bool:
+        """Whether this node runs (or restarts) a process for ``key``."""
+        return key in self._live
+
     async def forget(self, key: tuple[str, str], deployment_id: str | None = None) -> None:
         """Stop serving ``key`` on this node (deleted, or replaced through another node)."""
         live = self._live.get(key)
@@ -269,9 +292,17 @@ class ScoringSupervisor:
         return (workspace_name.lower(), name.lower()) in self._live
 
     async def score(
-        self, workspace_key: str, name: str, body: bytes, content_type: str | None, query: str
+        self,
+        workspace_key: str,
+        name: str,
+        body: bytes,
+        content_type: str | None,
+        query: str,
+        forward: tuple[str, Mapping[str, str]] | None = None,
     ) -> ProxyAnswer:
-        """Forward a scoring request to the endpoint's process."""
+        """Forward a scoring request to the endpoint's process: this node's, or (several
+        nodes) the serving node's, at ``forward``'s path with its headers (None: the request
+        was forwarded to us already, answer it here or not at all)."""
         key = (workspace_key.lower(), name.lower())
         for attempt in range(2):
             live = self._live.get(key)
@@ -300,7 +331,18 @@ class ScoringSupervisor:
                 f"endpoint {name!r} does not exist in workspace {workspace_key!r}",
                 code=ErrorCode.ENDPOINT_NOT_FOUND,
             )
-        if (
+        if self.owner is not None:
+            url = await self.owner(key) if forward is not None else None
+            if url is not None and forward is not None:
+                path, headers = forward
+                target = url + path + (f"?{query}" if query else "")
+                try:
+                    return await self.proxy.forward_to(target, body, content_type, headers)
+                except NotConnected as exc:
+                    raise ScoringUnavailable(
+                        f"endpoint {name!r} is not answering on node {url}: {exc}"
+                    ) from exc
+        elif (
             not self.single_node
             and row.node != self.node_id
             and row.active_deployment_id is not None
@@ -316,8 +358,9 @@ class ScoringSupervisor:
             code=ErrorCode.ENDPOINT_NOT_READY,
         )
 
-    def restore(self, row: EndpointRow) -> None:
-        """At start-up: bring back the deployment that served ``row`` (no event)."""
+    def restore(self, row: EndpointRow, *, same_port: bool = True) -> asyncio.Task[Any]:
+        """At start-up, or when this node takes an endpoint over: bring back the deployment
+        that served ``row`` (no event); its files are materialised again when missing."""
         key = (row.workspace_key, row.name_key)
         assert row.active_deployment_id is not None
         self._ready_event(key).clear()
@@ -330,7 +373,8 @@ class ScoringSupervisor:
             endpoint=row.name,
             workspace=row.workspace_key,
         )
-        self.spawn(self.keep_alive(key, launch, row.scoring_port or 0), f"mlgrid-restore-{row.name_key}")
+        port = (row.scoring_port or 0) if same_port else 0
+        return self.spawn(self.keep_alive(key, launch, port), f"mlgrid-restore-{row.name_key}")
 
     async def start_process(self, launch: Launch, *, port: int = 0) -> ScoringProcess:
         """Spawn a scoring process for ``launch`` and wait for nothing (see ``wait_ready``)."""

@@ -33,10 +33,11 @@ Linux parent-death signal and a watchdog in the process after a crash). A starti
 kills leftovers that ``/proc`` proves are ours, restarts the deployments that were serving
 (no event), and finishes the ones that were still ``Deploying`` (event when healthy).
 
-Several nodes on one PostgreSQL database: an endpoint's processes run on the node that
-deployed it (``node``); another node proxies to the stored port, which works when the nodes
-share a machine. A node notices within ``RECONCILE_SECONDS`` that another node replaced or
-deleted an endpoint it serves and stops its process.
+Several nodes on one PostgreSQL database: an endpoint's processes run on the node holding its
+lease, the others forward scoring requests to that node's advertised URL, and another node
+takes the endpoint over when the holder dies (``endpoint_cluster.py``). A node notices within
+``RECONCILE_SECONDS`` that another node replaced or deleted an endpoint it serves and stops
+its process.
 """
 
 from __future__ import annotations
@@ -45,19 +46,23 @@ import asyncio
 import logging
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlgrid.broker.names import check_name
+from mlgrid.cluster.node import Node
 from mlgrid.domain.endpoints import DeploymentState
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import NotFound, PreconditionFailed, invalid
 from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import endpoints as endpoint_store
+from mlgrid.store import leases as lease_store
 from mlgrid.store.endpoints import EndpointRow
 from mlgrid.workspace import processes
+from mlgrid.workspace.endpoint_cluster import EndpointOwnership, lease_name
 from mlgrid.workspace.endpoint_deployer import EndpointDeployer
 from mlgrid.workspace.endpoint_files import endpoint_dir
 from mlgrid.workspace.endpoint_spec import EndpointSpec, EntryScript, parse_endpoint_body
@@ -116,6 +121,7 @@ class EndpointService:
         single_node: bool,
         containment: processes.Containment,
         supervisor: ScoringSupervisor | None = None,
+        node: Node | None = None,
     ) -> None:
         """``supervisor`` (its environment and Python for the scoring processes) defaults to
         one with this process's; every scoring process runs under ``containment``."""
@@ -130,6 +136,11 @@ class EndpointService:
         self.deployer = EndpointDeployer(core, models, self.supervisor, node_id=node_id)
         self.proxy = self.supervisor.proxy
         core.before_delete.append(self._delete_workspace_endpoints)
+        #: Several nodes (PostgreSQL): who serves which endpoint, by lease.
+        self.cluster: EndpointOwnership | None = None
+        if node is not None and node.shared:
+            self.cluster = EndpointOwnership(node, self.supervisor, self.deployer)
+            self.supervisor.owner = self._owner_elsewhere
 
     # --- paths and small helpers -----------------------------------------------------------
 
@@ -210,6 +221,7 @@ class EndpointService:
             self._check_script_path(spec.entry_script, models)
         model_ids = [m.model_id for m in models]
         now = self.core.clock()
+        token: int | None = None
         async with self.core.transaction("endpoint.deploy") as tx:
             ws = await self.core.get_in(tx.conn, ws.name)
             existing = await endpoint_store.get(tx.conn, ws.key, name, for_update=True)
@@ -250,7 +262,15 @@ class EndpointService:
                 row = existing.replace(generation=existing.generation + 1, **definition)
                 await endpoint_store.update(tx.conn, row)
             committed = row
+            if self.cluster is not None:
+                # This node runs the deployment and serves it: it takes the endpoint's lease
+                # (the previous holder serves the old deployment until the new one commits).
+                token = await lease_store.hand_over(
+                    tx.conn, lease_name((ws.key, row.name_key)), self.cluster.node.id, now.timestamp()
+                )
             tx.after_commit(lambda: self.deployer.start(committed))
+        if self.cluster is not None and token is not None:
+            await self.cluster.deployed((ws.key, row.name_key), token)
         log.info(
             "deploying endpoint %s/%s (%s)",
             ws.name,
@@ -267,10 +287,26 @@ class EndpointService:
         return self.supervisor.serves(workspace_name, name)
 
     async def score(
-        self, workspace_key: str, name: str, body: bytes, content_type: str | None, query: str
+        self,
+        workspace_key: str,
+        name: str,
+        body: bytes,
+        content_type: str | None,
+        query: str,
+        forward: tuple[str, Mapping[str, str]] | None = None,
     ) -> ProxyAnswer:
-        """Forward a scoring request to the endpoint's process."""
-        return await self.supervisor.score(workspace_key, name, body, content_type, query)
+        """Forward a scoring request to the endpoint's process (on another node: ``forward``
+        is the request's path and the headers to pass on; None when it was forwarded here)."""
+        return await self.supervisor.score(workspace_key, name, body, content_type, query, forward)
+
+    async def _owner_elsewhere(self, key: tuple[str, str]) -> str | None:
+        """The advertised URL of the node holding the endpoint's lease, if not this one."""
+        assert self.cluster is not None
+        async with self.core.db.read() as conn:
+            holder = await lease_store.holder_of(conn, lease_name(key))
+        if holder is None or holder.node_id == self.cluster.node.id:
+            return None
+        return holder.advertise_url
 
     # --- deleting --------------------------------------------------------------------------
 
@@ -284,6 +320,8 @@ class EndpointService:
             check_if_match(if_match, row.etag, f"endpoint {row.name!r}")
             await endpoint_store.delete_endpoint(tx.conn, ws.key, name)
         await self._stop_local((row.workspace_key, row.name_key))
+        if self.cluster is not None:
+            await self.cluster.deleted((row.workspace_key, row.name_key))
         await asyncio.to_thread(discard, self.endpoint_dir(row.workspace_key, row.name))
         log.info("endpoint %s deleted", row.name, extra={"action": "endpoint_deleted", "endpoint": row.name})
 
@@ -308,7 +346,11 @@ class EndpointService:
         return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
 
     async def start(self) -> None:
-        """At start-up: kill leftovers, bring serving deployments back, finish pending ones."""
+        """At start-up: kill leftovers, bring serving deployments back, finish pending ones.
+        Several nodes: register a duty per endpoint instead; the holder of each serves it."""
+        if self.cluster is not None:
+            await self.cluster.start()
+            return
         async with self.core.db.read() as conn:
             rows = await endpoint_store.list_all(conn)
         for row in rows:
@@ -331,8 +373,16 @@ class EndpointService:
                 self.deployer.start(row)
 
     async def run(self) -> None:
-        """Background task: stop local processes whose endpoint another node replaced or deleted."""
-        await self.supervisor.run(self.deployer.in_progress())
+        """Background task: stop local processes whose endpoint another node replaced or
+        deleted (and, several nodes, keep a duty per endpoint)."""
+        if self.cluster is not None:
+            await asyncio.gather(self.supervisor.run(self.deployer.in_progress()), self.cluster.run())
+        else:
+            await self.supervisor.run(self.deployer.in_progress())
+
+    def rejoined(self, node_id: str) -> None:
+        """This node rejoined under a new id (it was declared dead): rows it writes say so."""
+        self.node_id = self.supervisor.node_id = self.deployer.node_id = node_id
 
     async def shutdown(self) -> None:
         """Server shutdown: stop every scoring process of this node (the rows stay as they are,

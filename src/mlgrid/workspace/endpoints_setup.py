@@ -17,18 +17,19 @@ from fastapi import FastAPI
 
 from mlgrid.runtime import Runtime
 from mlgrid.workspace.endpoints import EndpointService
-from mlgrid.workspace.jobs import default_node_id
 
 
 async def setup(rt: Runtime, app: FastAPI) -> None:
     service = EndpointService(
         rt.workspace.core,
         rt.workspace.models,
-        node_id=default_node_id(rt.settings.node_id),
+        node_id=rt.node.id,
         single_node=rt.db.is_sqlite,
         containment=rt.workspace.containment,
+        node=rt.node,
     )
     rt.endpoints = service
+    rt.node.on_rejoin(lambda _old, new: service.rejoined(new))
 
     async def start() -> None:
         await service.start()

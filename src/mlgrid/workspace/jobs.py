@@ -39,6 +39,7 @@ from typing import Any
 
 from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
+from mlgrid.store import leases as lease_store
 from mlgrid.store import runs as run_store
 from mlgrid.store.runs import RunRow
 from mlgrid.workspace import code_limits, lifecycle, processes
@@ -54,6 +55,8 @@ DEFAULT_RUN_TYPE = "job"
 POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 10.0
 SWEEP_SECONDS = 30.0
+#: The lease of the stale-job sweeper (one node of a cluster sweeps).
+SWEEPER_DUTY = "jobs-sweeper"
 STALE_AFTER_SECONDS = 90.0
 KILL_GRACE_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 2.0
@@ -342,11 +345,17 @@ class JobRunner:
         now = self.core.clock()
         async with self.core.db.read() as conn:
             rows = await run_store.active_jobs(conn, sorted(lifecycle.TERMINAL))
+            live = None if self.single_node else await lease_store.live_node_ids(conn)
         failed = 0
         for row in rows:
             if (row.workspace_key, row.id) in self._local:
                 continue
-            if self.single_node or self._node_is_dead(row.job_node) or self._stale(row, now):
+            if (
+                self.single_node
+                or self._node_is_dead(row.job_node)
+                or (live is not None and row.job_node not in live)
+                or self._stale(row, now)
+            ):
                 await asyncio.to_thread(processes.kill_orphan, row.job_pid, "MLGRID_RUN_ID", row.id)
                 failed += await self._fail_orphan(
                     row, "the server running this job stopped before it finished"
@@ -367,10 +376,22 @@ class JobRunner:
         )
         return 1 if view.status == lifecycle.FAILED else 0
 
+    async def sweep_stale_forever(self) -> None:
+        """The job sweeper's duty (one node of a cluster holds its lease): fail the jobs whose
+        node died or stopped sending heartbeats."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self._sweep_stale()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job sweep failed", extra={"action": "job_supervision_failed"})
+
     async def run(self) -> None:
-        """Background task: cancellations from other nodes, heartbeats, stale jobs."""
+        """Background task: cancellations from other nodes, heartbeats of this node's jobs."""
         loop = asyncio.get_running_loop()
-        last_beat = last_sweep = loop.time()
+        last_beat = loop.time()
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
@@ -379,9 +400,6 @@ class JobRunner:
                     last_beat = loop.time()
                     async with self.core.db.write() as conn:
                         await run_store.touch_jobs(conn, list(self._local), self.core.clock())
-                if loop.time() - last_sweep >= SWEEP_SECONDS:
-                    last_sweep = loop.time()
-                    await self._sweep_stale()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -408,6 +426,11 @@ class JobRunner:
         now = self.core.clock()
         async with self.core.db.read() as conn:
             rows = await run_store.active_jobs(conn, sorted(lifecycle.TERMINAL))
+            live = None if self.single_node else await lease_store.live_node_ids(conn)
         for row in rows:
-            if (row.workspace_key, row.id) not in self._local and self._stale(row, now):
+            if (row.workspace_key, row.id) in self._local:
+                continue
+            if live is not None and row.job_node is not None and row.job_node not in live:
+                await self._fail_orphan(row, "the node running this job was declared dead")
+            elif self._stale(row, now):
                 await self._fail_orphan(row, "the node running this job stopped sending heartbeats")

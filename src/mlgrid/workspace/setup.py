@@ -17,12 +17,13 @@ import sys
 
 from fastapi import FastAPI
 
+from mlgrid.cluster.node import Lease
 from mlgrid.runtime import Runtime, WorkspaceServices
 from mlgrid.workspace.api_relay import ApiSocket
 from mlgrid.workspace.code_limits import CodePolicy
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
-from mlgrid.workspace.jobs import JobRunner, default_node_id
+from mlgrid.workspace.jobs import SWEEPER_DUTY, JobRunner
 from mlgrid.workspace.models import ModelService
 from mlgrid.workspace.processes import UNSAFE, Containment
 from mlgrid.workspace.runs import RunService
@@ -81,7 +82,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
     jobs = JobRunner(
         runs,
         base_url=rt.settings.base_url,
-        node_id=default_node_id(rt.settings.node_id),
+        node_id=rt.node.id,
         single_node=rt.db.is_sqlite,
         containment=containment,
         issue_token=rt.access.issue_run_token,
@@ -100,6 +101,13 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
             "marked %d orphaned job(s) Failed", failed, extra={"action": "jobs_orphaned", "count": failed}
         )
     rt.tasks.append(asyncio.create_task(jobs.run(), name="mlgrid-jobs"))
+
+    async def sweep_jobs(_lease: Lease) -> None:
+        await jobs.sweep_stale_forever()
+
+    rt.node.duty(SWEEPER_DUTY, sweep_jobs)
+    # Jobs started after this node rejoined (declared dead, new id) carry the new id.
+    rt.node.on_rejoin(lambda _old, new: setattr(jobs, "node_id", new))
 
     async def close_containment() -> None:
         await asyncio.to_thread(containment.close)

@@ -8,6 +8,7 @@ answer's status, body and content type come back unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -83,6 +84,26 @@ class ScoringProxy:
             raise ScoringTimeout(f"the scoring process did not answer within {self.timeout:g} s") from exc
         except aiohttp.ClientError as exc:
             raise ScoringUnavailable(f"the scoring process dropped the request: {exc}") from exc
+
+    async def forward_to(
+        self, url: str, body: bytes, content_type: str | None, headers: Mapping[str, str]
+    ) -> ProxyAnswer:
+        """Forward a scoring request to another node (the one serving the endpoint)."""
+        sent = {"Content-Type": content_type or "application/json", **headers}
+        try:
+            async with self.session.post(
+                url, data=body, headers=sent, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as answer:
+                payload = await answer.read()
+                return ProxyAnswer(
+                    answer.status, payload, answer.headers.get("Content-Type", "application/json")
+                )
+        except aiohttp.ClientConnectorError as exc:
+            raise NotConnected(str(exc)) from exc
+        except TimeoutError as exc:
+            raise ScoringTimeout(f"the serving node did not answer within {self.timeout:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise ScoringUnavailable(f"the serving node dropped the request: {exc}") from exc
 
     async def close(self) -> None:
         if self._session is not None:

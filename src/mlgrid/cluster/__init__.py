@@ -1,0 +1,1 @@
+"""Several nodes on one PostgreSQL database: node identity, heartbeats, leases, wake-ups."""
