@@ -1,16 +1,22 @@
 """Helpers that put request-body schemas into the OpenAPI document.
 
-Bodies are parsed by hand (numbers must stay exact and errors must name Azure's field paths),
-so FastAPI cannot infer their schemas; routes declare them with ``openapi_extra``.
+Routes read their bodies themselves (numbers must stay exact, errors must name Azure's field
+paths, and a 400 - not FastAPI's 422 - answers a bad body), so FastAPI cannot infer their
+schemas; routes declare them with ``openapi_extra``. A body declared as a ``mlgrid.body.Body``
+model gives its schema from the same model that validates it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mlgrid.body import Body, openapi_schema
 
-def body_schema(schema: dict[str, Any], content_types: tuple[str, ...] = ("application/json",),
+
+def body_schema(schema: dict[str, Any] | type[Body], content_types: tuple[str, ...] = ("application/json",),
                 required: bool = True) -> dict[str, Any]:
+    if isinstance(schema, type):
+        schema = openapi_schema(schema)
     return {
         "requestBody": {
             "required": required,

@@ -1,0 +1,229 @@
+"""Request bodies declared once: a pydantic v2 model is both the validator and the schema.
+
+A body model (a subclass of :class:`Body`) says what a body may hold; :func:`parse` checks a
+body that ``events/jsoncodec.loads_exact`` decoded (numbers are ``int`` or ``Decimal``) and
+:func:`openapi_schema` is what the OpenAPI document shows for it, so the two cannot drift.
+
+Errors keep mlgrid's shape (SPEC §3): a 400 ``InvalidField`` whose message starts with the
+JSON path of the field (``properties.retentionInDays``, ``metrics[2].value``) followed by the
+reason, never pydantic's own wording or a 422. The reason comes from, in order:
+
+* a :func:`reason` on the field (``Annotated[int, Field(ge=1), reason("must be ...")]``): any
+  failure of that field reads so, whatever pydantic's error type was;
+* a :class:`Invalid` raised by a validator of the model, with an optional sub-path (``at``);
+* an ``InvalidField`` raised by a domain check called from a validator (its own path wins);
+* otherwise a short default per pydantic error type (``is required``, ``must be a string``).
+
+Models are strict (no coercion: ``"1"`` is not ``1``, ``true`` is not ``1``) and refuse
+unknown members, naming the first one in sorted order, as the hand-written parsers did.
+Read-only members that clients echo back (``id``, ``name``, ...) are declared as fields that
+the parser ignores, so the schema lists them as well.
+
+The publish path does not use this: it keeps its measured hand-written parser
+(``events/publish.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.errors import ErrorDetail, InvalidField
+
+__all__ = ["ECHOED", "Body", "Invalid", "checked", "echoed", "one_of", "openapi_schema", "parse", "reason"]
+
+BodyT = TypeVar("BodyT", bound="Body")
+
+_MLGRID = "mlgrid"
+#: The reason shown for a pydantic error type when the field declares none.
+_DEFAULT_REASONS: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "unknown field",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "list_type": "must be an array",
+    "decimal_type": "must be a number",
+    "float_type": "must be a number",
+}
+
+
+def Invalid(reason: str, *, at: str = "", field: str = "") -> PydanticCustomError:
+    """The error a validator of a body model raises: ``reason`` for the model's own path plus
+    ``at`` (``"inputSchemaMapping"``, ``"[2].name"``), or for the absolute ``field`` path."""
+    return PydanticCustomError(_MLGRID, "{reason}", {"reason": reason, "at": at, "field": field})
+
+
+def reason(text: str) -> WrapValidator:
+    """``Annotated`` metadata: any failure of this field is reported as ``text``."""
+
+    def wrap(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if any(e["type"] == _MLGRID for e in exc.errors()):
+                raise  # a more precise reason from a nested validator
+            raise Invalid(text) from None
+
+    return WrapValidator(wrap)
+
+
+T = TypeVar("T")
+
+
+def checked(check: Callable[[], T]) -> T:
+    """Run a domain check that raises ``InvalidField`` with its own (absolute) path, from
+    inside a model validator, so that its error is reported like the others."""
+    try:
+        return check()
+    except InvalidField as exc:
+        field = exc.field_name
+        text = exc.message
+        prefix = f"{field}: "
+        raise Invalid(text[len(prefix):] if text.startswith(prefix) else text, field=field) from None
+
+
+def one_of(choices: tuple[str, ...], text: str = "") -> tuple[Any, ...]:
+    """``Annotated`` metadata for a string that must be one of ``choices`` (exact spelling);
+    the schema says ``enum``. Use as ``Annotated[str, *one_of(INPUT_SCHEMAS)]``."""
+    message = text or f"must be one of {', '.join(choices)}"
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise Invalid(message)
+        return value
+
+    return (Field(json_schema_extra={"enum": list(choices)}), AfterValidator(check), reason(message))
+
+
+ECHOED = "Read-only in a response; accepted and ignored so that a read can be sent back."
+
+
+def echoed() -> Any:
+    """A member a response carries and a body may echo back: declared (so the schema lists it
+    and the closed-object check lets it through) and ignored."""
+    return Field(default=None, description=ECHOED)
+
+
+class Body(BaseModel):
+    """Root of every request-body model: strict, closed, camelCase JSON names."""
+
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False
+    )
+
+    @classmethod
+    def object_reason(cls) -> str:
+        """What a value that is not a JSON object is told; a model may say more."""
+        return "must be a JSON object"
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        """What an unknown member is told; a model may override it."""
+        return f"unknown field; expected one of {', '.join(sorted(known))}"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _closed_object(cls, value: object, handler: Callable[[object], Any]) -> Any:
+        if isinstance(value, cls):
+            return handler(value)
+        if not isinstance(value, Mapping):
+            raise Invalid(cls.object_reason())
+        known = [f.alias or name for name, f in cls.model_fields.items()]
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise Invalid(cls.unknown_reason(known), at=unknown[0])
+        return handler(dict(value))
+
+
+def _join(path: str, part: str) -> str:
+    if not part:
+        return path
+    if part.startswith("["):
+        return path + part
+    return f"{path}.{part}" if path else part
+
+
+def _path_of(error: ErrorDetails) -> str:
+    ctx = error.get("ctx") or {}
+    if ctx.get("field"):
+        return str(ctx["field"])
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in part or part in ("function-wrap", "function-after", "function-before"):
+            continue  # pydantic's names of union members and validator wrappers
+        else:
+            path = _join(path, part)
+    path = _join(path, str(ctx.get("at") or ""))
+    return path or "body"
+
+
+def _reason_of(error: ErrorDetails) -> str:
+    if error["type"] == _MLGRID:
+        return str((error.get("ctx") or {})["reason"])
+    if error["type"] == "literal_error":
+        return f"must be one of {(error.get('ctx') or {}).get('expected', '')}".replace("'", "")
+    return _DEFAULT_REASONS.get(error["type"], error["msg"])
+
+
+def as_invalid(exc: ValidationError, root: str = "") -> InvalidField:
+    """The 400 for a failed body: the first error in the message, every error in ``details``."""
+    details: list[ErrorDetail] = []
+    for error in exc.errors(include_url=False):
+        path = _join(root, _path_of(error)) if root else _path_of(error)
+        details.append(ErrorDetail(ErrorCode.INVALID_REQUEST, f"{path}: {_reason_of(error)}", path))
+    first = details[0]
+    return InvalidField(message=first.message, details=details, field_name=first.target or "body")
+
+
+def parse(model: type[BodyT], raw: object, *, root: str = "") -> BodyT:
+    """``raw`` (an exactly decoded JSON value) as ``model``, or the ``InvalidField`` saying why not.
+
+    ``root`` prefixes every path (a body nested in a bigger document)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise as_invalid(exc, root) from None
+
+
+def openapi_schema(model: type[Body]) -> dict[str, Any]:
+    """The model's JSON Schema for the OpenAPI document, with its ``$defs`` inlined (each
+    operation's schema stands alone; none of these models is recursive)."""
+    schema = model.model_json_schema(mode="validation")
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: v for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**inline(copy.deepcopy(defs[ref.removeprefix("#/$defs/")])), **inline(rest)}
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
