@@ -26,7 +26,9 @@ The publish path does not use this: it keeps its measured hand-written parser
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -36,16 +38,21 @@ from pydantic import (
     Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, InvalidField
 
-__all__ = ["ECHOED", "Body", "Invalid", "checked", "echoed", "one_of", "openapi_schema", "parse", "reason"]
+__all__ = [
+    "ECHOED", "Body", "Invalid", "Missing", "case_insensitive", "checked", "checker", "echoed", "one_of",
+    "openapi_schema", "optional_text", "parse", "reason",
+]
 
 BodyT = TypeVar("BodyT", bound="Body")
 
@@ -66,13 +73,21 @@ _DEFAULT_REASONS: dict[str, str] = {
 }
 
 
-def Invalid(reason: str, *, at: str = "", field: str = "") -> PydanticCustomError:
+def Invalid(reason: str, *, at: str | None = None, field: str = "") -> PydanticCustomError:
     """The error a validator of a body model raises: ``reason`` for the model's own path plus
     ``at`` (``"inputSchemaMapping"``, ``"[2].name"``), or for the absolute ``field`` path."""
     return PydanticCustomError(_MLGRID, "{reason}", {"reason": reason, "at": at, "field": field})
 
 
-def reason(text: str) -> WrapValidator:
+@dataclass(frozen=True)
+class Reason(WrapValidator):
+    """``Annotated`` metadata: any failure of this field - a missing one included - is
+    reported as ``text``. Made by :func:`reason`."""
+
+    text: str = ""
+
+
+def reason(text: str) -> Reason:
     """``Annotated`` metadata: any failure of this field is reported as ``text``."""
 
     def wrap(value: object, handler: ValidatorFunctionWrapHandler) -> object:
@@ -83,7 +98,53 @@ def reason(text: str) -> WrapValidator:
                 raise  # a more precise reason from a nested validator
             raise Invalid(text) from None
 
-    return WrapValidator(wrap)
+    return Reason(wrap, text=text)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """``Annotated`` metadata: what a missing required field is told (default ``is required``)."""
+
+    text: str
+
+
+def _missing_reason(field: FieldInfo) -> str:
+    for item in field.metadata:
+        if isinstance(item, Reason | Missing):
+            return item.text
+    return "is required"
+
+
+def checker(check: Callable[[Any], Any], schema: dict[str, Any]) -> tuple[Any, ...]:
+    """``Annotated`` metadata for a value checked by ``check`` (which raises :func:`Invalid`
+    with the exact wording, or returns the value to keep) and shown as ``schema``: for rules
+    whose messages differ by failure (type vs length) and so cannot be one :func:`reason`.
+    Use as ``Annotated[Any, *checker(check, schema)]``; keep both next to each other."""
+    return (AfterValidator(check), WithJsonSchema(schema))
+
+
+def optional_text(limit: int) -> tuple[Any, ...]:
+    """A string of at most ``limit`` characters, or null (``must be a string or null``)."""
+
+    def check(value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise Invalid("must be a string or null")
+        if len(value) > limit:
+            raise Invalid(f"must be at most {limit} characters")
+        return value
+
+    return checker(check, {"type": ["string", "null"], "maxLength": limit})
+
+
+def case_insensitive(choices: tuple[str, ...] | list[str]) -> str:
+    """A JSON Schema ``pattern`` that matches any of ``choices`` in any letter case (ECMA
+    regexes have no case-insensitive flag)."""
+    def letters(word: str) -> str:
+        return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+    return "^(?:" + "|".join(letters(c) for c in choices) + ")$"
 
 
 T = TypeVar("T")
@@ -151,11 +212,14 @@ class Body(BaseModel):
         unknown = sorted(str(k) for k in value if k not in known)
         if unknown:
             raise Invalid(cls.unknown_reason(known), at=unknown[0])
+        for name, field in cls.model_fields.items():
+            if field.is_required() and (field.alias or name) not in value:
+                raise Invalid(_missing_reason(field), at=field.alias or name)
         return handler(dict(value))
 
 
-def _join(path: str, part: str) -> str:
-    if not part:
+def _join(path: str, part: str | None) -> str:
+    if part is None:
         return path
     if part.startswith("["):
         return path + part
@@ -174,8 +238,10 @@ def _path_of(error: ErrorDetails) -> str:
             continue  # pydantic's names of union members and validator wrappers
         else:
             path = _join(path, part)
-    path = _join(path, str(ctx.get("at") or ""))
-    return path or "body"
+    at = ctx.get("at")
+    if at is None:
+        return path or "body"
+    return _join(path, str(at))
 
 
 def _reason_of(error: ErrorDetails) -> str:
@@ -193,7 +259,7 @@ def as_invalid(exc: ValidationError, root: str = "") -> InvalidField:
         path = _join(root, _path_of(error)) if root else _path_of(error)
         details.append(ErrorDetail(ErrorCode.INVALID_REQUEST, f"{path}: {_reason_of(error)}", path))
     first = details[0]
-    return InvalidField(message=first.message, details=details, field_name=first.target or "body")
+    return InvalidField(message=first.message, details=details, field_name=first.target or "")
 
 
 def parse(model: type[BodyT], raw: object, *, root: str = "") -> BodyT:

@@ -207,6 +207,7 @@ async def get_connector(workspace: str, name: str, request: Request) -> Response
 @router.delete(
     "/workspaces/{workspace}/connectors/{name}",
     summary="Delete a connector and its remembered state (events already emitted stay)",
+    response_class=Response,
 )
 async def delete_connector(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)

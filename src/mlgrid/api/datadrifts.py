@@ -193,6 +193,7 @@ async def get_monitor(workspace: str, name: str, request: Request) -> Response:
 @router.delete(
     "/workspaces/{workspace}/datadrifts/{name}",
     summary="Delete a data-drift monitor and its runs (published events stay published)",
+    response_class=Response,
 )
 async def delete_monitor(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)

@@ -23,3 +23,16 @@ def body_schema(schema: dict[str, Any] | type[Body], content_types: tuple[str, .
             "content": {ct: {"schema": schema} for ct in content_types},
         }
     }
+
+
+def file_response(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of a route whose 200 is a file of one of ``media_types`` (not JSON)."""
+    return {200: {"description": "the file", "content": {
+        media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in media_types
+    }}}
+
+
+#: ``responses`` of a write that answers 201 when it creates and 200 when it replaces.
+CREATED_OR_REPLACED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "replaced"}, 201: {"description": "created"},
+}

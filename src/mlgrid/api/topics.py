@@ -68,7 +68,8 @@ async def get_topic(topic: str, request: Request) -> dict[str, Any]:
     return rt.topics.as_json(found)
 
 
-@router.delete("/topics/{topic}", summary="Delete a custom topic with its subscriptions and events")
+@router.delete("/topics/{topic}", summary="Delete a custom topic with its subscriptions and events",
+               response_class=Response)
 async def delete_topic(topic: str, request: Request) -> Response:
     rt = runtime(request)
     principal = await caller(request)
