@@ -29,7 +29,7 @@ import copy
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -50,8 +50,22 @@ from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import ErrorDetail, InvalidField
 
 __all__ = [
-    "ECHOED", "Body", "Invalid", "Missing", "case_insensitive", "checked", "checker", "echoed", "one_of",
-    "openapi_schema", "optional_text", "parse", "reason",
+    "DATE_TIME_SCHEMA",
+    "ECHOED",
+    "Body",
+    "Invalid",
+    "Missing",
+    "case_insensitive",
+    "checked",
+    "checker",
+    "echoed",
+    "members_of",
+    "one_of",
+    "openapi_schema",
+    "optional_text",
+    "parse",
+    "reason",
+    "relay",
 ]
 
 BodyT = TypeVar("BodyT", bound="Body")
@@ -175,6 +189,14 @@ def one_of(choices: tuple[str, ...], text: str = "") -> tuple[Any, ...]:
     return (Field(json_schema_extra={"enum": list(choices)}), AfterValidator(check), reason(message))
 
 
+#: An RFC 3339 date-time as ``events/timestamps.parse_timestamp`` reads it: upper-case ``T``
+#: and ``Z``, no leap second (``format`` alone admits both).
+DATE_TIME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:[0-5]\d(\.\d+)?(Z|[+-]\d{2}:\d{2})$",
+}
+
 ECHOED = "Read-only in a response; accepted and ignored so that a read can be sent back."
 
 
@@ -191,6 +213,10 @@ class Body(BaseModel):
         strict=True, extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False
     )
 
+    #: ARM ignores the case of member names: a model that says so takes ``Destination`` for
+    #: ``destination`` (and refuses a name given twice in two spellings).
+    names_ignore_case: ClassVar[bool] = False
+
     @classmethod
     def object_reason(cls) -> str:
         """What a value that is not a JSON object is told; a model may say more."""
@@ -206,16 +232,53 @@ class Body(BaseModel):
     def _closed_object(cls, value: object, handler: Callable[[object], Any]) -> Any:
         if isinstance(value, cls):
             return handler(value)
+        members = cls.canonical_members(value)
+        for name, field in cls.model_fields.items():
+            if field.is_required() and (field.alias or name) not in members:
+                raise Invalid(_missing_reason(field), at=field.alias or name)
+        return handler(members)
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        """``value``'s members under the model's names, or :func:`Invalid` for a value that is
+        not an object, an unknown member (the first in sorted order, or in the body's order
+        when names ignore case) or a member given twice."""
         if not isinstance(value, Mapping):
             raise Invalid(cls.object_reason())
         known = [f.alias or name for name, f in cls.model_fields.items()]
-        unknown = sorted(str(k) for k in value if k not in known)
-        if unknown:
-            raise Invalid(cls.unknown_reason(known), at=unknown[0])
-        for name, field in cls.model_fields.items():
-            if field.is_required() and (field.alias or name) not in value:
-                raise Invalid(_missing_reason(field), at=field.alias or name)
-        return handler(dict(value))
+        if not cls.names_ignore_case:
+            unknown = sorted(str(k) for k in value if k not in known)
+            if unknown:
+                raise Invalid(cls.unknown_reason(known), at=unknown[0])
+            return dict(value)
+        by_lower = {name.lower(): name for name in known}
+        members: dict[str, Any] = {}
+        for name, item in value.items():
+            canonical = by_lower.get(name.lower()) if isinstance(name, str) else None
+            if canonical is None:
+                raise Invalid(cls.unknown_reason(known), at=str(name))
+            if canonical in members:
+                raise Invalid("given more than once (property names ignore case)", at=str(name))
+            members[canonical] = item
+        return members
+
+
+def members_of(model: type[Body], raw: object, path: str) -> dict[str, Any]:
+    """:meth:`Body.canonical_members` outside validation: an ``InvalidField`` under ``path``."""
+    try:
+        return model.canonical_members(raw)
+    except PydanticCustomError as exc:
+        ctx = exc.context or {}
+        field = _join(path, ctx.get("at")) or "body"
+        raise InvalidField(message=f"{field}: {ctx.get('reason', exc.message())}", field_name=field) from None
+
+
+def relay(exc: ValidationError, at: str) -> PydanticCustomError:
+    """The first error of a nested model's validation, as the outer model's error under ``at``
+    (a model that validates a member itself, e.g. by a type named in a sibling member)."""
+    first = exc.errors(include_url=False)[0]
+    inner = _path_of(first)
+    return Invalid(_reason_of(first), at=at if inner == "body" else _join(at, inner))
 
 
 def _join(path: str, part: str | None) -> str:

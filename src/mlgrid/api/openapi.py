@@ -23,7 +23,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 from mlgrid.api.pull import DEFAULT_MAX_WAIT_SECONDS
-from mlgrid.body import case_insensitive
+from mlgrid.body import DATE_TIME_SCHEMA, case_insensitive
 from mlgrid.broker.names import NAME_PATTERN
 from mlgrid.delivery.pull import MAX_EVENTS_PER_RECEIVE, MAX_WAIT_SECONDS
 from mlgrid.domain.deliveries import DELIVERY_STATES
@@ -101,13 +101,7 @@ PATH_PARAMETER_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
 }
 
 
-#: An RFC 3339 date-time as ``events/timestamps.parse_timestamp`` reads it: upper-case ``T``
-#: and ``Z``, no leap second (``format`` alone admits both).
-DATE_TIME: Final[dict[str, Any]] = {
-    "type": "string",
-    "format": "date-time",
-    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:[0-5]\d(\.\d+)?(Z|[+-]\d{2}:\d{2})$",
-}
+DATE_TIME: Final = DATE_TIME_SCHEMA
 #: A query parameter given empty is the same as one not given.
 _EMPTY: Final[dict[str, Any]] = {"type": "string", "maxLength": 0}
 _OPTIONAL_DATE_TIME: Final[dict[str, Any]] = {"anyOf": [DATE_TIME, _EMPTY]}
