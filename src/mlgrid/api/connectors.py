@@ -40,6 +40,8 @@ _PROPERTIES: dict[str, Any] = {
     },
     "token": {
         "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": 4096,
         "writeOnly": True,
         "description": "bearer token for MLflow; sealed at rest, never returned",
     },
@@ -84,15 +86,20 @@ PUT_BODY = body_schema(
         "type": "object",
         "required": ["properties"],
         "properties": {
-            "properties": {"type": "object", "required": ["trackingUri"], "properties": _PROPERTIES}
+            "properties": {"type": "object", "required": ["trackingUri"], "properties": _PROPERTIES,
+                           "additionalProperties": False}
         },
+        "additionalProperties": False,
     }
 )
 PATCH_BODY = body_schema(
     {
         "type": "object",
         "required": ["properties"],
-        "properties": {"properties": {"type": "object", "properties": _PROPERTIES}},
+        "properties": {
+            "properties": {"type": "object", "properties": _PROPERTIES, "additionalProperties": False}
+        },
+        "additionalProperties": False,
     }
 )
 WEBHOOK_BODY: dict[str, Any] = {

@@ -51,6 +51,7 @@ MONITOR_BODY = body_schema(
                                         "description": "id of a dataset version with a timestampColumn"},
                     "features": {
                         "type": ["array", "null"],
+                        "minItems": 1,
                         "items": {"type": "string"},
                         "description": "columns to compare (in both datasets); null: every usable column",
                     },

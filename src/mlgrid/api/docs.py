@@ -17,6 +17,9 @@ def body_schema(schema: dict[str, Any] | type[Body], content_types: tuple[str, .
                 required: bool = True) -> dict[str, Any]:
     if isinstance(schema, type):
         schema = openapi_schema(schema)
+    if not required:
+        # An optional body may also be JSON's null, which reads as no body.
+        schema = {"anyOf": [schema, {"type": "null"}]}
     return {
         "requestBody": {
             "required": required,

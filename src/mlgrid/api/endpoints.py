@@ -61,6 +61,12 @@ ENDPOINT_BODY = body_schema(
                         "description": "how long the scoring process may take to answer its health check",
                     },
                 },
+                # deploy at least one model or give an entry script
+                "anyOf": [
+                    {"required": ["models"], "properties": {"models": {"minItems": 1}}},
+                    {"required": ["entryScript"],
+                     "properties": {"entryScript": {"type": ["string", "object"]}}},
+                ],
             }
         },
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 
 import asyncpg
@@ -118,7 +117,7 @@ def install(app: FastAPI) -> None:
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route answers at this path (the router's own 405 names only the
     methods of the first route whose path matched), plus ``OPTIONS``."""
-    by_literal: dict[int, set[str]] = {}
+    methods: set[str] = set()
     pending = list(request.app.router.routes)
     while pending:
         route = pending.pop()
@@ -128,20 +127,11 @@ def allowed_methods(request: Request) -> list[str]:
             continue
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            by_literal.setdefault(_literal_length(route), set()).update(getattr(route, "methods", None) or ())
-    if not by_literal:
+            methods.update(getattr(route, "methods", None) or ())
+    if not methods:
         return []
-    # ``/t/{p}/eventSubscriptions/x:test`` also matches ``.../{subscription}``, whose PUT would
-    # only refuse ``x:test`` as a name: the resource is the route that spells most of the path.
-    methods = by_literal[max(by_literal)]
     methods.add("OPTIONS")
     return sorted(methods)
-
-
-def _literal_length(route: object) -> int:
-    """How much of a route's path is spelled out rather than a parameter."""
-    path = str(getattr(route, "path", ""))
-    return len(re.sub(r"\{[^}]*\}", "", path))
 
 
 def _method_not_allowed(request: Request) -> Response:

@@ -353,7 +353,14 @@ class DeadLetterProperties(_ArmBody):
     })] = None
 
 
+def _container_required(schema: dict[str, Any]) -> None:
+    schema["required"] = ["endpointType", "properties"]
+    schema["properties"]["properties"] = openapi_schema(DeadLetterProperties)
+
+
 class DeadLetterDestination(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_container_required)
+
     endpoint_type: Annotated[Any, *_choice_of((STORAGE_BLOB,), required=True)]
     properties: Annotated[Any, WithJsonSchema(
         {"anyOf": [openapi_schema(DeadLetterProperties), {"type": "null"}]}

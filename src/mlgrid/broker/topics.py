@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.auth.tokens import new_topic_key
@@ -89,8 +89,20 @@ class TopicSpec:
 _WRITABLE_PROPERTIES = ("inputSchema", "inputSchemaMapping", "resourceGroup", "retentionInDays")
 
 
+def _mapping_only_with_custom_schema(schema: dict[str, Any]) -> None:
+    """The schema says what the validator below checks: a mapping with (and only with) the
+    custom input schema."""
+    custom = {"const": EventSchema.CUSTOM_EVENT}
+    schema["if"] = {"required": ["inputSchema"], "properties": {"inputSchema": custom}}
+    schema["then"] = {"required": ["inputSchemaMapping"],
+                      "properties": {"inputSchemaMapping": {"type": "object"}}}
+    schema["else"] = {"properties": {"inputSchemaMapping": {"type": "null"}}}
+
+
 class TopicProperties(Body):
     """``properties`` of a topic body; Azure's read-only properties are accepted and ignored."""
+
+    model_config = ConfigDict(json_schema_extra=_mapping_only_with_custom_schema)
 
     input_schema: Annotated[str, *one_of(INPUT_SCHEMAS)] = EventSchema.EVENT_GRID
     input_schema_mapping: Annotated[
