@@ -36,7 +36,7 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.topics import REGENERATE_BODY, scope_of
 from mlgrid.auth.roles import Action
 from mlgrid.body import Body, echoed, parse
-from mlgrid.broker.topics import ArmTopicBody, Topic, parse_topic_body
+from mlgrid.broker.topics import ArmTopicBody, RegenerateKeyBody, Topic, parse_topic_body
 from mlgrid.errors import invalid
 
 router = APIRouter(tags=["ARM: topics"])
@@ -197,10 +197,8 @@ async def arm_regenerate_key(request: Request) -> Response:
     principal = await caller(request)
     found = await topic_in_group(request, request.path_params["topicName"], "custom")
     await rt.access.require(principal, scope_of(found), Action.REGENERATE_KEY)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object with keyName")
-    keys = await rt.topics.regenerate_key(found.name, body.get("keyName"))
+    body = parse(RegenerateKeyBody, await json_body(request))
+    keys = await rt.topics.regenerate_key(found.name, body.key_name)
     return arm_json({"key1": keys.key1, "key2": keys.key2})
 
 

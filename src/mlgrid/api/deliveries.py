@@ -53,7 +53,7 @@ REPLAY_BODY = body_schema(
         "required": ["from"],
         "properties": {
             "from": {"type": "string", "format": "date-time"},
-            "to": {"type": "string", "format": "date-time", "description": "default: now"},
+            "to": {"type": ["string", "null"], "format": "date-time", "description": "default or null: now"},
         },
     }
 )

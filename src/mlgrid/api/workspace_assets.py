@@ -40,6 +40,7 @@ MODEL_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                             "description": "one file (a file model) or several whose file names are "
                             "relative paths (a directory model)",

@@ -50,6 +50,8 @@ from mlgrid.body import (
 )
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
+    EXCHANGE_NAME,
+    NATS_SUBJECT,
     parse_nats_jetstream_properties,
     parse_rabbitmq_properties,
     parse_redis_stream_properties,
@@ -228,8 +230,14 @@ class _ArmBody(Body):
         return f"unknown property; expected one of {', '.join(known)}"
 
 
+def _url_or_echo(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [{"required": ["endpointUrl"]}, {"required": ["endpointBaseUrl"]}]
+
+
 class WebhookProperties(_ArmBody):
     """``destination.properties`` of a ``WebHook`` destination."""
+
+    model_config = ConfigDict(json_schema_extra=_url_or_echo)
 
     endpoint_url: Annotated[Any, WithJsonSchema(
         {"type": ["string", "null"], "format": "uri", "writeOnly": True,
@@ -261,19 +269,38 @@ _CONNECTION_URL = {"type": "string", "writeOnly": True, "maxLength": 2048,
                    "description": "the connection URL (its password is write-only)"}
 
 
+def _required(*names: str) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` naming members the destination's parser requires."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["required"] = list(names)
+
+    return extra
+
+
 class RedisStreamProperties(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_required("url", "stream"))
+
     url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:redis|rediss|unix)://"})] = None
-    stream: Annotated[Any, WithJsonSchema(_STRING_OR_NULL)] = None
+    stream: Annotated[Any, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255})] = None
 
 
 class NatsJetStreamProperties(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_required("url", "subject"))
+
     url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:nats|tls|ws|wss)://"})] = None
-    subject: Annotated[Any, WithJsonSchema(_STRING_OR_NULL)] = None
+    subject: Annotated[Any, WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 255, "pattern": f"^{NATS_SUBJECT.pattern}$"}
+    )] = None
 
 
 class RabbitMqProperties(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_required("url", "exchange"))
+
     url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:amqp|amqps)://"})] = None
-    exchange: Annotated[Any, WithJsonSchema(_STRING_OR_NULL)] = None
+    exchange: Annotated[Any, WithJsonSchema(
+        {"type": "string", "maxLength": 255, "pattern": f"^{EXCHANGE_NAME.pattern}$"}
+    )] = None
     routing_key: Annotated[Any, WithJsonSchema(_STRING_OR_NULL)] = None
 
 
@@ -291,7 +318,9 @@ def _destination_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [
         {"properties": {
             "endpointType": {"pattern": case_insensitive([endpoint_type])},
-            "properties": {"anyOf": [openapi_schema(model), {"type": "null"}]},
+            "properties": openapi_schema(model)
+            if model.model_json_schema().get("required")
+            else {"anyOf": [openapi_schema(model), {"type": "null"}]},
         }}
         for endpoint_type, model in DESTINATION_PROPERTIES.items()
     ]

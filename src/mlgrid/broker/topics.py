@@ -106,7 +106,7 @@ class TopicProperties(Body):
 
     input_schema: Annotated[str, *one_of(INPUT_SCHEMAS)] = EventSchema.EVENT_GRID
     input_schema_mapping: Annotated[
-        Any, WithJsonSchema({"type": "object", "description": "required for CustomEventSchema"})
+        Any, WithJsonSchema({"type": ["object", "null"], "description": "required for CustomEventSchema"})
     ] = None
     resource_group: Annotated[
         str,
