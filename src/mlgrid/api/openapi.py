@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from mlgrid.api.pull import DEFAULT_MAX_WAIT_SECONDS
 from mlgrid.body import DATE_TIME_SCHEMA, case_insensitive
-from mlgrid.broker.names import NAME_PATTERN
+from mlgrid.broker.names import NAME_PATTERN, RESOURCE_GROUP_SCHEMA_PATTERN
 from mlgrid.delivery.pull import MAX_EVENTS_PER_RECEIVE, MAX_WAIT_SECONDS
 from mlgrid.domain.deliveries import DELIVERY_STATES
 from mlgrid.workspace.lifecycle import STATUSES
@@ -96,7 +96,7 @@ PATH_PARAMETER_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     )},
     "version": {"type": "string", "pattern": "^[0-9]{1,9}$", "minLength": 1, "maxLength": 9},
     "resourceGroupName": {
-        "type": "string", "minLength": 1, "maxLength": 90, "pattern": r"^[-\w._()]{0,89}[-\w()]$",
+        "type": "string", "minLength": 1, "maxLength": 90, "pattern": RESOURCE_GROUP_SCHEMA_PATTERN,
     },
 }
 

@@ -22,6 +22,7 @@ from mlgrid.auth.secretbox import SecretBox
 from mlgrid.auth.tokens import new_topic_key
 from mlgrid.body import Body, Invalid, checked, echoed, one_of, parse, reason
 from mlgrid.broker.names import (
+    RESOURCE_GROUP_SCHEMA_PATTERN,
     check_name,
     check_resource_group,
     system_topic_arm_id,
@@ -110,7 +111,7 @@ class TopicProperties(Body):
     ] = None
     resource_group: Annotated[
         str,
-        Field(pattern=r"^[-\w._()]{0,89}[-\w()]$", max_length=90),  # check_resource_group's rule
+        Field(pattern=RESOURCE_GROUP_SCHEMA_PATTERN, max_length=90),
         reason("must be 1-90 characters of letters, digits, '-', '_', '.', '(' and ')'"),
         AfterValidator(lambda v: checked(lambda: check_resource_group(v))),
     ] = "default"

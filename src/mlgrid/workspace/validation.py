@@ -28,6 +28,7 @@ from mlgrid.body import (
     parse,
     reason,
 )
+from mlgrid.broker.names import RESOURCE_GROUP_SCHEMA_PATTERN
 from mlgrid.errors import InvalidField, invalid
 from mlgrid.events.timestamps import parse_timestamp
 from mlgrid.workspace import lifecycle
@@ -156,7 +157,8 @@ def _resource_group(value: object) -> str | None:
 
 class WorkspaceProperties(Body):
     resource_group: Annotated[Any, *checker(_resource_group, {
-        "type": ["string", "null"], "description": "fixed at creation: part of the events' topic id",
+        "type": ["string", "null"], "maxLength": 90, "pattern": RESOURCE_GROUP_SCHEMA_PATTERN,
+        "description": "fixed at creation: part of the events' topic id",
     })] = None
     run_status_changed_events: Annotated[Any, *checker(_mode, {
         "type": ["string", "null"],
