@@ -45,6 +45,9 @@ PATCH_BODY = body_schema(subscription_schema(patch=True))
 _SUBSCRIPTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "the topic, workspace or subscription does not exist"}
 }
+_PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_SUBSCRIPTION_RESPONSES, 200: {"description": "replaced"}, 201: {"description": "created"},
+}
 
 
 def _service(request: Request) -> SubscriptionService:
@@ -166,7 +169,7 @@ def _register() -> None:
             router.add_api_route(
                 item, _put(kind), methods=["PUT"], openapi_extra=PUT_BODY, status_code=201,
                 summary=f"Create or replace an event subscription on {label}",
-                response_class=Response, **common,
+                response_class=Response, **{**common, "responses": _PUT_RESPONSES},
             )
             router.add_api_route(
                 item, _patch(kind), methods=["PATCH"], openapi_extra=PATCH_BODY,

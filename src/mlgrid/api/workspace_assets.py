@@ -58,8 +58,9 @@ MODEL_BODY: dict[str, Any] = {
                     "required": ["runId", "artifactPath"],
                     "properties": {
                         **_METADATA_SCHEMA["properties"],
-                        "runId": {"type": "string"},
-                        "artifactPath": {"type": "string", "description": "an artifact file or directory"},
+                        "runId": {"type": "string", "minLength": 1},
+                        "artifactPath": {"type": "string", "minLength": 1,
+                                         "description": "an artifact file or directory"},
                     },
                 }
             },

@@ -107,7 +107,16 @@ class TopicProperties(Body):
 
     input_schema: Annotated[str, *one_of(INPUT_SCHEMAS)] = EventSchema.EVENT_GRID
     input_schema_mapping: Annotated[
-        Any, WithJsonSchema({"type": ["object", "null"], "description": "required for CustomEventSchema"})
+        Any, WithJsonSchema({
+            "type": ["object", "null"], "description": "required for CustomEventSchema",
+            "additionalProperties": False,
+            "properties": {
+                "inputSchemaMappingType": {"type": "string", "pattern": "^[Jj][Ss][Oo][Nn]$"},
+                "mappingType": {"type": "string", "pattern": "^[Jj][Ss][Oo][Nn]$"},
+                "properties": {"type": "object", "description": "each event member from a sourceField "
+                               "or a defaultValue (events/schemas.py)"},
+            },
+        })
     ] = None
     resource_group: Annotated[
         str,
