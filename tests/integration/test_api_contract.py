@@ -84,6 +84,9 @@ REFUSED_FOR_A_REASON = {
     ("POST", "/topics/{topic}:publish"): _BY_INPUT_SCHEMA,
     ("POST", "/systemTopics/{workspace}/api/events"): _BY_INPUT_SCHEMA,
     ("POST", "/systemTopics/{workspace}:publish"): _BY_INPUT_SCHEMA,
+    **{("POST", f"/{kind}/{{parent}}/eventSubscriptions/{{subscription}}/replay"):
+       "to must not be before from (a rule between two members)"
+       for kind in ("topics", "systemTopics", "workspaces")},
     **{("POST", f"/{kind}/{{parent}}/eventSubscriptions/{{subscription}}/getFullUrl"):
        "a Queue subscription has no URL (400, as Azure answers for a destination without one)"
        for kind in ("topics", "systemTopics", "workspaces")},
