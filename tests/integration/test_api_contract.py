@@ -210,7 +210,7 @@ def contract_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     # Generated webhook URLs are not contacted during PUT (the handshake is tested elsewhere).
     data_dir = tmp_path_factory.mktemp("contract")
     server = ServerProcess(data_dir=data_dir, extra_args=["--no-webhook-validation"])
-    server.start()
+    server.start(timeout=120.0)  # a loaded 2-core machine can take more than the default 30 s
     try:
         yield server
     finally:
