@@ -40,6 +40,7 @@ from mlgrid.api import (
     workspaces,
 )
 from mlgrid.api import errors as api_errors
+from mlgrid.api import openapi as api_openapi
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth import run_tokens
 from mlgrid.auth.private_files import write_private_file
@@ -242,6 +243,7 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_errors.install(app)
+    api_openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
     return app

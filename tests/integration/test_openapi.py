@@ -144,3 +144,117 @@ def test_every_path_parameter_is_documented(spec: dict[str, Any]) -> None:
         for name, parameter in declared.items():
             assert parameter.get("required") is True, f"{method.upper()} {path}: {name} not required"
             assert parameter.get("schema"), f"{method.upper()} {path}: {name} has no schema"
+
+
+# --- error responses (SPEC §3): every operation declares the errors its route can give ------
+
+#: Operations anyone may call; every other one must answer 401 without credentials (checked
+#: against the running server below, so this list cannot claim more than is true).
+OPEN = {
+    ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"),
+    ("get", "/eventSubscriptions/validate"),
+    ("get", "/{tenant}/v2.0/.well-known/openid-configuration"), ("post", "/{tenant}/oauth2/v2.0/token"),
+    ("get", "/metadata/endpoints"),
+}
+#: Routes that take the topic's own keys (publish, pull) or a signature (the MLflow webhook)
+#: find the resource before they can check the credential: for a missing one they answer 404
+#: (docs/decisions.md, "API contract"); 401 is checked on the others.
+KEY_AUTH = re.compile(r"(/api/events|:publish|/eventsubscriptions/\{subscription\}:[a-zA-Z]+|/webhook)$")
+#: RFC 6749's token endpoint answers OAuth's own error body, not the envelope.
+OAUTH_TOKEN = ("post", "/{tenant}/oauth2/v2.0/token")
+ENVELOPE_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors_the_route_can_give(method: str, path: str, operation: dict[str, Any]) -> set[str]:
+    """From what the operation reads: parameters or a body can be wrong (400), a caller can lack
+    credentials or a role (401/403), a path can name nothing (404), a write can conflict or
+    miss its If-Match (409/412), a body can be too large or not JSON (413/415), the database
+    can be down (503)."""
+    expected = {"503"}
+    if operation.get("parameters") or operation.get("requestBody"):
+        expected.add("400")
+    if (method, path) not in OPEN:
+        expected |= {"401", "403"}
+    if "{" in path:
+        expected.add("404")
+    if method in ("put", "patch", "delete", "post") and (method, path) not in OPEN:
+        expected.add("409")
+        if method != "post":
+            expected.add("412")
+    if operation.get("requestBody"):
+        expected |= {"413", "415"}
+    return expected
+
+
+def test_every_operation_declares_its_error_responses_with_the_envelope(spec: dict[str, Any]) -> None:
+    missing: list[str] = []
+    for path, method, operation in _operations(spec):
+        responses = operation["responses"]
+        where = f"{method.upper()} {path}"
+        assert "422" not in responses, f"{where}: declares 422; mlgrid answers a bad request with 400"
+        if (method, path) == OAUTH_TOKEN:
+            assert {"400", "401"} <= set(responses), where
+            continue
+        for status in sorted(_errors_the_route_can_give(method, path, operation)):
+            declared = responses.get(status)
+            if declared is None:
+                missing.append(f"{where}: {status}")
+                continue
+            schema = declared.get("content", {}).get("application/json", {}).get("schema")
+            assert schema == ENVELOPE_REF, f"{where}: {status} is not the error envelope: {declared}"
+    assert not missing, f"operations missing error responses: {missing}"
+
+
+def test_the_error_schema_is_the_envelope_the_server_sends(
+    spec: dict[str, Any], sqlite_server: ServerProcess
+) -> None:
+    schema = spec["components"]["schemas"]["Error"]
+    assert schema["required"] == ["error"]
+    error = schema["properties"]["error"]
+    assert set(error["required"]) == {"code", "message", "details"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    with sqlite_server.client() as api:
+        body = api.get("/topics/no-such-topic-here").json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) <= set(error["properties"])
+
+
+def test_operations_that_are_not_open_answer_401_without_credentials(
+    spec: dict[str, Any], sqlite_server: ServerProcess
+) -> None:
+    """What makes the 401/403 declarations (and the OPEN list) true: every other operation
+    refuses a request without credentials."""
+    wrong = []
+    with httpx.Client(base_url=sqlite_server.url, timeout=30.0) as anonymous:
+        for path, method, _operation in _operations(spec):
+            if (method, path) in OPEN or KEY_AUTH.search(path):
+                continue
+            url = re.sub(r"\{[^}]+\}", "abc", path)
+            if path.startswith("/subscriptions/"):
+                url += "?api-version=2022-06-15"
+            body = {} if method in ("put", "post", "patch") else None
+            response = anonymous.request(method.upper(), url, json=body)
+            if response.status_code != 401:
+                wrong.append(f"{method.upper()} {path}: {response.status_code}")
+    assert not wrong, f"operations not listed as open that answer without credentials: {wrong}"
+
+
+def test_name_and_version_rules_are_in_the_path_parameters(spec: dict[str, Any]) -> None:
+    """SPEC §1's names (3-64 of [A-Za-z0-9_-]) and versions (1-9 digits) as schemas."""
+    names = {"topic", "parent", "subscription", "workspace", "principal", "experiment", "name",
+             "topicName", "systemTopicName", "workspaceName", "eventSubscriptionName"}
+    checked = 0
+    for path, method, operation in _operations(spec):
+        for parameter in operation.get("parameters", []):
+            if parameter.get("in") != "path":
+                continue
+            schema = parameter["schema"]
+            if parameter["name"] in names:
+                assert (schema.get("minLength"), schema.get("maxLength")) == (3, 64), f"{method} {path}"
+                assert re.fullmatch(schema["pattern"].strip("^$"), "my-topic_01"), f"{method} {path}"
+                assert not re.search(schema["pattern"], "a.b"), f"{method} {path}"
+                checked += 1
+            if parameter["name"] == "version":
+                assert re.search(schema["pattern"], "12") and not re.search(schema["pattern"], "1a")
+                checked += 1
+    assert checked > 200

@@ -38,18 +38,18 @@ from mlgrid.api.arm_common import (
 )
 from mlgrid.api.deps import caller, json_body, runtime
 from mlgrid.api.docs import body_schema
-from mlgrid.api.subscriptions import SUBSCRIPTION_SCHEMA
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action
 from mlgrid.broker.names import system_topic_arm_id
+from mlgrid.broker.subscription_body import SubscriptionProperties, subscription_schema
 from mlgrid.broker.topics import Topic
 
 router = APIRouter(tags=["ARM: event subscriptions"])
 
 EXTENSION_TYPE = "Microsoft.EventGrid/eventSubscriptions"
-_UPDATE_BODY = body_schema({"type": "object",
-                            "properties": SUBSCRIPTION_SCHEMA["properties"]["properties"]["properties"]})
-_PUT_BODY = body_schema(SUBSCRIPTION_SCHEMA)
+# ARM's update parameters are the subscription's properties, flat.
+_UPDATE_BODY = body_schema(SubscriptionProperties)
+_PUT_BODY = body_schema(subscription_schema(patch=False))
 
 
 @dataclass(frozen=True)

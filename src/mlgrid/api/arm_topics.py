@@ -35,36 +35,48 @@ from mlgrid.api.deps import caller, json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.topics import REGENERATE_BODY, scope_of
 from mlgrid.auth.roles import Action
-from mlgrid.broker.topics import Topic, parse_topic_body
+from mlgrid.body import Body, echoed, parse
+from mlgrid.broker.topics import ArmTopicBody, RegenerateKeyBody, Topic, parse_topic_body
 from mlgrid.errors import invalid
 
 router = APIRouter(tags=["ARM: topics"])
 
-ARM_TOPIC_BODY = body_schema({
-    "type": "object",
-    "properties": {
-        "location": {"type": "string"},
-        "tags": {"type": "object"},
-        "properties": {
-            "type": "object",
-            "properties": {
-                "inputSchema": {"type": "string",
-                                "enum": ["EventGridSchema", "CloudEventSchemaV1_0", "CustomEventSchema"]},
-                "inputSchemaMapping": {"type": "object", "description": "inputSchemaMappingType Json"},
-            },
-        },
-    },
-}, required=False)
-TOPIC_UPDATE_BODY = body_schema({
-    "type": "object",
-    "properties": {"tags": {"type": "object"}, "identity": {"type": "object"},
-                   "properties": {"type": "object"}},
-}, required=False)
-_UPDATE_MEMBERS = frozenset({"tags", "identity", "sku", "properties"})
-_UPDATE_PROPERTIES = frozenset({
-    "publicNetworkAccess", "inboundIpRules", "minimumTlsVersionAllowed", "disableLocalAuth",
-    "dataResidencyBoundary", "eventTypeInfo",
-})
+ARM_TOPIC_BODY = body_schema(ArmTopicBody, required=False)
+
+
+class TopicUpdateProperties(Body):
+    """Azure's updatable topic settings: accepted and not used (mlgrid has no network rules)."""
+
+    public_network_access: Any = echoed()
+    inbound_ip_rules: Any = echoed()
+    minimum_tls_version_allowed: Any = echoed()
+    disable_local_auth: Any = echoed()
+    data_residency_boundary: Any = echoed()
+    event_type_info: Any = echoed()
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return "cannot be updated; replace the topic with PUT instead"
+
+
+class TopicUpdateBody(Body):
+    """``TopicUpdateParameters`` of ARM's topic ``PATCH``."""
+
+    tags: Any = echoed()
+    identity: Any = echoed()
+    sku: Any = echoed()
+    properties: TopicUpdateProperties | None = None
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be a JSON object (TopicUpdateParameters)"
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return f"unknown member; expected one of {', '.join(sorted(known))}"
+
+
+TOPIC_UPDATE_BODY = body_schema(TopicUpdateBody, required=False)
 
 
 def arm_topic(request: Request, topic: Topic) -> dict[str, Any]:
@@ -86,7 +98,7 @@ async def arm_put_topic(request: Request) -> Response:
     name, group = request.path_params["topicName"], request.path_params["resourceGroupName"]
     raw = await json_body(request, required=False)
     if raw is not None and not isinstance(raw, dict):
-        raise invalid("body", "must be a JSON object (an ARM topic resource)")
+        parse(ArmTopicBody, raw)  # the 400 for a body that is not an object
     body: dict[str, Any] = dict(raw or {})
     props = body.get("properties")
     existing = await rt.topics.find(name, "custom")
@@ -98,7 +110,7 @@ async def arm_put_topic(request: Request) -> Response:
         if existing is not None:
             props.setdefault("retentionInDays", existing.row.retention_days)
         body["properties"] = props
-    spec = parse_topic_body(body)
+    spec = parse_topic_body(body, ArmTopicBody)
     if existing is None:
         await rt.access.require(principal, None, Action.WRITE)
     else:
@@ -122,19 +134,8 @@ async def arm_update_topic(request: Request) -> Response:
     principal = await caller(request)
     found = await topic_in_group(request, request.path_params["topicName"], "custom")
     await runtime(request).access.require(principal, scope_of(found), Action.WRITE)
-    body = await json_body(request, required=False) or {}
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object (TopicUpdateParameters)")
-    for member in body:
-        if member not in _UPDATE_MEMBERS:
-            expected = ", ".join(sorted(_UPDATE_MEMBERS))
-            raise invalid(str(member), f"unknown member; expected one of {expected}")
-    props = body.get("properties") or {}
-    if not isinstance(props, dict):
-        raise invalid("properties", "must be a JSON object")
-    for member in props:
-        if member not in _UPDATE_PROPERTIES:
-            raise invalid(f"properties.{member}", "cannot be updated; replace the topic with PUT instead")
+    raw = await json_body(request, required=False)
+    parse(TopicUpdateBody, {} if raw is None else raw)
     return arm_json(arm_topic(request, found))
 
 
@@ -196,10 +197,8 @@ async def arm_regenerate_key(request: Request) -> Response:
     principal = await caller(request)
     found = await topic_in_group(request, request.path_params["topicName"], "custom")
     await rt.access.require(principal, scope_of(found), Action.REGENERATE_KEY)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object with keyName")
-    keys = await rt.topics.regenerate_key(found.name, body.get("keyName"))
+    body = parse(RegenerateKeyBody, await json_body(request))
+    keys = await rt.topics.regenerate_key(found.name, body.key_name)
     return arm_json({"key1": keys.key1, "key2": keys.key2})
 
 

@@ -40,6 +40,8 @@ _PROPERTIES: dict[str, Any] = {
     },
     "token": {
         "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": 4096,
         "writeOnly": True,
         "description": "bearer token for MLflow; sealed at rest, never returned",
     },
@@ -84,15 +86,20 @@ PUT_BODY = body_schema(
         "type": "object",
         "required": ["properties"],
         "properties": {
-            "properties": {"type": "object", "required": ["trackingUri"], "properties": _PROPERTIES}
+            "properties": {"type": "object", "required": ["trackingUri"], "properties": _PROPERTIES,
+                           "additionalProperties": False}
         },
+        "additionalProperties": False,
     }
 )
 PATCH_BODY = body_schema(
     {
         "type": "object",
         "required": ["properties"],
-        "properties": {"properties": {"type": "object", "properties": _PROPERTIES}},
+        "properties": {
+            "properties": {"type": "object", "properties": _PROPERTIES, "additionalProperties": False}
+        },
+        "additionalProperties": False,
     }
 )
 WEBHOOK_BODY: dict[str, Any] = {
@@ -207,6 +214,7 @@ async def get_connector(workspace: str, name: str, request: Request) -> Response
 @router.delete(
     "/workspaces/{workspace}/connectors/{name}",
     summary="Delete a connector and its remembered state (events already emitted stay)",
+    response_class=Response,
 )
 async def delete_connector(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)

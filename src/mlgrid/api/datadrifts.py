@@ -51,6 +51,7 @@ MONITOR_BODY = body_schema(
                                         "description": "id of a dataset version with a timestampColumn"},
                     "features": {
                         "type": ["array", "null"],
+                        "minItems": 1,
                         "items": {"type": "string"},
                         "description": "columns to compare (in both datasets); null: every usable column",
                     },
@@ -193,6 +194,7 @@ async def get_monitor(workspace: str, name: str, request: Request) -> Response:
 @router.delete(
     "/workspaces/{workspace}/datadrifts/{name}",
     summary="Delete a data-drift monitor and its runs (published events stay published)",
+    response_class=Response,
 )
 async def delete_monitor(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)

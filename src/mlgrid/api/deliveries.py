@@ -27,6 +27,7 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
 from mlgrid.auth.roles import Action
+from mlgrid.body import DATE_TIME_SCHEMA
 from mlgrid.delivery.dead_letter_record import format_time
 from mlgrid.delivery.manage import MAX_REDELIVER_IDS, DeliveryManager
 from mlgrid.domain.deliveries import DELIVERY_STATES, DeliveryState
@@ -52,8 +53,8 @@ REPLAY_BODY = body_schema(
         "type": "object",
         "required": ["from"],
         "properties": {
-            "from": {"type": "string", "format": "date-time"},
-            "to": {"type": "string", "format": "date-time", "description": "default: now"},
+            "from": DATE_TIME_SCHEMA,
+            "to": {"anyOf": [DATE_TIME_SCHEMA, {"type": "null"}], "description": "default or null: now"},
         },
     }
 )

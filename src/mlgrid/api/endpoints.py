@@ -62,6 +62,12 @@ ENDPOINT_BODY = body_schema(
                         "description": "how long the scoring process may take to answer its health check",
                     },
                 },
+                # deploy at least one model or give an entry script
+                "anyOf": [
+                    {"required": ["models"], "properties": {"models": {"minItems": 1}}},
+                    {"required": ["entryScript"],
+                     "properties": {"entryScript": {"type": ["string", "object"]}}},
+                ],
             }
         },
     }
@@ -159,7 +165,8 @@ async def get_endpoint_logs(workspace: str, name: str, request: Request) -> Resp
     return PlainTextResponse(text)
 
 
-@router.delete("/workspaces/{workspace}/endpoints/{name}", summary="Delete an endpoint and stop its process")
+@router.delete("/workspaces/{workspace}/endpoints/{name}", summary="Delete an endpoint and stop its process",
+               response_class=Response)
 async def delete_endpoint(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.DELETE)
     await endpoint_service(request).delete(ws.name, name, if_match=if_match(request))

@@ -32,7 +32,8 @@ TEST_BODY = body_schema({
     "required": ["event"],
     "properties": {
         "event": {"type": "object", "description": "the event, in the schema the topic stores"},
-        "filter": {"type": "object", "description": "a filter to try instead of the subscription's"},
+        "filter": {"type": ["object", "null"],
+                   "description": "a filter to try instead of the subscription's (null: the subscription's)"},
     },
 })
 Handler = Callable[..., Awaitable[Response]]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -42,6 +43,10 @@ ACCEPTED_RESOURCES = (
 )
 # Scopes MSAL adds on its own; they ask for nothing a client-credentials token carries.
 _IGNORED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+_AUDIENCE = "(?:" + "|".join(re.escape(r) for r in ACCEPTED_RESOURCES) + r")/*/\.default"
+_IGNORED = "(?:" + "|".join(sorted(_IGNORED_SCOPES)) + ")"
+#: What ``scope_problem`` accepts, for the schema: at least one served audience.
+_SCOPE_PATTERN = rf"^\s*(?:{_IGNORED}\s+)*{_AUDIENCE}(?:\s+(?:{_AUDIENCE}|{_IGNORED}))*\s*$"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _TENANT_PARAMETER = {
@@ -58,7 +63,10 @@ _TOKEN_BODY = {
                 "grant_type": {"type": "string", "enum": ["client_credentials"]},
                 "client_id": {"type": "string", "description": "the principal's name"},
                 "client_secret": {"type": "string", "description": "the principal's token"},
-                "scope": {"type": "string", "example": "https://eventgrid.azure.net/.default"},
+                "scope": {"type": "string", "example": "https://eventgrid.azure.net/.default",
+                          "pattern": _SCOPE_PATTERN,
+                          "description": "space-separated; one of the served audiences' /.default "
+                          "(openid, profile, offline_access are ignored)"},
             },
         }}},
     }

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mlgrid.api.deps import caller, json_body, runtime
-from mlgrid.api.docs import body_schema
+from mlgrid.api.docs import CREATED_OR_REPLACED, body_schema
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action
 from mlgrid.broker.access import Scope
@@ -21,6 +21,7 @@ router = APIRouter(tags=["principals and roles"])
     "/principals/{name}",
     summary="Create a principal or rotate its token (admin only); the token is shown once",
     status_code=201,
+    responses=CREATED_OR_REPLACED,
 )
 async def put_principal(name: str, request: Request) -> Response:
     rt = runtime(request)
@@ -39,7 +40,8 @@ async def list_principals(request: Request) -> dict[str, Any]:
                       for r in rows]}
 
 
-@router.delete("/principals/{name}", summary="Delete a principal and its role assignments (admin only)")
+@router.delete("/principals/{name}", summary="Delete a principal and its role assignments (admin only)",
+               response_class=Response)
 async def delete_principal(name: str, request: Request) -> Response:
     rt = runtime(request)
     await rt.access.require(await caller(request), None, Action.MANAGE_PRINCIPALS)
@@ -90,7 +92,7 @@ async def _topic_scope(request: Request, topic: str) -> Scope:
 
 
 @router.put("/topics/{topic}/roleAssignments/{principal}", summary="Assign a role on a topic (Owner)",
-            openapi_extra=ROLE_BODY, status_code=201)
+            openapi_extra=ROLE_BODY, status_code=201, responses=CREATED_OR_REPLACED)
 async def put_topic_role(topic: str, principal: str, request: Request) -> Response:
     return await put_role(request, await _topic_scope(request, topic), principal)
 
@@ -100,6 +102,7 @@ async def list_topic_roles(topic: str, request: Request) -> dict[str, Any]:
     return await get_roles(request, await _topic_scope(request, topic))
 
 
-@router.delete("/topics/{topic}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)")
+@router.delete("/topics/{topic}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)",
+               response_class=Response)
 async def delete_topic_role(topic: str, principal: str, request: Request) -> Response:
     return await delete_role(request, await _topic_scope(request, topic), principal)

@@ -28,6 +28,7 @@ from mlgrid.auth.roles import Action
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.delivery.pull import (
     MAX_EVENTS_PER_RECEIVE,
+    MAX_LOCK_TOKENS,
     MAX_WAIT_SECONDS,
     RELEASE_DELAYS,
     PullService,
@@ -43,7 +44,10 @@ LOCK_TOKENS_BODY = body_schema(
     {
         "type": "object",
         "required": ["lockTokens"],
-        "properties": {"lockTokens": {"type": "array", "items": {"type": "string"}}},
+        "properties": {"lockTokens": {
+            "type": "array", "minItems": 1, "maxItems": MAX_LOCK_TOKENS,
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+        }},
     }
 )
 Handler = Callable[..., Awaitable[Response]]

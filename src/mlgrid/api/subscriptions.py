@@ -29,9 +29,9 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action, Principal
+from mlgrid.broker.subscription_body import subscription_schema
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.broker.topics import Topic
-from mlgrid.domain.schemas import DELIVERY_SCHEMAS
 from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import NotFound
 
@@ -40,129 +40,13 @@ router = APIRouter(tags=["event subscriptions"])
 PARENT_KINDS: Final = ("topics", "systemTopics", "workspaces")
 """The first path segment of each parent of event subscriptions."""
 
-_INT = "integer"
-_DESTINATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["endpointType"],
-    "properties": {
-        "endpointType": {
-            "type": "string",
-            "enum": ["WebHook", "Queue", "RedisStream", "NatsJetStream", "RabbitMQ"],
-        },
-        "properties": {
-            "type": "object",
-            "description": "WebHook: endpointUrl (write-only), batching, deliveryAttributeMappings, "
-            "signingSecret (write-only, whsec_...). Queue: receiveLockDurationInSeconds, "
-            "maxDeliveryCount. RedisStream: url, stream. NatsJetStream: url, subject. "
-            "RabbitMQ: url, exchange, routingKey.",
-            "properties": {
-                "endpointUrl": {"type": "string", "format": "uri", "writeOnly": True},
-                "maxEventsPerBatch": {"type": _INT, "minimum": 1, "maximum": 5000, "default": 1},
-                "preferredBatchSizeInKilobytes": {"type": _INT, "minimum": 1, "maximum": 1024, "default": 64},
-                "deliveryAttributeMappings": {
-                    "type": "array",
-                    "maxItems": 10,
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "type", "properties"],
-                        "properties": {
-                            "name": {"type": "string"},
-                            "type": {"type": "string", "enum": ["Static", "Dynamic"]},
-                            "properties": {
-                                "type": "object",
-                                "properties": {
-                                    "value": {"type": "string", "maxLength": 4096},
-                                    "isSecret": {"type": "boolean", "default": False},
-                                    "sourceField": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                },
-                "signingSecret": {"type": "string", "pattern": "^whsec_", "writeOnly": True},
-                "receiveLockDurationInSeconds": {"type": _INT, "minimum": 60, "maximum": 300, "default": 60},
-                "maxDeliveryCount": {"type": _INT, "minimum": 1, "maximum": 10, "default": 10},
-                "url": {"type": "string"},
-                "stream": {"type": "string"},
-                "subject": {"type": "string"},
-                "exchange": {"type": "string"},
-                "routingKey": {"type": "string"},
-            },
-        },
-    },
-}
-SUBSCRIPTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "properties": {
-            "type": "object",
-            "required": ["destination"],
-            "properties": {
-                "destination": _DESTINATION_SCHEMA,
-                "filter": {
-                    "type": "object",
-                    "properties": {
-                        "includedEventTypes": {
-                            "type": "array", "items": {"type": "string"}, "nullable": True
-                        },
-                        "subjectBeginsWith": {"type": "string"},
-                        "subjectEndsWith": {"type": "string"},
-                        "isSubjectCaseSensitive": {"type": "boolean", "default": False},
-                        "enableAdvancedFilteringOnArrays": {"type": "boolean", "default": False},
-                        "advancedFilters": {
-                            "type": "array",
-                            "maxItems": 25,
-                            "items": {
-                                "type": "object",
-                                "required": ["operatorType", "key"],
-                                "properties": {
-                                    "operatorType": {"type": "string"},
-                                    "key": {"type": "string"},
-                                    "value": {},
-                                    "values": {"type": "array"},
-                                },
-                            },
-                        },
-                    },
-                },
-                "eventDeliverySchema": {
-                    "type": "string",
-                    "enum": list(DELIVERY_SCHEMAS),
-                },
-                "retryPolicy": {
-                    "type": "object",
-                    "properties": {
-                        "maxDeliveryAttempts": {"type": _INT, "minimum": 1, "maximum": 30, "default": 30},
-                        "eventTimeToLiveInMinutes": {
-                            "type": _INT, "minimum": 1, "maximum": 1440, "default": 1440
-                        },
-                    },
-                },
-                "deadLetterDestination": {
-                    "type": "object",
-                    "nullable": True,
-                    "properties": {
-                        "endpointType": {"type": "string", "enum": ["StorageBlob"]},
-                        "properties": {
-                            "type": "object",
-                            "properties": {
-                                "blobContainerName": {
-                                    "type": "string", "pattern": "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
-                                }
-                            },
-                        },
-                    },
-                },
-                "expirationTimeUtc": {"type": "string", "format": "date-time", "nullable": True},
-                "labels": {"type": "array", "items": {"type": "string"}},
-            },
-        }
-    },
-}
-PUT_BODY = body_schema(SUBSCRIPTION_SCHEMA)
-PATCH_BODY = body_schema(SUBSCRIPTION_SCHEMA)
+PUT_BODY = body_schema(subscription_schema(patch=False))
+PATCH_BODY = body_schema(subscription_schema(patch=True))
 _SUBSCRIPTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "the topic, workspace or subscription does not exist"}
+}
+_PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_SUBSCRIPTION_RESPONSES, 200: {"description": "replaced"}, 201: {"description": "created"},
 }
 
 
@@ -285,7 +169,7 @@ def _register() -> None:
             router.add_api_route(
                 item, _put(kind), methods=["PUT"], openapi_extra=PUT_BODY, status_code=201,
                 summary=f"Create or replace an event subscription on {label}",
-                response_class=Response, **common,
+                response_class=Response, **{**common, "responses": _PUT_RESPONSES},
             )
             router.add_api_route(
                 item, _patch(kind), methods=["PATCH"], openapi_extra=PATCH_BODY,

@@ -13,43 +13,17 @@ from mlgrid.api.deps import caller, if_match, json_body, runtime
 from mlgrid.api.docs import body_schema
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action
+from mlgrid.body import parse
 from mlgrid.broker.access import Scope
-from mlgrid.broker.topics import Topic, parse_topic_body
-from mlgrid.domain.schemas import INPUT_SCHEMAS, EventSchema
+from mlgrid.broker.topics import RegenerateKeyBody, Topic, TopicBody, parse_topic_body
 from mlgrid.errors import invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.timestamps import parse_timestamp
 
 router = APIRouter(tags=["topics"])
 
-TOPIC_BODY = body_schema(
-    {
-        "type": "object",
-        "properties": {
-            "properties": {
-                "type": "object",
-                "properties": {
-                    "inputSchema": {
-                        "type": "string",
-                        "enum": list(INPUT_SCHEMAS),
-                        "default": EventSchema.EVENT_GRID,
-                    },
-                    "inputSchemaMapping": {"type": "object", "description": "required for CustomEventSchema"},
-                    "resourceGroup": {"type": "string", "default": "default"},
-                    "retentionInDays": {"type": "integer", "minimum": 1, "maximum": 30, "default": 1},
-                },
-            }
-        },
-    },
-    required=False,
-)
-REGENERATE_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["keyName"],
-        "properties": {"keyName": {"type": "string", "enum": ["key1", "key2"]}},
-    }
-)
+TOPIC_BODY = body_schema(TopicBody, required=False)
+REGENERATE_BODY = body_schema(RegenerateKeyBody)
 PAGE_SIZE_MAX = 1000
 
 
@@ -94,7 +68,8 @@ async def get_topic(topic: str, request: Request) -> dict[str, Any]:
     return rt.topics.as_json(found)
 
 
-@router.delete("/topics/{topic}", summary="Delete a custom topic with its subscriptions and events")
+@router.delete("/topics/{topic}", summary="Delete a custom topic with its subscriptions and events",
+               response_class=Response)
 async def delete_topic(topic: str, request: Request) -> Response:
     rt = runtime(request)
     principal = await caller(request)
@@ -122,10 +97,8 @@ async def regenerate_key(topic: str, request: Request) -> dict[str, str]:
     principal = await caller(request)
     found = await rt.topics.get(topic)
     await rt.access.require(principal, scope_of(found), Action.REGENERATE_KEY)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object with keyName")
-    keys = await rt.topics.regenerate_key(found.name, body.get("keyName"))
+    body = parse(RegenerateKeyBody, await json_body(request))
+    keys = await rt.topics.regenerate_key(found.name, body.key_name)
     return {"key1": keys.key1, "key2": keys.key2}
 
 

@@ -10,6 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import FormData, UploadFile
 
 from mlgrid.api.deps import json_body
+from mlgrid.api.docs import file_response
 from mlgrid.api.workspace_common import blob_response, dataset_service, guard, iso, model_service, respond
 from mlgrid.auth.roles import Action
 from mlgrid.domain.error_codes import ErrorCode
@@ -40,6 +41,7 @@ MODEL_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                             "description": "one file (a file model) or several whose file names are "
                             "relative paths (a directory model)",
@@ -57,8 +59,9 @@ MODEL_BODY: dict[str, Any] = {
                     "required": ["runId", "artifactPath"],
                     "properties": {
                         **_METADATA_SCHEMA["properties"],
-                        "runId": {"type": "string"},
-                        "artifactPath": {"type": "string", "description": "an artifact file or directory"},
+                        "runId": {"type": "string", "minLength": 1},
+                        "artifactPath": {"type": "string", "minLength": 1,
+                                         "description": "an artifact file or directory"},
                     },
                 }
             },
@@ -198,6 +201,8 @@ async def get_model(workspace: str, name: str, version: str, request: Request) -
 @router.get(
     "/workspaces/{workspace}/models/{name}/versions/{version}/download",
     summary="Download a model version: the file as registered, or a directory model as a zip",
+    response_class=Response,
+    responses=file_response("application/octet-stream", "application/zip"),
 )
 async def download_model(workspace: str, name: str, version: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.READ)
@@ -284,6 +289,8 @@ async def get_dataset_by_id(workspace: str, dataset_id: str, request: Request) -
 @router.get(
     "/workspaces/{workspace}/datasets/{name}/versions/{version}/download",
     summary="Download a dataset version's file as registered",
+    response_class=Response,
+    responses=file_response("application/octet-stream"),
 )
 async def download_dataset(workspace: str, name: str, version: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.READ)

@@ -10,82 +10,34 @@ from fastapi.responses import Response
 
 from mlgrid.api import paging
 from mlgrid.api.deps import if_match, json_body
-from mlgrid.api.docs import body_schema
+from mlgrid.api.docs import body_schema, file_response
 from mlgrid.api.workspace_common import blob_response, guard, iso, job_runner, respond, run_service
 from mlgrid.auth.roles import Action
 from mlgrid.domain.records import ArtifactRow, MetricRow
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.runs import RunView
-from mlgrid.workspace.validation import parse_job, parse_metrics, parse_run_change, parse_run_create
+from mlgrid.workspace.validation import (
+    JobBody,
+    MetricsBody,
+    RunChangeBody,
+    RunCreateBody,
+    parse_job,
+    parse_metrics,
+    parse_run_change,
+    parse_run_create,
+)
 
 router = APIRouter(tags=["runs"])
 
-_TAGS = {"type": "object", "description": "any JSON values; in a PATCH, null removes a tag"}
-_PROPERTIES = {"type": "object", "additionalProperties": {"type": "string"}}
-RUN_CREATE_BODY = body_schema(
-    {
-        "type": "object",
-        "properties": {
-            "runType": {"type": ["string", "null"]},
-            "tags": _TAGS,
-            "properties": _PROPERTIES,
-            "status": {"type": "string", "enum": sorted(lifecycle.INITIAL), "default": "Running"},
-        },
-    },
-    required=False,
+RUN_CREATE_BODY = body_schema(RunCreateBody, required=False)
+RUN_PATCH_BODY = body_schema(RunChangeBody)
+JOB_BODY = body_schema(JobBody)
+METRICS_BODY = body_schema(MetricsBody)
+# An empty upload is an empty artifact, so the body is optional.
+ARTIFACT_BODY = body_schema(
+    {"type": "string", "format": "binary"}, ("application/octet-stream",), required=False
 )
-RUN_PATCH_BODY = body_schema(
-    {
-        "type": "object",
-        "properties": {
-            "status": {"type": "string", "enum": list(lifecycle.STATUSES)},
-            "tags": _TAGS,
-            "properties": _PROPERTIES,
-            "error": {"type": ["string", "null"], "description": "why the run failed"},
-        },
-    }
-)
-JOB_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["command"],
-        "properties": {
-            "command": {"type": "string", "description": "run with /bin/sh -c on the server"},
-            "workingDirectory": {
-                "type": "string",
-                "description": "absolute, existing directory on the server",
-            },
-            "environment": {"type": "object", "additionalProperties": {"type": "string"}},
-            "runType": {"type": ["string", "null"], "default": "job"},
-            "tags": _TAGS,
-            "properties": _PROPERTIES,
-        },
-    }
-)
-METRICS_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["metrics"],
-        "properties": {
-            "metrics": {
-                "type": "array",
-                "maxItems": 1000,
-                "items": {
-                    "type": "object",
-                    "required": ["name", "value"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "value": {"type": "number"},
-                        "step": {"type": "integer", "minimum": 0, "default": 0},
-                        "time": {"type": "string", "format": "date-time"},
-                    },
-                },
-            }
-        },
-    }
-)
-ARTIFACT_BODY = body_schema({"type": "string", "format": "binary"}, ("application/octet-stream",))
 
 
 def run_json(view: RunView) -> dict[str, Any]:
@@ -261,7 +213,8 @@ async def put_artifact(workspace: str, run_id: str, path: str, request: Request)
     return respond(artifact_json(row), 201)
 
 
-@router.get("/workspaces/{workspace}/runs/{run_id}/artifacts/{path:path}", summary="Download an artifact")
+@router.get("/workspaces/{workspace}/runs/{run_id}/artifacts/{path:path}", summary="Download an artifact",
+            response_class=Response, responses=file_response("*/*"))
 async def get_artifact(workspace: str, run_id: str, path: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.READ, run_id=run_id)
     service = run_service(request)

@@ -16,39 +16,17 @@ from fastapi.responses import Response
 
 from mlgrid.api import workspace_assets, workspace_runs
 from mlgrid.api.deps import caller, if_match, json_body, runtime
-from mlgrid.api.docs import body_schema
+from mlgrid.api.docs import CREATED_OR_REPLACED, body_schema
 from mlgrid.api.principals import ROLE_BODY, delete_role, get_roles, put_role
 from mlgrid.api.workspace_common import guard, iso, respond, workspace_service
 from mlgrid.auth.roles import Action
 from mlgrid.errors import NotFound
 from mlgrid.workspace.service import Workspace, WorkspaceService
+from mlgrid.workspace.validation import WorkspaceBody
 
 router = APIRouter(tags=["workspaces"])
 
-WORKSPACE_BODY = body_schema(
-    {
-        "type": "object",
-        "properties": {
-            "properties": {
-                "type": "object",
-                "properties": {
-                    "resourceGroup": {
-                        "type": "string",
-                        "default": "default",
-                        "description": "fixed at creation: part of the events' topic id",
-                    },
-                    "runStatusChangedEvents": {
-                        "type": "string",
-                        "enum": ["failed", "all"],
-                        "default": "failed",
-                        "description": "RunStatusChanged on Failed only (as Azure) or on every status change",
-                    },
-                },
-            }
-        },
-    },
-    required=False,
-)
+WORKSPACE_BODY = body_schema(WorkspaceBody, required=False)
 
 
 def workspace_json(ws: Workspace) -> dict[str, Any]:
@@ -112,6 +90,7 @@ async def get_workspace(workspace: str, request: Request) -> Response:
 @router.delete(
     "/workspaces/{workspace}",
     summary="Delete a workspace with its runs, models, datasets, files, system topic and subscriptions",
+    response_class=Response,
 )
 async def delete_workspace(workspace: str, request: Request) -> Response:
     found, _ = await guard(request, workspace, Action.DELETE)
@@ -133,6 +112,7 @@ async def _scope(request: Request, workspace: str) -> Any:
     summary="Assign a role on a workspace (Owner)",
     openapi_extra=ROLE_BODY,
     status_code=201,
+    responses=CREATED_OR_REPLACED,
 )
 async def put_workspace_role(workspace: str, principal: str, request: Request) -> Response:
     return await put_role(request, await _scope(request, workspace), principal)
@@ -160,7 +140,8 @@ async def get_workspace_role(workspace: str, principal: str, request: Request) -
 
 
 @router.delete(
-    "/workspaces/{workspace}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)"
+    "/workspaces/{workspace}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)",
+    response_class=Response,
 )
 async def delete_workspace_role(workspace: str, principal: str, request: Request) -> Response:
     return await delete_role(request, await _scope(request, workspace), principal)

@@ -8,6 +8,8 @@ from mlgrid.errors import invalid
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 RESOURCE_GROUP_PATTERN = re.compile(r"^[-\w._()]{1,90}$")
+#: ``check_resource_group``'s rule as one JSON Schema pattern (it also refuses a final ".").
+RESOURCE_GROUP_SCHEMA_PATTERN = r"^[-\w._()]{0,89}[-\w()]$"
 
 
 def check_name(value: str, field_name: str = "name") -> str:

@@ -30,11 +30,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import ConfigDict, PrivateAttr, ValidationError, WithJsonSchema, model_validator
+
+from mlgrid.body import (
+    DATE_TIME_SCHEMA,
+    Body,
+    Invalid,
+    Missing,
+    case_insensitive,
+    checker,
+    echoed,
+    members_of,
+    openapi_schema,
+    parse,
+    relay,
+)
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
+    EXCHANGE_NAME,
+    NATS_SUBJECT,
     parse_nats_jetstream_properties,
     parse_rabbitmq_properties,
     parse_redis_stream_properties,
@@ -61,6 +78,7 @@ __all__ = [
     "redact_connection_url",
     "render_properties",
     "secrets_of",
+    "subscription_schema",
 ]
 
 STORAGE_BLOB: Final = "StorageBlob"
@@ -82,43 +100,7 @@ _DEST = "properties.destination"
 _DEST_PROPS = "properties.destination.properties"
 _MAPPINGS_FIELD = f"{_DEST_PROPS}.deliveryAttributeMappings"
 
-_IDENTITY_PROPERTIES: Final = ("deliveryWithResourceIdentity", "deadLetterWithResourceIdentity")
-_AAD_WEBHOOK_PROPERTIES: Final = ("azureActiveDirectoryTenantId", "azureActiveDirectoryApplicationIdOrUri")
 _TLS_VERSIONS: Final = ("1.0", "1.1", "1.2")
-_TOP_LEVEL: Final = ("properties", "id", "name", "type", "etag", "systemData")
-_PROPERTIES: Final = (
-    "destination",
-    "filter",
-    "eventDeliverySchema",
-    "retryPolicy",
-    "deadLetterDestination",
-    "expirationTimeUtc",
-    "labels",
-    # Read-only values of a response, accepted (and ignored) so that a read can be sent back.
-    "topic",
-    "provisioningState",
-    # Managed-identity delivery (azure-mgmt-eventgrid serialises these): accepted when null.
-    *_IDENTITY_PROPERTIES,
-)
-_DESTINATION_PROPERTIES: Final[dict[str, tuple[str, ...]]] = {
-    EndpointType.WEBHOOK: (
-        "endpointUrl",
-        "endpointBaseUrl",
-        "maxEventsPerBatch",
-        "preferredBatchSizeInKilobytes",
-        "deliveryAttributeMappings",
-        "signingSecret",
-        # Azure's WebHook properties that azure-mgmt-eventgrid serialises: the TLS floor is
-        # accepted (mlgrid's client always negotiates the best version the endpoint offers);
-        # Entra ID delivery is accepted only when null, as mlgrid issues no Entra tokens.
-        "minimumTlsVersionAllowed",
-        *_AAD_WEBHOOK_PROPERTIES,
-    ),
-    EndpointType.QUEUE: ("receiveLockDurationInSeconds", "maxDeliveryCount"),
-    EndpointType.REDIS_STREAM: ("url", "stream"),
-    EndpointType.NATS_JETSTREAM: ("url", "subject"),
-    EndpointType.RABBITMQ: ("url", "exchange", "routingKey"),
-}
 _CONNECTION_SCHEMES: Final[dict[str, tuple[str, ...]]] = {
     EndpointType.REDIS_STREAM: ("redis", "rediss", "unix"),
     EndpointType.NATS_JETSTREAM: ("nats", "tls", "ws", "wss"),
@@ -130,56 +112,372 @@ _QUEUE_PROPERTY_PARSERS: Final[dict[str, Callable[[object, str], dict[str, Any]]
     EndpointType.RABBITMQ: parse_rabbitmq_properties,
 }
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_ABSENT: Final = object()
+
+
+#: The JSON Schema of ``deliveryAttributeMappings`` and of ``filter``: their values are parsed
+#: by ``delivery/webhook_request.py`` and ``filters/parse.py``, not (yet) by body models.
+DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA: Final[dict[str, Any]] = {
+    "type": ["array", "null"],
+    "maxItems": 10,
+    "items": {
+        "type": "object",
+        "required": ["name", "type", "properties"],
+        "properties": {
+            "name": {"type": "string"},
+            "type": {"type": "string", "enum": ["Static", "Dynamic"]},
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "value": {"type": "string", "maxLength": 4096},
+                    "isSecret": {"type": "boolean", "default": False},
+                    "sourceField": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+FILTER_SCHEMA: Final[dict[str, Any]] = {
+    "type": ["object", "null"],
+    "properties": {
+        "includedEventTypes": {"type": ["array", "null"], "items": {"type": "string"}},
+        "subjectBeginsWith": {"type": ["string", "null"]},
+        "subjectEndsWith": {"type": ["string", "null"]},
+        "isSubjectCaseSensitive": {"type": ["boolean", "null"], "default": False},
+        "enableAdvancedFilteringOnArrays": {"type": ["boolean", "null"], "default": False},
+        "advancedFilters": {
+            "type": ["array", "null"],
+            "maxItems": 25,
+            "items": {
+                "type": "object",
+                "required": ["operatorType", "key"],
+                "properties": {
+                    "operatorType": {"type": "string"},
+                    "key": {"type": "string"},
+                    "value": {},
+                    "values": {"type": "array"},
+                },
+            },
+        },
+    },
+}
+
+
+# --- the body's shape (one definition: validation and the OpenAPI schema) ------------------
+
+
+def _bounded(name: str) -> tuple[Any, ...]:
+    """A bounded integer of SPEC §4 (``LIMITS``): null or absent is the default, an integral
+    exact decimal (``5.0``) counts as an integer."""
+    low, high, default = LIMITS[name]
+
+    def check(raw: object) -> int:
+        if raw is None:
+            return default
+        if isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
+            raw = int(raw)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise Invalid(f"must be an integer from {low} to {high}")
+        if not low <= raw <= high:
+            raise Invalid(f"must be from {low} to {high}, got {raw}")
+        return raw
+
+    return checker(check, {"type": ["integer", "null"], "minimum": low, "maximum": high, "default": default})
+
+
+def _choice_of(choices: Sequence[str], *, required: bool = False) -> tuple[Any, ...]:
+    """One of ``choices`` in any letter case, kept in its canonical spelling; null is absent
+    (or, when ``required``, the error naming the choices)."""
+
+    def check(raw: object) -> str | None:
+        if raw is None:
+            if required:
+                raise Invalid(f"is required: one of {', '.join(choices)}")
+            return None
+        if isinstance(raw, str):
+            for choice in choices:
+                if raw.lower() == choice.lower():
+                    return choice
+        shown = raw if isinstance(raw, str) else type(raw).__name__
+        raise Invalid(f"{str(shown)[:64]!r} is not one of {', '.join(choices)}")
+
+    types = "string" if required else ["string", "null"]
+    schema = {"type": types, "pattern": case_insensitive(list(choices)),
+              "description": f"one of {', '.join(choices)} (any letter case)"}
+    extra: tuple[Any, ...] = (Missing(f"is required: one of {', '.join(choices)}"),) if required else ()
+    return (*checker(check, schema), *extra)
+
+
+def _must_be_null(why: str) -> tuple[Any, ...]:
+    def check(raw: object) -> None:
+        if raw is not None:
+            raise Invalid(f"must be null: {why}")
+
+    return checker(check, {"type": "null", "description": f"accepted only as null: {why}"})
+
+
+_NO_IDENTITY = "mlgrid delivers without managed identities"
+_NO_ENTRA = "mlgrid does not sign webhook requests with Entra ID tokens (use signingSecret)"
+_STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
+
+
+class _ArmBody(Body):
+    """ARM ignores the case of member names; unknown ones are listed in declaration order."""
+
+    names_ignore_case: ClassVar[bool] = True
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return f"unknown property; expected one of {', '.join(known)}"
+
+
+def _url_or_echo(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [{"required": ["endpointUrl"]}, {"required": ["endpointBaseUrl"]}]
+
+
+class WebhookProperties(_ArmBody):
+    """``destination.properties`` of a ``WebHook`` destination."""
+
+    model_config = ConfigDict(json_schema_extra=_url_or_echo)
+
+    endpoint_url: Annotated[Any, WithJsonSchema(
+        {"type": ["string", "null"], "format": "uri", "writeOnly": True,
+         "description": "write-only; may be left out when endpointBaseUrl echoes the stored one"}
+    )] = None
+    endpoint_base_url: Annotated[Any, WithJsonSchema(
+        {"type": ["string", "null"], "description": "what a read shows of endpointUrl"}
+    )] = None
+    max_events_per_batch: Annotated[Any, *_bounded("maxEventsPerBatch")] = None
+    preferred_batch_size_in_kilobytes: Annotated[Any, *_bounded("preferredBatchSizeInKilobytes")] = None
+    delivery_attribute_mappings: Annotated[Any, WithJsonSchema(DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA)] = None
+    signing_secret: Annotated[Any, WithJsonSchema(
+        {"type": ["string", "null"], "pattern": "^whsec_", "writeOnly": True,
+         "description": "write-only; omitted keeps the stored one, null removes it"}
+    )] = None
+    minimum_tls_version_allowed: Annotated[Any, *_choice_of(_TLS_VERSIONS)] = None
+    azure_active_directory_tenant_id: Annotated[Any, *_must_be_null(_NO_ENTRA)] = None
+    azure_active_directory_application_id_or_uri: Annotated[Any, *_must_be_null(_NO_ENTRA)] = None
+
+
+class QueueProperties(_ArmBody):
+    """``destination.properties`` of a ``Queue`` (pull delivery) destination."""
+
+    receive_lock_duration_in_seconds: Annotated[Any, *_bounded("receiveLockDurationInSeconds")] = None
+    max_delivery_count: Annotated[Any, *_bounded("maxDeliveryCount")] = None
+
+
+_CONNECTION_URL = {"type": "string", "writeOnly": True, "maxLength": 2048,
+                   "description": "the connection URL (its password is write-only)"}
+
+
+def _required(*names: str) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` naming members the destination's parser requires."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["required"] = list(names)
+
+    return extra
+
+
+class RedisStreamProperties(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_required("url", "stream"))
+
+    url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:redis|rediss|unix)://"})] = None
+    stream: Annotated[Any, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255})] = None
+
+
+class NatsJetStreamProperties(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_required("url", "subject"))
+
+    url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:nats|tls|ws|wss)://"})] = None
+    subject: Annotated[Any, WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 255, "pattern": f"^{NATS_SUBJECT.pattern}$"}
+    )] = None
+
+
+class RabbitMqProperties(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_required("url", "exchange"))
+
+    url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:amqp|amqps)://"})] = None
+    exchange: Annotated[Any, WithJsonSchema(
+        {"type": "string", "maxLength": 255, "pattern": f"^{EXCHANGE_NAME.pattern}$"}
+    )] = None
+    routing_key: Annotated[Any, WithJsonSchema(_STRING_OR_NULL)] = None
+
+
+DESTINATION_PROPERTIES: Final[dict[str, type[_ArmBody]]] = {
+    EndpointType.WEBHOOK: WebhookProperties,
+    EndpointType.QUEUE: QueueProperties,
+    EndpointType.REDIS_STREAM: RedisStreamProperties,
+    EndpointType.NATS_JETSTREAM: NatsJetStreamProperties,
+    EndpointType.RABBITMQ: RabbitMqProperties,
+}
+
+
+def _destination_schema(schema: dict[str, Any]) -> None:
+    """One branch per endpoint type, so the schema says which properties go with which."""
+    schema["oneOf"] = [
+        {"properties": {
+            "endpointType": {"pattern": case_insensitive([endpoint_type])},
+            "properties": openapi_schema(model)
+            if model.model_json_schema().get("required")
+            else {"anyOf": [openapi_schema(model), {"type": "null"}]},
+        }}
+        for endpoint_type, model in DESTINATION_PROPERTIES.items()
+    ]
+
+
+class Destination(_ArmBody):
+    """``properties.destination``: the endpoint type and that type's properties."""
+
+    model_config = ConfigDict(json_schema_extra=_destination_schema)
+
+    endpoint_type: Annotated[Any, *_choice_of(ENDPOINT_TYPES, required=True)]
+    properties: Annotated[Any, WithJsonSchema({"type": ["object", "null"]})] = None
+
+    @model_validator(mode="after")
+    def _properties_of_the_type(self) -> Destination:
+        model = DESTINATION_PROPERTIES[self.endpoint_type]
+        try:
+            self._typed = model.model_validate({} if self.properties is None else self.properties)
+        except ValidationError as exc:
+            raise relay(exc, "properties") from None
+        return self
+
+    _typed: Body | None = PrivateAttr(default=None)
+
+    @property
+    def typed(self) -> Body:
+        """The validated properties, as the model of the endpoint type."""
+        assert self._typed is not None
+        return self._typed
+
+
+class RetryPolicy(_ArmBody):
+    max_delivery_attempts: Annotated[Any, *_bounded("maxDeliveryAttempts")] = None
+    event_time_to_live_in_minutes: Annotated[Any, *_bounded("eventTimeToLiveInMinutes")] = None
+
+
+_CONTAINER_RULE = ("must be 3-63 lowercase letters, digits and single hyphens, starting and ending with a "
+                   "letter or digit (Azure's container name rule)")
+
+
+def _container(raw: object) -> str:
+    if not isinstance(raw, str) or not _CONTAINER_NAME.match(raw):
+        raise Invalid(_CONTAINER_RULE)
+    return raw
+
+
+def _resource_id(raw: object) -> str | None:
+    if raw is not None and not isinstance(raw, str):
+        raise Invalid("must be a string (it is not used: dead letters go to this server's blob store)")
+    return raw
+
+
+class DeadLetterProperties(_ArmBody):
+    blob_container_name: Annotated[Any, *checker(_container, {
+        "type": "string", "pattern": _CONTAINER_NAME.pattern, "minLength": 3, "maxLength": 63,
+    }), Missing(_CONTAINER_RULE)]
+    resource_id: Annotated[Any, *checker(_resource_id, {
+        "type": ["string", "null"], "description": "not used: dead letters go to this server's blob store",
+    })] = None
+
+
+def _container_required(schema: dict[str, Any]) -> None:
+    schema["required"] = ["endpointType", "properties"]
+    schema["properties"]["properties"] = openapi_schema(DeadLetterProperties)
+
+
+class DeadLetterDestination(_ArmBody):
+    model_config = ConfigDict(json_schema_extra=_container_required)
+
+    endpoint_type: Annotated[Any, *_choice_of((STORAGE_BLOB,), required=True)]
+    properties: Annotated[Any, WithJsonSchema(
+        {"anyOf": [openapi_schema(DeadLetterProperties), {"type": "null"}]}
+    )] = None
+
+    @model_validator(mode="after")
+    def _container_given(self) -> DeadLetterDestination:
+        try:
+            self._typed = DeadLetterProperties.model_validate(self.properties or {})
+        except ValidationError as exc:
+            raise relay(exc, "properties") from None
+        return self
+
+    _typed: DeadLetterProperties | None = PrivateAttr(default=None)
+
+    @property
+    def container(self) -> str:
+        assert self._typed is not None
+        return str(self._typed.blob_container_name)
+
+
+def _labels_check(raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise Invalid("must be an array of strings")
+    if len(raw) > MAX_LABELS:
+        raise Invalid(f"at most {MAX_LABELS} labels are allowed")
+    for index, label in enumerate(raw):
+        if not isinstance(label, str) or len(label) > MAX_LABEL_LENGTH:
+            raise Invalid(f"must be a string of at most {MAX_LABEL_LENGTH} characters", at=f"[{index}]")
+    return tuple(raw)
+
+
+def _expiration_shape(raw: object) -> datetime | None:
+    if raw is None:
+        return None
+    moment = parse_timestamp(raw) if isinstance(raw, str) else None
+    if moment is None:
+        raise Invalid("must be an ISO 8601 date-time, e.g. 2030-01-31T00:00:00Z")
+    return moment
+
+
+class SubscriptionProperties(_ArmBody):
+    """``properties`` of an event subscription (SPEC §4). Rules that need the topic, the
+    stored subscription or the clock are checked by ``parse_subscription_body``."""
+
+    destination: Destination | None = None
+    filter: Annotated[Any, WithJsonSchema(FILTER_SCHEMA)] = None
+    event_delivery_schema: Annotated[Any, *_choice_of(DELIVERY_SCHEMAS)] = None
+    retry_policy: RetryPolicy | None = None
+    dead_letter_destination: DeadLetterDestination | None = None
+    expiration_time_utc: Annotated[Any, *checker(
+        _expiration_shape, {"anyOf": [DATE_TIME_SCHEMA, {"type": "null"}], "description": "in the future"}
+    )] = None
+    labels: Annotated[Any, *checker(_labels_check, {
+        "type": ["array", "null"], "maxItems": MAX_LABELS,
+        "items": {"type": "string", "maxLength": MAX_LABEL_LENGTH},
+    })] = None
+    # Read-only values of a response, accepted (and ignored) so that a read can be sent back.
+    topic: Any = echoed()
+    provisioning_state: Any = echoed()
+    # Managed-identity delivery (azure-mgmt-eventgrid serialises these): accepted when null.
+    delivery_with_resource_identity: Annotated[Any, *_must_be_null(_NO_IDENTITY)] = None
+    dead_letter_with_resource_identity: Annotated[Any, *_must_be_null(_NO_IDENTITY)] = None
+
+
+class SubscriptionBody(_ArmBody):
+    """An event subscription resource as ``PUT`` takes it (``properties`` is what counts)."""
+
+    properties: Annotated[Any, WithJsonSchema(
+        {"anyOf": [openapi_schema(SubscriptionProperties), {"type": "null"}]}
+    )] = None
+    id: Any = echoed()
+    name: Any = echoed()
+    type: Any = echoed()
+    etag: Any = echoed()
+    system_data: Any = echoed()
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be a JSON object with properties"
 
 
 # --- small validators -----------------------------------------------------------------------
 
 
-def _object(raw: object, allowed: Sequence[str], field: str) -> dict[str, Any]:
-    """The object's members under their canonical names (ARM ignores the case of names).
 
-    Unknown names are a 400 naming the member; ``null`` members are kept (as ``None``) because
-    for a few write-only values ``null`` and "absent" mean different things.
-    """
-    if not isinstance(raw, Mapping):
-        raise invalid(field, "must be a JSON object")
-    by_lower = {name.lower(): name for name in allowed}
-    body: dict[str, Any] = {}
-    for name, value in raw.items():
-        canonical = by_lower.get(name.lower()) if isinstance(name, str) else None
-        path = f"{field}.{name}" if field else str(name)
-        if canonical is None:
-            raise invalid(path, f"unknown property; expected one of {', '.join(allowed)}")
-        if canonical in body:
-            raise invalid(path, "given more than once (property names ignore case)")
-        body[canonical] = value
-    return body
-
-
-def _bounded_int(raw: object, name: str, field: str) -> int:
-    low, high, default = LIMITS[name]
-    if raw is None:
-        return default
-    if isinstance(raw, Decimal) and raw == raw.to_integral_value() and raw.is_finite():
-        raw = int(raw)
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise invalid(field, f"must be an integer from {low} to {high}")
-    if not low <= raw <= high:
-        raise invalid(field, f"must be from {low} to {high}, got {raw}")
-    return raw
-
-
-def _choice(raw: object, choices: Sequence[str], field: str) -> str:
-    """One of ``choices``, matched case-insensitively, returned in its canonical spelling."""
-    if raw is None:
-        raise invalid(field, f"is required: one of {', '.join(choices)}")
-    if isinstance(raw, str):
-        for choice in choices:
-            if raw.lower() == choice.lower():
-                return choice
-    shown = raw if isinstance(raw, str) else type(raw).__name__
-    raise invalid(field, f"{str(shown)[:64]!r} is not one of {', '.join(choices)}")
 
 
 def redact_connection_url(url: str) -> str:
@@ -219,6 +517,22 @@ def _connection_url(raw: object, endpoint_type: str, existing: Subscription | No
 # --- parsing --------------------------------------------------------------------------------
 
 
+def subscription_schema(*, patch: bool) -> dict[str, Any]:
+    """The OpenAPI schema of a ``PUT`` (``patch=False``: ``properties.destination`` required) or
+    ``PATCH`` body (every property optional: the stored ones stay), from the body models."""
+    body = openapi_schema(SubscriptionBody)
+    props = openapi_schema(SubscriptionProperties)
+    if not patch:
+        destination = props["properties"]["destination"]
+        props["properties"]["destination"] = next(
+            branch for branch in destination.get("anyOf", [destination]) if branch.get("type") != "null"
+        )
+        props["required"] = ["destination"]
+        body["properties"]["properties"] = props
+        body["required"] = ["properties"]
+    return body
+
+
 def parse_subscription_body(
     body: object,
     *,
@@ -239,24 +553,20 @@ def parse_subscription_body(
     check when a stored body is decoded. The result has ``id`` and ``etag`` of ``existing``
     (empty for a new one) and provisioning state ``Creating``: the service decides the rest.
     """
-    if body is None:
-        body = {}
-    if not isinstance(body, Mapping):
-        raise invalid("body", "must be a JSON object with properties")
-    top = _object(body, _TOP_LEVEL, "")
-    raw_props = top.get("properties")
-    if raw_props is None:
-        raw_props = {}
-    props = _object(raw_props, _PROPERTIES, _PROPS)
-    _refuse_unsupported(props, _IDENTITY_PROPERTIES, _PROPS, "mlgrid delivers without managed identities")
+    envelope = parse(SubscriptionBody, {} if body is None else body)
+    raw_props = {} if envelope.properties is None else envelope.properties
+    props = members_of(SubscriptionProperties, raw_props, _PROPS)
     if patch and existing is not None:
         merged = merge_secrets(render_properties(existing), secrets_of(existing))
         merged.update(props)
         props = merged
-    schema = _delivery_schema(props.get("eventDeliverySchema"), topic, props.get("destination"))
-    subscription = _destination(props.get("destination"), existing)
-    retry = _retry_policy(props.get("retryPolicy"))
-    expires_at = _expiration(props.get("expirationTimeUtc"), existing, now, trusted)
+    parsed = parse(SubscriptionProperties, props, root=_PROPS)
+    if parsed.destination is None:
+        raise invalid(_DEST, "is required")
+    schema = _delivery_schema(parsed.event_delivery_schema, topic, parsed.destination.endpoint_type)
+    subscription = _destination(parsed.destination, existing)
+    retry = parsed.retry_policy or RetryPolicy()
+    expires_at = _expiration(parsed.expiration_time_utc, existing, now, trusted)
     stored = stored_schema(topic.input_schema)
     return replace(
         subscription,
@@ -269,35 +579,32 @@ def parse_subscription_body(
         input_schema=topic.input_schema,
         event_filter=parse_filter(props.get("filter"), input_schema=topic.input_schema),
         event_delivery_schema=schema,
-        max_delivery_attempts=retry[0],
-        event_ttl_minutes=retry[1],
-        dead_letter_container=_dead_letter(props.get("deadLetterDestination")),
-        labels=_labels(props.get("labels")),
+        max_delivery_attempts=_default("maxDeliveryAttempts", retry.max_delivery_attempts),
+        event_ttl_minutes=_default("eventTimeToLiveInMinutes", retry.event_time_to_live_in_minutes),
+        dead_letter_container=None
+        if parsed.dead_letter_destination is None
+        else parsed.dead_letter_destination.container,
+        labels=parsed.labels or (),
         expires_at=expires_at,
         provisioning_state=ProvisioningState.CREATING,
         etag=existing.etag if existing is not None else "",
     )
 
 
-def _endpoint_type_of(raw_destination: object) -> str | None:
-    if isinstance(raw_destination, Mapping):
-        for key, value in raw_destination.items():
-            if isinstance(key, str) and key.lower() == "endpointtype" and isinstance(value, str):
-                for known in ENDPOINT_TYPES:
-                    if known.lower() == value.lower():
-                        return known
-    return None
+def _default(name: str, value: int | None) -> int:
+    """A bounded integer of a model built without validation (absent policy) gets its default."""
+    return LIMITS[name][2] if value is None else value
 
 
-def _delivery_schema(raw: object, topic: Topic, raw_destination: object) -> str:
+def _delivery_schema(given: str | None, topic: Topic, endpoint_type: str) -> str:
     field = f"{_PROPS}.eventDeliverySchema"
-    if raw is None:
+    if given is None:
         # Pull delivery hands out CloudEvents unless asked otherwise (SPEC §7); push delivery
         # keeps the topic's schema, custom-schema events going out as Event Grid events.
-        if _endpoint_type_of(raw_destination) == EndpointType.QUEUE:
+        if endpoint_type == EndpointType.QUEUE:
             return EventSchema.CLOUD_EVENTS
         return stored_schema(topic.input_schema)
-    schema = _choice(raw, DELIVERY_SCHEMAS, field)
+    schema = given
     if topic.input_schema == EventSchema.CLOUD_EVENTS and schema != EventSchema.CLOUD_EVENTS:
         raise invalid(
             field,
@@ -309,36 +616,29 @@ def _delivery_schema(raw: object, topic: Topic, raw_destination: object) -> str:
     return schema
 
 
-def _destination(raw: object, existing: Subscription | None) -> Subscription:
+def _destination(destination: Destination, existing: Subscription | None) -> Subscription:
     """A blank subscription carrying the destination's fields (the caller fills the rest)."""
-    if raw is None:
-        raise invalid(_DEST, "is required")
-    dest = _object(raw, ("endpointType", "properties"), _DEST)
-    endpoint_type = _choice(dest.get("endpointType"), ENDPOINT_TYPES, f"{_DEST}.endpointType")
-    raw_props = dest.get("properties")
-    if raw_props is None:
-        raw_props = {}
-    props = _object(raw_props, _DESTINATION_PROPERTIES[endpoint_type], _DEST_PROPS)
+    endpoint_type = destination.endpoint_type
+    typed = destination.typed
     blank = _blank(endpoint_type)
-    if endpoint_type == EndpointType.WEBHOOK:
-        return _webhook(blank, props, existing)
-    if endpoint_type == EndpointType.QUEUE:
+    if isinstance(typed, WebhookProperties):
+        return _webhook(blank, typed, existing)
+    if isinstance(typed, QueueProperties):
         return replace(
             blank,
-            receive_lock_duration_seconds=_bounded_int(
-                props.get("receiveLockDurationInSeconds"),
-                "receiveLockDurationInSeconds",
-                f"{_DEST_PROPS}.receiveLockDurationInSeconds",
-            ),
-            max_delivery_count=_bounded_int(
-                props.get("maxDeliveryCount"), "maxDeliveryCount", f"{_DEST_PROPS}.maxDeliveryCount"
-            ),
+            receive_lock_duration_seconds=_default("receiveLockDurationInSeconds",
+                                                   typed.receive_lock_duration_in_seconds),
+            max_delivery_count=_default("maxDeliveryCount", typed.max_delivery_count),
         )
+    props = typed.model_dump(by_alias=True, exclude_unset=True)
     # The URL is write-only (it may hold a password): a redacted URL sent back keeps the stored one.
     url = _connection_url(props.get("url"), endpoint_type, existing)
     parse_properties = _QUEUE_PROPERTY_PARSERS[endpoint_type]
     target: dict[str, Any] = parse_properties({**props, "url": url}, _DEST_PROPS)
     return replace(blank, destination_properties=target)
+
+
+
 
 
 def _blank(endpoint_type: str) -> Subscription:
@@ -356,50 +656,33 @@ def _blank(endpoint_type: str) -> Subscription:
     )
 
 
-def _refuse_unsupported(props: Mapping[str, Any], names: Sequence[str], prefix: str, reason: str) -> None:
-    """Azure properties of features mlgrid lacks: ``null`` (how clients send "not used") is
-    accepted, a value is a 400 saying why rather than a setting silently ignored."""
-    for name in names:
-        if props.get(name) is not None:
-            raise invalid(f"{prefix}.{name}", f"must be null: {reason}")
 
-
-def _webhook(blank: Subscription, props: dict[str, Any], existing: Subscription | None) -> Subscription:
-    _refuse_unsupported(props, _AAD_WEBHOOK_PROPERTIES, _DEST_PROPS,
-                        "mlgrid does not sign webhook requests with Entra ID tokens (use signingSecret)")
-    tls = props.get("minimumTlsVersionAllowed")
-    if tls is not None:
-        _choice(tls, _TLS_VERSIONS, f"{_DEST_PROPS}.minimumTlsVersionAllowed")
+def _webhook(blank: Subscription, props: WebhookProperties, existing: Subscription | None) -> Subscription:
     previous = existing if existing is not None and existing.endpoint_type == EndpointType.WEBHOOK else None
-    url = props.get("endpointUrl")
+    url = props.endpoint_url
     if url is None:
-        echoed = props.get("endpointBaseUrl")
+        echoed = props.endpoint_base_url
         if previous is not None and previous.endpoint_url and echoed == base_url(previous.endpoint_url):
             url = previous.endpoint_url
         else:
             raise invalid(ENDPOINT_URL_FIELD, "is required for a WebHook destination")
     check_url(url)
     assert isinstance(url, str)
-    signing_secret = props.get("signingSecret", _ABSENT)
-    if signing_secret is _ABSENT:
+    if "signing_secret" not in props.model_fields_set:
         secret = previous.signing_secret if previous is not None else None
-    elif signing_secret is None:
+    elif props.signing_secret is None:
         secret = None
     else:
-        secret = validate_signing_secret(signing_secret)
+        secret = validate_signing_secret(props.signing_secret)
     mappings = parse_delivery_attribute_mappings(
-        _with_kept_secret_values(props.get("deliveryAttributeMappings"), previous), _MAPPINGS_FIELD
+        _with_kept_secret_values(props.delivery_attribute_mappings, previous), _MAPPINGS_FIELD
     )
     return replace(
         blank,
         endpoint_url=url,
-        max_events_per_batch=_bounded_int(
-            props.get("maxEventsPerBatch"), "maxEventsPerBatch", f"{_DEST_PROPS}.maxEventsPerBatch"
-        ),
-        preferred_batch_size_kb=_bounded_int(
-            props.get("preferredBatchSizeInKilobytes"),
-            "preferredBatchSizeInKilobytes",
-            f"{_DEST_PROPS}.preferredBatchSizeInKilobytes",
+        max_events_per_batch=_default("maxEventsPerBatch", props.max_events_per_batch),
+        preferred_batch_size_kb=_default(
+            "preferredBatchSizeInKilobytes", props.preferred_batch_size_in_kilobytes
         ),
         delivery_attribute_mappings=tuple(_mapping(m) for m in mappings),
         signing_secret=secret,
@@ -443,71 +726,18 @@ def _mapping(canonical: Mapping[str, Any]) -> DeliveryAttributeMapping:
     return DeliveryAttributeMapping(name=canonical["name"], type="Dynamic", source_field=props["sourceField"])
 
 
-def _retry_policy(raw: object) -> tuple[int, int]:
-    field = f"{_PROPS}.retryPolicy"
-    if raw is None:
-        raw = {}
-    policy = _object(raw, ("maxDeliveryAttempts", "eventTimeToLiveInMinutes"), field)
-    return (
-        _bounded_int(
-            policy.get("maxDeliveryAttempts"), "maxDeliveryAttempts", f"{field}.maxDeliveryAttempts"
-        ),
-        _bounded_int(
-            policy.get("eventTimeToLiveInMinutes"),
-            "eventTimeToLiveInMinutes",
-            f"{field}.eventTimeToLiveInMinutes",
-        ),
-    )
-
-
-def _dead_letter(raw: object) -> str | None:
-    field = f"{_PROPS}.deadLetterDestination"
-    if raw is None:
-        return None
-    dest = _object(raw, ("endpointType", "properties"), field)
-    _choice(dest.get("endpointType"), (STORAGE_BLOB,), f"{field}.endpointType")
-    props = _object(dest.get("properties") or {}, ("blobContainerName", "resourceId"), f"{field}.properties")
-    container = props.get("blobContainerName")
-    if not isinstance(container, str) or not _CONTAINER_NAME.match(container):
-        raise invalid(
-            f"{field}.properties.blobContainerName",
-            "must be 3-63 lowercase letters, digits and single hyphens, starting and ending with a "
-            "letter or digit (Azure's container name rule)",
-        )
-    resource_id = props.get("resourceId")
-    if resource_id is not None and not isinstance(resource_id, str):
-        raise invalid(f"{field}.properties.resourceId", "must be a string (it is not used: dead letters "
-                      "go to this server's blob store)")
-    return container
 
 
 def _expiration(
-    raw: object, existing: Subscription | None, now: datetime | None, trusted: bool
+    moment: datetime | None, existing: Subscription | None, now: datetime | None, trusted: bool
 ) -> datetime | None:
-    field = f"{_PROPS}.expirationTimeUtc"
-    if raw is None:
-        return None
-    moment = parse_timestamp(raw) if isinstance(raw, str) else None
     if moment is None:
-        raise invalid(field, "must be an ISO 8601 date-time, e.g. 2030-01-31T00:00:00Z")
+        return None
     unchanged = existing is not None and existing.expires_at == moment
     if not trusted and not unchanged and now is not None and moment <= now:
+        field = f"{_PROPS}.expirationTimeUtc"
         raise invalid(field, f"must be in the future (now is {format_timestamp(now)})")
     return moment
-
-
-def _labels(raw: object) -> tuple[str, ...]:
-    field = f"{_PROPS}.labels"
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise invalid(field, "must be an array of strings")
-    if len(raw) > MAX_LABELS:
-        raise invalid(field, f"at most {MAX_LABELS} labels are allowed")
-    for index, label in enumerate(raw):
-        if not isinstance(label, str) or len(label) > MAX_LABEL_LENGTH:
-            raise invalid(f"{field}[{index}]", f"must be a string of at most {MAX_LABEL_LENGTH} characters")
-    return tuple(raw)
 
 
 # --- writing back ---------------------------------------------------------------------------

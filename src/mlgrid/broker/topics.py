@@ -11,16 +11,19 @@ from __future__ import annotations
 import builtins
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.auth.tokens import new_topic_key
+from mlgrid.body import Body, Invalid, checked, echoed, one_of, parse, reason
 from mlgrid.broker.names import (
+    RESOURCE_GROUP_SCHEMA_PATTERN,
     check_name,
     check_resource_group,
     system_topic_arm_id,
@@ -87,55 +90,116 @@ class TopicSpec:
     retention_days: int
 
 
-# Fields of Azure's topic resource that a body copied from a GET (ours or Azure's) carries;
-# they are accepted and ignored. Anything else is a typo worth a 400.
-_ARM_TOP_LEVEL_FIELDS = frozenset(
-    {"properties", "location", "tags", "name", "id", "type", "etag", "sku", "kind", "identity", "systemData"}
-)
-_WRITABLE_PROPERTIES = frozenset({"inputSchema", "inputSchemaMapping", "resourceGroup", "retentionInDays"})
-_IGNORED_PROPERTIES = frozenset(
-    {
-        "provisioningState", "endpoint", "metricResourceId", "publicNetworkAccess", "inboundIpRules",
-        "disableLocalAuth", "dataResidencyBoundary", "privateEndpointConnections",
-        "minimumTlsVersionAllowed", "eventTypeInfo",
-    }
-)
+_WRITABLE_PROPERTIES = ("inputSchema", "inputSchemaMapping", "resourceGroup", "retentionInDays")
 
 
-def parse_topic_body(body: object) -> TopicSpec:
-    if body is None:
-        body = {}
-    if not isinstance(body, Mapping):
-        raise invalid("body", "must be a JSON object")
-    unknown = set(body) - _ARM_TOP_LEVEL_FIELDS
-    if unknown:
-        raise invalid(sorted(unknown)[0], "unknown field")
-    props = body.get("properties") or {}
-    if not isinstance(props, Mapping):
-        raise invalid("properties", "must be a JSON object")
-    unknown = set(props) - _WRITABLE_PROPERTIES - _IGNORED_PROPERTIES
-    if unknown:
-        raise invalid(
-            f"properties.{sorted(unknown)[0]}",
-            f"unknown field; a topic has {', '.join(sorted(_WRITABLE_PROPERTIES))}",
-        )
-    schema = props.get("inputSchema", EventSchema.EVENT_GRID)
-    if schema not in INPUT_SCHEMAS:
-        raise invalid("properties.inputSchema", f"must be one of {', '.join(INPUT_SCHEMAS)}")
-    raw_mapping = props.get("inputSchemaMapping")
+def _mapping_only_with_custom_schema(schema: dict[str, Any]) -> None:
+    """The schema says what the validator below checks: a mapping with (and only with) the
+    custom input schema."""
+    custom = {"const": EventSchema.CUSTOM_EVENT}
+    schema["if"] = {"required": ["inputSchema"], "properties": {"inputSchema": custom}}
+    schema["then"] = {"required": ["inputSchemaMapping"],
+                      "properties": {"inputSchemaMapping": {"type": "object"}}}
+    schema["else"] = {"properties": {"inputSchemaMapping": {"type": "null"}}}
+
+
+class TopicProperties(Body):
+    """``properties`` of a topic body; Azure's read-only properties are accepted and ignored."""
+
+    model_config = ConfigDict(json_schema_extra=_mapping_only_with_custom_schema)
+
+    input_schema: Annotated[str, *one_of(INPUT_SCHEMAS)] = EventSchema.EVENT_GRID
+    input_schema_mapping: Annotated[
+        Any, WithJsonSchema({
+            "type": ["object", "null"], "description": "required for CustomEventSchema",
+            "additionalProperties": False,
+            "properties": {
+                "inputSchemaMappingType": {"type": "string", "pattern": "^[Jj][Ss][Oo][Nn]$"},
+                "mappingType": {"type": "string", "pattern": "^[Jj][Ss][Oo][Nn]$"},
+                "properties": {"type": "object", "description": "each event member from a sourceField "
+                               "or a defaultValue (events/schemas.py)"},
+            },
+        })
+    ] = None
+    resource_group: Annotated[
+        str,
+        Field(pattern=RESOURCE_GROUP_SCHEMA_PATTERN, max_length=90),
+        reason("must be 1-90 characters of letters, digits, '-', '_', '.', '(' and ')'"),
+        AfterValidator(lambda v: checked(lambda: check_resource_group(v))),
+    ] = "default"
+    retention_in_days: Annotated[
+        int, Field(ge=1, le=MAX_RETENTION_DAYS), reason(f"must be an integer from 1 to {MAX_RETENTION_DAYS}")
+    ] = 1
+    provisioning_state: Any = echoed()
+    endpoint: Any = echoed()
+    metric_resource_id: Any = echoed()
+    public_network_access: Any = echoed()
+    inbound_ip_rules: Any = echoed()
+    disable_local_auth: Any = echoed()
+    data_residency_boundary: Any = echoed()
+    private_endpoint_connections: Any = echoed()
+    minimum_tls_version_allowed: Any = echoed()
+    event_type_info: Any = echoed()
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return f"unknown field; a topic has {', '.join(_WRITABLE_PROPERTIES)}"
+
+    @model_validator(mode="after")
+    def _mapping_goes_with_custom_schema(self) -> TopicProperties:
+        if self.input_schema == EventSchema.CUSTOM_EVENT and self.input_schema_mapping is None:
+            raise Invalid("is required for CustomEventSchema", at="inputSchemaMapping")
+        if self.input_schema != EventSchema.CUSTOM_EVENT and self.input_schema_mapping is not None:
+            raise Invalid("is only allowed with CustomEventSchema", at="inputSchemaMapping")
+        return self
+
+
+class TopicBody(Body):
+    """The body of ``PUT /topics/{t}`` (and of the ARM topic route): Azure's topic resource,
+    whose members other than ``properties`` a body copied from a GET carries and we ignore."""
+
+    properties: TopicProperties | None = None
+    location: Any = echoed()
+    tags: Any = echoed()
+    name: Any = echoed()
+    id: Any = echoed()
+    type: Any = echoed()
+    etag: Any = echoed()
+    sku: Any = echoed()
+    kind: Any = echoed()
+    identity: Any = echoed()
+    system_data: Any = echoed()
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return "unknown field"
+
+
+class ArmTopicBody(TopicBody):
+    """The ARM route's topic body: the same resource, said so when it is not an object."""
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be a JSON object (an ARM topic resource)"
+
+
+class RegenerateKeyBody(Body):
+    """The body of ``regenerateKey``: which of the two keys to replace."""
+
+    key_name: Annotated[str, *one_of(("key1", "key2"), "must be 'key1' or 'key2'")]
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be a JSON object with keyName"
+
+
+def parse_topic_body(body: object, model: type[TopicBody] = TopicBody) -> TopicSpec:
+    parsed = parse(model, {} if body is None else body)
+    props = parsed.properties or TopicProperties()
     mapping: InputSchemaMapping | None = None
-    if schema == EventSchema.CUSTOM_EVENT:
-        if raw_mapping is None:
-            raise invalid("properties.inputSchemaMapping", "is required for CustomEventSchema")
-        mapping = parse_input_schema_mapping(raw_mapping, "properties.inputSchemaMapping")
-    elif raw_mapping is not None:
-        raise invalid("properties.inputSchemaMapping", "is only allowed with CustomEventSchema")
-    resource_group = check_resource_group(props.get("resourceGroup", "default"))
-    retention = props.get("retentionInDays", 1)
-    is_integer = isinstance(retention, int) and not isinstance(retention, bool)
-    if not is_integer or not 1 <= retention <= MAX_RETENTION_DAYS:
-        raise invalid("properties.retentionInDays", f"must be an integer from 1 to {MAX_RETENTION_DAYS}")
-    return TopicSpec(schema, mapping, resource_group, retention)
+    if props.input_schema == EventSchema.CUSTOM_EVENT:
+        mapping = parse_input_schema_mapping(props.input_schema_mapping, "properties.inputSchemaMapping")
+    return TopicSpec(props.input_schema, mapping, props.resource_group, props.retention_in_days)
 
 
 class TopicService:

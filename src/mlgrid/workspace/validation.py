@@ -13,9 +13,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from mlgrid.errors import invalid
+from pydantic import BeforeValidator, Field
+
+from mlgrid.body import (
+    Body,
+    Invalid,
+    Missing,
+    case_insensitive,
+    checker,
+    echoed,
+    optional_text,
+    parse,
+    reason,
+)
+from mlgrid.broker.names import RESOURCE_GROUP_SCHEMA_PATTERN
+from mlgrid.errors import InvalidField, invalid
 from mlgrid.events.timestamps import parse_timestamp
 from mlgrid.workspace import lifecycle
 
@@ -92,6 +106,79 @@ def _optional_string(value: object, path: str, limit: int = MAX_STRING_VALUE) ->
     return value
 
 
+def _tags(value: object) -> dict[str, Any] | None:
+    try:
+        return None if value is None else parse_tags(value, "")
+    except InvalidField as exc:
+        raise _relative(exc) from None
+
+
+def _properties(value: object) -> dict[str, str] | None:
+    try:
+        return None if value is None else parse_properties(value, "")
+    except InvalidField as exc:
+        raise _relative(exc) from None
+
+
+def _relative(exc: InvalidField) -> Exception:
+    """An ``InvalidField`` of a helper called with an empty path, as the model's own error."""
+    at = exc.field_name.removeprefix(".") if exc.field_name else None
+    reason = exc.message.removeprefix(f"{exc.field_name}: ")
+    return Invalid(reason, at=at)
+
+
+_TAGS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"minLength": 1, "maxLength": MAX_KEY_LENGTH},
+    "description": "any JSON values; in a PATCH, null removes a tag",
+}
+_PROPERTIES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"minLength": 1, "maxLength": MAX_KEY_LENGTH},
+    "additionalProperties": {"type": "string", "maxLength": MAX_STRING_VALUE},
+}
+Tags = Annotated[Any, *checker(_tags, _TAGS_SCHEMA)]
+Properties = Annotated[Any, *checker(_properties, _PROPERTIES_SCHEMA)]
+
+
+def _mode(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in lifecycle.RUN_STATUS_CHANGED_MODES:
+        raise Invalid("must be 'failed' or 'all'")
+    return value.lower()
+
+
+def _resource_group(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise Invalid("must be a string")
+    return value
+
+
+class WorkspaceProperties(Body):
+    resource_group: Annotated[Any, *checker(_resource_group, {
+        "type": ["string", "null"], "maxLength": 90, "pattern": RESOURCE_GROUP_SCHEMA_PATTERN,
+        "description": "fixed at creation: part of the events' topic id",
+    })] = None
+    run_status_changed_events: Annotated[Any, *checker(_mode, {
+        "type": ["string", "null"],
+        "pattern": case_insensitive(lifecycle.RUN_STATUS_CHANGED_MODES),
+        "description": "which run status changes are events: 'failed' (default) or 'all'",
+    })] = None
+
+
+class WorkspaceBody(Body):
+    """The body of ``PUT /workspaces/{ws}``: Azure ML's workspace resource; only
+    ``properties`` is read, the other members a read carries are accepted."""
+
+    properties: WorkspaceProperties | None = None
+    location: Any = echoed()
+    tags: Any = echoed()
+    name: Any = echoed()
+    id: Any = echoed()
+    type: Any = echoed()
+
+
 @dataclass(frozen=True)
 class WorkspaceSpec:
     resource_group: str
@@ -103,22 +190,37 @@ def parse_workspace_body(body: object) -> tuple[str | None, str | None]:
     absent (the service fills defaults on create and keeps values on update)."""
     if body is None:
         return None, None
-    body = _object(body, "body")
-    _no_unknown(body, {"properties", "location", "tags", "name", "id", "type"})
-    props = body.get("properties")
-    if props is None:
+    parsed = parse(WorkspaceBody, body)
+    if parsed.properties is None:
         return None, None
-    props = _object(props, "properties")
-    _no_unknown(props, {"resourceGroup", "runStatusChangedEvents"}, "properties.")
-    resource_group = props.get("resourceGroup")
-    if resource_group is not None and not isinstance(resource_group, str):
-        raise invalid("properties.resourceGroup", "must be a string")
-    mode = props.get("runStatusChangedEvents")
-    if mode is not None:
-        if not isinstance(mode, str) or mode.lower() not in lifecycle.RUN_STATUS_CHANGED_MODES:
-            raise invalid("properties.runStatusChangedEvents", "must be 'failed' or 'all'")
-        mode = mode.lower()
-    return resource_group, mode
+    return parsed.properties.resource_group, parsed.properties.run_status_changed_events
+
+
+def _run_type(limit: int = 128) -> tuple[Any, ...]:
+    return optional_text(limit)
+
+
+def _initial_status(value: object) -> str:
+    status = _status(value)
+    if status not in lifecycle.INITIAL:
+        raise Invalid(
+            f"a run is created in one of {', '.join(lifecycle.PROGRESS[:4])}; change its status afterwards"
+        )
+    return status
+
+
+def _status(value: object) -> str:
+    try:
+        return lifecycle.parse_status(value, "")
+    except InvalidField as exc:
+        raise _relative(exc) from None
+
+
+def _optional_status(value: object) -> str | None:
+    return None if value is None else _status(value)
+
+
+_INITIAL_STATUSES = [s for s in lifecycle.PROGRESS if s in lifecycle.INITIAL]
 
 
 @dataclass(frozen=True)
@@ -129,24 +231,27 @@ class RunCreate:
     status: str = lifecycle.RUNNING
 
 
+class RunCreateBody(Body):
+    """The body of ``POST .../experiments/{e}/runs`` (optional: a bare run is Running)."""
+
+    status: Annotated[Any, *checker(lambda v: lifecycle.RUNNING if v is None else _initial_status(v), {
+        "type": ["string", "null"], "pattern": case_insensitive(_INITIAL_STATUSES),
+        "default": lifecycle.RUNNING,
+    })] = None
+    tags: Tags = None
+    run_type: Annotated[Any, *_run_type()] = None
+    properties: Properties = None
+
+
 def parse_run_create(body: object) -> RunCreate:
     if body is None:
         return RunCreate()
-    body = _object(body, "body")
-    _no_unknown(body, {"runType", "tags", "properties", "status"})
-    status = lifecycle.parse_status(body["status"]) if body.get("status") is not None else lifecycle.RUNNING
-    if status not in lifecycle.INITIAL:
-        raise invalid(
-            "status",
-            f"a run is created in one of {', '.join(lifecycle.PROGRESS[:4])}; "
-            "change its status afterwards",
-        )
-    tags = {k: v for k, v in parse_tags(body.get("tags")).items() if v is not None}
+    parsed = parse(RunCreateBody, body)
     return RunCreate(
-        run_type=_optional_string(body.get("runType"), "runType", 128),
-        tags=tags,
-        properties=parse_properties(body.get("properties")),
-        status=status,
+        run_type=parsed.run_type,
+        tags={k: v for k, v in (parsed.tags or {}).items() if v is not None},
+        properties=parsed.properties or {},
+        status=parsed.status or lifecycle.RUNNING,
     )
 
 
@@ -158,17 +263,28 @@ class RunChange:
     error: str | None = None
 
 
+class RunChangeBody(Body):
+    """The body of ``PATCH .../runs/{id}``: a status move, tag changes (null removes), an error."""
+
+    status: Annotated[Any, *checker(_optional_status, {
+        "type": ["string", "null"], "pattern": case_insensitive(lifecycle.STATUSES),
+    })] = None
+    tags: Tags = None
+    properties: Properties = None
+    error: Annotated[Any, *optional_text(MAX_STRING_VALUE)] = Field(
+        default=None, description="why the run failed"
+    )
+
+
 def parse_run_change(body: object) -> RunChange:
     if body is None:
         return RunChange()
-    body = _object(body, "body")
-    _no_unknown(body, {"status", "tags", "properties", "error"})
-    status = None if body.get("status") is None else lifecycle.parse_status(body["status"])
+    parsed = parse(RunChangeBody, body)
     return RunChange(
-        status=status,
-        tags=parse_tags(body.get("tags")),
-        properties=parse_properties(body.get("properties")),
-        error=_optional_string(body.get("error"), "error"),
+        status=parsed.status,
+        tags=parsed.tags or {},
+        properties=parsed.properties or {},
+        error=parsed.error,
     )
 
 
@@ -180,38 +296,61 @@ class MetricValue:
     time: datetime | None
 
 
+def _metric_value(value: object) -> int | Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        raise Invalid("must be a number")
+    if isinstance(value, float):  # only reachable from callers that parsed with floats
+        return Decimal(repr(value))
+    return value
+
+
+def _step(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise Invalid("must be a non-negative integer")
+    return value
+
+
+def _time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    moment = parse_timestamp(value) if isinstance(value, str) else None
+    if moment is None:
+        raise Invalid("must be an ISO 8601 date-time")
+    return moment
+
+
+class MetricBody(Body):
+    """One metric value of ``POST .../runs/{id}/metrics``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_SEGMENT),
+                    reason(f"must be a string of 1-{MAX_SEGMENT} characters")]
+    value: Annotated[Any, *checker(_metric_value, {"type": "number"}), Missing("must be a number")]
+    step: Annotated[Any, *checker(_step, {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})] = 0
+    time: Annotated[Any, *checker(_time, {"type": ["string", "null"], "format": "date-time"})] = None
+
+
+def _metric_list(value: object) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise Invalid("must be a non-empty array")
+    if len(value) > MAX_METRICS_PER_REQUEST:
+        raise Invalid(f"at most {MAX_METRICS_PER_REQUEST} metrics per request")
+    return value
+
+
+class MetricsBody(Body):
+    """The body of ``POST .../runs/{id}/metrics``."""
+
+    metrics: Annotated[
+        list[MetricBody],
+        BeforeValidator(_metric_list),
+        Field(min_length=1, max_length=MAX_METRICS_PER_REQUEST),
+        reason("must be a non-empty array"),
+    ]
+
+
 def parse_metrics(body: object) -> list[MetricValue]:
-    body = _object(body, "body")
-    _no_unknown(body, {"metrics"})
-    items = body.get("metrics")
-    if not isinstance(items, list) or not items:
-        raise invalid("metrics", "must be a non-empty array")
-    if len(items) > MAX_METRICS_PER_REQUEST:
-        raise invalid("metrics", f"at most {MAX_METRICS_PER_REQUEST} metrics per request")
-    parsed: list[MetricValue] = []
-    for index, item in enumerate(items):
-        path = f"metrics[{index}]"
-        item = _object(item, path)
-        _no_unknown(item, {"name", "value", "step", "time"}, path + ".")
-        name = item.get("name")
-        if not isinstance(name, str) or not name or len(name) > MAX_SEGMENT:
-            raise invalid(f"{path}.name", f"must be a string of 1-{MAX_SEGMENT} characters")
-        value = item.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
-            raise invalid(f"{path}.value", "must be a number")
-        if isinstance(value, float):  # only reachable from callers that parsed with floats
-            value = Decimal(repr(value))
-        step = item.get("step", 0)
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2**63:
-            raise invalid(f"{path}.step", "must be a non-negative integer")
-        moment: datetime | None = None
-        if item.get("time") is not None:
-            raw = item["time"]
-            moment = parse_timestamp(raw) if isinstance(raw, str) else None
-            if moment is None:
-                raise invalid(f"{path}.time", "must be an ISO 8601 date-time")
-        parsed.append(MetricValue(name, value, step, moment))
-    return parsed
+    parsed = parse(MetricsBody, body)
+    return [MetricValue(m.name, m.value, m.step, m.time) for m in parsed.metrics]
 
 
 def check_artifact_path(path: object, field_name: str = "path") -> str:
@@ -270,51 +409,100 @@ def parse_job_resources(value: object) -> tuple[int | None, int | None]:
     )
 
 
-def parse_job(body: object) -> JobSpec:
-    body = _object(body, "body")
-    _no_unknown(
-        body,
-        {"command", "workingDirectory", "environment", "runType", "tags", "properties"}
-        | {"resources", "network"},
-    )
-    command = body.get("command")
-    if not isinstance(command, str) or not command.strip():
-        raise invalid("command", "must be a non-empty string")
-    if len(command) > MAX_COMMAND_LENGTH or "\x00" in command:
-        raise invalid("command", f"must be at most {MAX_COMMAND_LENGTH} characters without NUL")
-    working_directory = _optional_string(body.get("workingDirectory"), "workingDirectory", 4096)
-    if working_directory is not None and (
-        not working_directory.startswith("/") or "\x00" in working_directory
-    ):
-        raise invalid("workingDirectory", "must be an absolute path on the server")
-    environment_raw = body.get("environment")
+def _command(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid("must be a non-empty string")
+    if len(value) > MAX_COMMAND_LENGTH or "\x00" in value:
+        raise Invalid(f"must be at most {MAX_COMMAND_LENGTH} characters without NUL")
+    return value
+
+
+def _working_directory(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Invalid("must be a string or null")
+    if len(value) > 4096:
+        raise Invalid("must be at most 4096 characters")
+    if not value.startswith("/") or "\x00" in value:
+        raise Invalid("must be an absolute path on the server")
+    return value
+
+
+def _environment(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Invalid("must be a JSON object")
     environment: dict[str, str] = {}
-    if environment_raw is not None:
-        for key, item in _object(environment_raw, "environment").items():
-            if not _ENV_NAME.match(key):
-                raise invalid(f"environment.{key}", "is not a valid environment variable name")
-            if key in RESERVED_JOB_ENVIRONMENT:
-                raise invalid(f"environment.{key}", "is set by the server")
-            if not isinstance(item, str) or "\x00" in item:
-                raise invalid(f"environment.{key}", "must be a string")
-            environment[key] = item
-    tags = {k: v for k, v in parse_tags(body.get("tags")).items() if v is not None}
-    memory_mb, cpu_seconds = parse_job_resources(body.get("resources"))
-    network = body.get("network")
-    if network is not None and network not in JOB_NETWORKS:
-        raise invalid(
-            "network", f"must be one of {', '.join(JOB_NETWORKS)} (or null: the server's job_network)"
-        )
+    for key, item in value.items():
+        if not _ENV_NAME.match(key):
+            raise Invalid("is not a valid environment variable name", at=key)
+        if key in RESERVED_JOB_ENVIRONMENT:
+            raise Invalid("is set by the server", at=key)
+        if not isinstance(item, str) or "\x00" in item:
+            raise Invalid("must be a string", at=key)
+        environment[key] = item
+    return environment
+
+
+def _resources(value: object) -> tuple[int | None, int | None]:
+    # parse_job_resources raises InvalidField with the absolute path (``resources.memoryMb``),
+    # which passes through pydantic unchanged.
+    return parse_job_resources(value)
+
+
+def _network(value: object) -> str | None:
+    if value is not None and value not in JOB_NETWORKS:
+        raise Invalid(f"must be one of {', '.join(JOB_NETWORKS)} (or null: the server's job_network)")
+    return None if value is None else str(value)
+
+
+class JobBody(Body):
+    """The body of ``POST .../experiments/{e}/jobs``: a command the server runs as a run."""
+
+    command: Annotated[Any, *checker(_command, {
+        "type": "string", "minLength": 1, "maxLength": MAX_COMMAND_LENGTH,
+        "description": "run with /bin/sh -c on the server",
+    }), Missing("must be a non-empty string")]
+    working_directory: Annotated[Any, *checker(_working_directory, {
+        "type": ["string", "null"], "maxLength": 4096, "pattern": "^/",
+        "description": "absolute, existing directory on the server",
+    })] = None
+    environment: Annotated[Any, *checker(_environment, {
+        "type": ["object", "null"], "propertyNames": {"pattern": _ENV_NAME.pattern},
+        "additionalProperties": {"type": "string"},
+    })] = None
+    run_type: Annotated[Any, *_run_type()] = None
+    tags: Tags = None
+    properties: Properties = None
+    resources: Annotated[Any, *checker(_resources, {
+        "type": ["object", "null"], "additionalProperties": False,
+        "properties": {
+            "memoryMb": {"type": "integer", "minimum": 1},
+            "cpuSeconds": {"type": "integer", "minimum": 1},
+        },
+        "description": "lower limits than the server's for this job",
+    })] = None
+    network: Annotated[Any, *checker(_network, {
+        "type": ["string", "null"], "enum": [*JOB_NETWORKS, None],
+        "description": "api (default: only the server's API), none, or host",
+    })] = None
+
+
+def parse_job(body: object) -> JobSpec:
+    parsed = parse(JobBody, body)
+    memory_mb, cpu_seconds = parsed.resources or (None, None)
     return JobSpec(
-        command=command,
-        working_directory=working_directory,
-        environment=environment,
-        run_type=_optional_string(body.get("runType"), "runType", 128),
-        tags=tags,
-        properties=parse_properties(body.get("properties")),
+        command=parsed.command,
+        working_directory=parsed.working_directory,
+        environment=parsed.environment or {},
+        run_type=parsed.run_type,
+        tags={k: v for k, v in (parsed.tags or {}).items() if v is not None},
+        properties=parsed.properties or {},
         memory_mb=memory_mb,
         cpu_seconds=cpu_seconds,
-        network=network,
+        network=parsed.network,
     )
 
 

@@ -58,6 +58,9 @@ _REDIS_DB_PATH = re.compile(r"/?([0-9]{1,5})?/?")
 _NATS_SUBJECT = re.compile(r"[^.\s*>]+(\.[^.\s*>]+)*")
 # RabbitMQ refuses any other character in an exchange name (406 PRECONDITION_FAILED).
 _EXCHANGE_NAME = re.compile(r"[A-Za-z0-9._:\-]*")
+#: The subject and exchange rules, for the subscription body's schema.
+NATS_SUBJECT = _NATS_SUBJECT
+EXCHANGE_NAME = _EXCHANGE_NAME
 
 
 def _members(raw: object, allowed: Sequence[str], field_prefix: str) -> dict[str, Any]:
