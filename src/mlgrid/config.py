@@ -70,6 +70,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
                 "own user when no containment is available (not root, no bubblewrap). UNSAFE: that code can "
                 "read the server's secrets. Without it, such a server refuses to run user code.", "bool"),
+    SettingSpec("job_code_max_mb", 300, "Largest code snapshot (MB, unpacked) a job may upload with "
+                "`job submit --code`; more is refused with 413 (Azure ML's limit is also 300 MB).", "int"),
     SettingSpec("header_timeout", 10.0, "Seconds a client has to send a complete request head (request "
                 "line and headers) after it connects or starts a request; then the connection is closed.",
                 "float"),
@@ -163,6 +165,7 @@ class Settings:
     log_level: str = "info"
     ui: bool = True
     unsafe_local_code: bool = False
+    job_code_max_mb: int = 300
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 2048
@@ -195,6 +198,8 @@ class Settings:
             raise invalid("sqlite_synchronous", "must be normal or full")
         if not 0 < values["port"] < 65536:
             raise invalid("port", "must be between 1 and 65535")
+        if values["job_code_max_mb"] < 1:
+            raise invalid("job_code_max_mb", "must be at least 1")
         if values["max_connections"] < 1:
             raise invalid("max_connections", "must be at least 1")
         exposed = not is_loopback_host(values["host"])

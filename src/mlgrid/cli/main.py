@@ -131,6 +131,8 @@ def serve(
     unsafe_local_code: bool | None = typer.Option(
         None, "--unsafe-local-code",
         help=spec_for("unsafe_local_code").help + " [env MLGRID_UNSAFE_LOCAL_CODE]"),
+    job_code_max_mb: int | None = typer.Option(
+        None, help=spec_for("job_code_max_mb").help + " [env MLGRID_JOB_CODE_MAX_MB; default 300]"),
     header_timeout: float | None = typer.Option(
         None, help=spec_for("header_timeout").help + " [env MLGRID_HEADER_TIMEOUT; default 10]"),
     body_timeout: float | None = typer.Option(

@@ -17,6 +17,7 @@ import sys
 from fastapi import FastAPI
 
 from mlgrid.runtime import Runtime, WorkspaceServices
+from mlgrid.workspace.code_snapshot import SnapshotLimits
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import JobRunner, default_node_id
@@ -64,6 +65,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         single_node=rt.db.is_sqlite,
         containment=containment,
         issue_token=rt.access.issue_run_token,
+        code_limits=SnapshotLimits(max_bytes=rt.settings.job_code_max_mb * 1000 * 1000),
     )
     rt.workspace = WorkspaceServices(
         core=core,
