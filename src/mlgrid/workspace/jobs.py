@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,7 @@ STALE_AFTER_SECONDS = 90.0
 KILL_GRACE_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 2.0
 SNAPSHOT_FAILED_EXIT_CODE = 126
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Runs as the job's own user: copy the code snapshot ($1) into the working copy, then the command ($2).
 _SNAPSHOT_THEN_RUN = (
     'if [ -n "$1" ]; then cp -R -- "$1"/. . || { echo "could not copy the working directory $1 '
@@ -77,6 +79,15 @@ def _copy_snapshot(source: Path, sandbox: processes.Sandbox) -> None:
         if not copied.is_dir() and sandbox.uid is not None and sandbox.gid is not None:
             # Sandbox.give walks directories only: a top-level file is handed over here.
             os.chown(copied, sandbox.uid, sandbox.gid, follow_symlinks=False)
+
+
+def job_path(server_path: str | None) -> str:
+    """The job's ``PATH``: the server's interpreter directory first, so ``python train.py`` runs
+    the Python the server runs (with the mlgrid SDK, as in an Azure ML job's environment) even
+    when the server was started as ``.venv/bin/mlgrid serve`` without activating ``.venv``."""
+    interpreter_dir = str(Path(sys.executable).parent)
+    rest = [p for p in (server_path or DEFAULT_PATH).split(os.pathsep) if p and p != interpreter_dir]
+    return os.pathsep.join([interpreter_dir, *rest])
 
 
 def describe_exit(code: int) -> str:
@@ -208,6 +219,7 @@ class JobRunner:
         token = self._issue_token(ws.key, view.id)
         if token is not None:
             variables["MLGRID_TOKEN"] = token
+        variables["PATH"] = job_path(self._environ().get("PATH"))
         variables.update(spec.environment)  # the submitter's own choice wins (even MLGRID_TOKEN)
         sandbox: processes.Sandbox | None = None
         try:
