@@ -62,7 +62,8 @@ mlgrid deliveries list --name big-orders --source-resource-id orders -o table
 mlgrid ml workspace create --name ws1
 mkdir -p project && cd project && echo 'print("trained")' > train.py
 mlgrid ml job submit -w ws1 --experiment train --command "python train.py" --wait -o table
-RUN_ID=$(mlgrid ml run list -w ws1 --experiment train | python -c 'import json, sys; print(json.load(sys.stdin)[0]["runId"])')
+RUN_ID=$(mlgrid ml run list -w ws1 --experiment train \\
+         | python -c 'import json, sys; print(json.load(sys.stdin)[0]["runId"])')
 mlgrid ml job show -w ws1 --run-id "$RUN_ID" --log        # trained
 mlgrid ml run artifacts -w ws1 --run-id "$RUN_ID" -o table  # logs/job.log, snapshot/train.py
 cd ..

@@ -815,6 +815,12 @@ class Dispatcher:
 
     # -- subscription deleted -----------------------------------------------------------------
 
+    def forget_delivery(self, delivery_id: int) -> None:
+        """Drop queued work of a delivery ended by someone else (an operator's dead-letter):
+        it must not be attempted again. An attempt already in flight finishes; its outcome
+        is not recorded (outcomes only change pending rows)."""
+        self._source.done(delivery_id)
+
     def forget_subscription(self, subscription_id: str) -> None:
         """Drop queued work of a deleted subscription (its rows are closed by the caller)."""
         queue = self._ready.pop(subscription_id, None)
