@@ -62,7 +62,8 @@ class _Root(LazyGroup, MlgridGroup):
         "deliveries": LazyCommand(
             "mlgrid.cli.deliveries",
             "app",
-            "Deliveries of an event subscription: list them by state, replay a time window.",
+            "Deliveries of an event subscription: list them by state, show one with every attempt, "
+            "dead-letter one now, replay a time window.",
         ),
         "ml": LazyCommand(
             "mlgrid.cli.ml",
