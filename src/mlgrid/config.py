@@ -66,6 +66,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "read or create `<data-dir>/secret.key`. Several nodes on one database must share it."),
     SettingSpec("node_id", "", "Name of this node in delivery leases. Empty: hostname and process id."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
+    SettingSpec("otlp_endpoint", "", "OpenTelemetry collector to export traces to over OTLP/HTTP (e.g. "
+                "http://127.0.0.1:4318): spans for publish, routing, delivery attempts and workspace "
+                "changes, linked by `traceparent`. Empty: no tracing, nothing exported."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),
     SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
                 "own user when no containment is available (not root, no bubblewrap). UNSAFE: that code can "
@@ -163,6 +166,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     node_id: str = ""
     log_level: str = "info"
+    otlp_endpoint: str = ""
     ui: bool = True
     unsafe_local_code: bool = False
     job_code_max_mb: int = 300

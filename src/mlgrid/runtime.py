@@ -23,6 +23,7 @@ from mlgrid.broker.topics import TopicService
 from mlgrid.config import Settings
 from mlgrid.metrics import Metrics
 from mlgrid.store.database import Database
+from mlgrid.tracing import Tracing
 
 if TYPE_CHECKING:
     from mlgrid.broker.subscriptions import SubscriptionService
@@ -99,6 +100,8 @@ class Runtime:
     router: Router
     ingestor: Ingestor
     admin_token_path: str
+    #: OpenTelemetry spans (``tracing.py``); a no-op unless ``otlp_endpoint`` is set.
+    tracing: Tracing = field(default_factory=Tracing.disabled)
     # Set by the layers' setup coroutines, in start-up order.
     subscriptions: SubscriptionService = field(init=False)
     delivery: DeliveryServices = field(init=False)

@@ -50,6 +50,8 @@ NO_BODY: dict[tuple[str, str], str] = {
         f"{_ARM_GROUP}/providers/Microsoft.EventGrid/systemTopics/{{systemTopicName}}/eventSubscriptions",
     )},
     ("post", "/workspaces/{workspace}/connectors/{name}:resync"): _ACTION,
+    **{("post", f"/{kind}/{{parent}}/eventSubscriptions/{{subscription}}/deliveries/{{delivery}}:deadLetter"): (
+        "the path names the delivery; the action takes nothing else") for kind in ("topics", "systemTopics", "workspaces")},
 }
 
 

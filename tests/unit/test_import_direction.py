@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("domain",),
     ("errors",),
     ("store",),
-    ("events", "filters", "auth", "storage", "config", "metrics", "etags"),
+    ("events", "filters", "auth", "storage", "config", "metrics", "tracing", "etags"),
     ("delivery",),
     ("broker",),
     ("workspace",),

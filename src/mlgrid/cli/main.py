@@ -128,6 +128,8 @@ def serve(
     secret_key: str | None = typer.Option(None, help=SETTINGS[9].help + " [env MLGRID_SECRET_KEY]"),
     node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
     log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
+    otlp_endpoint: str | None = typer.Option(
+        None, help=spec_for("otlp_endpoint").help + " [env MLGRID_OTLP_ENDPOINT]"),
     ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
     unsafe_local_code: bool | None = typer.Option(
         None, "--unsafe-local-code",

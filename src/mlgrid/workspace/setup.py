@@ -53,6 +53,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         WorkspaceFiles(rt.settings.data_dir),
         subscription_id=rt.subscription_id,
         topic_deleted=topic_deleted,
+        tracing=rt.tracing,
     )
     runs = RunService(core)
     containment = Containment.detect(rt.settings.data_dir, unsafe_local_code=rt.settings.unsafe_local_code)
