@@ -75,11 +75,11 @@ class Tracing:
 
     # --- context in and out -----------------------------------------------------------------
 
-    @staticmethod
-    def extract(carrier: Mapping[str, Any] | None) -> Context | None:
+    def extract(self, carrier: Mapping[str, Any] | None) -> Context | None:
         """The trace context in ``carrier`` (HTTP headers, or a CloudEvent's attributes), or
-        ``None`` when it holds no valid ``traceparent``."""
-        if not carrier:
+        ``None`` when it holds no valid ``traceparent`` (or tracing is off: the hot paths of
+        publish and delivery then skip the look-up)."""
+        if not carrier or not self.enabled:
             return None
         values = {k.lower(): str(v) for k, v in carrier.items() if k.lower() in ("traceparent", "tracestate")}
         if "traceparent" not in values:
