@@ -56,6 +56,6 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"listening on http://127.0.0.1:{port}/", flush=True)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # port 0: any free port
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
     server.serve_forever()

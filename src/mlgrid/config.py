@@ -68,6 +68,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "is added at every start, so a restarted or reused process id is never taken for the old "
                 "process). Empty: the host name."),
     SettingSpec("log_level", "info", "Log level: debug, info, warning or error."),
+    SettingSpec("otlp_endpoint", "", "OpenTelemetry collector to export traces to over OTLP/HTTP (e.g. "
+                "http://127.0.0.1:4318): spans for publish, routing, delivery attempts and workspace "
+                "changes, linked by `traceparent`. Empty: no tracing, nothing exported."),
     SettingSpec("ui", True, "Serve the web UI at /.", "bool"),
     SettingSpec("unsafe_local_code", False, "Run job commands, entry scripts and models as the server's "
                 "own user when no containment is available (not root, no bubblewrap). UNSAFE: that code can "
@@ -82,6 +85,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "network namespace of its own with only loopback, on which the server's API is relayed at "
                 "127.0.0.1:PORT), none (the same without the API) or host (the host's network: every "
                 "service the host reaches, loopback included)."),
+    SettingSpec("job_code_max_mb", 300, "Largest code snapshot (MB, unpacked) a job may upload with "
+                "`job submit --code`; more is refused with 413 (Azure ML's limit is also 300 MB).", "int"),
     SettingSpec("header_timeout", 10.0, "Seconds a client has to send a complete request head (request "
                 "line and headers) after it connects or starts a request; then the connection is closed.",
                 "float"),
@@ -192,11 +197,13 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     node_id: str = ""
     log_level: str = "info"
+    otlp_endpoint: str = ""
     ui: bool = True
     unsafe_local_code: bool = False
     code_memory_limit_mb: int = 0
     job_cpu_seconds: int = 0
     job_network: str = "api"
+    job_code_max_mb: int = 300
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 2048
@@ -249,6 +256,8 @@ class Settings:
                           "(Azure's container name rule)")
         if values["blob_key"] and not values["blob_url"]:
             raise invalid("blob_key", "needs --blob-url (an account URL)")
+        if values["job_code_max_mb"] < 1:
+            raise invalid("job_code_max_mb", "must be at least 1")
         if values["max_connections"] < 1:
             raise invalid("max_connections", "must be at least 1")
         if not 0 < values["heartbeat_interval"] <= values["node_timeout"] / 2:

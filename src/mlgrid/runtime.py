@@ -25,6 +25,7 @@ from mlgrid.cluster.node import Node
 from mlgrid.config import Settings
 from mlgrid.metrics import Metrics
 from mlgrid.store.database import Database
+from mlgrid.tracing import Tracing
 
 if TYPE_CHECKING:
     from mlgrid.broker.subscriptions import SubscriptionService
@@ -105,6 +106,8 @@ class Runtime:
     blobs: Blobs
     #: This process as a node: its id, heartbeat, leases of background duties (``cluster/``).
     node: Node
+    #: OpenTelemetry spans (``tracing.py``); a no-op unless ``otlp_endpoint`` is set.
+    tracing: Tracing = field(default_factory=Tracing.disabled)
     # Set by the layers' setup coroutines, in start-up order.
     subscriptions: SubscriptionService = field(init=False)
     delivery: DeliveryServices = field(init=False)

@@ -25,6 +25,7 @@ from mlgrid.api import (
     arm_metadata,
     arm_subscriptions,
     arm_topics,
+    catalog,
     connectors,
     datadrifts,
     deliveries,
@@ -62,6 +63,7 @@ from mlgrid.runtime import Runtime
 from mlgrid.store import meta as meta_store
 from mlgrid.store import migrate
 from mlgrid.store.database import Database
+from mlgrid.tracing import Tracing
 from mlgrid.ui import routes as ui_routes
 from mlgrid.ui import setup as ui_setup
 from mlgrid.workspace import drift_setup, endpoints_setup
@@ -95,6 +97,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     subscriptions.router,
     filter_tests.router,
     deliveries.router,
+    catalog.router,
     workspaces.router,
     datadrifts.router,
     endpoints.router,
@@ -190,12 +193,22 @@ async def close_runtime(rt: Runtime) -> None:
     await rt.db.close()
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The ASGI app; services are built in its lifespan so the app object is cheap to make."""
+def _shutdown_tracing(tracing: Tracing) -> Callable[[], Awaitable[None]]:
+    async def shutdown() -> None:
+        await asyncio.to_thread(tracing.shutdown)
+
+    return shutdown
+
+
+def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
+    """The ASGI app; services are built in its lifespan so the app object is cheap to make.
+    ``tracing`` replaces the one ``otlp_endpoint`` configures (tests pass an in-memory one)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = await open_runtime(settings)
+        rt.tracing = tracing if tracing is not None else Tracing.from_endpoint(settings.otlp_endpoint)
+        rt.closers.insert(0, _shutdown_tracing(rt.tracing))  # closers run in reverse: last
         app.state.runtime = rt
         try:
             await start_node(rt)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from tests.support.cli_runner import Cli, plain
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, Reply
 
 from mlgrid.client import ApiError, Client
 from mlgrid.events.jsoncodec import dumps
@@ -135,3 +135,37 @@ def test_replay_errors(cli: Cli, delivered: tuple[str, str, str]) -> None:
 
     missing = cli.run("deliveries", "list", "-n", "nosuchsub", "--source-resource-id", topic, expect=1)
     assert missing.stderr.startswith("error: NotFound: ")
+
+
+def test_show_every_attempt_and_dead_letter_now(cli: Cli, receiver: Receiver) -> None:
+    """A delivery refused again and again (500): ``show`` lists each attempt; ``dead-letter``
+    asks first, then ends it (dropped here: no dead-letter destination)."""
+    topic, name = unique("t"), unique("s")
+    path = f"/hooks/{name}"
+    receiver.configure(path, default=Reply(500, body="busy"))
+    cli.run("topic", "create", "--name", topic)
+    cli.run(*ES, "create", "--name", name, "--source-resource-id", topic,
+            "--endpoint", receiver.endpoint(path))
+    one = dumps({"eventType": MATCHED, "subject": "o/1"}).decode()
+    cli.run("events", "publish", "--topic", topic, "--data", one)
+    deadline = time.monotonic() + 15
+    while True:
+        [row] = cli.json("deliveries", "list", "-n", name, "--source-resource-id", topic) or [{}]
+        if row.get("deliveryAttempts", 0) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    shown = cli.json("deliveries", "show", "-n", name, "--source-resource-id", topic, "--id", str(row["id"]))
+    assert [a["httpStatusCode"] for a in shown["attemptHistory"][:2]] == [500, 500]
+    table = cli.run("deliveries", "show", "-n", name, "--source-resource-id", topic, "--id", str(row["id"]),
+                    "-o", "table").stdout
+    assert "attempt" in table and "500" in table
+
+    declined = cli.run("deliveries", "dead-letter", "-n", name, "--source-resource-id", topic,
+                       "--id", str(row["id"]), input="n\n", expect=1)
+    assert "nothing changed" in declined.stderr
+    ended = cli.json("deliveries", "dead-letter", "-n", name, "--source-resource-id", topic,
+                     "--id", str(row["id"]), "--yes")
+    assert (ended["state"], ended["reason"]) == ("dropped", "DeadLetteredByOperator")
+    again = cli.run("deliveries", "dead-letter", "-n", name, "--source-resource-id", topic,
+                    "--id", str(row["id"]), "--yes", expect=1)
+    assert "DeliveryNotPending" in again.stderr

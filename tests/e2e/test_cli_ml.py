@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_workspace_from_the_environment_and_unknown_workspace(cli: Cli, workspac
     assert "--workspace-name" in plain(missing.output)
 
 
-def test_jobs(cli: Cli, workspace: str) -> None:
+def test_jobs(cli: Cli, workspace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the code directory, uploaded by default: empty here
     submitted = cli.json("ml", "job", "submit", "-w", workspace, "-e", "jobs",
                          "--command", 'echo "hello $GREETING"', "--env", "GREETING=cli", "--wait",
                          "--poll-interval", "0.1")
@@ -99,12 +101,48 @@ def test_jobs(cli: Cli, workspace: str) -> None:
     assert json.loads(failed.stdout)["status"] == "Failed"
     assert "ended Failed (exit code 3)" in failed.stderr
 
-    queued = cli.json("ml", "job", "submit", "-w", workspace, "-e", "jobs", "--command", "true")
+    queued = cli.json("ml", "job", "submit", "-w", workspace, "-e", "jobs", "--command", "true", "--no-code")
     assert queued["runId"].startswith("jobs_")
 
     slow = cli.run("ml", "job", "submit", "-w", workspace, "-e", "jobs", "--command", "sleep 3", "--wait",
                    "--timeout", "0.2", "--poll-interval", "0.1", expect=1)
     assert "is still" in slow.stderr
+
+
+def test_job_code_travels_with_the_job(
+    cli: Cli, workspace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/workspace.md's `job submit --command "python train.py"` from the code's directory."""
+    (tmp_path / "train.py").write_text("print('trained from the snapshot')\n")
+    (tmp_path / ".gitignore").write_text("*.ckpt\n")
+    (tmp_path / "old.ckpt").write_bytes(b"\0" * 100)
+    monkeypatch.chdir(tmp_path)
+    python = sys.executable
+    submitted = cli.json("ml", "job", "submit", "-w", workspace, "-e", "code",
+                         "--command", f"{python} train.py", "--wait", "--poll-interval", "0.1")
+    assert submitted["status"] == "Completed", submitted
+    log = cli.run("ml", "job", "show", "-w", workspace, "--run-id", submitted["runId"], "--log").stdout
+    assert "trained from the snapshot" in log
+    artifacts = cli.json("ml", "run", "artifacts", "-w", workspace, "--run-id", submitted["runId"])
+    paths = sorted(a["path"] for a in artifacts)
+    assert paths == ["logs/job.log", "snapshot/.gitignore", "snapshot/train.py"]
+    shown = cli.run("ml", "run", "download", "-w", workspace, "--run-id", submitted["runId"],
+                    "--path", "snapshot/train.py").stdout
+    assert shown == (tmp_path / "train.py").read_text()
+
+    other = tmp_path / "elsewhere"
+    (other / "pkg").mkdir(parents=True)
+    (other / "pkg" / "step.sh").write_text("echo step ran\n")
+    moved = cli.json("ml", "job", "submit", "-w", workspace, "-e", "code", "--code", str(other),
+                     "--command", "sh pkg/step.sh", "--wait", "--poll-interval", "0.1")
+    assert moved["status"] == "Completed", moved
+
+    too_big = cli.run("ml", "job", "submit", "-w", workspace, "-e", "code", "--command", "true",
+                      "--code", str(tmp_path / "missing"), expect=2)
+    assert "does not exist" in too_big.stderr
+    both = cli.run("ml", "job", "submit", "-w", workspace, "-e", "code", "--command", "true",
+                   "--code", ".", "--working-directory", ".", expect=2)
+    assert "not both" in plain(both.output)
 
 
 def test_models(cli: Cli, workspace: str, tmp_path: Path) -> None:

@@ -295,6 +295,82 @@ def test_event_page_shows_the_answer_and_redelivers_after_confirmation(
         assert [e["id"] for e in receiver.wait_for_events(2, path="/hook")] == [lost, lost]
 
 
+def test_event_page_lists_every_attempt_and_dead_letters_after_confirmation(
+    page: Page, sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    """A delivery failing again and again: the event page lists each attempt with what the
+    endpoint answered, and "Dead-letter now" asks first (declined: still pending; accepted:
+    dead-lettered by the operator, and not attempted again)."""
+    topic, _ = make_topic(admin)
+    with Receiver() as receiver:
+        receiver.configure("/hook", default=Reply(500, body="overloaded, try later"))
+        dead = {"endpointType": "StorageBlob", "properties": {"blobContainerName": "dead"}}
+        name = subscribe(admin, topic, webhook(receiver.endpoint("/hook")), deadLetterDestination=dead)
+        stuck = "stuck-" + uuid.uuid4().hex[:8]
+        sign_in(page, sqlite_server.admin_token, f"/?topic={topic}")
+        expect(page.locator("#stream-state")).to_have_text("live")
+        publish(admin, topic, [event(stuck)])
+        row = page.locator(f'#live-rows tr[data-event-id="{stuck}"]')
+        expect(row).to_be_visible()
+        deliveries = f"/topics/{topic}/eventSubscriptions/{name}/deliveries"
+        wait_until(lambda: [d for d in admin.get(deliveries).json()["value"] if d["deliveryAttempts"] >= 3],
+                   what="three failed attempts")
+        row.locator("a").click()
+        history = page.locator("details.attempt-history")
+        history.locator("summary").click()
+        attempts = history.locator("tbody tr")
+        expect(attempts.first).to_contain_text("overloaded, try later")
+        assert attempts.count() >= 3
+        for index in range(3):
+            expect(attempts.nth(index).locator("td").nth(3)).to_have_text("500")
+        shot(page, "event-attempt-history")
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("button[data-deadletter-delivery]").click()
+        expect(page.locator("button[data-deadletter-delivery]")).to_be_visible()  # declined
+        assert admin.get(deliveries).json()["value"][0]["state"] == "pending"
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("button[data-deadletter-delivery]").click()
+        expect(page.locator(".notice")).to_contain_text("ended deadLettered (DeadLetteredByOperator)")
+        expect(page.locator("button[data-deadletter-delivery]")).to_have_count(0)
+        [ended] = admin.get(deliveries).json()["value"]
+        assert (ended["state"], ended["reason"]) == ("deadLettered", "DeadLetteredByOperator")
+
+
+def test_event_catalog_lists_the_five_ml_events_with_samples(
+    page: Page, sqlite_server: ServerProcess, admin: httpx.Client
+) -> None:
+    """The catalog page: the five ML event types, each with a sample and its JSON Schema, and a
+    custom topic's type with its real event; the AsyncAPI document is one click away."""
+    if api_missing(admin, "GET", "/eventCatalog"):
+        pytest.skip("the server has no event catalog")
+    topic, _ = make_topic(admin)
+    seen = "catalog-" + uuid.uuid4().hex[:8]
+    publish(admin, topic, [event(seen)])
+    sign_in(page, sqlite_server.admin_token, "/ui/catalog")
+    ml_types = [
+        "Microsoft.MachineLearningServices.RunCompleted",
+        "Microsoft.MachineLearningServices.RunStatusChanged",
+        "Microsoft.MachineLearningServices.ModelRegistered",
+        "Microsoft.MachineLearningServices.ModelDeployed",
+        "Microsoft.MachineLearningServices.DatasetDriftDetected",
+    ]
+    for event_type in ml_types:
+        entry = page.locator(f'section[data-catalog-entry="{event_type}"]')
+        expect(entry.locator(".catalog-sample pre")).to_contain_text(f'"eventType": "{event_type}"')
+        if event_type.endswith("DatasetDriftDetected"):  # a number, as emitted (not a string)
+            expect(entry.locator(".catalog-sample pre")).to_contain_text('"DriftCoefficient": 0.83')
+        entry.locator(".catalog-schema summary").click()
+        expect(entry.locator(".catalog-schema pre")).to_contain_text('"Sequencer"')
+    custom = page.locator('section[data-catalog-entry="Test.Delivery.Happened"]')
+    expect(custom.first.locator(".catalog-sample pre")).to_be_visible()
+    expect(page.locator("#catalog-index")).to_contain_text(topic)
+    shot(page, "event-catalog")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "event-catalog-top.png"))  # the first screen, for the docs
+    response = page.request.get(page.locator("#asyncapi-link").get_attribute("href") or "")
+    assert response.ok and response.json()["asyncapi"] == "3.0.0"
+
+
 def test_queue_viewer_shows_delivered_events(
     page: Page, sqlite_server: ServerProcess, admin: httpx.Client
 ) -> None:

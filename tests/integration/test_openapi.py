@@ -34,6 +34,7 @@ _ACTION = "an action without input, as in Azure"
 _RECEIVE = "maxEvents and maxWaitTime are query parameters"
 _ARM_GROUP = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
 _ARM_TOPIC = _ARM_GROUP + "/providers/Microsoft.EventGrid/topics/{topicName}"
+_DEAD_LETTER_NOW = "the path names the delivery; the action takes nothing else"
 NO_BODY: dict[tuple[str, str], str] = {
     ("put", "/principals/{name}"): "the name is the whole input; the token is generated",
     ("post", "/topics/{topic}/listKeys"): _ACTION,
@@ -50,6 +51,8 @@ NO_BODY: dict[tuple[str, str], str] = {
         f"{_ARM_GROUP}/providers/Microsoft.EventGrid/systemTopics/{{systemTopicName}}/eventSubscriptions",
     )},
     ("post", "/workspaces/{workspace}/connectors/{name}:resync"): _ACTION,
+    **{("post", f"/{kind}/{{parent}}/eventSubscriptions/{{subscription}}/deliveries/{{delivery}}:deadLetter"):
+       _DEAD_LETTER_NOW for kind in ("topics", "systemTopics", "workspaces")},
 }
 
 

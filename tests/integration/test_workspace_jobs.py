@@ -4,9 +4,12 @@ job left running by a server that died is Failed at the next start."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from tests.support.ml_workspace import RUN_COMPLETED, RUN_STATUS_CHANGED, admin_
 from tests.support.server import ServerProcess
 
 from mlgrid import ApiError, Client
+from mlgrid.client.code_snapshot import CodeSnapshotError
 from mlgrid.client.workspace import Workspace
 
 PYTHON = sys.executable
@@ -71,6 +75,93 @@ def test_a_successful_job_completes_with_its_log(
     assert "to-stderr" in log
     assert [a.path for a in run.artifacts()] == ["logs/job.log"]
     assert [e["eventType"] for e in retained(ws)] == [RUN_COMPLETED]
+
+
+def test_a_job_runs_in_a_snapshot_of_its_uploaded_code(ws: Workspace, tmp_path: Path) -> None:
+    """The code directory travels with the job, less what .amlignore/.gitignore ignore."""
+    code = tmp_path / "project"
+    (code / "src").mkdir(parents=True)
+    (code / "data").mkdir()
+    (code / ".git").mkdir()
+    (code / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (code / ".gitignore").write_text("*.log\n!keep.log\ndata/\n__pycache__/\n")
+    (code / "train.py").write_text(
+        "import pathlib\n"
+        "files = sorted(str(p) for p in pathlib.Path('.').rglob('*') if p.is_file())\n"
+        "print('files', files)\nimport helper\nprint(helper.GREETING)\n"
+        "pathlib.Path('out.txt').write_text('written in the working copy')\n"
+    )
+    (code / "helper.py").write_text("GREETING = 'hello from helper'\n")
+    (code / "run.sh").write_text("#!/bin/sh\necho ran-the-script\n")
+    (code / "run.sh").chmod(0o755)
+    (code / "debug.log").write_text("ignored\n")
+    (code / "keep.log").write_text("kept\n")
+    (code / "data" / "big.csv").write_text("a,b\n" * 1000)
+    (code / "src" / "__pycache__").mkdir()
+    (code / "src" / "__pycache__" / "m.pyc").write_bytes(b"\0")
+    (code / "src" / "model.py").write_text("X = 1\n")
+    (code / "src" / ".gitignore").write_text("local_*.py\n")
+    (code / "src" / "local_secret.py").write_text("TOKEN = 'x'\n")
+
+    run = ws.submit_job(f"{PYTHON} train.py && ./run.sh", experiment="jobs", code=code, wait=True)
+    log = run.download_artifact("logs/job.log").decode()
+    assert run.status == "Completed", log
+    expected = [".gitignore", "helper.py", "keep.log", "run.sh", "src/.gitignore", "src/model.py", "train.py"]
+    assert f"files {expected}" in log
+    assert "hello from helper" in log and "ran-the-script" in log
+    snapshot = sorted(a.path for a in run.artifacts() if a.path.startswith("snapshot/"))
+    assert snapshot == [f"snapshot/{name}" for name in expected]
+    assert run.download_artifact("snapshot/helper.py") == (code / "helper.py").read_bytes()
+    # What the job wrote stays in its working copy; the snapshot is what was uploaded.
+    assert "snapshot/out.txt" not in snapshot
+
+    # An .amlignore wins over the .gitignore of the same directory (as in Azure ML).
+    (code / ".amlignore").write_text("helper.py\ndata/\n")
+    second = ws.submit_job("ls", experiment="jobs", code=code, wait=True)
+    listed = {a.path for a in second.artifacts()}
+    assert "snapshot/helper.py" not in listed and "snapshot/debug.log" in listed
+
+
+def test_a_code_snapshot_over_the_limit_is_refused_before_upload(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 5000)
+    with pytest.raises(CodeSnapshotError, match=r"more than the limit.*weights.bin"):
+        ws.submit_job("true", experiment="jobs", code=tmp_path, code_max_bytes=4000)
+    assert ws.runs() == []
+
+
+def test_bad_code_archives_are_400_and_leave_nothing(ws: Workspace, client: Client) -> None:
+    def archive(members: dict[str, bytes], symlink: str | None = None) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as bundle:
+            for name, data in members.items():
+                bundle.writestr(name, data)
+            if symlink is not None:
+                info = zipfile.ZipInfo(symlink)
+                info.external_attr = (0o120777 << 16)
+                bundle.writestr(info, "/etc/passwd")
+        return buffer.getvalue()
+
+    url = f"/workspaces/{ws.name}/experiments/jobs/jobs"
+    for content, target in (
+        (b"not a zip", "code"),
+        (archive({"../escape.py": b"x"}), "code: '../escape.py'"),
+        (archive({"/abs.py": b"x"}), "code: '/abs.py'"),
+        (archive({"ok.py": b"x"}, symlink="link"), "code: 'link'"),
+        (archive({"a": b"x", "a/b": b"y"}), "code: 'a/b'"),
+    ):
+        response = client.http.client.post(
+            url, data={"job": json.dumps({"command": "true"})}, files={"code": ("code.zip", content)}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"][0]["target"] == target
+    for files, target in (
+        ({"job": ("job.json", b'{"command": "true"}')}, "job"),  # a file, not the text part
+        ({"other": ("x", b"y")}, "other"),
+    ):
+        response = client.http.client.post(url, files=files)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"][0]["target"] == target
+    assert ws.runs() == []
 
 
 def test_a_failing_job_is_failed_with_its_exit_code(ws: Workspace) -> None:

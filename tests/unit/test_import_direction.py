@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("domain",),
     ("errors",),
     ("store", "blobs"),
-    ("events", "filters", "auth", "storage", "config", "metrics", "etags", "body"),
+    ("events", "filters", "auth", "storage", "config", "metrics", "tracing", "etags", "body"),
     ("cluster",),  # this process as a node: heartbeat, leases of background duties, NOTIFY
     ("delivery",),
     ("broker",),

@@ -7,7 +7,9 @@ Under every parent of subscriptions (``/topics/{t}``, ``/systemTopics/{ws}``,
 * ``GET .../deadLetters`` (Reader and up);
 * ``POST .../deadLetters/redeliver`` ``{"ids": [...]}`` (omit for every dead letter not
   redelivered yet; Contributor and up);
-* ``POST .../replay`` ``{"from": ISO, "to": ISO}`` (Contributor and up).
+* ``POST .../replay`` ``{"from": ISO, "to": ISO}`` (Contributor and up);
+* ``GET .../deliveries/{id}``: one delivery with ``attemptHistory`` (Reader and up);
+* ``POST .../deliveries/{id}:deadLetter``: end a pending delivery now (Contributor and up).
 
 Lists are oldest first and paged with ``top`` and the ``nextLink`` of the previous page.
 """
@@ -31,7 +33,7 @@ from mlgrid.body import DATE_TIME_SCHEMA
 from mlgrid.delivery.dead_letter_record import format_time
 from mlgrid.delivery.manage import MAX_REDELIVER_IDS, DeliveryManager
 from mlgrid.domain.deliveries import DELIVERY_STATES, DeliveryState
-from mlgrid.domain.records import DeadLetterRow, DeliveryRow
+from mlgrid.domain.records import AttemptRecord, DeadLetterRow, DeliveryRow
 from mlgrid.errors import invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.events.timestamps import parse_timestamp
@@ -136,6 +138,52 @@ def _list_deliveries(kind: str) -> Handler:
         return _json(body)
 
     return list_deliveries
+
+
+def attempt_json(record: AttemptRecord) -> dict[str, Any]:
+    response = loads_exact(record.response) if record.response else None
+    return {
+        "attempt": record.attempt,
+        "outcome": record.outcome,
+        "httpStatusCode": record.http_status,
+        "error": record.error,
+        "time": _time(datetime.fromtimestamp(record.attempted_at, tz=UTC)),
+        "durationMs": record.duration_ms,
+        "response": response,
+    }
+
+
+def _delivery_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise invalid("deliveryId", "must be a delivery's number (the id in the deliveries list)")
+    return int(value)
+
+
+def _get_delivery(kind: str) -> Handler:
+    async def get_delivery(parent: str, subscription: str, delivery: str, request: Request) -> Response:
+        _, sub = await resolve_subscription(request, kind, parent, subscription, Action.READ_SUBSCRIPTIONS)
+        row, event_id, event_type, history = await _manager(request).delivery(sub, _delivery_id(delivery))
+        body = delivery_json(row, event_id, event_type)
+        body["attemptHistory"] = [attempt_json(a) for a in history]
+        return _json(body)
+
+    return get_delivery
+
+
+def _dead_letter_now(kind: str) -> Handler:
+    async def dead_letter_delivery(
+        parent: str, subscription: str, delivery: str, request: Request
+    ) -> Response:
+        _, sub = await resolve_subscription(request, kind, parent, subscription, Action.MANAGE_SUBSCRIPTIONS)
+        manager = _manager(request)
+        delivery_id = _delivery_id(delivery)
+        await manager.dead_letter_now(sub, delivery_id)
+        row, event_id, event_type, history = await manager.delivery(sub, delivery_id)
+        body = delivery_json(row, event_id, event_type)
+        body["attemptHistory"] = [attempt_json(a) for a in history]
+        return _json(body)
+
+    return dead_letter_delivery
 
 
 def _list_dead_letters(kind: str) -> Handler:
@@ -244,6 +292,16 @@ def _register() -> None:
             router.add_api_route(
                 f"{item}/deliveries", _list_deliveries(kind), methods=["GET"],
                 summary=f"List the deliveries of an event subscription on {label}, by state", **common,
+            )
+            router.add_api_route(
+                f"{item}/deliveries/{{delivery}}", _get_delivery(kind), methods=["GET"],
+                summary="Read one delivery with the history of its attempts (attemptHistory)", **common,
+            )
+            router.add_api_route(
+                f"{item}/deliveries/{{delivery}}:deadLetter", _dead_letter_now(kind), methods=["POST"],
+                summary="End a pending delivery now: dead-lettered (DeadLetteredByOperator), or dropped "
+                "without a dead-letter destination",
+                **common,
             )
             router.add_api_route(
                 f"{item}/deadLetters", _list_dead_letters(kind), methods=["GET"],

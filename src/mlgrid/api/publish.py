@@ -33,6 +33,7 @@ from mlgrid.domain.schemas import EventSchema, stored_schema
 from mlgrid.errors import ErrorDetail, Forbidden, MlgridError, NotFound, PayloadTooLarge, Unauthorized
 from mlgrid.events.namespace import cloudevent_to_eventgrid
 from mlgrid.events.publish import MAX_REQUEST_BYTES, parse_publish_body, request_too_large
+from mlgrid.tracing import SpanKind
 
 router = APIRouter(tags=["publish"])
 
@@ -121,7 +122,18 @@ async def _publish(request: Request, topic_name: str, namespace_style: bool) -> 
             events = parse_publish_body(body, content_type, request.headers, input_schema=topic.input_schema,
                                         mapping=topic.mapping, topic_id=topic.resource_id, now=now)
         schema = stored_schema(topic.input_schema)
-        await rt.ingestor.publish(PublishBatch(topic.key, schema, events))
+        tracing = rt.tracing
+        # The publisher's context: the request's traceparent, else the first CloudEvent's
+        # (the CloudEvents distributed-tracing extension).
+        parent = tracing.extract(request.headers) or (tracing.extract(events[0]) if events else None)
+        attributes = {"messaging.system": "mlgrid", "messaging.destination.name": topic.name,
+                      "messaging.batch.message_count": len(events)}
+        # "route": matching against the subscriptions, then the commit of events and deliveries.
+        with (
+            tracing.span(f"publish {topic.name}", kind=SpanKind.SERVER, parent=parent, attributes=attributes),
+            tracing.span(f"route {topic.name}", attributes=attributes),
+        ):
+            await rt.ingestor.publish(PublishBatch(topic.key, schema, events))
     except MlgridError as exc:
         rt.metrics.publish_failures.labels(topic.key, exc.code).inc()
         raise

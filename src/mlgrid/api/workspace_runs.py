@@ -14,6 +14,7 @@ from mlgrid.api.docs import body_schema, file_response
 from mlgrid.api.workspace_common import blob_response, guard, iso, job_runner, respond, run_service
 from mlgrid.auth.roles import Action
 from mlgrid.domain.records import ArtifactRow, MetricRow
+from mlgrid.errors import PayloadTooLarge, invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.workspace import lifecycle
 from mlgrid.workspace.runs import RunView
@@ -29,6 +30,8 @@ from mlgrid.workspace.validation import (
 )
 
 router = APIRouter(tags=["runs"])
+CODE_UPLOAD_OVERHEAD = 4 * 1000 * 1000
+"""Room for the job's JSON, multipart framing and zip headers above the code's own size."""
 
 RUN_CREATE_BODY = body_schema(RunCreateBody, required=False)
 RUN_PATCH_BODY = body_schema(RunChangeBody)
@@ -38,6 +41,21 @@ METRICS_BODY = body_schema(MetricsBody)
 ARTIFACT_BODY = body_schema(
     {"type": "string", "format": "binary"}, ("application/octet-stream",), required=False
 )
+JOB_BODY["requestBody"]["content"]["multipart/form-data"] = {
+    "schema": {
+        "type": "object",
+        "required": ["job", "code"],
+        "properties": {
+            "job": {"type": "string", "description": "the JSON body above (without workingDirectory)"},
+            "code": {
+                "type": "string",
+                "format": "binary",
+                "description": "a zip of the code directory: kept as the run's artifacts under snapshot/, "
+                "the job runs in a copy of it",
+            },
+        },
+    }
+}
 
 
 def run_json(view: RunView) -> dict[str, Any]:
@@ -110,8 +128,30 @@ async def start_run(workspace: str, experiment: str, request: Request) -> Respon
 )
 async def submit_job(workspace: str, experiment: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.RUN_CODE)
-    spec = parse_job(await json_body(request))
-    view = await job_runner(request).submit(ws.name, experiment, spec)
+    runner = job_runner(request)
+    content_type = (request.headers.get("content-type") or "").lower()
+    if not content_type.startswith("multipart/form-data"):
+        spec = parse_job(await json_body(request))
+        view = await runner.submit(ws.name, experiment, spec)
+        return respond(run_json(view), 201, view.row.etag)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > runner.code_limits.max_bytes + CODE_UPLOAD_OVERHEAD:
+        raise PayloadTooLarge(  # before reading a byte of it
+            f"the job's upload is {int(declared) / 1e6:.1f} MB, more than the server's limit for code "
+            f"snapshots of {runner.code_limits.max_bytes / 1e6:.1f} MB (setting job_code_max_mb)"
+        )
+    async with request.form(max_files=1, max_fields=1) as form:
+        unexpected = sorted(set(form.keys()) - {"job", "code"})
+        if unexpected:
+            raise invalid(unexpected[0], "unexpected part; send 'job' (JSON) and 'code' (a zip)")
+        raw_job = form.get("job")
+        if not isinstance(raw_job, str) or not raw_job.strip():
+            raise invalid("job", "send the job's JSON body as the text part 'job'")
+        code = form.get("code")
+        if code is None or isinstance(code, str):
+            raise invalid("code", "send the zipped code directory as the file part 'code'")
+        spec = parse_job(loads_exact(raw_job))
+        view = await runner.submit(ws.name, experiment, spec, code=code.file)
     return respond(run_json(view), 201, view.row.etag)
 
 

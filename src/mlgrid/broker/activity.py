@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from mlgrid.domain.records import DeliveryRow
+from mlgrid.domain.records import AttemptRecord, DeliveryRow
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
 from mlgrid.store import event_feed
@@ -82,6 +82,11 @@ class ActivityService:
     async def deliveries_of_event(self, seq: int) -> list[DeliveryRow]:
         async with self._db.read() as conn:
             return await event_feed.deliveries_of_event(conn, seq)
+
+    async def attempt_histories(self, delivery_ids: Sequence[int]) -> dict[int, list[AttemptRecord]]:
+        """Every recorded attempt of each delivery, oldest first (see ``delivery_attempts``)."""
+        async with self._db.read() as conn:
+            return {i: await delivery_store.attempt_history(conn, i) for i in delivery_ids}
 
     async def waiting_dead_letters(self, delivery_ids: Sequence[int]) -> dict[int, str]:
         """The dead-letter id of each delivery that ended as a dead letter not yet redelivered."""

@@ -14,7 +14,7 @@ from typing import Final
 
 import typer
 
-from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client
+from mlgrid.cli.command import MlgridCommand, MlgridGroup, open_client, output_format
 from mlgrid.cli.output import Column, render
 from mlgrid.cli.subscriptions import NAME, SOURCE
 from mlgrid.client.broker import Source
@@ -23,7 +23,8 @@ from mlgrid.events.timestamps import format_timestamp, parse_timestamp
 
 app = typer.Typer(
     cls=MlgridGroup,
-    help="Deliveries of an event subscription: list them by state, replay a time window.",
+    help="Deliveries of an event subscription: list them by state, show one with every attempt, "
+    "dead-letter one now, replay a time window.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -99,6 +100,54 @@ def list_deliveries(
     ```
     """
     render(ctx, open_client(ctx).subscriptions.deliveries(source, name, state), COLUMNS)
+
+
+ATTEMPT_COLUMNS = [
+    Column("attempt", "attempt"),
+    Column("time", "time", drop_order=3),
+    Column("outcome", "outcome", drop_order=2),
+    Column("status", "httpStatusCode", drop_order=1),
+    Column("durationMs", "durationMs", drop_order=4),
+    Column("error", "error", drop_order=5),
+]
+DELIVERY_ID = typer.Option(..., "--id", min=1, help="The delivery's id (the `id` column of `list`).")
+
+
+@app.command("show", cls=MlgridCommand)
+def show_delivery(
+    ctx: typer.Context, name: str = NAME, source: Source = SOURCE, delivery_id: int = DELIVERY_ID
+) -> None:
+    """Show one delivery with every attempt it made (`attemptHistory`: outcome, HTTP status,
+    error, time, duration and what the endpoint answered; the newest 20 before the last).
+
+    With `-o table` the attempts are the table's rows.
+
+    Example: `mlgrid deliveries show --name big-orders --source-resource-id orders --id 7 -o table`
+    """
+    body = open_client(ctx).subscriptions.delivery(source, name, delivery_id)
+    if output_format(ctx) == "table":
+        render(ctx, body["attemptHistory"], ATTEMPT_COLUMNS)
+        return
+    render(ctx, body)
+
+
+@app.command("dead-letter", cls=MlgridCommand)
+def dead_letter(
+    ctx: typer.Context,
+    name: str = NAME,
+    source: Source = SOURCE,
+    delivery_id: int = DELIVERY_ID,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Stop retrying a pending delivery and dead-letter it now (reason `DeadLetteredByOperator`;
+    dropped when the subscription has no dead-letter destination). Asks first unless `--yes`.
+
+    Example: `mlgrid deliveries dead-letter --name big-orders --source-resource-id orders --id 7 --yes`
+    """
+    if not yes and not typer.confirm(f"Dead-letter delivery {delivery_id} of {name} now?"):
+        typer.echo("nothing changed", err=True)
+        raise typer.Exit(1)
+    render(ctx, open_client(ctx).subscriptions.dead_letter_delivery(source, name, delivery_id), COLUMNS)
 
 
 @app.command(cls=MlgridCommand)

@@ -27,10 +27,6 @@ INTRO: Final = """# CLI reference
 Generated from `mlgrid --help` by `python -m mlgrid.cli.docs`; do not edit by hand
 (regenerate with `{regenerate}`).
 
-*The documentation test does not run this page: its examples are one or two lines per command \
-that assume topics, files and ids of your own, not one session; tests/e2e/test_cli_*.py run \
-every command against a server.*
-
 The client commands talk to a running server: `--url` (env `MLGRID_URL`, default
 `http://127.0.0.1:8780`) and `--token` (env `MLGRID_TOKEN`, default the `admin.token` of the
 local data dir, `MLGRID_DATA_DIR` or `./.mlgrid`). Results are printed as JSON (`-o json`, the
@@ -42,6 +38,36 @@ Flags written with `...` take several values after one flag, as in `az`:
 `--included-event-types A B`, `--advanced-filter data.x NumberIn 1 2`. The values run up to the
 next `--flag`; a value that starts with `--` is written `--flag=VALUE`. Negative numbers are
 values (`NumberInRange -10,-1`). Boolean flags also accept az's `true`/`false` after them.
+
+## A session
+
+The examples under each command below are the syntax, with names and ids of your own. This
+session runs as written, from the clone, with the server of the README running and a webhook
+receiver on port 9000 (`python examples/echo_receiver.py`):
+
+```bash
+source .venv/bin/activate                          # mlgrid on PATH
+export MLGRID_TOKEN=$(cat .mlgrid/admin.token)     # found there anyway, but not from other folders
+mlgrid topic create --name orders
+mlgrid eventgrid event-subscription create --name big-orders --source-resource-id orders \
+    --endpoint http://127.0.0.1:9000/hook --included-event-types Shop.OrderPlaced \
+    --advanced-filter data.total NumberGreaterThan 10
+mlgrid eventgrid event-subscription test --name big-orders --source-resource-id orders \
+    --event '{"eventType": "Shop.OrderPlaced", "subject": "orders/1", "data": {"total": 12.5}}' -o table
+mlgrid events publish --topic orders \
+    --data '{"eventType": "Shop.OrderPlaced", "subject": "orders/1", "data": {"total": 12.5}}'
+mlgrid events list --topic orders -o table
+mlgrid deliveries list --name big-orders --source-resource-id orders -o table
+
+mlgrid ml workspace create --name ws1
+mkdir -p project && cd project && echo 'print("trained")' > train.py
+mlgrid ml job submit -w ws1 --experiment train --command "python train.py" --wait -o table
+RUN_ID=$(mlgrid ml run list -w ws1 --experiment train \\
+         | python -c 'import json, sys; print(json.load(sys.stdin)[0]["runId"])')
+mlgrid ml job show -w ws1 --run-id "$RUN_ID" --log        # trained
+mlgrid ml run artifacts -w ws1 --run-id "$RUN_ID" -o table  # logs/job.log, snapshot/train.py
+cd ..
+```
 """
 
 
@@ -109,7 +135,7 @@ def render_reference(app: typer.Typer, prog_name: str = "mlgrid") -> str:
     """The Markdown reference of every command of ``app``."""
     root = typer.main.get_command(app)
     root_ctx = click.Context(root, info_name=prog_name)
-    lines = [INTRO.format(regenerate=REGENERATE)]
+    lines = [INTRO.replace("{regenerate}", REGENERATE)]  # the session holds JSON braces
     lines += ["## Global options", "", "Accepted before the command group and after every client command."]
     lines.append("")
     lines += _options_table(list(global_options()), root_ctx)

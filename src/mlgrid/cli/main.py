@@ -62,7 +62,8 @@ class _Root(LazyGroup, MlgridGroup):
         "deliveries": LazyCommand(
             "mlgrid.cli.deliveries",
             "app",
-            "Deliveries of an event subscription: list them by state, replay a time window.",
+            "Deliveries of an event subscription: list them by state, show one with every attempt, "
+            "dead-letter one now, replay a time window.",
         ),
         "ml": LazyCommand(
             "mlgrid.cli.ml",
@@ -127,6 +128,8 @@ def serve(
     secret_key: str | None = typer.Option(None, help=SETTINGS[9].help + " [env MLGRID_SECRET_KEY]"),
     node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
     log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
+    otlp_endpoint: str | None = typer.Option(
+        None, help=spec_for("otlp_endpoint").help + " [env MLGRID_OTLP_ENDPOINT]"),
     ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
     unsafe_local_code: bool | None = typer.Option(
         None, "--unsafe-local-code",
@@ -137,6 +140,8 @@ def serve(
         None, help=spec_for("job_cpu_seconds").help + " [env MLGRID_JOB_CPU_SECONDS; default 0]"),
     job_network: str | None = typer.Option(
         None, help=spec_for("job_network").help + " [env MLGRID_JOB_NETWORK; default api]"),
+    job_code_max_mb: int | None = typer.Option(
+        None, help=spec_for("job_code_max_mb").help + " [env MLGRID_JOB_CODE_MAX_MB; default 300]"),
     header_timeout: float | None = typer.Option(
         None, help=spec_for("header_timeout").help + " [env MLGRID_HEADER_TIMEOUT; default 10]"),
     body_timeout: float | None = typer.Option(

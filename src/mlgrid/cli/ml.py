@@ -18,6 +18,7 @@ from mlgrid.cli.command import MlgridCommand, MlgridGroup, key_value_pairs, open
 from mlgrid.cli.output import Column, console, render
 from mlgrid.cli.progress import WaitProgress
 from mlgrid.cli.uploads import upload_progress
+from mlgrid.client.code_snapshot import CodeSnapshotError
 from mlgrid.client.workspace import Run, RunInfo, Workspace
 
 app = typer.Typer(
@@ -69,6 +70,11 @@ RUN_COLUMNS: Final = [
     Column("runType", "runType"),
     Column("startTime", "startTime"),
     Column("endTime", "endTime"),
+]
+ARTIFACT_COLUMNS: Final = [
+    Column("path", "path"),
+    Column("size", "size"),
+    Column("sha256", "sha256"),
 ]
 MODEL_COLUMNS: Final = [
     Column("name", "name"),
@@ -231,6 +237,41 @@ def run_list(
     render(ctx, [r.raw for r in runs], RUN_COLUMNS)
 
 
+@run_app.command("artifacts", cls=MlgridCommand)
+def run_artifacts(
+    ctx: typer.Context,
+    workspace: str = WORKSPACE,
+    run_id: str = RUN_ID,
+    prefix: str | None = typer.Option(None, "--prefix", help="Only paths starting with this (snapshot/)."),
+) -> None:
+    """List a run's artifacts: its files, a job's log and code snapshot (`snapshot/...`).
+
+    Example: `mlgrid ml run artifacts -w ws1 --run-id train_1700000000_0a1b2c3d --prefix snapshot/`
+    """
+    artifacts = _run(ctx, workspace, run_id).artifacts(prefix)
+    render(ctx, [{"path": a.path, "size": a.size, "sha256": a.sha256} for a in artifacts], ARTIFACT_COLUMNS)
+
+
+@run_app.command("download", cls=MlgridCommand)
+def run_download(
+    ctx: typer.Context,
+    workspace: str = WORKSPACE,
+    run_id: str = RUN_ID,
+    path: str = typer.Option(..., "--path", help="The artifact's path, e.g. snapshot/train.py."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Write it here instead of to stdout."),
+) -> None:
+    """Download one artifact of a run (to stdout, or to `--file`).
+
+    Example: `mlgrid ml run download -w ws1 --run-id train_1700000000_0a1b2c3d --path snapshot/train.py`
+    """
+    content = _run(ctx, workspace, run_id).download_artifact(path)
+    if file is None:
+        typer.echo(content.decode("utf-8", errors="replace"), nl=False)
+        return
+    file.write_bytes(content)
+    typer.echo(f"{len(content)} bytes written to {file}", err=True)
+
+
 @run_app.command("complete", cls=MlgridCommand)
 def run_complete(ctx: typer.Context, workspace: str = WORKSPACE, run_id: str = RUN_ID) -> None:
     """Mark a run Completed (emits RunCompleted).
@@ -296,8 +337,19 @@ def job_submit(
     workspace: str = WORKSPACE,
     experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment of the run."),
     command: str = typer.Option(..., "--command", help="Shell command the server runs (`/bin/sh -c`)."),
+    code: Path | None = typer.Option(
+        None,
+        "--code",
+        help="Directory uploaded with the job (its snapshot, without what .amlignore/.gitignore ignore); "
+        "the command runs in a copy of it. Default: the current directory.",
+    ),
+    no_code: bool = typer.Option(
+        False, "--no-code", help="Upload no code: the job starts in an empty directory."
+    ),
     working_directory: Path | None = typer.Option(
-        None, "--working-directory", help="Directory on the server to run in (relative: to here)."
+        None,
+        "--working-directory",
+        help="Instead of --code: a directory on the server to copy (when client and server share a machine).",
     ),
     env: list[str] | None = typer.Option(
         None, "--env", metavar="NAME=VALUE...", help="Environment variables of the command."
@@ -320,6 +372,10 @@ def job_submit(
     """Submit a job: the server runs the command as a run, keeps its output as the artifact
     `logs/job.log`, and sets Completed or Failed from its exit code.
 
+    The code directory (`--code`, default `.`) travels with the job, as in Azure ML: its files,
+    less what `.amlignore` (or else `.gitignore`) ignores, are uploaded (at most 300 MB and 2000
+    files), kept as the run's artifacts under `snapshot/`, and the command runs in a copy of them.
+
     With `--wait` the command returns when the job ends and exits with 1 unless it completed
     (or when `--timeout` passes first; the job keeps running).
 
@@ -331,17 +387,25 @@ def job_submit(
     mlgrid ml job submit -w ws1 -e fetch --command "python download.py" --network host --memory-mb 2048
     ```
     """
-    run = _workspace(ctx, workspace).submit_job(
-        command,
-        experiment,
-        working_directory=working_directory,
-        environment=_pairs(env, "--env"),
-        run_type=run_type,
-        tags=_pairs(tags, "--tags"),
-        network=network,
-        memory_mb=memory_mb,
-        cpu_seconds=cpu_seconds,
-    )
+    if working_directory is not None and code is not None:
+        raise typer.BadParameter("give --code (uploaded) or --working-directory (on the server), not both")
+    upload = None if no_code or working_directory is not None else (code or Path("."))
+    try:
+        run = _workspace(ctx, workspace).submit_job(
+            command,
+            experiment,
+            working_directory=working_directory,
+            code=upload,
+            environment=_pairs(env, "--env"),
+            run_type=run_type,
+            tags=_pairs(tags, "--tags"),
+            network=network,
+            memory_mb=memory_mb,
+            cpu_seconds=cpu_seconds,
+        )
+    except CodeSnapshotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if not wait:
         render(ctx, run.info.raw)
         return

@@ -422,6 +422,20 @@ class SubscriptionsClient:
         path = parse_source(source).subscription_path(name) + "/deliveries"
         return list(self._http.pages(path, {"state": state}, exact=True))
 
+    def delivery(self, source: str | Source, name: str, delivery_id: int) -> dict[str, Any]:
+        """One delivery with ``attemptHistory``: every recorded attempt (outcome, status,
+        error, time, duration, what the endpoint answered), oldest first."""
+        path = parse_source(source).subscription_path(name) + f"/deliveries/{int(delivery_id)}"
+        result: dict[str, Any] = self._http.call("GET", path, exact=True)
+        return result
+
+    def dead_letter_delivery(self, source: str | Source, name: str, delivery_id: int) -> dict[str, Any]:
+        """End a pending delivery now: dead-lettered (``DeadLetteredByOperator``), or dropped
+        when the subscription has no dead-letter destination; 409 once it has ended."""
+        path = parse_source(source).subscription_path(name) + f"/deliveries/{int(delivery_id)}:deadLetter"
+        result: dict[str, Any] = self._http.call("POST", path, None, exact=True)
+        return result
+
     def dead_letters(self, source: str | Source, name: str) -> Records:
         """Dead-letter records: the event plus ``deadLetterReason``, ``deliveryAttempts``..."""
         path = parse_source(source).subscription_path(name) + "/deadLetters"

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+from mlgrid.client import code_snapshot
 from mlgrid.client import connectors as connector_api
 from mlgrid.client import drift as drift_api
 from mlgrid.client.broker import event_subscription_properties
@@ -182,18 +183,27 @@ class Workspace:
         network: str | None = None,
         memory_mb: int | None = None,
         cpu_seconds: int | None = None,
+        code: str | Path | None = None,
+        code_max_bytes: int = code_snapshot.DEFAULT_MAX_BYTES,
     ) -> Run:
         """Have the server run ``command`` (``/bin/sh -c``) as a run of ``experiment``.
 
+        ``code`` is a local directory: its snapshot (without what ``.amlignore``/``.gitignore``
+        ignore) is zipped, uploaded with the job, kept as the run's artifacts under ``snapshot/``,
+        and the command runs in a copy of it — from any machine. More than ``code_max_bytes``
+        raises :class:`~mlgrid.client.code_snapshot.CodeSnapshotError` before anything is sent.
         ``network``: ``"api"`` (its own loopback, on which the server's API is relayed),
         ``"none"`` (its own loopback only) or ``"host"`` (the host's network); None: the
         server's ``job_network``. ``memory_mb`` and ``cpu_seconds`` lower its limits
         (docs/security.md).
 
-        ``working_directory`` is a directory on the server (a relative path is made absolute
-        here, which is right when client and server share a machine). ``wait`` blocks until the
-        job ends (at most ``timeout`` seconds). The job's output is the artifact ``logs/job.log``.
+        ``working_directory`` is instead a directory on the server (a relative path is made
+        absolute here, which is right only when client and server share a machine). ``wait``
+        blocks until the job ends (at most ``timeout`` seconds). The job's output is the
+        artifact ``logs/job.log``.
         """
+        if code is not None and working_directory is not None:
+            raise ValueError("pass code (uploaded) or working_directory (on the server), not both")
         body: dict[str, Any] = {"command": command}
         if working_directory is not None:
             body["workingDirectory"] = str(Path(working_directory).absolute())
@@ -210,7 +220,19 @@ class Workspace:
         resources = {"memoryMb": memory_mb, "cpuSeconds": cpu_seconds}
         if any(value is not None for value in resources.values()):
             body["resources"] = {k: v for k, v in resources.items() if v is not None}
-        created = self.http.call("POST", f"{self.path}/experiments/{segment(experiment)}/jobs", body)
+        jobs_path = f"{self.path}/experiments/{segment(experiment)}/jobs"
+        if code is None:
+            created = self.http.call("POST", jobs_path, body)
+        else:
+            archive, _ = code_snapshot.build_archive(code, max_bytes=code_max_bytes)
+            with archive:
+                created = self.http.request(
+                    "POST",
+                    jobs_path,
+                    files={"code": ("code.zip", archive, "application/zip")},
+                    data={"job": json.dumps(body)},
+                    timeout=600.0,
+                ).json()
         run = Run(self, RunInfo.from_json(created))
         if wait:
             run.wait(timeout=timeout)

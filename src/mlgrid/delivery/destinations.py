@@ -13,7 +13,7 @@ so each event is dead-lettered (or dropped) with that outcome recorded.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mlgrid.delivery.outcome import AttemptOutcome
@@ -31,11 +31,13 @@ class Attempt:
 
     ``delivery_count`` is the number of attempts made before this one (``aeg-delivery-count``);
     ``batch_id`` identifies the batch and stays the same when the same events are retried
-    together (the Standard Webhooks ``webhook-id`` of a batch).
+    together (the Standard Webhooks ``webhook-id`` of a batch). ``trace_headers`` carry the
+    attempt's trace context (``traceparent``) to the endpoint; empty when tracing is off.
     """
 
     delivery_count: int
     batch_id: str
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Destination(Protocol):

@@ -58,6 +58,7 @@ from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.metrics import Metrics
 from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
 from mlgrid.store.faults import DatabaseHealth, log_failure
+from mlgrid.tracing import SpanKind, Tracing
 
 __all__ = ["Dispatcher", "SubscriptionLookup"]
 
@@ -125,9 +126,11 @@ class Dispatcher:
         endpoint_concurrency: int = 64,
         max_in_flight: int = 1024,
         max_ready: int = 2048,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._tracing = tracing or Tracing.disabled()
         self._lookup = lookup
         self.destinations = destinations
         self._recorder = recorder
@@ -551,15 +554,31 @@ class Dispatcher:
                     self._put_back([p.work for p in batch], self._clock(), "counting the attempt")
                     return
             started = time.perf_counter()
-            try:
-                outcome = await destination.send(sub, [p.outgoing for p in batch], attempt)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a destination bug must not lose the events
-                log.exception(
-                    "destination %s failed", sub.endpoint_type, extra={"action": "destination_failed"}
-                )
-                outcome = classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
+            # One span per attempt, continuing the event's own trace (a CloudEvent's traceparent).
+            with self._tracing.span(
+                f"deliver {sub.name}",
+                kind=SpanKind.CLIENT,
+                parent=self._tracing.extract(batch[0].event.event),
+                attributes={
+                    "messaging.system": "mlgrid", "messaging.destination.name": sub.name,
+                    "mlgrid.endpoint_type": sub.endpoint_type,
+                    "mlgrid.delivery_count": attempt.delivery_count,
+                    "messaging.batch.message_count": len(batch),
+                },
+            ) as span:
+                attempt = replace(attempt, trace_headers=self._tracing.inject(span))
+                try:
+                    outcome = await destination.send(sub, [p.outgoing for p in batch], attempt)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a destination bug must not lose the events
+                    log.exception(
+                        "destination %s failed", sub.endpoint_type, extra={"action": "destination_failed"}
+                    )
+                    outcome = classify_error(ErrorKind.OTHER, f"{type(exc).__name__}: {exc}")
+                span.set_attribute("mlgrid.outcome", outcome.name)
+                if outcome.http_status is not None:
+                    span.set_attribute("http.response.status_code", outcome.http_status)
             self._adapt(key, time.perf_counter() - started, outcome)
             self._observe(
                 self._metrics.child(self._metrics.destination_duration, sub.topic_key, sub.name).observe,
@@ -814,6 +833,12 @@ class Dispatcher:
         )
 
     # -- subscription deleted -----------------------------------------------------------------
+
+    def forget_delivery(self, delivery_id: int) -> None:
+        """Drop queued work of a delivery ended by someone else (an operator's dead-letter):
+        it must not be attempted again. An attempt already in flight finishes; its outcome
+        is not recorded (outcomes only change pending rows)."""
+        self._source.done(delivery_id)
 
     def forget_subscription(self, subscription_id: str) -> None:
         """Drop queued work of a deleted subscription (its rows are closed by the caller)."""

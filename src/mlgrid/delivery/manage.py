@@ -19,9 +19,11 @@ from typing import Any
 from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
 from mlgrid.delivery.dispatcher import Dispatcher
 from mlgrid.delivery.retry import DeadLetterReason
-from mlgrid.domain.deliveries import CommittedDelivery
-from mlgrid.domain.records import DeadLetterRow, DeliveryRow
+from mlgrid.domain.deliveries import CommittedDelivery, DeliveryState
+from mlgrid.domain.error_codes import ErrorCode
+from mlgrid.domain.records import AttemptRecord, DeadLetterRow, DeliveryRow
 from mlgrid.domain.subscription import Subscription
+from mlgrid.errors import Conflict, NotFound
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.filters import compile_filter
 from mlgrid.store import dead_letters as dead_letter_store
@@ -33,6 +35,12 @@ from mlgrid.store.deliveries import NewDelivery
 from mlgrid.store.events import EventCursor
 
 __all__ = ["DeliveryManager", "RedeliveryResult", "ReplayResult"]
+
+
+def _delivery_not_found(sub: Subscription, delivery_id: int) -> NotFound:
+    return NotFound(
+        f"event subscription {sub.name!r} has no delivery {delivery_id}", code=ErrorCode.DELIVERY_NOT_FOUND
+    )
 
 log = logging.getLogger("mlgrid.delivery")
 
@@ -82,6 +90,63 @@ class DeliveryManager:
     ) -> list[DeadLetterRow]:
         async with self._db.read() as conn:
             return await dead_letter_store.list_page(conn, sub.id, after, limit)
+
+    async def delivery(
+        self, sub: Subscription, delivery_id: int
+    ) -> tuple[DeliveryRow, str, str, list[AttemptRecord]]:
+        """One delivery of the subscription with its event id, type and attempt history."""
+        async with self._db.read() as conn:
+            found = await delivery_store.get_for_subscription(conn, sub.id, delivery_id)
+            if found is None:
+                raise _delivery_not_found(sub, delivery_id)
+            history = await delivery_store.attempt_history(conn, delivery_id)
+        return (*found, history)
+
+    # -- dead-lettering now ------------------------------------------------------------------------
+
+    async def dead_letter_now(self, sub: Subscription, delivery_id: int) -> str:
+        """End a pending delivery at once, as the retry policy would when it gives up: a dead
+        letter (reason ``DeadLetteredByOperator``) with a dead-letter destination, dropped
+        without one. Returns the state it ended in; 409 when it is not pending any more."""
+        now = self._clock()
+        async with self._db.write() as conn:
+            rows = await delivery_store.pending_with_events(conn, sub.id, delivery_id - 1, 1)
+            if not rows or rows[0].id != delivery_id:
+                found = await delivery_store.get_for_subscription(conn, sub.id, delivery_id)
+                if found is None:
+                    raise _delivery_not_found(sub, delivery_id)
+                raise Conflict(
+                    f"delivery {delivery_id} is {found[0].state}, not pending: it has ended already",
+                    code=ErrorCode.DELIVERY_NOT_PENDING,
+                )
+            row = rows[0]
+            item = Undeliverable(
+                delivery_id=row.id,
+                subscription_id=sub.id,
+                subscription=sub,
+                event=loads_exact(row.event_body),
+                published_at=row.published_at,
+                reason=DeadLetterReason.DEAD_LETTERED_BY_OPERATOR,
+                attempts=row.attempts,
+                last_outcome=row.last_outcome,
+                last_http_status=row.last_http_status,
+                last_error=None,
+                last_attempt_at=row.last_attempt_at,
+            )
+            closed = await self._dead_letters.close(conn, [item], now)
+        self._dispatcher.forget_delivery(delivery_id)
+        self._dead_letters.report(closed)
+        state = closed[0].state if closed else DeliveryState.DELIVERED
+        log.info(
+            "delivery %s of %s ended by an operator: %s",
+            delivery_id,
+            sub.name,
+            state,
+            extra={
+                "action": "dead_lettered_by_operator", "subscription_id": sub.id, "delivery_id": delivery_id
+            },
+        )
+        return str(state)
 
     # -- redelivery -----------------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ class DeadLetterReason(StrEnum):
     #: Ours: the server could not prepare or record this one delivery (a bug, or an event it
     #: cannot convert); it is ended with the error kept, rather than blocking other work.
     INTERNAL_ERROR = "UndeliverableDueToInternalError"
+    #: Ours: an operator dead-lettered the delivery at once (``POST .../deliveries/{id}:deadLetter``).
+    DEAD_LETTERED_BY_OPERATOR = "DeadLetteredByOperator"
 
 
 @dataclass(frozen=True)

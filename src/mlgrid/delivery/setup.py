@@ -80,6 +80,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         events=EventCache(rt.db),
         source=source,
         mark_attempts=AttemptMarks(rt.db).mark,
+        tracing=rt.tracing,
         health=rt.db.health,
         endpoint_concurrency=ENDPOINT_CONCURRENCY,
         max_in_flight=MAX_IN_FLIGHT,

@@ -201,6 +201,9 @@ class WebhookDestination:
             return _unsendable(exc)
         if not any(name.lower() == "user-agent" for name in headers):  # a mapping may set its own
             headers["User-Agent"] = USER_AGENT
+        for name, value in attempt.trace_headers.items():  # W3C trace context of this attempt
+            if not any(existing.lower() == name for existing in headers):
+                headers[name] = value
         started = time.perf_counter()
         try:
             async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:

@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     DATA_DRIFT_CHANGED = "DataDriftChanged"
     DATA_DRIFT_EXISTS = "DataDriftExists"
     DATA_DRIFT_NOT_FOUND = "DataDriftNotFound"
+    DELIVERY_NOT_FOUND = "DeliveryNotFound"
+    DELIVERY_NOT_PENDING = "DeliveryNotPending"
     ENDPOINT_NOT_FOUND = "EndpointNotFound"
     ENDPOINT_NOT_READY = "EndpointNotReady"
     FORBIDDEN = "Forbidden"

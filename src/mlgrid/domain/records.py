@@ -153,3 +153,18 @@ class ConnectorRow:
     @property
     def name_key(self) -> str:
         return self.name.lower()
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a delivery as the operator sees it (``delivery_attempts``, or the
+    delivery row's ``last_*`` columns for the latest); ``attempted_at`` in epoch seconds and
+    ``response`` the JSON of what the endpoint answered."""
+
+    attempt: int
+    outcome: str | None
+    http_status: int | None
+    error: str | None
+    attempted_at: float
+    duration_ms: int | None
+    response: str | None

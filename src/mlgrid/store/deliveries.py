@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.deliveries import DeliveryState
 from mlgrid.domain.endpoints import EndpointType
-from mlgrid.domain.records import DeliveryRow
+from mlgrid.domain.records import AttemptRecord, DeliveryRow
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database, run_sqlite
 from mlgrid.store.rows import to_record
-from mlgrid.store.tables import deliveries, events, nodes, subscriptions
+from mlgrid.store.tables import deliveries, delivery_attempts, events, nodes, subscriptions
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,20 @@ async def list_for_subscription(
         query = query.where(deliveries.c.state == state)
     rows = await conn.execute(query.order_by(deliveries.c.id).limit(limit))
     return [(row_to_delivery(r), r.event_id, r.event_type) for r in rows]
+
+
+async def get_for_subscription(
+    conn: AsyncConnection, subscription_id: str, delivery_id: int
+) -> tuple[DeliveryRow, str, str] | None:
+    """One delivery of a subscription with its event id and type (``None``: not one of its)."""
+    row = (
+        await conn.execute(
+            select(deliveries, events.c.event_id, events.c.event_type)
+            .join(events, events.c.seq == deliveries.c.event_seq)
+            .where(deliveries.c.subscription_id == subscription_id, deliveries.c.id == delivery_id)
+        )
+    ).first()
+    return None if row is None else (row_to_delivery(row), row.event_id, row.event_type)
 
 
 async def count_by_state(conn: AsyncConnection, subscription_id: str) -> dict[str, int]:
@@ -309,6 +323,72 @@ _FINALIZE_SQL = (
 )
 
 
+MAX_ATTEMPT_HISTORY = 20
+"""Attempts kept per delivery in ``delivery_attempts`` (the newest; older ones are pruned)."""
+
+# A retried attempt goes to the history too (the delivery row keeps only the latest). Typed
+# casts let PostgreSQL resolve the parameters; EXISTS skips a delivery deleted meanwhile (its
+# topic went away), which a plain INSERT would turn into a foreign-key error for the batch.
+_HISTORY_SQL = (
+    "INSERT INTO delivery_attempts "
+    "(delivery_id, attempt, outcome, http_status, error, attempted_at, duration_ms, response) "
+    "SELECT CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS VARCHAR(64)), CAST(? AS INTEGER), "
+    "CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), CAST(? AS INTEGER), CAST(? AS TEXT) "
+    "WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = CAST(? AS BIGINT)) "
+    "AND NOT EXISTS (SELECT 1 FROM delivery_attempts "
+    "WHERE delivery_id = CAST(? AS BIGINT) AND attempt = CAST(? AS INTEGER))"
+)
+_PRUNE_HISTORY_SQL = "DELETE FROM delivery_attempts WHERE delivery_id = ? AND attempt <= ?"
+
+
+def _history_rows(
+    updates: Sequence[AttemptUpdate],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Parameter rows of ``_HISTORY_SQL`` for the attempts that will be retried, and of
+    ``_PRUNE_HISTORY_SQL`` for deliveries past ``MAX_ATTEMPT_HISTORY``."""
+    inserts = [
+        (u.id, u.attempts, u.last_outcome, u.last_http_status, u.last_error, u.last_attempt_at,
+         u.last_duration_ms, u.last_response, u.id, u.id, u.attempts)
+        for u in updates
+        if u.last_attempt_at is not None
+    ]
+    prunes: list[tuple[Any, ...]] = [
+        (u.id, u.attempts - MAX_ATTEMPT_HISTORY)
+        for u in updates
+        if u.last_attempt_at is not None and u.attempts > MAX_ATTEMPT_HISTORY
+    ]
+    return inserts, prunes
+
+
+async def attempt_history(conn: AsyncConnection, delivery_id: int) -> list[AttemptRecord]:
+    """The recorded attempts of a delivery, oldest first: the retried ones from
+    ``delivery_attempts`` and the latest from the delivery row (at most ``MAX_ATTEMPT_HISTORY``
+    earlier ones)."""
+    table = delivery_attempts
+    rows = await conn.execute(
+        select(
+            table.c.attempt, table.c.outcome, table.c.http_status, table.c.error, table.c.attempted_at,
+            table.c.duration_ms, table.c.response,
+        )
+        .where(table.c.delivery_id == delivery_id)
+        .order_by(table.c.attempt)
+    )
+    history = [AttemptRecord(*row) for row in rows]
+    d = deliveries
+    last = (
+        await conn.execute(
+            select(
+                d.c.attempts, d.c.last_outcome, d.c.last_http_status, d.c.last_error, d.c.last_attempt_at,
+                d.c.last_duration_ms, d.c.last_response,
+            ).where(d.c.id == delivery_id)
+        )
+    ).first()
+    newer = last is not None and (not history or history[-1].attempt < last.attempts)
+    if last is not None and newer and last.last_attempt_at is not None and last.attempts > 0:
+        history.append(AttemptRecord(*last))
+    return history
+
+
 def _driver_sql(conn: AsyncConnection, sql: str) -> str:
     """``?`` placeholders for SQLite, ``$1, $2, ...`` for asyncpg."""
     if conn.dialect.paramstyle != "numeric_dollar":
@@ -352,12 +432,18 @@ async def reschedule(
     conn: AsyncConnection, updates: Sequence[AttemptUpdate], claimed_by: str | None = None
 ) -> None:
     """Write retries and holds (one executemany per kind); rows no longer pending (or, with
-    ``claimed_by``, no longer claimed by that node) are untouched."""
+    ``claimed_by``, no longer claimed by that node) are untouched. Each retried attempt is also
+    kept in the delivery's attempt history (the attempt happened, so it is not fenced)."""
     attempted, held = _reschedule_rows(updates)
+    history, prunes = _history_rows(updates)
     if attempted:
         await _executemany(conn, _RESCHEDULE_SQL, attempted, claimed_by)
     if held:
         await _executemany(conn, _HOLD_SQL, held, claimed_by)
+    if history:
+        await _executemany(conn, _HISTORY_SQL, history)
+    if prunes:
+        await _executemany(conn, _PRUNE_HISTORY_SQL, prunes)
 
 
 @dataclass(frozen=True)
@@ -419,9 +505,14 @@ async def commit_outcomes(
     if db.is_sqlite:
         final_rows = [_final_row(u) for u in finals]
         attempted, held = _reschedule_rows(attempts)
+        history, prunes = _history_rows(attempts)
+        statements = (
+            (_FINALIZE_SQL, final_rows), (_RESCHEDULE_SQL, attempted), (_HOLD_SQL, held),
+            (_HISTORY_SQL, history), (_PRUNE_HISTORY_SQL, prunes),
+        )
 
         def write(raw: sqlite3.Connection) -> None:
-            for sql, rows in ((_FINALIZE_SQL, final_rows), (_RESCHEDULE_SQL, attempted), (_HOLD_SQL, held)):
+            for sql, rows in statements:
                 if rows:
                     raw.executemany(sql, rows)
 

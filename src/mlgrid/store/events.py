@@ -157,6 +157,18 @@ def cursor_of(event: StoredEvent) -> EventCursor:
     return (to_epoch(event.published_at), event.seq)
 
 
+async def latest_by_type(conn: AsyncConnection, topic_keys: Sequence[str]) -> list[tuple[str, str, int]]:
+    """For each (topic, event type) retained on ``topic_keys``: the newest event's seq."""
+    if not topic_keys:
+        return []
+    rows = await conn.execute(
+        select(events.c.topic_key, events.c.event_type, func.max(events.c.seq))
+        .where(events.c.topic_key.in_(list(topic_keys)))
+        .group_by(events.c.topic_key, events.c.event_type)
+    )
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
 async def list_page(
     conn: AsyncConnection,
     topic_key: str,

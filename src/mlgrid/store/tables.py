@@ -154,6 +154,21 @@ deliveries = Table(
     sqlite_autoincrement=True,
 )
 
+# Every attempt of a delivery that was followed by another (a failure that was retried); the
+# delivery row's last_* columns hold the latest attempt. At most MAX_ATTEMPT_HISTORY per delivery.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("delivery_id", BigId, ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("outcome", String(64), nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempted_at", Float, nullable=False),
+    Column("duration_ms", Integer, nullable=True),
+    Column("response", Text, nullable=True),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -142,6 +142,26 @@ async def redeliver(request: Request, kind: str, parent: str, name: str) -> Resp
     return RedirectResponse(f"{target}{separator}notice={quote(notice)}", status_code=303)
 
 
+@router.post("/ui/subscriptions/{kind}/{parent}/{name}/deadletter")
+@page
+async def dead_letter_now(request: Request, kind: str, parent: str, name: str) -> Response:
+    """End one pending delivery now (the API's ``:deadLetter``), after the page's confirmation."""
+    session = await session_of(request)
+    check_same_origin(request)
+    kind = _kind(kind)
+    form = await request.form()
+    delivery = str(form.get("delivery") or "").strip()
+    if not delivery.isdigit():
+        notice = "Choose the delivery to dead-letter."
+    else:
+        body = await session.api.post(_base(kind, parent, name) + f"/deliveries/{delivery}:deadLetter")
+        notice = f"Delivery {delivery} ended {body.get('state')} ({body.get('reason')})."
+    back = str(form.get("back") or "")
+    target = back if back.startswith("/ui/") else _ui_path(kind, parent, name)
+    separator = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{separator}notice={quote(notice)}", status_code=303)
+
+
 @router.get("/ui/deadletters")
 @page
 async def dead_letters_page(request: Request) -> Response:

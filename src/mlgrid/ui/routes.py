@@ -8,6 +8,7 @@ router includes both. None of them is part of the OpenAPI document, and all of t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from mlgrid.api.topics import scope_of
 from mlgrid.auth.roles import Action
 from mlgrid.errors import NotFound
 from mlgrid.events.ml import ML_EVENT_TYPES
-from mlgrid.ui import pages_broker, pages_filters, pages_workspace
+from mlgrid.ui import pages_broker, pages_catalog, pages_filters, pages_workspace
 from mlgrid.ui.common import page, session_of, ui_state
 from mlgrid.ui.session import (
     CrossSiteRequest,
@@ -154,11 +155,18 @@ async def event_page(request: Request, seq: int) -> Response:
     if may_read:
         rows = await state.activity.deliveries_of_event(seq)
         waiting = await state.activity.waiting_dead_letters([r.id for r in rows if r.state == "deadLettered"])
+        histories = await state.activity.attempt_histories([r.id for r in rows])
         for row in rows:
             sub = await rt.subscriptions.get_by_id(row.subscription_id)
             response = orjson.loads(row.last_response) if row.last_response else None
+            attempts = [
+                {"record": a, "when": datetime.fromtimestamp(a.attempted_at, tz=UTC),
+                 "response": orjson.loads(a.response) if a.response else None}
+                for a in histories.get(row.id, [])
+            ]
             deliveries.append({"row": row, "subscription": sub.name if sub is not None else None,
-                               "response": response, "dead_letter_id": waiting.get(row.id)})
+                               "response": response, "dead_letter_id": waiting.get(row.id),
+                               "attempts": attempts})
     parent = "topics" if topic.kind == "custom" else "systemTopics"
     return state.render(
         "event.html", request=request, principal=session.principal, nav="live",
@@ -168,4 +176,5 @@ async def event_page(request: Request, seq: int) -> Response:
 
 router.include_router(pages_broker.router)
 router.include_router(pages_filters.router)
+router.include_router(pages_catalog.router)
 router.include_router(pages_workspace.router)

@@ -31,19 +31,20 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
 from mlgrid.store import leases as lease_store
 from mlgrid.store import runs as run_store
 from mlgrid.store.runs import RunRow
-from mlgrid.workspace import code_limits, lifecycle, processes
-from mlgrid.workspace.files import hash_file
+from mlgrid.workspace import code_limits, code_snapshot, lifecycle, processes
+from mlgrid.workspace.files import discard, hash_file
 from mlgrid.workspace.runs import RunService, RunUpdate, RunView
 from mlgrid.workspace.service import Workspace, WorkspaceTransaction
 from mlgrid.workspace.validation import JobSpec, RunCreate
@@ -61,6 +62,7 @@ STALE_AFTER_SECONDS = 90.0
 KILL_GRACE_SECONDS = 5.0
 SHUTDOWN_GRACE_SECONDS = 2.0
 SNAPSHOT_FAILED_EXIT_CODE = 126
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Runs as the job's own user: copy the code snapshot ($1) into the working copy, then the command ($2).
 _SNAPSHOT_THEN_RUN = (
     'if [ -n "$1" ]; then cp -R -- "$1"/. . || { echo "could not copy the working directory $1 '
@@ -71,6 +73,25 @@ _SNAPSHOT_THEN_RUN = (
 def default_node_id(configured: str) -> str:
     """The node id jobs are recorded under: the ``node_id`` setting or ``hostname:pid``."""
     return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _copy_snapshot(source: Path, sandbox: processes.Sandbox) -> None:
+    """Copy an uploaded code snapshot (server-owned run artifacts) into the job's working copy,
+    handed over to the job's user (blocking)."""
+    for entry in sorted(source.iterdir()):
+        copied = sandbox.copy_in(entry, entry.name)
+        if not copied.is_dir() and sandbox.uid is not None and sandbox.gid is not None:
+            # Sandbox.give walks directories only: a top-level file is handed over here.
+            os.chown(copied, sandbox.uid, sandbox.gid, follow_symlinks=False)
+
+
+def job_path(server_path: str | None) -> str:
+    """The job's ``PATH``: the server's interpreter directory first, so ``python train.py`` runs
+    the Python the server runs (with the mlgrid SDK, as in an Azure ML job's environment) even
+    when the server was started as ``.venv/bin/mlgrid serve`` without activating ``.venv``."""
+    interpreter_dir = str(Path(sys.executable).parent)
+    rest = [p for p in (server_path or DEFAULT_PATH).split(os.pathsep) if p and p != interpreter_dir]
+    return os.pathsep.join([interpreter_dir, *rest])
 
 
 def describe_exit(code: int) -> str:
@@ -119,6 +140,7 @@ class JobRunner:
         containment: processes.Containment,
         issue_token: Callable[[str, str], str | None] = lambda workspace, run: None,
         environ: Callable[[], dict[str, str]] = lambda: dict(os.environ),
+        code_limits: code_snapshot.SnapshotLimits | None = None,
     ) -> None:
         self.runs = runs
         self.core = runs.core
@@ -128,24 +150,64 @@ class JobRunner:
         self.node_id = node_id
         self.single_node = single_node
         self._environ = environ
+        self.code_limits = code_limits or code_snapshot.SnapshotLimits(max_bytes=300 * 1000 * 1000)
         self._local: dict[tuple[str, str], _LocalJob] = {}
         runs.cancel_listeners.append(self._on_cancel)
         self.core.before_delete.append(self._stop_workspace_jobs)
 
     # --- submitting ------------------------------------------------------------------------
 
-    async def submit(self, workspace_name: str, experiment: str, spec: JobSpec) -> RunView:
+    async def submit(
+        self, workspace_name: str, experiment: str, spec: JobSpec, code: BinaryIO | None = None
+    ) -> RunView:
+        """Start a job; ``code`` is the uploaded zip of its code directory (see ``code_snapshot``),
+        kept as the run's ``snapshot/`` artifacts, that the job's working copy starts from."""
         self.containment.check_allowed("jobs")
-        limits, network = self.containment.policy.job(spec.memory_mb, spec.cpu_seconds, spec.network)
+        # Limits beyond the server's are refused before a run exists (``_start`` applies them).
+        self.containment.policy.job(spec.memory_mb, spec.cpu_seconds, spec.network)
         ws = await self.core.get(workspace_name)
+        if code is not None and spec.working_directory is not None:
+            raise invalid("workingDirectory", "send a code snapshot or a workingDirectory, not both")
         if spec.working_directory is not None and not await asyncio.to_thread(
             Path(spec.working_directory).is_dir
         ):
             raise invalid(
                 "workingDirectory", f"{spec.working_directory!r} is not an existing directory on the server"
             )
+        staged: Path | None = None
+        snapshot_files: list[code_snapshot.SnapshotFile] = []
+        if code is not None:
+            staged = self.core.files.staging_path(ws.key)
+            snapshot_files = await asyncio.to_thread(code_snapshot.extract, code, staged, self.code_limits)
+        try:
+            view = await self._create_run(ws, experiment, spec, staged, snapshot_files)
+        finally:
+            if staged is not None:
+                await asyncio.to_thread(discard, staged)  # placed by then, unless it failed
+        return await self._start(ws, view, spec, snapshot=staged is not None)
+
+    async def _create_run(
+        self,
+        ws: Workspace,
+        experiment: str,
+        spec: JobSpec,
+        staged: Path | None,
+        snapshot_files: list[code_snapshot.SnapshotFile],
+    ) -> RunView:
+        """The ``Queued`` run, with its code snapshot's artifacts in the same transaction."""
         now = self.core.clock()
-        view = await self.runs.start(
+
+        async def record_snapshot(tx: WorkspaceTransaction, ws: Workspace, row: RunRow) -> None:
+            if staged is None:
+                return
+            for item in snapshot_files:
+                path = f"{code_snapshot.SNAPSHOT_PREFIX}/{item.path}"
+                artifact = ArtifactRow(ws.key, row.id, path, item.size, item.sha256, now)
+                await run_store.upsert_artifact(tx.conn, artifact)
+            final = self.core.files.artifact_name(ws.key, row.id, code_snapshot.SNAPSHOT_PREFIX)
+            await tx.place(staged, final, "the code snapshot")
+
+        return await self.runs.start(
             ws.name,
             experiment,
             RunCreate(
@@ -160,7 +222,12 @@ class JobRunner:
                 "job_node": self.node_id,
                 "job_heartbeat_at": now,
             },
+            extra=record_snapshot,
         )
+
+    async def _start(self, ws: Workspace, view: RunView, spec: JobSpec, *, snapshot: bool) -> RunView:
+        """Start the run's process in a fresh sandbox and mark the run ``Running``."""
+        limits, network = self.containment.policy.job(spec.memory_mb, spec.cpu_seconds, spec.network)
         log_path = self.core.files.job_log_path(ws.key, view.id)
         variables = {
             "MLGRID_RUN_ID": view.id,
@@ -173,12 +240,20 @@ class JobRunner:
             variables["MLGRID_TOKEN"] = token
         if network == code_limits.NETWORK_API:  # the relay listens on 127.0.0.1:<server port>
             variables["MLGRID_URL"] = self.containment.api_url
+        variables["PATH"] = job_path(self._environ().get("PATH"))
         variables.update(spec.environment)  # the submitter's own choice wins (even MLGRID_TOKEN)
+        sandbox: processes.Sandbox | None = None
         try:
             sandbox = await asyncio.to_thread(self.containment.new_sandbox, "job")
-            snapshot = spec.working_directory or ""
+            if snapshot:
+                try:
+                    await self._fetch_snapshot(ws.key, view.id, sandbox)
+                except OSError:
+                    await asyncio.to_thread(processes.remove_tree, sandbox.path)
+                    raise
+            snapshot_directory = spec.working_directory or ""
             command = processes.Command(
-                argv=["/bin/sh", "-c", _SNAPSHOT_THEN_RUN, "mlgrid-job", snapshot, spec.command],
+                argv=["/bin/sh", "-c", _SNAPSHOT_THEN_RUN, "mlgrid-job", snapshot_directory, spec.command],
                 environment=processes.contained_environment(self._environ(), variables, sandbox.path),
                 log_path=log_path,
                 limits=limits,
@@ -197,6 +272,20 @@ class JobRunner:
         view = await self._mark_running(job)
         job.waiter = asyncio.create_task(self._wait(job), name=f"mlgrid-job-{view.id}")
         return view
+
+    async def _fetch_snapshot(self, workspace_key: str, run_id: str, sandbox: processes.Sandbox) -> None:
+        """Download the run's ``snapshot/`` artifacts from the blob store to this node and copy
+        them into the job's working copy (a job may start on a node that never saw the upload)."""
+        files = self.core.files
+        prefix = files.artifact_name(workspace_key, run_id, code_snapshot.SNAPSHOT_PREFIX) + "/"
+        local = files.staging_path(workspace_key)
+        try:
+            async for blob in files.blobs.list(prefix):
+                await files.download(blob.name, local / blob.name[len(prefix):])
+            await asyncio.to_thread(local.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(_copy_snapshot, local, sandbox)
+        finally:
+            await asyncio.to_thread(discard, local)
 
     async def _mark_running(self, job: _LocalJob) -> RunView:
         pid = job.process.pid

@@ -148,9 +148,16 @@ class RunService:
     # --- creating and changing -------------------------------------------------------------
 
     async def start(
-        self, workspace_name: str, experiment_name: str, spec: RunCreate, job: Mapping[str, Any] | None = None
+        self,
+        workspace_name: str,
+        experiment_name: str,
+        spec: RunCreate,
+        job: Mapping[str, Any] | None = None,
+        *,
+        extra: Extra | None = None,
     ) -> RunView:
-        """Create a run (and its experiment on first use). Creation emits no event."""
+        """Create a run (and its experiment on first use). Creation emits no event. ``extra``
+        runs in the same transaction (e.g. recording a job's code snapshot)."""
         check_name(experiment_name, "experimentName")
         now = self.core.clock()
         async with self.core.transaction("run.create") as tx:
@@ -177,6 +184,8 @@ class RunService:
                 **dict(job or {}),
             )
             await run_store.insert_run(tx.conn, row)
+            if extra is not None:
+                await extra(tx, ws, row)
         return RunView.of(row, experiment)
 
     async def update(

@@ -51,6 +51,7 @@ from mlgrid.store import topics as topic_store
 from mlgrid.store import workspaces as workspace_store
 from mlgrid.store.database import Database
 from mlgrid.store.workspaces import WorkspaceRow
+from mlgrid.tracing import Tracing
 from mlgrid.workspace.files import WorkspaceFiles, staged_files
 from mlgrid.workspace.validation import parse_workspace_body
 
@@ -197,8 +198,10 @@ class WorkspaceService:
         subscription_id: str,
         clock: Clock = lambda: datetime.now(UTC),
         topic_deleted: Callable[[str], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.db = db
+        self.tracing = tracing or Tracing.disabled()
         self.topics = topics
         self.ingestor = ingestor
         self.files = files
@@ -243,18 +246,20 @@ class WorkspaceService:
 
     @asynccontextmanager
     async def transaction(self, operation: str) -> AsyncIterator[WorkspaceTransaction]:
+        """One workspace change (and the events it emits), in one transaction and one span."""
         tx: WorkspaceTransaction | None = None
-        try:
-            async with self.db.write() as conn:
-                tx = WorkspaceTransaction(conn, self, operation)
-                yield tx
-                if self.before_commit is not None:
-                    await self.before_commit(operation)
-        except BaseException:
-            if tx is not None:
-                await tx._rolled_back()
-            raise
-        await tx._committed()
+        with self.tracing.span(f"workspace {operation}", attributes={"mlgrid.operation": operation}):
+            try:
+                async with self.db.write() as conn:
+                    tx = WorkspaceTransaction(conn, self, operation)
+                    yield tx
+                    if self.before_commit is not None:
+                        await self.before_commit(operation)
+            except BaseException:
+                if tx is not None:
+                    await tx._rolled_back()
+                raise
+            await tx._committed()
 
     # --- workspace CRUD ------------------------------------------------------------------
 

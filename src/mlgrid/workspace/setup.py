@@ -21,6 +21,7 @@ from mlgrid.cluster.node import Lease
 from mlgrid.runtime import Runtime, WorkspaceServices
 from mlgrid.workspace.api_relay import ApiSocket
 from mlgrid.workspace.code_limits import CodePolicy
+from mlgrid.workspace.code_snapshot import SnapshotLimits
 from mlgrid.workspace.datasets import DatasetService
 from mlgrid.workspace.files import WorkspaceFiles
 from mlgrid.workspace.jobs import SWEEPER_DUTY, JobRunner
@@ -63,6 +64,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         WorkspaceFiles.of(rt.blobs, rt.settings.data_dir),
         subscription_id=rt.subscription_id,
         topic_deleted=topic_deleted,
+        tracing=rt.tracing,
     )
     runs = RunService(core)
     settings = rt.settings
@@ -86,6 +88,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         single_node=rt.db.is_sqlite,
         containment=containment,
         issue_token=rt.access.issue_run_token,
+        code_limits=SnapshotLimits(max_bytes=rt.settings.job_code_max_mb * 1000 * 1000),
     )
     rt.workspace = WorkspaceServices(
         core=core,

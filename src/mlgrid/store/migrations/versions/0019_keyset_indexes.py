@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0019'
-down_revision = '0006'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
