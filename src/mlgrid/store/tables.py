@@ -145,6 +145,9 @@ deliveries = Table(
     Column("last_response", Text, nullable=True),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscription_state", "subscription_id", "state"),
+    # One subscription's backlog in due order: the SQLite dispatcher reloads a subscription
+    # whose work it had left in the store while the subscription's endpoint was saturated.
+    Index("ix_deliveries_subscription_due", "subscription_id", "state", "next_attempt_at"),
     Index("ix_deliveries_event", "event_seq"),
     Index("ix_deliveries_lock_token", "lock_token"),
     sqlite_autoincrement=True,
