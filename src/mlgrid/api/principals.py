@@ -39,12 +39,17 @@ async def list_principals(request: Request) -> dict[str, Any]:
                       for r in rows]}
 
 
-@router.delete("/principals/{name}", summary="Delete a principal and its role assignments (admin only)")
+@router.delete(
+    "/principals/{name}",
+    summary="Delete a principal and its role assignments (admin only)",
+    status_code=204,
+    response_class=Response,
+)
 async def delete_principal(name: str, request: Request) -> Response:
     rt = runtime(request)
     await rt.access.require(await caller(request), None, Action.MANAGE_PRINCIPALS)
     await rt.access.delete_principal(name)
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 async def put_role(request: Request, scope: Scope, principal_name: str) -> Response:
@@ -74,7 +79,7 @@ async def delete_role(request: Request, scope: Scope, principal_name: str) -> Re
     rt = runtime(request)
     await rt.access.require(await caller(request), scope, Action.MANAGE_ROLES)
     await rt.access.unassign(scope, principal_name)
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 ROLE_BODY = body_schema(
@@ -100,6 +105,11 @@ async def list_topic_roles(topic: str, request: Request) -> dict[str, Any]:
     return await get_roles(request, await _topic_scope(request, topic))
 
 
-@router.delete("/topics/{topic}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)")
+@router.delete(
+    "/topics/{topic}/roleAssignments/{principal}",
+    summary="Remove a role assignment (Owner)",
+    status_code=204,
+    response_class=Response,
+)
 async def delete_topic_role(topic: str, principal: str, request: Request) -> Response:
     return await delete_role(request, await _topic_scope(request, topic), principal)
