@@ -39,6 +39,7 @@ from typing import Any
 from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
 from mlgrid.store import runs as run_store
+from mlgrid.store.faults import QuietFailures
 from mlgrid.store.runs import RunRow
 from mlgrid.workspace import lifecycle, processes
 from mlgrid.workspace.files import hash_file
@@ -340,6 +341,7 @@ class JobRunner:
         """Background task: cancellations from other nodes, heartbeats, stale jobs."""
         loop = asyncio.get_running_loop()
         last_beat = last_sweep = loop.time()
+        failures = QuietFailures(log, "job supervision", self.core.db.health)
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
@@ -353,8 +355,10 @@ class JobRunner:
                     await self._sweep_stale()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("job supervision failed", extra={"action": "job_supervision_failed"})
+            except Exception as exc:
+                failures.failed(exc, "job supervision failed", "job_supervision_failed")
+            else:
+                failures.succeeded()
 
     async def _poll_cancellations(self) -> None:
         if not self._local:
