@@ -536,7 +536,9 @@ class EventsClient:
         else:
             headers["Content-Type"] = "application/json; charset=utf-8"
             path = source.path + "/api/events"
-        self._http.request("POST", path, content=dumps(batch), headers=headers)
+        # Idempotent when every event has its id (SPEC §3): a retry cannot deliver twice.
+        with_ids = all(isinstance(e.get("id"), str) and e.get("id") for e in batch)
+        self._http.request("POST", path, content=dumps(batch), headers=headers, idempotent=with_ids)
 
     def list(
         self,
