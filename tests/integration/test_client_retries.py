@@ -73,13 +73,14 @@ def test_a_retry_after_beyond_the_total_time_is_not_waited_for(server: Receiver)
 
 def test_a_plain_post_is_not_retried_but_a_publish_with_ids_is(server: Receiver) -> None:
     server.enqueue("/topics/t/listKeys", _UNAVAILABLE, Reply(200, {}))
-    client, pauses = _client(server.url)
+    client, _ = _client(server.url)
     with pytest.raises(ApiError):
         client.http.call("POST", "/topics/t/listKeys")
     assert len(server.requests("/topics/t/listKeys")) == 1
 
     server.enqueue("/topics/t/api/events", _UNAVAILABLE, Reply(200))
-    client.events.publish("t", [{"id": "e1", "eventType": "T", "subject": "s", "data": {}, "dataVersion": "1"}])
+    with_id = {"id": "e1", "eventType": "T", "subject": "s", "data": {}, "dataVersion": "1"}
+    client.events.publish("t", [with_id])
     sent = server.requests("/topics/t/api/events")
     assert len(sent) == 2 and sent[0].body == sent[1].body  # the same events, the same ids
 
