@@ -366,6 +366,7 @@ class WindowSource(WorkSource):
             work.ticket = self._progress.ticket
         if written and not self._within(work.key):
             # Due beyond the horizon: it leaves memory once its new time is committed.
+            self._limbo.pop(work.id, None)  # (kept in ticket order)
             self._limbo[work.id] = work
         else:
             self._enqueue(work)
@@ -380,6 +381,7 @@ class WindowSource(WorkSource):
             self._dequeued(work)
         # Its final state is the next outcome handed to the recorder (or none at all: then
         # the entry goes with the next commit of anything).
+        self._finishing.pop(delivery_id, None)  # (kept in ticket order)
         self._finishing[delivery_id] = self._progress.ticket + 1
 
     def _spill(self, work: Work) -> bool:
@@ -447,14 +449,21 @@ class WindowSource(WorkSource):
 
     def _settle_limbo(self) -> None:
         """Retries whose new time is committed leave memory: the store has them; so do the
-        ids of ended deliveries whose final state is committed."""
+        ids of ended deliveries whose final state is committed. Both are kept in the order of
+        their tickets, so this looks only at what it removes."""
         written = self._progress.written
-        if self._limbo:
-            for delivery_id in [i for i, w in self._limbo.items() if w.ticket <= written]:
-                del self._limbo[delivery_id]
-        if self._finishing:
-            for delivery_id in [i for i, t in self._finishing.items() if t <= written]:
-                del self._finishing[delivery_id]
+        limbo = self._limbo
+        while limbo:
+            first = next(iter(limbo))
+            if limbo[first].ticket > written:
+                break
+            del limbo[first]
+        finishing = self._finishing
+        while finishing:
+            first = next(iter(finishing))
+            if finishing[first] > written:
+                break
+            del finishing[first]
 
     def _trim(self, now: float) -> None:
         """Keep the window within its bound: the latest works it holds that the store has
