@@ -31,7 +31,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from mlgrid.client.broker_records import (
+from mlgrid.client.filters import AdvancedFilter, filter_json
+from mlgrid.client.http import Transport
+from mlgrid.client.records import (
     DeadLetterRecord,
     DeliveryRecord,
     EventSubscription,
@@ -41,8 +43,6 @@ from mlgrid.client.broker_records import (
     TopicInfo,
     TopicKeys,
 )
-from mlgrid.client.filters import AdvancedFilter, filter_json
-from mlgrid.client.http import Transport
 from mlgrid.domain.endpoints import ENDPOINT_TYPES
 from mlgrid.domain.schemas import DELIVERY_SCHEMAS, INPUT_SCHEMAS
 from mlgrid.events.jsoncodec import dumps

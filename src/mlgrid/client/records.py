@@ -1,4 +1,6 @@
-"""The typed results of the broker SDK (topics, event subscriptions, deliveries, dead letters).
+"""Typed results of the SDK that were JSON dicts: topics, event subscriptions, deliveries,
+dead letters, experiments, role assignments, pulled events and lock results. (Workspace
+objects have their own records in ``workspace_records.py``.)
 
 Each is a frozen dataclass built by ``from_json`` from one object of the API's answer, with
 times as aware ``datetime`` values and the answer itself in ``raw``. They are also read-only
@@ -20,10 +22,14 @@ __all__ = [
     "DeadLetterRecord",
     "DeliveryRecord",
     "EventSubscription",
+    "Experiment",
     "FilterVerdict",
     "JsonRecord",
+    "LockResult",
+    "PulledEvent",
     "RedeliveryResult",
     "ReplayResult",
+    "RoleAssignment",
     "TopicInfo",
     "TopicKeys",
 ]
@@ -259,4 +265,82 @@ class FilterVerdict(JsonRecord):
             raw=dict(body),
             matches=bool(body.get("matches")),
             conditions=[dict(c) for c in listed if isinstance(c, Mapping)],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Experiment(JsonRecord):
+    """A workspace experiment (``workspace.experiments()``)."""
+
+    experiment_id: str
+    name: str
+    created_time: datetime | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Experiment:
+        return cls(
+            raw=dict(body),
+            experiment_id=str(body.get("experimentId", "")),
+            name=str(body.get("name", "")),
+            created_time=parse_time(body.get("createdTime")),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class RoleAssignment(JsonRecord):
+    """A principal's role on a topic or workspace (``scope`` only in a create's answer)."""
+
+    principal: str
+    role: str
+    scope: str | None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> RoleAssignment:
+        scope = body.get("scope")
+        return cls(
+            raw=dict(body),
+            principal=str(body.get("principal", "")),
+            role=str(body.get("role", "")),
+            scope=None if scope is None else str(scope),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class PulledEvent(JsonRecord):
+    """An event received from a ``Queue`` subscription with its lock
+    (``{"brokerProperties": {"lockToken", "deliveryCount"}, "event": {...}}``)."""
+
+    event: dict[str, Any]
+    lock_token: str
+    delivery_count: int
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> PulledEvent:
+        broker = body.get("brokerProperties")
+        props = broker if isinstance(broker, Mapping) else {}
+        event = body.get("event")
+        return cls(
+            raw=dict(body),
+            event=dict(event) if isinstance(event, Mapping) else {},
+            lock_token=str(props.get("lockToken", "")),
+            delivery_count=_int(props.get("deliveryCount")),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LockResult(JsonRecord):
+    """The answer to acknowledge/release/reject: the lock tokens that succeeded, and those
+    that failed with their error (``{"lockToken", "error": {"code", "message"}}``)."""
+
+    succeeded_lock_tokens: list[str]
+    failed_lock_tokens: list[dict[str, Any]]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> LockResult:
+        return cls(
+            raw=dict(body),
+            succeeded_lock_tokens=[str(t) for t in body.get("succeededLockTokens") or []],
+            failed_lock_tokens=[
+                dict(f) for f in body.get("failedLockTokens") or [] if isinstance(f, Mapping)
+            ],
         )
