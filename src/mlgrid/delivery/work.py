@@ -297,6 +297,7 @@ class WindowSource(WorkSource):
         self._reading = False
         self._arrived: list[Work] = []
         self._next_trim = 0.0
+        self._futile_until = 0.0
 
     @property
     def window(self) -> int:
@@ -397,9 +398,13 @@ class WindowSource(WorkSource):
 
     async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         self._settle_limbo()
-        if now >= self._next_trim or len(self._queue) > self._window:
+        # Over the bound: trim now (unless the last try found nothing to evict); otherwise look
+        # once a second (a trim sorts the window).
+        over = len(self._queue) > self._window
+        if now >= self._next_trim or (over and now >= self._futile_until):
             self._next_trim = now + 1.0
-            self._trim(now)
+            if not self._trim(now) and over:
+                self._futile_until = now + 1.0
         if self._horizon is not None:
             low = len(self._queue) < self._window // 2
             behind = self._horizon[0] <= now and len(self._queue) < self._window
@@ -465,7 +470,7 @@ class WindowSource(WorkSource):
                 break
             del finishing[first]
 
-    def _trim(self, now: float) -> None:
+    def _trim(self, now: float) -> int:
         """Keep the window within its bound: the latest works it holds that the store has
         right leave memory, and the horizon comes back before the first of them. When the
         window is full while due work may wait after the horizon, works not due yet make room
@@ -474,7 +479,7 @@ class WindowSource(WorkSource):
         over = size > self._window
         behind = self._horizon is not None and self._horizon[0] <= now and size >= self._window
         if not (over or behind):
-            return
+            return 0
         keep = (3 * self._window) // 4
         ordered = sorted(self._queue.works(), key=lambda w: w.key)
         first: DueKey | None = None
@@ -492,6 +497,7 @@ class WindowSource(WorkSource):
                 self._horizon = below
             log.debug("delivery window trimmed by %d", evicted,
                       extra={"action": "window_trimmed", "count": evicted})
+        return evicted
 
     async def _refill(self, now: float) -> None:
         """Read the store after the horizon until the window is full or the store is read
