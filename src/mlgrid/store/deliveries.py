@@ -116,12 +116,22 @@ def _ids_in_order(new: Sequence[NewDelivery], rows: Sequence[Any]) -> list[int]:
     return [ids[(d.event_seq, d.subscription_id)] for d in new]
 
 
+_TOP_ID_SQL = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0), "
+    "coalesce((SELECT max(id) FROM deliveries), 0))"
+)
+
+
 def insert_pending_sqlite(raw: sqlite3.Connection, new: Sequence[NewDelivery], stamp: float) -> list[int]:
     """``insert_pending`` on SQLite's own connection. One writer at a time holds the database
-    inside this transaction, so the ids after the current largest are free."""
+    inside this transaction, so the ids after the largest ever used are free.
+
+    The largest *ever* (``sqlite_sequence``, which AUTOINCREMENT keeps, and the ids written
+    here raise), not the largest now: deleting a topic deletes its newest deliveries, and an
+    id used again would be taken by the dispatcher for the delivery it already ended."""
     if not new:
         return []
-    top = int(raw.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0])
+    top = int(raw.execute(_TOP_ID_SQL).fetchone()[0])
     ids = list(range(top + 1, top + 1 + len(new)))
     rows = [(i, d.event_seq, d.subscription_id, stamp, stamp) for i, d in zip(ids, new, strict=True)]
     raw.executemany(_INSERT_SQL, rows)
