@@ -127,6 +127,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "a process crash; the last ones may be lost on power loss or an OS crash) or full (every "
                 "commit is flushed to disk and survives power loss; publishing costs more, see "
                 "docs/performance.md)."),
+    SettingSpec("delivery_window", 10_000, "SQLite: pending deliveries the dispatcher holds in memory (the "
+                "earliest due); the rest of the backlog waits in the database and is read a page at a time. "
+                "Bounds the server's memory whatever the backlog (about 1 KB each, see docs/performance.md).",
+                "int"),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -219,6 +223,7 @@ class Settings:
     heartbeat_interval: float = 2.0
 
     sqlite_synchronous: str = "normal"
+    delivery_window: int = 10_000
 
     @classmethod
     def from_sources(
@@ -258,6 +263,8 @@ class Settings:
             raise invalid("blob_key", "needs --blob-url (an account URL)")
         if values["job_code_max_mb"] < 1:
             raise invalid("job_code_max_mb", "must be at least 1")
+        if values["delivery_window"] < 100:
+            raise invalid("delivery_window", "must be at least 100")
         if values["max_connections"] < 1:
             raise invalid("max_connections", "must be at least 1")
         if not 0 < values["heartbeat_interval"] <= values["node_timeout"] / 2:

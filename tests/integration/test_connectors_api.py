@@ -89,7 +89,7 @@ def test_crud_secrets_and_health(sqlite_server: ServerProcess, fake_mlflow: Rece
     assert secret and is_sealed(secret) and "hook-456" not in secret
 
     with sqlite_server.client() as http:
-        assert http.delete(f"/workspaces/{ws}/connectors/mlflow").status_code == 200
+        assert http.delete(f"/workspaces/{ws}/connectors/mlflow").status_code == 204
         assert http.get(f"/workspaces/{ws}/connectors/mlflow").status_code == 404
 
 

@@ -250,3 +250,44 @@ def test_postgresql_stopped_under_load_answers_503_and_recovers(tmp_path: Path) 
             server.stop()
     finally:
         cluster.remove()
+
+
+#: Loggers of the workspace's and the connectors' background loops.
+_LOOPS = ("mlgrid.workspace", "mlgrid.connectors", "mlgrid.drift", "mlgrid.jobs", "mlgrid.endpoints")
+
+
+def test_background_loops_log_one_line_per_outage_and_recovered(tmp_path: Path) -> None:
+    """The connector supervisor reads the connector list every 5 s: a database stopped for
+    about 15 s fails several of its passes, which log one warning (with the reason), nothing
+    more, then ``recovered`` once the database is back; no loop logs a traceback."""
+    cluster = Cluster()
+    try:
+        cluster.init()
+        cluster.start()
+        server = ServerProcess(data_dir=tmp_path / "data", database_url=cluster.url)
+        server.start()
+        try:
+            cluster.stop()
+            stopped = time.monotonic()
+            wait_until(lambda: "connector supervisor paused" in server.log(), timeout=20,
+                       what="the connector supervisor noticing the outage")
+            time.sleep(max(0.0, 16 - (time.monotonic() - stopped)))  # several more passes fail
+            cluster.start()
+            wait_until(lambda: "connector supervisor recovered" in server.log(), timeout=30,
+                       what="the connector supervisor recovering")
+            log = server.log()
+            paused = [line for line in log.splitlines() if "connector supervisor paused" in line]
+            assert len(paused) == 1, log[-3000:]
+            assert "database unreachable" in paused[0] or "database" in paused[0]
+            recovered = [line for line in log.splitlines() if "connector supervisor recovered" in line]
+            assert len(recovered) == 1 and "failed passes" in recovered[0], log[-3000:]
+            failed = int(recovered[0].split("(")[-1].split()[0])
+            assert failed >= 2, recovered  # several passes failed, one line said so
+            lines = log.splitlines()
+            tracebacks = [line for line, following in itertools.pairwise(lines)
+                          if following.startswith("Traceback") and any(f" {n}" in line for n in _LOOPS)]
+            assert tracebacks == [], log[-3000:]
+        finally:
+            server.stop()
+    finally:
+        cluster.remove()

@@ -316,7 +316,7 @@ def test_deleting_a_subscription_dead_letters_its_pending_deliveries(
     event_id = new_name("ev")
     publish(client, topic, [event(event_id)])
     notifications(receiver, path)
-    assert client.delete(f"/topics/{topic}/eventSubscriptions/{name}").status_code == 200
+    assert client.delete(f"/topics/{topic}/eventSubscriptions/{name}").status_code == 204
 
     folder = server.data_dir / "blobs" / "dead-letters" / name.upper()
 

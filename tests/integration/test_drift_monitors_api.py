@@ -405,7 +405,7 @@ def test_put_replaces_keeps_the_id_and_honours_if_match(server: ServerProcess, s
         listed = http.get(f"/workspaces/{setup.ws.name}/datadrifts").json()["value"]
         assert [m["id"] for m in listed if m["name"] == "replaced"] == [first["id"]]
         assert http.delete(path, headers={"If-Match": '"stale"'}).status_code == 412
-        assert http.delete(path).status_code == 200
+        assert http.delete(path).status_code == 204
         assert http.get(path).status_code == 404
         assert http.get(f"{path}/runs").status_code == 404
         assert http.delete(path).status_code == 404

@@ -252,7 +252,7 @@ def test_etags_and_if_match(sqlite_server: ServerProcess, ws: Workspace) -> None
         deleted = http.delete(
             f"/workspaces/{ws.name}/endpoints/etag-api", headers={"If-Match": f'"{endpoint.etag}"'}
         )
-        assert deleted.status_code == 200
+        assert deleted.status_code == 204
 
 
 def test_delete_stops_the_process(ws: Workspace) -> None:
@@ -294,7 +294,7 @@ def test_roles(sqlite_server: ServerProcess, ws: Workspace) -> None:
     with httpx.Client(base_url=sqlite_server.url) as anonymous:
         assert anonymous.post(f"/workspaces/{ws.name}/endpoints/rbac-api/score", json=[1]).status_code == 401
     with raw(sqlite_server, contributor) as http:
-        assert http.delete(f"/workspaces/{ws.name}/endpoints/rbac-api").status_code == 200
+        assert http.delete(f"/workspaces/{ws.name}/endpoints/rbac-api").status_code == 204
 
 
 # --- supervision -----------------------------------------------------------------------------

@@ -234,7 +234,7 @@ def test_get_list_and_delete(client: httpx.Client, receiver: Receiver) -> None:
     lower = client.get(f"/topics/{topic}/eventsubscriptions/{names[1]}")
     assert lower.status_code == 200 and lower.json()["name"] == names[1]
 
-    assert client.delete(path_for(topic, names[0])).status_code == 200
+    assert client.delete(path_for(topic, names[0])).status_code == 204
     assert client.get(path_for(topic, names[0])).status_code == 404
     assert client.delete(path_for(topic, names[0])).status_code == 404
     assert [item["name"] for item in client.get(path_for(topic)).json()["value"]] == names[1:]
@@ -463,7 +463,7 @@ def test_system_topic_subscriptions(server: ServerProcess, client: httpx.Client,
     )
     listed = client.get(f"/systemTopics/{workspace}/eventSubscriptions").json()["value"]
     assert sorted(item["name"] for item in listed) == sorted([sub, second])
-    assert client.delete(f"/workspaces/{workspace}/eventSubscriptions/{second}").status_code == 200
+    assert client.delete(f"/workspaces/{workspace}/eventSubscriptions/{second}").status_code == 204
     assert client.get(f"/systemTopics/{workspace}/eventSubscriptions/{second}").status_code == 404
 
 
@@ -513,7 +513,7 @@ def test_rbac_on_custom_topics(server: ServerProcess, client: httpx.Client, rece
             call(tokens[role], "PATCH", path_for(topic, created), json={"properties": {"labels": []}}) == 200
         )
         assert call(tokens[role], "POST", f"{path_for(topic, created)}/getFullUrl") == 200
-        assert call(tokens[role], "DELETE", path_for(topic, created)) == 200
+        assert call(tokens[role], "DELETE", path_for(topic, created)) == 204
 
     assert call(tokens["DataSender"], "PUT", path_for(topic, new_name()), json=body) == 403
     assert call(tokens["DataSender"], "GET", path_for(topic, sub)) == 403

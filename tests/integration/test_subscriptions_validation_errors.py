@@ -422,5 +422,5 @@ def test_at_most_500_subscriptions_per_topic(client: httpx.Client) -> None:
     assert client.get(f"/topics/{topic}/eventSubscriptions/sub500").status_code == 404
     # Replacing an existing one is still allowed at the limit.
     assert client.put(f"/topics/{topic}/eventSubscriptions/sub000", json=queue).status_code == 200
-    assert client.delete(f"/topics/{topic}/eventSubscriptions/sub001").status_code == 200
+    assert client.delete(f"/topics/{topic}/eventSubscriptions/sub001").status_code == 204
     assert client.put(f"/topics/{topic}/eventSubscriptions/sub500", json=queue).status_code == 201

@@ -36,7 +36,7 @@ def test_new_topic_never_receives_a_deleted_topics_event(server: ServerProcess) 
                                  json=[_event("a-1", "first")])
             assert response.status_code == 200
             receiver.wait_for_events(1, path="/first")
-            assert http.delete(f"/topics/{first}").status_code == 200
+            assert http.delete(f"/topics/{first}").status_code == 204
 
         key = _topic_with_hook(server, receiver, second, "/second")
         with server.client() as http:

@@ -89,7 +89,7 @@ def test_topic_lifecycle(server: ServerProcess, admin: httpx.Client) -> None:
     key1, _ = topic_keys(admin, name)
     publish(server, name, key1, [eg_event()])
     deleted = admin.delete(f"/topics/{name}")
-    assert deleted.status_code == 200, deleted.text
+    assert deleted.status_code == 204, deleted.text
     assert_error(admin.get(f"/topics/{name}"), 404, name, code="NotFound")
     assert_error(admin.delete(f"/topics/{name}"), 404, name, code="NotFound")
     assert_error(admin.get(f"/topics/{name}/events"), 404, name)
@@ -135,7 +135,7 @@ def test_name_limits_are_accepted(admin: httpx.Client) -> None:
     for name in ("a-_", "Z" + "9" * 63):
         response = admin.put(f"/topics/{name}", json={})
         assert response.status_code in (200, 201), response.text
-        assert admin.delete(f"/topics/{name}").status_code == 200
+        assert admin.delete(f"/topics/{name}").status_code == 204
 
 
 BAD_BODIES: list[tuple[str, Any, tuple[str, ...]]] = [
@@ -391,9 +391,9 @@ def test_contributor_and_owner(server: ServerProcess, admin: httpx.Client) -> No
             r["principal"]: r["role"] for r in client.get(f"/topics/{name}/roleAssignments").json()["value"]
         }
         assert roles == {contributor: "Contributor", owner: "Owner", other: "DataSender"}
-        assert client.delete(f"/topics/{name}/roleAssignments/{other}").status_code == 200
+        assert client.delete(f"/topics/{name}/roleAssignments/{other}").status_code == 204
         assert_error(client.delete(f"/topics/{name}/roleAssignments/{other}"), 404, other)
-        assert client.delete(f"/topics/{name}").status_code == 200
+        assert client.delete(f"/topics/{name}").status_code == 204
 
 
 def test_role_assignment_errors(admin: httpx.Client) -> None:
@@ -480,7 +480,7 @@ def test_principals(server: ServerProcess, admin: httpx.Client) -> None:
         assert_error(admin.put(f"/principals/{bad}"), 400, "principalName")
     assert_error(admin.delete("/principals/admin"), 403, "admin")
     assert_error(admin.delete(f"/principals/{new_name()}"), 404)
-    assert admin.delete(f"/principals/{name}").status_code == 200
+    assert admin.delete(f"/principals/{name}").status_code == 204
     assert_error(
         httpx.get(f"{server.url}/topics/{topic['name']}", headers={"Authorization": f"Bearer {new_token}"}),
         401,

@@ -62,7 +62,7 @@ def test_workspace_lifecycle(client: Client, http: httpx.Client, unique_name: st
     assert "properties.runStatusChangedEvents" in _error(bad_mode, 400)["message"]
     assert http.get(f"/workspaces/{unique_name}").json()["properties"]["runStatusChangedEvents"] == "all"
 
-    assert http.delete(f"/workspaces/{unique_name}").status_code == 200
+    assert http.delete(f"/workspaces/{unique_name}").status_code == 204
     assert _error(http.get(f"/workspaces/{unique_name}"), 404)["code"] == "WorkspaceNotFound"
     assert http.get(f"/systemTopics/{unique_name}").status_code == 404
 

@@ -214,12 +214,13 @@ async def get_connector(workspace: str, name: str, request: Request) -> Response
 @router.delete(
     "/workspaces/{workspace}/connectors/{name}",
     summary="Delete a connector and its remembered state (events already emitted stay)",
+    status_code=204,
     response_class=Response,
 )
 async def delete_connector(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)
     await _service(request).delete(ws.name, name, if_match=if_match(request))
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 @router.post(

@@ -194,12 +194,13 @@ async def get_monitor(workspace: str, name: str, request: Request) -> Response:
 @router.delete(
     "/workspaces/{workspace}/datadrifts/{name}",
     summary="Delete a data-drift monitor and its runs (published events stay published)",
+    status_code=204,
     response_class=Response,
 )
 async def delete_monitor(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)
     await _service(request).delete(ws.name, name, if_match=if_match(request))
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 @router.post(

@@ -165,12 +165,16 @@ async def get_endpoint_logs(workspace: str, name: str, request: Request) -> Resp
     return PlainTextResponse(text)
 
 
-@router.delete("/workspaces/{workspace}/endpoints/{name}", summary="Delete an endpoint and stop its process",
-               response_class=Response)
+@router.delete(
+    "/workspaces/{workspace}/endpoints/{name}",
+    summary="Delete an endpoint and stop its process",
+    status_code=204,
+    response_class=Response,
+)
 async def delete_endpoint(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.DELETE)
     await endpoint_service(request).delete(ws.name, name, if_match=if_match(request))
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 @router.post(

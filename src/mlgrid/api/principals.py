@@ -40,13 +40,17 @@ async def list_principals(request: Request) -> dict[str, Any]:
                       for r in rows]}
 
 
-@router.delete("/principals/{name}", summary="Delete a principal and its role assignments (admin only)",
-               response_class=Response)
+@router.delete(
+    "/principals/{name}",
+    summary="Delete a principal and its role assignments (admin only)",
+    status_code=204,
+    response_class=Response,
+)
 async def delete_principal(name: str, request: Request) -> Response:
     rt = runtime(request)
     await rt.access.require(await caller(request), None, Action.MANAGE_PRINCIPALS)
     await rt.access.delete_principal(name)
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 async def put_role(request: Request, scope: Scope, principal_name: str) -> Response:
@@ -76,7 +80,7 @@ async def delete_role(request: Request, scope: Scope, principal_name: str) -> Re
     rt = runtime(request)
     await rt.access.require(await caller(request), scope, Action.MANAGE_ROLES)
     await rt.access.unassign(scope, principal_name)
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 ROLE_BODY = body_schema(
@@ -102,7 +106,11 @@ async def list_topic_roles(topic: str, request: Request) -> dict[str, Any]:
     return await get_roles(request, await _topic_scope(request, topic))
 
 
-@router.delete("/topics/{topic}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)",
-               response_class=Response)
+@router.delete(
+    "/topics/{topic}/roleAssignments/{principal}",
+    summary="Remove a role assignment (Owner)",
+    status_code=204,
+    response_class=Response,
+)
 async def delete_topic_role(topic: str, principal: str, request: Request) -> Response:
     return await delete_role(request, await _topic_scope(request, topic), principal)

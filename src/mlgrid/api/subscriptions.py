@@ -141,7 +141,7 @@ def _delete(kind: str) -> Handler:
     async def delete_event_subscription(parent: str, subscription: str, request: Request) -> Response:
         topic, _ = await resolve_parent(request, kind, parent, Action.MANAGE_SUBSCRIPTIONS)
         await _service(request).delete(topic, subscription, if_match=if_match(request))
-        return Response(status_code=200)
+        return Response(status_code=204)
 
     return delete_event_subscription
 
@@ -182,7 +182,7 @@ def _register() -> None:
             )
             router.add_api_route(
                 item, _delete(kind), methods=["DELETE"], summary=f"Delete an event subscription on {label}",
-                response_class=Response, **common,
+                response_class=Response, status_code=204, **common,
             )
             router.add_api_route(
                 collection, _list(kind), methods=["GET"], summary=f"List the event subscriptions of {label}",

@@ -68,8 +68,12 @@ async def get_topic(topic: str, request: Request) -> dict[str, Any]:
     return rt.topics.as_json(found)
 
 
-@router.delete("/topics/{topic}", summary="Delete a custom topic with its subscriptions and events",
-               response_class=Response)
+@router.delete(
+    "/topics/{topic}",
+    summary="Delete a custom topic with its subscriptions and events",
+    status_code=204,
+    response_class=Response,
+)
 async def delete_topic(topic: str, request: Request) -> Response:
     rt = runtime(request)
     principal = await caller(request)
@@ -77,7 +81,7 @@ async def delete_topic(topic: str, request: Request) -> Response:
     await rt.access.require(principal, scope_of(found), Action.DELETE)
     await rt.topics.delete(topic)
     rt.subscriptions.drop_topic(found.key)
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 @router.post("/topics/{topic}/listKeys", summary="Read the topic's access keys")

@@ -90,12 +90,13 @@ async def get_workspace(workspace: str, request: Request) -> Response:
 @router.delete(
     "/workspaces/{workspace}",
     summary="Delete a workspace with its runs, models, datasets, files, system topic and subscriptions",
+    status_code=204,
     response_class=Response,
 )
 async def delete_workspace(workspace: str, request: Request) -> Response:
     found, _ = await guard(request, workspace, Action.DELETE)
     await workspace_service(request).delete(found.name, if_match=if_match(request))
-    return Response(status_code=200)
+    return Response(status_code=204)
 
 
 # --- role assignments ----------------------------------------------------------------------
@@ -141,6 +142,7 @@ async def get_workspace_role(workspace: str, principal: str, request: Request) -
 
 @router.delete(
     "/workspaces/{workspace}/roleAssignments/{principal}", summary="Remove a role assignment (Owner)",
+    status_code=204,
     response_class=Response,
 )
 async def delete_workspace_role(workspace: str, principal: str, request: Request) -> Response:

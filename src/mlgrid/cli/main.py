@@ -173,6 +173,8 @@ def serve(
 
     sqlite_synchronous: str | None = typer.Option(
         None, help=spec_for("sqlite_synchronous").help + " [env MLGRID_SQLITE_SYNCHRONOUS; default normal]"),
+    delivery_window: int | None = typer.Option(
+        None, help=spec_for("delivery_window").help + " [env MLGRID_DELIVERY_WINDOW; default 10000]"),
 ) -> None:
     from mlgrid.server import serve as run_server
 

@@ -76,8 +76,19 @@ def _big_integers_verbatim(value: Any) -> Any:
     return value
 
 
+def plain(data: Any) -> Any:
+    """The SDK's typed records (read-only mappings over the answer) as the JSON objects they
+    read as, so that output shows the server's answer and not the record's fields."""
+    if isinstance(data, Mapping) and not isinstance(data, dict):
+        return dict(data)
+    if isinstance(data, list):
+        return [plain(item) for item in data]
+    return data
+
+
 def to_json(data: Any, *, indent: bool = True) -> str:
     """JSON text with exact numbers (``Decimal`` written verbatim, integers of any size)."""
+    data = plain(data)
     option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS if indent else orjson.OPT_NON_STR_KEYS
     try:
         return orjson.dumps(data, default=_json_default, option=option).decode()
@@ -209,6 +220,7 @@ def render(ctx: typer.Context, data: Any, columns: Sequence[Column] | None = Non
     """Print a command's result in the chosen output format (nothing for ``None``)."""
     if data is None:
         return
+    data = plain(data)
     if output_format(ctx) == "json":
         typer.echo(to_json(data))
     else:

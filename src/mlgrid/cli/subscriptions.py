@@ -392,7 +392,7 @@ def show(
     `mlgrid eventgrid event-subscription show --name models-to-hook --source-resource-id /workspaces/ws1`
     """
     client = open_client(ctx)
-    result = client.subscriptions.get(source, name)
+    result = client.subscriptions.get(source, name).raw
     if include_full_endpoint_url:
         result.setdefault("properties", {})["endpointUrl"] = client.subscriptions.full_url(source, name)
     render(ctx, result)

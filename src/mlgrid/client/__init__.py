@@ -1,6 +1,6 @@
 """The Python SDK: ``from mlgrid import Client``."""
 
 from mlgrid.client.client import Client
-from mlgrid.client.http import ApiError
+from mlgrid.client.http import ApiError, RetryPolicy
 
-__all__ = ["ApiError", "Client"]
+__all__ = ["ApiError", "Client", "RetryPolicy"]

@@ -33,6 +33,16 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from mlgrid.client.filters import AdvancedFilter, filter_json
 from mlgrid.client.http import Transport
+from mlgrid.client.records import (
+    DeadLetterRecord,
+    DeliveryRecord,
+    EventSubscription,
+    FilterVerdict,
+    RedeliveryResult,
+    ReplayResult,
+    TopicInfo,
+    TopicKeys,
+)
 from mlgrid.domain.endpoints import ENDPOINT_TYPES
 from mlgrid.domain.schemas import DELIVERY_SCHEMAS, INPUT_SCHEMAS
 from mlgrid.events.jsoncodec import dumps
@@ -52,6 +62,10 @@ MAPPED_FIELDS: Final = ("id", "topic", "eventTime", "eventType", "subject", "dat
 CLOUD_EVENTS_BATCH: Final = "application/cloudevents-batch+json; charset=utf-8"
 
 Records = list[dict[str, Any]]  # a list of JSON objects (an alias: the clients have a ``list`` method)
+Topics = list[TopicInfo]
+EventSubscriptions = list[EventSubscription]
+Deliveries = list[DeliveryRecord]
+DeadLetters = list[DeadLetterRecord]
 
 _KINDS: Final = {"topics": "topics", "systemtopics": "systemTopics", "workspaces": "workspaces"}
 _ARM_KINDS: Final = {
@@ -304,7 +318,7 @@ class TopicsClient:
         resource_group: str | None = None,
         retention_in_days: int | None = None,
         input_schema_mapping: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> TopicInfo:
         """Create (or replace) a custom topic; ``None`` arguments take the server's defaults
         (``EventGridSchema``, resource group ``default``, 1 day of retention)."""
         properties: dict[str, Any] = {}
@@ -316,32 +330,28 @@ class TopicsClient:
             properties["retentionInDays"] = retention_in_days
         if input_schema_mapping is not None:
             properties["inputSchemaMapping"] = dict(input_schema_mapping)
-        result: dict[str, Any] = self._http.call("PUT", self._path(name), {"properties": properties})
-        return result
+        return TopicInfo.from_json(self._http.call("PUT", self._path(name), {"properties": properties}))
 
-    def get(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._http.call("GET", self._path(name))
-        return result
+    def get(self, name: str) -> TopicInfo:
+        return TopicInfo.from_json(self._http.call("GET", self._path(name)))
 
-    def list(self) -> Records:
+    def list(self) -> Topics:
         body = self._http.call("GET", "/topics") or {}
-        return list(body.get("value", []))
+        return [TopicInfo.from_json(t) for t in body.get("value", [])]
 
     def delete(self, name: str) -> None:
         """Delete the topic with its subscriptions and retained events."""
         self._http.request("DELETE", self._path(name))
 
-    def keys(self, name: str) -> dict[str, str]:
-        """``{"key1": ..., "key2": ...}``: the keys publishers put in ``aeg-sas-key``."""
-        result: dict[str, str] = self._http.call("POST", self._path(name) + "/listKeys")
-        return result
+    def keys(self, name: str) -> TopicKeys:
+        """``key1`` and ``key2``: the keys publishers put in ``aeg-sas-key``."""
+        return TopicKeys.from_json(self._http.call("POST", self._path(name) + "/listKeys"))
 
-    def regenerate_key(self, name: str, key_name: str) -> dict[str, str]:
+    def regenerate_key(self, name: str, key_name: str) -> TopicKeys:
         """Replace ``key1`` or ``key2``; returns both keys."""
-        result: dict[str, str] = self._http.call(
-            "POST", self._path(name) + "/regenerateKey", {"keyName": key_name}
+        return TopicKeys.from_json(
+            self._http.call("POST", self._path(name) + "/regenerateKey", {"keyName": key_name})
         )
-        return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +368,7 @@ class SubscriptionsClient:
     def __init__(self, http: Transport) -> None:
         self._http = http
 
-    def create(self, source: str | Source, name: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    def create(self, source: str | Source, name: str, properties: Mapping[str, Any]) -> EventSubscription:
         """Create or replace (``PUT``); a destination without ``endpointType`` is a WebHook.
         A webhook is validated before anything is created, so this can take a while."""
         body = dict(properties)
@@ -366,12 +376,11 @@ class SubscriptionsClient:
         if isinstance(destination, Mapping) and "endpointType" not in destination:
             body["destination"] = {"endpointType": "WebHook", **destination}
         path = parse_source(source).subscription_path(name)
-        result: dict[str, Any] = self._http.call("PUT", path, {"properties": body}, exact=True)
-        return result
+        return EventSubscription.from_json(self._http.call("PUT", path, {"properties": body}, exact=True))
 
     def update(
         self, source: str | Source, name: str, properties: Mapping[str, Any], *, merge: bool = True
-    ) -> dict[str, Any]:
+    ) -> EventSubscription:
         """Change the given properties (``PATCH``), keeping everything else.
 
         With ``merge`` (the default) the current subscription is read first so that a change
@@ -381,19 +390,19 @@ class SubscriptionsClient:
         """
         changes = dict(properties)
         if merge:
-            current = self.get(source, name).get("properties") or {}
+            current = self.get(source, name).properties
             changes = merge_subscription_update(current, changes)
         path = parse_source(source).subscription_path(name)
-        result: dict[str, Any] = self._http.call("PATCH", path, {"properties": changes}, exact=True)
-        return result
+        answer = self._http.call("PATCH", path, {"properties": changes}, exact=True)
+        return EventSubscription.from_json(answer)
 
-    def get(self, source: str | Source, name: str) -> dict[str, Any]:
+    def get(self, source: str | Source, name: str) -> EventSubscription:
         path = parse_source(source).subscription_path(name)
-        result: dict[str, Any] = self._http.call("GET", path, exact=True)
-        return result
+        return EventSubscription.from_json(self._http.call("GET", path, exact=True))
 
-    def list(self, source: str | Source) -> Records:
-        return list(self._http.pages(parse_source(source).subscription_path(), {}, exact=True))
+    def list(self, source: str | Source) -> EventSubscriptions:
+        pages = self._http.pages(parse_source(source).subscription_path(), {}, exact=True)
+        return [EventSubscription.from_json(s) for s in pages]
 
     def delete(self, source: str | Source, name: str) -> None:
         self._http.request("DELETE", parse_source(source).subscription_path(name))
@@ -407,20 +416,19 @@ class SubscriptionsClient:
     def test(
         self, source: str | Source, name: str, event: Mapping[str, Any],
         event_filter: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> FilterVerdict:
         """Would the subscription receive ``event``, and why: ``matches`` and one entry per
         condition of its filter (or of ``event_filter``, a filter being written)."""
         body: dict[str, Any] = {"event": dict(event)}
         if event_filter is not None:
             body["filter"] = dict(event_filter)
         path = parse_source(source).subscription_path(name) + ":test"
-        result: dict[str, Any] = self._http.call("POST", path, body)
-        return result
+        return FilterVerdict.from_json(self._http.call("POST", path, body) or {})
 
-    def deliveries(self, source: str | Source, name: str, state: str | None = None) -> Records:
+    def deliveries(self, source: str | Source, name: str, state: str | None = None) -> Deliveries:
         """Delivery records, optionally only ``pending``/``delivered``/``deadLettered``/``dropped``."""
         path = parse_source(source).subscription_path(name) + "/deliveries"
-        return list(self._http.pages(path, {"state": state}, exact=True))
+        return [DeliveryRecord.from_json(d) for d in self._http.pages(path, {"state": state}, exact=True)]
 
     def delivery(self, source: str | Source, name: str, delivery_id: int) -> dict[str, Any]:
         """One delivery with ``attemptHistory``: every recorded attempt (outcome, status,
@@ -436,21 +444,22 @@ class SubscriptionsClient:
         result: dict[str, Any] = self._http.call("POST", path, None, exact=True)
         return result
 
-    def dead_letters(self, source: str | Source, name: str) -> Records:
+    def dead_letters(self, source: str | Source, name: str) -> DeadLetters:
         """Dead-letter records: the event plus ``deadLetterReason``, ``deliveryAttempts``..."""
         path = parse_source(source).subscription_path(name) + "/deadLetters"
-        return list(self._http.pages(path, {}, exact=True))
+        return [DeadLetterRecord.from_json(d) for d in self._http.pages(path, {}, exact=True)]
 
-    def redeliver(self, source: str | Source, name: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
+    def redeliver(
+        self, source: str | Source, name: str, ids: Sequence[str] | None = None
+    ) -> RedeliveryResult:
         """Deliver dead-lettered events again: the given ids, or all of them."""
         path = parse_source(source).subscription_path(name) + "/deadLetters/redeliver"
         body: dict[str, Any] = {} if ids is None else {"ids": list(ids)}
-        result: dict[str, Any] = self._http.call("POST", path, body, exact=True) or {}
-        return result
+        return RedeliveryResult.from_json(self._http.call("POST", path, body, exact=True) or {})
 
     def replay(
         self, source: str | Source, name: str, start: datetime | str, end: datetime | str | None = None
-    ) -> dict[str, Any]:
+    ) -> ReplayResult:
         """Match and deliver again the retained events published in ``[start, end)``.
 
         ``end=None`` leaves ``to`` out of the request, so the window ends at the *server's* now
@@ -460,8 +469,7 @@ class SubscriptionsClient:
         body = {"from": _iso(start)}
         if end is not None:
             body["to"] = _iso(end)
-        result: dict[str, Any] = self._http.call("POST", path, body, exact=True) or {}
-        return result
+        return ReplayResult.from_json(self._http.call("POST", path, body, exact=True) or {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,7 +558,9 @@ class EventsClient:
         else:
             headers["Content-Type"] = "application/json; charset=utf-8"
             path = source.path + "/api/events"
-        self._http.request("POST", path, content=dumps(batch), headers=headers)
+        # Idempotent when every event has its id (SPEC §3): a retry cannot deliver twice.
+        with_ids = all(isinstance(e.get("id"), str) and e.get("id") for e in batch)
+        self._http.request("POST", path, content=dumps(batch), headers=headers, idempotent=with_ids)
 
     def list(
         self,

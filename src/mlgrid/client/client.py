@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlgrid.client.http import Transport, resolve_connection, resolve_verify
+from mlgrid.client.http import RetryPolicy, Transport, resolve_connection, resolve_verify
 
 if TYPE_CHECKING:
     from mlgrid.client.broker import EventsClient, SubscriptionsClient, TopicsClient
@@ -23,6 +23,10 @@ class Client:
     ``Client()`` uses ``MLGRID_URL``/``MLGRID_TOKEN`` or, on the server's machine, the local
     admin token in ``./.mlgrid/admin.token``. An https server is verified against
     ``ca_bundle`` or ``MLGRID_CA_BUNDLE`` (else the system's trust store).
+
+    ``retry``: how requests answered 503/429 or not connected are retried (default: 4 tries
+    within 30 s, honouring ``Retry-After``; ``RetryPolicy.none()`` to turn it off). Only
+    requests safe to repeat are retried (``mlgrid.client.http``).
     """
 
     def __init__(
@@ -33,9 +37,13 @@ class Client:
         timeout: float = 60.0,
         environ: Mapping[str, str] | None = None,
         ca_bundle: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         resolved_url, resolved_token = resolve_connection(url, token, environ)
-        self.http = Transport(resolved_url, resolved_token, timeout, resolve_verify(ca_bundle, environ))
+        self.http = Transport(
+            resolved_url, resolved_token, timeout, resolve_verify(ca_bundle, environ),
+            retry=retry if retry is not None else RetryPolicy(),
+        )
 
     @property
     def url(self) -> str:

@@ -10,13 +10,25 @@ that filters compare digit for digit - events, filters, subscriptions: ``exact=T
 
 The synchronous :class:`Transport` serves the SDK and the CLI; the web UI's in-process async
 client (``ui/api.py``) uses the same functions for errors, JSON and paging.
+
+Retries (:class:`RetryPolicy`, ``Client(retry=...)``): a request the server answered 503
+(database away, overloaded) or 429, or one that never reached it (connection refused), is
+tried again with exponential backoff and jitter, waiting at least what ``Retry-After`` asks,
+within a bounded number of tries and a bounded total time. Only requests that are safe to
+repeat: ``GET``/``HEAD``/``OPTIONS``/``PUT``/``DELETE``, and a ``POST`` its caller declares
+idempotent (publishing events that all carry an ``id``: SPEC §3, an id the topic already
+holds is accepted and not delivered again). A request whose connection could not even be
+opened is always safe. Uploads of open files are never retried (the stream is spent).
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
-from collections.abc import Iterator, Mapping
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +44,52 @@ MAX_PAGES = 10_000
 
 DEFAULT_URL = "http://127.0.0.1:8780"
 CA_BUNDLE_VARIABLE = "MLGRID_CA_BUNDLE"
+
+
+#: Methods that may be sent twice with the effect of once (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Answers that say "try again later": the request did nothing.
+RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the transport retries (``Client(retry=RetryPolicy(...))``; ``RetryPolicy.none()``
+    turns retries off).
+
+    ``attempts`` tries in all; pauses of ``backoff`` seconds doubling up to ``max_backoff``
+    (with up to 25 % jitter, and never shorter than the server's ``Retry-After``); no retry
+    that would end after ``total`` seconds from the first try.
+    """
+
+    attempts: int = 4
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    total: float = 30.0
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        return cls(attempts=1)
+
+    def pause(self, retry: int, retry_after: float | None, jitter: float) -> float:
+        """Seconds before retry number ``retry`` (1 for the first)."""
+        base = min(self.max_backoff, self.backoff * 2.0 ** (retry - 1)) * (1 + 0.25 * jitter)
+        return float(max(base, retry_after or 0.0))
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date; None when absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, float(when.timestamp()) - (time.time() if now is None else now))
 
 
 class ApiError(Exception):
@@ -103,6 +161,9 @@ class Transport:
     verify: str | bool = True
     _client: httpx.Client | None = field(default=None, repr=False)
     headers: Mapping[str, str] | None = field(default=None, repr=False)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    _random: random.Random = field(default_factory=random.Random, repr=False)
 
     @property
     def client(self) -> httpx.Client:
@@ -130,24 +191,49 @@ class Transport:
         data: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> httpx.Response:
-        try:
-            response = self.client.request(
-                method,
-                path,
-                json=json,
-                params={k: v for k, v in (params or {}).items() if v is not None},
-                content=content,
-                files=files,
-                data=data,
-                headers={**self.headers, **(headers or {})} if self.headers else headers,
-                timeout=timeout if timeout is not None else self.timeout,
-            )
-        except httpx.TransportError as exc:
-            raise ApiError(0, "ConnectionError", f"cannot reach mlgrid at {self.url}: {exc}") from exc
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        return response
+        """Send one request (retried by :attr:`retry` when safe: module docstring); an error
+        answer raises :class:`ApiError`. ``idempotent`` overrides the method's rule (True:
+        a ``POST`` that may be repeated)."""
+        safe = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        repeatable = safe and not files
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self.client.request(
+                    method,
+                    path,
+                    json=json,
+                    params={k: v for k, v in (params or {}).items() if v is not None},
+                    content=content,
+                    files=files,
+                    data=data,
+                    headers={**self.headers, **(headers or {})} if self.headers else headers,
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+            except httpx.TransportError as exc:
+                # Never connected: the server saw nothing, so any request may go again.
+                if not (repeatable or (isinstance(exc, httpx.ConnectError) and not files)):
+                    raise ApiError(0, "ConnectionError", f"cannot reach mlgrid at {self.url}: {exc}") from exc
+                error: ApiError = ApiError(0, "ConnectionError", f"cannot reach mlgrid at {self.url}: {exc}")
+                cause: BaseException | None = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                error, cause = error_from_response(response), None
+                if response.status_code not in RETRY_STATUSES or not repeatable:
+                    raise error
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if attempt >= self.retry.attempts:
+                raise error from cause
+            pause = self.retry.pause(attempt, retry_after, self._random.random())
+            if time.monotonic() - started + pause > self.retry.total:
+                raise error from cause
+            self.sleep(pause)
+            attempt += 1
 
     def call(self, method: str, path: str, body: Any = None, *, exact: bool = False, **kwargs: Any) -> Any:
         """One request with a JSON ``body`` (written exactly); the answer's JSON, or None."""

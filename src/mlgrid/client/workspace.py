@@ -45,6 +45,7 @@ from mlgrid.client.drift import DriftMonitor, DriftRun, to_dataframe
 from mlgrid.client.endpoints import Endpoint, deploy_endpoint, get_endpoint, list_endpoints
 from mlgrid.client.filters import AdvancedFilter, filter_json
 from mlgrid.client.http import ApiError, Transport, if_match_header
+from mlgrid.client.records import Experiment, LockResult, PulledEvent, RoleAssignment
 from mlgrid.client.workspace_records import (
     Artifact,
     Column,
@@ -165,8 +166,8 @@ class Workspace:
         params = {"experiment": experiment, "status": statuses, "runType": run_type}
         return [RunInfo.from_json(r) for r in self.http.pages(f"{self.path}/runs", params)]
 
-    def experiments(self) -> list[dict[str, Any]]:
-        return list(self.http.call("GET", f"{self.path}/experiments")["value"])
+    def experiments(self) -> list[Experiment]:
+        return [Experiment.from_json(e) for e in self.http.call("GET", f"{self.path}/experiments")["value"]]
 
     def submit_job(
         self,
@@ -518,7 +519,7 @@ class Workspace:
     def delete_subscription(self, name: str) -> None:
         self.http.request("DELETE", f"{self.path}/eventSubscriptions/{segment(name)}")
 
-    def receive(self, subscription: str, max_events: int = 10, max_wait: float = 5) -> list[dict[str, Any]]:
+    def receive(self, subscription: str, max_events: int = 10, max_wait: float = 5) -> list[PulledEvent]:
         """Pull events from a ``Queue`` subscription: ``[{"brokerProperties": {"lockToken",
         "deliveryCount"}, "event": {...}}]`` (long poll up to ``max_wait`` seconds)."""
         body = self.http.call(
@@ -527,24 +528,25 @@ class Workspace:
             params={"maxEvents": max_events, "maxWaitTime": int(max_wait)},
             timeout=max_wait + 30,
         )
-        return list((body or {}).get("value", []))
+        return [PulledEvent.from_json(e) for e in (body or {}).get("value", [])]
 
-    def acknowledge(self, subscription: str, lock_tokens: Sequence[str]) -> dict[str, Any]:
+    def acknowledge(self, subscription: str, lock_tokens: Sequence[str]) -> LockResult:
         path = f"{self.path}/eventsubscriptions/{segment(subscription)}:acknowledge"
-        return dict(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}) or {})
+        return LockResult.from_json(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}) or {})
 
     def release(
         self, subscription: str, lock_tokens: Sequence[str], delay_seconds: int = 0
-    ) -> dict[str, Any]:
+    ) -> LockResult:
         """Give received events back (redelivered after ``delay_seconds``: 0, 10, 60, 600, 3600)."""
         path = f"{self.path}/eventsubscriptions/{segment(subscription)}:release"
         params = {"releaseDelayInSeconds": delay_seconds}
-        return dict(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}, params=params) or {})
+        body = self.http.call("POST", path, {"lockTokens": list(lock_tokens)}, params=params)
+        return LockResult.from_json(body or {})
 
-    def reject(self, subscription: str, lock_tokens: Sequence[str]) -> dict[str, Any]:
+    def reject(self, subscription: str, lock_tokens: Sequence[str]) -> LockResult:
         """Refuse received events: they are dead-lettered (or dropped)."""
         path = f"{self.path}/eventsubscriptions/{segment(subscription)}:reject"
-        return dict(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}) or {})
+        return LockResult.from_json(self.http.call("POST", path, {"lockTokens": list(lock_tokens)}) or {})
 
     def events(self, event_type: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         """The retained events of the workspace's system topic, oldest first."""
@@ -553,16 +555,17 @@ class Workspace:
 
     # --- role assignments ------------------------------------------------------------------
 
-    def assign_role(self, principal: str, role: str) -> dict[str, Any]:
-        return dict(
+    def assign_role(self, principal: str, role: str) -> RoleAssignment:
+        return RoleAssignment.from_json(
             self.http.call("PUT", f"{self.path}/roleAssignments/{segment(principal)}", {"role": role})
         )
 
     def remove_role(self, principal: str) -> None:
         self.http.request("DELETE", f"{self.path}/roleAssignments/{segment(principal)}")
 
-    def role_assignments(self) -> list[dict[str, Any]]:
-        return list(self.http.call("GET", f"{self.path}/roleAssignments")["value"])
+    def role_assignments(self) -> list[RoleAssignment]:
+        body = self.http.call("GET", f"{self.path}/roleAssignments")
+        return [RoleAssignment.from_json(r) for r in body["value"]]
 
 
 class Run:

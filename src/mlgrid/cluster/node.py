@@ -102,6 +102,8 @@ class Node:
         self._on_released: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._last_ok = time.monotonic()
+        #: Consecutive failed heartbeats (logged once per outage).
+        self._failed_beats = 0
         self._loop_task: asyncio.Task[None] | None = None
         self._listener: Listener | None = None
         self._listen_task: asyncio.Task[None] | None = None
@@ -258,13 +260,21 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
+                self._failed_beats += 1
+                if self._failed_beats == 1:  # one line per outage, not one per beat
+                    log.warning("heartbeat failed: %s: %s; retrying quietly", type(exc).__name__, exc,
+                                extra={"action": "heartbeat_failed"})
                 if time.monotonic() - self._last_ok > self.timeout and self._held:
                     # Cut off from the database for longer than the others wait: they may
                     # have taken every lease. Stop acting on them.
                     log.warning("no heartbeat for %.0f s: stopping this node's duties", self.timeout,
                                 extra={"action": "node_isolated", "node": self.id})
                     await self._rejoin()
+            else:
+                if self._failed_beats:
+                    log.warning("heartbeat recovered after %d failed beats", self._failed_beats,
+                                extra={"action": "heartbeat_recovered"})
+                self._failed_beats = 0
 
     async def tick(self) -> None:
         """One heartbeat: renew, declare dead nodes, take free leases (PostgreSQL)."""

@@ -30,6 +30,7 @@ from mlgrid.connectors.service import ConnectorService, Fence
 from mlgrid.domain.records import ConnectorRow
 from mlgrid.errors import LeaseLost
 from mlgrid.store import connectors as connector_store
+from mlgrid.store.faults import QuietFailures
 
 log = logging.getLogger("mlgrid.connectors")
 
@@ -71,16 +72,17 @@ class ConnectorPoller:
         self._supervisor_wake.set()
 
     async def run(self) -> None:
+        failures = QuietFailures(log, "connector supervisor", self.service.core.db.health)
         try:
             while True:
                 try:
                     await self._supervise()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception(
-                        "connector supervisor pass failed", extra={"action": "connector_supervisor_failed"}
-                    )
+                except Exception as exc:
+                    failures.failed(exc, "connector supervisor pass failed", "connector_supervisor_failed")
+                else:
+                    failures.succeeded()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._supervisor_wake.wait(), timeout=self.refresh)
                 self._supervisor_wake.clear()

@@ -335,7 +335,7 @@ class Dispatcher:
         )
         for work in works:
             work.due = now + _PUT_BACK_SECONDS
-            self._source.requeue(work)
+            self._source.requeue(work, written=False)
 
     def _fail(
         self, work: Work, sub: Subscription | None, cached: CachedEvent | None, stage: str, exc: BaseException
@@ -427,9 +427,9 @@ class Dispatcher:
 
     def _set_aside(self, work: Work) -> None:
         """Give unattempted work back to the source (and, with leases, to the store)."""
-        if self._source.persists_holds:
+        if self._source.claims_rows:
             self._recorder.reschedule(AttemptUpdate(work.id, work.attempts, work.due, None, None, None, None))
-        self._source.requeue(work)
+        self._source.requeue(work, written=self._source.claims_rows)
 
     # -- launching --------------------------------------------------------------------------
 
@@ -752,7 +752,7 @@ class Dispatcher:
         work.last_http_status = outcome.http_status
         work.last_attempt_at = now
         self._recorder.reschedule(update)
-        self._source.requeue(work)
+        self._source.requeue(work, written=True)
         if log.isEnabledFor(logging.INFO):
             event = event_id(prepared.event.event)
             log.info(
@@ -792,7 +792,7 @@ class Dispatcher:
             self._recorder.reschedule(
                 AttemptUpdate(work.id, work.attempts, until, None, None, None, None)
             )
-        self._source.requeue(work)
+        self._source.requeue(work, written=self._source.persists_holds)
         if endpoint is not None:
             held = self._held.setdefault(endpoint, set())
             if len(held) >= _MAX_HELD_PER_ENDPOINT:

@@ -70,6 +70,21 @@ class OutcomeRecorder:
         self._buffer = _Buffer()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Outcomes are numbered as they are handed over; ``written`` is the last number of the
+        # last committed batch (the SQLite window lets a retry leave memory once its new time
+        # is in the store, and knows an ended delivery's row will not be pending for long).
+        self._ticket = 0
+        self._written = 0
+
+    @property
+    def ticket(self) -> int:
+        """The number of the last outcome handed over."""
+        return self._ticket
+
+    @property
+    def written(self) -> int:
+        """Every outcome numbered up to this is committed."""
+        return self._written
 
     # -- producers ----------------------------------------------------------------------
 
@@ -86,6 +101,7 @@ class OutcomeRecorder:
         self._signal()
 
     def _signal(self) -> None:
+        self._ticket += 1
         self._ready.set()
 
     @property
@@ -132,7 +148,9 @@ class OutcomeRecorder:
 
     async def _write_once(self) -> None:
         batch, self._buffer = self._buffer, _Buffer()
+        ticket = self._ticket
         if not len(batch):
+            self._written = ticket
             return
         closed = None
         claimant = self._claimant()
@@ -151,5 +169,6 @@ class OutcomeRecorder:
             batch.extend(self._buffer)
             self._buffer = batch
             raise
+        self._written = ticket
         if closed is not None:
             self._dead_letters.report(closed)

@@ -2,7 +2,7 @@
 
 ``server.py`` awaits ``setup`` after the subscription layer's (the dispatcher asks the
 subscription service for every delivery) and before the ingest writer starts, so the
-dispatcher has reloaded the pending work (SQLite) before the first new delivery arrives.
+dispatcher has read its first window of pending work (SQLite) before the first new delivery arrives.
 
 Shutdown (``closers``): attempts in flight are cancelled (their deliveries stay pending and
 are attempted again after the restart), recorded outcomes are flushed, then the HTTP session
@@ -27,7 +27,7 @@ from mlgrid.delivery.pull import PullService
 from mlgrid.delivery.queue_destinations.registry import QueueDestinations
 from mlgrid.delivery.recorder import OutcomeRecorder
 from mlgrid.delivery.webhook import WebhookDestination, create_session
-from mlgrid.delivery.work import LeaseSource, MemorySource, WorkSource
+from mlgrid.delivery.work import LeaseSource, WindowSource, WorkSource
 from mlgrid.domain.endpoints import EndpointType
 from mlgrid.domain.subscription import Subscription
 from mlgrid.runtime import DeliveryServices, Runtime
@@ -64,7 +64,8 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         settings.deny_private_endpoints, limit=MAX_IN_FLIGHT, limit_per_host=ENDPOINT_CONCURRENCY
     )
     source: WorkSource = (
-        MemorySource(rt.db) if rt.db.is_sqlite
+        WindowSource(rt.db, settings.delivery_window, recorder)
+        if rt.db.is_sqlite
         else LeaseSource(rt.db, lambda: cluster.id, poll_interval=FALLBACK_POLL_SECONDS)
     )
     queues = QueueDestinations.create(deny_private=settings.deny_private_endpoints)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.deliveries import DeliveryState
@@ -116,12 +116,22 @@ def _ids_in_order(new: Sequence[NewDelivery], rows: Sequence[Any]) -> list[int]:
     return [ids[(d.event_seq, d.subscription_id)] for d in new]
 
 
+_TOP_ID_SQL = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0), "
+    "coalesce((SELECT max(id) FROM deliveries), 0))"
+)
+
+
 def insert_pending_sqlite(raw: sqlite3.Connection, new: Sequence[NewDelivery], stamp: float) -> list[int]:
     """``insert_pending`` on SQLite's own connection. One writer at a time holds the database
-    inside this transaction, so the ids after the current largest are free."""
+    inside this transaction, so the ids after the largest ever used are free.
+
+    The largest *ever* (``sqlite_sequence``, which AUTOINCREMENT keeps, and the ids written
+    here raise), not the largest now: deleting a topic deletes its newest deliveries, and an
+    id used again would be taken by the dispatcher for the delivery it already ended."""
     if not new:
         return []
-    top = int(raw.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0])
+    top = int(raw.execute(_TOP_ID_SQL).fetchone()[0])
     ids = list(range(top + 1, top + 1 + len(new)))
     rows = [(i, d.event_seq, d.subscription_id, stamp, stamp) for i, d in zip(ids, new, strict=True)]
     raw.executemany(_INSERT_SQL, rows)
@@ -171,7 +181,8 @@ async def count_by_state(conn: AsyncConnection, subscription_id: str) -> dict[st
 # -- the dispatcher's side ------------------------------------------------------------------
 #
 # Two ways to find work. On SQLite one process owns the database: the dispatcher keeps due
-# work in memory and only reads the pending rows once at start (``load_pending_push``). On
+# a bounded window of due work in memory and reads the backlog a page at a time in due order
+# (``due_after``). On
 # PostgreSQL several nodes share the table: each claims due rows under a lease
 # (``claim_due_push``, ``FOR UPDATE SKIP LOCKED`` so claimers never wait for each other) and a
 # node that dies leaves rows whose lease simply runs out.
@@ -216,20 +227,39 @@ def _pull_subscription_ids() -> Any:
     return select(subscriptions.c.id).where(subscriptions.c.endpoint_type == EndpointType.QUEUE)
 
 
-async def load_pending_push(conn: AsyncConnection, after_id: int, limit: int) -> list[DueDelivery]:
-    """Pending push deliveries in id order, whatever their lease (SQLite start-up reload).
+#: A position in due order: ``(next_attempt_at, id)``; the store reads after it.
+DueKey = tuple[float, int]
 
-    Rows of pull (``Queue``) subscriptions are left out: receivers fetch those themselves.
-    Rows of subscriptions that no longer exist are included so the dispatcher can close them.
+
+async def due_after(
+    conn: AsyncConnection,
+    after: DueKey | None,
+    limit: int,
+    subscription_id: str | None = None,
+    upto: DueKey | None = None,
+) -> list[DueDelivery]:
+    """Pending push deliveries in due order (``next_attempt_at``, then id), after ``after``
+    (exclusive; None: from the start) and up to ``upto`` (inclusive; None: no end), whatever
+    their lease: the SQLite dispatcher's window reads the backlog a page at a time.
+
+    One subscription's rows when ``subscription_id`` is given (``ix_deliveries_subscription_due``),
+    all of them otherwise (``ix_deliveries_due``). Rows of pull (``Queue``) subscriptions are
+    left out: receivers fetch those themselves. Rows of subscriptions that no longer exist are
+    included so the dispatcher can close them.
     """
+    key = tuple_(deliveries.c.next_attempt_at, deliveries.c.id)
+    conditions = [deliveries.c.state == DeliveryState.PENDING]
+    if subscription_id is not None:
+        conditions.append(deliveries.c.subscription_id == subscription_id)
+    if after is not None:
+        conditions.append(key > tuple_(literal(after[0]), literal(after[1])))
+    if upto is not None:
+        conditions.append(key <= tuple_(literal(upto[0]), literal(upto[1])))
     rows = await conn.execute(
         select(*_DUE_COLUMNS)
-        .where(
-            deliveries.c.state == DeliveryState.PENDING,
-            deliveries.c.id > after_id,
-            deliveries.c.subscription_id.not_in(_pull_subscription_ids()),
-        )
-        .order_by(deliveries.c.id)
+        .where(*conditions)
+        .where(deliveries.c.subscription_id.not_in(_pull_subscription_ids()))
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(limit)
     )
     return [_due(r) for r in rows]
@@ -559,11 +589,12 @@ async def finalize_one(conn: AsyncConnection, final: FinalUpdate, claimed_by: st
 
 async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], lease_until: float) -> None:
     """Keep this node's claims alive while their work waits for capacity or is in flight."""
-    if ids:
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
         await conn.execute(
             update(deliveries)
             .where(
-                deliveries.c.id.in_(list(ids)),
+                deliveries.c.id.in_(ids[start:start + 5000]),
                 deliveries.c.claimed_by == node_id,
                 deliveries.c.state == DeliveryState.PENDING,
             )
@@ -589,11 +620,12 @@ async def release_claims_of(conn: AsyncConnection, node_id: str) -> int:
 async def release_push_claims(conn: AsyncConnection, node_id: str, ids: Sequence[int]) -> None:
     """Give claimed rows back to the store unattempted (their subscription cannot take more
     work now), so they wait there, for this node or another."""
-    if ids:
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
         await conn.execute(
             update(deliveries)
             .where(
-                deliveries.c.id.in_(list(ids)),
+                deliveries.c.id.in_(ids[start:start + 5000]),
                 deliveries.c.claimed_by == node_id,
                 deliveries.c.state == DeliveryState.PENDING,
             )
@@ -603,11 +635,12 @@ async def release_push_claims(conn: AsyncConnection, node_id: str, ids: Sequence
 
 async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> None:
     """Make waiting deliveries due now (held back by a circuit that has closed since)."""
-    if ids:
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
         await conn.execute(
             update(deliveries)
             .where(
-                deliveries.c.id.in_(list(ids)),
+                deliveries.c.id.in_(ids[start:start + 5000]),
                 deliveries.c.state == DeliveryState.PENDING,
                 deliveries.c.next_attempt_at > now,
             )

@@ -182,3 +182,45 @@ def log_failure(
         health.failed(fault, exc)
         return
     logger.error(message, exc_info=exc, extra={"action": action})
+
+
+class QuietFailures:
+    """The failed passes of one background loop while the database is away: the first is a
+    warning with its reason, the next ones are silent (counted), and the first pass that
+    succeeds afterwards says ``recovered``: one pair of lines per outage instead of a
+    traceback per pass. The fault also joins the server-wide outage (``DatabaseHealth``:
+    503s and ``/readyz``). A failure that is not a database fault is a bug and keeps its
+    traceback every time."""
+
+    def __init__(self, logger: logging.Logger, duty: str, health: DatabaseHealth | None) -> None:
+        self._logger = logger
+        self._duty = duty
+        self._health = health
+        self.failures = 0
+        self._since = 0.0
+
+    def failed(self, exc: BaseException, message: str, action: str, **extra: object) -> None:
+        fault = database_fault(exc)
+        if fault is None:
+            self._logger.error(message, exc_info=exc, extra={"action": action, **extra})
+            return
+        if self._health is not None:
+            self._health.failed(fault, exc)
+        self.failures += 1
+        if self.failures == 1:
+            self._since = time.monotonic()
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            self._logger.warning(
+                "%s paused: database %s (%s: %s); retrying quietly until it is back",
+                self._duty, fault.value, type(exc).__name__, reason,
+                extra={"action": f"{action}_paused", "fault": fault.value, **extra},
+            )
+
+    def succeeded(self) -> None:
+        if self.failures:
+            seconds = time.monotonic() - self._since
+            self._logger.warning(
+                "%s recovered after %.1f s (%d failed passes)", self._duty, seconds, self.failures,
+                extra={"action": "loop_recovered", "duty": self._duty, "failures": self.failures},
+            )
+            self.failures = 0

@@ -149,6 +149,9 @@ deliveries = Table(
     # A subscription's deliveries, paged by id, with or without a state (migration 0019).
     Index("ix_deliveries_subscription_state_id", "subscription_id", "state", "id"),
     Index("ix_deliveries_subscription_id", "subscription_id", "id"),
+    # One subscription's backlog in due order: the SQLite dispatcher reloads a subscription
+    # whose work it had left in the store while the subscription's endpoint was saturated.
+    Index("ix_deliveries_subscription_due", "subscription_id", "state", "next_attempt_at"),
     Index("ix_deliveries_event", "event_seq"),
     Index("ix_deliveries_lock_token", "lock_token"),
     sqlite_autoincrement=True,

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import LeaseLost, MlgridError
 from mlgrid.store import drift as drift_store
+from mlgrid.store.faults import QuietFailures
 from mlgrid.workspace.drift.windows import due_windows
 from mlgrid.workspace.drift_monitors import SCHEDULE, DriftMonitorService, Fence
 
@@ -59,6 +60,7 @@ class DriftScheduler:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.max_windows_per_pass = max_windows_per_pass
         self._wake = asyncio.Event()
+        self._failures = QuietFailures(log, "drift scheduler", monitors.core.db.health)
         self._backlog = False
 
     def wake(self) -> None:
@@ -85,10 +87,10 @@ class DriftScheduler:
                     "drift monitor %s skipped this pass: %s", monitor.name, exc,
                     extra={"action": "drift_schedule_skipped", "monitor": monitor.id},
                 )
-            except Exception:
-                log.exception(
-                    "drift monitor %s failed in the scheduler", monitor.name,
-                    extra={"action": "drift_schedule_failed", "monitor": monitor.id},
+            except Exception as exc:
+                self._failures.failed(
+                    exc, f"drift monitor {monitor.name} failed in the scheduler", "drift_schedule_failed",
+                    monitor=monitor.id,
                 )
         return done
 
@@ -129,8 +131,10 @@ class DriftScheduler:
                 await self.run_due(fence=fence)
             except (asyncio.CancelledError, LeaseLost):
                 raise
-            except Exception:
-                log.exception("drift scheduler pass failed", extra={"action": "drift_schedule_failed"})
+            except Exception as exc:
+                self._failures.failed(exc, "drift scheduler pass failed", "drift_schedule_failed")
+            else:
+                self._failures.succeeded()
             if self._backlog:
                 await asyncio.sleep(0)
                 continue

@@ -30,6 +30,7 @@ from mlgrid.domain.endpoints import DeploymentState
 from mlgrid.errors import LeaseLost
 from mlgrid.store import endpoints as endpoint_store
 from mlgrid.store import leases as lease_store
+from mlgrid.store.faults import QuietFailures
 from mlgrid.workspace.endpoint_deployer import EndpointDeployer
 from mlgrid.workspace.endpoint_supervisor import RECONCILE_SECONDS, ScoringSupervisor
 
@@ -68,6 +69,7 @@ class EndpointOwnership:
 
     async def run(self) -> None:
         """Keep the duties in step with the endpoint list (NOTIFY, or every ``RESYNC_SECONDS``)."""
+        failures = QuietFailures(log, "endpoint list refresh", self.supervisor.core.db.health)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resync.wait(), RESYNC_SECONDS)
@@ -76,8 +78,10 @@ class EndpointOwnership:
                 await self.sync_duties()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("endpoint list refresh failed", extra={"action": "endpoint_reconcile_failed"})
+            except Exception as exc:
+                failures.failed(exc, "endpoint list refresh failed", "endpoint_reconcile_failed")
+            else:
+                failures.succeeded()
 
     async def sync_duties(self) -> None:
         async with self.supervisor.core.db.read() as conn:

@@ -27,6 +27,7 @@ from mlgrid.etags import new_etag
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.store import endpoints as endpoint_store
 from mlgrid.store.endpoints import EndpointRow
+from mlgrid.store.faults import QuietFailures
 from mlgrid.workspace import processes
 from mlgrid.workspace.endpoint_files import DeploymentError, endpoint_dir, materialise, stored_script_path
 from mlgrid.workspace.files import discard
@@ -103,6 +104,7 @@ class ScoringSupervisor:
         self._live: dict[tuple[str, str], Live] = {}
         self._ready: dict[tuple[str, str], asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._failures = QuietFailures(log, "endpoint supervisor", core.db.health)
         self._retiring: list[Live] = []
         self.stopping = False
         #: Several nodes: the lease check of each endpoint this node holds (its writes call it).
@@ -184,9 +186,10 @@ class ScoringSupervisor:
             attempt += 1
             try:
                 row = await self.read(key)
-            except Exception:
-                log.exception("cannot read endpoint %s", key[1], extra={"action": "endpoint_restart_error"})
+            except Exception as exc:
+                self._failures.failed(exc, f"cannot read endpoint {key[1]}", "endpoint_restart_error")
                 continue
+            self._failures.succeeded()
             if row is None or row.active_deployment_id != launch.deployment_id:
                 await self.forget(key, launch.deployment_id)
                 return
@@ -403,8 +406,10 @@ class ScoringSupervisor:
                         await self.forget(key, live.launch.deployment_id)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("endpoint reconciliation failed", extra={"action": "endpoint_reconcile_failed"})
+            except Exception as exc:
+                self._failures.failed(exc, "endpoint reconciliation failed", "endpoint_reconcile_failed")
+            else:
+                self._failures.succeeded()
 
     async def shutdown(self) -> None:
         """Server shutdown: stop every task and scoring process of this node (the rows stay

@@ -42,6 +42,7 @@ from mlgrid.domain.records import ArtifactRow
 from mlgrid.errors import MlgridError, invalid
 from mlgrid.store import leases as lease_store
 from mlgrid.store import runs as run_store
+from mlgrid.store.faults import QuietFailures
 from mlgrid.store.runs import RunRow
 from mlgrid.workspace import code_limits, code_snapshot, lifecycle, processes
 from mlgrid.workspace.files import discard, hash_file
@@ -468,19 +469,23 @@ class JobRunner:
     async def sweep_stale_forever(self) -> None:
         """The job sweeper's duty (one node of a cluster holds its lease): fail the jobs whose
         node died or stopped sending heartbeats."""
+        failures = QuietFailures(log, "job sweep", self.core.db.health)
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 await self._sweep_stale()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("job sweep failed", extra={"action": "job_supervision_failed"})
+            except Exception as exc:
+                failures.failed(exc, "job sweep failed", "job_supervision_failed")
+            else:
+                failures.succeeded()
 
     async def run(self) -> None:
         """Background task: cancellations from other nodes, heartbeats of this node's jobs."""
         loop = asyncio.get_running_loop()
         last_beat = loop.time()
+        failures = QuietFailures(log, "job supervision", self.core.db.health)
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
@@ -491,8 +496,10 @@ class JobRunner:
                         await run_store.touch_jobs(conn, list(self._local), self.core.clock())
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("job supervision failed", extra={"action": "job_supervision_failed"})
+            except Exception as exc:
+                failures.failed(exc, "job supervision failed", "job_supervision_failed")
+            else:
+                failures.succeeded()
 
     async def _poll_cancellations(self) -> None:
         if not self._local:

@@ -1,4 +1,4 @@
-"""The dispatcher's in-memory work queue, lock-token parsing, the pull result shape and the
+"""The dispatcher's in-memory due queue, lock-token parsing, the pull result shape and the
 blob store, without a server."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from mlgrid.blobs import InvalidBlobName, local_blobs
 from mlgrid.delivery.blobs import DeadLetterBlobs
 from mlgrid.delivery.pull import LockResult, parse_lock_tokens
-from mlgrid.delivery.work import INGEST_CLAIM, LeaseSource, MemorySource, Work
+from mlgrid.delivery.work import INGEST_CLAIM, DueQueue, LeaseSource, Work
 from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.errors import InvalidField
 from mlgrid.store.database import Database
@@ -24,45 +24,57 @@ def committed(delivery_id: int, at: float) -> CommittedDelivery:
     return CommittedDelivery(delivery_id, delivery_id * 10, "sub", datetime.fromtimestamp(at, tz=UTC))
 
 
-def source() -> MemorySource:
-    # The database is only read by ``load``, which these tests do not call (nothing is opened:
-    # connections are made on first use).
-    return MemorySource(Database.connect_unpooled("sqlite:///unused-by-these-tests.db"))
+def work(delivery_id: int, at: float) -> Work:
+    return Work.from_committed(committed(delivery_id, at))
 
 
-def test_memory_source_hands_out_due_work_in_time_order() -> None:
-    queue = source()
-    queue.committed([committed(1, 100.0), committed(2, 50.0), committed(3, 200.0)])
+def test_due_queue_hands_out_due_work_in_time_order() -> None:
+    queue = DueQueue()
+    for w in (work(1, 100.0), work(2, 50.0), work(3, 200.0)):
+        queue.add(w)
     assert len(queue) == 3
-    assert queue.next_wake(0.0) == 50.0
-    due = asyncio.run(queue.take_due(150.0, 10))
+    assert queue.next_due() == 50.0
+    due = queue.take_due(150.0, 10)
     assert [w.id for w in due] == [2, 1]
-    assert queue.next_wake(150.0) == 200.0
-    assert asyncio.run(queue.take_due(150.0, 10)) == []
+    assert queue.next_due() == 200.0
+    assert queue.take_due(150.0, 10) == []
 
 
-def test_memory_source_respects_the_limit_and_ignores_repeats() -> None:
-    queue = source()
-    queue.committed([committed(i, float(i)) for i in range(1, 6)])
-    queue.committed([committed(1, 1.0)])  # announced twice: still one
-    first = asyncio.run(queue.take_due(10.0, 2))
-    rest = asyncio.run(queue.take_due(10.0, 10))
+def test_due_queue_respects_the_limit_and_ignores_repeats() -> None:
+    queue = DueQueue()
+    for i in range(1, 6):
+        queue.add(work(i, float(i)))
+    queue.add(work(1, 1.0))  # added twice: still one
+    first = queue.take_due(10.0, 2)
+    rest = queue.take_due(10.0, 10)
     assert [w.id for w in first] == [1, 2]
     assert [w.id for w in rest] == [3, 4, 5]
 
 
 def test_requeued_work_waits_for_its_new_time_and_can_be_advanced() -> None:
-    queue = source()
-    queue.committed([committed(7, 10.0)])
-    [work] = asyncio.run(queue.take_due(10.0, 10))
-    work.attempts, work.due = 1, 500.0
-    queue.requeue(work)
-    assert asyncio.run(queue.take_due(100.0, 10)) == []
-    asyncio.run(queue.advance([7], 100.0))
-    assert queue.next_wake(100.0) == 100.0
-    [again] = asyncio.run(queue.take_due(100.0, 10))
+    queue = DueQueue()
+    queue.add(work(7, 10.0))
+    [taken] = queue.take_due(10.0, 10)
+    taken.attempts, taken.due = 1, 500.0
+    queue.add(taken)
+    assert queue.take_due(100.0, 10) == []
+    assert queue.advance([7, 8], 100.0) == [8]  # 8 is not here
+    assert queue.next_due() == 100.0
+    [again] = queue.take_due(100.0, 10)
     assert again.id == 7 and again.attempts == 1
-    assert queue.next_wake(100.0) is None  # the stale heap entry at 500 is skipped
+    assert queue.next_due() is None  # the stale heap entry at 500 is skipped
+
+
+def test_work_of_a_waiting_subscription_is_set_aside_or_spilled_until_it_resumes() -> None:
+    queue = DueQueue()
+    for i in range(1, 5):
+        queue.add(replace(work(i, float(i)), subscription_id="busy" if i % 2 else "free"))
+    taken = queue.take_due(10.0, 10, skip={"busy"}, spill=lambda w: w.id == 3)
+    assert [w.id for w in taken] == [2, 4]
+    assert 1 in queue and 3 not in queue  # 1 set aside, 3 spilled (out of memory)
+    assert queue.take_due(10.0, 10) == []
+    queue.resume(["busy"])
+    assert [w.id for w in queue.take_due(10.0, 10)] == [1]
 
 
 def test_work_from_committed_delivery_is_a_first_attempt() -> None:

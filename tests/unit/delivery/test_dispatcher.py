@@ -10,7 +10,6 @@ injected at each stage of the dispatcher, which must end only the delivery they 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import random
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -25,7 +24,7 @@ from mlgrid.delivery.dispatcher import Dispatcher
 from mlgrid.delivery.event_cache import CachedEvent
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, classify_error, classify_response
 from mlgrid.delivery.retry import DeadLetterReason
-from mlgrid.delivery.work import Work, WorkSource
+from mlgrid.delivery.work import DueQueue, Work, WorkSource
 from mlgrid.domain.endpoints import EndpointType
 from mlgrid.domain.event_filter import EventFilter
 from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
@@ -62,69 +61,44 @@ class Faults:
 
 
 class MemoryWork(WorkSource):
-    """Due work in a heap, like the SQLite source, without a database."""
+    """The SQLite window's own ``DueQueue`` without a database (the store holds nothing
+    beyond it), with the ids the dispatcher ended and an injectable failure."""
 
     def __init__(self, faults: Faults) -> None:
         self._faults = faults
-        self._heap: list[tuple[float, int]] = []
-        self.works: dict[int, Work] = {}
+        self.queue = DueQueue()
         self.done_ids: list[int] = []
-        self.aside: dict[str, list[Work]] = {}
+
+    @property
+    def works(self) -> dict[int, Work]:
+        """What waits in the queue (set aside included), by id."""
+        return {w.id: w for w in self.queue.works()}
 
     def add(self, work: Work) -> None:
-        self.works[work.id] = work
-        heapq.heappush(self._heap, (work.due, work.id))
+        self.queue.add(work)
 
-    def requeue(self, work: Work) -> None:
-        self.add(work)
+    def requeue(self, work: Work, written: bool = False) -> None:
+        self.queue.add(work)
 
     def done(self, delivery_id: int) -> None:
         self.done_ids.append(delivery_id)
-        self.works.pop(delivery_id, None)
-
-    def _top(self) -> tuple[float, int] | None:
-        while self._heap:
-            due, delivery_id = self._heap[0]
-            work = self.works.get(delivery_id)
-            if work is not None and work.due == due:
-                return due, delivery_id
-            heapq.heappop(self._heap)
-        return None
+        self.queue.remove(delivery_id)
 
     async def take_due(self, now: float, limit: int, skip: Collection[str] = ()) -> list[Work]:
         self._faults.check("take_due")
-        taken: list[Work] = []
-        while len(taken) < limit:
-            top = self._top()
-            if top is None or top[0] > now:
-                break
-            heapq.heappop(self._heap)
-            work = self.works[top[1]]
-            if work.subscription_id in skip:
-                self.aside.setdefault(work.subscription_id, []).append(work)
-                continue
-            taken.append(self.works.pop(top[1]))
-        return taken
+        return self.queue.take_due(now, limit, skip)
 
     def resume(self, subscription_ids: Iterable[str]) -> None:
-        for subscription_id in subscription_ids:
-            for work in self.aside.pop(subscription_id, ()):
-                if self.works.get(work.id) is work:
-                    heapq.heappush(self._heap, (work.due, work.id))
+        self.queue.resume(subscription_ids)
 
     def next_wake(self, now: float) -> float | None:
-        top = self._top()
-        return None if top is None else top[0]
+        return self.queue.next_due()
 
     async def advance(self, ids: Iterable[int], now: float) -> None:
-        for delivery_id in ids:
-            work = self.works.get(delivery_id)
-            if work is not None and work.due > now:
-                work.due = now
-                heapq.heappush(self._heap, (now, delivery_id))
+        self.queue.advance(ids, now)
 
     def __len__(self) -> int:
-        return len(self.works)
+        return len(self.queue)
 
 
 class MemoryEvents:

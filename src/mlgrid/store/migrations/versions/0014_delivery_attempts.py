@@ -3,7 +3,7 @@ what the endpoint answered. Bounded per delivery (the newest 20 are kept); the d
 keeps the last attempt as before.
 
 Revision ID: 0014
-Revises: 0006
+Revises: 0012
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 * dead letters ``(subscription_id, created_at, id)`` replaces ``(subscription_id, created_at)``.
 
 Revision ID: 0019
-Revises: 0006
+Revises: 0014
 """
 
 from __future__ import annotations
