@@ -11,6 +11,12 @@ Each task loops:
   error, next try after an exponential backoff capped at ``MAX_BACKOFF`` seconds. Any other
   exception is logged and treated the same way: a connector never takes the server down.
 
+With ``intake: outbox`` the task drains MLflow's outbox table instead of polling: it holds a
+PostgreSQL ``LISTEN`` on the plugin's channel, so a commit in MLflow wakes it at once, and
+otherwise drains every ``pollIntervalSeconds`` (SQLite, or the listening connection lost);
+the full sweep still runs every ``fullSweepMinutes`` (after a drain, then another drain),
+serially in the same task, so a sweep and a drain never commit over each other.
+
 A webhook or ``:resync`` wakes the task before its interval ends. The lease is a little longer
 than three poll intervals, so a node that dies leaves its connectors to another node within
 that time; a node whose lease is gone finds out at its next commit (``LeaseLost``) and emits
@@ -22,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
+from mlgrid.connectors.config import INTAKE_OUTBOX
 from mlgrid.connectors.mlflow_client import MlflowClient, MlflowError
-from mlgrid.connectors.service import ConnectorService, LeaseLost
+from mlgrid.connectors.service import DRAIN_BATCH, ConnectorService, LeaseLost
 from mlgrid.domain.records import ConnectorRow
 from mlgrid.store import connectors as connector_store
+from mlgrid.store.mlflow_outbox import OutboxListener, OutboxSource, OutboxUnavailable
 
 log = logging.getLogger("mlgrid.connectors")
 
@@ -35,6 +44,22 @@ BACKOFF_INTERVALS = 10
 """A failing connector retries after at most this many poll intervals (and ``MAX_BACKOFF``)."""
 SYNC_TIMEOUT_FACTOR = 10.0
 """A sync taking longer than this many poll intervals (at least 60 s) is abandoned as a fault."""
+MAX_BATCHES_PER_PASS = 20
+"""Outbox batches drained in one pass before the loop looks at its lease and config again."""
+
+
+@dataclass
+class _Outbox:
+    """One connector task's handle on MLflow's outbox (rebuilt when the connector changes)."""
+
+    etag: str
+    source: OutboxSource
+    listener: OutboxListener | None = None
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+        await self.source.close()
 
 
 def backoff(poll_interval: float, failures: int) -> float:
@@ -107,6 +132,7 @@ class ConnectorPoller:
         failures = 0
         client: MlflowClient | None = None
         client_etag = ""
+        outbox: _Outbox | None = None
         held = False
         try:
             while True:
@@ -129,29 +155,84 @@ class ConnectorPoller:
                             await client.close()
                         client = self.service.client(row)
                         client_etag = row.etag
-                    failures = await self._poll(row, client, failures)
+                    if outbox is not None and (outbox.etag != row.etag or row.intake != INTAKE_OUTBOX):
+                        await outbox.close()
+                        outbox = None
+                    if outbox is None and row.intake == INTAKE_OUTBOX:
+                        source = self.service.outbox(row)
+                        outbox = None if source is None else _Outbox(row.etag, source)
+                    if outbox is not None:
+                        await self._listen(row, outbox)
+                    failures, more = await self._poll(row, client, failures, outbox)
                     if failures:
                         delay = backoff(row.poll_interval, failures)
+                    elif more:
+                        delay = 0.0
                 await self._sleep(connector_id, delay)
         finally:
+            if outbox is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(outbox.close())
             if client is not None:
                 await client.close()
             if held:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.service.release_lease(connector_id))
 
-    async def _poll(self, row: ConnectorRow, client: MlflowClient, failures: int) -> int:
-        """One sync; returns the number of consecutive failures after it."""
+    async def _listen(self, row: ConnectorRow, outbox: _Outbox) -> None:
+        """(Re)open the LISTEN connection when it is missing or dropped (PostgreSQL only); on
+        failure the drain still runs every poll interval."""
+        if not outbox.source.postgres or (outbox.listener is not None and outbox.listener.alive):
+            return
+        if outbox.listener is not None:
+            await outbox.listener.close()
+            outbox.listener = None
+        wake = self._wakes.get(row.id)
+        try:
+            outbox.listener = await outbox.source.listen(wake.set if wake is not None else lambda: None)
+        except OutboxUnavailable as exc:
+            log.warning(
+                "connector %s cannot LISTEN on MLflow's database: %s",
+                row.name,
+                exc,
+                extra={"action": "connector_listen_failed", "connector": row.id},
+            )
+
+    async def _work(self, row: ConnectorRow, client: MlflowClient, outbox: _Outbox | None) -> bool:
+        """Polling: one sync. Outbox: the full sweep when due, and drain; True when rows remain."""
+        if outbox is None:
+            await self.service.sync(row, client)
+            return False
+        if self.service.full_sweep_due(row, self.service.clock()):
+            if row.synced:
+                await self._drain(row, client, outbox.source)  # the sweep reads after what is pending
+            await self.service.sync(row, client, full=True)
+        return await self._drain(row, client, outbox.source)
+
+    async def _drain(self, row: ConnectorRow, client: MlflowClient, source: OutboxSource) -> bool:
+        for _ in range(MAX_BATCHES_PER_PASS):
+            result = await self.service.drain(row, client, source)
+            if result.rows < DRAIN_BATCH:
+                return False
+        return True
+
+    async def _poll(
+        self, row: ConnectorRow, client: MlflowClient, failures: int, outbox: _Outbox | None = None
+    ) -> tuple[int, bool]:
+        """One sync (or sweep + drain); returns the consecutive failures after it, and whether
+        outbox rows remain."""
         timeout = max(60.0, SYNC_TIMEOUT_FACTOR * row.poll_interval)
         try:
-            await asyncio.wait_for(self.service.sync(row, client), timeout=timeout)
-            return 0
+            more = await asyncio.wait_for(self._work(row, client, outbox), timeout=timeout)
+            return 0, more
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:
             log.info("%s", exc, extra={"action": "connector_lease_lost", "connector": row.id})
-            return 0
+            return 0, False
         except MlflowError as exc:
+            error = f"{exc.code}: {exc}"
+        except OutboxUnavailable as exc:
             error = f"{exc.code}: {exc}"
         except TimeoutError:
             error = f"MlflowUnavailable: a poll took longer than {timeout:g} s"
@@ -170,7 +251,7 @@ class ConnectorPoller:
         )
         with contextlib.suppress(Exception):
             await self.service.record_failure(row.id, error)
-        return failures + 1
+        return failures + 1, False
 
     async def _sleep(self, connector_id: str, delay: float) -> None:
         event = self._wakes.get(connector_id)

@@ -70,6 +70,8 @@ def _row(r: Any) -> ConnectorRow:
         resync_requested=bool(r.resync_requested),
         lease_holder=r.lease_holder,
         lease_until=from_epoch(r.lease_until),
+        intake=r.intake,
+        database_url_sealed=r.database_url_sealed,
     )
 
 
@@ -80,6 +82,8 @@ def _config_values(row: ConnectorRow) -> dict[str, Any]:
         "tracking_uri": row.tracking_uri,
         "token_sealed": row.token_sealed,
         "webhook_secret_sealed": row.webhook_secret_sealed,
+        "intake": row.intake,
+        "database_url_sealed": row.database_url_sealed,
         "poll_interval": row.poll_interval,
         "full_sweep_minutes": row.full_sweep_minutes,
         "experiments": None if row.experiments is None else orjson.dumps(row.experiments).decode(),

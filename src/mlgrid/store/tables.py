@@ -409,6 +409,10 @@ connectors = Table(
     Column("tracking_uri", Text, nullable=False),
     Column("token_sealed", Text, nullable=True),
     Column("webhook_secret_sealed", Text, nullable=True),
+    # "polling" (MLflow's REST API) or "outbox" (the plugin's table in MLflow's database, whose
+    # URL is sealed like the token; the full sweep stays on as a safety net).
+    Column("intake", String(16), nullable=False, server_default="polling"),
+    Column("database_url_sealed", Text, nullable=True),
     Column("poll_interval", Float, nullable=False),
     Column("full_sweep_minutes", Float, nullable=False),
     Column("experiments", Text, nullable=True),  # JSON list of names; null = all

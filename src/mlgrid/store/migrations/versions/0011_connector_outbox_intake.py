@@ -1,0 +1,29 @@
+"""Connectors: the intake (``polling`` or ``outbox``) and the sealed URL of MLflow's database.
+
+Revision ID: 0011
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0011'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('connectors') as batch:
+        batch.add_column(
+            sa.Column('intake', sa.String(length=16), nullable=False, server_default='polling')
+        )
+        batch.add_column(sa.Column('database_url_sealed', sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('connectors') as batch:
+        batch.drop_column('database_url_sealed')
+        batch.drop_column('intake')
