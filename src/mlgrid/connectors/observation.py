@@ -74,13 +74,15 @@ class RunChange:
 
     ``run.status`` is the status the change set (``run.end_time_ms`` may be None: a run failed
     without an end time); ``previous`` the status it replaced; ``created``: the run was created
-    with ``run.status`` (no previous status). ``at_ms``: when MLflow made the change.
+    with ``run.status`` (no previous status). ``at_ms``: when MLflow made the change;
+    ``row_id``: the outbox row's id (per object, ids follow commit order).
     """
 
     run: RunObservation
     previous: str | None = None
     created: bool = False
     at_ms: int | None = None
+    row_id: int | None = None
 
     @property
     def key(self) -> str:
@@ -98,6 +100,7 @@ class AliasChange:
     previous: str | None = None
     deleted: bool = False
     at_ms: int | None = None
+    row_id: int | None = None
 
     @property
     def key(self) -> str:
@@ -135,6 +138,8 @@ class ObjectState:
     value: str | None
     transitions: int = 0
     emitted: int = 0
+    outbox_id: int | None = None
+    """The last outbox row applied to the object (intake outbox; None: none yet)."""
 
     @property
     def is_open(self) -> bool:

@@ -63,7 +63,7 @@ def run_change(row: OutboxRow, known: RunObservation | None, experiment_name: st
     )
     created = row.kind == RUN_CREATED
     previous = None if created else _optional_text(p.get("old_status"))
-    return RunChange(run, previous=previous, created=created, at_ms=row.recorded_at_ms)
+    return RunChange(run, previous=previous, created=created, at_ms=row.recorded_at_ms, row_id=row.id)
 
 
 def alias_change(row: OutboxRow) -> AliasChange:
@@ -75,6 +75,7 @@ def alias_change(row: OutboxRow) -> AliasChange:
         previous=_optional_text(p.get("previous_version")),
         deleted=row.kind == ALIAS_DELETED,
         at_ms=row.recorded_at_ms,
+        row_id=row.id,
     )
 
 

@@ -27,6 +27,9 @@ Rules (``docs/mlflow.md`` has the table):
   and silent transition as in a poll. So a poll of the same history after (or before) the
   outbox finds nothing new, and the first-sight and move transitions get the numbers a poll
   would give them: switching intake never duplicates.
+* A change remembers its outbox row id on the object (``ObjectState.outbox_id``); a row at or
+  below it was applied already (a batch drained again after a crash before its DELETE) and
+  is skipped, so even a history that comes back to an earlier value is not replayed.
 * Ids: ``uuid5(connector, object, transition, event type)``; ``data.ETag`` from
   (connector, object, transition); ``data.Sequencer`` counts the object's events (for a model
   version, its version number), so it only grows.
@@ -132,12 +135,21 @@ def reconcile(
                     result.put(replace(state, value=None, transitions=state.transitions + 1))
     for change in observation.changes:
         current = result.changed.get(change.key) or known.get(change.key)
+        if _applied(current, change.row_id):
+            continue  # drained before (a crash came between mlgrid's commit and the DELETE)
         when = mapping.from_millis(change.at_ms, now)
         if isinstance(change, RunChange):
             _run_change(identity, current, change, emit_new, when, result)
         else:
             _alias_change(identity, current, change, emit_new, when, result)
+        after = result.changed.get(change.key) or known.get(change.key)
+        if after is not None and change.row_id is not None:
+            result.put(replace(after, outbox_id=change.row_id))
     return result
+
+
+def _applied(state: ObjectState | None, row_id: int | None) -> bool:
+    return state is not None and state.outbox_id is not None and row_id is not None and row_id <= state.outbox_id
 
 
 def _run_change(

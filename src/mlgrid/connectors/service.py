@@ -87,11 +87,13 @@ class LeaseLost(Conflict):
 
 
 def _to_row(state: ObjectState) -> ObjectStateRow:
-    return ObjectStateRow(state.kind, state.key, state.value, state.transitions, state.emitted, state.is_open)
+    return ObjectStateRow(
+        state.kind, state.key, state.value, state.transitions, state.emitted, state.is_open, state.outbox_id
+    )
 
 
 def _from_row(row: ObjectStateRow) -> ObjectState:
-    return ObjectState(row.kind, row.key, row.value, row.transitions, row.emitted)
+    return ObjectState(row.kind, row.key, row.value, row.transitions, row.emitted, row.outbox_id)
 
 
 def spec_of(row: ConnectorRow) -> connector_config.ConnectorSpec:
@@ -178,13 +180,23 @@ class ConnectorService:
         finally:
             await client.close()
 
-    async def _check_outbox(self, spec: connector_config.ConnectorSpec) -> None:
-        """400 at PUT/PATCH when intake ``outbox``'s database or table cannot be read."""
-        if not self.check_on_put or spec.intake != connector_config.INTAKE_OUTBOX or not spec.database_url:
+    async def _check_outbox(self, spec: connector_config.ConnectorSpec, *, switching: bool) -> None:
+        """400 at PUT/PATCH when intake ``outbox``'s database or table cannot be read.
+
+        ``switching`` (the connector did not drain this outbox before): the rows already there
+        are deleted, and the caller asks for a full sweep. They predate the intake: applied on
+        top of what polling remembers they could replay a history polling already folded
+        (an alias moved away and back), while the sweep reflects every one of them.
+        """
+        if spec.intake != connector_config.INTAKE_OUTBOX or not spec.database_url:
             return
         source = OutboxSource(spec.database_url, timeout=self.request_timeout)
         try:
-            await source.check()
+            if self.check_on_put:
+                await source.check()
+            if switching:
+                purged = await source.purge()
+                log.info("connector intake switched to outbox; %d earlier outbox row(s) left to the sweep", purged)
         except OutboxUnavailable as exc:
             raise invalid("properties.databaseUrl", f"cannot read MLflow's outbox table: {exc}") from exc
         finally:
@@ -196,7 +208,7 @@ class ConnectorService:
         check_name(name, "connectorName")
         spec = connector_config.parse_put(body)
         await self._check_reachable(spec)
-        await self._check_outbox(spec)
+        await self._check_outbox(spec, switching=await self._switching(workspace_name, name, spec))
         now = self.clock()
         async with self.core.transaction("connector.put") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
@@ -234,6 +246,9 @@ class ConnectorService:
                     existing, spec, now, token_given=True, secret_given=True, database_url_given=True
                 )
                 await connector_store.update_config(tx.conn, row)
+                if row.intake == connector_config.INTAKE_OUTBOX and existing.intake != row.intake:
+                    await connector_store.request_resync(tx.conn, row.id)
+                    await connector_store.forget_outbox_positions(tx.conn, row.id)
                 created = False
         self._notify(row.id)
         return row, created
@@ -293,7 +308,8 @@ class ConnectorService:
             await self._check_reachable(replace(spec, token=token))
         if {"intake", "databaseUrl"} & given:
             url = spec.database_url if "databaseUrl" in given else self.database_url(current)
-            await self._check_outbox(replace(spec, database_url=url))
+            switching = current.intake != spec.intake or "databaseUrl" in given
+            await self._check_outbox(replace(spec, database_url=url), switching=switching)
         now = self.clock()
         async with self.core.transaction("connector.patch") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
@@ -310,8 +326,23 @@ class ConnectorService:
                 database_url_given="databaseUrl" in given,
             )
             await connector_store.update_config(tx.conn, row)
+            if row.intake == connector_config.INTAKE_OUTBOX and (
+                existing.intake != row.intake or "databaseUrl" in given
+            ):
+                await connector_store.request_resync(tx.conn, row.id)
+                await connector_store.forget_outbox_positions(tx.conn, row.id)
         self._notify(row.id)
         return row
+
+    async def _switching(self, workspace_name: str, name: str, spec: connector_config.ConnectorSpec) -> bool:
+        """Whether a PUT makes this connector start draining an outbox it did not drain."""
+        if spec.intake != connector_config.INTAKE_OUTBOX:
+            return False
+        try:
+            current = await self.get(workspace_name, name)
+        except NotFound:
+            return True
+        return current.intake != spec.intake or self.database_url(current) != spec.database_url
 
     async def get(self, workspace_name: str, name: str) -> ConnectorRow:
         async with self.core.db.read() as conn:

@@ -39,6 +39,7 @@ class ObjectStateRow:
     transitions: int
     emitted: int
     is_open: bool
+    outbox_id: int | None = None
 
 
 def _row(r: Any) -> ConnectorRow:
@@ -212,6 +213,14 @@ async def request_resync(conn: AsyncConnection, connector_id: str) -> None:
     await conn.execute(statement)
 
 
+async def forget_outbox_positions(conn: AsyncConnection, connector_id: str) -> None:
+    """A connector starting on an outbox (again): row ids of another table mean nothing."""
+    statement = (
+        update(connector_objects).where(connector_objects.c.connector_id == connector_id).values(outbox_id=None)
+    )
+    await conn.execute(statement)
+
+
 # --- the lease -------------------------------------------------------------------------------
 
 
@@ -244,7 +253,9 @@ async def release_lease(conn: AsyncConnection, connector_id: str, node_id: str) 
 
 
 def _state(r: Any) -> ObjectStateRow:
-    return ObjectStateRow(r.kind, r.object_key, r.value, int(r.transitions), int(r.emitted), bool(r.is_open))
+    return ObjectStateRow(
+        r.kind, r.object_key, r.value, int(r.transitions), int(r.emitted), bool(r.is_open), r.outbox_id
+    )
 
 
 async def states(conn: AsyncConnection, connector_id: str, keys: Iterable[str]) -> dict[str, ObjectStateRow]:
@@ -303,6 +314,7 @@ async def upsert_states(
             "emitted": s.emitted,
             "is_open": s.is_open,
             "updated_at": stamp,
+            "outbox_id": s.outbox_id,
         }
         for s in changed
     ]
@@ -311,7 +323,7 @@ async def upsert_states(
         index_elements=["connector_id", "object_key"],
         set_={
             name: statement.excluded[name]
-            for name in ("kind", "value", "transitions", "emitted", "is_open", "updated_at")
+            for name in ("kind", "value", "transitions", "emitted", "is_open", "updated_at", "outbox_id")
         },
     )
     for start in range(0, len(rows), _CHUNK):

@@ -158,6 +158,13 @@ class OutboxSource:
         async with self._connect() as conn:
             await conn.execute(text(f"SELECT count(*) FROM (SELECT id FROM {OUTBOX_TABLE} LIMIT 1) AS probe"))
 
+    async def purge(self) -> int:
+        """Delete every committed row (the backlog from before the connector drained it: a full
+        sweep right after covers what it described). Rows of transactions still open are not
+        visible, so not touched; they are drained when they commit."""
+        async with self._connect() as conn, conn.begin():
+            return int((await conn.execute(text(f"DELETE FROM {OUTBOX_TABLE}"))).rowcount or 0)
+
     async def pending(self) -> int:
         async with self._connect() as conn:
             return int((await conn.execute(text(f"SELECT count(*) FROM {OUTBOX_TABLE}"))).scalar_one())

@@ -449,6 +449,9 @@ connector_objects = Table(
     Column("emitted", Integer, nullable=False),
     Column("is_open", Boolean, nullable=False),  # a run still RUNNING or SCHEDULED
     Column("updated_at", Float, nullable=False),
+    # The last MLflow outbox row applied to the object (intake outbox): a batch drained again
+    # after a crash before its DELETE is skipped row by row (per object, ids follow commits).
+    Column("outbox_id", BigInteger, nullable=True),
     Index("ix_connector_objects_open", "connector_id", "is_open"),
 )
 
