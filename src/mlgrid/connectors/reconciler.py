@@ -149,7 +149,9 @@ def reconcile(
 
 
 def _applied(state: ObjectState | None, row_id: int | None) -> bool:
-    return state is not None and state.outbox_id is not None and row_id is not None and row_id <= state.outbox_id
+    if state is None or state.outbox_id is None or row_id is None:
+        return False
+    return row_id <= state.outbox_id
 
 
 def _run_change(

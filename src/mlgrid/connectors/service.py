@@ -196,7 +196,7 @@ class ConnectorService:
                 await source.check()
             if switching:
                 purged = await source.purge()
-                log.info("connector intake switched to outbox; %d earlier outbox row(s) left to the sweep", purged)
+                log.info("intake switched to outbox; %d earlier outbox row(s) left to the sweep", purged)
         except OutboxUnavailable as exc:
             raise invalid("properties.databaseUrl", f"cannot read MLflow's outbox table: {exc}") from exc
         finally:

@@ -216,7 +216,9 @@ async def request_resync(conn: AsyncConnection, connector_id: str) -> None:
 async def forget_outbox_positions(conn: AsyncConnection, connector_id: str) -> None:
     """A connector starting on an outbox (again): row ids of another table mean nothing."""
     statement = (
-        update(connector_objects).where(connector_objects.c.connector_id == connector_id).values(outbox_id=None)
+        update(connector_objects)
+        .where(connector_objects.c.connector_id == connector_id)
+        .values(outbox_id=None)
     )
     await conn.execute(statement)
 

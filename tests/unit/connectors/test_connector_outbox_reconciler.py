@@ -16,6 +16,7 @@ points. Whatever the history:
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,7 +91,8 @@ class Mlflow:
             if name in IDENT.deployment_aliases:
                 self.transitions.append((alias_key("m", name), value))
         elif kind == "delete" and name in self.aliases:
-            self.rows.append(AliasChange("m", name, self.aliases.pop(name), deleted=True, row_id=self.next_id))
+            version = self.aliases.pop(name)
+            self.rows.append(AliasChange("m", name, version, deleted=True, row_id=self.next_id))
 
     def poll(self) -> Observation:
         return Observation(
@@ -126,7 +128,7 @@ class Connector:
 
 def batches(rows: list[Change], cuts: list[int]) -> list[list[Change]]:
     points = sorted({c % (len(rows) + 1) for c in cuts} | {0, len(rows)})
-    return [rows[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [rows[a:b] for a, b in itertools.pairwise(points)]
 
 
 def emitted_transitions(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
