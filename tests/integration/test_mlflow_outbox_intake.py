@@ -76,8 +76,8 @@ def plugin_servers(
     first = MlflowServer(mlflow_db, tmp_path_factory.mktemp("mlflow-a"), env={"MLGRID_OUTBOX": "1"})
     second = MlflowServer(mlflow_db, tmp_path_factory.mktemp("mlflow-b"), env={"MLGRID_OUTBOX": "1"})
     try:
-        first.start()  # creates MLflow's schema and the outbox table; then the second joins
-        second.start()
+        first.start(timeout=600)  # creates MLflow's schema and the outbox table; then the second joins
+        second.start(timeout=600)
         yield first, second
     finally:
         second.stop()
