@@ -31,7 +31,7 @@ from tests.support.mlflow_server import MlflowServer, need_mlflow
 from tests.support.server import ServerProcess
 from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 WAIT = 60.0
 """Deadline of any one wait (the goal is 1 s; a loaded CI box may be much slower)."""
