@@ -80,7 +80,9 @@ def async_url(url: str) -> str:
     scheme, rest = _plain(url)
     if scheme in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
-    return f"sqlite+aiosqlite://{rest}"
+    # Open the file read-write but never create it: a wrong path is an error, not a new database.
+    path = rest[1:] if rest.startswith("/") else rest
+    return f"sqlite+aiosqlite:///file:{path}?mode=rw&uri=true"
 
 
 def asyncpg_dsn(url: str) -> str:
