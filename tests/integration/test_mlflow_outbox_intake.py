@@ -157,6 +157,12 @@ class Setup:
         made = self.rest.call("POST", "/runs/create", body)
         return str(made["run"]["info"]["run_id"])
 
+    def delete(self) -> None:
+        """One connector per outbox table: the next test's connector needs this one gone."""
+        with self.mlgrid.client() as http:
+            http.delete(f"/workspaces/{self.ws}/connectors/mlflow")
+        self.rest.close()
+
     def resync(self) -> None:
         with self.mlgrid.client() as http:
             assert http.post(f"/workspaces/{self.ws}/connectors/mlflow:resync").status_code == 202
@@ -182,10 +188,21 @@ def assert_ordered(events: list[dict[str, Any]]) -> None:
         assert sequencers == sorted(sequencers) and len(set(sequencers)) == len(sequencers), subject
 
 
+@pytest.fixture
+def connectors() -> Iterator[list[Setup]]:
+    """Deletes the test's connectors afterwards, pass or fail."""
+    made: list[Setup] = []
+    yield made
+    for setup in made:
+        setup.delete()
+
+
 def test_the_cases_polling_cannot_see_arrive_exactly_and_in_order(
-    mlgrid: ServerProcess, plugin_servers: tuple[MlflowServer, MlflowServer], mlflow_db: str
+    mlgrid: ServerProcess, plugin_servers: tuple[MlflowServer, MlflowServer], mlflow_db: str,
+    connectors: list[Setup],
 ) -> None:
     s = Setup(mlgrid, plugin_servers[0], mlflow_db)
+    connectors.append(s)
     latencies: dict[str, float] = {}
     expected: dict[str, list[tuple[str, str]]] = {}
 
@@ -235,7 +252,6 @@ def test_the_cases_polling_cannot_see_arrive_exactly_and_in_order(
     for subject, wanted in expected.items():
         assert summary([e for e in stored if e["subject"] == subject]) == wanted, subject
     assert s.health()["state"] == "Running"
-    s.rest.close()
 
 
 def _late_commit(database_url: str, model: str, version: str, previous: str, hold: threading.Event,
@@ -268,10 +284,12 @@ def _late_commit(database_url: str, model: str, version: str, previous: str, hol
 
 
 def test_two_mlflow_servers_and_a_late_commit_lose_nothing(
-    mlgrid: ServerProcess, plugin_servers: tuple[MlflowServer, MlflowServer], mlflow_db: str
+    mlgrid: ServerProcess, plugin_servers: tuple[MlflowServer, MlflowServer], mlflow_db: str,
+    connectors: list[Setup],
 ) -> None:
     first, second = plugin_servers
     s = Setup(mlgrid, first, mlflow_db)
+    connectors.append(s)
     other = Rest(second.url)
     for _ in range(2):
         s.rest.call("POST", "/model-versions/create", {"name": s.model, "source": "s3://m/model"})
@@ -325,12 +343,13 @@ def test_two_mlflow_servers_and_a_late_commit_lose_nothing(
         left = conn.execute("SELECT count(*) FROM mlgrid_outbox").fetchone()
     assert left is not None and left[0] == 0  # consumed rows are deleted
     other.close()
-    s.rest.close()
 
 
 def test_database_url_is_validated_and_never_echoed(
-    mlgrid: ServerProcess, plugin_servers: tuple[MlflowServer, MlflowServer], tmp_path: Path
+    mlgrid: ServerProcess, plugin_servers: tuple[MlflowServer, MlflowServer], mlflow_db: str,
+    tmp_path: Path, connectors: list[Setup],
 ) -> None:
+    connectors.append(Setup(mlgrid, plugin_servers[0], mlflow_db))  # drains mlflow_db
     ws = f"outboxv{uuid.uuid4().hex[:8]}"
     secret_url = "postgresql://someone:hunter2@127.0.0.1:5432/no_such_database_here"
     with mlgrid.client() as http:
@@ -343,6 +362,8 @@ def test_database_url_is_validated_and_never_echoed(
             ({**base, "databaseUrl": secret_url}, "properties.databaseUrl"),  # unreachable
             ({**base, "databaseUrl": f"sqlite:///{tmp_path / 'empty.db'}"}, "properties.databaseUrl"),
             ({**base, "intake": "webhook"}, "properties.intake"),
+            # one connector per outbox table (another spelling of the same database)
+            ({**base, "databaseUrl": mlflow_db.replace("postgresql://", "postgres://")}, "already drained"),
         ]
         for properties, field in cases:
             reply = http.put(path, json={"properties": properties})

@@ -96,6 +96,16 @@ def _from_row(row: ObjectStateRow) -> ObjectState:
     return ObjectState(row.kind, row.key, row.value, row.transitions, row.emitted, row.outbox_id)
 
 
+def same_database(url: str) -> str:
+    """A database URL without the driver, user and password: two spellings of one database
+    compare equal."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower().removeprefix("mlgrid+").split("+", 1)[0]
+    scheme = "postgresql" if scheme == "postgres" else scheme
+    rest = rest.rsplit("@", 1)[-1].split("?", 1)[0].rstrip("/")
+    return f"{scheme}://{rest}"
+
+
 def spec_of(row: ConnectorRow) -> connector_config.ConnectorSpec:
     """The row's configuration (secrets left out: the sealed values stay on the row)."""
     return connector_config.ConnectorSpec(
@@ -180,7 +190,26 @@ class ConnectorService:
         finally:
             await client.close()
 
-    async def _check_outbox(self, spec: connector_config.ConnectorSpec, *, switching: bool) -> None:
+    async def _check_sole_drainer(self, database_url: str, connector_id: str | None) -> None:
+        """400 when another connector already drains this outbox: draining deletes what it
+        reads, so two connectors on one table would each lose the other's rows."""
+        async with self.core.db.read() as conn:
+            rows = await connector_store.list_all(conn)
+        wanted = same_database(database_url)
+        for other in rows:
+            if other.id == connector_id or other.intake != connector_config.INTAKE_OUTBOX:
+                continue
+            url = self.database_url(other)
+            if url is not None and same_database(url) == wanted:
+                raise invalid(
+                    "properties.databaseUrl",
+                    f"that outbox is already drained by connector {other.name!r} "
+                    "(one connector per outbox table: draining deletes what it reads)",
+                )
+
+    async def _check_outbox(
+        self, spec: connector_config.ConnectorSpec, *, switching: bool, connector_id: str | None
+    ) -> None:
         """400 at PUT/PATCH when intake ``outbox``'s database or table cannot be read.
 
         ``switching`` (the connector did not drain this outbox before): the rows already there
@@ -190,6 +219,7 @@ class ConnectorService:
         """
         if spec.intake != connector_config.INTAKE_OUTBOX or not spec.database_url:
             return
+        await self._check_sole_drainer(spec.database_url, connector_id)
         source = OutboxSource(spec.database_url, timeout=self.request_timeout)
         try:
             if self.check_on_put:
@@ -208,7 +238,15 @@ class ConnectorService:
         check_name(name, "connectorName")
         spec = connector_config.parse_put(body)
         await self._check_reachable(spec)
-        await self._check_outbox(spec, switching=await self._switching(workspace_name, name, spec))
+        current = await self._current(workspace_name, name)
+        switching = spec.intake == connector_config.INTAKE_OUTBOX and (
+            current is None
+            or current.intake != spec.intake
+            or self.database_url(current) != spec.database_url
+        )
+        await self._check_outbox(
+            spec, switching=switching, connector_id=None if current is None else current.id
+        )
         now = self.clock()
         async with self.core.transaction("connector.put") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
@@ -309,7 +347,9 @@ class ConnectorService:
         if {"intake", "databaseUrl"} & given:
             url = spec.database_url if "databaseUrl" in given else self.database_url(current)
             switching = current.intake != spec.intake or "databaseUrl" in given
-            await self._check_outbox(replace(spec, database_url=url), switching=switching)
+            await self._check_outbox(
+                replace(spec, database_url=url), switching=switching, connector_id=current.id
+            )
         now = self.clock()
         async with self.core.transaction("connector.patch") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
@@ -334,15 +374,11 @@ class ConnectorService:
         self._notify(row.id)
         return row
 
-    async def _switching(self, workspace_name: str, name: str, spec: connector_config.ConnectorSpec) -> bool:
-        """Whether a PUT makes this connector start draining an outbox it did not drain."""
-        if spec.intake != connector_config.INTAKE_OUTBOX:
-            return False
+    async def _current(self, workspace_name: str, name: str) -> ConnectorRow | None:
         try:
-            current = await self.get(workspace_name, name)
+            return await self.get(workspace_name, name)
         except NotFound:
-            return True
-        return current.intake != spec.intake or self.database_url(current) != spec.database_url
+            return None
 
     async def get(self, workspace_name: str, name: str) -> ConnectorRow:
         async with self.core.db.read() as conn:
