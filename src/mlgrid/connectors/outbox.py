@@ -15,7 +15,8 @@ row must not stop the outbox; the full sweep finds whatever it described.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlgrid.connectors.mlflow_client import MlflowClient, MlflowRejected
@@ -90,18 +91,48 @@ def version_from_row(row: OutboxRow) -> VersionObservation:
     )
 
 
-async def observe(connector: ConnectorRow, client: MlflowClient, rows: list[OutboxRow]) -> Observation:
+EXPERIMENTS_TTL = 60.0
+"""Seconds the experiment list is reused between batches (a renamed experiment shows its new
+name in events within this long; an experiment id not in the list reloads it at once)."""
+
+
+@dataclass
+class Experiments:
+    """The experiment names (and the followed ids) a connector's drain reuses between batches:
+    a run row then costs one REST request (``runs/search`` by id), not two."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    followed: set[str] | None = None
+    loaded_at: float = -EXPERIMENTS_TTL
+
+    async def load(self, connector: ConnectorRow, client: MlflowClient, needed: set[str]) -> None:
+        fresh = time.monotonic() - self.loaded_at < EXPERIMENTS_TTL
+        if fresh and needed <= set(self.names):
+            return
+        experiments = await client.experiments()
+        self.names = {e.experiment_id: e.name for e in experiments}
+        self.followed = None
+        if connector.experiments is not None:
+            wanted = set(connector.experiments)
+            self.followed = {e.experiment_id for e in experiments if e.name in wanted}
+        self.loaded_at = time.monotonic()
+
+
+async def observe(
+    connector: ConnectorRow,
+    client: MlflowClient,
+    rows: list[OutboxRow],
+    experiments: Experiments | None = None,
+) -> Observation:
     """The batch as one observation (runs of experiments the connector does not follow are left out)."""
     run_rows = [r for r in rows if r.kind in RUN_KINDS]
     names: dict[str, str] = {}
     followed: set[str] | None = None
     runs: dict[str, RunObservation] = {}
     if run_rows:
-        experiments = await client.experiments()
-        names = {e.experiment_id: e.name for e in experiments}
-        if connector.experiments is not None:
-            wanted = set(connector.experiments)
-            followed = {e.experiment_id for e in experiments if e.name in wanted}
+        experiments = experiments or Experiments()
+        await experiments.load(connector, client, {str(r.payload.get("experiment_id")) for r in run_rows})
+        names, followed = experiments.names, experiments.followed
         ids = sorted(names) if followed is None else sorted(followed)
         run_ids = sorted({str(r.payload.get("run_id")) for r in run_rows})
         runs = {r.run_id: r for r in await client.runs_by_id(ids, run_ids, names)}

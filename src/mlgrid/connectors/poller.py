@@ -28,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlgrid.connectors.config import INTAKE_OUTBOX
 from mlgrid.connectors.mlflow_client import MlflowClient, MlflowError
+from mlgrid.connectors.outbox import Experiments
 from mlgrid.connectors.service import DRAIN_BATCH, ConnectorService, LeaseLost
 from mlgrid.domain.records import ConnectorRow
 from mlgrid.store import connectors as connector_store
@@ -55,6 +56,7 @@ class _Outbox:
     etag: str
     source: OutboxSource
     listener: OutboxListener | None = None
+    experiments: Experiments = field(default_factory=Experiments)
 
     async def close(self) -> None:
         if self.listener is not None:
@@ -205,13 +207,13 @@ class ConnectorPoller:
             return False
         if self.service.full_sweep_due(row, self.service.clock()):
             if row.synced:
-                await self._drain(row, client, outbox.source)  # the sweep reads after what is pending
+                await self._drain(row, client, outbox)  # the sweep reads after what is pending
             await self.service.sync(row, client, full=True)
-        return await self._drain(row, client, outbox.source)
+        return await self._drain(row, client, outbox)
 
-    async def _drain(self, row: ConnectorRow, client: MlflowClient, source: OutboxSource) -> bool:
+    async def _drain(self, row: ConnectorRow, client: MlflowClient, outbox: _Outbox) -> bool:
         for _ in range(MAX_BATCHES_PER_PASS):
-            result = await self.service.drain(row, client, source)
+            result = await self.service.drain(row, client, outbox.source, outbox.experiments)
             if result.rows < DRAIN_BATCH:
                 return False
         return True

@@ -533,7 +533,13 @@ class ConnectorService:
             full, events, len(observation.runs) + len(observation.versions), client.requests - before
         )
 
-    async def drain(self, row: ConnectorRow, client: MlflowClient, source: OutboxSource) -> DrainResult:
+    async def drain(
+        self,
+        row: ConnectorRow,
+        client: MlflowClient,
+        source: OutboxSource,
+        experiments: outbox_rows.Experiments | None = None,
+    ) -> DrainResult:
         """One batch of the outbox: claim, enrich from REST, reconcile + commit, then delete.
 
         The rows are deleted only after mlgrid's commit; a crash in between leaves them for the
@@ -542,7 +548,7 @@ class ConnectorService:
         """
         async with source.claim(DRAIN_BATCH) as batch:
             started = self.clock()
-            observation = await outbox_rows.observe(row, client, batch.rows)
+            observation = await outbox_rows.observe(row, client, batch.rows, experiments)
             events = await self._commit(row, observation, started, full=False)
             if events is not None:
                 batch.consume()

@@ -137,12 +137,20 @@ class OutboxSource:
         self.url = url
         self.postgres = is_postgres(url)
         self.timeout = timeout
-        connect_args: dict[str, Any] = {"timeout": timeout}
         if self.postgres:
-            connect_args = {"timeout": timeout, "command_timeout": timeout}
-        self.engine: AsyncEngine = create_async_engine(
-            async_url(url), poolclass=NullPool, connect_args=connect_args
-        )
+            # One kept connection (a drain is one transaction at a time), checked before use
+            # so a restarted PostgreSQL costs one retry, not a failed drain.
+            self.engine: AsyncEngine = create_async_engine(
+                async_url(url),
+                pool_size=1,
+                max_overflow=2,
+                pool_pre_ping=True,
+                connect_args={"timeout": timeout, "command_timeout": timeout},
+            )
+        else:
+            self.engine = create_async_engine(
+                async_url(url), poolclass=NullPool, connect_args={"timeout": timeout}
+            )
 
     async def close(self) -> None:
         await self.engine.dispose()
