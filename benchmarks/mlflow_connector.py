@@ -7,6 +7,12 @@ Starts a real ``mlflow server`` (SQLite, from this virtualenv's ``mlflow`` packa
   the receiver, through the connector polling alone (``pollIntervalSeconds`` = ``--interval``)
   and with MLflow webhooks ringing the connector's doorbell; beside it the **baseline**: MLflow's
   own webhook for the same operation, received directly by the receiver;
+* **outbox intake** (``--outbox``, needs PostgreSQL on 127.0.0.1:5432, ``MLGRID_BENCH_PG`` to
+  change it) — a second ``mlflow server`` with the outbox plugin (``MLGRID_OUTBOX=1``) on a
+  PostgreSQL database of its own, a connector with ``intake: outbox``: operation (new version,
+  alias move, run failed without an end time) → receipt p50/p99 (goal p99 ≤ 1 s); then MLflow's
+  own request latency for ``runs/update`` and ``model-versions/create`` with and without the
+  plugin (``benchmarks/mlflow_outbox.py``, run as a child so both figures print together);
 * **poll cost** — one incremental sync in-process (``ConnectorService.sync`` on a temporary
   SQLite database) with ``--runs`` runs in MLflow of which ``--open`` are still running: CPU
   milliseconds of the mlgrid process per cycle and MLflow requests per cycle (the goal is ≤ 5
@@ -14,6 +20,7 @@ Starts a real ``mlflow server`` (SQLite, from this virtualenv's ``mlflow`` packa
 
     .venv/bin/python benchmarks/mlflow_connector.py                       # 1,000 runs
     .venv/bin/python benchmarks/mlflow_connector.py --runs 20000 --open 50 --trials 10
+    .venv/bin/python benchmarks/mlflow_connector.py --outbox --trials 30   # + the outbox intake
 
 Bounded: ``--trials`` operations per latency series, each waited for at most 60 s.
 """
@@ -96,7 +103,9 @@ class Arrivals:
         return None
 
 
-def start_mlflow(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_mlflow(
+    work: Path, backend: str | None = None, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env.update(
@@ -104,7 +113,8 @@ def start_mlflow(work: Path) -> tuple[subprocess.Popen[bytes], str]:
         MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
         MLFLOW_WEBHOOK_CACHE_TTL="1",
     )
-    log = (work / "mlflow.log").open("ab")
+    env.update(extra_env or {})
+    log = (work / f"mlflow-{port}.log").open("ab")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -112,7 +122,7 @@ def start_mlflow(work: Path) -> tuple[subprocess.Popen[bytes], str]:
             "mlflow",
             "server",
             "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
+            backend or f"sqlite:///{work / 'mlflow.db'}",
             "--default-artifact-root",
             str(work / "artifacts"),
             "--host",
@@ -222,6 +232,88 @@ def latency_series(
     return out
 
 
+def outbox_series(
+    mlflow: str, arrivals: Arrivals, model: str, experiment_id: str, trials: int
+) -> dict[str, list[float]]:
+    """Intake outbox: a new version, the alias moved to it, a run failed without an end time."""
+    out: dict[str, list[float]] = {"version": [], "alias": [], "failed": []}
+    for _ in range(trials):
+        sent = time.monotonic()
+        made = mlflow_api(mlflow, "POST", "/model-versions/create", {"name": model, "source": "s3://bench/model"})
+        version = made["model_version"]["version"]
+        got = arrivals.wait("/mlgrid", f"models/{model}:{version}|{version}")
+        if got is not None:
+            out["version"].append(got - sent)
+        sent = time.monotonic()
+        move = {"name": model, "alias": "champion", "version": version}
+        mlflow_api(mlflow, "POST", "/registered-models/alias", move)
+        got = arrivals.wait("/mlgrid", f"endpoints/{model}@champion|{model}:{version}")
+        if got is not None:
+            out["alias"].append(got - sent)
+        run = mlflow_api(mlflow, "POST", "/runs/create", {"experiment_id": experiment_id, "start_time": 1})
+        run_id = run["run"]["info"]["run_id"]
+        sent = time.monotonic()
+        mlflow_api(mlflow, "POST", "/runs/update", {"run_id": run_id, "status": "FAILED"})
+        got = arrivals.wait("/mlgrid", f"experiments/{experiment_id}/runs/{run_id}|")
+        if got is not None:
+            out["failed"].append(got - sent)
+    return out
+
+
+def pg_database(create: bool, name: str) -> str:
+    """Create (or drop) a PostgreSQL database on the benchmark's server; its URL."""
+    import psycopg
+
+    admin = os.environ.get("MLGRID_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def run_outbox(work: Path, mlgrid: str, headers: dict[str, str], arrivals: Arrivals, args: Any) -> None:
+    name = f"bench_outbox_{uuid.uuid4().hex[:8]}"
+    database = pg_database(True, name)
+    process, mlflow = start_mlflow(work, database, {"MLGRID_OUTBOX": "1"})
+    try:
+        model, experiment = "bench-outbox", "bench-outbox"
+        mlflow_api(mlflow, "POST", "/registered-models/create", {"name": model})
+        made = mlflow_api(mlflow, "POST", "/experiments/create", {"name": experiment})
+        experiment_id = made["experiment_id"]
+        body = {
+            "properties": {
+                "trackingUri": mlflow,
+                "intake": "outbox",
+                "databaseUrl": database,
+                "pollIntervalSeconds": args.interval,
+                "deploymentAliases": ["champion"],
+                "experiments": [experiment],
+            }
+        }
+        httpx.put(
+            f"{mlgrid}/workspaces/bench/connectors/coutbox", json=body, headers=headers, timeout=60
+        ).raise_for_status()
+        time.sleep(max(3.0, 3 * args.interval))  # the first (silent) sync
+        series = outbox_series(mlflow, arrivals, model, experiment_id, args.trials)
+        print(f"\nlatency, connector intake outbox (PostgreSQL, LISTEN; fallback poll {args.interval:g} s):")
+        print(f"  model version → ModelRegistered: {fmt(series['version'])}")
+        print(f"  alias move    → ModelDeployed:   {fmt(series['alias'])}")
+        print(f"  run FAILED (no end time) → RunStatusChanged: {fmt(series['failed'])}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        pg_database(False, name)
+    print("\nMLflow's request latency with and without the plugin (mlflow_outbox.py):", flush=True)
+    script = str(Path(__file__).with_name("mlflow_outbox.py"))
+    child = [sys.executable, script, "--requests", str(args.requests)]
+    subprocess.run([*child, "--postgresql"], check=False)
+
+
 def fmt(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -307,6 +399,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--open", type=int, default=50)
+    parser.add_argument("--outbox", action="store_true", help="also measure the outbox intake (PostgreSQL)")
+    parser.add_argument("--requests", type=int, default=200, help="per kind, the plugin's MLflow overhead")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlgrid-bench-mlflow-"))
     mlflow_process, mlflow = start_mlflow(work)
@@ -376,6 +470,8 @@ def main() -> None:
                 print("baseline, MLflow's own webhook straight to the receiver:")
                 print(f"  model_version.created:           {fmt(series['version/mlflow-webhook'])}")
                 print(f"  model_version_alias.created:     {fmt(series['alias/mlflow-webhook'])}")
+        if args.outbox:
+            run_outbox(work, mlgrid, headers, arrivals, args)
         print()
         asyncio.run(poll_cost(mlflow, work, args.runs, args.open))
     finally:

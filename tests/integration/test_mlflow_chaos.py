@@ -15,6 +15,11 @@ workspace holds are compared with the ground truth:
   may be folded into one), and no alias event for a non-deployment alias;
 * no event id twice, ``data.Sequencer`` strictly increasing per subject.
 
+The same chaos runs a second time with the connector's ``intake: outbox`` against an MLflow
+server with the outbox plugin on PostgreSQL (``test_chaos_outbox_intake``): there every move of
+the deployment alias must arrive, exactly once and in commit order (nothing is folded), and
+SIGKILLs land between mlgrid's commit and the DELETE of the drained rows too.
+
 The counts are printed (``-s`` shows them). Bounded: a fixed number of operations per thread.
 """
 
@@ -36,6 +41,7 @@ import pytest
 from tests.support.ml_workspace import admin_client
 from tests.support.mlflow_server import MlflowServer
 from tests.support.server import ServerProcess
+from tests.support.services import create_pg_database, drop_pg_database, need_postgres, pg_url
 
 OPS_PER_CLIENT = 30
 CLIENTS = 2
@@ -57,6 +63,8 @@ class Truth:
     gate: threading.Condition = field(default_factory=threading.Condition)
     pausing: bool = False
     in_flight: int = 0
+    alias_log: list[tuple[str, str | None]] = field(default_factory=list)
+    """Every alias set (version) or delete (None), in MLflow's commit order."""
 
     def enter(self) -> None:
         """Before an operation: wait while MLflow is being restarted."""
@@ -155,9 +163,11 @@ def operate(mlflow: MlflowServer, experiment_id: str, model: str, truth: Truth, 
                             {"name": model, "alias": alias, "version": version},
                         )
                         truth.aliases[alias] = version
+                        truth.alias_log.append((alias, version))
                     elif op == "unalias" and truth.aliases.get(alias):
                         rest.call("DELETE", "/registered-models/alias", {"name": model, "alias": alias})
                         truth.aliases[alias] = None
+                        truth.alias_log.append((alias, None))
             with truth.lock:
                 truth.operations += 1
             truth.leave()
@@ -190,8 +200,32 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+@pytest.fixture
+def mlflow_outbox_postgres(tmp_path: Path) -> Iterator[tuple[MlflowServer, str]]:
+    """An MLflow server with the outbox plugin (``MLGRID_OUTBOX=1``) on a PostgreSQL database."""
+    need_postgres()
+    name = create_pg_database("mlflow_chaos_outbox")
+    server = MlflowServer(pg_url(name), tmp_path / "mlflow", env={"MLGRID_OUTBOX": "1"})
+    try:
+        server.start(timeout=600)
+        yield server, pg_url(name)
+    finally:
+        server.stop()
+        drop_pg_database(name)
+
+
 def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: MlflowServer) -> None:
-    mlflow, tag = mlflow_sqlite, uuid.uuid4().hex[:8]
+    chaos(mlgrid, mlflow_sqlite, {})
+
+
+@pytest.mark.timeout(1500)
+def test_chaos_outbox_intake(mlgrid: ServerProcess, mlflow_outbox_postgres: tuple[MlflowServer, str]) -> None:
+    mlflow, database_url = mlflow_outbox_postgres
+    chaos(mlgrid, mlflow, {"intake": "outbox", "databaseUrl": database_url, "fullSweepMinutes": 600})
+
+
+def chaos(mlgrid: ServerProcess, mlflow: MlflowServer, intake: dict[str, Any]) -> None:
+    tag = uuid.uuid4().hex[:8]
     rest = MlflowRest(mlflow.url)
     experiment_id = rest.call("POST", "/experiments/create", {"name": f"chaos-{tag}"})["experiment_id"]
     model = f"chaos-{tag}"
@@ -208,6 +242,7 @@ def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: Mlf
                     "pollIntervalSeconds": 1,
                     "experiments": [f"chaos-{tag}"],
                     "deploymentAliases": [DEPLOY_ALIAS],
+                    **intake,
                 }
             },
         )
@@ -295,3 +330,15 @@ def test_chaos_no_missing_no_duplicate(mlgrid: ServerProcess, mlflow_sqlite: Mlf
     assert not any(s.endswith("@staging") for s in per_subject)
     if final is not None:
         assert alias_events and alias_events[-1]["data"]["ModelIds"] == f"{model}:{final}"
+    if intake.get("intake") == "outbox":
+        # Nothing folded: every move of the deployment alias, once, in commit order.
+        moves: list[str] = []
+        current: str | None = None
+        for alias, version in truth.alias_log:
+            if alias != DEPLOY_ALIAS:
+                continue
+            if version is not None and version != current:
+                moves.append(f"{model}:{version}")
+            current = version
+        print(f"outbox: {len(moves)} alias moves expected, {len(alias_events)} delivered")
+        assert [e["data"]["ModelIds"] for e in alias_events] == moves

@@ -74,6 +74,19 @@ _PROPERTIES: dict[str, Any] = {
         "writeOnly": True,
         "description": "secret of MLflow webhooks pointed at .../webhook; sealed, never returned",
     },
+    "intake": {
+        "type": "string",
+        "enum": list(connector_config.INTAKES),
+        "default": connector_config.INTAKE_POLLING,
+        "description": "polling (MLflow's REST API) or outbox (the mlgrid-mlflow-outbox plugin's "
+        "table in MLflow's database; needs databaseUrl)",
+    },
+    "databaseUrl": {
+        "type": ["string", "null"],
+        "writeOnly": True,
+        "description": "MLflow's database (postgresql://... or sqlite:///...), for intake outbox; "
+        "read/delete on the outbox table is all it needs; sealed at rest, never returned",
+    },
     "backfill": {
         "type": "boolean",
         "default": False,
@@ -155,6 +168,8 @@ def connector_json(row: ConnectorRow, objects: int | None = None) -> dict[str, A
             "trackingUri": row.tracking_uri,
             "hasToken": row.token_sealed is not None,
             "hasWebhookSecret": row.webhook_secret_sealed is not None,
+            "intake": row.intake,
+            "hasDatabaseUrl": row.database_url_sealed is not None,
             "pollIntervalSeconds": row.poll_interval,
             "fullSweepMinutes": row.full_sweep_minutes,
             "experiments": row.experiments,

@@ -78,6 +78,18 @@ def create(
         help="Secret of MLflow webhooks sent to the connector [env MLGRID_MLFLOW_WEBHOOK_SECRET].",
     ),
     backfill: bool = typer.Option(False, "--backfill", help="The first sync also emits MLflow's past."),
+    intake: str | None = typer.Option(
+        None,
+        "--intake",
+        metavar="polling|outbox",
+        help="polling (REST) or outbox (the mlgrid-mlflow-outbox plugin's table) [default: polling].",
+    ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        envvar="MLGRID_MLFLOW_DATABASE_URL",
+        help="MLflow's database, for --intake outbox [env MLGRID_MLFLOW_DATABASE_URL].",
+    ),
 ) -> None:
     """Create (or replace) an MLflow connector: the server's runs, model versions and aliases
     become the workspace's events.
@@ -94,6 +106,8 @@ def create(
         deployment_aliases=deployment_aliases or None,
         webhook_secret=webhook_secret,
         backfill=backfill or None,
+        intake=intake,
+        database_url=database_url,
     )
     render(ctx, connector.raw)
 

@@ -7,8 +7,9 @@
     connector.resync()                 # a full sweep now
     connector.update(paused=True)
 
-``token`` and ``webhook_secret`` are sent once and never come back (``has_token`` says whether
-one is set).
+``token``, ``webhook_secret`` and ``database_url`` are sent once and never come back
+(``has_token`` / ``has_database_url`` say whether one is set). ``intake="outbox"`` with
+``database_url`` drains the MLflow outbox plugin's table instead of polling.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _API_NAMES = {
     "full_sweep_minutes": "fullSweepMinutes",
     "deployment_aliases": "deploymentAliases",
     "webhook_secret": "webhookSecret",
+    "database_url": "databaseUrl",
 }
 
 
@@ -81,6 +83,14 @@ class Connector:
         return bool(self.raw["properties"].get("hasToken"))
 
     @property
+    def intake(self) -> str:
+        return str(self.raw["properties"].get("intake", "polling"))
+
+    @property
+    def has_database_url(self) -> bool:
+        return bool(self.raw["properties"].get("hasDatabaseUrl"))
+
+    @property
     def path(self) -> str:
         return connector_path(self.workspace_path, self.name)
 
@@ -129,6 +139,8 @@ def mlflow_body(
     deployment_aliases: Sequence[str] | None = None,
     webhook_secret: str | None = None,
     backfill: bool | None = None,
+    intake: str | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     return connector_body(
         kind="MLflow",
@@ -140,4 +152,6 @@ def mlflow_body(
         deployment_aliases=None if deployment_aliases is None else list(deployment_aliases),
         webhook_secret=webhook_secret,
         backfill=backfill,
+        intake=intake,
+        database_url=database_url,
     )

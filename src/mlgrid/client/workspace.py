@@ -400,13 +400,17 @@ class Workspace:
         deployment_aliases: Sequence[str] | None = None,
         webhook_secret: str | None = None,
         backfill: bool | None = None,
+        intake: str | None = None,
+        database_url: str | None = None,
     ) -> Connector:
         """Create (or replace) a connector that turns the MLflow server's runs, model versions
-        and aliases into this workspace's events (``docs/mlflow.md``)."""
+        and aliases into this workspace's events (``docs/mlflow.md``). ``intake="outbox"`` with
+        ``database_url`` (MLflow's database) drains the outbox plugin's table instead of polling."""
         body = connector_api.mlflow_body(
             tracking_uri, token=token, poll_interval_seconds=poll_interval_seconds,
             full_sweep_minutes=full_sweep_minutes, experiments=experiments,
             deployment_aliases=deployment_aliases, webhook_secret=webhook_secret, backfill=backfill,
+            intake=intake, database_url=database_url,
         )
         return connector_api.create(self.http, self.path, name, body)
 

@@ -1,8 +1,9 @@
 """Validating a connector's body (``PUT``/``PATCH`` ``/workspaces/{ws}/connectors/{name}``).
 
 Every problem is a 400 naming the field (``properties.pollIntervalSeconds``) and the reason.
-``token`` and ``webhookSecret`` are write-only: accepted here, sealed by the service, never
-returned. A ``PATCH`` body is validated the same way, field by field, over the current values.
+``token``, ``webhookSecret`` and ``databaseUrl`` are write-only: accepted here, sealed by the
+service, never returned (nor echoed in an error).
+A ``PATCH`` body is validated the same way, field by field, over the current values.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ DEFAULT_SWEEP_MINUTES = 60.0
 DEFAULT_DEPLOYMENT_ALIASES = ("champion",)
 MAX_LIST = 100
 MAX_SECRET = 4096
+INTAKE_POLLING = "polling"
+INTAKE_OUTBOX = "outbox"
+INTAKES = (INTAKE_POLLING, INTAKE_OUTBOX)
+#: Schemes of MLflow's database URL (``mlgrid+...`` is the plugin's own spelling of the same).
+DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2",
+                              "postgresql+asyncpg", "sqlite"})
 # MLflow's own alias rule: letters, digits, "_" and "-"; "latest" and "v<digits>" are reserved.
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
@@ -39,6 +46,8 @@ FIELDS = frozenset(
         "experiments",
         "deploymentAliases",
         "webhookSecret",
+        "intake",
+        "databaseUrl",
         "backfill",
         "paused",
     }
@@ -59,6 +68,9 @@ class ConnectorSpec:
     deployment_aliases: tuple[str, ...] = DEFAULT_DEPLOYMENT_ALIASES
     backfill: bool = False
     paused: bool = False
+    intake: str = INTAKE_POLLING
+    database_url: str | None = None
+    """MLflow's database (intake ``outbox``), plaintext here; sealed at rest."""
 
 
 def _properties(body: object) -> dict[str, Any]:
@@ -94,6 +106,54 @@ def _secret(value: object, field: str) -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_SECRET:
         raise invalid(field, f"must be a non-empty string of at most {MAX_SECRET} characters, or null")
     return value
+
+
+def _intake(value: object) -> str:
+    if value not in INTAKES:
+        raise invalid("properties.intake", f"must be one of {', '.join(repr(i) for i in INTAKES)}")
+    assert isinstance(value, str)
+    return value
+
+
+def database_scheme(url: str) -> str:
+    """The URL's scheme without the plugin's ``mlgrid+`` prefix (``postgresql``, ``sqlite``...)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    return scheme.removeprefix("mlgrid+")
+
+
+def _database_url(value: object) -> str | None:
+    """MLflow's database URL. The value may hold a password, so no message repeats it."""
+    field = "properties.databaseUrl"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_SECRET:
+        raise invalid(field, f"must be a database URL of at most {MAX_SECRET} characters, or null")
+    scheme = database_scheme(value)
+    if scheme not in DATABASE_SCHEMES:
+        raise invalid(
+            field, "must be a postgresql://... or sqlite:///... URL of the MLflow server's database"
+        )
+    if scheme == "sqlite":
+        if not value.split("://", 1)[1].startswith("/") or value.rstrip("/").endswith(":"):
+            raise invalid(field, "must name a database file: sqlite:///path/to/mlflow.db")
+        if ":memory:" in value:
+            raise invalid(field, "must name a database file (an in-memory database has no outbox)")
+        return value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise invalid(field, "is not a valid URL (check the port and any special characters)") from None
+    if not host or not parts.path.strip("/"):
+        raise invalid(field, "must name a host and a database: postgresql://user:password@host:5432/mlflow")
+    return value
+
+
+def check_intake(spec: ConnectorSpec, *, stored_database_url: bool) -> None:
+    """Intake ``outbox`` needs MLflow's database URL (given now, or kept from before)."""
+    if spec.intake == INTAKE_OUTBOX and spec.database_url is None and not stored_database_url:
+        raise invalid("properties.databaseUrl", "is required when intake is 'outbox'")
 
 
 def _number(value: object, field: str, low: float, high: float) -> float:
@@ -144,7 +204,9 @@ def parse_put(body: object) -> ConnectorSpec:
         raise invalid("properties.kind", f"must be {KIND_MLFLOW!r} (the only kind of connector)")
     if "trackingUri" not in properties:
         raise invalid("properties.trackingUri", "is required")
-    return apply_patch(ConnectorSpec(tracking_uri=_uri(properties["trackingUri"])), properties)
+    spec = apply_patch(ConnectorSpec(tracking_uri=_uri(properties["trackingUri"])), properties)
+    check_intake(spec, stored_database_url=False)
+    return spec
 
 
 def check_patch_shape(body: object) -> None:
@@ -187,6 +249,10 @@ def apply_patch(spec: ConnectorSpec, properties: dict[str, Any]) -> ConnectorSpe
         changes["experiments"] = _names(properties["experiments"], "properties.experiments", nullable=True)
     if "deploymentAliases" in properties:
         changes["deployment_aliases"] = _aliases(properties["deploymentAliases"])
+    if "intake" in properties:
+        changes["intake"] = _intake(properties["intake"])
+    if "databaseUrl" in properties:
+        changes["database_url"] = _database_url(properties["databaseUrl"])
     if "backfill" in properties:
         changes["backfill"] = _bool(properties["backfill"], "properties.backfill")
     if "paused" in properties:

@@ -289,6 +289,11 @@ class MlflowClient:
             raw = await self._paged("GET", "/model-versions/search", "model_versions", request)
         return [parse_version(item) for item in raw]
 
+    async def model_version(self, name: str, version: str) -> VersionObservation:
+        """One model version (``model-versions/get``); ``MlflowRejected`` when it is gone."""
+        body = await self._call("GET", "/model-versions/get", params={"name": name, "version": version})
+        return parse_version(body.get("model_version"))
+
     async def aliases(self) -> list[AliasObservation]:
         """Every alias of every registered model (a complete picture: absent means deleted)."""
         raw = await self._paged(

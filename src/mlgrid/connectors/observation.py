@@ -69,14 +69,58 @@ def alias_key(model: str, alias: str) -> str:
 
 
 @dataclass(frozen=True)
+class RunChange:
+    """One change of a run as the outbox recorded it in MLflow's transaction: a partial fact.
+
+    ``run.status`` is the status the change set (``run.end_time_ms`` may be None: a run failed
+    without an end time); ``previous`` the status it replaced; ``created``: the run was created
+    with ``run.status`` (no previous status). ``at_ms``: when MLflow made the change;
+    ``row_id``: the outbox row's id (per object, ids follow commit order).
+    """
+
+    run: RunObservation
+    previous: str | None = None
+    created: bool = False
+    at_ms: int | None = None
+    row_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.run.key
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """An alias set (``previous``: the version it pointed at before, None when it was new) or
+    deleted (``version``: the version it pointed at), as the outbox recorded it."""
+
+    model: str
+    alias: str
+    version: str
+    previous: str | None = None
+    deleted: bool = False
+    at_ms: int | None = None
+    row_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return alias_key(self.model, self.alias)
+
+
+Change = RunChange | AliasChange
+
+
+@dataclass(frozen=True)
 class Observation:
     """One read of MLflow. ``runs`` and ``versions`` may be partial (an incremental poll);
     ``aliases`` is either complete (every alias of every model: an alias missing from it was
-    deleted) or None (aliases were not read this time)."""
+    deleted) or None (aliases were not read this time). ``changes`` are the outbox's partial
+    facts, in commit order per object (none when polling)."""
 
     runs: tuple[RunObservation, ...] = ()
     versions: tuple[VersionObservation, ...] = ()
     aliases: tuple[AliasObservation, ...] | None = None
+    changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +138,8 @@ class ObjectState:
     value: str | None
     transitions: int = 0
     emitted: int = 0
+    outbox_id: int | None = None
+    """The last outbox row applied to the object (intake outbox; None: none yet)."""
 
     @property
     def is_open(self) -> bool:

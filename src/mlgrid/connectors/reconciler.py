@@ -18,6 +18,18 @@ Rules (``docs/mlflow.md`` has the table):
 * A model version emits ``ModelRegistered`` once, when first seen.
 * An alias named in ``deployment_aliases`` that points at a different version than remembered
   (or newly exists) emits ``ModelDeployed``; a deleted alias is a silent transition.
+* Outbox changes (``observation.changes``, partial facts in commit order per object) apply on
+  top of the remembered state, never beside it: a change whose new value is already
+  remembered was seen (by a poll, or by a drain that crashed before deleting its rows) and
+  emits nothing; a change whose previous value is not the remembered one is stale (a poll
+  already saw a later state) and emits nothing either — the remembered state only moves
+  forward from what was seen. A run's creation, or an alias deletion, are the same first sight
+  and silent transition as in a poll. So a poll of the same history after (or before) the
+  outbox finds nothing new, and the first-sight and move transitions get the numbers a poll
+  would give them: switching intake never duplicates.
+* A change remembers its outbox row id on the object (``ObjectState.outbox_id``); a row at or
+  below it was applied already (a batch drained again after a crash before its DELETE) and
+  is skipped, so even a history that comes back to an earlier value is not replayed.
 * Ids: ``uuid5(connector, object, transition, event type)``; ``data.ETag`` from
   (connector, object, transition); ``data.Sequencer`` counts the object's events (for a model
   version, its version number), so it only grows.
@@ -37,9 +49,11 @@ from mlgrid.connectors.observation import (
     OPEN_STATUSES,
     RUN,
     VERSION,
+    AliasChange,
     AliasObservation,
     ObjectState,
     Observation,
+    RunChange,
     RunObservation,
     VersionObservation,
 )
@@ -119,7 +133,61 @@ def reconcile(
                 model = key[len(ALIAS) + 1 :].rsplit("@", 1)[0]
                 if tracked_models is None or model in tracked_models:
                     result.put(replace(state, value=None, transitions=state.transitions + 1))
+    for change in observation.changes:
+        current = result.changed.get(change.key) or known.get(change.key)
+        if _applied(current, change.row_id):
+            continue  # drained before (a crash came between mlgrid's commit and the DELETE)
+        when = mapping.from_millis(change.at_ms, now)
+        if isinstance(change, RunChange):
+            _run_change(identity, current, change, emit_new, when, result)
+        else:
+            _alias_change(identity, current, change, emit_new, when, result)
+        after = result.changed.get(change.key) or known.get(change.key)
+        if after is not None and change.row_id is not None:
+            result.put(replace(after, outbox_id=change.row_id))
     return result
+
+
+def _applied(state: ObjectState | None, row_id: int | None) -> bool:
+    if state is None or state.outbox_id is None or row_id is None:
+        return False
+    return row_id <= state.outbox_id
+
+
+def _run_change(
+    identity: Identity,
+    state: ObjectState | None,
+    change: RunChange,
+    emit_new: bool,
+    now: datetime,
+    result: Reconciliation,
+) -> None:
+    if state is None:
+        _run(identity, None, change.run, emit_new, now, result)  # first sight, as a poll's
+    elif change.created or state.value == change.run.status or state.value != change.previous:
+        return  # already known, already seen, or stale (a poll saw a later status)
+    else:
+        _run(identity, state, change.run, emit_new, now, result)
+
+
+def _alias_change(
+    identity: Identity,
+    state: ObjectState | None,
+    change: AliasChange,
+    emit_new: bool,
+    now: datetime,
+    result: Reconciliation,
+) -> None:
+    if change.alias not in identity.deployment_aliases:
+        return
+    if change.deleted:
+        if state is not None and state.value == change.version:
+            result.put(replace(state, value=None, transitions=state.transitions + 1))
+        return
+    observed = AliasObservation(change.model, change.alias, change.version)
+    if state is not None and (state.value == change.version or state.value != change.previous):
+        return
+    _alias(identity, state, observed, emit_new, now, result)
 
 
 def _run(

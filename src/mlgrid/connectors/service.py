@@ -1,6 +1,6 @@
 """Connectors of a workspace: their configuration, and one sync = read MLflow, reconcile, commit.
 
-``sync`` is the only path by which MLflow's state becomes events:
+``sync`` (and ``drain``, below) are the only paths by which MLflow's state becomes events:
 
 1. read MLflow (no database transaction open while waiting for it): on a full sweep every run,
    version and alias; otherwise the open runs (``attributes.run_id IN (...)``), the runs
@@ -12,7 +12,13 @@
    workspace's own events take) and record the poll.
 
 A crash anywhere before the commit leaves nothing behind; the next sync reads MLflow again and
-derives the same event ids. See ``docs/mlflow.md`` for the mapping and ``docs/decisions.md``
+derives the same event ids.
+
+With ``intake: outbox`` (``drain``) the same commit takes the outbox plugin's rows instead of a
+poll's read: claim a batch in MLflow's database, enrich it from REST, reconcile and commit in
+mlgrid, and only then delete the batch (``store/mlflow_outbox.py``); ``sync`` still runs as
+the full sweep every ``fullSweepMinutes``, the safety net for writers that bypass the plugin.
+See ``docs/mlflow.md`` for the mapping and ``docs/decisions.md``
 for why a full sweep exists.
 """
 
@@ -30,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.broker.names import check_name
 from mlgrid.connectors import config as connector_config
+from mlgrid.connectors import outbox as outbox_rows
 from mlgrid.connectors.mlflow_client import MlflowClient, MlflowError, MlflowRejected, MlflowUnavailable
 from mlgrid.connectors.observation import (
     ALIAS,
@@ -46,6 +53,7 @@ from mlgrid.errors import Conflict, NotFound, PreconditionFailed, invalid
 from mlgrid.etags import new_etag
 from mlgrid.store import connectors as connector_store
 from mlgrid.store.connectors import ObjectStateRow
+from mlgrid.store.mlflow_outbox import OutboxSource, OutboxUnavailable
 from mlgrid.workspace.service import Workspace, WorkspaceService, check_if_match
 
 log = logging.getLogger("mlgrid.connectors")
@@ -56,6 +64,8 @@ and MLflow's clients, runs committed late); at least three poll intervals."""
 LEASE_MIN_SECONDS = 30.0
 NEWEST_VERSIONS = 200
 WEBHOOK_IDS_KEPT_SECONDS = 24 * 3600.0
+DRAIN_BATCH = 500
+"""Outbox rows per drain transaction."""
 
 Clock = Callable[[], datetime]
 
@@ -72,12 +82,30 @@ class SyncResult:
 Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class DrainResult:
+    rows: int
+    events: int
+
+
 def _to_row(state: ObjectState) -> ObjectStateRow:
-    return ObjectStateRow(state.kind, state.key, state.value, state.transitions, state.emitted, state.is_open)
+    return ObjectStateRow(
+        state.kind, state.key, state.value, state.transitions, state.emitted, state.is_open, state.outbox_id
+    )
 
 
 def _from_row(row: ObjectStateRow) -> ObjectState:
-    return ObjectState(row.kind, row.key, row.value, row.transitions, row.emitted)
+    return ObjectState(row.kind, row.key, row.value, row.transitions, row.emitted, row.outbox_id)
+
+
+def same_database(url: str) -> str:
+    """A database URL without the driver, user and password: two spellings of one database
+    compare equal."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower().removeprefix("mlgrid+").split("+", 1)[0]
+    scheme = "postgresql" if scheme == "postgres" else scheme
+    rest = rest.rsplit("@", 1)[-1].split("?", 1)[0].rstrip("/")
+    return f"{scheme}://{rest}"
 
 
 def spec_of(row: ConnectorRow) -> connector_config.ConnectorSpec:
@@ -90,6 +118,7 @@ def spec_of(row: ConnectorRow) -> connector_config.ConnectorSpec:
         deployment_aliases=tuple(row.deployment_aliases),
         backfill=row.backfill,
         paused=row.paused,
+        intake=row.intake,
     )
 
 
@@ -128,6 +157,18 @@ class ConnectorService:
             return None
         return self.box.open(row.webhook_secret_sealed, context=f"connector/{row.id}/webhookSecret")
 
+    def database_url(self, row: ConnectorRow) -> str | None:
+        if row.database_url_sealed is None:
+            return None
+        return self.box.open(row.database_url_sealed, context=f"connector/{row.id}/databaseUrl")
+
+    def outbox(self, row: ConnectorRow) -> OutboxSource | None:
+        """MLflow's outbox table for a connector with ``intake: outbox`` (None otherwise)."""
+        url = self.database_url(row)
+        if row.intake != connector_config.INTAKE_OUTBOX or url is None:
+            return None
+        return OutboxSource(url, timeout=self.request_timeout)
+
     def client(self, row: ConnectorRow) -> MlflowClient:
         return MlflowClient(row.tracking_uri, token=self.token(row), timeout=self.request_timeout)
 
@@ -151,12 +192,63 @@ class ConnectorService:
         finally:
             await client.close()
 
+    async def _check_sole_drainer(self, database_url: str, connector_id: str | None) -> None:
+        """400 when another connector already drains this outbox: draining deletes what it
+        reads, so two connectors on one table would each lose the other's rows."""
+        async with self.core.db.read() as conn:
+            rows = await connector_store.list_all(conn)
+        wanted = same_database(database_url)
+        for other in rows:
+            if other.id == connector_id or other.intake != connector_config.INTAKE_OUTBOX:
+                continue
+            url = self.database_url(other)
+            if url is not None and same_database(url) == wanted:
+                raise invalid(
+                    "properties.databaseUrl",
+                    f"that outbox is already drained by connector {other.name!r} "
+                    "(one connector per outbox table: draining deletes what it reads)",
+                )
+
+    async def _check_outbox(
+        self, spec: connector_config.ConnectorSpec, *, switching: bool, connector_id: str | None
+    ) -> None:
+        """400 at PUT/PATCH when intake ``outbox``'s database or table cannot be read.
+
+        ``switching`` (the connector did not drain this outbox before): the rows already there
+        are deleted, and the caller asks for a full sweep. They predate the intake: applied on
+        top of what polling remembers they could replay a history polling already folded
+        (an alias moved away and back), while the sweep reflects every one of them.
+        """
+        if spec.intake != connector_config.INTAKE_OUTBOX or not spec.database_url:
+            return
+        await self._check_sole_drainer(spec.database_url, connector_id)
+        source = OutboxSource(spec.database_url, timeout=self.request_timeout)
+        try:
+            if self.check_on_put:
+                await source.check()
+            if switching:
+                purged = await source.purge()
+                log.info("intake switched to outbox; %d earlier outbox row(s) left to the sweep", purged)
+        except OutboxUnavailable as exc:
+            raise invalid("properties.databaseUrl", f"cannot read MLflow's outbox table: {exc}") from exc
+        finally:
+            await source.close()
+
     async def put(
         self, workspace_name: str, name: str, body: object, *, if_match: str | None = None
     ) -> tuple[ConnectorRow, bool]:
         check_name(name, "connectorName")
         spec = connector_config.parse_put(body)
         await self._check_reachable(spec)
+        current = await self._current(workspace_name, name)
+        switching = spec.intake == connector_config.INTAKE_OUTBOX and (
+            current is None
+            or current.intake != spec.intake
+            or self.database_url(current) != spec.database_url
+        )
+        await self._check_outbox(
+            spec, switching=switching, connector_id=None if current is None else current.id
+        )
         now = self.clock()
         async with self.core.transaction("connector.put") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
@@ -173,6 +265,8 @@ class ConnectorService:
                     tracking_uri=spec.tracking_uri,
                     token_sealed=self._seal(connector_id, "token", spec.token),
                     webhook_secret_sealed=self._seal(connector_id, "webhookSecret", spec.webhook_secret),
+                    intake=spec.intake,
+                    database_url_sealed=self._seal(connector_id, "databaseUrl", spec.database_url),
                     poll_interval=spec.poll_interval,
                     full_sweep_minutes=spec.full_sweep_minutes,
                     experiments=spec.experiments,
@@ -188,8 +282,13 @@ class ConnectorService:
                 created = True
             else:
                 check_if_match(if_match, existing.etag, f"connector {existing.name!r}")
-                row = self._changed(existing, spec, now, token_given=True, secret_given=True)
+                row = self._changed(
+                    existing, spec, now, token_given=True, secret_given=True, database_url_given=True
+                )
                 await connector_store.update_config(tx.conn, row)
+                if row.intake == connector_config.INTAKE_OUTBOX and existing.intake != row.intake:
+                    await connector_store.request_resync(tx.conn, row.id)
+                    await connector_store.forget_outbox_positions(tx.conn, row.id)
                 created = False
         self._notify(row.id)
         return row, created
@@ -202,6 +301,7 @@ class ConnectorService:
         *,
         token_given: bool,
         secret_given: bool,
+        database_url_given: bool,
     ) -> ConnectorRow:
         state = row.state
         if spec.paused:
@@ -216,6 +316,12 @@ class ConnectorService:
                 self._seal(row.id, "webhookSecret", spec.webhook_secret)
                 if secret_given
                 else row.webhook_secret_sealed
+            ),
+            intake=spec.intake,
+            database_url_sealed=(
+                self._seal(row.id, "databaseUrl", spec.database_url)
+                if database_url_given
+                else row.database_url_sealed
             ),
             poll_interval=spec.poll_interval,
             full_sweep_minutes=spec.full_sweep_minutes,
@@ -235,9 +341,17 @@ class ConnectorService:
     ) -> ConnectorRow:
         current = await self.get(workspace_name, name)
         spec, given = connector_config.parse_patch(body, spec_of(current))
+        stored_url = "databaseUrl" not in given and current.database_url_sealed is not None
+        connector_config.check_intake(spec, stored_database_url=stored_url)
         if {"trackingUri", "token"} & given:
             token = spec.token if "token" in given else self.token(current)
             await self._check_reachable(replace(spec, token=token))
+        if {"intake", "databaseUrl"} & given:
+            url = spec.database_url if "databaseUrl" in given else self.database_url(current)
+            switching = current.intake != spec.intake or "databaseUrl" in given
+            await self._check_outbox(
+                replace(spec, database_url=url), switching=switching, connector_id=current.id
+            )
         now = self.clock()
         async with self.core.transaction("connector.patch") as tx:
             ws = await self.core.get_in(tx.conn, workspace_name)
@@ -246,11 +360,27 @@ class ConnectorService:
                 raise NotFound(f"connector {name!r} does not exist", code=ErrorCode.CONNECTOR_NOT_FOUND)
             check_if_match(if_match, existing.etag, f"connector {existing.name!r}")
             row = self._changed(
-                existing, spec, now, token_given="token" in given, secret_given="webhookSecret" in given
+                existing,
+                spec,
+                now,
+                token_given="token" in given,
+                secret_given="webhookSecret" in given,
+                database_url_given="databaseUrl" in given,
             )
             await connector_store.update_config(tx.conn, row)
+            if row.intake == connector_config.INTAKE_OUTBOX and (
+                existing.intake != row.intake or "databaseUrl" in given
+            ):
+                await connector_store.request_resync(tx.conn, row.id)
+                await connector_store.forget_outbox_positions(tx.conn, row.id)
         self._notify(row.id)
         return row
+
+    async def _current(self, workspace_name: str, name: str) -> ConnectorRow | None:
+        try:
+            return await self.get(workspace_name, name)
+        except NotFound:
+            return None
 
     async def get(self, workspace_name: str, name: str) -> ConnectorRow:
         async with self.core.db.read() as conn:
@@ -394,14 +524,39 @@ class ConnectorService:
         ):
             # The newest page is all news: more versions than a page arrived since the last poll.
             observation = replace(observation, versions=tuple(await client.model_versions()))
-        events = await self._commit(row, observation, started, full, fence)
+        events = await self._commit(row, observation, started, full, fence) or 0
         return SyncResult(
             full, events, len(observation.runs) + len(observation.versions), client.requests - before
         )
 
+    async def drain(
+        self,
+        row: ConnectorRow,
+        client: MlflowClient,
+        source: OutboxSource,
+        experiments: outbox_rows.Experiments | None = None,
+        *,
+        fence: Fence | None = None,
+    ) -> DrainResult:
+        """One batch of the outbox: claim, enrich from REST, reconcile + commit, then delete.
+
+        The rows are deleted only after mlgrid's commit; a crash in between leaves them for the
+        next drain, which finds their values already remembered and emits nothing again. While
+        the connector is paused the rows stay (a paused connector consumes nothing).
+        """
+        async with source.claim(DRAIN_BATCH) as batch:
+            started = self.clock()
+            observation = await outbox_rows.observe(row, client, batch.rows, experiments)
+            events = await self._commit(row, observation, started, False, fence)
+            if events is not None:
+                batch.consume()
+        return DrainResult(len(batch.ids), events or 0)
+
     async def _commit(
         self, row: ConnectorRow, observation: Observation, started: datetime, full: bool, fence: Fence | None
-    ) -> int:
+    ) -> int | None:
+        """Reconcile and commit; the number of events, or None when the connector is paused
+        (nothing committed)."""
         async with self.core.transaction("connector.sync") as tx:
             if fence is not None:
                 await fence(tx.conn)  # a node that lost the connector's lease commits nothing
@@ -412,9 +567,10 @@ class ConnectorService:
                 tx.conn, row.id, self.node_id, time.time() + self.shown_for(current)
             )
             if current.paused:
-                return 0
+                return None
             ws: Workspace = await self.core.get_in(tx.conn, row.workspace_key)
             keys = [r.key for r in observation.runs] + [v.key for v in observation.versions]
+            keys += [c.key for c in observation.changes]
             known = {
                 k: _from_row(s) for k, s in (await connector_store.states(tx.conn, row.id, keys)).items()
             }

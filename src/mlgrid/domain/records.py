@@ -149,6 +149,8 @@ class ConnectorRow:
     resync_requested: bool = False
     lease_holder: str | None = None
     lease_until: datetime | None = None
+    intake: str = "polling"
+    database_url_sealed: str | None = None
 
     @property
     def name_key(self) -> str:

@@ -38,6 +38,7 @@ class ObjectStateRow:
     transitions: int
     emitted: int
     is_open: bool
+    outbox_id: int | None = None
 
 
 def _row(r: Any) -> ConnectorRow:
@@ -69,6 +70,8 @@ def _row(r: Any) -> ConnectorRow:
         resync_requested=bool(r.resync_requested),
         lease_holder=r.lease_holder,
         lease_until=from_epoch(r.lease_until),
+        intake=r.intake,
+        database_url_sealed=r.database_url_sealed,
     )
 
 
@@ -79,6 +82,8 @@ def _config_values(row: ConnectorRow) -> dict[str, Any]:
         "tracking_uri": row.tracking_uri,
         "token_sealed": row.token_sealed,
         "webhook_secret_sealed": row.webhook_secret_sealed,
+        "intake": row.intake,
+        "database_url_sealed": row.database_url_sealed,
         "poll_interval": row.poll_interval,
         "full_sweep_minutes": row.full_sweep_minutes,
         "experiments": None if row.experiments is None else orjson.dumps(row.experiments).decode(),
@@ -207,6 +212,16 @@ async def request_resync(conn: AsyncConnection, connector_id: str) -> None:
     await conn.execute(statement)
 
 
+async def forget_outbox_positions(conn: AsyncConnection, connector_id: str) -> None:
+    """A connector starting on an outbox (again): row ids of another table mean nothing."""
+    statement = (
+        update(connector_objects)
+        .where(connector_objects.c.connector_id == connector_id)
+        .values(outbox_id=None)
+    )
+    await conn.execute(statement)
+
+
 # --- who polls it ------------------------------------------------------------------------
 
 
@@ -224,7 +239,9 @@ async def mark_polled_by(conn: AsyncConnection, connector_id: str, node_id: str,
 
 
 def _state(r: Any) -> ObjectStateRow:
-    return ObjectStateRow(r.kind, r.object_key, r.value, int(r.transitions), int(r.emitted), bool(r.is_open))
+    return ObjectStateRow(
+        r.kind, r.object_key, r.value, int(r.transitions), int(r.emitted), bool(r.is_open), r.outbox_id
+    )
 
 
 async def states(conn: AsyncConnection, connector_id: str, keys: Iterable[str]) -> dict[str, ObjectStateRow]:
@@ -283,6 +300,7 @@ async def upsert_states(
             "emitted": s.emitted,
             "is_open": s.is_open,
             "updated_at": stamp,
+            "outbox_id": s.outbox_id,
         }
         for s in changed
     ]
@@ -291,7 +309,7 @@ async def upsert_states(
         index_elements=["connector_id", "object_key"],
         set_={
             name: statement.excluded[name]
-            for name in ("kind", "value", "transitions", "emitted", "is_open", "updated_at")
+            for name in ("kind", "value", "transitions", "emitted", "is_open", "updated_at", "outbox_id")
         },
     )
     for start in range(0, len(rows), _CHUNK):

@@ -431,6 +431,10 @@ connectors = Table(
     Column("tracking_uri", Text, nullable=False),
     Column("token_sealed", Text, nullable=True),
     Column("webhook_secret_sealed", Text, nullable=True),
+    # "polling" (MLflow's REST API) or "outbox" (the plugin's table in MLflow's database, whose
+    # URL is sealed like the token; the full sweep stays on as a safety net).
+    Column("intake", String(16), nullable=False, server_default="polling"),
+    Column("database_url_sealed", Text, nullable=True),
     Column("poll_interval", Float, nullable=False),
     Column("full_sweep_minutes", Float, nullable=False),
     Column("experiments", Text, nullable=True),  # JSON list of names; null = all
@@ -467,6 +471,9 @@ connector_objects = Table(
     Column("emitted", Integer, nullable=False),
     Column("is_open", Boolean, nullable=False),  # a run still RUNNING or SCHEDULED
     Column("updated_at", Float, nullable=False),
+    # The last MLflow outbox row applied to the object (intake outbox): a batch drained again
+    # after a crash before its DELETE is skipped row by row (per object, ids follow commits).
+    Column("outbox_id", BigInteger, nullable=True),
     Index("ix_connector_objects_open", "connector_id", "is_open"),
 )
 

@@ -56,3 +56,39 @@ def test_patch_changes_only_what_it_names() -> None:
     assert given == {"paused"} and spec.paused and spec.experiments == ["x"] and spec.poll_interval == 3
     with pytest.raises(InvalidField):
         parse_patch({"properties": {"kind": "Other"}}, current)
+
+
+SECRET_URL = "postgresql://mlgrid:hunter2@db:5432/mlflow"
+
+
+@pytest.mark.parametrize(
+    ("properties", "field"),
+    [
+        ({"intake": "outbox"}, "properties.databaseUrl"),  # required with intake outbox
+        ({"intake": "webhook", "databaseUrl": SECRET_URL}, "properties.intake"),
+        ({"intake": "outbox", "databaseUrl": "mysql://u:hunter2@db/mlflow"}, "properties.databaseUrl"),
+        ({"intake": "outbox", "databaseUrl": "postgresql://u:hunter2@db"}, "properties.databaseUrl"),
+        ({"intake": "outbox", "databaseUrl": "postgresql://u:hunter2@db:99999/x"}, "properties.databaseUrl"),
+        ({"intake": "outbox", "databaseUrl": "sqlite://"}, "properties.databaseUrl"),
+        ({"intake": "outbox", "databaseUrl": "sqlite:///:memory:"}, "properties.databaseUrl"),
+        ({"intake": "outbox", "databaseUrl": 5}, "properties.databaseUrl"),
+    ],
+)
+def test_intake_and_database_url_are_validated_without_echoing_the_url(
+    properties: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidField) as caught:
+        parse_put({"properties": {"trackingUri": "http://x", **properties}})
+    assert caught.value.field_name == field
+    assert "hunter2" not in str(caught.value)
+
+
+def test_outbox_intake_accepts_the_plugins_spellings() -> None:
+    for url in (SECRET_URL, "mlgrid+postgresql://db/mlflow", "postgresql+psycopg://db/mlflow",
+                "sqlite:////var/lib/mlflow/mlflow.db", "mlgrid+sqlite:////var/lib/mlflow.db"):
+        spec = parse_put({"properties": {"trackingUri": "http://x", "intake": "outbox", "databaseUrl": url}})
+        assert spec.intake == "outbox" and spec.database_url == url
+    assert parse_put({"properties": {"trackingUri": "http://x"}}).intake == "polling"
+    current = ConnectorSpec("http://x", intake="outbox")
+    spec, given = parse_patch({"properties": {"intake": "polling"}}, current)
+    assert spec.intake == "polling" and given == {"intake"}

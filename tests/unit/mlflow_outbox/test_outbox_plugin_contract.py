@@ -51,3 +51,16 @@ def test_override_switch(value: str, on: bool) -> None:
     from mlgrid_mlflow_outbox.entry import override_enabled
 
     assert override_enabled({"MLGRID_OUTBOX": value}) is on
+
+
+def test_the_connector_drains_the_table_and_channel_the_plugin_writes() -> None:
+    """mlgrid does not import the plugin (it runs in MLflow's image): the names are repeated."""
+    import mlgrid_mlflow_outbox
+    from mlgrid_mlflow_outbox import capture
+
+    from mlgrid.connectors import outbox
+    from mlgrid.store import mlflow_outbox
+
+    assert mlflow_outbox.OUTBOX_TABLE == mlgrid_mlflow_outbox.OUTBOX_TABLE
+    assert mlflow_outbox.NOTIFY_CHANNEL == mlgrid_mlflow_outbox.NOTIFY_CHANNEL
+    assert outbox.KINDS == capture.KINDS
