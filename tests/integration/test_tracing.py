@@ -125,6 +125,49 @@ def test_a_workspace_change_has_its_span(traced: httpx.Client, exporter: InMemor
     assert len(names) >= 2
 
 
+def test_training_run_event_and_receiver_are_one_trace(
+    traced: httpx.Client, exporter: InMemorySpanExporter
+) -> None:
+    """An ML event (Event Grid schema: no traceparent of its own) continues the trace of the
+    workspace change that emitted it: its context is stored with the event."""
+    workspace = new_name("wstrace")
+    assert traced.put(f"/workspaces/{workspace}", json={}).status_code == 201
+    with Receiver() as receiver:
+        sub = new_name("mlsub")
+        body = {"properties": {"destination": {"endpointType": "WebHook",
+                                               "properties": {"endpointUrl": receiver.endpoint("/ml")}}}}
+        created = traced.put(f"/workspaces/{workspace}/eventSubscriptions/{sub}", json=body)
+        assert created.status_code == 201, created.text
+        run = traced.post(f"/workspaces/{workspace}/experiments/train/runs", json={})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["runId"]
+        done = traced.patch(f"/workspaces/{workspace}/runs/{run_id}", json={"status": "Completed"})
+        assert done.status_code == 200, done.text
+        [request] = wait_until(lambda: receiver.notifications("/ml") or None, what="RunCompleted")
+
+    [event] = request.json()
+    assert event["eventType"] == "Microsoft.MachineLearningServices.RunCompleted"
+    assert "traceparent" not in event  # the event itself is not rewritten
+    [deliver] = wait_until(lambda: _spans(exporter, f"deliver {sub}") or None, what="the delivery span")
+    assert deliver.parent is not None
+    # The delivery's parent is the workspace change that completed the run, in the same trace.
+    [change] = [s for s in _spans(exporter, "workspace ") if s.context.span_id == deliver.parent.span_id]
+    trace_id = _hex(change.context.trace_id, 32)
+    assert _hex(deliver.context.trace_id, 32) == trace_id
+    header = request.header("traceparent")
+    assert header is not None
+    assert header.split("-")[1] == trace_id and header.split("-")[2] == _hex(deliver.context.span_id, 16)
+    # The run's creation emitted nothing here, so only its completion's change is the parent.
+    assert change.attributes is not None and "run" in str(change.attributes["mlgrid.operation"])
+
+
+def test_a_disabled_tracer_stores_no_context() -> None:
+    tracing = Tracing.disabled()
+    with tracing.span("workspace run.update"):
+        assert tracing.current_traceparent() is None
+    assert tracing.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") is None
+
+
 def test_without_an_endpoint_nothing_is_traced() -> None:
     tracing = Tracing.from_endpoint("")
     assert not tracing.enabled
