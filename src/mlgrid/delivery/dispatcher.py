@@ -176,10 +176,10 @@ class Dispatcher:
         self._source.committed(deliveries)
         self._wake.set()
 
-    def remember_events(self, events: Sequence[tuple[int, dict[str, Any], float, int]]) -> None:
-        """Events about to be announced by a replay: ``(seq, event, published_at, size)``."""
-        for seq, event, published_at, size in events:
-            self._events.put_event(seq, event, published_at, size)
+    def remember_events(self, events: Sequence[tuple[int, dict[str, Any], float, int, str | None]]) -> None:
+        """Events about to be announced by a replay: ``(seq, event, published_at, size, traceparent)``."""
+        for seq, event, published_at, size, traceparent in events:
+            self._events.put_event(seq, event, published_at, size, traceparent)
 
     def wake(self) -> None:
         self._wake.set()
