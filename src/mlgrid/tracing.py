@@ -7,7 +7,9 @@ batches over OTLP/HTTP. Tests hand in an exporter of their own (the SDK's in-mem
 Spans are linked across the event's journey by W3C trace context, as the CloudEvents
 distributed-tracing extension prescribes: a publish continues the request's ``traceparent``
 header, or else the ``traceparent`` attribute of the first CloudEvent it carries; a delivery
-attempt continues the event's own ``traceparent`` (a CloudEvent that carried one), and sends
+attempt continues the event's own ``traceparent`` (a CloudEvent that carried one), or else the
+context stored with the event (``events.traceparent``: the workspace change that emitted an ML
+event, whose Event Grid schema has no such attribute), and sends
 its own context to the endpoint in the ``traceparent`` header, so a tracing backend shows
 training run → event → receiver as one trace. Events are never rewritten: what a publisher
 sent is what subscribers get.
@@ -87,6 +89,19 @@ class Tracing:
         context = _PROPAGATOR.extract(values)
         span = trace.get_current_span(context)
         return context if span.get_span_context().is_valid else None
+
+    def parse(self, traceparent: str | None) -> Context | None:
+        """The context of a stored ``traceparent`` (an event's, see ``events.traceparent``)."""
+        if traceparent is None or not self.enabled:
+            return None
+        return self.extract({"traceparent": traceparent})
+
+    def current_traceparent(self) -> str | None:
+        """The ``traceparent`` of the current span, to store with what it creates (the events
+        of a workspace change); ``None`` when tracing is off or no span is recording."""
+        if not self.enabled:
+            return None
+        return self.inject(trace.get_current_span()).get("traceparent")
 
     def inject(self, span: Span) -> dict[str, str]:
         """``{"traceparent": ..., ["tracestate": ...]}`` of ``span``; empty when tracing is off

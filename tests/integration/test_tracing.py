@@ -7,9 +7,11 @@ HTTP receiver standing in for a collector."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -36,11 +38,13 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture(scope="module")
-def traced(
-    tmp_path_factory: pytest.TempPathFactory, exporter: InMemorySpanExporter
-) -> Iterator[httpx.Client]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("traced")
+
+
+@pytest.fixture(scope="module")
+def traced(data_dir: Path, exporter: InMemorySpanExporter) -> Iterator[httpx.Client]:
     """A server in this process (uvicorn in a thread) whose spans go to ``exporter``."""
-    data_dir = tmp_path_factory.mktemp("traced")
     port = free_port()
     settings = Settings.from_sources({"data_dir": str(data_dir), "port": port, "retry_schedule": "0.2"})
     app = create_app(settings, tracing=Tracing.with_exporter(exporter))
@@ -62,12 +66,20 @@ def _spans(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
 
 
+def _stored_traceparent(data_dir: Path, event_id: str) -> str | None:
+    """``events.traceparent`` of one event, read from the server's SQLite file."""
+    with closing(sqlite3.connect(f"file:{data_dir / 'mlgrid.db'}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT traceparent FROM events WHERE event_id = ?", (event_id,)).fetchall()
+    [(traceparent,)] = rows
+    return str(traceparent) if traceparent is not None else None
+
+
 def _hex(value: int, digits: int) -> str:
     return f"{value:0{digits}x}"
 
 
 def test_publish_route_and_delivery_are_one_trace(
-    traced: httpx.Client, exporter: InMemorySpanExporter
+    traced: httpx.Client, exporter: InMemorySpanExporter, data_dir: Path
 ) -> None:
     topic = new_name("traced")
     created = traced.put(f"/topics/{topic}", json={"properties": {"inputSchema": "CloudEventSchemaV1_0"}})
@@ -89,6 +101,7 @@ def test_publish_route_and_delivery_are_one_trace(
     header = request.header("traceparent")
     assert header is not None and header.split("-")[1] == TRACE_ID
     assert request.json()["traceparent"] == TRACEPARENT  # the event itself is not rewritten
+    assert _stored_traceparent(data_dir, event["id"]) is None  # the publish path writes no context
 
     [publish] = _spans(exporter, f"publish {topic}")
     [route] = _spans(exporter, f"route {topic}")
@@ -123,6 +136,52 @@ def test_a_workspace_change_has_its_span(traced: httpx.Client, exporter: InMemor
     names = [s.name for s in exporter.get_finished_spans() if s.name.startswith("workspace ")]
     assert any("run" in name for name in names), names
     assert len(names) >= 2
+
+
+def test_training_run_event_and_receiver_are_one_trace(
+    traced: httpx.Client, exporter: InMemorySpanExporter, data_dir: Path
+) -> None:
+    """An ML event (Event Grid schema: no traceparent of its own) continues the trace of the
+    workspace change that emitted it: its context is stored with the event."""
+    workspace = new_name("wstrace")
+    assert traced.put(f"/workspaces/{workspace}", json={}).status_code == 201
+    with Receiver() as receiver:
+        sub = new_name("mlsub")
+        body = {"properties": {"destination": {"endpointType": "WebHook",
+                                               "properties": {"endpointUrl": receiver.endpoint("/ml")}}}}
+        created = traced.put(f"/workspaces/{workspace}/eventSubscriptions/{sub}", json=body)
+        assert created.status_code == 201, created.text
+        run = traced.post(f"/workspaces/{workspace}/experiments/train/runs", json={})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["runId"]
+        done = traced.patch(f"/workspaces/{workspace}/runs/{run_id}", json={"status": "Completed"})
+        assert done.status_code == 200, done.text
+        [request] = wait_until(lambda: receiver.notifications("/ml") or None, what="RunCompleted")
+
+    [event] = request.json()
+    assert event["eventType"] == "Microsoft.MachineLearningServices.RunCompleted"
+    assert "traceparent" not in event  # the event itself is not rewritten
+    [deliver] = wait_until(lambda: _spans(exporter, f"deliver {sub}") or None, what="the delivery span")
+    assert deliver.parent is not None
+    # The delivery's parent is the workspace change that completed the run, in the same trace.
+    [change] = [s for s in _spans(exporter, "workspace ") if s.context.span_id == deliver.parent.span_id]
+    trace_id = _hex(change.context.trace_id, 32)
+    assert _hex(deliver.context.trace_id, 32) == trace_id
+    header = request.header("traceparent")
+    assert header is not None
+    assert header.split("-")[1] == trace_id and header.split("-")[2] == _hex(deliver.context.span_id, 16)
+    # The run's creation emitted nothing here, so only its completion's change is the parent.
+    assert change.attributes is not None and "run" in str(change.attributes["mlgrid.operation"])
+    # The context is stored with the event (read back by other nodes, restarts, redeliveries).
+    stored = _stored_traceparent(data_dir, event["id"])
+    assert stored is not None and stored.split("-")[1:3] == [trace_id, _hex(change.context.span_id, 16)]
+
+
+def test_a_disabled_tracer_stores_no_context() -> None:
+    tracing = Tracing.disabled()
+    with tracing.span("workspace run.update"):
+        assert tracing.current_traceparent() is None
+    assert tracing.parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") is None
 
 
 def test_without_an_endpoint_nothing_is_traced() -> None:

@@ -15,8 +15,8 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,10 @@ class PublishBatch:
     topic_key: str
     schema: str
     events: Sequence[dict[str, Any]]
+    #: The W3C trace context the events were emitted in (a traced workspace change), stored
+    #: beside them so their deliveries continue it; ``None`` when tracing is off (and on the
+    #: publish path: a CloudEvent carries its own ``traceparent``).
+    traceparent: str | None = None
 
 
 @dataclass
@@ -127,6 +131,24 @@ def _result(
     return result
 
 
+async def _record_traceparents(
+    conn: AsyncConnection, routed: _Routed, seqs: Mapping[EventKey, int], result: IngestResult
+) -> None:
+    """Store each traced batch's context with its new events and hand it to their deliveries.
+    Called only when a batch has one (a traced workspace change), never on the publish path."""
+    traced: dict[int, str] = {}
+    for key, seq in seqs.items():
+        traceparent = routed.by_key[key][0].traceparent
+        if traceparent is not None:
+            traced[seq] = traceparent
+    for traceparent in set(traced.values()):
+        seqs_in_context = [s for s, t in traced.items() if t == traceparent]
+        await event_store.set_traceparent(conn, seqs_in_context, traceparent)
+    result.deliveries = [
+        replace(d, traceparent=traced[d.event_seq]) if d.event_seq in traced else d for d in result.deliveries
+    ]
+
+
 async def store_and_route(
     conn: AsyncConnection,
     batches: Sequence[PublishBatch],
@@ -137,11 +159,15 @@ async def store_and_route(
     """Insert new events, match them against subscriptions, insert one delivery per match.
 
     Must run inside a write transaction. Events whose id the topic already holds are skipped
-    (idempotent publishing) and produce no deliveries.
+    (idempotent publishing) and produce no deliveries. A batch's ``traceparent`` (if any) is
+    stored with its events.
     """
     routed = _route(batches, router)
     stored = await ingest_store.store_publish(conn, routed.new_rows, routed.subscribers, now)
-    return _result(routed, stored, router, now, metrics)
+    result = _result(routed, stored, router, now, metrics)
+    if any(batch.traceparent is not None for batch in batches):
+        await _record_traceparents(conn, routed, stored.seqs, result)
+    return result
 
 
 _COLUMN_FIELDS = ("id", "eventType", "type", "subject")

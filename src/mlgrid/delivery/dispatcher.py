@@ -171,14 +171,15 @@ class Dispatcher:
         put = self._events.put_event
         for committed in deliveries:
             if committed.event is not None:
-                put(committed.event_seq, committed.event, committed.due_at.timestamp(), committed.event_size)
+                put(committed.event_seq, committed.event, committed.due_at.timestamp(), committed.event_size,
+                    committed.traceparent)
         self._source.committed(deliveries)
         self._wake.set()
 
-    def remember_events(self, events: Sequence[tuple[int, dict[str, Any], float, int]]) -> None:
-        """Events about to be announced by a replay: ``(seq, event, published_at, size)``."""
-        for seq, event, published_at, size in events:
-            self._events.put_event(seq, event, published_at, size)
+    def remember_events(self, events: Sequence[tuple[int, dict[str, Any], float, int, str | None]]) -> None:
+        """Events about to be announced by a replay: ``(seq, event, published_at, size, traceparent)``."""
+        for seq, event, published_at, size, traceparent in events:
+            self._events.put_event(seq, event, published_at, size, traceparent)
 
     def wake(self) -> None:
         self._wake.set()
@@ -554,11 +555,13 @@ class Dispatcher:
                     self._put_back([p.work for p in batch], self._clock(), "counting the attempt")
                     return
             started = time.perf_counter()
-            # One span per attempt, continuing the event's own trace (a CloudEvent's traceparent).
+            # One span per attempt, continuing the event's own trace: a CloudEvent's traceparent,
+            # else the context of the workspace change that emitted it (stored with the event).
+            first = batch[0].event
             with self._tracing.span(
                 f"deliver {sub.name}",
                 kind=SpanKind.CLIENT,
-                parent=self._tracing.extract(batch[0].event.event),
+                parent=self._tracing.extract(first.event) or self._tracing.parse(first.traceparent),
                 attributes={
                     "messaging.system": "mlgrid", "messaging.destination.name": sub.name,
                     "mlgrid.endpoint_type": sub.endpoint_type,

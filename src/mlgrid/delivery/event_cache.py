@@ -26,6 +26,8 @@ class CachedEvent:
     event: dict[str, Any]  # in the topic's stored schema; never modified
     published_at: float
     size: int  # bytes of its stored JSON: the batching estimate
+    # The trace context it was emitted in (``events.traceparent``): its deliveries continue it.
+    traceparent: str | None = None
 
 
 class EventCache:
@@ -34,15 +36,19 @@ class EventCache:
         self._capacity = capacity
         self._items: OrderedDict[int, CachedEvent] = OrderedDict()
 
-    def put_body(self, seq: int, body: str, published_at: float) -> CachedEvent:
-        cached = CachedEvent(seq, loads_exact(body), published_at, len(body))
+    def put_body(
+        self, seq: int, body: str, published_at: float, traceparent: str | None = None
+    ) -> CachedEvent:
+        cached = CachedEvent(seq, loads_exact(body), published_at, len(body), traceparent)
         self._remember(cached)
         return cached
 
-    def put_event(self, seq: int, event: dict[str, Any], published_at: float, size: int) -> None:
+    def put_event(
+        self, seq: int, event: dict[str, Any], published_at: float, size: int, traceparent: str | None = None
+    ) -> None:
         """Remember an event ingest just committed (the same dict: it is never modified)."""
         if seq not in self._items:
-            self._remember(CachedEvent(seq, event, published_at, size))
+            self._remember(CachedEvent(seq, event, published_at, size, traceparent))
 
     def _remember(self, cached: CachedEvent) -> None:
         self._items[cached.seq] = cached
@@ -64,5 +70,5 @@ class EventCache:
             async with self._db.read() as conn:
                 stored = await event_store.get_by_seq(conn, missing)
             for seq, row in stored.items():
-                found[seq] = self.put_body(seq, row.body, to_epoch(row.published_at))
+                found[seq] = self.put_body(seq, row.body, to_epoch(row.published_at), row.traceparent)
         return found

@@ -203,23 +203,24 @@ class DeliveryManager:
                 break
             after = event_store.cursor_of(page[-1])
             examined += len(page)
-            matched: list[tuple[int, dict[str, Any], float, int]] = []
+            matched: list[tuple[int, dict[str, Any], float, int, str | None]] = []
             for stored in page:
                 parsed = loads_exact(stored.body)
                 if matches(parsed):
-                    matched.append((stored.seq, parsed, to_epoch(stored.published_at), len(stored.body)))
+                    stamp = to_epoch(stored.published_at)
+                    matched.append((stored.seq, parsed, stamp, len(stored.body), stored.traceparent))
             if matched:
                 now = datetime.fromtimestamp(self._clock(), tz=UTC)
                 async with self._db.write() as conn:
                     new_ids = await delivery_store.insert_pending(
-                        conn, [NewDelivery(seq, sub.id) for seq, _, _, _ in matched], now
+                        conn, [NewDelivery(seq, sub.id) for seq, *_ in matched], now
                     )
                 # The events are parsed already: hand them over so the dispatcher need not
                 # read them back.
                 self._dispatcher.remember_events(matched)
                 self._announce([
                     CommittedDelivery(i, seq, sub.id, now)
-                    for i, (seq, _, _, _) in zip(new_ids, matched, strict=True)
+                    for i, (seq, *_) in zip(new_ids, matched, strict=True)
                 ])
                 replayed += len(matched)
             if len(page) < _PAGE:

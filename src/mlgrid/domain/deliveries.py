@@ -39,3 +39,5 @@ class CommittedDelivery:
     event_size: int = 0
     # Inserted already claimed by this node (PostgreSQL, see ``Ingestor.set_claimer``).
     claimed: bool = False
+    # The trace context the event was emitted in (``events.traceparent``), or None.
+    traceparent: str | None = None

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, tuple_
+from sqlalchemy import and_, delete, exists, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.store.clock import to_epoch
@@ -42,6 +42,7 @@ class StoredEvent:
     subject: str
     published_at: datetime
     body: str
+    traceparent: str | None = None
 
 
 def _stored(r: object) -> StoredEvent:
@@ -137,6 +138,13 @@ def insert_new_sqlite(
         for seq, topic_key, event_id in raw.execute(_sqlite_insert(len(chunk)), flat).fetchall():
             inserted[(topic_key, event_id)] = seq
     return inserted
+
+
+async def set_traceparent(conn: AsyncConnection, seqs: Sequence[int], traceparent: str) -> None:
+    """Record the trace context the events were emitted in (a traced workspace change). Only
+    called when there is one: with tracing off the column stays NULL at no cost."""
+    if seqs:
+        await conn.execute(update(events).where(events.c.seq.in_(list(seqs))).values(traceparent=traceparent))
 
 
 async def get_by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> dict[int, StoredEvent]:

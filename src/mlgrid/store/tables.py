@@ -90,6 +90,9 @@ events = Table(
     Column("subject", Text, nullable=False),
     Column("published_at", Float, nullable=False),
     Column("body", Text, nullable=False),
+    # W3C trace context of the workspace change that emitted the event (migration 0020); NULL
+    # when tracing is off and for published events (a CloudEvent carries its own).
+    Column("traceparent", String(128), nullable=True),
     UniqueConstraint("topic_key", "event_id"),
     # Listing, replay and retention read one topic's events by (published_at, seq): keyset
     # pages and bounded delete batches are each one range of this index (migration 0019).

@@ -112,7 +112,8 @@ class WorkspaceTransaction:
             return
         result = await self._service.ingestor.emit(
             self.conn,
-            PublishBatch(topic_key=workspace.key, schema=EventSchema.EVENT_GRID, events=list(events)),
+            PublishBatch(topic_key=workspace.key, schema=EventSchema.EVENT_GRID, events=list(events),
+                         traceparent=self._service.tracing.current_traceparent()),
         )
         self.deliveries.extend(result.deliveries)
         self.events.extend(events)
