@@ -6,7 +6,7 @@ workspace change that emitted it is kept beside the event, and each delivery att
 it. NULL when tracing is off.
 
 Revision ID: 0020
-Revises: 0015
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0020'
-down_revision = '0015'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
