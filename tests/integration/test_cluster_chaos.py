@@ -11,10 +11,8 @@ At the end, read from the database and the receivers:
 * ModelDeployed was emitted once (failovers are not deployments);
 * every scheduled drift window has exactly one run, and each drifted window one event.
 
-Workspace files (the endpoint's deployment, the datasets) still live in the data directory
-until the blob store lands: the nodes share ``<data-dir>/workspaces`` through a symlink
-(``tests/support/cluster.py``). With the blob store, start the nodes with ``--blob-url``
-(Azurite) instead and drop ``shared_files``.
+The nodes share nothing but the database and a blob container in Azurite (the endpoint's
+model files, the datasets): each has its own empty data directory.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.azurite import Azurite
 from tests.support.cluster import ClusterDb, admin_token, running_nodes, wait_until
 from tests.support.delivery import event, make_topic, subscribe, webhook
 from tests.support.deployments import ECHO_SCRIPT, deployed_events
@@ -123,10 +122,10 @@ def _score(node: ServerProcess, token: str, workspace: str) -> bool:
 
 
 @pytest.mark.timeout(900)  # 75 s of chaos; restarts on a loaded two-core machine take long
-def test_three_nodes_with_one_killed_every_few_seconds(tmp_path: Path) -> None:
+def test_three_nodes_with_one_killed_every_few_seconds(tmp_path: Path, azurite: Azurite) -> None:
     rng = random.Random(18)
     with fresh_pg_database("mlgrid_chaos") as url, \
-            running_nodes(tmp_path, url, 3, shared_files=True) as nodes:
+            running_nodes(tmp_path, url, 3, blobs=azurite) as nodes:
         db = ClusterDb(url)
         token = admin_token(nodes)
         cluster = Cluster(nodes, token)

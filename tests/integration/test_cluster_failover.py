@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.azurite import Azurite
 from tests.support.cluster import NODE_TIMEOUT, ClusterDb, admin_token, running_nodes, wait_until
 from tests.support.delivery import event, make_topic, publish, subscribe, webhook
 from tests.support.deployments import ECHO_SCRIPT, deployed_events
@@ -40,9 +41,9 @@ def _score(url: str, token: str, workspace: str, name: str) -> dict[str, object]
 
 
 @pytest.mark.timeout(600)
-def test_every_duty_and_the_endpoint_are_taken_over_after_sigkill(tmp_path: Path) -> None:
+def test_every_duty_and_the_endpoint_are_taken_over_after_sigkill(tmp_path: Path, azurite: Azurite) -> None:
     with fresh_pg_database("mlgrid_takeover") as url, \
-            running_nodes(tmp_path, url, 2, shared_files=True) as nodes:
+            running_nodes(tmp_path, url, 2, blobs=azurite) as nodes:
         db = ClusterDb(url)
         token = admin_token(nodes)
         first, second = nodes
@@ -56,7 +57,7 @@ def test_every_duty_and_the_endpoint_are_taken_over_after_sigkill(tmp_path: Path
             held = db.holders()
             return held if names <= set(held) else None
 
-        holders = wait_until(all_held, 15, "every lease held",
+        holders = wait_until(all_held, 60, "every lease held",
                              detail=lambda: (db.rows("SELECT * FROM leases"), db.nodes()))
         # The node that accepted the deployment serves it; the other one forwards to it.
         assert holders[lease][1] == first.process.pid  # type: ignore[union-attr]

@@ -1,10 +1,9 @@
 """Several real ``mlgrid serve`` nodes on one fresh PostgreSQL database, and what the tests
 read straight from that database (leases, nodes, deliveries).
 
-Each node has its own empty data directory. Workspace files (model files, datasets) are still
-kept in the data directory until the blob store lands, so ``shared_files`` makes every node's
-``<data-dir>/workspaces`` a symlink to one directory: it stands in for the blob store. When
-the blob store is merged, drop the symlink and start the nodes with ``--blob-url`` instead.
+Each node has its own empty data directory; with ``blobs`` (Azurite) the nodes keep workspace
+files (model files, datasets, job logs, dead letters) in one blob container, as nodes on
+several hosts would.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from tests.support.azurite import Azurite
 from tests.support.server import ServerProcess
 
 T = TypeVar("T")
@@ -72,13 +73,10 @@ def make_node(
     url: str,
     key: str,
     *,
-    shared_files: Path | None = None,
     extra: dict[str, str] | None = None,
 ) -> ServerProcess:
     data_dir = tmp / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    if shared_files is not None and not (data_dir / "workspaces").exists():
-        (data_dir / "workspaces").symlink_to(shared_files, target_is_directory=True)
     env = {
         "MLGRID_SECRET_KEY": key,
         "MLGRID_NODE_ID": name,
@@ -91,15 +89,17 @@ def make_node(
 
 @contextmanager
 def running_nodes(
-    tmp: Path, url: str, count: int, *, shared_files: bool = False, extra: dict[str, str] | None = None
+    tmp: Path, url: str, count: int, *, blobs: Azurite | None = None, extra: dict[str, str] | None = None
 ) -> Iterator[list[ServerProcess]]:
-    """``count`` nodes on ``url`` (started one after the other; stopped at the end)."""
+    """``count`` nodes on ``url`` (started one after the other; stopped at the end). With
+    ``blobs`` they keep their files in that Azurite, in a container of their own, and share
+    nothing else but the database: each node has its own empty data directory."""
     key = base64.b64encode(os.urandom(32)).decode()  # nodes of one database share the secret key
-    files = None
-    if shared_files:
-        files = tmp / "shared-workspaces"
-        files.mkdir(parents=True, exist_ok=True)
-    nodes = [make_node(tmp, f"node-{i}", url, key, shared_files=files, extra=extra) for i in range(count)]
+    settings = dict(extra or {})
+    if blobs is not None:
+        settings["MLGRID_BLOB_URL"] = blobs.connection_string
+        settings["MLGRID_BLOB_CONTAINER"] = "cluster" + uuid.uuid4().hex[:16]
+    nodes = [make_node(tmp, f"node-{i}", url, key, extra=settings) for i in range(count)]
     try:
         for node in nodes:
             node.start(timeout=120)  # a loaded two-core machine starts slowly
