@@ -8,11 +8,15 @@ returned. A ``PATCH`` body is validated the same way, field by field, over the c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import ConfigDict
+
+from mlgrid.body import Body, Invalid, Missing, checked, checker, echoed, members_of, parse
 from mlgrid.errors import invalid
 
 KIND_MLFLOW = "MLflow"
@@ -29,22 +33,6 @@ MAX_SECRET = 4096
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 
-FIELDS = frozenset(
-    {
-        "kind",
-        "trackingUri",
-        "token",
-        "pollIntervalSeconds",
-        "fullSweepMinutes",
-        "experiments",
-        "deploymentAliases",
-        "webhookSecret",
-        "backfill",
-        "paused",
-    }
-)
-
-
 @dataclass(frozen=True)
 class ConnectorSpec:
     """A connector's configuration; ``token``/``webhook_secret`` are plaintext here (``None``:
@@ -59,21 +47,6 @@ class ConnectorSpec:
     deployment_aliases: tuple[str, ...] = DEFAULT_DEPLOYMENT_ALIASES
     backfill: bool = False
     paused: bool = False
-
-
-def _properties(body: object) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object with 'properties'")
-    unknown = set(body) - {"properties", "name", "id", "type"}
-    if unknown:
-        raise invalid(sorted(unknown)[0], "is not a field of a connector")
-    properties = body.get("properties")
-    if not isinstance(properties, dict):
-        raise invalid("properties", "must be an object")
-    for name in properties:
-        if name not in FIELDS:
-            raise invalid(f"properties.{name}", "is not a connector property")
-    return properties
 
 
 def _uri(value: object) -> str:
@@ -136,59 +109,160 @@ def _bool(value: object, field: str) -> bool:
     return value
 
 
+def _rule(check: Callable[[Any], Any], schema: dict[str, Any]) -> tuple[Any, ...]:
+    """A member checked by one of the helpers above (which name their own absolute path)."""
+    return checker(lambda value: checked(lambda: check(value)), schema)
+
+
+def _put_kind(value: object) -> str:
+    if value != KIND_MLFLOW:
+        raise Invalid(f"must be {KIND_MLFLOW!r} (the only kind of connector)")
+    return KIND_MLFLOW
+
+
+def _same_kind(value: object) -> str:
+    if value != KIND_MLFLOW:
+        raise Invalid("cannot change")
+    return KIND_MLFLOW
+
+
+_KIND_SCHEMA: dict[str, Any] = {"type": "string", "enum": [KIND_MLFLOW], "default": KIND_MLFLOW}
+_URI_SCHEMA: dict[str, Any] = {
+    "type": "string", "format": "uri", "description": "http(s) URL of the MLflow tracking server",
+}
+#: A PUT without ``trackingUri``: told so in its turn (after ``kind``), as it always was.
+_ABSENT = object()
+
+
+def _put_uri(value: object) -> str:
+    if value is _ABSENT:
+        raise Invalid("is required")
+    return checked(lambda: _uri(value))
+
+
+def _names_of(field: str) -> Callable[[Any], list[str] | None]:
+    return lambda value: _names(value, field, nullable=True)
+
+
+class ConnectorProperties(Body):
+    """The ``properties`` of a connector ``PATCH`` (each given member is set); a ``PUT`` reads
+    :class:`ConnectorPutProperties`. Unknown members are named in the body's order."""
+
+    kind: Annotated[Any, *checker(_same_kind, _KIND_SCHEMA)] = None
+    tracking_uri: Annotated[Any, *_rule(_uri, _URI_SCHEMA)] = None
+    token: Annotated[Any, *_rule(lambda v: _secret(v, "properties.token"), {
+        "type": ["string", "null"], "minLength": 1, "maxLength": MAX_SECRET, "writeOnly": True,
+        "description": "bearer token for MLflow; sealed at rest, never returned",
+    })] = None
+    webhook_secret: Annotated[Any, *_rule(lambda v: _secret(v, "properties.webhookSecret"), {
+        "type": ["string", "null"], "minLength": 1, "maxLength": MAX_SECRET, "writeOnly": True,
+        "description": "secret of MLflow webhooks pointed at .../webhook; sealed, never returned",
+    })] = None
+    poll_interval_seconds: Annotated[Any, *_rule(
+        lambda v: _number(v, "properties.pollIntervalSeconds", MIN_POLL_SECONDS, MAX_POLL_SECONDS), {
+            "type": "number", "minimum": MIN_POLL_SECONDS, "maximum": MAX_POLL_SECONDS,
+            "default": DEFAULT_POLL_SECONDS,
+        })] = None
+    full_sweep_minutes: Annotated[Any, *_rule(
+        lambda v: _number(v, "properties.fullSweepMinutes", MIN_SWEEP_MINUTES, MAX_SWEEP_MINUTES), {
+            "type": "number", "minimum": MIN_SWEEP_MINUTES, "maximum": MAX_SWEEP_MINUTES,
+            "default": DEFAULT_SWEEP_MINUTES,
+            "description": "minutes between full sweeps (every run, version and alias)",
+        })] = None
+    experiments: Annotated[Any, *_rule(_names_of("properties.experiments"), {
+        "type": ["array", "null"], "maxItems": MAX_LIST, "items": {"type": "string", "minLength": 1},
+        "description": "experiment names to follow; null: all",
+    })] = None
+    deployment_aliases: Annotated[Any, *_rule(_aliases, {
+        "type": "array", "maxItems": MAX_LIST, "items": {"type": "string", "pattern": _ALIAS.pattern},
+        "default": list(DEFAULT_DEPLOYMENT_ALIASES),
+        "description": "registered-model aliases whose moves emit ModelDeployed",
+    })] = None
+    backfill: Annotated[Any, *_rule(lambda v: _bool(v, "properties.backfill"), {
+        "type": "boolean", "default": False,
+        "description": "the first sync emits events for MLflow's past too",
+    })] = None
+    paused: Annotated[Any, *_rule(lambda v: _bool(v, "properties.paused"), {
+        "type": "boolean", "default": False})] = None
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be an object"
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return "is not a connector property"
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            known = [f.alias or name for name, f in cls.model_fields.items()]
+            for key in value:
+                if key not in known:
+                    raise Invalid(cls.unknown_reason(known), at=str(key))
+        return super().canonical_members(value)
+
+    def changes(self) -> dict[str, Any]:
+        """The ``ConnectorSpec`` fields the given members set."""
+        given = self.model_fields_set - {"kind"}
+        names = {"poll_interval_seconds": "poll_interval"}
+        return {names.get(name, name): getattr(self, name) for name in given}
+
+
+class ConnectorPutProperties(ConnectorProperties):
+    """The ``properties`` of a connector ``PUT``: ``trackingUri`` is required."""
+
+    model_config = ConfigDict(json_schema_extra={"required": ["trackingUri"]})
+
+    kind: Annotated[Any, *checker(_put_kind, _KIND_SCHEMA)] = None
+    tracking_uri: Annotated[Any, *checker(_put_uri, _URI_SCHEMA)] = None
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        return {"trackingUri": _ABSENT} | super().canonical_members(value)
+
+
+class _ConnectorBody(Body):
+    id: Any = echoed()
+    name: Any = echoed()
+    type: Any = echoed()
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be a JSON object with 'properties'"
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return "is not a field of a connector"
+
+
+class ConnectorPutBody(_ConnectorBody):
+    """The body of ``PUT .../connectors/{name}``."""
+
+    properties: Annotated[ConnectorPutProperties, Missing("must be an object")]
+
+
+class ConnectorPatchBody(_ConnectorBody):
+    """The body of ``PATCH .../connectors/{name}``."""
+
+    properties: Annotated[ConnectorProperties, Missing("must be an object")]
+
+
 def parse_put(body: object) -> ConnectorSpec:
     """The full configuration of a ``PUT`` (omitted optional fields take their defaults)."""
-    properties = _properties(body)
-    kind = properties.get("kind", KIND_MLFLOW)
-    if kind != KIND_MLFLOW:
-        raise invalid("properties.kind", f"must be {KIND_MLFLOW!r} (the only kind of connector)")
-    if "trackingUri" not in properties:
-        raise invalid("properties.trackingUri", "is required")
-    return apply_patch(ConnectorSpec(tracking_uri=_uri(properties["trackingUri"])), properties)
+    properties = parse(ConnectorPutBody, body).properties
+    return replace(ConnectorSpec(tracking_uri=properties.tracking_uri), **properties.changes())
 
 
 def check_patch_shape(body: object) -> None:
     """A ``PATCH`` body's shape, checked before the connector is looked up (a malformed body
-    is a 400 whether or not the connector exists)."""
-    _properties(body)
+    is a 400 whether or not the connector exists); its values are checked after."""
+    members = members_of(ConnectorPatchBody, body, "")
+    members_of(ConnectorProperties, members.get("properties"), "properties")
 
 
 def parse_patch(body: object, current: ConnectorSpec) -> tuple[ConnectorSpec, set[str]]:
     """The configuration after a ``PATCH``, and the names of the properties it set."""
-    properties = _properties(body)
-    if "kind" in properties and properties["kind"] != KIND_MLFLOW:
-        raise invalid("properties.kind", "cannot change")
-    return apply_patch(current, properties), set(properties)
-
-
-def apply_patch(spec: ConnectorSpec, properties: dict[str, Any]) -> ConnectorSpec:
-    changes: dict[str, Any] = {}
-    if "trackingUri" in properties:
-        changes["tracking_uri"] = _uri(properties["trackingUri"])
-    if "token" in properties:
-        changes["token"] = _secret(properties["token"], "properties.token")
-    if "webhookSecret" in properties:
-        changes["webhook_secret"] = _secret(properties["webhookSecret"], "properties.webhookSecret")
-    if "pollIntervalSeconds" in properties:
-        changes["poll_interval"] = _number(
-            properties["pollIntervalSeconds"],
-            "properties.pollIntervalSeconds",
-            MIN_POLL_SECONDS,
-            MAX_POLL_SECONDS,
-        )
-    if "fullSweepMinutes" in properties:
-        changes["full_sweep_minutes"] = _number(
-            properties["fullSweepMinutes"],
-            "properties.fullSweepMinutes",
-            MIN_SWEEP_MINUTES,
-            MAX_SWEEP_MINUTES,
-        )
-    if "experiments" in properties:
-        changes["experiments"] = _names(properties["experiments"], "properties.experiments", nullable=True)
-    if "deploymentAliases" in properties:
-        changes["deployment_aliases"] = _aliases(properties["deploymentAliases"])
-    if "backfill" in properties:
-        changes["backfill"] = _bool(properties["backfill"], "properties.backfill")
-    if "paused" in properties:
-        changes["paused"] = _bool(properties["paused"], "properties.paused")
-    return replace(spec, **changes)
+    properties = parse(ConnectorPatchBody, body).properties
+    given = {ConnectorProperties.model_fields[name].alias or name for name in properties.model_fields_set}
+    return replace(current, **properties.changes()), given
