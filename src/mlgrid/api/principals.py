@@ -57,9 +57,9 @@ async def delete_principal(name: str, request: Request) -> Response:
 
 _ROLE_SCHEMA: dict[str, Any] = {
     "type": "string",
-    "description": f"one of {', '.join(role.value for role in Role)}; case and spaces are ignored, "
-                   "and Azure's 'EventGrid Data Sender' and 'EventGrid Data Receiver' are accepted",
-    "examples": ["Reader"],
+    # What is listed is accepted; case and spaces are also ignored ("data sender").
+    "enum": [role.value for role in Role] + ["EventGrid Data Sender", "EventGrid Data Receiver"],
+    "description": "case and spaces are ignored; Azure's built-in names are accepted",
 }
 
 
@@ -71,13 +71,18 @@ class RoleBody(Body):
     """The body of a role assignment: ``{"role": "Reader"}``, or ARM's shape with the role under
     ``properties``. Other members are ignored (as they always were), so the object is open."""
 
-    model_config = ConfigDict(extra="ignore")
-
     role: Annotated[Any, *checker(_role, _ROLE_SCHEMA)] = None
     properties: Annotated[Any, WithJsonSchema({
-        "type": "object", "properties": {"role": _ROLE_SCHEMA},
-        "description": "ARM's shape: the role, read when there is no top-level role",
+        "type": "object",
+        "description": "ARM's shape: its role is read when there is no top-level role",
     })] = None
+
+    # A role is needed, at the top level or under properties.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [
+        {"required": ["role"]},
+        {"required": ["properties"], "properties": {"properties": {"required": ["role"],
+                                                                   "properties": {"role": _ROLE_SCHEMA}}}},
+    ]})
 
     @classmethod
     def object_reason(cls) -> str:
