@@ -15,7 +15,8 @@ reason, never pydantic's own wording or a 422. The reason comes from, in order:
 * otherwise a short default per pydantic error type (``is required``, ``must be a string``).
 
 Models are strict (no coercion: ``"1"`` is not ``1``, ``true`` is not ``1``) and refuse
-unknown members, naming the first one in sorted order, as the hand-written parsers did.
+unknown members, naming the first one in sorted order, as the hand-written parsers did; a
+model whose body always ignored unknown members keeps doing so with ``extra="ignore"``.
 Read-only members that clients echo back (``id``, ``name``, ...) are declared as fields that
 the parser ignores, so the schema lists them as well.
 
@@ -241,11 +242,15 @@ class Body(BaseModel):
     @classmethod
     def canonical_members(cls, value: object) -> dict[str, Any]:
         """``value``'s members under the model's names, or :func:`Invalid` for a value that is
-        not an object, an unknown member (the first in sorted order, or in the body's order
+        not an object, an unknown member (dropped instead when the model says
+        ``extra="ignore"``) (the first in sorted order, or in the body's order
         when names ignore case) or a member given twice."""
         if not isinstance(value, Mapping):
             raise Invalid(cls.object_reason())
         known = [f.alias or name for name, f in cls.model_fields.items()]
+        if cls.model_config.get("extra") == "ignore":
+            # An open object (a body that always ignored what it does not read).
+            return {name: item for name, item in value.items() if name in known}
         if not cls.names_ignore_case:
             unknown = sorted(str(k) for k in value if k not in known)
             if unknown:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from mlgrid.body import Body, Invalid, Missing, checker, openapi_schema, parse, reason
 from mlgrid.domain.error_codes import ErrorCode
@@ -98,3 +98,14 @@ def test_any_object_either_parses_or_is_a_400_naming_a_path(raw: dict[str, objec
     except InvalidField as exc:
         assert exc.status == 400
         assert exc.message.startswith(f"{exc.field_name}: ")
+
+
+class Open(Body):
+    model_config = ConfigDict(extra="ignore")
+    size: Annotated[int, reason("must be an integer")] = 1
+
+
+def test_an_open_model_ignores_unknown_members_but_checks_its_own() -> None:
+    assert parse(Open, {"size": 3, "other": [1]}).size == 3
+    assert _error(Open, {"size": "3", "other": 1}).message == "size: must be an integer"
+    assert "additionalProperties" not in openapi_schema(Open)

@@ -21,70 +21,15 @@ from mlgrid.auth.roles import Action
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import invalid
 from mlgrid.events.timestamps import parse_timestamp
-from mlgrid.workspace.drift_monitors import (
-    DEFAULT_FALSE_ALARM_RATE,
-    DEFAULT_THRESHOLD,
-    MAX_FALSE_ALARM_RATE,
-    MAX_LATENCY_HOURS,
-    MAX_WINDOWS_PER_CALL,
-    MIN_FALSE_ALARM_RATE,
-    DriftMonitorService,
-)
+from mlgrid.workspace.drift_monitors import DriftMonitorService, MonitorBody, RangeBody
 
 router = APIRouter(tags=["data drift"])
 
 RESOURCE_TYPE = "Microsoft.MachineLearningServices/workspaces/datadrifts"
 RUNS_PAGE_SIZE = 1000
 
-MONITOR_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["properties"],
-        "properties": {
-            "properties": {
-                "type": "object",
-                "required": ["baselineDatasetId", "targetDatasetId"],
-                "properties": {
-                    "baselineDatasetId": {"type": "string", "format": "uuid",
-                                          "description": "id of a dataset version of this workspace"},
-                    "targetDatasetId": {"type": "string", "format": "uuid",
-                                        "description": "id of a dataset version with a timestampColumn"},
-                    "features": {
-                        "type": ["array", "null"],
-                        "minItems": 1,
-                        "items": {"type": "string"},
-                        "description": "columns to compare (in both datasets); null: every usable column",
-                    },
-                    "frequency": {"type": "string", "enum": ["Day", "Week", "Month"], "default": "Day",
-                                  "description": "window length; UTC calendar windows, weeks Monday-Sunday"},
-                    "latency": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_HOURS, "default": 0,
-                                "description": "hours after a window ends before the scheduler analyses it"},
-                    "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                                  "default": DEFAULT_THRESHOLD,
-                                  "description": "the Azure-style rule: with falseAlarmRate null, a "
-                                                 "coefficient at or above it emits DatasetDriftDetected"},
-                    "falseAlarmRate": {"type": ["number", "null"], "minimum": MIN_FALSE_ALARM_RATE,
-                                       "maximum": MAX_FALSE_ALARM_RATE, "default": DEFAULT_FALSE_ALARM_RATE,
-                                       "description": "share of no-drift windows that alarm: a window "
-                                                      "drifts when its calibrated p-value is at most "
-                                                      "this; null decides by threshold alone"},
-                    "scheduleEnabled": {"type": "boolean", "default": False},
-                },
-            }
-        },
-    }
-)
-RUNS_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["start", "end"],
-        "properties": {
-            "start": {"type": "string", "format": "date-time", "description": "no offset means UTC"},
-            "end": {"type": "string", "format": "date-time",
-                    "description": f"every complete window in [start, end); at most {MAX_WINDOWS_PER_CALL}"},
-        },
-    }
-)
+MONITOR_BODY = body_schema(MonitorBody)
+RUNS_BODY = body_schema(RangeBody)
 
 
 def _service(request: Request) -> DriftMonitorService:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from mlgrid.api import paging
 from mlgrid.api.deps import json_body, runtime
@@ -29,7 +30,7 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
 from mlgrid.auth.roles import Action
-from mlgrid.body import DATE_TIME_SCHEMA
+from mlgrid.body import DATE_TIME_SCHEMA, Body, Invalid, Missing, checker, parse
 from mlgrid.delivery.dead_letter_record import format_time
 from mlgrid.delivery.manage import MAX_REDELIVER_IDS, DeliveryManager
 from mlgrid.domain.deliveries import DELIVERY_STATES, DeliveryState
@@ -41,25 +42,74 @@ from mlgrid.events.timestamps import parse_timestamp
 router = APIRouter(tags=["deliveries"])
 
 PAGE_SIZE_MAX: Final = 1000
-REDELIVER_BODY = body_schema(
-    {
-        "type": "object",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "string"}, "description": "omit for all"}
-        },
-    },
-    required=False,
-)
-REPLAY_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["from"],
-        "properties": {
-            "from": DATE_TIME_SCHEMA,
-            "to": {"anyOf": [DATE_TIME_SCHEMA, {"type": "null"}], "description": "default or null: now"},
-        },
-    }
-)
+
+
+def _ids(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise Invalid("must be an array of dead-letter ids")
+    if len(value) > MAX_REDELIVER_IDS:
+        raise Invalid(f"at most {MAX_REDELIVER_IDS} ids per request")
+    return list(dict.fromkeys(value))
+
+
+class RedeliverBody(Body):
+    """The optional body of ``:redeliver``: which dead letters (all when omitted)."""
+
+    ids: Annotated[Any, *checker(_ids, {
+        "type": ["array", "null"], "items": {"type": "string"}, "maxItems": MAX_REDELIVER_IDS,
+        "description": "omit for all",
+    })] = None
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return 'must be a JSON object {"ids": [...]}'
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return "unknown field"
+
+
+_INSTANT_REQUIRED = "is required (an ISO 8601 date-time)"
+
+
+def _instant(value: object) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_timestamp(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise Invalid(f"{value!r} is not an ISO 8601 date-time")
+    return parsed
+
+
+def _start(value: object) -> datetime:
+    start = _instant(value)
+    if start is None:
+        raise Invalid(_INSTANT_REQUIRED)
+    return start
+
+
+class ReplayBody(Body):
+    """The body of ``:replay``: the window of published events to deliver again. That ``to``
+    (default: now) is not before ``from`` is checked by the route, which knows the time."""
+
+    start: Annotated[Any, Field(alias="from"), Missing(_INSTANT_REQUIRED), *checker(_start, DATE_TIME_SCHEMA)]
+    to: Annotated[Any, *checker(_instant, {
+        "anyOf": [DATE_TIME_SCHEMA, {"type": "null"}], "description": "default or null: now",
+    })] = None
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return 'must be a JSON object {"from": "...", "to": "..."}'
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return "unknown field"
+
+
+REDELIVER_BODY = body_schema(RedeliverBody, required=False)
+REPLAY_BODY = body_schema(ReplayBody)
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -210,20 +260,7 @@ def _redeliver(kind: str) -> Handler:
     async def redeliver_dead_letters(parent: str, subscription: str, request: Request) -> Response:
         _, sub = await resolve_subscription(request, kind, parent, subscription, Action.MANAGE_SUBSCRIPTIONS)
         body = await json_body(request, required=False)
-        ids: list[str] | None = None
-        if body is not None:
-            if not isinstance(body, dict):
-                raise invalid("body", 'must be a JSON object {"ids": [...]}')
-            unknown = set(body) - {"ids"}
-            if unknown:
-                raise invalid(sorted(unknown)[0], "unknown field")
-            raw = body.get("ids")
-            if raw is not None:
-                if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
-                    raise invalid("ids", "must be an array of dead-letter ids")
-                if len(raw) > MAX_REDELIVER_IDS:
-                    raise invalid("ids", f"at most {MAX_REDELIVER_IDS} ids per request")
-                ids = list(dict.fromkeys(raw))
+        ids: list[str] | None = None if body is None else parse(RedeliverBody, body).ids
         result = await _manager(request).redeliver(sub, ids)
         return _json(
             {
@@ -242,15 +279,9 @@ def _redeliver(kind: str) -> Handler:
 def _replay(kind: str) -> Handler:
     async def replay_events(parent: str, subscription: str, request: Request) -> Response:
         _, sub = await resolve_subscription(request, kind, parent, subscription, Action.MANAGE_SUBSCRIPTIONS)
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise invalid("body", 'must be a JSON object {"from": "...", "to": "..."}')
-        unknown = set(body) - {"from", "to"}
-        if unknown:
-            raise invalid(sorted(unknown)[0], "unknown field")
-        start = _instant(body.get("from"), "from", required=True)
-        end = _instant(body.get("to"), "to", required=False) or datetime.now(UTC)
-        assert start is not None
+        body = parse(ReplayBody, await json_body(request))
+        start: datetime = body.start
+        end: datetime = body.to or datetime.now(UTC)
         if end < start:
             raise invalid("to", "must not be before from")
         result = await _manager(request).replay(sub, start, end)
@@ -264,17 +295,6 @@ def _replay(kind: str) -> Handler:
         )
 
     return replay_events
-
-
-def _instant(value: object, field: str, *, required: bool) -> datetime | None:
-    if value is None:
-        if required:
-            raise invalid(field, "is required (an ISO 8601 date-time)")
-        return None
-    parsed = parse_timestamp(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise invalid(field, f"{value!r} is not an ISO 8601 date-time")
-    return parsed
 
 
 _LABELS = {"topics": "a custom topic", "systemTopics": "a system topic", "workspaces": "a workspace"}

@@ -17,6 +17,7 @@ from mlgrid.api.docs import body_schema
 from mlgrid.api.workspace_common import guard, iso, respond
 from mlgrid.auth.roles import Action
 from mlgrid.domain.endpoints import DEPLOYMENT_STATES
+from mlgrid.workspace.endpoint_spec import EndpointBody
 from mlgrid.workspace.endpoint_supervisor import FORWARDED_HEADER
 from mlgrid.workspace.endpoints import EndpointService, EndpointView
 from mlgrid.workspace.service import Workspace, WorkspaceService
@@ -25,53 +26,7 @@ router = APIRouter(tags=["endpoints"])
 
 MAX_SCORING_BODY = 16 * 1024 * 1024
 
-ENDPOINT_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["properties"],
-        "properties": {
-            "properties": {
-                "type": "object",
-                "properties": {
-                    "computeType": {"type": "string", "enum": ["Local"], "default": "Local"},
-                    "models": {
-                        "type": "array",
-                        "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{3,64}:[0-9]+$"},
-                        "description": "registered model versions 'name:version'",
-                    },
-                    "entryScript": {
-                        "description": "null; a .py file inside a deployed model ('score.py'); or the "
-                        "script itself as {'fileName': 'score.py', 'source': '...'}",
-                        "oneOf": [
-                            {"type": "null"},
-                            {"type": "string"},
-                            {
-                                "type": "object",
-                                "required": ["source"],
-                                "properties": {"fileName": {"type": "string"}, "source": {"type": "string"}},
-                            },
-                        ],
-                    },
-                    "tags": {"type": "object"},
-                    "properties": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "startupTimeoutSeconds": {
-                        "type": "number",
-                        "minimum": 1,
-                        "maximum": 3600,
-                        "default": 120,
-                        "description": "how long the scoring process may take to answer its health check",
-                    },
-                },
-                # deploy at least one model or give an entry script
-                "anyOf": [
-                    {"required": ["models"], "properties": {"models": {"minItems": 1}}},
-                    {"required": ["entryScript"],
-                     "properties": {"entryScript": {"type": ["string", "object"]}}},
-                ],
-            }
-        },
-    }
-)
+ENDPOINT_BODY = body_schema(EndpointBody)
 SCORE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,

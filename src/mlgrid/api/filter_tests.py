@@ -11,51 +11,68 @@ Reading a subscription is enough (``Reader`` and above).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ConfigDict, WithJsonSchema
 
 from mlgrid.api.deps import json_body
 from mlgrid.api.docs import body_schema
 from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
 from mlgrid.auth.roles import Action
-from mlgrid.errors import invalid
+from mlgrid.body import Body, Invalid, Missing, checker, parse
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.filters import filter_to_json, parse_filter
 from mlgrid.filters.explain import explain
 
 router = APIRouter(tags=["event subscriptions"])
 
-TEST_BODY = body_schema({
-    "type": "object",
-    "required": ["event"],
-    "properties": {
-        "event": {"type": "object", "description": "the event, in the schema the topic stores"},
-        "filter": {"type": ["object", "null"],
-                   "description": "a filter to try instead of the subscription's (null: the subscription's)"},
-    },
-})
+_EVENT_REASON = "must be an event object"
+
+
+def _event(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(_EVENT_REASON)
+    return value
+
+
+class FilterTestBody(Body):
+    """The body of ``:test``. The filter is parsed by the route, against the subscription's
+    input schema; other members are ignored, as they always were."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: Annotated[Any, Missing(_EVENT_REASON), *checker(_event, {
+        "type": "object", "description": "the event, in the schema the topic stores",
+    })]
+    # Only "an object": the filter's own rules depend on the subscription's input schema.
+    filter: Annotated[Any, WithJsonSchema({
+        "type": ["object", "null"],
+        "description": "a filter to try instead of the subscription's (null: the subscription's)",
+    })] = None
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be an object with an event"
+
+
+TEST_BODY = body_schema(FilterTestBody)
 Handler = Callable[..., Awaitable[Response]]
 
 
 def _test(kind: str) -> Handler:
     async def test_event_subscription_filter(parent: str, subscription: str, request: Request) -> Response:
         _, sub = await resolve_subscription(request, kind, parent, subscription, Action.READ_SUBSCRIPTIONS)
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            raise invalid("body", "must be an object with an event")
-        event = body.get("event")
-        if not isinstance(event, dict):
-            raise invalid("event", "must be an event object")
+        body = parse(FilterTestBody, await json_body(request))
         event_filter = sub.event_filter
-        if body.get("filter") is not None:
-            event_filter = parse_filter(body["filter"], input_schema=sub.input_schema, field_prefix="filter")
-        verdict = explain(event_filter, event, sub.stored_schema)
+        if body.filter is not None:
+            event_filter = parse_filter(body.filter, input_schema=sub.input_schema, field_prefix="filter")
+        verdict = explain(event_filter, body.event, sub.stored_schema)
         answer: dict[str, Any] = {
             "subscription": sub.name,
             "filter": filter_to_json(event_filter),
-            "filterSource": "request" if body.get("filter") is not None else "subscription",
+            "filterSource": "request" if body.filter is not None else "subscription",
             **verdict.as_json(),
         }
         return Response(dumps(answer), media_type="application/json")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ConfigDict, WithJsonSchema
 
 from mlgrid.api.deps import caller, json_body, runtime
 from mlgrid.api.docs import CREATED_OR_REPLACED, body_schema
 from mlgrid.api.responses import ExactJSONResponse
-from mlgrid.auth.roles import Action
+from mlgrid.auth.roles import Action, Role, parse_role
+from mlgrid.body import Body, Invalid, checked, checker, parse
 from mlgrid.broker.access import Scope
-from mlgrid.errors import invalid
 
 router = APIRouter(tags=["principals and roles"])
 
@@ -53,16 +55,57 @@ async def delete_principal(name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+_ROLE_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    # What is listed is accepted; case and spaces are also ignored ("data sender").
+    "enum": [role.value for role in Role] + ["EventGrid Data Sender", "EventGrid Data Receiver"],
+    "description": "case and spaces are ignored; Azure's built-in names are accepted",
+}
+
+
+def _role(value: object) -> Role:
+    return checked(lambda: parse_role(value, "role"))
+
+
+class RoleBody(Body):
+    """The body of a role assignment: ``{"role": "Reader"}``, or ARM's shape with the role under
+    ``properties``. Other members are ignored (as they always were), so the object is open."""
+
+    role: Annotated[Any, *checker(_role, _ROLE_SCHEMA)] = None
+    properties: Annotated[Any, WithJsonSchema({
+        "type": "object",
+        "description": "ARM's shape: its role is read when there is no top-level role",
+    })] = None
+
+    # A role is needed, at the top level or under properties.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [
+        {"required": ["role"]},
+        {"required": ["properties"], "properties": {"properties": {"required": ["role"],
+                                                                   "properties": {"role": _ROLE_SCHEMA}}}},
+    ]})
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be a JSON object with a role"
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        """The one role the body gives, always under ``role`` (an error says ``role`` wherever
+        it was written): the top-level member if present, else ``properties.role``."""
+        if not isinstance(value, Mapping):
+            raise Invalid(cls.object_reason())
+        if "role" in value:
+            return {"role": value["role"]}
+        properties = value.get("properties")
+        return {"role": properties.get("role") if isinstance(properties, Mapping) else None}
+
+
 async def put_role(request: Request, scope: Scope, principal_name: str) -> Response:
     """Shared by the topic and workspace role routes: Owner only."""
     rt = runtime(request)
     await rt.access.require(await caller(request), scope, Action.MANAGE_ROLES)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object with a role")
-    properties = body.get("properties")
-    role_value = body.get("role", properties.get("role") if isinstance(properties, dict) else None)
-    role, created = await rt.access.assign(scope, principal_name, role_value)
+    body = parse(RoleBody, await json_body(request))
+    role, created = await rt.access.assign(scope, principal_name, body.role)
     return ExactJSONResponse(
         {"principal": principal_name, "role": role.value, "scope": f"/{scope.kind}s/{scope.name}"},
         status_code=201 if created else 200,
@@ -83,10 +126,7 @@ async def delete_role(request: Request, scope: Scope, principal_name: str) -> Re
     return Response(status_code=204)
 
 
-ROLE_BODY = body_schema(
-    {"type": "object", "required": ["role"], "properties": {"role": {"type": "string", "enum": [
-        "Owner", "Contributor", "Reader", "DataSender", "DataReceiver"]}}}
-)
+ROLE_BODY = body_schema(RoleBody)
 
 
 async def _topic_scope(request: Request, topic: str) -> Scope:

@@ -28,9 +28,9 @@ from mlgrid.auth.roles import Action
 from mlgrid.broker.subscriptions import SubscriptionService
 from mlgrid.delivery.pull import (
     MAX_EVENTS_PER_RECEIVE,
-    MAX_LOCK_TOKENS,
     MAX_WAIT_SECONDS,
     RELEASE_DELAYS,
+    LockTokensBody,
     PullService,
     parse_lock_tokens,
 )
@@ -40,16 +40,7 @@ from mlgrid.errors import NotFound, invalid
 router = APIRouter(tags=["pull delivery"])
 
 DEFAULT_MAX_WAIT_SECONDS: Final = 60
-LOCK_TOKENS_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["lockTokens"],
-        "properties": {"lockTokens": {
-            "type": "array", "minItems": 1, "maxItems": MAX_LOCK_TOKENS,
-            "items": {"type": "string", "minLength": 1, "maxLength": 64},
-        }},
-    }
-)
+LOCK_TOKENS_BODY = body_schema(LockTokensBody)
 Handler = Callable[..., Awaitable[Response]]
 
 

@@ -13,23 +13,16 @@ from mlgrid.api.deps import json_body
 from mlgrid.api.docs import file_response
 from mlgrid.api.workspace_common import blob_response, dataset_service, guard, iso, model_service, respond
 from mlgrid.auth.roles import Action
+from mlgrid.body import openapi_schema
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import BadRequest, NotFound, invalid
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.workspace.datasets import DatasetView
 from mlgrid.workspace.models import MAX_MODEL_FILES, ModelView, UploadPart
-from mlgrid.workspace.validation import parse_model_metadata
+from mlgrid.workspace.validation import ModelFromRunBody, ModelUploadMetadata, parse_model_metadata
 
 router = APIRouter(tags=["models and datasets"])
 
-_METADATA_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "tags": {"type": "object"},
-        "properties": {"type": "object", "additionalProperties": {"type": "string"}},
-        "description": {"type": "string"},
-    },
-}
 MODEL_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -49,22 +42,13 @@ MODEL_BODY: dict[str, Any] = {
                         "metadata": {
                             "type": "string",
                             "description": "JSON: tags, properties, description, directory (bool)",
+                            "contentMediaType": "application/json",
+                            "contentSchema": openapi_schema(ModelUploadMetadata),
                         },
                     },
                 }
             },
-            "application/json": {
-                "schema": {
-                    **_METADATA_SCHEMA,
-                    "required": ["runId", "artifactPath"],
-                    "properties": {
-                        **_METADATA_SCHEMA["properties"],
-                        "runId": {"type": "string", "minLength": 1},
-                        "artifactPath": {"type": "string", "minLength": 1,
-                                         "description": "an artifact file or directory"},
-                    },
-                }
-            },
+            "application/json": {"schema": openapi_schema(ModelFromRunBody)},
         },
     }
 }

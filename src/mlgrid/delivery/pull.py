@@ -31,8 +31,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import ConfigDict
+
+from mlgrid.body import Body, Invalid, Missing, checker, parse
 from mlgrid.delivery.dead_letters import NOT_ATTEMPTED, DeadLetterService, Undeliverable
 from mlgrid.delivery.dispatcher import SubscriptionLookup
 from mlgrid.delivery.retry import DeadLetterReason
@@ -55,6 +58,7 @@ __all__ = [
     "MAX_WAIT_SECONDS",
     "RELEASE_DELAYS",
     "LockResult",
+    "LockTokensBody",
     "PullService",
     "Received",
 ]
@@ -102,19 +106,41 @@ class LockResult:
         }
 
 
-def parse_lock_tokens(body: object) -> list[str]:
-    """``{"lockTokens": ["...", ...]}`` → the tokens (400 naming ``lockTokens`` otherwise)."""
-    if not isinstance(body, dict):
-        raise invalid("body", 'must be a JSON object {"lockTokens": [...]}')
-    tokens = body.get("lockTokens")
-    if not isinstance(tokens, list) or not tokens:
-        raise invalid("lockTokens", "must be a non-empty array of lock tokens")
-    if len(tokens) > MAX_LOCK_TOKENS:
-        raise invalid("lockTokens", f"at most {MAX_LOCK_TOKENS} lock tokens per request")
-    for index, token in enumerate(tokens):
+_NON_EMPTY = "must be a non-empty array of lock tokens"
+
+
+def _tokens(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise Invalid(_NON_EMPTY)
+    if len(value) > MAX_LOCK_TOKENS:
+        raise Invalid(f"at most {MAX_LOCK_TOKENS} lock tokens per request")
+    for index, token in enumerate(value):
         if not isinstance(token, str) or not token or len(token) > 64:
-            raise invalid(f"lockTokens[{index}]", "must be a lock token string from a receive")
-    return list(dict.fromkeys(tokens))
+            raise Invalid("must be a lock token string from a receive", at=f"[{index}]")
+    return list(dict.fromkeys(value))
+
+
+class LockTokensBody(Body):
+    """The body of ``:acknowledge``, ``:release``, ``:reject`` and ``:renewLock``. Other
+    members are ignored, as they always were."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lock_tokens: Annotated[Any, Missing(_NON_EMPTY), *checker(_tokens, {
+        "type": "array", "minItems": 1, "maxItems": MAX_LOCK_TOKENS,
+        "items": {"type": "string", "minLength": 1, "maxLength": 64},
+    })]
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return 'must be a JSON object {"lockTokens": [...]}'
+
+
+def parse_lock_tokens(body: object) -> list[str]:
+    """``{"lockTokens": ["...", ...]}`` → the tokens, once each in order (400 naming
+    ``lockTokens`` otherwise)."""
+    tokens: list[str] = parse(LockTokensBody, body).lock_tokens
+    return tokens
 
 
 class PullService:

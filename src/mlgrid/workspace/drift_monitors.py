@@ -28,10 +28,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mlgrid.body import Body, Invalid, Missing, case_insensitive, checked, checker, echoed, parse
 from mlgrid.broker.names import check_name
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.domain.records import DriftRunRow, MonitorRow
@@ -76,21 +78,6 @@ SCHEDULE = "schedule"
 #: Checks, inside a write transaction, that a lease is still held (``cluster/node.Node.fence``).
 Fence = Callable[[AsyncConnection], Awaitable[None]]
 
-_PROPERTIES = {
-    "baselineDatasetId",
-    "targetDatasetId",
-    "features",
-    "frequency",
-    "latency",
-    "threshold",
-    "falseAlarmRate",
-    "scheduleEnabled",
-}
-# Fields of a GET answer that a client may send back unchanged in a PUT; they are ignored.
-_READ_ONLY_PROPERTIES = {"createdTime", "updatedTime", "scheduledUntil", "targetTimestampColumn"}
-_TOP_LEVEL = {"properties", "id", "name", "type", "etag"}
-
-
 # --- request bodies (pure) -----------------------------------------------------------------
 
 
@@ -109,18 +96,6 @@ class MonitorSpec:
     """None (the default, SPEC §2.2): decide by ``threshold`` alone, the Azure-style coefficient
     cut. A rate (``DEFAULT_FALSE_ALARM_RATE`` is the suggested one) turns on the calibrated
     decision: the window alarms when its evidence is that rare among baseline windows."""
-
-
-def _object(value: object, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid(field, "must be a JSON object")
-    return value
-
-
-def _no_unknown(body: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
-    for key in body:
-        if key not in allowed:
-            raise invalid(f"{prefix}{key}", f"unknown field; expected one of {', '.join(sorted(allowed))}")
 
 
 def _number(value: object, field: str) -> float:
@@ -166,60 +141,155 @@ def _frequency(value: object) -> Frequency:
     raise invalid("properties.frequency", f"must be one of Day, Week, Month (got {value!r})")
 
 
+class _InBodyOrder(Body):
+    """Unknown members are named in the body's order (the first one sent), as they always were."""
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            known = [f.alias or name for name, f in cls.model_fields.items()]
+            for key in value:
+                if key not in known:
+                    raise Invalid(cls.unknown_reason(known), at=str(key))
+        return super().canonical_members(value)
+
+
+def _rule(check: Callable[[Any], Any], schema: dict[str, Any]) -> tuple[Any, ...]:
+    """A field checked by one of the helpers above (which name their own absolute path)."""
+    return checker(lambda value: checked(lambda: check(value)), schema)
+
+
+def _optional_number(field: str, low: float, high: float, reason_text: str,
+                     low_open: bool = False) -> Callable[[Any], float | None]:
+    def check(value: object) -> float | None:
+        if value is None:
+            return None
+        number = _number(value, field)
+        if not (low < number if low_open else low <= number) or number > high:
+            raise invalid(field, reason_text)
+        return number
+
+    return check
+
+
+def _schedule_enabled(value: object) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise invalid("properties.scheduleEnabled", "must be true or false")
+    return value
+
+
+_DATASET_ID = "id of a dataset version of this workspace"
+
+
+class MonitorProperties(_InBodyOrder):
+    baseline_dataset_id: Annotated[Any, *_rule(
+        lambda v: _dataset_id(v, "properties.baselineDatasetId"),
+        {"type": "string", "format": "uuid", "description": _DATASET_ID})] = None
+    target_dataset_id: Annotated[Any, *_rule(
+        lambda v: _dataset_id(v, "properties.targetDatasetId"),
+        {"type": "string", "format": "uuid", "description": "id of a dataset version with a timestampColumn"},
+    )] = None
+    features: Annotated[Any, *_rule(_features, {
+        "type": ["array", "null"], "minItems": 1, "maxItems": MAX_FEATURES,
+        "items": {"type": "string", "minLength": 1},
+        "description": "columns to compare (in both datasets); null: every usable column",
+    })] = None
+    frequency: Annotated[Any, *_rule(lambda v: None if v is None else _frequency(v), {
+        "type": ["string", "null"], "pattern": case_insensitive([f.value for f in Frequency]),
+        "default": DEFAULT_FREQUENCY.value,
+        "description": "window length; UTC calendar windows, weeks Monday-Sunday",
+    })] = None
+    latency: Annotated[Any, *_rule(_optional_number(
+        "properties.latency", 0, MAX_LATENCY_HOURS, f"must be 0 to {MAX_LATENCY_HOURS:g} hours"), {
+        "type": ["number", "null"], "minimum": 0, "maximum": MAX_LATENCY_HOURS, "default": 0,
+        "description": "hours after a window ends before the scheduler analyses it",
+    })] = None
+    threshold: Annotated[Any, *_rule(_optional_number(
+        "properties.threshold", 0, 1, "must be greater than 0 and at most 1", low_open=True), {
+        "type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1, "default": DEFAULT_THRESHOLD,
+        "description": "the Azure-style rule: with falseAlarmRate null, a coefficient at or above it "
+                       "emits DatasetDriftDetected",
+    })] = None
+    false_alarm_rate: Annotated[Any, *_rule(_optional_number(
+        "properties.falseAlarmRate", MIN_FALSE_ALARM_RATE, MAX_FALSE_ALARM_RATE,
+        f"must be {MIN_FALSE_ALARM_RATE:g} to {MAX_FALSE_ALARM_RATE:g}, "
+        "or null to decide by threshold alone"), {
+        "type": ["number", "null"], "minimum": MIN_FALSE_ALARM_RATE, "maximum": MAX_FALSE_ALARM_RATE,
+        "default": None,
+        "description": "share of no-drift windows that alarm: a window drifts when its calibrated p-value "
+                       "is at most this (suggested: " f"{DEFAULT_FALSE_ALARM_RATE:g}); null decides by "
+                       "threshold alone",
+    })] = None
+    schedule_enabled: Annotated[Any, *_rule(_schedule_enabled, {
+        "type": ["boolean", "null"], "default": False})] = None
+    created_time: Any = echoed()
+    updated_time: Any = echoed()
+    scheduled_until: Any = echoed()
+    target_timestamp_column: Any = echoed()
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        # The dataset ids are checked in their turn (an absent one reads as null, with the same
+        # reason), so the model does not require them; the schema does.
+        return {"baselineDatasetId": None, "targetDatasetId": None, **super().canonical_members(value)}
+
+    model_config = ConfigDict(json_schema_extra={"required": ["baselineDatasetId", "targetDatasetId"]})
+
+
+class MonitorBody(_InBodyOrder):
+    """The body of ``PUT .../datadrifts/{name}``: Azure's data-drift resource shape."""
+
+    properties: Annotated[MonitorProperties, Missing("must be a JSON object")]
+    id: Any = echoed()
+    name: Any = echoed()
+    type: Any = echoed()
+    etag: Any = echoed()
+
+
 def parse_monitor_body(body: object) -> MonitorSpec:
     """The definition in ``PUT .../datadrifts/{name}``; a 400 names the first bad field."""
-    body = _object(body, "body")
-    _no_unknown(body, _TOP_LEVEL)
-    props = _object(body.get("properties"), "properties")
-    _no_unknown(props, _PROPERTIES | _READ_ONLY_PROPERTIES, "properties.")
+    props = parse(MonitorBody, body).properties
     spec = MonitorSpec(
-        baseline_dataset_id=_dataset_id(props.get("baselineDatasetId"), "properties.baselineDatasetId"),
-        target_dataset_id=_dataset_id(props.get("targetDatasetId"), "properties.targetDatasetId"),
-        features=_features(props.get("features")),
+        baseline_dataset_id=props.baseline_dataset_id,
+        target_dataset_id=props.target_dataset_id,
+        features=props.features,
+        schedule_enabled=bool(props.schedule_enabled),
+        false_alarm_rate=props.false_alarm_rate,
     )
-    if props.get("frequency") is not None:
-        spec = replace(spec, frequency=_frequency(props["frequency"]))
-    if props.get("latency") is not None:
-        latency = _number(props["latency"], "properties.latency")
-        if not 0 <= latency <= MAX_LATENCY_HOURS:
-            raise invalid("properties.latency", f"must be 0 to {MAX_LATENCY_HOURS:g} hours")
-        spec = replace(spec, latency_hours=latency)
-    if props.get("threshold") is not None:
-        threshold = _number(props["threshold"], "properties.threshold")
-        if not 0 < threshold <= 1:
-            raise invalid("properties.threshold", "must be greater than 0 and at most 1")
-        spec = replace(spec, threshold=threshold)
-    if "falseAlarmRate" in props:
-        rate = props["falseAlarmRate"]
-        if rate is not None:
-            rate = _number(rate, "properties.falseAlarmRate")
-            if not MIN_FALSE_ALARM_RATE <= rate <= MAX_FALSE_ALARM_RATE:
-                raise invalid(
-                    "properties.falseAlarmRate",
-                    f"must be {MIN_FALSE_ALARM_RATE:g} to {MAX_FALSE_ALARM_RATE:g}, "
-                    "or null to decide by threshold alone",
-                )
-        spec = replace(spec, false_alarm_rate=rate)
-    if props.get("scheduleEnabled") is not None:
-        if not isinstance(props["scheduleEnabled"], bool):
-            raise invalid("properties.scheduleEnabled", "must be true or false")
-        spec = replace(spec, schedule_enabled=props["scheduleEnabled"])
+    if props.frequency is not None:
+        spec = replace(spec, frequency=props.frequency)
+    if props.latency is not None:
+        spec = replace(spec, latency_hours=props.latency)
+    if props.threshold is not None:
+        spec = replace(spec, threshold=props.threshold)
     return spec
 
 
-def _moment(value: object, field: str) -> datetime:
+_MOMENT = "must be an ISO 8601 date-time (e.g. 2024-01-01T00:00:00Z; no offset means UTC)"
+
+
+def _moment_of(value: object) -> datetime:
     parsed = parse_timestamp(value) if isinstance(value, str) else None
     if parsed is None:
-        raise invalid(field, "must be an ISO 8601 date-time (e.g. 2024-01-01T00:00:00Z; no offset means UTC)")
+        raise Invalid(_MOMENT)
     return parsed
+
+
+class RangeBody(Body):
+    """The body of a backfill (``POST .../runs``); the window count is checked with the monitor."""
+
+    start: Annotated[Any, Missing(_MOMENT), *checker(_moment_of, {
+        "type": "string", "format": "date-time", "description": "no offset means UTC"})]
+    end: Annotated[Any, Missing(_MOMENT), *checker(_moment_of, {
+        "type": "string", "format": "date-time",
+        "description": f"every complete window in [start, end); at most {MAX_WINDOWS_PER_CALL}"})]
 
 
 def parse_range(body: object, frequency: Frequency, max_windows: int = MAX_WINDOWS_PER_CALL) -> list[Window]:
     """The complete windows of ``{"start", "end"}`` (a backfill request), in time order."""
-    body = _object(body, "body")
-    _no_unknown(body, {"start", "end"})
-    start = _moment(body.get("start"), "start")
-    end = _moment(body.get("end"), "end")
+    parsed = parse(RangeBody, body)
+    start: datetime = parsed.start
+    end: datetime = parsed.end
     if start >= end:
         raise invalid("end", "must be later than start")
     # Bound the work before listing windows: a range of centuries is refused without

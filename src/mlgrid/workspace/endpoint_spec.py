@@ -23,13 +23,16 @@ takes three forms:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import ConfigDict, ValidationError, model_validator
+
+from mlgrid.body import Body, Invalid, Missing, case_insensitive, checked, checker, echoed, parse
 from mlgrid.errors import invalid
-from mlgrid.workspace.validation import _no_unknown, _object, parse_properties, parse_tags
+from mlgrid.workspace.validation import _no_unknown, parse_properties, parse_tags
 
 LOCAL = "Local"
 COMPUTE_TYPES = (LOCAL,)
@@ -42,8 +45,6 @@ DEFAULT_SCRIPT_NAME = "score.py"
 
 _MODEL_ID = re.compile(r"^([A-Za-z0-9_-]{3,64}):([0-9]{1,9})$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.py$")
-_BODY_FIELDS = {"properties", "location", "tags", "name", "id", "type"}
-_PROPERTY_FIELDS = {"computeType", "models", "entryScript", "tags", "properties", "startupTimeoutSeconds"}
 
 
 @dataclass(frozen=True)
@@ -187,22 +188,94 @@ def parse_startup_timeout(value: object, path: str = "properties.startupTimeoutS
     return seconds
 
 
+def _rule(check: Callable[[Any], Any], schema: dict[str, Any]) -> tuple[Any, ...]:
+    """A field checked by one of the helpers above (which name their own absolute path)."""
+    return checker(lambda value: checked(lambda: check(value)), schema)
+
+
+_NOTHING_TO_DEPLOY = "deploy at least one model ('name:version') or give an entryScript"
+_SCRIPT_OBJECT: dict[str, Any] = {
+    "type": "object", "required": ["source"], "additionalProperties": False,
+    "properties": {"fileName": {"type": ["string", "null"], "pattern": _FILE_NAME.pattern},
+                   "source": {"type": "string", "minLength": 1}},
+}
+
+
+class EndpointProperties(Body):
+    compute_type: Annotated[Any, *_rule(parse_compute_type, {
+        "type": ["string", "null"], "pattern": case_insensitive(COMPUTE_TYPES), "default": LOCAL})] = None
+    models: Annotated[Any, *_rule(parse_models, {
+        "type": ["array", "null"], "maxItems": MAX_MODELS,
+        "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{3,64}:[0-9]+$"},
+        "description": "registered model versions 'name:version'",
+    })] = None
+    entry_script: Annotated[Any, *_rule(parse_entry_script, {
+        "description": "null; a .py file inside a deployed model ('score.py'); or the "
+        "script itself as {'fileName': 'score.py', 'source': '...'}",
+        "oneOf": [{"type": "null"}, {"type": "string"}, _SCRIPT_OBJECT],
+    })] = None
+    tags: Annotated[Any, *_rule(lambda v: parse_tags(v, "properties.tags"), {
+        "type": ["object", "null"]})] = None
+    properties: Annotated[Any, *_rule(lambda v: parse_properties(v, "properties.properties"), {
+        "type": ["object", "null"], "additionalProperties": {"type": "string"}})] = None
+    startup_timeout_seconds: Annotated[Any, *_rule(parse_startup_timeout, {
+        "type": ["number", "null"], "minimum": 1, "maximum": MAX_STARTUP_TIMEOUT,
+        "default": DEFAULT_STARTUP_TIMEOUT,
+        "description": "how long the scoring process may take to answer its health check",
+    })] = None
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["models"], "properties": {"models": {"minItems": 1}}},
+        {"required": ["entryScript"], "properties": {"entryScript": {"type": ["string", "object"]}}},
+    ]})
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        # Every member is checked, an absent one as null: the helpers fill in the defaults.
+        members = super().canonical_members(value)
+        return {f.alias or name: None for name, f in cls.model_fields.items()} | members
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _something_to_deploy(cls, value: object, handler: Callable[[object], Any]) -> Any:
+        """Nothing to deploy is told before the members after ``entryScript`` are, as it always was."""
+        try:
+            parsed = handler(value)
+        except ValidationError as exc:
+            if (isinstance(value, Mapping) and value.get("entryScript") is None
+                    and value.get("models") in (None, []) and _only_late_members(exc)):
+                raise Invalid(_NOTHING_TO_DEPLOY, at="models") from None
+            raise
+        if not parsed.models and parsed.entry_script is None:
+            raise Invalid(_NOTHING_TO_DEPLOY, at="models")
+        return parsed
+
+
+_LATE_MEMBERS = ("properties.tags", "properties.properties", "properties.startupTimeoutSeconds")
+
+
+def _only_late_members(exc: ValidationError) -> bool:
+    """Every error is of a member checked after "something to deploy" (the helpers name their
+    absolute path in ``field``; an unknown member or a non-object has none)."""
+    return all(str((e.get("ctx") or {}).get("field") or "").startswith(_LATE_MEMBERS) for e in exc.errors())
+
+
+class EndpointBody(Body):
+    """The body of ``PUT .../onlineEndpoints/{name}``: Azure ML's endpoint resource shape; only
+    ``properties`` is read."""
+
+    properties: Annotated[EndpointProperties, Missing("must be a JSON object")]
+    location: Any = echoed()
+    tags: Any = echoed()
+    name: Any = echoed()
+    id: Any = echoed()
+    type: Any = echoed()
+
+
 def parse_endpoint_body(body: object) -> EndpointSpec:
     """The deployment a ``PUT`` asks for; a 400 naming the field for anything malformed."""
     if body is None:
         raise invalid("properties", 'is required: {"properties": {"computeType": "Local", "models": [...]}}')
-    body = _object(body, "body")
-    _no_unknown(body, _BODY_FIELDS, "")
-    props = _object(body.get("properties"), "properties")
-    _no_unknown(props, _PROPERTY_FIELDS, "properties.")
-    compute_type = parse_compute_type(props.get("computeType"))
-    models = parse_models(props.get("models"))
-    entry_script = parse_entry_script(props.get("entryScript"))
-    if not models and entry_script is None:
-        raise invalid(
-            "properties.models", "deploy at least one model ('name:version') or give an entryScript"
-        )
-    tags = parse_tags(props.get("tags"), "properties.tags")
-    properties = parse_properties(props.get("properties"), "properties.properties")
-    timeout = parse_startup_timeout(props.get("startupTimeoutSeconds"))
-    return EndpointSpec(compute_type, models, entry_script, tags, properties, timeout)
+    props = parse(EndpointBody, body).properties
+    return EndpointSpec(props.compute_type, props.models, props.entry_script, props.tags,
+                        props.properties, props.startup_timeout_seconds)

@@ -15,13 +15,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from mlgrid.body import (
     Body,
     Invalid,
     Missing,
     case_insensitive,
+    checked,
     checker,
     echoed,
     optional_text,
@@ -514,31 +515,73 @@ class ModelMetadata:
     directory: bool = False
 
 
+def _required_text(text: str) -> Any:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not value:
+            raise Invalid(text)
+        return value
+
+    return checker(check, {"type": "string", "minLength": 1})
+
+
+def _artifact_source(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise Invalid("is required: an artifact file or directory of the run")
+    return checked(lambda: check_artifact_path(value.rstrip("/"), "artifactPath"))
+
+
+class ModelUploadMetadata(Body):
+    """The ``metadata`` part (JSON text) of a multipart model upload."""
+
+    description: Annotated[Any, *optional_text(MAX_STRING_VALUE)] = None
+    directory: Annotated[bool, reason("must be true or false"), Field(
+        description="the files are one directory model (their names are relative paths)",
+    )] = False
+    tags: Tags = None
+    properties: Properties = None
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise Invalid("must be a JSON object", field="metadata")
+        return super().canonical_members(value)
+
+
+class ModelFromRunBody(Body):
+    """The JSON body registering a model version from a run's artifact."""
+
+    model_config = ConfigDict(json_schema_extra={"required": ["runId", "artifactPath"]})
+
+    description: Annotated[Any, *optional_text(MAX_STRING_VALUE)] = None
+    tags: Tags = None
+    properties: Properties = None
+    # Checked after the others, as they always were: so not required by the model (an absent
+    # one is read as null, whose reason is the same); the schema says they are required.
+    run_id: Annotated[Any, *_required_text("is required: the run whose artifact becomes the model")] = None
+    artifact_path: Annotated[Any, Field(description="an artifact file or directory"),
+                             *checker(_artifact_source, {"type": "string", "minLength": 1})] = None
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        return {"runId": None, "artifactPath": None, **super().canonical_members(value)}
+
+
 def parse_model_metadata(body: object, *, allow_source: bool) -> tuple[ModelMetadata, str | None, str | None]:
     """Model metadata (``tags``, ``properties``, ``description``; ``directory`` for uploads) and,
     for JSON registrations, the source ``runId`` and ``artifactPath``."""
-    if body is None:
-        body = {}
-    body = _object(body, "metadata" if not allow_source else "body")
-    allowed = {"tags", "properties", "description"}
-    allowed |= {"runId", "artifactPath"} if allow_source else {"directory"}
-    _no_unknown(body, allowed)
-    description = _optional_string(body.get("description"), "description") or ""
-    directory = body.get("directory", False)
-    if not isinstance(directory, bool):
-        raise invalid("directory", "must be true or false")
-    metadata = ModelMetadata(
-        tags={k: v for k, v in parse_tags(body.get("tags")).items() if v is not None},
-        properties=parse_properties(body.get("properties")),
-        description=description,
+    if not allow_source:
+        upload = parse(ModelUploadMetadata, {} if body is None else body)
+        return _metadata(upload.description, upload.tags, upload.properties, upload.directory), None, None
+    parsed = parse(ModelFromRunBody, body)
+    metadata = _metadata(parsed.description, parsed.tags, parsed.properties, False)
+    return metadata, parsed.run_id, parsed.artifact_path
+
+
+def _metadata(description: str | None, tags: dict[str, Any] | None, properties: dict[str, str] | None,
+              directory: bool) -> ModelMetadata:
+    return ModelMetadata(
+        tags={k: v for k, v in (tags or {}).items() if v is not None},
+        properties=properties or {},
+        description=description or "",
         directory=directory,
     )
-    if not allow_source:
-        return metadata, None, None
-    run_id = body.get("runId")
-    if not isinstance(run_id, str) or not run_id:
-        raise invalid("runId", "is required: the run whose artifact becomes the model")
-    artifact_path = body.get("artifactPath")
-    if not isinstance(artifact_path, str) or not artifact_path:
-        raise invalid("artifactPath", "is required: an artifact file or directory of the run")
-    return metadata, run_id, check_artifact_path(artifact_path.rstrip("/"), "artifactPath")
