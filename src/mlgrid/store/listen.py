@@ -69,6 +69,7 @@ class Listener:
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection is lost."""
         first = True
+        failures = 0  # consecutive failed connects: one line per outage, not one per try
         while True:
             conn = None
             try:
@@ -78,6 +79,10 @@ class Listener:
                 await conn.add_listener(CHANNEL, self._received)
                 self._conn = conn
                 self.connected.set()
+                if failures:
+                    log.warning("LISTEN connection restored after %d failed tries", failures,
+                                extra={"action": "listen_restored"})
+                    failures = 0
                 if not first:
                     self._on_reconnect()
                 first = False
@@ -85,7 +90,10 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: try again shortly
-                log.warning("LISTEN connection failed: %s", exc, extra={"action": "listen_failed"})
+                failures += 1
+                if failures == 1:
+                    log.warning("LISTEN connection failed: %s; retrying quietly", exc,
+                                extra={"action": "listen_failed"})
             finally:
                 self._conn = None
                 self.connected.clear()
