@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from mlgrid.client import ApiError, Client
+    from mlgrid.client import ApiError, Client, RetryPolicy
 
-__all__ = ["ApiError", "Client", "__version__"]
+__all__ = ["ApiError", "Client", "RetryPolicy", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `import mlgrid` (the server, the pure layers) does not import httpx.
-    if name in {"Client", "ApiError"}:
+    if name in {"Client", "ApiError", "RetryPolicy"}:
         from mlgrid import client
 
         return getattr(client, name)

@@ -146,6 +146,7 @@ class World:
                 "path": "outputs/notes.txt",
                 "dataset_id": str(uuid.uuid4()),
                 "seq": "1",
+                "delivery": "1",
                 "kind": "topics",
                 "tenant": "mlgrid",
                 # The ARM-shaped routes (api/arm_*.py), which also need an api-version.
