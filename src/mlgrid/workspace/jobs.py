@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -180,12 +181,22 @@ class JobRunner:
         if code is not None:
             staged = self.core.files.staging_path(ws.key)
             snapshot_files = await asyncio.to_thread(code_snapshot.extract, code, staged, self.code_limits)
+            # The job starts here, from a copy that keeps the files' modes (an executable
+            # script stays executable; the blob store keeps contents only).
+            working = self.core.files.staging_path(ws.key)
+            await asyncio.to_thread(shutil.copytree, staged, working, symlinks=True)
+        else:
+            working = None
         try:
-            view = await self._create_run(ws, experiment, spec, staged, snapshot_files)
+            try:
+                view = await self._create_run(ws, experiment, spec, staged, snapshot_files)
+            finally:
+                if staged is not None:
+                    await asyncio.to_thread(discard, staged)  # placed by then, unless it failed
+            return await self._start(ws, view, spec, snapshot=working)
         finally:
-            if staged is not None:
-                await asyncio.to_thread(discard, staged)  # placed by then, unless it failed
-        return await self._start(ws, view, spec, snapshot=staged is not None)
+            if working is not None:
+                await asyncio.to_thread(discard, working)
 
     async def _create_run(
         self,
@@ -226,7 +237,7 @@ class JobRunner:
             extra=record_snapshot,
         )
 
-    async def _start(self, ws: Workspace, view: RunView, spec: JobSpec, *, snapshot: bool) -> RunView:
+    async def _start(self, ws: Workspace, view: RunView, spec: JobSpec, *, snapshot: Path | None) -> RunView:
         """Start the run's process in a fresh sandbox and mark the run ``Running``."""
         limits, network = self.containment.policy.job(spec.memory_mb, spec.cpu_seconds, spec.network)
         log_path = self.core.files.job_log_path(ws.key, view.id)
@@ -246,9 +257,9 @@ class JobRunner:
         sandbox: processes.Sandbox | None = None
         try:
             sandbox = await asyncio.to_thread(self.containment.new_sandbox, "job")
-            if snapshot:
+            if snapshot is not None:
                 try:
-                    await self._fetch_snapshot(ws.key, view.id, sandbox)
+                    await asyncio.to_thread(_copy_snapshot, snapshot, sandbox)
                 except OSError:
                     await asyncio.to_thread(processes.remove_tree, sandbox.path)
                     raise
@@ -273,20 +284,6 @@ class JobRunner:
         view = await self._mark_running(job)
         job.waiter = asyncio.create_task(self._wait(job), name=f"mlgrid-job-{view.id}")
         return view
-
-    async def _fetch_snapshot(self, workspace_key: str, run_id: str, sandbox: processes.Sandbox) -> None:
-        """Download the run's ``snapshot/`` artifacts from the blob store to this node and copy
-        them into the job's working copy (a job may start on a node that never saw the upload)."""
-        files = self.core.files
-        prefix = files.artifact_name(workspace_key, run_id, code_snapshot.SNAPSHOT_PREFIX) + "/"
-        local = files.staging_path(workspace_key)
-        try:
-            async for blob in files.blobs.list(prefix):
-                await files.download(blob.name, local / blob.name[len(prefix):])
-            await asyncio.to_thread(local.mkdir, parents=True, exist_ok=True)
-            await asyncio.to_thread(_copy_snapshot, local, sandbox)
-        finally:
-            await asyncio.to_thread(discard, local)
 
     async def _mark_running(self, job: _LocalJob) -> RunView:
         pid = job.process.pid
