@@ -70,6 +70,17 @@ class ScoringProxy:
     async def forward(self, port: int, body: bytes, content_type: str | None, query: str) -> ProxyAnswer:
         url = f"http://127.0.0.1:{port}/score" + (f"?{query}" if query else "")
         headers = {"Content-Type": content_type or "application/json"}
+        return await self._post(url, body, headers, "the scoring process")
+
+    async def forward_to(
+        self, url: str, body: bytes, content_type: str | None, headers: Mapping[str, str]
+    ) -> ProxyAnswer:
+        """Forward a scoring request to another node (the one serving the endpoint)."""
+        sent = {"Content-Type": content_type or "application/json", **headers}
+        return await self._post(url, body, sent, "the serving node")
+
+    async def _post(self, url: str, body: bytes, headers: Mapping[str, str], peer: str) -> ProxyAnswer:
+        """One POST with the proxy's timeout; faults become the scoring errors naming ``peer``."""
         try:
             async with self.session.post(
                 url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
@@ -81,29 +92,9 @@ class ScoringProxy:
         except aiohttp.ClientConnectorError as exc:
             raise NotConnected(str(exc)) from exc
         except TimeoutError as exc:
-            raise ScoringTimeout(f"the scoring process did not answer within {self.timeout:g} s") from exc
+            raise ScoringTimeout(f"{peer} did not answer within {self.timeout:g} s") from exc
         except aiohttp.ClientError as exc:
-            raise ScoringUnavailable(f"the scoring process dropped the request: {exc}") from exc
-
-    async def forward_to(
-        self, url: str, body: bytes, content_type: str | None, headers: Mapping[str, str]
-    ) -> ProxyAnswer:
-        """Forward a scoring request to another node (the one serving the endpoint)."""
-        sent = {"Content-Type": content_type or "application/json", **headers}
-        try:
-            async with self.session.post(
-                url, data=body, headers=sent, timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as answer:
-                payload = await answer.read()
-                return ProxyAnswer(
-                    answer.status, payload, answer.headers.get("Content-Type", "application/json")
-                )
-        except aiohttp.ClientConnectorError as exc:
-            raise NotConnected(str(exc)) from exc
-        except TimeoutError as exc:
-            raise ScoringTimeout(f"the serving node did not answer within {self.timeout:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise ScoringUnavailable(f"the serving node dropped the request: {exc}") from exc
+            raise ScoringUnavailable(f"{peer} dropped the request: {exc}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
