@@ -73,3 +73,29 @@ async def test_a_scheduler_that_lost_its_lease_records_no_window(world: World) -
             await taker.stop()
     finally:
         await slow.stop()
+
+
+async def test_a_duty_registered_during_a_heartbeat_gets_its_lease(world: World) -> None:  # noqa: F811
+    """A duty registered while a heartbeat awaits the database is not forgotten by that heartbeat
+    (it once was: its lease row was never created and no node ever ran it)."""
+    first = world.nodes[0]
+    if first.db.is_sqlite:
+        pytest.skip("leases are a PostgreSQL matter: SQLite is one process")
+    node = Node(first.db, prefix="late", timeout=5.0, heartbeat=60.0, database_url=world.database_url)
+    await node.start()
+    try:
+        node.duty("early-duty", _idle)
+        beat = asyncio.ensure_future(node.tick())
+        for _ in range(50):  # until the heartbeat is waiting on the database
+            await asyncio.sleep(0)
+            if beat.done():
+                break
+        assert not beat.done(), "the heartbeat finished before a duty could be registered during it"
+        node.duty("late-duty", _idle)
+        await beat
+        await node.tick()
+        await node.tick()
+        assert node.lease("early-duty") is not None
+        assert node.lease("late-duty") is not None
+    finally:
+        await node.stop()

@@ -160,3 +160,18 @@ def test_a_restart_kills_what_a_dead_servers_sandbox_uid_still_runs(tmp_path: Pa
         if leftover.poll() is None:
             leftover.kill()
         containment.close()
+
+
+def test_a_zombie_is_not_counted_as_a_process_of_its_uid() -> None:
+    """A zombie runs nothing; in a container whose pid 1 never reaps, a killed job's processes stay
+    zombies forever and must not read as code still running under the job's uid."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while "State:\tZ" not in Path(f"/proc/{child.pid}/status").read_text():
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.02)
+        assert child.pid not in processes.processes_of_uid(os.getuid())
+        assert os.getpid() in processes.processes_of_uid(os.getuid())
+    finally:
+        child.wait()

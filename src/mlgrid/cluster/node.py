@@ -284,22 +284,27 @@ class Node:
         freed: list[str] = []
         result = None
         me = self.id
-        if not self._unensured and self._listener is not None:
+        # A snapshot: a duty registered while this tick awaits is ensured by the next one (clearing
+        # the live set at the end would forget it, and its lease row would never exist).
+        ensuring = set(self._unensured)
+        if not ensuring and self._listener is not None:
             # The usual idle heartbeat: one statement on the listening connection.
             result = await self._listener.call(
                 lambda raw: lease_store.tick_on(raw, me, now, now - self.timeout, wanted), self.timeout / 2
             )
         if result is None or result.dead:
             async with self.db.write() as conn:
-                if self._unensured:
-                    await lease_store.ensure_leases(conn, sorted(self._unensured))
+                if ensuring:
+                    await lease_store.ensure_leases(conn, sorted(ensuring))
                 if result is None:
                     result = await lease_store.tick(conn, me, now, now - self.timeout, wanted)
                 if result.dead:
                     freed = await lease_store.release_node(conn, result.dead)
                     await lease_store.notify(conn, f"{LEASE_FREED}:{me}")
                     await lease_store.notify(conn, f"{DUE}:{me}")  # their claims are free
-        self._unensured.clear()
+        self._unensured -= ensuring
+        if self._unensured:
+            self.wake()
         self.ticks += 1
         if not result.alive:
             log.warning("node %s was declared dead by another node: rejoining", self.id,

@@ -132,7 +132,11 @@ except ProcessLookupError:
 
 
 def processes_of_uid(uid: int) -> list[int]:
-    """Pids whose real uid is ``uid`` (blocking; from ``/proc``)."""
+    """Pids of live processes whose real uid is ``uid`` (blocking; from ``/proc``).
+
+    Zombies are left out: they run nothing and hold nothing but their pid, and whether one is
+    reaped is up to its parent — for a daemonised process that is the machine's pid 1, which in a
+    container may never reap at all."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -141,11 +145,15 @@ def processes_of_uid(uid: int) -> list[int]:
             status = (entry / "status").read_text()
         except OSError:
             continue
+        state = real_uid = None
         for line in status.splitlines():
-            if line.startswith("Uid:"):
-                if int(line.split()[1]) == uid:
-                    found.append(int(entry.name))
+            if line.startswith("State:"):
+                state = line.split()[1]
+            elif line.startswith("Uid:"):
+                real_uid = int(line.split()[1])
                 break
+        if real_uid == uid and state not in ("Z", "X"):
+            found.append(int(entry.name))
     return found
 
 
