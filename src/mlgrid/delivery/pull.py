@@ -83,6 +83,8 @@ class Received:
     lock_token: str
     delivery_count: int
     event: dict[str, Any]
+    #: The context stored with the event (``events.traceparent``): the receive span links it.
+    traceparent: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -236,7 +238,7 @@ class PullService:
             self._dead_letters.report(closed)
             if good or len(rows) < max_events:
                 return [
-                    Received(token, count, self._outgoing(sub, row))
+                    Received(token, count, self._outgoing(sub, row), row.traceparent)
                     for row, (_, token, count) in zip(good, locks, strict=True)
                 ]
 
