@@ -34,6 +34,11 @@ DUTIES = {"retention", "drift-scheduler", "jobs-sweeper", "subscriptions-sweeper
 #: The cut-off node's webhook attempts are answered this late: still in flight when it is cut off,
 #: so it has outcomes to record that it must not record.
 SLOW_REPLY = 4.0
+#: The other node's attempts of the same deliveries are answered later still: those deliveries
+#: are still pending, claimed by the other node, when the network heals and the cut-off node's
+#: outcome writes arrive. Without fencing by claim they would be recorded (on the other node's
+#: claim, which the audit below reports).
+TAKER_REPLY = 14.0
 
 _AUDIT = """
 CREATE TABLE partition_audit (
@@ -111,10 +116,12 @@ def test_a_node_cut_off_from_the_database_stops_its_duties_and_rejoins(tmp_path:
                 return None
             with lock:
                 ids = [e["id"] for e in request.events()]
-                first = all(seen[i] == 0 for i in ids)
+                attempt = max(seen[i] for i in ids) + 1
                 seen.update(ids)
-            # A first attempt of a phase-1 event (the cut-off node's) is answered late.
-            return Reply(200, delay=SLOW_REPLY) if first and ids[0].startswith("before-") else Reply(200)
+            if not ids[0].startswith("before-"):
+                return Reply(200)
+            # Phase 1: the cut-off node's attempt is answered during the cut, the taker's after it.
+            return Reply(200, delay=SLOW_REPLY if attempt == 1 else TAKER_REPLY)
 
         with Receiver() as receiver, cut.client(token) as via_cut, other.client(token) as via_other:
             receiver.handler = answer
