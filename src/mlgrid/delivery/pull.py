@@ -154,6 +154,7 @@ class PullService:
         node_id: str,
         lookup: SubscriptionLookup,
         clock: Callable[[], float] = time.time,
+        queue_ids: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
@@ -161,6 +162,9 @@ class PullService:
         self._node_id = node_id
         self._lookup = lookup
         self._clock = clock
+        #: The pull subscriptions' ids from the subscription cache (None: read them from the
+        #: database at each sweep).
+        self._queue_ids = queue_ids
         self._signals: dict[str, asyncio.Event] = {}
 
     # -- wake-ups ---------------------------------------------------------------------------
@@ -342,8 +346,11 @@ class PullService:
     async def sweep_once(self) -> int:
         """Dead-letter pull events that ran out of deliveries or time while nobody received."""
         now = self._clock()
-        async with self._db.read() as conn:
-            ids = await delivery_store.pull_subscription_ids(conn)
+        if self._queue_ids is not None:
+            ids = list(self._queue_ids())  # no pull subscription: no query at all
+        else:
+            async with self._db.read() as conn:
+                ids = await delivery_store.pull_subscription_ids(conn)
         total = 0
         for subscription_id in ids:
             sub = await self._lookup(subscription_id)
