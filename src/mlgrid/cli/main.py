@@ -173,7 +173,7 @@ def serve(
     advertise_url: str | None = typer.Option(
         None, help=spec_for("advertise_url").help + " [env MLGRID_ADVERTISE_URL]"),
     node_timeout: float | None = typer.Option(
-        None, help=spec_for("node_timeout").help + " [env MLGRID_NODE_TIMEOUT; default 10]"),
+        None, help=spec_for("node_timeout").help + " [env MLGRID_NODE_TIMEOUT; default 8]"),
     heartbeat_interval: float | None = typer.Option(
         None, help=spec_for("heartbeat_interval").help + " [env MLGRID_HEARTBEAT_INTERVAL; default 2]"),
 

@@ -84,7 +84,7 @@ class Node:
         *,
         prefix: str = "",
         advertise_url: str = "",
-        timeout: float = 10.0,
+        timeout: float = 8.0,
         heartbeat: float = 2.0,
         database_url: str = "",
     ) -> None:
