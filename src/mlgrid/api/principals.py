@@ -114,7 +114,7 @@ class RoleBody(Body):
             if "role" in properties:
                 arm_role = properties["role"]
                 checked(lambda: parse_role(arm_role, "properties.role"))
-        return {"role": members["role"] if "role" in members else arm_role}
+        return {"role": members.get("role", arm_role)}
 
 
 async def put_role(request: Request, scope: Scope, principal_name: str) -> Response:
