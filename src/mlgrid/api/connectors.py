@@ -42,6 +42,7 @@ _PROPERTIES: dict[str, Any] = {
         "type": ["string", "null"],
         "minLength": 1,
         "maxLength": 4096,
+        "pattern": connector_config.TOKEN_PATTERN,
         "writeOnly": True,
         "description": "bearer token for MLflow; sealed at rest, never returned",
     },

@@ -29,7 +29,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,6 +46,7 @@ from mlgrid.body import (
     openapi_schema,
     parse,
     relay,
+    whole,
 )
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
@@ -173,8 +173,7 @@ def _bounded(name: str) -> tuple[Any, ...]:
     def check(raw: object) -> int:
         if raw is None:
             return default
-        if isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
-            raw = int(raw)
+        raw = whole(raw)
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise Invalid(f"must be an integer from {low} to {high}")
         if not low <= raw <= high:

@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from mlgrid.errors import invalid
 
 KIND_MLFLOW = "MLflow"
@@ -97,7 +99,20 @@ def _uri(value: object) -> str:
         raise invalid(field, "must be an http(s) URL of an MLflow tracking server")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise invalid(field, "must not carry a query, fragment or credentials (use 'token')")
+    try:
+        # What the HTTP client will read: a bad port, a control character or a host that is
+        # not a valid (internationalised) name would otherwise fail at the first request.
+        url = httpx.URL(value)
+        _ = url.host, url.port
+    except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError (IDNA) is a ValueError
+        raise invalid(field, f"is not a valid URL: {exc}") from None
     return value.rstrip("/")
+
+
+#: A token is sent in an HTTP header (``Authorization: Bearer ...``), which carries visible
+#: ASCII and spaces only.
+TOKEN_PATTERN = "^[\\x20-\\x7E]+$"
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 def _secret(value: object, field: str) -> str | None:
@@ -106,6 +121,14 @@ def _secret(value: object, field: str) -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_SECRET:
         raise invalid(field, f"must be a non-empty string of at most {MAX_SECRET} characters, or null")
     return value
+
+
+def _token(value: object) -> str | None:
+    token = _secret(value, "properties.token")
+    if token is not None and not _TOKEN.match(token):
+        # Never echoed: the message names the rule, not the value.
+        raise invalid("properties.token", "must be printable ASCII (it is sent in an HTTP header)")
+    return token
 
 
 def _intake(value: object) -> str:
@@ -228,7 +251,7 @@ def apply_patch(spec: ConnectorSpec, properties: dict[str, Any]) -> ConnectorSpe
     if "trackingUri" in properties:
         changes["tracking_uri"] = _uri(properties["trackingUri"])
     if "token" in properties:
-        changes["token"] = _secret(properties["token"], "properties.token")
+        changes["token"] = _token(properties["token"])
     if "webhookSecret" in properties:
         changes["webhook_secret"] = _secret(properties["webhookSecret"], "properties.webhookSecret")
     if "pollIntervalSeconds" in properties:
