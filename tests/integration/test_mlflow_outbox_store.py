@@ -130,3 +130,39 @@ def test_postgresql_late_commit_is_drained_and_skip_locked_separates(pg_database
             await source.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("options", [
+    "", "?sslmode=disable", "?sslmode=bogus", "?options=-c%20x", "?connect_timeout=abc",
+    "?target_session_attrs=bogus",
+])
+def test_a_url_the_driver_refuses_is_unavailable_not_a_crash(pg_database: str, options: str) -> None:
+    """Query options reach the driver's ``connect()``: one it does not take, or a bad value, is
+    "unavailable" with the driver's reason (a 400 on the connector's PUT), never another error
+    (a 500). libpq's ``sslmode`` is translated to asyncpg's ``ssl``."""
+    async def main() -> None:
+        source = OutboxSource(pg_database + options)
+        try:
+            if options in ("", "?sslmode=disable"):
+                await source.check()
+            else:
+                with pytest.raises(OutboxUnavailable):
+                    await source.check()
+        finally:
+            await source.close()
+
+    asyncio.run(main())
+
+
+def test_a_port_out_of_range_is_unavailable() -> None:
+    async def main() -> None:
+        source = OutboxSource("postgresql://127.0.0.1:99999/mlflow", timeout=3)
+        try:
+            with pytest.raises(OutboxUnavailable):
+                await source.check()
+        finally:
+            await source.close()
+        with pytest.raises(OutboxUnavailable):
+            OutboxSource("postgresql://u:p@[::1:5432/mlflow")
+
+    asyncio.run(main())

@@ -222,7 +222,10 @@ class ConnectorService:
         if spec.intake != connector_config.INTAKE_OUTBOX or not spec.database_url:
             return
         await self._check_sole_drainer(spec.database_url, connector_id)
-        source = OutboxSource(spec.database_url, timeout=self.request_timeout)
+        try:
+            source = OutboxSource(spec.database_url, timeout=self.request_timeout)
+        except OutboxUnavailable as exc:
+            raise invalid("properties.databaseUrl", f"cannot read MLflow's outbox table: {exc}") from exc
         try:
             if self.check_on_put:
                 await source.check()

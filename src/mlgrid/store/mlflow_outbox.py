@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -48,12 +49,24 @@ NOTIFY_CHANNEL = "mlgrid_outbox"
 
 _SELECT = f"SELECT id, recorded_at_ms, kind, object_key, payload FROM {OUTBOX_TABLE} ORDER BY id LIMIT :n"
 _DELETE_CHUNK = 500
+_SSLMODE = re.compile(r"([?&])sslmode=")
 
 
 class OutboxUnavailable(Exception):
     """MLflow's database cannot be reached, refuses the credentials, or has no outbox table."""
 
     code = "OutboxUnavailable"
+
+
+#: What a statement on MLflow's database may raise when the database is away or refuses.
+_DATABASE_FAULTS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
+)
+#: What opening a connection may raise besides: a URL the drivers read differently from the
+#: check in ``connectors/config.py`` (a query option one driver does not take is a TypeError of
+#: its ``connect()``, an out-of-range value a ValueError). Caught only around the connect, so a
+#: fault in mlgrid's own code while a connection is open is never disguised as one of MLflow's.
+_CONNECT_FAULTS: tuple[type[BaseException], ...] = (*_DATABASE_FAULTS, ValueError, TypeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,9 @@ def async_url(url: str) -> str:
     """The SQLAlchemy async URL of MLflow's database (asyncpg / aiosqlite)."""
     scheme, rest = _plain(url)
     if scheme in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
+        # libpq's (and MLflow's) ``sslmode`` is asyncpg's ``ssl`` (same values: require,
+        # verify-full...); SQLAlchemy hands query options to ``asyncpg.connect`` as they are.
+        return "postgresql+asyncpg://" + _SSLMODE.sub(r"\1ssl=", rest)
     # Open the file read-write but never create it: a wrong path is an error, not a new database.
     path = rest[1:] if rest.startswith("/") else rest
     return f"sqlite+aiosqlite:///file:{path}?mode=rw&uri=true"
@@ -137,31 +152,38 @@ class OutboxSource:
         self.url = url
         self.postgres = is_postgres(url)
         self.timeout = timeout
+        try:
+            self.engine: AsyncEngine = self._engine(url, timeout)
+        except (ArgumentError, ValueError) as exc:
+            raise OutboxUnavailable(_describe(exc)) from exc
+
+    def _engine(self, url: str, timeout: float) -> AsyncEngine:
         if self.postgres:
             # One kept connection (a drain is one transaction at a time), checked before use
             # so a restarted PostgreSQL costs one retry, not a failed drain.
-            self.engine: AsyncEngine = create_async_engine(
+            return create_async_engine(
                 async_url(url),
                 pool_size=1,
                 max_overflow=2,
                 pool_pre_ping=True,
                 connect_args={"timeout": timeout, "command_timeout": timeout},
             )
-        else:
-            self.engine = create_async_engine(
-                async_url(url), poolclass=NullPool, connect_args={"timeout": timeout}
-            )
+        return create_async_engine(async_url(url), poolclass=NullPool, connect_args={"timeout": timeout})
 
     async def close(self) -> None:
         await self.engine.dispose()
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.connect() as conn:
+        async with AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(self.engine.connect())
+            except _CONNECT_FAULTS as exc:
+                raise OutboxUnavailable(_describe(exc)) from exc
+            try:
                 yield conn
-        except (SQLAlchemyError, OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise OutboxUnavailable(_describe(exc)) from exc
+            except _DATABASE_FAULTS as exc:
+                raise OutboxUnavailable(_describe(exc)) from exc
 
     async def check(self) -> None:
         """Connect and read the table (a PUT asks this before accepting the URL)."""
@@ -207,7 +229,7 @@ class OutboxSource:
         try:
             connection = await asyncpg.connect(asyncpg_dsn(self.url), timeout=self.timeout)
             await connection.add_listener(NOTIFY_CHANNEL, lambda *_: on_notify())
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except _CONNECT_FAULTS as exc:
             raise OutboxUnavailable(_describe(exc)) from exc
         return OutboxListener(connection)
 
