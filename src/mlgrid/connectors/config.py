@@ -13,6 +13,7 @@ connector is looked up (a malformed body is a 400 whether or not the connector e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
@@ -123,7 +124,7 @@ def _database_url(value: object) -> str | None:
     return value
 
 
-def _number(low: float, high: float) -> Any:
+def _number(low: float, high: float) -> Callable[[object], float]:
     def check(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise Invalid(f"must be a number from {low:g} to {high:g}")
@@ -169,7 +170,7 @@ def _bool(value: object) -> bool:
     return value
 
 
-def _kind(text: str) -> Any:
+def _kind(text: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         if value != KIND_MLFLOW:
             raise Invalid(text)
