@@ -6,8 +6,9 @@ and the reason. ``token``, ``webhookSecret`` and ``databaseUrl`` are write-only:
 sealed by the service, never returned (nor echoed in an error).
 
 A ``PUT`` body is the whole configuration (omitted members take their defaults); a ``PATCH``
-body names the members it changes, each validated the same way, and is read before the
-connector is looked up (a malformed body is a 400 whether or not the connector exists).
+body names the members it changes, each validated the same way. A ``PATCH`` body's shape (an
+object, known members) is checked before the connector is looked up, so that a malformed body
+is a 400 whether or not the connector exists; its values after, as they always were (404 first).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from mlgrid.body import Body, Invalid, Missing, checker, echoed, parse
+from mlgrid.body import Body, Invalid, Missing, checker, echoed, members_of, parse
 from mlgrid.errors import invalid
 
 KIND_MLFLOW = "MLflow"
@@ -330,6 +331,13 @@ def parse_put(body: object) -> ConnectorSpec:
     spec, _ = properties.apply(ConnectorSpec(tracking_uri=properties.tracking_uri))
     check_intake(spec, stored_database_url=False)
     return spec
+
+
+def check_patch_shape(body: object) -> None:
+    """A ``PATCH`` body's shape, by the models' own member checks, before the connector is
+    looked up (a malformed body is a 400 whether or not the connector exists)."""
+    members = members_of(ConnectorPatchBody, body, "")
+    members_of(ConnectorPatchProperties, members.get("properties"), "properties")
 
 
 def read_patch(body: object) -> ConnectorPatchProperties:
