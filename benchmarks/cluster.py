@@ -34,6 +34,7 @@ for ``benchmarks/run.py``.
 
     .venv/bin/python benchmarks/cluster.py --quick
     .venv/bin/python benchmarks/cluster.py --nodes 1,3 --seconds 20
+    .venv/bin/python benchmarks/cluster.py --idle-only --nodes 3
 """
 
 from __future__ import annotations
@@ -358,10 +359,12 @@ async def measure_cluster(nodes: int, url: str, pg: Postgres, receiver: Receiver
                                  "subjectBeginsWith": f"/{name}/"}}}, admin)
 
             # Idle: nothing published; the window also lets every node see the subscriptions.
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(args.idle_settle_seconds)
             before = await pg.transactions()
             await asyncio.sleep(args.idle_seconds)
             figures.idle_tx_per_node_s = (await pg.transactions() - before - 1) / args.idle_seconds / nodes
+            if args.idle_only:
+                return figures
 
             async def publish(server: Server, events: list[dict[str, object]]) -> None:
                 async with session.post(f"{server.url}/topics/{topic}/api/events", json=events,
@@ -550,6 +553,10 @@ async def run(args: argparse.Namespace) -> None:
         for nodes in args.nodes:
             results.append(await measure_cluster(nodes, url, pg, receiver, receiver_url, secret, args))
             r = results[-1]
+            if args.idle_only:
+                print(f"  {nodes} node(s): idle {r.idle_tx_per_node_s:.2f} transactions/s per node over "
+                      f"{args.idle_seconds:g} s (after {args.idle_settle_seconds:g} s to settle)", flush=True)
+                continue
             print(f"  {nodes} node(s): publish {r.publish_events_per_s:,.0f}/s, delivery "
                   f"{r.delivery_events_per_s:,.0f}/s, idle {r.idle_tx_per_node_s:.2f} tx/s/node, "
                   f"p50 {r.latency_p50:.1f} ms p99 {r.latency_p99:.1f} ms, CPU node {r.node_cpu_ms:.3f} "
@@ -561,6 +568,8 @@ async def run(args: argparse.Namespace) -> None:
                       f"(PG {floors.insert_pg_cpu_ms:.3f} ms/event), POST {floors.post_events_per_s:,.0f}/s, "
                       f"INSERT+POST p50 {floors.latency_p50:.1f} ms p99 {floors.latency_p99:.1f} ms",
                       flush=True)
+        if args.idle_only:
+            return
         assert floors is not None
         print_table(floors, results, args.report)
         duplicates = {p: n for p, n in receiver.duplicates.items() if p not in ("/ceiling", "/raw-latency")}
@@ -588,6 +597,9 @@ def main() -> None:
     parser.add_argument("--drain-seconds", type=float, default=None,
                         help="how long to wait for the load run's deliveries (15; 90 --full)")
     parser.add_argument("--report", default=None, help="append figures as JSON lines to this file")
+    parser.add_argument("--idle-only", action="store_true",
+                        help="measure only the idle cost, over a longer window (60 s, after 15 s to settle)")
+    parser.add_argument("--idle-seconds", type=float, default=None, help="length of the idle window")
     args = parser.parse_args()
     args.nodes = [int(n) for n in args.nodes.split(",") if n.strip()]
     takeover = args.takeover_nodes or str(max(args.nodes))
@@ -596,7 +608,9 @@ def main() -> None:
     args.seconds = args.seconds or (10.0 if quick else 30.0)
     args.events = args.events or (3_000 if quick else 10_000)
     args.floor_seconds = 3.0 if quick else 10.0
-    args.idle_seconds = 4.0 if quick else 20.0
+    args.idle_seconds = args.idle_seconds or (60.0 if args.idle_only else 4.0 if quick else 20.0)
+    # Start-up work (first heartbeats, lease rows, loading the subscriptions) is not idle cost.
+    args.idle_settle_seconds = 15.0 if args.idle_only else 1.0
     args.latency_seconds = 3.0 if quick else 10.0
     args.rate = 100.0
     args.drain_seconds = args.drain_seconds or (15.0 if quick else 90.0)

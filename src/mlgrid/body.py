@@ -30,11 +30,13 @@ import copy
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -61,6 +63,7 @@ __all__ = [
     "checked",
     "checker",
     "echoed",
+    "integral",
     "members_of",
     "one_of",
     "openapi_schema",
@@ -68,6 +71,7 @@ __all__ = [
     "parse",
     "reason",
     "relay",
+    "whole",
 ]
 
 BodyT = TypeVar("BodyT", bound="Body")
@@ -176,6 +180,19 @@ def checked(check: Callable[[], T]) -> T:
         text = exc.message
         prefix = f"{field}: "
         raise Invalid(text[len(prefix):] if text.startswith(prefix) else text, field=field) from None
+
+
+def whole(value: object) -> object:
+    """``value`` as an ``int`` when it is a finite exact decimal with no fraction (``5.0``,
+    ``1E+3``), else unchanged. JSON Schema's ``integer`` is a number whose value is whole,
+    however it is written, so every member the schema calls an integer takes one (issue 16)."""
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+#: ``Annotated`` metadata for an ``int`` member: ``5.0`` is read as ``5`` (see :func:`whole`).
+integral = BeforeValidator(whole)
 
 
 def one_of(choices: tuple[str, ...], text: str = "") -> tuple[Any, ...]:

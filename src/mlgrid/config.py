@@ -118,7 +118,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("advertise_url", "", "URL other nodes on the same PostgreSQL database reach this node at "
                 "(scoring requests for the endpoints it serves are forwarded there). Empty: "
                 "http://HOST:PORT, with 127.0.0.1 for a wildcard HOST."),
-    SettingSpec("node_timeout", 10.0, "Seconds without a heartbeat after which another node declares a node "
+    SettingSpec("node_timeout", 8.0, "Seconds without a heartbeat after which another node declares a node "
                 "dead (PostgreSQL) and frees its delivery claims and leases; every background duty is taken "
                 "over within about this time.", "float"),
     SettingSpec("heartbeat_interval", 2.0, "Seconds between a node's heartbeats (PostgreSQL); must be well "
@@ -219,7 +219,7 @@ class Settings:
     blob_key: str = field(default="", repr=False)
     blob_container: str = "mlgrid"
     advertise_url: str = ""
-    node_timeout: float = 10.0
+    node_timeout: float = 8.0
     heartbeat_interval: float = 2.0
 
     sqlite_synchronous: str = "normal"

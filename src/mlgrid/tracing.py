@@ -17,7 +17,7 @@ sent is what subscribers get.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,6 +110,16 @@ class Tracing:
         if self.enabled and span.get_span_context().is_valid:
             _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
         return carrier
+
+    @staticmethod
+    def add_links(span: Span, contexts: Iterable[Context | None]) -> None:
+        """Link ``span`` to each valid context of ``contexts``: a batch (one pull receive of
+        several events, each of its own trace) is not the child of any one of them."""
+        for context in contexts:
+            if context is not None:
+                linked = trace.get_current_span(context).get_span_context()
+                if linked.is_valid:
+                    span.add_link(linked)
 
     @contextmanager
     def span(

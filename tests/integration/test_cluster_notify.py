@@ -34,7 +34,7 @@ def _transactions(db: ClusterDb, database: str) -> int:
 
 @pytest.mark.timeout(600)
 def test_subscriptions_reach_other_nodes_by_notify_and_idle_nodes_stay_quiet(tmp_path: Path) -> None:
-    defaults = {"MLGRID_NODE_TIMEOUT": "10", "MLGRID_HEARTBEAT_INTERVAL": "2"}  # as shipped
+    defaults = {"MLGRID_NODE_TIMEOUT": "8", "MLGRID_HEARTBEAT_INTERVAL": "2"}  # as shipped
     with fresh_pg_database("mlgrid_notify") as url, running_nodes(tmp_path, url, 3, extra=defaults) as nodes:
         db = ClusterDb(url)
         token = admin_token(nodes)

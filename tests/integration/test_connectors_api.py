@@ -117,6 +117,34 @@ def test_bad_bodies_are_400_with_the_field(sqlite_server: ServerProcess, fake_ml
         assert http.get(f"/workspaces/{ws}/connectors").json()["value"] == []
 
 
+def test_values_the_http_client_cannot_send_are_400_not_500(
+    sqlite_server: ServerProcess, fake_mlflow: Receiver
+) -> None:
+    """Issue 16: schemathesis got a 500 from PUT: a non-ASCII token cannot go in a header and
+    a URL with a bad port, a control character or an invalid IDNA host cannot be requested;
+    each is a 400 naming the field, and nothing is created."""
+    ws = "w" + uuid.uuid4().hex[:8]
+    with sqlite_server.client() as http:
+        http.put(f"/workspaces/{ws}", json={"properties": {}})
+        for properties, field, reason in [
+            ({"trackingUri": fake_mlflow.url, "token": "t\u00f6ken"}, "properties.token", "printable ASCII"),
+            ({"trackingUri": "http://mlflow:port"}, "properties.trackingUri", "not a valid URL"),
+            ({"trackingUri": "http://mlflow/\u007f"}, "properties.trackingUri", "not a valid URL"),
+            ({"trackingUri": "http://xn--a.example"}, "properties.trackingUri", "not a valid URL"),
+        ]:
+            reply = put(http, ws, "badone", **properties)
+            assert reply.status_code == 400, reply.text
+            error = reply.json()["error"]
+            assert error["details"][0]["target"] == field and reason in error["message"], error
+            assert "t\u00f6ken" not in reply.text  # a secret is never echoed
+        created = put(http, ws, "goodone", trackingUri=fake_mlflow.url)
+        assert created.status_code == 201, created.text
+        patched = http.patch(f"/workspaces/{ws}/connectors/goodone", json={"properties": {"token": "\u00e9"}})
+        assert patched.status_code == 400 and "properties.token" in patched.text, patched.text
+        assert not http.get(f"/workspaces/{ws}/connectors/goodone").json()["properties"]["hasToken"]
+        assert [c["name"] for c in http.get(f"/workspaces/{ws}/connectors").json()["value"]] == ["goodone"]
+
+
 def test_roles(sqlite_server: ServerProcess, fake_mlflow: Receiver) -> None:
     ws = "w" + uuid.uuid4().hex[:8]
     reader = principal_token(sqlite_server, "reader" + ws)

@@ -8,6 +8,7 @@ replaced before anyone uses it, as a database restart would require.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import asyncpg
@@ -54,6 +55,35 @@ async def test_connections_killed_while_idle_are_replaced_before_use(pg_database
         for _ in range(6):
             async with db.write() as conn:
                 assert (await conn.execute(text("SELECT 41 + 1"))).scalar_one() == 42
+    finally:
+        await db.close()
+
+
+async def test_a_trusting_pool_still_replaces_connections_the_server_closed(pg_database: str) -> None:
+    """A node of a cluster pings pooled connections only after a doubt (``PoolPings.trust``):
+    a connection the server closed while it sat in the pool is known closed without a ping
+    and replaced; after a doubt (the node's listening connection was lost) every connection
+    checked in before it is pinged once."""
+    name = pg_database.rsplit("/", 1)[-1]
+    db = Database.connect(pg_database, pool_size=3)
+    db.pings.trust(300.0)
+    try:
+        async def one() -> int:
+            async with db.read() as conn:
+                await asyncio.sleep(0.05)
+                return int((await conn.execute(text("SELECT 1"))).scalar_one())
+
+        assert await asyncio.gather(*(one() for _ in range(3))) == [1, 1, 1]
+        assert await _terminate_connections_to(name) >= 1
+        await asyncio.sleep(0.2)  # the event loop reads the end of each socket
+        for _ in range(6):
+            async with db.write() as conn:
+                assert (await conn.execute(text("SELECT 41 + 1"))).scalar_one() == 42
+        assert db.pings.needed(None) is False  # a connection just opened is not pinged
+        checked_in = time.monotonic()
+        assert db.pings.needed(checked_in) is False
+        db.pings.doubt()
+        assert db.pings.needed(checked_in) is True
     finally:
         await db.close()
 

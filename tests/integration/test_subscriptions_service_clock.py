@@ -152,7 +152,9 @@ async def test_wrong_code_or_id_is_not_found(world: World) -> None:
 async def test_the_sweeper_fails_stale_manual_validations(world: World) -> None:
     node = world.make_node()
     name, _, _ = await manual_subscription(world, node)
-    await node.service.sweep()
+    due = await node.service.sweep()  # the window's end is the next moment to look
+    window_end = (world.clock.now + MANUAL_VALIDATION_WINDOW).timestamp()
+    assert due is not None and world.clock.now.timestamp() < due <= window_end
     assert (await node.service.get(world.topic, name))["properties"][
         "provisioningState"
     ] == "AwaitingManualAction"
@@ -192,6 +194,9 @@ async def test_expired_subscriptions_stop_matching_then_are_deleted(world: World
     assert sub.expires_at == expires
     assert node.router.match(world.topic.key, event(), EVENT_GRID) == [sub.id]
 
+    # The sweeper learns when to look next: at the latest at this expiry, not every few seconds.
+    due = await node.service.sweep()
+    assert due is not None and world.clock.now.timestamp() < due <= expires.timestamp()
     world.clock.advance(minutes=1)  # the expiry instant itself: no longer matching
     assert node.router.match(world.topic.key, event(), EVENT_GRID) == []
     assert deleted == []

@@ -414,6 +414,31 @@ def test_role_assignment_errors(admin: httpx.Client) -> None:
     assert azure.status_code == 201 and azure.json()["role"] == "DataSender"
 
 
+
+def test_role_assignment_bodies_are_closed(admin: httpx.Client) -> None:
+    """Issue 16: unknown members (at the top level or under ARM's ``properties``) and a
+    ``properties`` that is not an object are 400s naming the field, and nothing is assigned;
+    ARM's shape and a read echoed back still work."""
+    name = create_topic(admin)["name"]
+    principal, _ = new_principal(admin)
+    route = f"/topics/{name}/roleAssignments/{principal}"
+    for body, field, reason in (
+        ({"role": "Reader", "roel": "Owner"}, "roel", "unknown field"),
+        ({"properties": {"role": "Reader", "principalId": "x"}}, "properties.principalId", "unknown field"),
+        ({"properties": [None, None], "role": "Owner"}, "properties", "must be a JSON object"),
+        ({"role": "Reader", "properties": {"role": "King"}}, "properties.role", "is not a role"),
+    ):
+        reply = admin.put(route, json=body)
+        assert reply.status_code == 400, reply.text
+        error = reply.json()["error"]
+        assert error["details"][0]["target"] == field and reason in error["message"], error
+    assert admin.get(f"/topics/{name}/roleAssignments").json()["value"] == []
+    arm = admin.put(route, json={"properties": {"role": "Contributor"}})
+    assert arm.status_code == 201 and arm.json()["role"] == "Contributor", arm.text
+    echoed = admin.put(route, json={**arm.json(), "role": "Reader"})
+    assert echoed.status_code == 200 and echoed.json()["role"] == "Reader", echoed.text
+
+
 @pytest.mark.parametrize(
     "authorization",
     [

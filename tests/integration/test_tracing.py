@@ -177,6 +177,38 @@ def test_training_run_event_and_receiver_are_one_trace(
     assert stored is not None and stored.split("-")[1:3] == [trace_id, _hex(change.context.span_id, 16)]
 
 
+def test_a_pull_receive_is_linked_to_each_received_events_trace(
+    traced: httpx.Client, exporter: InMemorySpanExporter
+) -> None:
+    """A receive hands out several events, each of its own trace: its span links them all (a
+    CloudEvent's own ``traceparent``; an ML event's stored context) instead of joining one."""
+    workspace = new_name("wspull")
+    assert traced.put(f"/workspaces/{workspace}", json={}).status_code == 201
+    sub = new_name("pullsub")
+    body = {"properties": {"destination": {"endpointType": "Queue", "properties": {}},
+                           "eventDeliverySchema": "CloudEventSchemaV1_0"}}
+    created = traced.put(f"/workspaces/{workspace}/eventSubscriptions/{sub}", json=body)
+    assert created.status_code == 201, created.text
+    for _ in range(2):
+        run = traced.post(f"/workspaces/{workspace}/experiments/train/runs", json={})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["runId"]
+        done = traced.patch(f"/workspaces/{workspace}/runs/{run_id}", json={"status": "Completed"})
+        assert done.status_code == 200, done.text
+    received = traced.post(f"/workspaces/{workspace}/eventSubscriptions/{sub}:receive",
+                           params={"maxEvents": 10, "maxWaitTime": 5})
+    assert received.status_code == 200, received.text
+    values = received.json()["value"]
+    assert len(values) == 2, values
+    [receive] = _spans(exporter, f"receive {sub}")
+    assert receive.attributes is not None and receive.attributes["messaging.batch.message_count"] == 2
+    changes = {s.context.span_id for s in _spans(exporter, "workspace ")}
+    linked = [link.context for link in receive.links]
+    assert len(linked) == 2 and all(c.span_id in changes for c in linked)
+    assert len({c.trace_id for c in linked}) == 2  # two runs completed in two requests: two traces
+    assert receive.context.trace_id not in {c.trace_id for c in linked}
+
+
 def test_a_disabled_tracer_stores_no_context() -> None:
     tracing = Tracing.disabled()
     with tracing.span("workspace run.update"):

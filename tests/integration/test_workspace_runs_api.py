@@ -261,6 +261,31 @@ def test_metrics_are_stored_exactly_and_validated(ws: Workspace, http: httpx.Cli
     assert len(run.metrics()) == 4  # the rejected requests stored nothing
 
 
+def test_bodies_follow_the_schema_issue_16(ws: Workspace, http: httpx.Client) -> None:
+    """What schemathesis found: a whole number written ``3.0`` is an integer (JSON Schema's
+    reading), ``null`` tags/properties are none, and a PATCH body of ``null`` is a 400 that
+    changes nothing (the body is required and an object)."""
+    created = http.post(f"/workspaces/{ws.name}/experiments/train/runs",
+                        json={"properties": None, "tags": None, "status": "NotStarted"})
+    assert created.status_code == 201, created.text
+    assert (created.json()["properties"], created.json()["tags"]) == ({}, {})
+    run_path = f"/workspaces/{ws.name}/runs/{created.json()['runId']}"
+    before = http.get(run_path).json()
+    refused = http.patch(run_path, content=b"null", headers={"Content-Type": "application/json"})
+    error = _error(refused, 400)
+    assert error["details"][0]["target"] == "body" and "must be a JSON object" in error["message"]
+    assert http.get(run_path).json() == before
+    path = f"{run_path}/metrics"
+    whole = http.post(path, content=b'{"metrics": [{"name": "m", "value": 1, "step": 3.0}]}',
+                      headers={"Content-Type": "application/json"})
+    assert whole.status_code == 200, whole.text
+    fraction = http.post(path, content=b'{"metrics": [{"name": "m", "value": 2, "step": 3.5}]}',
+                         headers={"Content-Type": "application/json"})
+    error = _error(fraction, 400)
+    assert error["details"][0]["target"] == "metrics[0].step" and "integer" in error["message"]
+    assert [(m["step"], m["value"]) for m in http.get(path).json()["value"]] == [(3, 1)]
+
+
 # --- artifacts -----------------------------------------------------------------------------
 
 

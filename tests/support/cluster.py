@@ -89,17 +89,24 @@ def make_node(
 
 @contextmanager
 def running_nodes(
-    tmp: Path, url: str, count: int, *, blobs: Azurite | None = None, extra: dict[str, str] | None = None
+    tmp: Path,
+    url: str,
+    count: int,
+    *,
+    blobs: Azurite | None = None,
+    extra: dict[str, str] | None = None,
+    urls: dict[int, str] | None = None,
 ) -> Iterator[list[ServerProcess]]:
     """``count`` nodes on ``url`` (started one after the other; stopped at the end). With
     ``blobs`` they keep their files in that Azurite, in a container of their own, and share
-    nothing else but the database: each node has its own empty data directory."""
+    nothing else but the database: each node has its own empty data directory. ``urls``
+    gives some nodes (by index) another way to the same database (through a ``Relay``)."""
     key = base64.b64encode(os.urandom(32)).decode()  # nodes of one database share the secret key
     settings = dict(extra or {})
     if blobs is not None:
         settings["MLGRID_BLOB_URL"] = blobs.connection_string
         settings["MLGRID_BLOB_CONTAINER"] = "cluster" + uuid.uuid4().hex[:16]
-    nodes = [make_node(tmp, f"node-{i}", url, key, extra=settings) for i in range(count)]
+    nodes = [make_node(tmp, f"node-{i}", (urls or {}).get(i, url), key, extra=settings) for i in range(count)]
     try:
         for node in nodes:
             node.start(timeout=120)  # a loaded two-core machine starts slowly

@@ -36,9 +36,10 @@ __all__ = [
 def blob_server_fixture(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """The module's ``server`` on SQLite, PostgreSQL, and SQLite with its files in Azurite:
-    for the modules whose subject includes workspace files (artifacts, models, datasets, job
-    logs, deployments), which must behave the same on either blob store."""
+    """The module's ``server`` on SQLite with its files in the data directory, and on
+    PostgreSQL with its files in Azurite: for the modules whose subject includes workspace files
+    (artifacts, models, datasets, job logs, deployments), which must behave the same on either
+    database and either blob store."""
     yield from server_for(request, tmp_path_factory, ["--retry-schedule", "0.2,0.4,0.8"])
 
 

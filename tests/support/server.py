@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,9 +22,11 @@ from tests.support.services import create_pg_database, drop_pg_database, need_po
 
 #: The databases every server-backed test module runs on (``server`` fixture params).
 BACKENDS = ["sqlite", "postgresql"]
-#: ``BACKENDS`` plus ``azurite``: SQLite with the files in Azure Blob Storage (Azurite) instead
-#: of the data directory — for the modules whose subject includes files (``blob_server_fixture``).
-BLOB_BACKENDS = [*BACKENDS, "azurite"]
+#: For the modules whose subject includes files (``blob_server_fixture``): SQLite with the files
+#: in the data directory, and PostgreSQL with the files in Azure Blob Storage (Azurite) — what a
+#: single machine and a cluster each run. The database and the blob store are independent
+#: layers, so the two pairs cover each backend of each once, at two server starts, not four.
+BLOB_BACKENDS = ["sqlite", "postgresql+azurite"]
 
 
 def server_for(
@@ -36,16 +39,18 @@ def server_for(
     url = ""
     pg_name = ""
     env: dict[str, str] = {}
-    if backend == "postgresql":
+    if backend.startswith("postgresql"):
         # A database of its own: the admin token and secret key belong to one data directory,
         # so a second server on a database another one initialised could not authenticate.
         need_postgres()
         pg_name = create_pg_database()
         url = pg_url(pg_name)
-    if backend == "azurite":
+    if backend.endswith("azurite"):
         azurite = request.getfixturevalue("azurite")
         env["MLGRID_BLOB_URL"] = azurite.connection_string
-        env["MLGRID_BLOB_CONTAINER"] = "ws-" + data_dir.name.replace("_", "-").lower()[-40:].strip("-")
+        # Azure's container rule: lower-case letters, digits and single hyphens.
+        tail = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]", "-", data_dir.name.lower()))[-40:].strip("-")
+        env["MLGRID_BLOB_CONTAINER"] = "ws-" + tail
     server = ServerProcess(data_dir=data_dir, database_url=url, extra_args=extra_args, env=env)
     try:
         server.start()

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ConfigDict, Field
 
-from mlgrid.body import Body, Invalid, Missing, checker, openapi_schema, parse, reason
+from mlgrid.body import Body, Invalid, Missing, checker, integral, openapi_schema, parse, reason
 from mlgrid.domain.error_codes import ErrorCode
 from mlgrid.errors import InvalidField
 
@@ -109,3 +109,20 @@ def test_an_open_model_ignores_unknown_members_but_checks_its_own() -> None:
     assert parse(Open, {"size": 3, "other": [1]}).size == 3
     assert _error(Open, {"size": "3", "other": 1}).message == "size: must be an integer"
     assert "additionalProperties" not in openapi_schema(Open)
+
+
+class Counted(Body):
+    count: Annotated[int, integral, Field(ge=1), reason("must be a positive integer")] = 1
+
+
+@pytest.mark.parametrize("raw", [Decimal("3.0"), Decimal("3"), Decimal("0.3E+1"), 3])
+def test_a_whole_number_is_an_integer_however_written(raw: object) -> None:
+    # JSON Schema's "integer" is a number whose value is whole: 3.0 is one (issue 16).
+    assert parse(Counted, {"count": raw}).count == 3
+
+
+@pytest.mark.parametrize("raw", [Decimal("3.5"), Decimal("NaN"), True, "3", Decimal("0.0")])
+def test_a_fraction_or_a_non_number_is_not(raw: object) -> None:
+    with pytest.raises(InvalidField) as caught:
+        parse(Counted, {"count": raw})
+    assert caught.value.message == "count: must be a positive integer"

@@ -13,7 +13,7 @@ from mlgrid.api.deps import caller, json_body, runtime
 from mlgrid.api.docs import CREATED_OR_REPLACED, body_schema
 from mlgrid.api.responses import ExactJSONResponse
 from mlgrid.auth.roles import Action, Role, parse_role
-from mlgrid.body import Body, Invalid, checked, checker, parse
+from mlgrid.body import Body, Invalid, checked, checker, echoed, parse
 from mlgrid.broker.access import Scope
 
 router = APIRouter(tags=["principals and roles"])
@@ -67,21 +67,29 @@ def _role(value: object) -> Role:
     return checked(lambda: parse_role(value, "role"))
 
 
+_ARM_PROPERTIES_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "properties": {"role": _ROLE_SCHEMA},
+    "additionalProperties": False,
+    "description": "ARM's shape: its role is read when there is no top-level role",
+}
+
+
 class RoleBody(Body):
     """The body of a role assignment: ``{"role": "Reader"}``, or ARM's shape with the role under
-    ``properties``. Other members are ignored (as they always were), so the object is open."""
+    ``properties``. Closed like every other body (issue 16): an unknown member, at the top level
+    or under ``properties``, is a 400 naming it; ``principal`` and ``scope``, which a read
+    carries, may be echoed back and are ignored (the path names both)."""
 
     role: Annotated[Any, *checker(_role, _ROLE_SCHEMA)] = None
-    properties: Annotated[Any, WithJsonSchema({
-        "type": "object",
-        "description": "ARM's shape: its role is read when there is no top-level role",
-    })] = None
+    properties: Annotated[Any, WithJsonSchema(_ARM_PROPERTIES_SCHEMA)] = None
+    principal: Any = echoed()
+    scope: Any = echoed()
 
     # A role is needed, at the top level or under properties.
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
         {"required": ["role"]},
-        {"required": ["properties"], "properties": {"properties": {"required": ["role"],
-                                                                   "properties": {"role": _ROLE_SCHEMA}}}},
+        {"required": ["properties"], "properties": {"properties": {"type": "object", "required": ["role"]}}},
     ]})
 
     @classmethod
@@ -90,14 +98,23 @@ class RoleBody(Body):
 
     @classmethod
     def canonical_members(cls, value: object) -> dict[str, Any]:
-        """The one role the body gives, always under ``role`` (an error says ``role`` wherever
-        it was written): the top-level member if present, else ``properties.role``."""
-        if not isinstance(value, Mapping):
-            raise Invalid(cls.object_reason())
-        if "role" in value:
-            return {"role": value["role"]}
-        properties = value.get("properties")
-        return {"role": properties.get("role") if isinstance(properties, Mapping) else None}
+        """The one role the body gives, always under ``role``: the top-level member if
+        present, else ``properties.role``. Unknown members are refused wherever they are, and
+        a role under ``properties`` is checked (as ``properties.role``) even when the top-level
+        one wins, so that a body the schema refuses is never accepted."""
+        members = super().canonical_members(value)
+        properties = members.get("properties")
+        arm_role: object = None
+        if properties is not None:
+            if not isinstance(properties, Mapping):
+                raise Invalid("must be a JSON object or null", at="properties")
+            unknown = sorted(str(k) for k in properties if k != "role")
+            if unknown:
+                raise Invalid("unknown field; expected role", at=f"properties.{unknown[0]}")
+            if "role" in properties:
+                arm_role = properties["role"]
+                checked(lambda: parse_role(arm_role, "properties.role"))
+        return {"role": members.get("role", arm_role)}
 
 
 async def put_role(request: Request, scope: Scope, principal_name: str) -> Response:

@@ -36,6 +36,7 @@ from mlgrid.delivery.pull import (
 )
 from mlgrid.domain.subscription import Subscription
 from mlgrid.errors import NotFound, invalid
+from mlgrid.tracing import SpanKind
 
 router = APIRouter(tags=["pull delivery"])
 
@@ -89,7 +90,15 @@ def _receive(kind: str) -> Handler:
         max_events = _int_param(request, "maxEvents", 1, 1, MAX_EVENTS_PER_RECEIVE)
         max_wait = _int_param(request, "maxWaitTime", DEFAULT_MAX_WAIT_SECONDS, 0, MAX_WAIT_SECONDS)
         sub = await _resolve(request, kind, parent, subscription)
-        received = await _pull(request).receive(sub, max_events, max_wait, gone=request.is_disconnected)
+        tracing = runtime(request).tracing
+        # One span per receive, linked to each received event's trace (the pull counterpart of
+        # a push delivery attempt's span).
+        with tracing.span(f"receive {sub.name}", kind=SpanKind.CONSUMER,
+                          attributes={"mlgrid.subscription": sub.name, "mlgrid.topic": parent}) as span:
+            received = await _pull(request).receive(sub, max_events, max_wait, gone=request.is_disconnected)
+            span.set_attribute("messaging.batch.message_count", len(received))
+            contexts = (tracing.extract(r.event) or tracing.parse(r.traceparent) for r in received)
+            tracing.add_links(span, contexts)
         return _json({"value": [r.as_json() for r in received]})
 
     return receive

@@ -29,7 +29,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,6 +47,7 @@ from mlgrid.body import (
     openapi_schema,
     parse,
     relay,
+    whole,
 )
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
@@ -119,8 +119,7 @@ def _bounded(name: str) -> tuple[Any, ...]:
     def check(raw: object) -> int:
         if raw is None:
             return default
-        if isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
-            raw = int(raw)
+        raw = whole(raw)
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise Invalid(f"must be an integer from {low} to {high}")
         if not low <= raw <= high:

@@ -59,6 +59,7 @@ from mlgrid.errors import BadRequest, Conflict, NotFound, invalid
 from mlgrid.etags import new_etag, require_match
 from mlgrid.events.jsoncodec import dumps, loads_exact
 from mlgrid.store import subscriptions as subscription_store
+from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
 from mlgrid.store.faults import log_failure
 from mlgrid.store.subscriptions import SubscriptionRow
@@ -79,6 +80,10 @@ _BROKER_ENDPOINTS = (EndpointType.REDIS_STREAM, EndpointType.NATS_JETSTREAM, End
 MAX_SUBSCRIPTIONS_PER_TOPIC: Final = 500
 REFRESH_INTERVAL_SECONDS: Final = 2.0
 SWEEP_INTERVAL_SECONDS: Final = 5.0
+#: The sweeper sleeps until the next expiry or validation deadline it read, but at most this
+#: long (a change it was not told about, a clock that jumped); a subscription change wakes it
+#: within ``SWEEP_INTERVAL_SECONDS``. An idle server's sweeper costs one read per minute.
+SWEEP_CEILING_SECONDS: Final = 60.0
 SUBSCRIPTION_ARM_TYPE: Final = "Microsoft.EventGrid/eventSubscriptions"
 
 OnDeleted = Callable[[Subscription], Awaitable[None]]
@@ -115,6 +120,7 @@ class SubscriptionService:
         )
         self.refresh_interval = refresh_interval
         self._sweep_interval = sweep_interval
+        self._sweep_wake = asyncio.Event()
         self.on_deleted: list[OnDeleted] = []
         self._cache: dict[str, Subscription] = {}
         self._by_name: dict[tuple[str, str], str] = {}
@@ -166,6 +172,11 @@ class SubscriptionService:
             if topic is None:
                 return None
             return self._remember(self._decode(row, topic))
+
+    def queue_subscription_ids(self) -> Sequence[str]:
+        """The ids of the pull (queue) subscriptions, from the cache every node keeps current:
+        the pull sweeper's list, without asking the database every few seconds."""
+        return [sid for sid, sub in self._cache.items() if sub.endpoint_type == EndpointType.QUEUE]
 
     def cached(self, subscription_id: str) -> Subscription | None:
         """The cached subscription without touching the database (``None`` on a miss)."""
@@ -393,6 +404,7 @@ class SubscriptionService:
         return len(self._cache)
 
     async def _announce(self, subscription_id: str) -> None:
+        self.wake_sweeper()
         if self.announce is not None:
             try:
                 await self.announce(subscription_id)
@@ -434,14 +446,15 @@ class SubscriptionService:
             await self._cache_row(row, topics)
         self._signature = signature
 
-    async def sweep(self) -> None:
-        """Fail manual validations whose window passed; delete expired subscriptions."""
+    async def sweep(self) -> float | None:
+        """Fail manual validations whose window passed; delete expired subscriptions. Returns
+        the next moment (epoch seconds) something is due, None if nothing is scheduled."""
         now = self._clock()
+        awaiting = ProvisioningState.AWAITING_MANUAL_ACTION
         async with self._db.read() as conn:
-            stale = await subscription_store.list_stale_validations(
-                conn, ProvisioningState.AWAITING_MANUAL_ACTION, now
-            )
+            stale = await subscription_store.list_stale_validations(conn, awaiting, now)
             expired = await subscription_store.list_expired(conn, now)
+            next_due = await subscription_store.next_sweep_due(conn, awaiting, now)
         failed = ProvisioningState.FAILED
         for row in stale:
             etag = new_etag()
@@ -468,6 +481,23 @@ class SubscriptionService:
                      extra={"action": "subscription_expired", "subscription": row.name})
             if sub is not None:
                 await self._notify_deleted(sub)
+        return next_due
+
+    def wake_sweeper(self) -> None:
+        """A subscription changed (here or on another node): its expiry or validation window
+        may come before what the sweeper is sleeping until."""
+        self._sweep_wake.set()
+
+    async def _sweeper_pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or only ``sweep_interval`` after a wake-up if that is sooner (so a
+        burst of changes costs one sweep per interval, not one each)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._sweep_wake.wait(), seconds)
+            until = min(until, loop.time() + self._sweep_interval)
+        self._sweep_wake.clear()
+        await asyncio.sleep(max(0.0, until - loop.time()))
 
     async def run_refresh(self) -> None:
         while True:
@@ -480,14 +510,20 @@ class SubscriptionService:
                 log_failure(log, self._db.health, "subscription refresh failed", exc, "refresh_failed")
 
     async def run_sweeper(self) -> None:
+        pause = self._sweep_interval
         while True:
-            await asyncio.sleep(self._sweep_interval)
+            await self._sweeper_pause(pause)
             try:
-                await self.sweep()
+                next_due = await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log_failure(log, self._db.health, "subscription sweep failed", exc, "sweep_failed")
+                pause = self._sweep_interval
+                continue
+            pause = SWEEP_CEILING_SECONDS
+            if next_due is not None:
+                pause = min(pause, max(0.0, next_due - to_epoch(self._clock())))
 
     def drop_topic(self, topic_key: str) -> None:
         """The topic was deleted with its subscriptions: forget them and tell the listeners."""

@@ -32,6 +32,7 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         await node.announce(SUBSCRIPTIONS, subscription_id)
 
     def changed_elsewhere(subscription_id: str) -> None:
+        service.wake_sweeper()
         work = service.refresh_one(subscription_id) if subscription_id else service.refresh()
         task = asyncio.get_running_loop().create_task(work)
         refreshing.add(task)

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.auth.tokens import new_topic_key
-from mlgrid.body import Body, Invalid, checked, echoed, one_of, parse, reason
+from mlgrid.body import Body, Invalid, checked, echoed, integral, one_of, parse, reason
 from mlgrid.broker.names import (
     RESOURCE_GROUP_SCHEMA_PATTERN,
     check_name,
@@ -128,7 +128,10 @@ class TopicProperties(Body):
         AfterValidator(lambda v: checked(lambda: check_resource_group(v))),
     ] = "default"
     retention_in_days: Annotated[
-        int, Field(ge=1, le=MAX_RETENTION_DAYS), reason(f"must be an integer from 1 to {MAX_RETENTION_DAYS}")
+        int,
+        integral,
+        Field(ge=1, le=MAX_RETENTION_DAYS),
+        reason(f"must be an integer from 1 to {MAX_RETENTION_DAYS}"),
     ] = 1
     provisioning_state: Any = echoed()
     endpoint: Any = echoed()

@@ -25,7 +25,7 @@ from mlgrid.cli.command import (
     connection,
 )
 from mlgrid.cli.lazy import LazyCommand, LazyGroup
-from mlgrid.config import SETTINGS, Settings, spec_for
+from mlgrid.config import Settings, spec_for
 from mlgrid.errors import MlgridError
 
 
@@ -111,26 +111,32 @@ def root(
 @app.command(cls=QuietCommand,
              help="Run the server: API, publish endpoints, dispatcher, scheduler and web UI.")
 def serve(
-    host: str | None = typer.Option(None, help=SETTINGS[0].help + " [env MLGRID_HOST; default 127.0.0.1]"),
-    port: int | None = typer.Option(None, help=SETTINGS[1].help + " [env MLGRID_PORT; default 8780]"),
+    host: str | None = typer.Option(
+        None, help=spec_for("host").help + " [env MLGRID_HOST; default 127.0.0.1]"),
+    port: int | None = typer.Option(None, help=spec_for("port").help + " [env MLGRID_PORT; default 8780]"),
     data_dir: str | None = typer.Option(
-        None, help=SETTINGS[2].help + " [env MLGRID_DATA_DIR; default ./.mlgrid]"),
-    database_url: str | None = typer.Option(None, help=SETTINGS[3].help + " [env MLGRID_DATABASE_URL]"),
-    retry_schedule: str | None = typer.Option(None, help=SETTINGS[4].help + " [env MLGRID_RETRY_SCHEDULE]"),
+        None, help=spec_for("data_dir").help + " [env MLGRID_DATA_DIR; default ./.mlgrid]"),
+    database_url: str | None = typer.Option(
+        None, help=spec_for("database_url").help + " [env MLGRID_DATABASE_URL]"),
+    retry_schedule: str | None = typer.Option(
+        None, help=spec_for("retry_schedule").help + " [env MLGRID_RETRY_SCHEDULE]"),
     deny_private_endpoints: bool | None = typer.Option(
         None, "--deny-private-endpoints/--allow-private-endpoints",
-        help=SETTINGS[5].help + " [env MLGRID_DENY_PRIVATE_ENDPOINTS; default auto]"),
+        help=spec_for("deny_private_endpoints").help + " [env MLGRID_DENY_PRIVATE_ENDPOINTS; default auto]"),
     webhook_validation: bool | None = typer.Option(
         None, "--webhook-validation/--no-webhook-validation",
-        help=SETTINGS[6].help + " [env MLGRID_WEBHOOK_VALIDATION; default on]"),
-    public_url: str | None = typer.Option(None, help=SETTINGS[7].help + " [env MLGRID_PUBLIC_URL]"),
-    subscription_id: str | None = typer.Option(None, help=SETTINGS[8].help + " [env MLGRID_SUBSCRIPTION_ID]"),
-    secret_key: str | None = typer.Option(None, help=SETTINGS[9].help + " [env MLGRID_SECRET_KEY]"),
-    node_id: str | None = typer.Option(None, help=SETTINGS[10].help + " [env MLGRID_NODE_ID]"),
-    log_level: str | None = typer.Option(None, help=SETTINGS[11].help + " [env MLGRID_LOG_LEVEL]"),
+        help=spec_for("webhook_validation").help + " [env MLGRID_WEBHOOK_VALIDATION; default on]"),
+    public_url: str | None = typer.Option(
+        None, help=spec_for("public_url").help + " [env MLGRID_PUBLIC_URL]"),
+    subscription_id: str | None = typer.Option(
+        None, help=spec_for("subscription_id").help + " [env MLGRID_SUBSCRIPTION_ID]"),
+    secret_key: str | None = typer.Option(
+        None, help=spec_for("secret_key").help + " [env MLGRID_SECRET_KEY]"),
+    node_id: str | None = typer.Option(None, help=spec_for("node_id").help + " [env MLGRID_NODE_ID]"),
+    log_level: str | None = typer.Option(None, help=spec_for("log_level").help + " [env MLGRID_LOG_LEVEL]"),
     otlp_endpoint: str | None = typer.Option(
         None, help=spec_for("otlp_endpoint").help + " [env MLGRID_OTLP_ENDPOINT]"),
-    ui: bool | None = typer.Option(None, "--ui/--no-ui", help=SETTINGS[12].help + " [env MLGRID_UI]"),
+    ui: bool | None = typer.Option(None, "--ui/--no-ui", help=spec_for("ui").help + " [env MLGRID_UI]"),
     unsafe_local_code: bool | None = typer.Option(
         None, "--unsafe-local-code",
         help=spec_for("unsafe_local_code").help + " [env MLGRID_UNSAFE_LOCAL_CODE]"),
@@ -167,7 +173,7 @@ def serve(
     advertise_url: str | None = typer.Option(
         None, help=spec_for("advertise_url").help + " [env MLGRID_ADVERTISE_URL]"),
     node_timeout: float | None = typer.Option(
-        None, help=spec_for("node_timeout").help + " [env MLGRID_NODE_TIMEOUT; default 10]"),
+        None, help=spec_for("node_timeout").help + " [env MLGRID_NODE_TIMEOUT; default 8]"),
     heartbeat_interval: float | None = typer.Option(
         None, help=spec_for("heartbeat_interval").help + " [env MLGRID_HEARTBEAT_INTERVAL; default 2]"),
 

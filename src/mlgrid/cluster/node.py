@@ -54,6 +54,10 @@ CONNECTORS = "connectors"
 
 #: Pause after a duty's body failed (not a lost lease) before it may run again.
 DUTY_RETRY_SECONDS = 2.0
+#: While the listening connection is up, a pooled connection is pinged before use only after
+#: this long unused (``store/database.PoolPings``): the listening connection's loss (or a failed
+#: heartbeat) makes every pooled connection be pinged once anyway.
+TRUSTED_IDLE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class Node:
         *,
         prefix: str = "",
         advertise_url: str = "",
-        timeout: float = 10.0,
+        timeout: float = 8.0,
         heartbeat: float = 2.0,
         database_url: str = "",
     ) -> None:
@@ -223,7 +227,8 @@ class Node:
                 conn, self.id, self.advertise_url, socket.gethostname(), os.getpid(), time.time()
             )
         self._last_ok = time.monotonic()
-        self._listener = Listener(self._database_url, self._received, self._reconnected)
+        self._listener = Listener(self._database_url, self._received, self._reconnected, self.db.pings.doubt)
+        self.db.pings.trust(TRUSTED_IDLE_SECONDS)
         self._listen_task = asyncio.create_task(self._listener.run(), name="mlgrid-listen")
         self._loop_task = asyncio.create_task(self._run(), name="mlgrid-node")
         log.info("node %s joined", self.id, extra={"action": "node_joined", "node": self.id})
@@ -260,6 +265,7 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.db.pings.doubt()
                 self._failed_beats += 1
                 if self._failed_beats == 1:  # one line per outage, not one per beat
                     log.warning("heartbeat failed: %s: %s; retrying quietly", type(exc).__name__, exc,

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import Field
 
 from mlgrid.body import Body, Invalid, Missing, checker, echoed, members_of, parse
@@ -76,7 +77,20 @@ def _uri(value: object) -> str:
         raise Invalid("must be an http(s) URL of an MLflow tracking server")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise Invalid("must not carry a query, fragment or credentials (use 'token')")
+    try:
+        # What the HTTP client will read: a bad port, a control character or a host that is
+        # not a valid (internationalised) name would otherwise fail at the first request.
+        url = httpx.URL(value)
+        _ = url.host, url.port
+    except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError (IDNA) is a ValueError
+        raise Invalid(f"is not a valid URL: {exc}") from None
     return value.rstrip("/")
+
+
+#: A token is sent in an HTTP header (``Authorization: Bearer ...``), which carries visible
+#: ASCII and spaces only.
+TOKEN_PATTERN = "^[\\x20-\\x7E]+$"
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 def _secret(value: object) -> str | None:
@@ -85,6 +99,14 @@ def _secret(value: object) -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_SECRET:
         raise Invalid(f"must be a non-empty string of at most {MAX_SECRET} characters, or null")
     return value
+
+
+def _token(value: object) -> str | None:
+    token = _secret(value)
+    if token is not None and not _TOKEN.match(token):
+        # Never echoed: the message names the rule, not the value.
+        raise Invalid("must be printable ASCII (it is sent in an HTTP header)")
+    return token
 
 
 def _intake(value: object) -> str:
@@ -210,8 +232,9 @@ class ConnectorPatchProperties(Body):
 
     kind: Annotated[Any, *checker(_kind("cannot change"), _KIND_SCHEMA)] = _omitted(KIND_MLFLOW)
     tracking_uri: Annotated[Any, *checker(_uri, _TRACKING_URI_SCHEMA)] = _omitted()
-    token: Annotated[Any, *checker(_secret, {
-        "type": ["string", "null"], "minLength": 1, "maxLength": MAX_SECRET, "writeOnly": True,
+    token: Annotated[Any, *checker(_token, {
+        "type": ["string", "null"], "minLength": 1, "maxLength": MAX_SECRET, "pattern": TOKEN_PATTERN,
+        "writeOnly": True,
         "description": "bearer token for MLflow; sealed at rest, never returned",
     })] = _omitted(None)
     poll_interval_seconds: Annotated[Any, *checker(_number(MIN_POLL_SECONDS, MAX_POLL_SECONDS), {

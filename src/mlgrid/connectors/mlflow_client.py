@@ -197,6 +197,9 @@ class MlflowClient:
             raise MlflowUnavailable(f"MLflow did not answer {path} in time") from exc
         except httpx.HTTPError as exc:
             raise MlflowUnavailable(f"MLflow is unreachable: {type(exc).__name__}: {exc}") from exc
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            # A stored URL the HTTP client cannot send (the PUT checks refuse new ones).
+            raise MlflowUnavailable(f"MLflow's URL cannot be used: {exc}") from exc
         if reply.status_code >= 500 or reply.status_code == 429:
             raise MlflowUnavailable(f"MLflow answered {path} with HTTP {reply.status_code}")
         if reply.status_code >= 400:

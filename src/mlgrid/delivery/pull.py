@@ -83,6 +83,8 @@ class Received:
     lock_token: str
     delivery_count: int
     event: dict[str, Any]
+    #: The context stored with the event (``events.traceparent``): the receive span links it.
+    traceparent: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -152,6 +154,7 @@ class PullService:
         node_id: str,
         lookup: SubscriptionLookup,
         clock: Callable[[], float] = time.time,
+        queue_ids: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
@@ -159,6 +162,9 @@ class PullService:
         self._node_id = node_id
         self._lookup = lookup
         self._clock = clock
+        #: The pull subscriptions' ids from the subscription cache (None: read them from the
+        #: database at each sweep).
+        self._queue_ids = queue_ids
         self._signals: dict[str, asyncio.Event] = {}
 
     # -- wake-ups ---------------------------------------------------------------------------
@@ -236,7 +242,7 @@ class PullService:
             self._dead_letters.report(closed)
             if good or len(rows) < max_events:
                 return [
-                    Received(token, count, self._outgoing(sub, row))
+                    Received(token, count, self._outgoing(sub, row), row.traceparent)
                     for row, (_, token, count) in zip(good, locks, strict=True)
                 ]
 
@@ -340,8 +346,11 @@ class PullService:
     async def sweep_once(self) -> int:
         """Dead-letter pull events that ran out of deliveries or time while nobody received."""
         now = self._clock()
-        async with self._db.read() as conn:
-            ids = await delivery_store.pull_subscription_ids(conn)
+        if self._queue_ids is not None:
+            ids = list(self._queue_ids())  # no pull subscription: no query at all
+        else:
+            async with self._db.read() as conn:
+                ids = await delivery_store.pull_subscription_ids(conn)
         total = 0
         for subscription_id in ids:
             sub = await self._lookup(subscription_id)

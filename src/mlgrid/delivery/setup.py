@@ -89,7 +89,9 @@ async def setup(rt: Runtime, app: FastAPI) -> None:
         # claim stays available to the other nodes.
         max_ready=2048 if rt.db.is_sqlite else 4 * ENDPOINT_CONCURRENCY,
     )
-    pull = PullService(rt.db, rt.metrics, dead_letters, cluster.id, lookup)
+    pull = PullService(
+        rt.db, rt.metrics, dead_letters, cluster.id, lookup, queue_ids=subscriptions.queue_subscription_ids
+    )
     manager = DeliveryManager(rt.db, dead_letters, dispatcher, rt.ingestor.notify)
 
     await source.load()

@@ -68,8 +68,36 @@ async def run_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection],
 _PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
-    """Pre-ping pooled connections, but only those that sat idle for ``idle_seconds``.
+@dataclass
+class PoolPings:
+    """When a pooled PostgreSQL connection is pinged before it is handed out.
+
+    ``idle_seconds``: a connection idle for longer is pinged. A node of a cluster raises it
+    (``trust``): its listening connection (``store/listen.py``) is the canary — a restarted or
+    unreachable database ends that connection at once and the node calls ``doubt``, after
+    which every connection checked in before that moment is pinged once. An idle node then
+    pays no ping for each of its timers' transactions.
+    """
+
+    idle_seconds: float = _PING_AFTER_IDLE_SECONDS
+    #: ``time.monotonic()`` of the last doubt: connections idle since before it are pinged.
+    doubted_at: float = 0.0
+
+    def trust(self, idle_seconds: float) -> None:
+        self.idle_seconds = idle_seconds
+
+    def doubt(self) -> None:
+        self.doubted_at = time.monotonic()
+
+    def needed(self, idle_since: float | None) -> bool:
+        if idle_since is None:
+            return False  # just opened
+        return idle_since < self.doubted_at or time.monotonic() - idle_since >= self.idle_seconds
+
+
+def _ping_when_idle(engine: AsyncEngine, pings: PoolPings) -> None:
+    """Pre-ping pooled connections, but only those ``pings`` says may have died meanwhile
+    (a connection the server closed is known closed without a ping).
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout: with asyncpg that is a
     ``BEGIN``, a ``;`` and a ``ROLLBACK``, three round trips before each transaction of the
@@ -83,9 +111,13 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
         record.info["idle_since"] = time.monotonic()
 
     def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < idle_seconds:
-            return  # just opened, or in use a moment ago
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and driver.is_closed():
+            # The server closed it while it sat in the pool (a restart): asyncpg saw the
+            # end of the socket, no round trip needed to know.
+            raise DisconnectionError("pooled connection was closed by the server")
+        if not pings.needed(record.info.get("idle_since")):
+            return  # just opened, or in use recently and nothing went wrong since
         try:
             dbapi_connection.ping()
         except Exception as exc:
@@ -127,6 +159,8 @@ class Database:
     health: DatabaseHealth = field(default_factory=DatabaseHealth, repr=False)
     #: SQLite's ``synchronous`` pragma for every connection (setting ``sqlite_synchronous``).
     sqlite_synchronous: str = "NORMAL"
+    #: When pooled PostgreSQL connections are pinged (``PoolPings``).
+    pings: PoolPings = field(default_factory=PoolPings, repr=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -141,8 +175,9 @@ class Database:
             engine = _sqlite_engine(driver_url, synchronous, pool_size=8, max_overflow=8, pool_pre_ping=False)
             return cls(url=url, engine=engine, _write_lock=asyncio.Lock(), sqlite_synchronous=synchronous)
         engine = create_async_engine(driver_url, pool_size=pool_size, max_overflow=pool_size)
-        _ping_when_idle(engine, _PING_AFTER_IDLE_SECONDS)
-        return cls(url=url, engine=engine)
+        pings = PoolPings()
+        _ping_when_idle(engine, pings)
+        return cls(url=url, engine=engine, pings=pings)
 
     @classmethod
     def connect_unpooled(cls, url: str) -> Database:

@@ -671,6 +671,8 @@ class PulledRow:
     last_http_status: int | None
     event_body: str
     published_at: float
+    #: The trace context the event was published in (``events.traceparent``), if any.
+    traceparent: str | None = None
 
 
 _PULLED_COLUMNS = (
@@ -685,6 +687,7 @@ _PULLED_COLUMNS = (
     deliveries.c.last_http_status,
     events.c.body,
     events.c.published_at,
+    events.c.traceparent,
 )
 
 

@@ -3,7 +3,8 @@
 One plain asyncpg connection per node (outside the pool: a listening connection must stay
 open), listening on ``leases.CHANNEL``. Every payload is handed to ``on_payload`` on the event
 loop. When the connection drops, the listener reconnects after a pause and calls
-``on_reconnect`` (a notification sent meanwhile is lost, so the caller polls once).
+``on_reconnect`` (a notification sent meanwhile is lost, so the caller polls once); it calls
+``on_lost`` as soon as the connection is gone (the database may have restarted).
 An idle LISTEN connection issues no statements.
 """
 
@@ -39,11 +40,16 @@ def _setter(event: asyncio.Event) -> Callable[[object], None]:
 
 class Listener:
     def __init__(
-        self, url: str, on_payload: Callable[[str], None], on_reconnect: Callable[[], None]
+        self,
+        url: str,
+        on_payload: Callable[[str], None],
+        on_reconnect: Callable[[], None],
+        on_lost: Callable[[], None] = lambda: None,
     ) -> None:
         self._dsn = asyncpg_dsn(url)
         self._on_payload = on_payload
         self._on_reconnect = on_reconnect
+        self._on_lost = on_lost
         self.connected = asyncio.Event()
         self._conn: Any = None
         self._lock = asyncio.Lock()
@@ -95,6 +101,8 @@ class Listener:
                     log.warning("LISTEN connection failed: %s; retrying quietly", exc,
                                 extra={"action": "listen_failed"})
             finally:
+                if self._conn is not None:
+                    self._on_lost()
                 self._conn = None
                 self.connected.clear()
                 if conn is not None and not conn.is_closed():

@@ -163,6 +163,20 @@ async def list_stale_validations(conn: AsyncConnection, state: str, now: datetim
     return [_row(r) for r in rows]
 
 
+async def next_sweep_due(conn: AsyncConnection, state: str, now: datetime) -> float | None:
+    """The earliest moment after ``now`` (epoch seconds) at which a subscription expires or a
+    manual validation window (``state``) closes; None when nothing is scheduled. The sweeper
+    sleeps until then instead of looking every few seconds."""
+    moment = to_epoch(now)
+    expiry = select(func.min(subscriptions.c.expires_at)).where(subscriptions.c.expires_at > moment)
+    window = select(func.min(subscriptions.c.validation_expires_at)).where(
+        subscriptions.c.provisioning_state == state, subscriptions.c.validation_expires_at > moment
+    )
+    row = (await conn.execute(select(expiry.scalar_subquery(), window.scalar_subquery()))).one()
+    found = [float(v) for v in row if v is not None]
+    return min(found) if found else None
+
+
 async def set_state_if(
     conn: AsyncConnection, subscription_id: str, expected_etag: str, state: str, etag: str, now: datetime
 ) -> bool:

@@ -28,6 +28,7 @@ from mlgrid.body import (
     optional_text,
     parse,
     reason,
+    whole,
 )
 from mlgrid.broker.names import RESOURCE_GROUP_SCHEMA_PATTERN
 from mlgrid.errors import InvalidField, invalid
@@ -128,13 +129,14 @@ def _relative(exc: InvalidField) -> Exception:
     return Invalid(reason, at=at)
 
 
+# null is accepted where tags or properties are (as none): the schemas say so.
 _TAGS_SCHEMA: dict[str, Any] = {
-    "type": "object",
+    "type": ["object", "null"],
     "propertyNames": {"minLength": 1, "maxLength": MAX_KEY_LENGTH},
     "description": "any JSON values; in a PATCH, null removes a tag",
 }
 _PROPERTIES_SCHEMA: dict[str, Any] = {
-    "type": "object",
+    "type": ["object", "null"],
     "propertyNames": {"minLength": 1, "maxLength": MAX_KEY_LENGTH},
     "additionalProperties": {"type": "string", "maxLength": MAX_STRING_VALUE},
 }
@@ -278,8 +280,8 @@ class RunChangeBody(Body):
 
 
 def parse_run_change(body: object) -> RunChange:
-    if body is None:
-        return RunChange()
+    """A PATCH's body is required and an object: JSON ``null`` is refused like any other
+    non-object (the schema says so; issue 16), ``{}`` changes nothing."""
     parsed = parse(RunChangeBody, body)
     return RunChange(
         status=parsed.status,
@@ -306,6 +308,7 @@ def _metric_value(value: object) -> int | Decimal:
 
 
 def _step(value: object) -> int:
+    value = whole(value)  # 3.0 is the integer 3, as the schema's "integer" says
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise Invalid("must be a non-negative integer")
     return value
@@ -393,6 +396,7 @@ JOB_NETWORKS = ("api", "none", "host")
 def _positive_int(value: object, path: str) -> int | None:
     if value is None:
         return None
+    value = whole(value)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 1 << 40:
         raise invalid(path, "must be a positive integer")
     return value

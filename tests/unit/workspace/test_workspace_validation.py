@@ -142,3 +142,21 @@ def test_a_job_may_choose_its_network_and_lower_its_limits() -> None:
     assert (spec.network, spec.memory_mb, spec.cpu_seconds) == ("host", 512, 60)
     default = v.parse_job({"command": "true"})
     assert (default.network, default.memory_mb, default.cpu_seconds) == (None, None, None)
+
+
+def test_null_tags_and_properties_are_none_and_a_null_patch_is_refused() -> None:
+    # The schemas say "object or null" for tags and properties, and a PATCH body is an object.
+    assert v.parse_run_create({"tags": None, "properties": None}) == v.RunCreate()
+    with pytest.raises(InvalidField) as caught:
+        v.parse_run_change(None)
+    assert caught.value.field_name == "body"
+    assert v.parse_run_change({}) == v.RunChange()
+
+
+def test_whole_number_steps_and_limits_are_integers() -> None:
+    metric = {"name": "m", "value": 1, "step": Decimal("2.0")}
+    assert v.parse_metrics({"metrics": [metric]})[0].step == 2
+    assert v.parse_job_resources({"memoryMb": Decimal("512.0")}) == (512, None)
+    with pytest.raises(InvalidField) as caught:
+        v.parse_metrics({"metrics": [{**metric, "step": Decimal("2.5")}]})
+    assert caught.value.field_name == "metrics[0].step"
