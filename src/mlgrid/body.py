@@ -55,6 +55,7 @@ from mlgrid.errors import ErrorDetail, InvalidField
 __all__ = [
     "DATE_TIME_SCHEMA",
     "ECHOED",
+    "ArmBody",
     "Body",
     "Invalid",
     "Missing",
@@ -285,6 +286,17 @@ class Body(BaseModel):
         return members
 
 
+class ArmBody(Body):
+    """An object of an ARM resource (Azure's shapes): member names ignore case, and an unknown
+    one is told the expected names in declaration order."""
+
+    names_ignore_case: ClassVar[bool] = True
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return f"unknown property; expected one of {', '.join(known)}"
+
+
 def members_of(model: type[Body], raw: object, path: str) -> dict[str, Any]:
     """:meth:`Body.canonical_members` outside validation: an ``InvalidField`` under ``path``."""
     try:
@@ -341,18 +353,24 @@ def as_invalid(exc: ValidationError, root: str = "") -> InvalidField:
     """The 400 for a failed body: the first error in the message, every error in ``details``."""
     details: list[ErrorDetail] = []
     for error in exc.errors(include_url=False):
-        path = _join(root, _path_of(error)) if root else _path_of(error)
+        path = _path_of(error)
+        if root:
+            path = root if path == "body" else _join(root, path)  # "body" is the value itself
         details.append(ErrorDetail(ErrorCode.INVALID_REQUEST, f"{path}: {_reason_of(error)}", path))
     first = details[0]
     return InvalidField(message=first.message, details=details, field_name=first.target or "")
 
 
-def parse(model: type[BodyT], raw: object, *, root: str = "") -> BodyT:
+def parse(
+    model: type[BodyT], raw: object, *, root: str = "", context: Mapping[str, Any] | None = None
+) -> BodyT:
     """``raw`` (an exactly decoded JSON value) as ``model``, or the ``InvalidField`` saying why not.
 
-    ``root`` prefixes every path (a body nested in a bigger document)."""
+    ``root`` prefixes every path (a body nested in a bigger document); ``context`` is handed to
+    the validators (``ValidationInfo.context``), for rules that depend on more than the body
+    (a subscription filter's keys depend on the topic's input schema)."""
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=None if context is None else dict(context))
     except ValidationError as exc:
         raise as_invalid(exc, root) from None
 

@@ -62,6 +62,11 @@ _SUBSCRIPTION_VALUES = (
     "depend on the operator"
 )
 _BY_INPUT_SCHEMA = "which event members are required depends on the topic's input schema"
+_FILTER_VALUES = (
+    "a filter's rules a JSON Schema does not state: which keys are addressable depends on the "
+    "subscription's input schema, advanced filters hold at most 25 values in all, and an operator "
+    "takes value or values"
+)
 _MAPPING = "inputSchemaMapping's members have rules of their own (events/schemas.py)"
 _ARM = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
 _SUBSCRIPTION_ROUTES = [
@@ -103,6 +108,8 @@ REFUSED_FOR_A_REASON = {
     "Parquet file, and timestampColumn one of its columns holding date-times",
     **{(method, route): _SUBSCRIPTION_VALUES
        for route in _SUBSCRIPTION_ROUTES for method in ("PUT", "PATCH")},
+    **{("POST", f"/{kind}/{{parent}}/eventSubscriptions/{{subscription}}:test"): _FILTER_VALUES
+       for kind in ("topics", "systemTopics", "workspaces")},
 }
 ACCEPTED = [200, 201, 202, 204, 400, 401, 403, 404, 409]
 #: Operations left out of the coverage phase only (the examples, fuzzing and stateful phases

@@ -27,95 +27,8 @@ router = APIRouter(tags=["connectors"])
 RESOURCE_TYPE = "Microsoft.MachineLearningServices/workspaces/connectors"
 MAX_WEBHOOK_BODY = 1024 * 1024
 
-_PROPERTIES: dict[str, Any] = {
-    "kind": {
-        "type": "string",
-        "enum": [connector_config.KIND_MLFLOW],
-        "default": connector_config.KIND_MLFLOW,
-    },
-    "trackingUri": {
-        "type": "string",
-        "format": "uri",
-        "description": "http(s) URL of the MLflow tracking server",
-    },
-    "token": {
-        "type": ["string", "null"],
-        "minLength": 1,
-        "maxLength": 4096,
-        "pattern": connector_config.TOKEN_PATTERN,
-        "writeOnly": True,
-        "description": "bearer token for MLflow; sealed at rest, never returned",
-    },
-    "pollIntervalSeconds": {
-        "type": "number",
-        "minimum": connector_config.MIN_POLL_SECONDS,
-        "maximum": connector_config.MAX_POLL_SECONDS,
-        "default": connector_config.DEFAULT_POLL_SECONDS,
-    },
-    "fullSweepMinutes": {
-        "type": "number",
-        "minimum": connector_config.MIN_SWEEP_MINUTES,
-        "maximum": connector_config.MAX_SWEEP_MINUTES,
-        "default": connector_config.DEFAULT_SWEEP_MINUTES,
-        "description": "minutes between full sweeps (every run, version and alias)",
-    },
-    "experiments": {
-        "type": ["array", "null"],
-        "items": {"type": "string"},
-        "description": "experiment names to follow; null: all",
-    },
-    "deploymentAliases": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": list(connector_config.DEFAULT_DEPLOYMENT_ALIASES),
-        "description": "registered-model aliases whose moves emit ModelDeployed",
-    },
-    "webhookSecret": {
-        "type": ["string", "null"],
-        "writeOnly": True,
-        "description": "secret of MLflow webhooks pointed at .../webhook; sealed, never returned",
-    },
-    "intake": {
-        "type": "string",
-        "enum": list(connector_config.INTAKES),
-        "default": connector_config.INTAKE_POLLING,
-        "description": "polling (MLflow's REST API) or outbox (the mlgrid-mlflow-outbox plugin's "
-        "table in MLflow's database; needs databaseUrl)",
-    },
-    "databaseUrl": {
-        "type": ["string", "null"],
-        "writeOnly": True,
-        "description": "MLflow's database (postgresql://... or sqlite:///...), for intake outbox; "
-        "read/delete on the outbox table is all it needs; sealed at rest, never returned",
-    },
-    "backfill": {
-        "type": "boolean",
-        "default": False,
-        "description": "the first sync emits events for MLflow's past too",
-    },
-    "paused": {"type": "boolean", "default": False},
-}
-PUT_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["properties"],
-        "properties": {
-            "properties": {"type": "object", "required": ["trackingUri"], "properties": _PROPERTIES,
-                           "additionalProperties": False}
-        },
-        "additionalProperties": False,
-    }
-)
-PATCH_BODY = body_schema(
-    {
-        "type": "object",
-        "required": ["properties"],
-        "properties": {
-            "properties": {"type": "object", "properties": _PROPERTIES, "additionalProperties": False}
-        },
-        "additionalProperties": False,
-    }
-)
+PUT_BODY = body_schema(connector_config.ConnectorPutBody)
+PATCH_BODY = body_schema(connector_config.ConnectorPatchBody)
 WEBHOOK_BODY: dict[str, Any] = {
     "parameters": [
         {"name": "X-MLflow-Delivery-Id", "in": "header", "required": True, "schema": {"type": "string"}},
@@ -215,7 +128,6 @@ async def put_connector(workspace: str, name: str, request: Request) -> Response
 async def patch_connector(workspace: str, name: str, request: Request) -> Response:
     ws, _ = await guard(request, workspace, Action.WRITE)
     body = await json_body(request)
-    connector_config.check_patch_shape(body)
     row = await _service(request).patch(ws.name, name, body, if_match=if_match(request))
     return respond(connector_json(row, await _service(request).objects_tracked(row)), etag=row.etag)
 

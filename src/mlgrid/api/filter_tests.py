@@ -21,10 +21,11 @@ from mlgrid.api.deps import json_body
 from mlgrid.api.docs import body_schema
 from mlgrid.api.subscriptions import PARENT_KINDS, resolve_subscription
 from mlgrid.auth.roles import Action
-from mlgrid.body import Body, Invalid, Missing, checker, parse
+from mlgrid.body import Body, Invalid, Missing, checker, openapi_schema, parse
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.filters import filter_to_json, parse_filter
 from mlgrid.filters.explain import explain
+from mlgrid.filters.parse import FilterBody
 
 router = APIRouter(tags=["event subscriptions"])
 
@@ -46,9 +47,9 @@ class FilterTestBody(Body):
     event: Annotated[Any, Missing(_EVENT_REASON), *checker(_event, {
         "type": "object", "description": "the event, in the schema the topic stores",
     })]
-    # Only "an object": the filter's own rules depend on the subscription's input schema.
+    # Validated by ``parse_filter`` once the subscription's input schema is known.
     filter: Annotated[Any, WithJsonSchema({
-        "type": ["object", "null"],
+        "anyOf": [openapi_schema(FilterBody), {"type": "null"}],
         "description": "a filter to try instead of the subscription's (null: the subscription's)",
     })] = None
 

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ConfigDict, PrivateAttr, ValidationError, WithJsonSchema, model_validator
 
 from mlgrid.body import (
     DATE_TIME_SCHEMA,
+    ArmBody,
     Body,
     Invalid,
     Missing,
@@ -50,20 +51,23 @@ from mlgrid.body import (
 )
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
-    EXCHANGE_NAME,
-    NATS_SUBJECT,
-    parse_nats_jetstream_properties,
-    parse_rabbitmq_properties,
-    parse_redis_stream_properties,
+    NatsJetStreamProperties,
+    QueueDestinationProperties,
+    RabbitMqProperties,
+    RedisStreamProperties,
 )
 from mlgrid.delivery.signing import validate_signing_secret
-from mlgrid.delivery.webhook_request import parse_delivery_attribute_mappings
+from mlgrid.delivery.webhook_request import (
+    DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA,
+    parse_delivery_attribute_mappings,
+)
 from mlgrid.domain.endpoints import ENDPOINT_TYPES, EndpointType, ProvisioningState
 from mlgrid.domain.schemas import DELIVERY_SCHEMAS, EventSchema, stored_schema
 from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
 from mlgrid.errors import invalid
 from mlgrid.events.timestamps import format_timestamp, parse_timestamp
 from mlgrid.filters import EventFilter, filter_to_json, parse_filter
+from mlgrid.filters.parse import FilterBody
 
 if TYPE_CHECKING:
     from mlgrid.broker.topics import Topic
@@ -101,65 +105,7 @@ _DEST_PROPS = "properties.destination.properties"
 _MAPPINGS_FIELD = f"{_DEST_PROPS}.deliveryAttributeMappings"
 
 _TLS_VERSIONS: Final = ("1.0", "1.1", "1.2")
-_CONNECTION_SCHEMES: Final[dict[str, tuple[str, ...]]] = {
-    EndpointType.REDIS_STREAM: ("redis", "rediss", "unix"),
-    EndpointType.NATS_JETSTREAM: ("nats", "tls", "ws", "wss"),
-    EndpointType.RABBITMQ: ("amqp", "amqps"),
-}
-_QUEUE_PROPERTY_PARSERS: Final[dict[str, Callable[[object, str], dict[str, Any]]]] = {
-    EndpointType.REDIS_STREAM: parse_redis_stream_properties,
-    EndpointType.NATS_JETSTREAM: parse_nats_jetstream_properties,
-    EndpointType.RABBITMQ: parse_rabbitmq_properties,
-}
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-
-
-#: The JSON Schema of ``deliveryAttributeMappings`` and of ``filter``: their values are parsed
-#: by ``delivery/webhook_request.py`` and ``filters/parse.py``, not (yet) by body models.
-DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA: Final[dict[str, Any]] = {
-    "type": ["array", "null"],
-    "maxItems": 10,
-    "items": {
-        "type": "object",
-        "required": ["name", "type", "properties"],
-        "properties": {
-            "name": {"type": "string"},
-            "type": {"type": "string", "enum": ["Static", "Dynamic"]},
-            "properties": {
-                "type": "object",
-                "properties": {
-                    "value": {"type": "string", "maxLength": 4096},
-                    "isSecret": {"type": "boolean", "default": False},
-                    "sourceField": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-FILTER_SCHEMA: Final[dict[str, Any]] = {
-    "type": ["object", "null"],
-    "properties": {
-        "includedEventTypes": {"type": ["array", "null"], "items": {"type": "string"}},
-        "subjectBeginsWith": {"type": ["string", "null"]},
-        "subjectEndsWith": {"type": ["string", "null"]},
-        "isSubjectCaseSensitive": {"type": ["boolean", "null"], "default": False},
-        "enableAdvancedFilteringOnArrays": {"type": ["boolean", "null"], "default": False},
-        "advancedFilters": {
-            "type": ["array", "null"],
-            "maxItems": 25,
-            "items": {
-                "type": "object",
-                "required": ["operatorType", "key"],
-                "properties": {
-                    "operatorType": {"type": "string"},
-                    "key": {"type": "string"},
-                    "value": {},
-                    "values": {"type": "array"},
-                },
-            },
-        },
-    },
-}
 
 
 # --- the body's shape (one definition: validation and the OpenAPI schema) ------------------
@@ -216,24 +162,13 @@ def _must_be_null(why: str) -> tuple[Any, ...]:
 
 _NO_IDENTITY = "mlgrid delivers without managed identities"
 _NO_ENTRA = "mlgrid does not sign webhook requests with Entra ID tokens (use signingSecret)"
-_STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
-
-
-class _ArmBody(Body):
-    """ARM ignores the case of member names; unknown ones are listed in declaration order."""
-
-    names_ignore_case: ClassVar[bool] = True
-
-    @classmethod
-    def unknown_reason(cls, known: list[str]) -> str:
-        return f"unknown property; expected one of {', '.join(known)}"
 
 
 def _url_or_echo(schema: dict[str, Any]) -> None:
     schema["anyOf"] = [{"required": ["endpointUrl"]}, {"required": ["endpointBaseUrl"]}]
 
 
-class WebhookProperties(_ArmBody):
+class WebhookProperties(ArmBody):
     """``destination.properties`` of a ``WebHook`` destination."""
 
     model_config = ConfigDict(json_schema_extra=_url_or_echo)
@@ -257,53 +192,14 @@ class WebhookProperties(_ArmBody):
     azure_active_directory_application_id_or_uri: Annotated[Any, *_must_be_null(_NO_ENTRA)] = None
 
 
-class QueueProperties(_ArmBody):
+class QueueProperties(ArmBody):
     """``destination.properties`` of a ``Queue`` (pull delivery) destination."""
 
     receive_lock_duration_in_seconds: Annotated[Any, *_bounded("receiveLockDurationInSeconds")] = None
     max_delivery_count: Annotated[Any, *_bounded("maxDeliveryCount")] = None
 
 
-_CONNECTION_URL = {"type": "string", "writeOnly": True, "maxLength": 2048,
-                   "description": "the connection URL (its password is write-only)"}
-
-
-def _required(*names: str) -> Callable[[dict[str, Any]], None]:
-    """``json_schema_extra`` naming members the destination's parser requires."""
-
-    def extra(schema: dict[str, Any]) -> None:
-        schema["required"] = list(names)
-
-    return extra
-
-
-class RedisStreamProperties(_ArmBody):
-    model_config = ConfigDict(json_schema_extra=_required("url", "stream"))
-
-    url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:redis|rediss|unix)://"})] = None
-    stream: Annotated[Any, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255})] = None
-
-
-class NatsJetStreamProperties(_ArmBody):
-    model_config = ConfigDict(json_schema_extra=_required("url", "subject"))
-
-    url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:nats|tls|ws|wss)://"})] = None
-    subject: Annotated[Any, WithJsonSchema(
-        {"type": "string", "minLength": 1, "maxLength": 255, "pattern": f"^{NATS_SUBJECT.pattern}$"}
-    )] = None
-
-
-class RabbitMqProperties(_ArmBody):
-    model_config = ConfigDict(json_schema_extra=_required("url", "exchange"))
-
-    url: Annotated[Any, WithJsonSchema({**_CONNECTION_URL, "pattern": "^(?:amqp|amqps)://"})] = None
-    exchange: Annotated[Any, WithJsonSchema(
-        {"type": "string", "maxLength": 255, "pattern": f"^{EXCHANGE_NAME.pattern}$"}
-    )] = None
-    routing_key: Annotated[Any, WithJsonSchema(_STRING_OR_NULL)] = None
-
-
-DESTINATION_PROPERTIES: Final[dict[str, type[_ArmBody]]] = {
+DESTINATION_PROPERTIES: Final[dict[str, type[ArmBody]]] = {
     EndpointType.WEBHOOK: WebhookProperties,
     EndpointType.QUEUE: QueueProperties,
     EndpointType.REDIS_STREAM: RedisStreamProperties,
@@ -325,7 +221,7 @@ def _destination_schema(schema: dict[str, Any]) -> None:
     ]
 
 
-class Destination(_ArmBody):
+class Destination(ArmBody):
     """``properties.destination``: the endpoint type and that type's properties."""
 
     model_config = ConfigDict(json_schema_extra=_destination_schema)
@@ -351,7 +247,7 @@ class Destination(_ArmBody):
         return self._typed
 
 
-class RetryPolicy(_ArmBody):
+class RetryPolicy(ArmBody):
     max_delivery_attempts: Annotated[Any, *_bounded("maxDeliveryAttempts")] = None
     event_time_to_live_in_minutes: Annotated[Any, *_bounded("eventTimeToLiveInMinutes")] = None
 
@@ -372,7 +268,7 @@ def _resource_id(raw: object) -> str | None:
     return raw
 
 
-class DeadLetterProperties(_ArmBody):
+class DeadLetterProperties(ArmBody):
     blob_container_name: Annotated[Any, *checker(_container, {
         "type": "string", "pattern": _CONTAINER_NAME.pattern, "minLength": 3, "maxLength": 63,
     }), Missing(_CONTAINER_RULE)]
@@ -386,7 +282,7 @@ def _container_required(schema: dict[str, Any]) -> None:
     schema["properties"]["properties"] = openapi_schema(DeadLetterProperties)
 
 
-class DeadLetterDestination(_ArmBody):
+class DeadLetterDestination(ArmBody):
     model_config = ConfigDict(json_schema_extra=_container_required)
 
     endpoint_type: Annotated[Any, *_choice_of((STORAGE_BLOB,), required=True)]
@@ -432,12 +328,13 @@ def _expiration_shape(raw: object) -> datetime | None:
     return moment
 
 
-class SubscriptionProperties(_ArmBody):
+class SubscriptionProperties(ArmBody):
     """``properties`` of an event subscription (SPEC §4). Rules that need the topic, the
     stored subscription or the clock are checked by ``parse_subscription_body``."""
 
     destination: Destination | None = None
-    filter: Annotated[Any, WithJsonSchema(FILTER_SCHEMA)] = None
+    # Validated by ``parse_filter`` (its keys depend on the topic's input schema), shown as its model.
+    filter: Annotated[Any, WithJsonSchema({"anyOf": [openapi_schema(FilterBody), {"type": "null"}]})] = None
     event_delivery_schema: Annotated[Any, *_choice_of(DELIVERY_SCHEMAS)] = None
     retry_policy: RetryPolicy | None = None
     dead_letter_destination: DeadLetterDestination | None = None
@@ -456,7 +353,7 @@ class SubscriptionProperties(_ArmBody):
     dead_letter_with_resource_identity: Annotated[Any, *_must_be_null(_NO_IDENTITY)] = None
 
 
-class SubscriptionBody(_ArmBody):
+class SubscriptionBody(ArmBody):
     """An event subscription resource as ``PUT`` takes it (``properties`` is what counts)."""
 
     properties: Annotated[Any, WithJsonSchema(
@@ -490,27 +387,14 @@ def redact_connection_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _connection_url(raw: object, endpoint_type: str, existing: Subscription | None) -> str:
-    field = f"{_DEST_PROPS}.url"
-    schemes = _CONNECTION_SCHEMES[endpoint_type]
-    if not isinstance(raw, str) or not raw:
-        raise invalid(field, f"is required: a {'/'.join(schemes)} URL")
+def _kept_url(url: str, endpoint_type: str, existing: Subscription | None) -> str:
+    """The URL is write-only (it may hold a password): a redacted URL sent back (a read
+    echoed) keeps the stored one."""
     if existing is not None and existing.endpoint_type == endpoint_type:
         stored = existing.destination_properties.get("url")
-        if isinstance(stored, str) and raw == redact_connection_url(stored) and raw != stored:
-            return stored  # a read echoed back: keep the stored URL with its password
-    if len(raw) > 2048 or any(ch.isspace() for ch in raw):
-        raise invalid(field, "must be a URL of at most 2048 characters without whitespace")
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise invalid(field, f"is not a valid URL ({exc})") from exc
-    if parts.scheme.lower() not in schemes:
-        raise invalid(field, f"must be a {' or '.join(s + '://' for s in schemes)} URL")
-    if parts.scheme.lower() != "unix" and not parts.hostname:
-        raise invalid(field, "must name a host")
-    return raw
+        if isinstance(stored, str) and url == redact_connection_url(stored) and url != stored:
+            return stored
+    return url
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -629,11 +513,9 @@ def _destination(destination: Destination, existing: Subscription | None) -> Sub
                                                    typed.receive_lock_duration_in_seconds),
             max_delivery_count=_default("maxDeliveryCount", typed.max_delivery_count),
         )
-    props = typed.model_dump(by_alias=True, exclude_unset=True)
-    # The URL is write-only (it may hold a password): a redacted URL sent back keeps the stored one.
-    url = _connection_url(props.get("url"), endpoint_type, existing)
-    parse_properties = _QUEUE_PROPERTY_PARSERS[endpoint_type]
-    target: dict[str, Any] = parse_properties({**props, "url": url}, _DEST_PROPS)
+    assert isinstance(typed, QueueDestinationProperties)
+    target = typed.as_properties()
+    target["url"] = _kept_url(target["url"], endpoint_type, existing)
     return replace(blank, destination_properties=target)
 
 

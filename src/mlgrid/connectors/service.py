@@ -342,8 +342,9 @@ class ConnectorService:
     async def patch(
         self, workspace_name: str, name: str, body: object, *, if_match: str | None = None
     ) -> ConnectorRow:
+        connector_config.check_patch_shape(body)
         current = await self.get(workspace_name, name)
-        spec, given = connector_config.parse_patch(body, spec_of(current))
+        spec, given = connector_config.read_patch(body).apply(spec_of(current))
         stored_url = "databaseUrl" not in given and current.database_url_sealed is not None
         connector_config.check_intake(spec, stored_database_url=stored_url)
         if {"trackingUri", "token"} & given:

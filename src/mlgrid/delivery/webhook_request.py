@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import ConfigDict, PrivateAttr, TypeAdapter, ValidationError, model_validator
+
+from mlgrid.body import Body, Invalid, Missing, as_invalid, case_insensitive, checker, openapi_schema, relay
 from mlgrid.delivery.signing import sign
 from mlgrid.domain.schemas import EventSchema
-from mlgrid.errors import invalid
 from mlgrid.events.jsoncodec import dumps
 
 __all__ = [
     "CLOUD_EVENTS_BATCH_CONTENT_TYPE",
     "CLOUD_EVENTS_CONTENT_TYPE",
+    "DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA",
     "JSON_CONTENT_TYPE",
     "MAX_HEADER_VALUE_BYTES",
     "MAX_MAPPINGS",
@@ -63,9 +66,167 @@ _RESERVED_HEADER_NAMES = frozenset(
     }
 )
 _MISSING = object()
+_MAPPING_TYPES = ("Static", "Dynamic")
 
 
 # -- delivery attribute mappings ----------------------------------------------------------
+
+
+def _header_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise Invalid("must be a non-empty string")
+    if len(name) > MAX_HEADER_NAME_LENGTH or not _TOKEN.fullmatch(name):
+        raise Invalid(f"{name[:64]!r} is not a valid HTTP header name")
+    if name.lower().startswith("aeg-"):
+        raise Invalid("header names must not start with 'aeg-'")
+    if name.lower() in _RESERVED_HEADER_NAMES:
+        raise Invalid(f"{name!r} is set by mlgrid and cannot be mapped")
+    return name
+
+
+def _is_secret(raw: object) -> bool:
+    if raw is None:
+        return False
+    if not isinstance(raw, bool):
+        raise Invalid("must be a boolean")
+    return raw
+
+
+def _static_value(value: object) -> str:
+    if not isinstance(value, str):
+        raise Invalid("must be a string")
+    if len(value.encode("utf-8")) > MAX_HEADER_VALUE_BYTES:
+        raise Invalid(f"must be at most {MAX_HEADER_VALUE_BYTES} bytes")
+    if _FORBIDDEN_VALUE_CHARS.search(value):
+        raise Invalid("must not contain line breaks or other control characters")
+    return value
+
+
+def _source_field(source: object) -> str:
+    if not isinstance(source, str) or not source.strip():
+        raise Invalid("must be a non-empty string")
+    if len(source) > MAX_HEADER_VALUE_BYTES:
+        raise Invalid("is too long")
+    return source.strip()
+
+
+def _mapping_type(raw: object) -> str:
+    if isinstance(raw, str):
+        for kind in _MAPPING_TYPES:
+            if raw.lower() == kind.lower():
+                return kind
+    raise Invalid("must be 'Static' or 'Dynamic'")
+
+
+def _object(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Invalid("must be an object")
+    return raw
+
+
+class _OpenBody(Body):
+    """Mappings always ignored members they do not read (``value`` of a ``Dynamic`` one...)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def object_reason(cls) -> str:
+        return "must be an object"
+
+
+class StaticMappingProperties(_OpenBody):
+    """``properties`` of a ``Static`` mapping: a fixed header value, write-only when secret."""
+
+    is_secret: Annotated[Any, *checker(_is_secret, {"type": ["boolean", "null"], "default": False})] = False
+    value: Annotated[Any, *checker(_static_value, {
+        "type": "string", "maxLength": MAX_HEADER_VALUE_BYTES, "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$",
+        "description": f"at most {MAX_HEADER_VALUE_BYTES} bytes; a read leaves it out when isSecret, and a "
+        "body that echoes the read back keeps the stored value",
+    }), Missing("must be a string")]
+
+
+class DynamicMappingProperties(_OpenBody):
+    """``properties`` of a ``Dynamic`` mapping: the header's value is read from the event."""
+
+    source_field: Annotated[Any, *checker(_source_field, {
+        "type": "string", "maxLength": MAX_HEADER_VALUE_BYTES, "pattern": "\\S",
+        "description": "a path into the event, e.g. data.modelName",
+    }), Missing("must be a non-empty string")]
+
+
+_MAPPING_PROPERTIES: dict[str, type[Body]] = {"Static": StaticMappingProperties,
+                                              "Dynamic": DynamicMappingProperties}
+
+
+def _typed_properties(schema: dict[str, Any]) -> None:
+    """One branch per mapping type, so the schema says which properties go with which."""
+    schema["oneOf"] = [
+        {"properties": {"type": {"pattern": case_insensitive([kind])}, "properties": openapi_schema(model)}}
+        for kind, model in _MAPPING_PROPERTIES.items()
+    ]
+
+
+class DeliveryAttributeMappingBody(_OpenBody):
+    """One delivery attribute mapping: a header ``name`` and where its value comes from."""
+
+    model_config = ConfigDict(json_schema_extra=_typed_properties)
+
+    name: Annotated[Any, *checker(_header_name, {
+        "type": "string", "minLength": 1, "maxLength": MAX_HEADER_NAME_LENGTH,
+        "pattern": f"^{_TOKEN.pattern}$",
+        "description": "an HTTP header name, not aeg-* nor one mlgrid sets",
+    }), Missing("must be a non-empty string")]
+    type: Annotated[Any, *checker(_mapping_type, {
+        "type": "string", "pattern": case_insensitive(_MAPPING_TYPES),
+        "description": "Static or Dynamic (any letter case)",
+    }), Missing("must be 'Static' or 'Dynamic'")]
+    properties: Annotated[Any, *checker(_object, {"type": "object"}), Missing("must be an object")]
+
+    @model_validator(mode="after")
+    def _properties_of_the_type(self) -> DeliveryAttributeMappingBody:
+        try:
+            self._typed = _MAPPING_PROPERTIES[self.type].model_validate(self.properties)
+        except ValidationError as exc:
+            raise relay(exc, "properties") from None
+        return self
+
+    _typed: Body | None = PrivateAttr(default=None)
+
+    def canonical(self) -> dict[str, Any]:
+        """``{"name", "type": "Static", "properties": {"value", "isSecret"}}`` or
+        ``{"name", "type": "Dynamic", "properties": {"sourceField"}}``."""
+        assert self._typed is not None
+        return {"name": self.name, "type": self.type, "properties": self._typed.model_dump(by_alias=True)}
+
+
+def _mappings(raw: object) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise Invalid("must be an array")
+    if len(raw) > MAX_MAPPINGS:
+        raise Invalid(f"at most {MAX_MAPPINGS} delivery attribute mappings are allowed")
+    seen: set[str] = set()
+    parsed: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        try:
+            mapping = DeliveryAttributeMappingBody.model_validate(item)
+        except ValidationError as exc:
+            raise relay(exc, f"[{index}]") from None
+        if mapping.name.lower() in seen:
+            raise Invalid(f"duplicate header name {mapping.name!r}", at=f"[{index}].name")
+        seen.add(mapping.name.lower())
+        parsed.append(mapping.canonical())
+    return parsed
+
+
+#: The schema of ``deliveryAttributeMappings`` (in the subscription body's), next to its rule.
+DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA: dict[str, Any] = {
+    "type": ["array", "null"], "maxItems": MAX_MAPPINGS,
+    "items": openapi_schema(DeliveryAttributeMappingBody),
+    "description": "HTTP headers added to each delivery; names unique (ignoring case)",
+}
+_MAPPINGS: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(
+    Annotated[Any, *checker(_mappings, DELIVERY_ATTRIBUTE_MAPPINGS_SCHEMA)]
+)
 
 
 def parse_delivery_attribute_mappings(raw: object, field_prefix: str) -> list[dict[str, Any]]:
@@ -81,65 +242,10 @@ def parse_delivery_attribute_mappings(raw: object, field_prefix: str) -> list[di
     """
     if raw is None:
         return []
-    if not isinstance(raw, list):
-        raise invalid(field_prefix, "must be an array")
-    if len(raw) > MAX_MAPPINGS:
-        raise invalid(field_prefix, f"at most {MAX_MAPPINGS} delivery attribute mappings are allowed")
-    seen: set[str] = set()
-    parsed: list[dict[str, Any]] = []
-    for index, item in enumerate(raw):
-        field = f"{field_prefix}[{index}]"
-        if not isinstance(item, dict):
-            raise invalid(field, "must be an object")
-        name = _parse_name(item.get("name"), f"{field}.name")
-        if name.lower() in seen:
-            raise invalid(f"{field}.name", f"duplicate header name {name!r}")
-        seen.add(name.lower())
-        kind = item.get("type")
-        if not isinstance(kind, str) or kind.lower() not in {"static", "dynamic"}:
-            raise invalid(f"{field}.type", "must be 'Static' or 'Dynamic'")
-        properties = item.get("properties")
-        if not isinstance(properties, dict):
-            raise invalid(f"{field}.properties", "must be an object")
-        if kind.lower() == "static":
-            static = _parse_static(properties, f"{field}.properties")
-            parsed.append({"name": name, "type": "Static", "properties": static})
-        else:
-            source = properties.get("sourceField")
-            if not isinstance(source, str) or not source.strip():
-                raise invalid(f"{field}.properties.sourceField", "must be a non-empty string")
-            if len(source) > MAX_HEADER_VALUE_BYTES:
-                raise invalid(f"{field}.properties.sourceField", "is too long")
-            parsed.append({"name": name, "type": "Dynamic", "properties": {"sourceField": source.strip()}})
-    return parsed
-
-
-def _parse_name(name: object, field: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise invalid(field, "must be a non-empty string")
-    if len(name) > MAX_HEADER_NAME_LENGTH or not _TOKEN.fullmatch(name):
-        raise invalid(field, f"{name[:64]!r} is not a valid HTTP header name")
-    if name.lower().startswith("aeg-"):
-        raise invalid(field, "header names must not start with 'aeg-'")
-    if name.lower() in _RESERVED_HEADER_NAMES:
-        raise invalid(field, f"{name!r} is set by mlgrid and cannot be mapped")
-    return name
-
-
-def _parse_static(properties: dict[str, Any], field: str) -> dict[str, Any]:
-    value = properties.get("value")
-    is_secret = properties.get("isSecret", False)
-    if is_secret is None:
-        is_secret = False
-    if not isinstance(is_secret, bool):
-        raise invalid(f"{field}.isSecret", "must be a boolean")
-    if not isinstance(value, str):
-        raise invalid(f"{field}.value", "must be a string")
-    if len(value.encode("utf-8")) > MAX_HEADER_VALUE_BYTES:
-        raise invalid(f"{field}.value", f"must be at most {MAX_HEADER_VALUE_BYTES} bytes")
-    if _FORBIDDEN_VALUE_CHARS.search(value):
-        raise invalid(f"{field}.value", "must not contain line breaks or other control characters")
-    return {"value": value, "isSecret": is_secret}
+    try:
+        return _MAPPINGS.validate_python(raw)
+    except ValidationError as exc:
+        raise as_invalid(exc, field_prefix) from None
 
 
 def _lookup(container: object, key: str) -> Any:

@@ -4,6 +4,11 @@ Everything a user can get wrong is caught here, once, at subscription time, with
 names the exact field (``properties.filter.advancedFilters[2].values[0]``). The compiler and the
 index then trust the filter and never check it again on the hot path.
 
+The filter's shape is two body models (``mlgrid/body.py``), ``FilterBody`` and
+``AdvancedFilterBody``: they validate it and are the OpenAPI schema of ``properties.filter``.
+Which keys a filter may name depends on the topic's input schema, which the models read from
+the validation context (``parse_filter`` passes it).
+
 Property names are accepted in any case, as ARM's deserialiser does, and written back in
 Azure's camelCase; ``null`` means "not given" everywhere.
 """
@@ -12,10 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+from pydantic import PrivateAttr, ValidationError, ValidationInfo, WithJsonSchema, model_validator
+
+from mlgrid.body import ArmBody, Invalid, case_insensitive, checker, openapi_schema, parse, relay
 from mlgrid.domain.event_filter import (
     BOOL_OPERATORS,
     NUMBER_LIST_OPERATORS,
@@ -31,7 +39,6 @@ from mlgrid.domain.event_filter import (
     canonical_schema,
 )
 from mlgrid.domain.schemas import EventSchema
-from mlgrid.errors import invalid
 
 MAX_ADVANCED_FILTERS: Final = 25
 MAX_TOTAL_VALUES: Final = 25
@@ -59,7 +66,6 @@ _FILTER_PROPERTIES: Final = (
     "enableAdvancedFilteringOnArrays",
     "advancedFilters",
 )
-_ADVANCED_FILTER_PROPERTIES: Final = ("operatorType", "key", "value", "values")
 _OPERATORS_BY_LOWER: Final = {name.lower(): name for name in OPERATORS}
 _EVENT_GRID_KEYS_LOWER: Final = frozenset(k.lower() for k in EVENT_GRID_KEYS)
 _EXTENSION_NAME: Final = re.compile(r"[a-z0-9]+")
@@ -75,31 +81,7 @@ def parse_filter(raw: object, *, input_schema: str, field_prefix: str = "propert
     schema = canonical_schema(input_schema)
     if raw is None:
         return EventFilter()
-    body = _properties(raw, _FILTER_PROPERTIES, field_prefix)
-    filters, total_values = _parse_advanced_filters(
-        body.get("advancedFilters"), schema, f"{field_prefix}.advancedFilters"
-    )
-    if total_values > MAX_TOTAL_VALUES:
-        raise invalid(
-            f"{field_prefix}.advancedFilters",
-            f"at most {MAX_TOTAL_VALUES} values in total across all advanced filters, got {total_values}",
-        )
-    return EventFilter(
-        included_event_types=_parse_event_types(
-            body.get("includedEventTypes"), f"{field_prefix}.includedEventTypes"
-        ),
-        subject_begins_with=_optional_string(
-            body.get("subjectBeginsWith"), f"{field_prefix}.subjectBeginsWith"
-        ),
-        subject_ends_with=_optional_string(body.get("subjectEndsWith"), f"{field_prefix}.subjectEndsWith"),
-        is_subject_case_sensitive=_optional_bool(
-            body.get("isSubjectCaseSensitive"), f"{field_prefix}.isSubjectCaseSensitive"
-        ),
-        enable_advanced_filtering_on_arrays=_optional_bool(
-            body.get("enableAdvancedFilteringOnArrays"), f"{field_prefix}.enableAdvancedFilteringOnArrays"
-        ),
-        advanced_filters=filters,
-    )
+    return parse(FilterBody, raw, root=field_prefix, context={_INPUT_SCHEMA: schema}).event_filter()
 
 
 def filter_to_json(f: EventFilter) -> dict[str, Any]:
@@ -135,137 +117,224 @@ def is_addressable_key(key: str, input_schema: str) -> bool:
 
 # --- the filter object -------------------------------------------------------------------
 
-
-def _properties(raw: object, allowed: Sequence[str], field: str) -> dict[str, object]:
-    """The object's properties under their canonical names; unknown or repeated names are errors.
-
-    ``null`` values are dropped so that "absent" and "null" are one case for the callers.
-    """
-    if not isinstance(raw, Mapping):
-        raise invalid(field, "must be a JSON object")
-    by_lower = {name.lower(): name for name in allowed}
-    seen: set[str] = set()
-    body: dict[str, object] = {}
-    for name, value in raw.items():
-        canonical = by_lower.get(name.lower()) if isinstance(name, str) else None
-        if canonical is None:
-            raise invalid(f"{field}.{name}", f"unknown property; expected one of {', '.join(allowed)}")
-        if canonical in seen:
-            raise invalid(f"{field}.{canonical}", "given more than once (property names ignore case)")
-        seen.add(canonical)
-        if value is not None:
-            body[canonical] = value
-    return body
+_INPUT_SCHEMA: Final = "inputSchema"
+_NO_VALUE: Final = "null or left out when the operator takes none"
 
 
-def _parse_event_types(raw: object, field: str) -> tuple[str, ...] | None:
+def _input_schema(info: ValidationInfo) -> str:
+    schema = (info.context or {}).get(_INPUT_SCHEMA)
+    if not isinstance(schema, str):
+        raise TypeError("a filter is validated for a topic: pass its input schema in the context")
+    return schema
+
+
+class _FilterObject(ArmBody):
+    """An object of a filter: names ignore case; one given twice is named in its canonical
+    spelling."""
+
+    @classmethod
+    def canonical_members(cls, value: object) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            by_lower = {(f.alias or name).lower(): f.alias or name for name, f in cls.model_fields.items()}
+            seen: set[str] = set()
+            for name in value:
+                canonical = by_lower.get(name.lower()) if isinstance(name, str) else None
+                if canonical is None:
+                    break  # unknown: the base names it
+                if canonical in seen:
+                    raise Invalid("given more than once (property names ignore case)", at=canonical)
+                seen.add(canonical)
+        return super().canonical_members(value)
+
+
+def _operator(raw: object) -> str:
+    if raw is None:
+        raise Invalid("is required")
+    canonical = _OPERATORS_BY_LOWER.get(raw.lower()) if isinstance(raw, str) else None
+    if canonical is None:
+        raise Invalid(f"unknown operatorType {raw!r}; expected one of {', '.join(sorted(OPERATORS))}")
+    return canonical
+
+
+def _key(raw: object, info: ValidationInfo) -> str:
+    if raw is None:
+        raise Invalid("is required")
+    if not isinstance(raw, str) or not raw:
+        raise Invalid("must be a non-empty string")
+    problem = _key_problem(raw, _input_schema(info))
+    if problem is not None:
+        raise Invalid(problem)
+    return raw
+
+
+class AdvancedFilterBody(_FilterObject):
+    """One advanced filter: an operator, the key it reads and its ``value`` or ``values``
+    (which of the two, and of what type, depends on the operator)."""
+
+    operator_type: Annotated[Any, *checker(_operator, {
+        "type": "string", "pattern": case_insensitive(sorted(OPERATORS)),
+        "description": f"one of {', '.join(sorted(OPERATORS))} (any letter case)",
+    })]
+    key: Annotated[Any, *checker(_key, {
+        "type": "string", "minLength": 1,
+        "description": "data.<path>, or an envelope field of the topic's input schema",
+    })]
+    value: Annotated[Any, WithJsonSchema({
+        "type": ["number", "boolean", "null"],
+        "description": f"the value of a Number comparison or BoolEquals; {_NO_VALUE}",
+    })] = None
+    values: Annotated[Any, WithJsonSchema({
+        "type": ["array", "null"], "maxItems": MAX_TOTAL_VALUES,
+        "items": {"anyOf": [
+            {"type": "string", "maxLength": MAX_STRING_VALUE_LENGTH},
+            {"type": "number"},
+            {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        ]},
+        "description": "strings, numbers or [lo, hi] ranges, by operator; " + _NO_VALUE,
+    })] = None
+
+    _filter: AdvancedFilter | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _operands(self) -> AdvancedFilterBody:
+        self._filter = _advanced_filter(self.operator_type, self.key, self.value, self.values)
+        return self
+
+    def advanced_filter(self) -> AdvancedFilter:
+        assert self._filter is not None
+        return self._filter
+
+
+def _advanced_filters(raw: object, info: ValidationInfo) -> tuple[AdvancedFilter, ...]:
+    """The advanced filters, at most ``MAX_TOTAL_VALUES`` values in all (a range pair counts as one)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple):
+        raise Invalid("must be an array of advanced filters")
+    if len(raw) > MAX_ADVANCED_FILTERS:
+        raise Invalid(f"at most {MAX_ADVANCED_FILTERS} advanced filters, got {len(raw)}")
+    filters: list[AdvancedFilter] = []
+    for index, item in enumerate(raw):
+        try:
+            body = AdvancedFilterBody.model_validate(item, context=info.context)
+        except ValidationError as exc:
+            raise relay(exc, f"[{index}]") from None
+        filters.append(body.advanced_filter())
+    total = sum(len(a.values) if a.values is not None else int(a.value is not None) for a in filters)
+    if total > MAX_TOTAL_VALUES:
+        raise Invalid(f"at most {MAX_TOTAL_VALUES} values in total across all advanced filters, got {total}")
+    return tuple(filters)
+
+
+def _event_types(raw: object) -> tuple[str, ...] | None:
     if raw is None:
         return None
     if not isinstance(raw, list | tuple):
-        raise invalid(field, "must be an array of event type names or null")
+        raise Invalid("must be an array of event type names or null")
     types: list[str] = []
     for i, item in enumerate(raw):
         if not isinstance(item, str) or not item:
-            raise invalid(f"{field}[{i}]", "must be a non-empty string")
+            raise Invalid("must be a non-empty string", at=f"[{i}]")
         types.append(item)
     return tuple(types)
 
 
-def _optional_string(raw: object, field: str) -> str:
+def _optional_string(raw: object) -> str:
     if raw is None:
         return ""
     if not isinstance(raw, str):
-        raise invalid(field, "must be a string")
+        raise Invalid("must be a string")
     return raw
 
 
-def _optional_bool(raw: object, field: str) -> bool:
+def _optional_bool(raw: object) -> bool:
     if raw is None:
         return False
     if not isinstance(raw, bool):
-        raise invalid(field, "must be true or false")
+        raise Invalid("must be true or false")
     return raw
+
+
+_STRING: dict[str, Any] = {"type": ["string", "null"]}
+_FLAG: dict[str, Any] = {"type": ["boolean", "null"], "description": "null or left out: false"}
+
+
+class FilterBody(_FilterObject):
+    """``properties.filter`` of an event subscription (SPEC §5). ``advancedFilters`` comes
+    first: its errors are reported before the others', as they always were."""
+
+    advanced_filters: Annotated[Any, *checker(_advanced_filters, {
+        "type": ["array", "null"], "maxItems": MAX_ADVANCED_FILTERS,
+        "items": openapi_schema(AdvancedFilterBody),
+        "description": f"at most {MAX_TOTAL_VALUES} values in total across all of them",
+    })] = None
+    included_event_types: Annotated[Any, *checker(_event_types, {
+        "type": ["array", "null"], "items": {"type": "string", "minLength": 1},
+    })] = None
+    subject_begins_with: Annotated[Any, *checker(_optional_string, _STRING)] = None
+    subject_ends_with: Annotated[Any, *checker(_optional_string, _STRING)] = None
+    is_subject_case_sensitive: Annotated[Any, *checker(_optional_bool, _FLAG)] = None
+    enable_advanced_filtering_on_arrays: Annotated[Any, *checker(_optional_bool, _FLAG)] = None
+
+    @classmethod
+    def unknown_reason(cls, known: list[str]) -> str:
+        return f"unknown property; expected one of {', '.join(_FILTER_PROPERTIES)}"
+
+    def event_filter(self) -> EventFilter:
+        """The validated filter (members left out take their defaults)."""
+        return EventFilter(
+            included_event_types=self.included_event_types,
+            subject_begins_with=self.subject_begins_with or "",
+            subject_ends_with=self.subject_ends_with or "",
+            is_subject_case_sensitive=bool(self.is_subject_case_sensitive),
+            enable_advanced_filtering_on_arrays=bool(self.enable_advanced_filtering_on_arrays),
+            advanced_filters=self.advanced_filters or (),
+        )
 
 
 # --- advanced filters ----------------------------------------------------------------------
 
 
-def _parse_advanced_filters(raw: object, schema: str, field: str) -> tuple[tuple[AdvancedFilter, ...], int]:
-    """The advanced filters and the number of values they hold (a range pair counts as one)."""
-    if raw is None:
-        return (), 0
-    if not isinstance(raw, list | tuple):
-        raise invalid(field, "must be an array of advanced filters")
-    if len(raw) > MAX_ADVANCED_FILTERS:
-        raise invalid(field, f"at most {MAX_ADVANCED_FILTERS} advanced filters, got {len(raw)}")
-    filters = tuple(_parse_advanced_filter(item, schema, f"{field}[{i}]") for i, item in enumerate(raw))
-    total = sum(len(a.values) if a.values is not None else int(a.value is not None) for a in filters)
-    return filters, total
-
-
-def _parse_advanced_filter(raw: object, schema: str, field: str) -> AdvancedFilter:
-    body = _properties(raw, _ADVANCED_FILTER_PROPERTIES, field)
-    operator = _parse_operator(body.get("operatorType"), f"{field}.operatorType")
-    key = _parse_key(body.get("key"), schema, f"{field}.key")
-    value, values = body.get("value"), body.get("values")
-
+def _advanced_filter(operator: str, key: str, value: object, values: object) -> AdvancedFilter:
+    """``operator``'s operands checked: presence operators take none, value operators a single
+    ``value``, the others a non-empty array ``values``."""
     if operator in PRESENCE_OPERATORS:
         if value is not None:
-            raise invalid(f"{field}.value", f"{operator} takes no value")
+            raise Invalid(f"{operator} takes no value", at="value")
         if values is not None:
-            raise invalid(f"{field}.values", f"{operator} takes no values")
+            raise Invalid(f"{operator} takes no values", at="values")
         return AdvancedFilter(operator, key)
 
     if operator in VALUE_OPERATORS:
         if value is None:
             hint = "; use 'value', not 'values'" if values is not None else ""
-            raise invalid(f"{field}.value", f"{operator} requires a single 'value'{hint}")
+            raise Invalid(f"{operator} requires a single 'value'{hint}", at="value")
         if values is not None:
-            raise invalid(f"{field}.values", f"{operator} takes a single 'value', not 'values'")
+            raise Invalid(f"{operator} takes a single 'value', not 'values'", at="values")
         if operator in BOOL_OPERATORS:
             if not isinstance(value, bool):
-                raise invalid(f"{field}.value", f"{operator} requires true or false")
+                raise Invalid(f"{operator} requires true or false", at="value")
             return AdvancedFilter(operator, key, value=value)
-        return AdvancedFilter(operator, key, value=_parse_number(value, f"{field}.value"))
+        return AdvancedFilter(operator, key, value=_parse_number(value, "value"))
 
     if values is None:
         hint = "; use 'values', not 'value'" if value is not None else ""
-        raise invalid(f"{field}.values", f"{operator} requires a non-empty array 'values'{hint}")
+        raise Invalid(f"{operator} requires a non-empty array 'values'{hint}", at="values")
     if value is not None:
-        raise invalid(f"{field}.value", f"{operator} takes 'values', not a single 'value'")
+        raise Invalid(f"{operator} takes 'values', not a single 'value'", at="value")
     if not isinstance(values, list | tuple):
-        raise invalid(f"{field}.values", "must be an array")
+        raise Invalid("must be an array", at="values")
     if not values:
-        raise invalid(f"{field}.values", f"{operator} requires at least one value")
+        raise Invalid(f"{operator} requires at least one value", at="values")
     parsed: list[FilterValue]
     if operator in STRING_OPERATORS:
-        parsed = [_parse_string_value(v, f"{field}.values[{i}]") for i, v in enumerate(values)]
+        parsed = [_parse_string_value(v, f"values[{i}]") for i, v in enumerate(values)]
     elif operator in NUMBER_LIST_OPERATORS:
-        parsed = [_parse_number(v, f"{field}.values[{i}]") for i, v in enumerate(values)]
+        parsed = [_parse_number(v, f"values[{i}]") for i, v in enumerate(values)]
     else:
         assert operator in NUMBER_RANGE_OPERATORS
-        parsed = [_parse_range(v, f"{field}.values[{i}]") for i, v in enumerate(values)]
+        parsed = [_parse_range(v, f"values[{i}]") for i, v in enumerate(values)]
     return AdvancedFilter(operator, key, values=tuple(parsed))
-
-
-def _parse_operator(raw: object, field: str) -> str:
-    if raw is None:
-        raise invalid(field, "is required")
-    canonical = _OPERATORS_BY_LOWER.get(raw.lower()) if isinstance(raw, str) else None
-    if canonical is None:
-        raise invalid(field, f"unknown operatorType {raw!r}; expected one of {', '.join(sorted(OPERATORS))}")
-    return canonical
-
-
-def _parse_key(raw: object, schema: str, field: str) -> str:
-    if raw is None:
-        raise invalid(field, "is required")
-    if not isinstance(raw, str) or not raw:
-        raise invalid(field, "must be a non-empty string")
-    problem = _key_problem(raw, schema)
-    if problem is not None:
-        raise invalid(field, problem)
-    return raw
 
 
 def _key_problem(key: str, schema: str) -> str | None:
@@ -300,40 +369,41 @@ def _key_problem(key: str, schema: str) -> str | None:
 MAX_MAGNITUDE = Decimal("1.7976931348623157e308")
 
 
-def _parse_number(raw: object, field: str) -> Number:
-    """A filter number: ``int`` or finite ``Decimal`` (a ``float`` becomes its repr's decimal)."""
+def _parse_number(raw: object, at: str) -> Number:
+    """A filter number: ``int`` or finite ``Decimal`` (a ``float`` becomes its repr's decimal);
+    an error names ``at`` (a path inside the advanced filter)."""
     if isinstance(raw, bool):
-        raise invalid(field, "must be a number (booleans are not numbers)")
+        raise Invalid("must be a number (booleans are not numbers)", at=at)
     if isinstance(raw, int):
         if abs(raw) > MAX_MAGNITUDE:
-            raise invalid(field, "is beyond the range of a double (about 1.8e308)")
+            raise Invalid("is beyond the range of a double (about 1.8e308)", at=at)
         return int(raw)
     if isinstance(raw, Decimal):
         if not raw.is_finite():
-            raise invalid(field, "must be a finite number")
+            raise Invalid("must be a finite number", at=at)
         if abs(raw) > MAX_MAGNITUDE:
-            raise invalid(field, "is beyond the range of a double (about 1.8e308)")
+            raise Invalid("is beyond the range of a double (about 1.8e308)", at=at)
         return raw
     if isinstance(raw, float):
         if not math.isfinite(raw):
-            raise invalid(field, "must be a finite number")
+            raise Invalid("must be a finite number", at=at)
         return Decimal(repr(raw))
-    raise invalid(field, "must be a number")
+    raise Invalid("must be a number", at=at)
 
 
-def _parse_range(raw: object, field: str) -> tuple[Number, Number]:
+def _parse_range(raw: object, at: str) -> tuple[Number, Number]:
     if not isinstance(raw, list | tuple) or len(raw) != 2:
-        raise invalid(field, "must be a [lo, hi] pair of numbers")
-    lo = _parse_number(raw[0], f"{field}[0]")
-    hi = _parse_number(raw[1], f"{field}[1]")
+        raise Invalid("must be a [lo, hi] pair of numbers", at=at)
+    lo = _parse_number(raw[0], f"{at}[0]")
+    hi = _parse_number(raw[1], f"{at}[1]")
     if lo > hi:
-        raise invalid(field, f"range lower bound {lo} is greater than upper bound {hi}")
+        raise Invalid(f"range lower bound {lo} is greater than upper bound {hi}", at=at)
     return (lo, hi)
 
 
-def _parse_string_value(raw: object, field: str) -> str:
+def _parse_string_value(raw: object, at: str) -> str:
     if not isinstance(raw, str):
-        raise invalid(field, "must be a string")
+        raise Invalid("must be a string", at=at)
     if len(raw) > MAX_STRING_VALUE_LENGTH:
-        raise invalid(field, f"must be at most {MAX_STRING_VALUE_LENGTH} characters, got {len(raw)}")
+        raise Invalid(f"must be at most {MAX_STRING_VALUE_LENGTH} characters, got {len(raw)}", at=at)
     return raw

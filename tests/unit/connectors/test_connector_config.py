@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from mlgrid.connectors.config import ConnectorSpec, parse_patch, parse_put
+from mlgrid.connectors.config import ConnectorSpec, parse_put, read_patch
 from mlgrid.errors import InvalidField
 
 
@@ -52,10 +52,10 @@ def test_defaults_and_exact_numbers() -> None:
 
 def test_patch_changes_only_what_it_names() -> None:
     current = ConnectorSpec(tracking_uri="http://a", experiments=["x"], poll_interval=3)
-    spec, given = parse_patch({"properties": {"paused": True}}, current)
+    spec, given = read_patch({"properties": {"paused": True}}).apply(current)
     assert given == {"paused"} and spec.paused and spec.experiments == ["x"] and spec.poll_interval == 3
     with pytest.raises(InvalidField):
-        parse_patch({"properties": {"kind": "Other"}}, current)
+        read_patch({"properties": {"kind": "Other"}}).apply(current)
 
 
 SECRET_URL = "postgresql://mlgrid:hunter2@db:5432/mlflow"
@@ -90,5 +90,5 @@ def test_outbox_intake_accepts_the_plugins_spellings() -> None:
         assert spec.intake == "outbox" and spec.database_url == url
     assert parse_put({"properties": {"trackingUri": "http://x"}}).intake == "polling"
     current = ConnectorSpec("http://x", intake="outbox")
-    spec, given = parse_patch({"properties": {"intake": "polling"}}, current)
+    spec, given = read_patch({"properties": {"intake": "polling"}}).apply(current)
     assert spec.intake == "polling" and given == {"intake"}

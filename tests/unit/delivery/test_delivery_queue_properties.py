@@ -6,14 +6,30 @@ from typing import Any
 
 import pytest
 
+from mlgrid.body import parse
 from mlgrid.delivery.queue_destinations.properties import (
-    parse_nats_jetstream_properties,
-    parse_rabbitmq_properties,
-    parse_redis_stream_properties,
+    NatsJetStreamProperties,
+    QueueDestinationProperties,
+    RabbitMqProperties,
+    RedisStreamProperties,
 )
 from mlgrid.errors import InvalidField
 
 PREFIX = "properties.destination.properties"
+
+
+def _parser(model: type[QueueDestinationProperties]) -> Any:
+    """The canonical properties of ``raw`` under ``prefix``, as the subscription body reads them."""
+
+    def read(raw: object, prefix: str) -> dict[str, Any]:
+        return parse(model, raw, root=prefix).as_properties()
+
+    return read
+
+
+parse_redis_stream_properties = _parser(RedisStreamProperties)
+parse_nats_jetstream_properties = _parser(NatsJetStreamProperties)
+parse_rabbitmq_properties = _parser(RabbitMqProperties)
 
 
 def _error(parse: Any, raw: object) -> InvalidField:
