@@ -56,7 +56,7 @@ from mlgrid.domain.endpoints import EndpointType
 from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.metrics import Metrics
-from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+from mlgrid.store.delivery_outcomes import AttemptUpdate, FinalUpdate
 from mlgrid.store.faults import DatabaseHealth, log_failure
 from mlgrid.tracing import SpanKind, Tracing
 
