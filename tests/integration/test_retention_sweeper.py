@@ -21,11 +21,13 @@ from mlgrid.broker.topics import TopicService, TopicSpec
 from mlgrid.config import Settings
 from mlgrid.domain.schemas import EventSchema
 from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_outcomes as outcome_store
 from mlgrid.store import events as event_store
 from mlgrid.store import migrate
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import FinalUpdate, NewDelivery
+from mlgrid.store.deliveries import NewDelivery
+from mlgrid.store.delivery_outcomes import FinalUpdate
 
 
 def _event(event_id: str) -> dict[str, object]:
@@ -94,7 +96,7 @@ async def test_sweeper_deletes_expired_events_but_keeps_pending_ones(database_ur
                 [NewDelivery(seqs["old-pending"], "sub-a"), NewDelivery(seqs["old-delivered"], "sub-a")],
                 now - timedelta(days=3),
             )
-            await delivery_store.finalize_one(
+            await outcome_store.finalize_one(
                 conn,
                 FinalUpdate(
                     delivered_id, "delivered", 1, "Success", 200, None, to_epoch(now), None, to_epoch(now)
@@ -113,7 +115,7 @@ async def test_sweeper_deletes_expired_events_but_keeps_pending_ones(database_ur
 
         # Once the pending delivery is final, the next sweep removes its event too.
         async with db.write() as conn:
-            await delivery_store.finalize_one(
+            await outcome_store.finalize_one(
                 conn,
                 FinalUpdate(
                     pending_id, "dropped", 3, "NotFound", 404, None, to_epoch(now), "Dropped", to_epoch(now)

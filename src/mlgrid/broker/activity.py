@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mlgrid.domain.records import AttemptRecord, DeliveryRow
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_outcomes as outcome_store
 from mlgrid.store import event_feed
 from mlgrid.store import events as event_store
 from mlgrid.store.database import Database
@@ -86,7 +87,7 @@ class ActivityService:
     async def attempt_histories(self, delivery_ids: Sequence[int]) -> dict[int, list[AttemptRecord]]:
         """Every recorded attempt of each delivery, oldest first (see ``delivery_attempts``)."""
         async with self._db.read() as conn:
-            return {i: await delivery_store.attempt_history(conn, i) for i in delivery_ids}
+            return {i: await outcome_store.attempt_history(conn, i) for i in delivery_ids}
 
     async def waiting_dead_letters(self, delivery_ids: Sequence[int]) -> dict[int, str]:
         """The dead-letter id of each delivery that ended as a dead letter not yet redelivered."""

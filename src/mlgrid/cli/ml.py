@@ -19,7 +19,8 @@ from mlgrid.cli.output import Column, console, render
 from mlgrid.cli.progress import WaitProgress
 from mlgrid.cli.uploads import upload_progress
 from mlgrid.client.code_snapshot import CodeSnapshotError
-from mlgrid.client.workspace import Run, RunInfo, Workspace
+from mlgrid.client.runs import Run
+from mlgrid.client.workspace import RunInfo, Workspace
 
 app = typer.Typer(
     cls=MlgridGroup,

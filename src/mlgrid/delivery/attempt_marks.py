@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_outcomes as outcome_store
 from mlgrid.store.database import Database
 
 __all__ = ["AttemptMarks", "MarkAttempts"]
@@ -49,7 +49,7 @@ class AttemptMarks:
             marks, waiters = self._pending, self._waiters
             self._pending, self._waiters = [], []
             try:
-                await delivery_store.mark_attempts_started(self._db, marks)
+                await outcome_store.mark_attempts_started(self._db, marks)
             except Exception as exc:
                 for waiter in waiters:
                     if not waiter.done():

@@ -32,8 +32,8 @@ from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.events.jsoncodec import dumps
 from mlgrid.metrics import Metrics
 from mlgrid.store import dead_letters as dead_letter_store
-from mlgrid.store import deliveries as delivery_store
-from mlgrid.store.deliveries import FinalUpdate
+from mlgrid.store import delivery_outcomes as outcome_store
+from mlgrid.store.delivery_outcomes import FinalUpdate
 
 __all__ = ["NOT_ATTEMPTED", "Closed", "DeadLetterService", "Undeliverable"]
 
@@ -136,7 +136,7 @@ class DeadLetterService:
                 final_reason=item.reason,
                 finished_at=now,
             )
-            if not await delivery_store.finalize_one(conn, final, claimed_by):
+            if not await outcome_store.finalize_one(conn, final, claimed_by):
                 continue
             if state == DeliveryState.DROPPED or sub is None or container is None:
                 closed.append(Closed(item, DeliveryState.DROPPED, None))

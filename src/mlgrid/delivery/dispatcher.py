@@ -16,12 +16,8 @@ Around each attempt:
 * the circuit breaker (``circuit.py``, SPEC §6.4): a *first* attempt to an endpoint whose
   circuit is open waits (``retry.defer``) behind the retries already scheduled there; retries
   are the probes; when a probe succeeds the held events are released at once;
-* the decision (``retry.decide``) per event: delivered, retry at a time, or dead letter (or
-  drop, without a dead-letter destination). The time to live counts from when the delivery
-  was created: the publish for ordinary deliveries, the replay or redelivery otherwise.
-
-Outcomes go to the ``OutcomeRecorder``, which writes them in batches. Every record carries an
-``action`` (``delivered``, ``retry_scheduled``, ``dead_lettered``, ``dropped``) and the ids.
+* the outcome (``settlement.py``): per event delivered, retried at a time or ended, handed to
+  the ``OutcomeRecorder``, which writes them in batches.
 """
 
 from __future__ import annotations
@@ -36,7 +32,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -44,19 +40,19 @@ from mlgrid.config import Settings
 from mlgrid.delivery.attempt_marks import MarkAttempts
 from mlgrid.delivery.batching import plan_batches
 from mlgrid.delivery.circuit import CircuitRegistry, endpoint_key
-from mlgrid.delivery.dead_letters import Undeliverable
 from mlgrid.delivery.destinations import Attempt, Destination, UnsupportedDestination
 from mlgrid.delivery.event_cache import CachedEvent, EventCache
 from mlgrid.delivery.outcome import AttemptOutcome, ErrorKind, OutcomeName, classify_error
 from mlgrid.delivery.recorder import OutcomeRecorder
-from mlgrid.delivery.retry import DeadLetter, DeadLetterReason, Retry, RetryPolicy, decide, defer
+from mlgrid.delivery.retry import DeadLetterReason
+from mlgrid.delivery.settlement import Settlement, to_datetime, undeliverable
 from mlgrid.delivery.work import CLAIM_PAGE, Work, WorkSource
-from mlgrid.domain.deliveries import CommittedDelivery, DeliveryState
+from mlgrid.domain.deliveries import CommittedDelivery
 from mlgrid.domain.endpoints import EndpointType
 from mlgrid.domain.subscription import Subscription
 from mlgrid.events.convert import event_id, to_delivery_schema
 from mlgrid.metrics import Metrics
-from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+from mlgrid.store.delivery_outcomes import AttemptUpdate
 from mlgrid.store.faults import DatabaseHealth, log_failure
 from mlgrid.tracing import SpanKind, Tracing
 
@@ -83,22 +79,6 @@ _MIN_ENDPOINT_CONCURRENCY = 2
 #: Ready deliveries in all (saturated subscriptions included) never exceed this many times
 #: ``max_ready``: the bound on memory however many subscriptions are saturated.
 _READY_HARD_FACTOR = 2
-#: Longest error text kept on a delivery ended by an internal error.
-_MAX_ERROR_TEXT = 1000
-#: What each stage of ``_fail`` was doing, for the log and the delivery's ``last_error``.
-_STAGE_WORDS = {
-    "prepare": "preparing the delivery",
-    "launch": "starting the attempt",
-    "hold": "holding the delivery back",
-    "send": "preparing the request",
-    "record": "recording the outcome",
-}
-
-
-def _dt(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
 @dataclass(slots=True)
 class _Prepared:
     """A due delivery with its subscription resolved and its event in the delivery schema."""
@@ -128,7 +108,6 @@ class Dispatcher:
         max_ready: int = 2048,
         tracing: Tracing | None = None,
     ) -> None:
-        self._settings = settings
         self._metrics = metrics
         self._tracing = tracing or Tracing.disabled()
         self._lookup = lookup
@@ -137,7 +116,9 @@ class Dispatcher:
         self._events = events
         self._source = source
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._settlement = Settlement(
+            settings=settings, recorder=recorder, source=source, rng=rng or random.Random()
+        )
         self._mark_attempts = mark_attempts
         self._health = health
         self._endpoint_concurrency = endpoint_concurrency
@@ -152,7 +133,6 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[str, set[int]] = {}
         self._wake = asyncio.Event()
-        self._policies: dict[tuple[int, int], RetryPolicy] = {}
         self._endpoint_keys: dict[str, tuple[str, str]] = {}
         self._stopping = False
         self._next_maintenance: float | None = None
@@ -260,7 +240,7 @@ class Dispatcher:
 
         A failure stays with the work it belongs to: a read that fails (the database is
         away) puts the affected work back for a later turn, untouched; anything that fails
-        for one delivery ends that delivery with the error recorded (``_fail``) and nothing
+        for one delivery ends that delivery with the error recorded (``Settlement.fail``) and nothing
         else.
         """
         by_subscription: dict[str, list[Work]] = {}
@@ -282,7 +262,7 @@ class Dispatcher:
                 try:
                     self._admit_one(work, sub, cached, now)
                 except Exception as exc:
-                    self._fail(work, sub, cached, "prepare", exc)
+                    self._settlement.fail(work, sub, cached, "prepare", exc)
 
     def _admit_one(
         self, work: Work, sub: Subscription | None, cached: CachedEvent | None, now: float
@@ -294,7 +274,7 @@ class Dispatcher:
         if sub is None:
             self._source.done(work.id)
             self._recorder.undeliverable(
-                self._undeliverable(work, None, cached, DeadLetterReason.SUBSCRIPTION_DELETED)
+                undeliverable(work, None, cached, DeadLetterReason.SUBSCRIPTION_DELETED)
             )
             return
         if sub.endpoint_type == EndpointType.QUEUE:
@@ -304,7 +284,7 @@ class Dispatcher:
             # Its time to live ran out before this attempt (e.g. the server was down).
             self._source.done(work.id)
             self._recorder.undeliverable(
-                self._undeliverable(work, sub, cached, DeadLetterReason.TIME_TO_LIVE_EXCEEDED)
+                undeliverable(work, sub, cached, DeadLetterReason.TIME_TO_LIVE_EXCEEDED)
             )
             return
         if not sub.is_active:
@@ -337,36 +317,6 @@ class Dispatcher:
         for work in works:
             work.due = now + _PUT_BACK_SECONDS
             self._source.requeue(work, written=False)
-
-    def _fail(
-        self, work: Work, sub: Subscription | None, cached: CachedEvent | None, stage: str, exc: BaseException
-    ) -> None:
-        """End one delivery whose own handling raised: dead-lettered (or dropped) with reason
-        ``UndeliverableDueToInternalError`` and the error kept as its ``last_error``. Never
-        raises: it runs where an exception would otherwise reach other deliveries."""
-        try:
-            log.error(
-                "delivery %s failed while %s: %s: %s",
-                work.id,
-                _STAGE_WORDS.get(stage, stage),
-                type(exc).__name__,
-                exc,
-                exc_info=exc,
-                extra={
-                    "action": "delivery_failed",
-                    "stage": stage,
-                    "delivery_id": work.id,
-                    "subscription_id": work.subscription_id,
-                },
-            )
-            self._source.done(work.id)
-            if cached is None:
-                return  # its event is gone: the row went with its topic
-            item = self._undeliverable(work, sub, cached, DeadLetterReason.INTERNAL_ERROR)
-            error = f"{_STAGE_WORDS.get(stage, stage)}: {type(exc).__name__}: {exc}"
-            self._recorder.undeliverable(replace(item, last_error=error[:_MAX_ERROR_TEXT]))
-        except Exception:
-            log.exception("could not end delivery %s", work.id, extra={"action": "delivery_failed"})
 
     # -- isolation between subscriptions ---------------------------------------------------
 
@@ -469,7 +419,7 @@ class Dispatcher:
                     if queue:
                         head = queue.popleft()
                         self._ready_count -= 1
-                        self._fail(head.work, sub, head.event, "launch", exc)
+                        self._settlement.fail(head.work, sub, head.event, "launch", exc)
                 if batch:
                     self._start(sub, key, batch)
                     launched = True
@@ -485,14 +435,14 @@ class Dispatcher:
         leaves the queue as it was)."""
         first = queue[0]
         if first.work.attempts == 0:
-            wait_until = self.circuits.admit(key, _dt(now))
+            wait_until = self.circuits.admit(key, to_datetime(now))
             if wait_until is not None:
                 queue.popleft()
                 self._ready_count -= 1
                 try:
                     self._hold(sub, first.work, wait_until.timestamp(), now, endpoint=key)
                 except Exception as exc:
-                    self._fail(first.work, sub, first.event, "hold", exc)
+                    self._settlement.fail(first.work, sub, first.event, "hold", exc)
                 return []
         taken = 1
         if sub.max_events_per_batch > 1:
@@ -543,7 +493,7 @@ class Dispatcher:
                 attempt = Attempt(delivery_count=batch[0].work.attempts, batch_id=_batch_id(batch))
             except Exception as exc:
                 for prepared in batch:
-                    self._fail(prepared.work, sub, prepared.event, "send", exc)
+                    self._settlement.fail(prepared.work, sub, prepared.event, "send", exc)
                 return
             if self._mark_attempts is not None:
                 try:
@@ -620,25 +570,18 @@ class Dispatcher:
             if wake_at is not None and wake_at < self._sleep_until:
                 self._wake.set()
 
-    def _policy(self, sub: Subscription) -> RetryPolicy:
-        key = (sub.max_delivery_attempts, sub.event_ttl_minutes)
-        policy = self._policies.get(key)
-        if policy is None:
-            policy = self._policies[key] = RetryPolicy.from_minutes(*key)
-        return policy
-
     def _settle(
         self, sub: Subscription, key: str, batch: list[_Prepared], outcome: AttemptOutcome, now: float
     ) -> None:
         """Carry out the outcome for each event of the batch; an exception while recording one
-        event ends that event (``_fail``) and leaves the others' records alone."""
-        now_dt = _dt(now)
+        event ends that event (``Settlement.fail``) and leaves the others' records alone."""
+        now_dt = to_datetime(now)
         if outcome.succeeded:
             for prepared in batch:
                 try:
-                    self._record_delivered(prepared, outcome, now)
+                    self._settlement.delivered(prepared.work, outcome, now)
                 except Exception as exc:
-                    self._fail(prepared.work, sub, prepared.event, "record", exc)
+                    self._settlement.fail(prepared.work, sub, prepared.event, "record", exc)
             self._observe(
                 self._metrics.child(self._metrics.delivery_success, sub.topic_key, sub.name).inc, len(batch)
             )
@@ -664,120 +607,20 @@ class Dispatcher:
 
         failures = self._metrics.delivery_attempt_failures
         self._observe(failures.labels(sub.topic_key, sub.name, outcome.name).inc, len(batch))
-        policy = self._policy(sub)
-        seed = self._rng.random()  # one jitter for the batch, so its events stay together
+        policy = self._settlement.policy(sub)
+        seed = self._settlement.jitter_seed()  # one jitter for the batch, so its events stay together
         latest_retry: datetime | None = None
         for prepared in batch:
             try:
-                retry_at = self._record_failure(sub, prepared, outcome, now, policy, seed)
+                retry_at = self._settlement.failed(
+                    sub, prepared.work, prepared.event, outcome, now, policy, seed
+                )
             except Exception as exc:
-                self._fail(prepared.work, sub, prepared.event, "record", exc)
+                self._settlement.fail(prepared.work, sub, prepared.event, "record", exc)
                 continue
             if retry_at is not None and (latest_retry is None or retry_at > latest_retry):
                 latest_retry = retry_at
         self.circuits.record_failure(key, now_dt, latest_retry)
-
-    def _record_delivered(self, prepared: _Prepared, outcome: AttemptOutcome, now: float) -> None:
-        work = prepared.work
-        self._source.done(work.id)
-        self._recorder.delivered(
-            FinalUpdate(
-                id=work.id,
-                state=DeliveryState.DELIVERED,
-                attempts=work.attempts + 1,
-                last_outcome=outcome.name,
-                last_http_status=outcome.http_status,
-                last_error=None,
-                last_attempt_at=now,
-                final_reason=None,
-                finished_at=now,
-                last_duration_ms=outcome.duration_ms,
-            )
-        )
-
-    def _record_failure(
-        self,
-        sub: Subscription,
-        prepared: _Prepared,
-        outcome: AttemptOutcome,
-        now: float,
-        policy: RetryPolicy,
-        seed: float,
-    ) -> datetime | None:
-        """Retry or give up on one event after a failed attempt; returns the retry time."""
-        work = prepared.work
-        attempts = work.attempts + 1
-        decision = decide(
-            outcome,
-            attempts,
-            _dt(work.created_at),
-            _dt(now),
-            policy,
-            self._settings.retry_schedule,
-            self._settings.is_custom_retry_schedule,
-            random.Random(seed),
-        )
-        if isinstance(decision, DeadLetter):
-            self._source.done(work.id)
-            self._recorder.undeliverable(
-                Undeliverable(
-                    delivery_id=work.id,
-                    subscription_id=sub.id,
-                    subscription=sub,
-                    event=prepared.event.event,
-                    published_at=prepared.event.published_at,
-                    reason=decision.reason,
-                    attempts=attempts,
-                    last_outcome=outcome.name,
-                    last_http_status=outcome.http_status,
-                    last_error=outcome.detail or None,
-                    last_attempt_at=now,
-                    last_duration_ms=outcome.duration_ms,
-                    last_response=outcome.response,
-                )
-            )
-            return None
-        assert isinstance(decision, Retry)
-        update = AttemptUpdate(
-            id=work.id,
-            attempts=attempts,
-            next_attempt_at=decision.at.timestamp(),
-            last_outcome=outcome.name,
-            last_http_status=outcome.http_status,
-            last_error=outcome.detail or None,
-            last_attempt_at=now,
-            last_duration_ms=outcome.duration_ms,
-            last_response=outcome.response,
-        )
-        work.attempts = attempts
-        work.due = update.next_attempt_at
-        work.last_outcome = outcome.name
-        work.last_http_status = outcome.http_status
-        work.last_attempt_at = now
-        self._recorder.reschedule(update)
-        self._source.requeue(work, written=True)
-        if log.isEnabledFor(logging.INFO):
-            event = event_id(prepared.event.event)
-            log.info(
-                "attempt %d of event %s to %s failed (%s); retry at %s",
-                attempts,
-                event,
-                sub.name,
-                outcome.name,
-                decision.at.isoformat(),
-                extra={
-                    "action": "retry_scheduled",
-                    "delivery_id": work.id,
-                    "subscription_id": sub.id,
-                    "subscription": sub.name,
-                    "event_id": event,
-                    "attempts": attempts,
-                    "outcome": outcome.name,
-                    "http_status": outcome.http_status,
-                    "retry_at": work.due,
-                },
-            )
-        return decision.at
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -785,17 +628,10 @@ class Dispatcher:
         self, sub: Subscription, work: Work, until: float, now: float, endpoint: str | None = None
     ) -> None:
         """Put a delivery back without an attempt (open circuit, inactive subscription)."""
-        decision = defer(_dt(until), _dt(work.created_at), self._policy(sub))
-        if isinstance(decision, DeadLetter):
-            self._source.done(work.id)
-            self._events_for_hold(sub, work, decision.reason)
+        reason = self._settlement.hold(sub, work, until)
+        if reason is not None:
+            self._events_for_hold(sub, work, reason)
             return
-        work.due = until
-        if self._source.persists_holds:
-            self._recorder.reschedule(
-                AttemptUpdate(work.id, work.attempts, until, None, None, None, None)
-            )
-        self._source.requeue(work, written=self._source.persists_holds)
         if endpoint is not None:
             held = self._held.setdefault(endpoint, set())
             if len(held) >= _MAX_HELD_PER_ENDPOINT:
@@ -811,29 +647,9 @@ class Dispatcher:
                 return
             cached = events.get(work.event_seq)
             if cached is not None:
-                self._recorder.undeliverable(self._undeliverable(work, sub, cached, reason, held=True))
+                self._recorder.undeliverable(undeliverable(work, sub, cached, reason, held=True))
 
         self._spawn(close())
-
-    def _undeliverable(
-        self, work: Work, sub: Subscription | None, cached: CachedEvent, reason: str, held: bool = False
-    ) -> Undeliverable:
-        last_outcome = work.last_outcome
-        if last_outcome is None and reason == DeadLetterReason.TIME_TO_LIVE_EXCEEDED and held:
-            last_outcome = OutcomeName.PROBATION  # held back by the circuit breaker, never tried
-        return Undeliverable(
-            delivery_id=work.id,
-            subscription_id=work.subscription_id,
-            subscription=sub,
-            event=cached.event,
-            published_at=cached.published_at,
-            reason=reason,
-            attempts=work.attempts,
-            last_outcome=last_outcome,
-            last_http_status=work.last_http_status,
-            last_error=None,
-            last_attempt_at=work.last_attempt_at,
-        )
 
     # -- subscription deleted -----------------------------------------------------------------
 

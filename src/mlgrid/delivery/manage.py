@@ -28,6 +28,8 @@ from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.filters import compile_filter
 from mlgrid.store import dead_letters as dead_letter_store
 from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_outcomes as outcome_store
+from mlgrid.store import delivery_pull as pull_store
 from mlgrid.store import events as event_store
 from mlgrid.store.clock import to_epoch
 from mlgrid.store.database import Database
@@ -99,7 +101,7 @@ class DeliveryManager:
             found = await delivery_store.get_for_subscription(conn, sub.id, delivery_id)
             if found is None:
                 raise _delivery_not_found(sub, delivery_id)
-            history = await delivery_store.attempt_history(conn, delivery_id)
+            history = await outcome_store.attempt_history(conn, delivery_id)
         return (*found, history)
 
     # -- dead-lettering now ------------------------------------------------------------------------
@@ -110,7 +112,7 @@ class DeliveryManager:
         without one. Returns the state it ended in; 409 when it is not pending any more."""
         now = self._clock()
         async with self._db.write() as conn:
-            rows = await delivery_store.pending_with_events(conn, sub.id, delivery_id - 1, 1)
+            rows = await pull_store.pending_with_events(conn, sub.id, delivery_id - 1, 1)
             if not rows or rows[0].id != delivery_id:
                 found = await delivery_store.get_for_subscription(conn, sub.id, delivery_id)
                 if found is None:
@@ -245,7 +247,7 @@ class DeliveryManager:
         while True:
             now = self._clock()
             async with self._db.write() as conn:
-                rows = await delivery_store.pending_with_events(conn, sub.id, after, _PAGE)
+                rows = await pull_store.pending_with_events(conn, sub.id, after, _PAGE)
                 items = [
                     Undeliverable(
                         delivery_id=row.id,

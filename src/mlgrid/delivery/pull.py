@@ -47,9 +47,9 @@ from mlgrid.errors import BadRequest, invalid
 from mlgrid.events.convert import to_delivery_schema
 from mlgrid.events.jsoncodec import loads_exact
 from mlgrid.metrics import Metrics
-from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_pull as pull_store
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import PulledRow
+from mlgrid.store.delivery_pull import PulledRow
 from mlgrid.store.faults import log_failure
 
 __all__ = [
@@ -227,7 +227,7 @@ class PullService:
             now = self._clock()
             ttl_cutoff = now - sub.event_ttl_minutes * 60
             async with self._db.write() as conn:
-                rows = await delivery_store.receivable(conn, sub.id, now, max_events)
+                rows = await pull_store.receivable(conn, sub.id, now, max_events)
                 exhausted = [
                     r for r in rows if r.attempts >= sub.max_delivery_count or r.created_at < ttl_cutoff
                 ]
@@ -236,7 +236,7 @@ class PullService:
                 expired = [self._expired(sub, r, now) for r in exhausted]
                 closed = await self._dead_letters.close(conn, expired, now)
                 locks = [(r.id, uuid.uuid4().hex, r.attempts + 1) for r in good]
-                await delivery_store.lock_for_receiver(
+                await pull_store.lock_for_receiver(
                     conn, locks, self._node_id, now, now + sub.receive_lock_duration_seconds
                 )
             self._dead_letters.report(closed)
@@ -284,7 +284,7 @@ class PullService:
         self._require_queue(sub)
         now = self._clock()
         async with self._db.write() as conn:
-            done = set(await delivery_store.acknowledge_locked(conn, sub.id, tokens, now))
+            done = set(await pull_store.acknowledge_locked(conn, sub.id, tokens, now))
         if done:
             self._metrics.delivery_success.labels(sub.topic_key, sub.name).inc(len(done))
         return _result(tokens, done)
@@ -296,10 +296,10 @@ class PullService:
             raise invalid("releaseDelayInSeconds", "must be one of 0, 10, 60, 600 or 3600")
         now = self._clock()
         async with self._db.write() as conn:
-            rows = await delivery_store.locked_rows(conn, sub.id, tokens, now)
+            rows = await pull_store.locked_rows(conn, sub.id, tokens, now)
             spent = [r for r in rows if r.attempts >= sub.max_delivery_count]
             kept = [r for r in rows if r.attempts < sub.max_delivery_count]
-            await delivery_store.release_rows(conn, [r.id for r in kept], now + delay_seconds)
+            await pull_store.release_rows(conn, [r.id for r in kept], now + delay_seconds)
             closed = await self._dead_letters.close(
                 conn,
                 [
@@ -317,7 +317,7 @@ class PullService:
         self._require_queue(sub)
         now = self._clock()
         async with self._db.write() as conn:
-            rows = await delivery_store.locked_rows(conn, sub.id, tokens, now)
+            rows = await pull_store.locked_rows(conn, sub.id, tokens, now)
             closed = await self._dead_letters.close(
                 conn,
                 [
@@ -335,7 +335,7 @@ class PullService:
         now = self._clock()
         async with self._db.write() as conn:
             renewed = set(
-                await delivery_store.renew_locked(
+                await pull_store.renew_locked(
                     conn, sub.id, tokens, now, now + sub.receive_lock_duration_seconds
                 )
             )
@@ -350,7 +350,7 @@ class PullService:
             ids = list(self._queue_ids())  # no pull subscription: no query at all
         else:
             async with self._db.read() as conn:
-                ids = await delivery_store.pull_subscription_ids(conn)
+                ids = await pull_store.pull_subscription_ids(conn)
         total = 0
         for subscription_id in ids:
             sub = await self._lookup(subscription_id)
@@ -358,12 +358,12 @@ class PullService:
                 continue
             cutoff = now - sub.event_ttl_minutes * 60
             async with self._db.read() as conn:  # a cheap look first: usually there are none
-                if not await delivery_store.exhausted_pull_rows(
+                if not await pull_store.exhausted_pull_rows(
                     conn, sub.id, sub.max_delivery_count, cutoff, now, 1, lock=False
                 ):
                     continue
             async with self._db.write() as conn:
-                rows = await delivery_store.exhausted_pull_rows(
+                rows = await pull_store.exhausted_pull_rows(
                     conn, sub.id, sub.max_delivery_count, cutoff, now, 500
                 )
                 closed = await self._dead_letters.close(conn, [self._expired(sub, r, now) for r in rows], now)

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlgrid.delivery.dead_letters import DeadLetterService, Undeliverable
-from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_outcomes as outcome_store
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+from mlgrid.store.delivery_outcomes import AttemptUpdate, FinalUpdate
 from mlgrid.store.faults import log_failure
 
 __all__ = ["OutcomeRecorder"]
@@ -64,7 +64,7 @@ class OutcomeRecorder:
         self._db = db
         self._dead_letters = dead_letters
         # PostgreSQL: this node's current id; outcomes are written only to rows it still
-        # claims (fencing, ``store/deliveries._fenced``). None: no claims (SQLite).
+        # claims (fencing, ``store/delivery_outcomes._fenced``). None: no claims (SQLite).
         self._claimant = claimant
         self._clock = clock
         self._buffer = _Buffer()
@@ -157,13 +157,13 @@ class OutcomeRecorder:
         try:
             if batch.undeliverable:
                 async with self._db.write() as conn:
-                    await delivery_store.finalize_many(conn, batch.delivered, claimant)
+                    await outcome_store.finalize_many(conn, batch.delivered, claimant)
                     closed = await self._dead_letters.close(
                         conn, batch.undeliverable, self._clock(), claimed_by=claimant
                     )
-                    await delivery_store.reschedule(conn, batch.rescheduled, claimant)
+                    await outcome_store.reschedule(conn, batch.rescheduled, claimant)
             else:  # the common case: successes and retries alone, one cheap transaction
-                await delivery_store.commit_outcomes(self._db, batch.delivered, batch.rescheduled, claimant)
+                await outcome_store.commit_outcomes(self._db, batch.delivered, batch.rescheduled, claimant)
         except BaseException:
             # Put the batch back in front of what arrived meanwhile, so nothing is lost.
             batch.extend(self._buffer)

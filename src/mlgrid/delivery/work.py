@@ -5,7 +5,7 @@ Both sources hand out ``Work`` items; the dispatcher does not care which one it 
 * ``WindowSource`` (SQLite: one process owns the database). Pending work lives in the store;
   memory holds a *window* of it, at most ``window`` deliveries (setting ``delivery_window``),
   in a ``DueQueue`` ordered by due time. The window is read from the store a page at a time
-  in due order (``store.deliveries.due_after``) and refilled when it runs low; start-up reads
+  in due order (``store.delivery_claims.due_after``) and refilled when it runs low; start-up reads
   one window, not the backlog. The window covers every pending delivery up to its *horizon*
   (a position in due order); a new delivery enters it only when it is due before the
   horizon, otherwise it waits in the store until the window reaches it. A retry due beyond
@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mlgrid.domain.deliveries import CommittedDelivery
-from mlgrid.store import deliveries as delivery_store
+from mlgrid.store import delivery_claims as claim_store
 from mlgrid.store.database import Database
-from mlgrid.store.deliveries import Claim, DueDelivery, DueKey
+from mlgrid.store.deliveries import Claim
+from mlgrid.store.delivery_claims import DueDelivery, DueKey
 
 __all__ = [
     "CLAIM_PAGE",
@@ -443,7 +444,7 @@ class WindowSource(WorkSource):
             # In the store beyond the horizon (or spilled): moved there, and the horizon comes
             # back to ``now`` so that the next page read finds them at their new time.
             async with self._db.write() as conn:
-                await delivery_store.advance_due(conn, stored, now)
+                await claim_store.advance_due(conn, stored, now)
             if self._horizon is None or self._horizon > (now, 0):
                 self._horizon = (now, 0)
 
@@ -511,7 +512,7 @@ class WindowSource(WorkSource):
             self._reading = True
             try:
                 async with self._db.read() as conn:
-                    rows = await delivery_store.due_after(conn, after, want)
+                    rows = await claim_store.due_after(conn, after, want)
             finally:
                 self._reading = False
                 arrived, self._arrived = self._arrived, []
@@ -542,7 +543,7 @@ class WindowSource(WorkSource):
                 continue
             start = self._spilled[subscription_id]
             async with self._db.read() as conn:
-                rows = await delivery_store.due_after(conn, start, CLAIM_PAGE, subscription_id, self._horizon)
+                rows = await claim_store.due_after(conn, start, CLAIM_PAGE, subscription_id, self._horizon)
             for row in rows:
                 if not self._in_memory(row.id):
                     self._enqueue(Work.from_due(row))
@@ -590,7 +591,7 @@ class LeaseSource(WorkSource):
     async def load(self) -> None:
         """A node restarting under the same (configured) id takes its old claims back now."""
         async with self._db.write() as conn:
-            released = await delivery_store.release_claims_of(conn, self._me())
+            released = await claim_store.release_claims_of(conn, self._me())
         if released:
             log.info("released %d claims of this node's previous run", released,
                      extra={"action": "claims_released", "count": released})
@@ -644,7 +645,7 @@ class LeaseSource(WorkSource):
                 # anything changes here, so a failed write leaves the arrivals as they were.)
                 try:
                     async with self._db.write() as conn:
-                        await delivery_store.release_push_claims(conn, self._me(), released)
+                        await claim_store.release_push_claims(conn, self._me(), released)
                 except BaseException:
                     self._arrived = arrived + self._arrived
                     raise
@@ -668,7 +669,7 @@ class LeaseSource(WorkSource):
             return []
         self._next_poll = now + self._poll_interval
         async with self._db.write() as conn:
-            rows = await delivery_store.claim_due_push(
+            rows = await claim_store.claim_due_push(
                 conn, self._me(), now, now + self._lease_seconds, min(limit, CLAIM_PAGE), skip
             )
         self._more = len(rows) == min(limit, CLAIM_PAGE)
@@ -685,13 +686,13 @@ class LeaseSource(WorkSource):
 
     async def advance(self, ids: Iterable[int], now: float) -> None:
         async with self._db.write() as conn:
-            await delivery_store.advance_due(conn, list(ids), now)
+            await claim_store.advance_due(conn, list(ids), now)
         self._next_poll = 0.0
 
     async def maintain(self, now: float) -> None:
         if self._claimed:
             async with self._db.write() as conn:
-                await delivery_store.renew_leases(
+                await claim_store.renew_leases(
                     conn, self._me(), sorted(self._claimed), now + self._lease_seconds
                 )
 

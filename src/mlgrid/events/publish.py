@@ -4,9 +4,9 @@
 receives the raw body, the ``Content-Type`` and the headers, and returns the events in the
 form they are stored in - Event Grid dicts for ``EventGridSchema`` and ``CustomEventSchema``
 topics, CloudEvents dicts for ``CloudEventSchemaV1_0`` topics - or raises one error that
-lists every problem found (up to :data:`MAX_ERROR_DETAILS`), each naming the event index and
-the field (``[3].eventType: required string is missing``). Nothing is accepted unless
-everything is.
+lists every problem found (up to :data:`MAX_ERROR_DETAILS`, collected by
+``publish_problems.py``), each naming the event index and the field
+(``[3].eventType: required string is missing``). Nothing is accepted unless everything is.
 
 Event Grid schema decisions (Azure's documented schema and the ``azure-eventgrid`` SDK):
 
@@ -59,7 +59,15 @@ from mlgrid.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from mlgrid.events.jsoncodec import dumps, loads_exact
+from mlgrid.events.jsoncodec import loads_exact
+from mlgrid.events.publish_problems import (
+    MAX_ERROR_DETAILS,
+    Problems,
+    json_type,
+    length_problem,
+    show,
+    string_problem,
+)
 from mlgrid.events.schemas import FieldMapping, InputSchemaMapping, parse_schema_name
 from mlgrid.events.timestamps import format_timestamp, normalise_timestamp
 
@@ -76,11 +84,6 @@ __all__ = [
 MAX_REQUEST_BYTES = 1_048_576
 MAX_EVENT_BYTES = 1_048_576
 MAX_EVENTS_PER_REQUEST = 5_000
-MAX_ERROR_DETAILS = 50
-MAX_ID_CHARACTERS = 256
-"""Longest event ``id`` and event type (``eventType``, CloudEvents ``type``) accepted: both are
-stored in indexed columns of this size, and a longer one must be a 400 naming the field, not a
-database error."""
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 CLOUDEVENTS_BATCH_JSON = "application/cloudevents-batch+json"
@@ -113,87 +116,6 @@ def request_too_large(measured: str) -> PayloadTooLarge:
     return PayloadTooLarge(
         message=message, details=[ErrorDetail(ErrorCode.PAYLOAD_TOO_LARGE, detail, "body")]
     )
-
-
-class _Problems:
-    """Collects every problem of a request so one 400 can report them all."""
-
-    __slots__ = ("details",)
-
-    def __init__(self) -> None:
-        self.details: list[ErrorDetail] = []
-
-    def __len__(self) -> int:
-        return len(self.details)
-
-    @property
-    def full(self) -> bool:
-        return len(self.details) >= MAX_ERROR_DETAILS
-
-    def add(self, target: str, code: str, reason: str) -> None:
-        if not self.full:
-            self.details.append(ErrorDetail(code, f"{target}: {reason}", target))
-
-    def missing(self, target: str, reason: str) -> None:
-        self.add(target, ErrorCode.MISSING_FIELD, reason)
-
-    def invalid_value(self, target: str, reason: str) -> None:
-        self.add(target, ErrorCode.INVALID_FIELD_VALUE, reason)
-
-    def invalid_type(self, target: str, reason: str) -> None:
-        self.add(target, ErrorCode.INVALID_FIELD_TYPE, reason)
-
-    def raise_if_any(self) -> None:
-        if not self.details:
-            return
-        first = self.details[0]
-        message = first.message
-        if len(self.details) > 1:
-            more = len(self.details) - 1
-            shown = "" if not self.full else f"; at most {MAX_ERROR_DETAILS} are listed"
-            message += f" (and {more} more problem{'s' if more > 1 else ''}{shown})"
-        raise InvalidField(message=message, field_name=first.target or "", details=self.details)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "number"
-
-
-def _show(value: Any) -> str:
-    """A JSON rendering of a rejected value for an error message, cut to a readable length."""
-    text = dumps(value).decode("utf-8", "replace")
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _string_problem(problems: _Problems, target: str, raw: dict[str, Any], key: str, empty_ok: bool) -> None:
-    """Record why ``raw[key]`` is not an acceptable string (called only when it is not)."""
-    if key not in raw:
-        problems.missing(target, "required string is missing")
-        return
-    value = raw[key]
-    if isinstance(value, str):
-        if not empty_ok and value == "":
-            problems.invalid_value(target, "must not be empty")
-        return
-    problems.invalid_type(target, f"must be a string, got {_json_type(value)}")
-
-
-def _length_problem(
-    problems: _Problems, target: str, value: Any, limit: int | None = MAX_ID_CHARACTERS
-) -> None:
-    """``id`` and the event type are stored in indexed columns of :data:`MAX_ID_CHARACTERS`."""
-    if type(value) is str and limit is not None and len(value) > limit:
-        problems.invalid_value(target, f"must be at most {limit} characters, got {len(value):,}")
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -267,7 +189,7 @@ def _load_body(body: bytes) -> Any:
 
 
 def _wrong_body_shape(document: Any, what: str) -> InvalidField:
-    message = f"body: {what}, got {_json_type(document)}"
+    message = f"body: {what}, got {json_type(document)}"
     return InvalidField(message=message, field_name="body")
 
 
@@ -288,9 +210,9 @@ def _unsupported_media_type(content_type: str | None, accepted: str) -> Unsuppor
     )
 
 
-def _non_object(problems: _Problems, index: int, item: Any) -> None:
+def _non_object(problems: Problems, index: int, item: Any) -> None:
     problems.add(
-        f"[{index}]", ErrorCode.INVALID_EVENT, f"each event must be a JSON object, got {_json_type(item)}"
+        f"[{index}]", ErrorCode.INVALID_EVENT, f"each event must be a JSON object, got {json_type(item)}"
     )
 
 
@@ -298,7 +220,7 @@ def _non_object(problems: _Problems, index: int, item: Any) -> None:
 
 
 def _parse_eventgrid_events(items: list[Any], topic_id: str) -> list[dict[str, Any]]:
-    problems = _Problems()
+    problems = Problems()
     events: list[dict[str, Any]] = []
     topic_lower = topic_id.lower()
     for index, item in enumerate(items):
@@ -315,7 +237,7 @@ def _parse_eventgrid_events(items: list[Any], topic_id: str) -> list[dict[str, A
 
 
 def _eventgrid_event(
-    index: int, raw: dict[str, Any], topic_id: str, topic_lower: str, problems: _Problems
+    index: int, raw: dict[str, Any], topic_id: str, topic_lower: str, problems: Problems
 ) -> dict[str, Any] | None:
     found = len(problems.details)
     if not raw.keys() <= _EVENT_GRID_FIELDS:
@@ -329,15 +251,15 @@ def _eventgrid_event(
 
     event_id = raw.get("id")
     if type(event_id) is not str or not event_id:
-        _string_problem(problems, f"[{index}].id", raw, "id", empty_ok=False)
-    _length_problem(problems, f"[{index}].id", event_id)
+        string_problem(problems, f"[{index}].id", raw, "id", empty_ok=False)
+    length_problem(problems, f"[{index}].id", event_id)
     subject = raw.get("subject")
     if type(subject) is not str:
-        _string_problem(problems, f"[{index}].subject", raw, "subject", empty_ok=True)
+        string_problem(problems, f"[{index}].subject", raw, "subject", empty_ok=True)
     event_type = raw.get("eventType")
     if type(event_type) is not str or not event_type:
-        _string_problem(problems, f"[{index}].eventType", raw, "eventType", empty_ok=False)
-    _length_problem(problems, f"[{index}].eventType", event_type)
+        string_problem(problems, f"[{index}].eventType", raw, "eventType", empty_ok=False)
+    length_problem(problems, f"[{index}].eventType", event_type)
     event_time = raw.get("eventTime")
     if type(event_time) is str:
         event_time = normalise_timestamp(event_time)
@@ -347,16 +269,16 @@ def _eventgrid_event(
                 "must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z",
             )
     else:
-        _string_problem(problems, f"[{index}].eventTime", raw, "eventTime", empty_ok=False)
+        string_problem(problems, f"[{index}].eventTime", raw, "eventTime", empty_ok=False)
 
     topic = raw.get("topic")
     if topic is not None and (type(topic) is not str or topic.lower() != topic_lower):
         if type(topic) is not str:
-            problems.invalid_type(f"[{index}].topic", f"must be a string, got {_json_type(topic)}")
+            problems.invalid_type(f"[{index}].topic", f"must be a string, got {json_type(topic)}")
         else:
             problems.invalid_value(
                 f"[{index}].topic",
-                f"must be this topic's id {_show(topic_id)} or be left out, got {_show(topic)}",
+                f"must be this topic's id {show(topic_id)} or be left out, got {show(topic)}",
             )
     data_version = raw.get("dataVersion")
     if data_version is None:
@@ -364,13 +286,13 @@ def _eventgrid_event(
     elif type(data_version) is not str:
         problems.invalid_type(
             f"[{index}].dataVersion",
-            f"must be a string, got {_json_type(data_version)}",
+            f"must be a string, got {json_type(data_version)}",
         )
     metadata_version = raw.get("metadataVersion")
     if metadata_version is not None and metadata_version != "1":
         problems.invalid_value(
             f"[{index}].metadataVersion",
-            f'must be "1" or be left out, got {_show(metadata_version)}',
+            f'must be "1" or be left out, got {show(metadata_version)}',
         )
 
     if len(problems.details) != found:
@@ -404,7 +326,7 @@ def _mapped_string(
     raw: dict[str, Any],
     name: str,
     field_mapping: FieldMapping,
-    problems: _Problems,
+    problems: Problems,
     *,
     required: bool,
     empty_ok: bool = True,
@@ -434,7 +356,7 @@ def _mapped_string(
     if type(value) is not str:
         problems.invalid_type(
             target,
-            f"must be a string (mapped to {name}), got {_json_type(value)}",
+            f"must be a string (mapped to {name}), got {json_type(value)}",
         )
         return None
     if not empty_ok and not value:
@@ -446,7 +368,7 @@ def _mapped_string(
 def _parse_custom_events(
     items: list[Any], mapping: InputSchemaMapping, topic_id: str, now: datetime
 ) -> list[dict[str, Any]]:
-    problems = _Problems()
+    problems = Problems()
     events: list[dict[str, Any]] = []
     topic_lower = topic_id.lower()
     now_text = format_timestamp(now)
@@ -470,7 +392,7 @@ def _custom_event(
     topic_id: str,
     topic_lower: str,
     now_text: str,
-    problems: _Problems,
+    problems: Problems,
 ) -> dict[str, Any] | None:
     """Map one custom event to the Event Grid schema; the whole object becomes ``data``.
 
@@ -489,8 +411,8 @@ def _custom_event(
         if topic is not None and topic.lower() != topic_lower:
             problems.invalid_value(
                 f"[{index}].{mapping.topic.source_field}",
-                f"must be this topic's id {_show(topic_id)} or be left out (mapped to topic), "
-                f"got {_show(topic)}",
+                f"must be this topic's id {show(topic_id)} or be left out (mapped to topic), "
+                f"got {show(topic)}",
             )
 
     event_time: str | None = now_text
@@ -509,8 +431,8 @@ def _custom_event(
     event_type = _mapped_string(
         index, raw, "eventType", mapping.event_type, problems, required=True, empty_ok=False
     )
-    _length_problem(problems, f"[{index}].{mapping.id.source_field or 'id'}", event_id)
-    _length_problem(problems, f"[{index}].{mapping.event_type.source_field or 'eventType'}", event_type)
+    length_problem(problems, f"[{index}].{mapping.id.source_field or 'id'}", event_id)
+    length_problem(problems, f"[{index}].{mapping.event_type.source_field or 'eventType'}", event_type)
     subject = _mapped_string(
         index, raw, "subject", mapping.subject, problems, required=mapping.subject.source_field is not None
     )
@@ -569,7 +491,7 @@ def _parse_cloudevents_request(
 
 
 def _parse_cloud_events(items: list[Any]) -> list[dict[str, Any]]:
-    problems = _Problems()
+    problems = Problems()
     events: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         if problems.full:
@@ -584,7 +506,7 @@ def _parse_cloud_events(items: list[Any]) -> list[dict[str, Any]]:
     return events
 
 
-def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[str, Any] | None:
+def _cloud_event(raw: dict[str, Any], prefix: str, problems: Problems) -> dict[str, Any] | None:
     """Validate one CloudEvent; ``prefix`` is ``"[i]."`` (structured) or ``"ce-"`` (binary).
 
     ``null`` attributes count as absent, as the CloudEvents JSON format allows; the output has
@@ -598,22 +520,22 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
         else:
             problems.invalid_value(
                 f"{prefix}specversion",
-                f'must be "1.0", got {_show(specversion)}',
+                f'must be "1.0", got {show(specversion)}',
             )
     event: dict[str, Any] = {"specversion": "1.0"}
     for name in _CE_REQUIRED:
         value = raw.get(name)
         if type(value) is not str or not value:
-            _string_problem(problems, f"{prefix}{name}", raw, name, empty_ok=False)
+            string_problem(problems, f"{prefix}{name}", raw, name, empty_ok=False)
         elif name != "source":
-            _length_problem(problems, f"{prefix}{name}", value)
+            length_problem(problems, f"{prefix}{name}", value)
         event[name] = value
     for name in _CE_OPTIONAL_STRINGS:
         value = raw.get(name)
         if value is None:
             continue
         if type(value) is not str or not value:
-            _string_problem(problems, f"{prefix}{name}", raw, name, empty_ok=False)
+            string_problem(problems, f"{prefix}{name}", raw, name, empty_ok=False)
         event[name] = value
     time = raw.get("time")
     if time is not None:
@@ -639,7 +561,7 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
                 problems.invalid_type(
                     f"{prefix}{key}",
                     "extension attributes must be a string, an integer or a boolean, "
-                    f"got {_json_type(value)}",
+                    f"got {json_type(value)}",
                 )
             event[key] = value
 
@@ -654,7 +576,7 @@ def _cloud_event(raw: dict[str, Any], prefix: str, problems: _Problems) -> dict[
         elif type(data_base64) is not str:
             problems.invalid_type(
                 f"{prefix}data_base64",
-                f"must be a base64 string, got {_json_type(data_base64)}",
+                f"must be a base64 string, got {json_type(data_base64)}",
             )
         else:
             try:
@@ -679,7 +601,7 @@ def _binary_cloud_event(
     JSON content type puts the parsed body in ``data``; any other keeps the bytes exactly as
     ``data_base64``. The request's ``Content-Type`` is the event's ``datacontenttype``.
     """
-    problems = _Problems()
+    problems = Problems()
     raw: dict[str, Any] = {}
     for name, value in ce_headers.items():
         attribute = name[3:]

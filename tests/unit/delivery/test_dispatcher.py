@@ -29,7 +29,7 @@ from mlgrid.domain.endpoints import EndpointType
 from mlgrid.domain.event_filter import EventFilter
 from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
 from mlgrid.metrics import Metrics
-from mlgrid.store.deliveries import AttemptUpdate, FinalUpdate
+from mlgrid.store.delivery_outcomes import AttemptUpdate, FinalUpdate
 
 T0 = 1_800_000_000.0
 OK = classify_response(200)
