@@ -1,8 +1,10 @@
-"""The ARM body of an event subscription (SPEC §4): validate it, and write it back without secrets.
+"""The ARM body of an event subscription (SPEC §4): validate it (writing it back without secrets
+is ``subscription_render``).
 
 ``parse_subscription_body`` turns a ``PUT``/``PATCH`` body into a ``Subscription`` with every
 default applied, or raises an ``InvalidField`` naming the exact path
-(``properties.retryPolicy.maxDeliveryAttempts``). ``render_properties`` is the opposite
+(``properties.retryPolicy.maxDeliveryAttempts``). ``render_properties`` (in
+``subscription_render``) is the opposite
 direction for reads: the same shape with the write-only values left out (``endpointUrl``
 becomes ``endpointBaseUrl``, secret header values and the signing secret disappear, connection
 URLs lose their password). ``secrets_of`` is what those reads leave out; the service seals it.
@@ -24,13 +26,11 @@ Pure: no IO, no clock (``now`` is passed in).
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ConfigDict, PrivateAttr, ValidationError, WithJsonSchema, model_validator
 
@@ -49,6 +49,13 @@ from mlgrid.body import (
     relay,
     whole,
 )
+from mlgrid.broker.subscription_render import (
+    STORAGE_BLOB,
+    merge_secrets,
+    redact_connection_url,
+    render_properties,
+    secrets_of,
+)
 from mlgrid.delivery.endpoint_safety import ENDPOINT_URL_FIELD, base_url, check_url
 from mlgrid.delivery.queue_destinations.properties import (
     NatsJetStreamProperties,
@@ -66,7 +73,7 @@ from mlgrid.domain.schemas import DELIVERY_SCHEMAS, EventSchema, stored_schema
 from mlgrid.domain.subscription import DeliveryAttributeMapping, Subscription
 from mlgrid.errors import invalid
 from mlgrid.events.timestamps import format_timestamp, parse_timestamp
-from mlgrid.filters import EventFilter, filter_to_json, parse_filter
+from mlgrid.filters import EventFilter, parse_filter
 from mlgrid.filters.parse import FilterBody
 
 if TYPE_CHECKING:
@@ -77,15 +84,9 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_LENGTH",
     "STORAGE_BLOB",
-    "merge_secrets",
     "parse_subscription_body",
-    "redact_connection_url",
-    "render_properties",
-    "secrets_of",
     "subscription_schema",
 ]
-
-STORAGE_BLOB: Final = "StorageBlob"
 
 # (minimum, maximum, default) of every bounded integer of SPEC §4.
 LIMITS: Final[dict[str, tuple[int, int, int]]] = {
@@ -373,20 +374,6 @@ class SubscriptionBody(ArmBody):
 # --- small validators -----------------------------------------------------------------------
 
 
-
-
-
-def redact_connection_url(url: str) -> str:
-    """A connection URL as reads show it: the password masked and the query string dropped."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if has_password else f"{user}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _kept_url(url: str, endpoint_type: str, existing: Subscription | None) -> str:
     """The URL is write-only (it may hold a password): a redacted URL sent back (a read
     echoed) keeps the stored one."""
@@ -619,100 +606,3 @@ def _expiration(
         field = f"{_PROPS}.expirationTimeUtc"
         raise invalid(field, f"must be in the future (now is {format_timestamp(now)})")
     return moment
-
-
-# --- writing back ---------------------------------------------------------------------------
-
-
-def render_properties(sub: Subscription) -> dict[str, Any]:
-    """The ``properties`` of a read, without write-only values (and without ``topic`` and
-    ``provisioningState``, which the service adds)."""
-    return {
-        "destination": _render_destination(sub),
-        "filter": filter_to_json(sub.event_filter),
-        "eventDeliverySchema": sub.event_delivery_schema,
-        "retryPolicy": {
-            "maxDeliveryAttempts": sub.max_delivery_attempts,
-            "eventTimeToLiveInMinutes": sub.event_ttl_minutes,
-        },
-        "deadLetterDestination": None
-        if sub.dead_letter_container is None
-        else {"endpointType": STORAGE_BLOB, "properties": {"blobContainerName": sub.dead_letter_container}},
-        "expirationTimeUtc": None if sub.expires_at is None else format_timestamp(sub.expires_at),
-        "labels": list(sub.labels),
-    }
-
-
-def _render_destination(sub: Subscription) -> dict[str, Any]:
-    props: dict[str, Any]
-    if sub.endpoint_type == EndpointType.WEBHOOK:
-        props = {
-            "endpointBaseUrl": base_url(sub.endpoint_url or ""),
-            "maxEventsPerBatch": sub.max_events_per_batch,
-            "preferredBatchSizeInKilobytes": sub.preferred_batch_size_kb,
-            "deliveryAttributeMappings": [_render_mapping(m) for m in sub.delivery_attribute_mappings],
-        }
-    elif sub.endpoint_type == EndpointType.QUEUE:
-        props = {
-            "receiveLockDurationInSeconds": sub.receive_lock_duration_seconds,
-            "maxDeliveryCount": sub.max_delivery_count,
-        }
-    else:
-        props = dict(sub.destination_properties)
-        props["url"] = redact_connection_url(str(props.get("url", "")))
-    return {"endpointType": sub.endpoint_type, "properties": props}
-
-
-def _render_mapping(m: DeliveryAttributeMapping) -> dict[str, Any]:
-    if m.type == "Dynamic":
-        return {"name": m.name, "type": "Dynamic", "properties": {"sourceField": m.source_field}}
-    if m.is_secret:
-        return {"name": m.name, "type": "Static", "properties": {"isSecret": True}}
-    return {"name": m.name, "type": "Static", "properties": {"value": m.value, "isSecret": False}}
-
-
-def secrets_of(sub: Subscription) -> dict[str, Any]:
-    """The write-only values ``render_properties`` leaves out, to be sealed at rest."""
-    secrets: dict[str, Any] = {}
-    if sub.endpoint_url is not None:
-        secrets["endpointUrl"] = sub.endpoint_url
-    if sub.signing_secret is not None:
-        secrets["signingSecret"] = sub.signing_secret
-    values = {m.name.lower(): m.value for m in sub.delivery_attribute_mappings if m.is_secret}
-    if values:
-        secrets["mappingValues"] = values
-    url = sub.destination_properties.get("url")
-    if isinstance(url, str):
-        secrets["url"] = url
-    return secrets
-
-
-def merge_secrets(properties: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
-    """``properties`` (a rendered read) with the write-only values put back: a full body again."""
-    merged = copy.deepcopy(dict(properties))
-    destination = merged.get("destination")
-    if not isinstance(destination, dict):
-        return merged
-    props = destination.get("properties")
-    if not isinstance(props, dict):
-        return merged
-    if "endpointUrl" in secrets:
-        props["endpointUrl"] = secrets["endpointUrl"]
-        props.pop("endpointBaseUrl", None)
-    if destination.get("endpointType") == EndpointType.WEBHOOK:
-        # Explicit: a stored body without a signing secret must not inherit one when re-parsed.
-        props["signingSecret"] = secrets.get("signingSecret")
-    if "url" in secrets:
-        props["url"] = secrets["url"]
-    values = secrets.get("mappingValues") or {}
-    for mapping in props.get("deliveryAttributeMappings") or []:
-        inner = mapping.get("properties") if isinstance(mapping, dict) else None
-        name = mapping.get("name") if isinstance(mapping, dict) else None
-        if (
-            isinstance(inner, dict)
-            and inner.get("isSecret") is True
-            and isinstance(name, str)
-            and name.lower() in values
-        ):
-            inner["value"] = values[name.lower()]
-    return merged

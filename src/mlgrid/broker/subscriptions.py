@@ -37,12 +37,8 @@ import orjson
 from mlgrid.auth.secretbox import SecretBox
 from mlgrid.broker.names import check_name, system_topic_arm_id
 from mlgrid.broker.routing import Router
-from mlgrid.broker.subscription_body import (
-    merge_secrets,
-    parse_subscription_body,
-    render_properties,
-    secrets_of,
-)
+from mlgrid.broker.subscription_body import parse_subscription_body
+from mlgrid.broker.subscription_render import merge_secrets, render_properties, secrets_of
 from mlgrid.broker.topics import Topic, TopicService
 from mlgrid.broker.webhook_validation import (
     MANUAL_VALIDATION_WINDOW,
