@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from scipy.stats import betabinom
 
 from mlgrid.workspace.drift.cache import NullCache
-from mlgrid.workspace.drift.calibration import NULL_QUANTUM, NullDistribution, draws_for, null_rows
+from mlgrid.workspace.drift.calibration import (
+    NULL_QUANTUM,
+    NullDistribution,
+    combined,
+    draws_for,
+    null_rows,
+    standardiser,
+)
 from mlgrid.workspace.drift.compute import NO_SINGLE_FEATURE, DriftResult, compute_drift, decide
 from mlgrid.workspace.drift.feature_tests import holm
 
@@ -108,12 +115,36 @@ def test_without_a_rate_the_threshold_rule_decides() -> None:
     assert decide(0.0, 0.05, threshold=0.2, false_alarm_rate=0.05)
 
 
-@given(st.lists(st.floats(0, 50), min_size=1, max_size=60), st.floats(0, 50))
-def test_the_monte_carlo_p_value_counts_the_null_at_or_above(values: list[float], evidence: float) -> None:
-    null = NullDistribution(10, 100, tuple(values))
-    expected = (1 + sum(v >= evidence for v in values)) / (len(values) + 1)
-    assert null.p_value(evidence) == expected
-    assert 1 / (len(values) + 1) <= null.p_value(evidence) <= 1
+@given(
+    st.lists(st.tuples(st.floats(-5, 50), st.floats(0, 50)), min_size=1, max_size=60),
+    st.floats(-5, 50),
+    st.floats(0, 50),
+)
+def test_the_monte_carlo_p_value_counts_the_null_at_or_above(
+    draws: list[tuple[float, float]], z: float, features: float
+) -> None:
+    null = NullDistribution(10, 100, tuple(d[0] for d in draws), tuple(d[1] for d in draws))
+    centre, scale = standardiser([*null.z, z])
+    own = combined(z, features, centre, scale)
+    expected = (1 + sum(combined(dz, df, centre, scale) >= own for dz, df in draws)) / (len(draws) + 1)
+    assert null.p_value(z, features) == expected
+    assert 1 / (len(draws) + 1) <= null.p_value(z, features) <= 1
+
+
+@given(st.lists(st.floats(-5, 50), min_size=2, max_size=60), st.floats(0.1, 10), st.floats(-10, 10))
+def test_the_standardised_classifier_evidence_does_not_depend_on_the_scale_of_z(
+    z_values: list[float], factor: float, shift: float
+) -> None:
+    """The classifier's part is judged on its own null's scale: any affine change of ``z`` (a
+    wider or shifted null) leaves every window's evidence as it was."""
+    centre, scale = standardiser(z_values)
+    moved = [factor * z + shift for z in z_values]
+    moved_centre, moved_scale = standardiser(moved)
+    if scale == 1.0 or moved_scale == 1.0:  # degenerate spread: no standardisation
+        return
+    for z, m in zip(z_values, moved, strict=True):
+        expected = combined(m, 0.0, moved_centre, moved_scale)
+        assert combined(z, 0.0, centre, scale) == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
 @given(st.floats(0.001, 0.5))
