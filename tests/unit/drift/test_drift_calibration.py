@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.stats import betabinom
+from scipy.stats import betabinom, binom
 
 from mlgrid.workspace.drift.cache import NullCache
 from mlgrid.workspace.drift.calibration import (
@@ -68,6 +68,48 @@ def test_no_drift_windows_alarm_at_the_chosen_rate(rows: int, windows: int) -> N
     bound = betabinom(windows, k, draws + 1 - k)
     low, high = bound.ppf(0.0005), bound.ppf(0.9995)
     assert low <= alarms <= high, (alarms, low, high)
+
+
+@pytest.mark.slow
+def test_a_small_baseline_keeps_the_false_alarm_rate() -> None:
+    """200-row baselines and 160-row windows: the null can only be computed at 100 rows (the
+    other 100 are its reference), so each window is analysed exactly as a null window is — 100
+    of its rows against 100 baseline rows — and the rate holds.
+
+    Each window gets a baseline of its own. With one small baseline shared by every window, the
+    windows' alarms are correlated through that baseline's own sampling error (any two-sample
+    test's are: the rate is a rate over baselines and windows), which no bound on the null's
+    randomness alone covers.
+    """
+    rate = 0.25
+    draws = draws_for(rate)
+    windows, alarms = 24, 0
+    for seed in range(windows):
+        baseline = population(200, seed=5000 + seed)
+        result = compute_drift(baseline, population(160, 6000 + seed), seed=seed, false_alarm_rate=rate)
+        assert (result.null_rows, result.rows_compared, result.null_draws) == (100, 100, draws)
+        alarms += decide(result.coefficient, result.p_value, false_alarm_rate=rate)
+    bound = binom(windows, NULL_QUANTUM / (draws + 1))
+    assert bound.ppf(0.0005) <= alarms <= bound.ppf(0.9995), alarms
+
+
+def test_a_change_of_spread_is_ranked_first_by_the_spread_test() -> None:
+    """Noise added to one feature leaves its median in place: KS barely sees it, the
+    Brown–Forsythe test of absolute deviations does."""
+    window = population(300, seed=13)
+    window["y"] = window["y"] * 1.6
+    result = compute_drift(BASELINE, window)
+    top = result.feature_tests[0]
+    assert (top["feature"], top["test"], top["drifted"]) == ("y", "brown-forsythe", True)
+
+
+def test_a_shift_of_location_is_ranked_first() -> None:
+    window = population(200, seed=15)
+    window["x"] = window["x"] + 0.5
+    result = compute_drift(BASELINE, window)
+    top = result.feature_tests[0]
+    assert (top["feature"], top["drifted"]) == ("x", True)
+    assert top["test"] in ("mann-whitney", "ks")
 
 
 def test_a_shifted_feature_is_ranked_first_even_in_a_100_row_window() -> None:

@@ -62,7 +62,8 @@ class DriftResult:
     * ``feature_metrics`` — per analysed feature, distances and summary statistics (see
       ``metrics``); computed whenever both sides have rows, even without a coefficient.
     * ``row_counts`` — rows in the inputs, ``{"baseline": n, "target": m}``, before sampling.
-    * ``rows_compared`` — window rows the classifier saw (every row up to ``max_rows``).
+    * ``rows_compared`` — window rows the classifier saw (every row up to ``max_rows``; with a
+      ``false_alarm_rate`` and a baseline under twice the window, the null's window size).
     * ``null_rows`` / ``null_draws`` — the size and number of the baseline windows the p-value
       was calibrated with.
     * ``skipped_features`` — requested or present columns that were not analysed, with why.
