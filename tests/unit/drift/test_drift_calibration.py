@@ -11,13 +11,14 @@ a loose guess. Sizes are kept small (three features) so the file runs in well un
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.stats import betabinom, binom
+from scipy.stats import betabinom, binom, ks_2samp, mannwhitneyu, wasserstein_distance
 
 from mlgrid.workspace.drift.cache import NullCache
 from mlgrid.workspace.drift.calibration import (
@@ -29,7 +30,8 @@ from mlgrid.workspace.drift.calibration import (
     standardiser,
 )
 from mlgrid.workspace.drift.compute import NO_SINGLE_FEATURE, DriftResult, compute_drift, decide
-from mlgrid.workspace.drift.feature_tests import holm
+from mlgrid.workspace.drift.feature_tests import _sorted_tests, holm
+from mlgrid.workspace.drift.metrics import wasserstein
 
 RATE = 0.1
 """The setting under test: 39 null draws (k = 4), cheap enough to test at 2,000 rows."""
@@ -215,3 +217,23 @@ def test_holm_is_monotone_and_at_least_the_raw_p_value(p_values: list[float]) ->
     assert all(a <= 1 for a in adjusted)
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     assert all(adjusted[a] <= adjusted[b] for a, b in itertools.pairwise(order))
+
+
+@given(
+    st.lists(st.integers(-20, 20), min_size=3, max_size=80),
+    st.lists(st.integers(-20, 20), min_size=3, max_size=80),
+)
+def test_one_sort_gives_scipys_ks_mann_whitney_and_wasserstein(first: list[int], second: list[int]) -> None:
+    """The pooled-sort implementations agree with scipy's, ties included (integers tie often)."""
+    base = np.array(first, dtype=np.float64) / 4
+    tgt = np.array(second, dtype=np.float64) / 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's exact KS falls back on a few ties
+        results, distance = _sorted_tests(base, tgt)
+        expected_ks = float(ks_2samp(base, tgt, method="exact").pvalue)
+    assert distance == pytest.approx(wasserstein_distance(base, tgt), rel=1e-9, abs=1e-12)
+    assert wasserstein(base, tgt) == pytest.approx(distance, rel=1e-12, abs=1e-12)
+    assert results["ks"][0] == pytest.approx(expected_ks, rel=1e-9)
+    if np.ptp(np.concatenate([base, tgt])) > 0:
+        expected = float(mannwhitneyu(base, tgt, method="asymptotic").pvalue)
+        assert results["mann-whitney"][0] == pytest.approx(expected, rel=1e-6, abs=1e-12)
