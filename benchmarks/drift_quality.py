@@ -23,9 +23,9 @@ counted over *all* drifted windows of those families, flagged or not).
 
 Detectors, on the same windows:
 
-* **mlgrid** — ``compute_drift`` with the monitor default ``falseAlarmRate`` 0.05 (a null of 79
-  baseline windows per size, computed once and cached, as a monitor does); top feature = the
-  first of the ranked per-feature tests;
+* **mlgrid** — ``compute_drift`` with ``falseAlarmRate`` 0.05 (a null of 79 baseline windows
+  per size, computed once and cached, as a monitor does); top feature = the first of the
+  ranked per-feature tests;
 * **mlgrid threshold 0.2** — the Azure-style coefficient cut, from the same runs;
 * **Evidently dataset flag** — ``DataDriftPreset()`` defaults (drift when half the columns drift);
 * **Evidently any column** — the same report, drift when any column's default test fires;
@@ -34,7 +34,8 @@ Detectors, on the same windows:
   calibration windows of that size (a Bonferroni-type rule calibrated empirically); top feature
   = the column with the smallest p-value.
 
-NannyML is not run here (it is not in the ``bench`` extra).
+NannyML is not run here: it is not installable in this project's environment (not in the
+package index it installs from), so it is not in the ``bench`` extra either.
 
     .venv/bin/python benchmarks/drift_quality.py --quick   # one dataset, 3 windows a cell, minutes
     .venv/bin/python benchmarks/drift_quality.py           # both datasets, 10 windows a cell

@@ -62,7 +62,8 @@ class DriftResult:
     * ``feature_metrics`` — per analysed feature, distances and summary statistics (see
       ``metrics``); computed whenever both sides have rows, even without a coefficient.
     * ``row_counts`` — rows in the inputs, ``{"baseline": n, "target": m}``, before sampling.
-    * ``rows_compared`` — window rows the classifier saw (every row up to ``max_rows``).
+    * ``rows_compared`` — window rows the classifier saw (every row up to ``max_rows``; with a
+      ``false_alarm_rate`` and a baseline under twice the window, the null's window size).
     * ``null_rows`` / ``null_draws`` — the size and number of the baseline windows the p-value
       was calibrated with.
     * ``skipped_features`` — requested or present columns that were not analysed, with why.
@@ -225,18 +226,27 @@ def compute_drift(
     reference = _sample(baseline, min(len(baseline), max_rows), rng)
     window = _sample(target_window, min(len(target_window), max_rows), rng)
     rate = DEFAULT_FALSE_ALARM_RATE if false_alarm_rate is None else false_alarm_rate
-    found = window_statistic(reference, window, kinds, seed, rate)
     p_value: float | None = None
     size = draws = 0
-    if false_alarm_rate is not None:
+    if false_alarm_rate is None:
+        found = window_statistic(reference, window, kinds, seed, rate)
+    else:
         size, draws = null_rows(len(window), len(reference)), draws_for(false_alarm_rate)
+        # Compared exactly as a null window is (calibration, "a small baseline"): with the
+        # baseline less ``size`` rows, and at ``size`` rows when the baseline was too small
+        # for a null of the window's own size.
+        matched = np.random.default_rng([seed, 0x6D61746368])
+        compared = _sample(reference, len(reference) - size, matched)
+        if size < min(len(window), null_rows(len(window), len(window) * 4)):
+            window = _sample(window, size, matched)
+        found = window_statistic(compared, window, kinds, seed, rate)
 
         def build() -> NullDistribution:
             return simulate_null(reference, kinds, size, draws, seed, false_alarm_rate)
 
         key = (baseline_key, tuple(kinds.items()), len(reference), size, draws, seed, max_rows)
         null = build() if nulls is None or baseline_key is None else nulls.get(key, build)
-        p_value = null.p_value(found.evidence)
+        p_value = null.p_value(found.separation.z, found.feature_evidence)
     alarmed = decide(found.separation.coefficient, p_value, false_alarm_rate=false_alarm_rate, threshold=0.0)
     return DriftResult(
         coefficient=found.separation.coefficient,
