@@ -141,8 +141,8 @@ async def claim_due_push(
     return sorted((_due(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
 
 
-async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], lease_until: float) -> None:
-    """Keep this node's claims alive while their work waits for capacity or is in flight."""
+async def _update_own_claims(conn: AsyncConnection, node_id: str, ids: Sequence[int], **values: Any) -> None:
+    """Set ``values`` on the pending rows of ``ids`` this node still claims."""
     ids = list(ids)
     for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
         await conn.execute(
@@ -152,8 +152,13 @@ async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], 
                 deliveries.c.claimed_by == node_id,
                 deliveries.c.state == DeliveryState.PENDING,
             )
-            .values(lease_until=lease_until)
+            .values(**values)
         )
+
+
+async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], lease_until: float) -> None:
+    """Keep this node's claims alive while their work waits for capacity or is in flight."""
+    await _update_own_claims(conn, node_id, ids, lease_until=lease_until)
 
 
 async def release_claims_of(conn: AsyncConnection, node_id: str) -> int:
@@ -174,17 +179,7 @@ async def release_claims_of(conn: AsyncConnection, node_id: str) -> int:
 async def release_push_claims(conn: AsyncConnection, node_id: str, ids: Sequence[int]) -> None:
     """Give claimed rows back to the store unattempted (their subscription cannot take more
     work now), so they wait there, for this node or another."""
-    ids = list(ids)
-    for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
-        await conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id.in_(ids[start:start + 5000]),
-                deliveries.c.claimed_by == node_id,
-                deliveries.c.state == DeliveryState.PENDING,
-            )
-            .values(claimed_by=None, lease_until=None)
-        )
+    await _update_own_claims(conn, node_id, ids, claimed_by=None, lease_until=None)
 
 
 async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> None:
