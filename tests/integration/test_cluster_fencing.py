@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -77,22 +78,24 @@ async def test_a_scheduler_that_lost_its_lease_records_no_window(world: World) -
 
 async def test_a_duty_registered_during_a_heartbeat_gets_its_lease(world: World) -> None:  # noqa: F811
     """A duty registered while a heartbeat awaits the database is not forgotten by that heartbeat
-    (it once was: its lease row was never created and no node ever ran it)."""
+    (it once was: its lease row was never created and no node ever ran it). The heartbeat is
+    held in the database by a lock on ``nodes`` that another connection takes first, so the
+    duty is registered while the heartbeat is surely unfinished."""
     first = world.nodes[0]
     if first.db.is_sqlite:
         pytest.skip("leases are a PostgreSQL matter: SQLite is one process")
-    node = Node(first.db, prefix="late", timeout=5.0, heartbeat=60.0, database_url=world.database_url)
+    node = Node(first.db, prefix="late", timeout=60.0, heartbeat=30.0, database_url=world.database_url)
     await node.start()
     try:
         node.duty("early-duty", _idle)
-        beat = asyncio.ensure_future(node.tick())
-        for _ in range(50):  # until the heartbeat is waiting on the database
-            await asyncio.sleep(0)
-            if beat.done():
-                break
-        assert not beat.done(), "the heartbeat finished before a duty could be registered during it"
-        node.duty("late-duty", _idle)
-        await beat
+        async with await psycopg.AsyncConnection.connect(world.database_url) as blocker:
+            await blocker.execute("LOCK TABLE nodes IN ACCESS EXCLUSIVE MODE")
+            beat = asyncio.ensure_future(node.tick())
+            await asyncio.sleep(0.5)  # the heartbeat's statement is now waiting for the lock
+            assert not beat.done()
+            node.duty("late-duty", _idle)
+            await blocker.commit()  # the heartbeat goes on
+        await asyncio.wait_for(beat, 30)
         await node.tick()
         await node.tick()
         assert node.lease("early-duty") is not None
