@@ -38,7 +38,7 @@ from tests.support.services import fresh_pg_database
 
 from mlgrid import Client
 
-CHAOS_SECONDS = 50.0
+CHAOS_SECONDS = 40.0
 KILL_EVERY = 4.0
 TAKEOVER_BOUND = 10.0
 DRIFT_DAYS = 8
@@ -126,7 +126,7 @@ def _score(node: ServerProcess, token: str, workspace: str) -> bool:
     return answer.status_code == 200
 
 
-@pytest.mark.timeout(900)  # 50 s of chaos; restarts on a loaded two-core machine take long
+@pytest.mark.timeout(900)  # 40 s of chaos; restarts on a loaded two-core machine take long
 def test_three_nodes_with_one_killed_every_few_seconds(tmp_path: Path, azurite: Azurite) -> None:
     rng = random.Random(18)
     with fresh_pg_database("mlgrid_chaos") as url, \

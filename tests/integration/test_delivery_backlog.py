@@ -67,7 +67,7 @@ def dead_endpoint() -> Iterator[str]:
     yield f"http://127.0.0.1:{free_port()}/dead"  # nothing listens there
 
 
-@pytest.mark.parametrize("pending", [0, 100_000, 1_000_000])
+@pytest.mark.parametrize("pending", [0, 1_000_000])  # 100k and the rest: benchmarks/backlog.py
 def test_rss_stays_bounded_and_start_up_does_not_read_the_backlog(
     pending: int, tmp_path: Path, dead_endpoint: str
 ) -> None:

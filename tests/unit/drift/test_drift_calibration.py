@@ -85,7 +85,7 @@ def test_a_small_baseline_keeps_the_false_alarm_rate() -> None:
     """
     rate = 0.25
     draws = draws_for(rate)
-    windows, alarms = 24, 0
+    windows, alarms = 16, 0
     for seed in range(windows):
         baseline = population(200, seed=5000 + seed)
         result = compute_drift(baseline, population(160, 6000 + seed), seed=seed, false_alarm_rate=rate)
