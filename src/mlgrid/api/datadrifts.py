@@ -21,7 +21,8 @@ from mlgrid.auth.roles import Action
 from mlgrid.domain.records import DriftRunRow, MonitorRow
 from mlgrid.errors import invalid
 from mlgrid.events.timestamps import parse_timestamp
-from mlgrid.workspace.drift_monitors import DriftMonitorService, MonitorBody, RangeBody
+from mlgrid.workspace.drift_monitor_bodies import MonitorBody, RangeBody
+from mlgrid.workspace.drift_monitors import DriftMonitorService
 
 router = APIRouter(tags=["data drift"])
 

@@ -13,16 +13,8 @@ import pytest
 
 from mlgrid.errors import InvalidField
 from mlgrid.workspace.drift.windows import Frequency
-from mlgrid.workspace.drift_monitors import (
-    Frames,
-    MonitorSpec,
-    _plain,
-    parse_monitor_body,
-    parse_range,
-    prepare_target,
-    run_id_for,
-    window_rows,
-)
+from mlgrid.workspace.drift_monitor_bodies import MonitorSpec, parse_monitor_body, parse_range
+from mlgrid.workspace.drift_monitors import Frames, _plain, prepare_target, run_id_for, window_rows
 
 BASE = str(uuid.uuid4())
 TARGET = str(uuid.uuid4())
