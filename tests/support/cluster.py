@@ -8,6 +8,7 @@ several hosts would.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from mlgrid.cluster.node import Lease, Node
 from tests.support.azurite import Azurite
 from tests.support.server import ServerProcess
 
@@ -123,3 +125,16 @@ def admin_token(nodes: list[ServerProcess]) -> str:
         if path.exists():
             return path.read_text().strip()
     raise AssertionError("no node wrote an admin token")
+
+
+async def held_lease(node: Node, name: str, timeout: float = 30.0) -> Lease:
+    """The lease ``name`` once ``node`` holds it. A started node also ticks in the background
+    (woken by a new duty or a dead node), concurrently with any ``tick()`` a test awaits: a
+    test's own tick may find the lease already taken by that background tick, whose result is
+    not applied yet. So wait for the holding, bounded, instead of counting ticks."""
+    deadline = time.monotonic() + timeout
+    while (lease := node.lease(name)) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{node.id} did not take the lease {name!r} within {timeout:g} s")
+        await asyncio.sleep(0.05)
+    return lease
