@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, exists, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.domain.deliveries import DeliveryState
@@ -141,19 +141,27 @@ async def claim_due_push(
     return sorted((_due(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
 
 
-async def _update_own_claims(conn: AsyncConnection, node_id: str, ids: Sequence[int], **values: Any) -> None:
-    """Set ``values`` on the pending rows of ``ids`` this node still claims."""
+async def _update_pending(
+    conn: AsyncConnection, ids: Sequence[int], *where: ColumnElement[bool], **values: Any
+) -> None:
+    """Set ``values`` on the pending rows of ``ids`` that also match ``where``, in chunks
+    within SQLite's bound on parameters."""
     ids = list(ids)
-    for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
+    for start in range(0, len(ids), 5000):
         await conn.execute(
             update(deliveries)
             .where(
                 deliveries.c.id.in_(ids[start:start + 5000]),
-                deliveries.c.claimed_by == node_id,
                 deliveries.c.state == DeliveryState.PENDING,
+                *where,
             )
             .values(**values)
         )
+
+
+async def _update_own_claims(conn: AsyncConnection, node_id: str, ids: Sequence[int], **values: Any) -> None:
+    """Set ``values`` on the pending rows of ``ids`` this node still claims."""
+    await _update_pending(conn, ids, deliveries.c.claimed_by == node_id, **values)
 
 
 async def renew_leases(conn: AsyncConnection, node_id: str, ids: Sequence[int], lease_until: float) -> None:
@@ -184,14 +192,4 @@ async def release_push_claims(conn: AsyncConnection, node_id: str, ids: Sequence
 
 async def advance_due(conn: AsyncConnection, ids: Sequence[int], now: float) -> None:
     """Make waiting deliveries due now (held back by a circuit that has closed since)."""
-    ids = list(ids)
-    for start in range(0, len(ids), 5000):  # within SQLite's bound on parameters
-        await conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id.in_(ids[start:start + 5000]),
-                deliveries.c.state == DeliveryState.PENDING,
-                deliveries.c.next_attempt_at > now,
-            )
-            .values(next_attempt_at=now)
-        )
+    await _update_pending(conn, ids, deliveries.c.next_attempt_at > now, next_attempt_at=now)
